@@ -1,0 +1,95 @@
+package schemas
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+	"strings"
+)
+
+// Identity is the normalised identity pivot of one person, as the v3
+// "/identite" routes expect it. Zero values mean "not given". It is personal
+// data: it travels only inside job messages, never in keys, headers, logs or
+// metrics.
+type Identity struct {
+	// NomNaissance is the birth name (API: nomNaissance), accents kept.
+	NomNaissance string `json:"nom_naissance"`
+	// NomUsage is the usage name (API: nomUsage), optional.
+	NomUsage string `json:"nom_usage,omitempty"`
+	// Prenoms are the first names, 1 to 3 (API: prenoms[] repeated).
+	Prenoms []string `json:"prenoms"`
+	// Sexe is "M" or "F" (API: sexeEtatCivil).
+	Sexe string `json:"sexe"`
+	// AnneeNaissance, MoisNaissance and JourNaissance are the birth date
+	// parts (API: anneeDateNaissance, moisDateNaissance, jourDateNaissance);
+	// a part is only meaningful when the parts before it are set.
+	AnneeNaissance int `json:"annee_naissance,omitempty"`
+	MoisNaissance  int `json:"mois_naissance,omitempty"`
+	JourNaissance  int `json:"jour_naissance,omitempty"`
+	// CodePaysNaissance is the COG code of the birth country, "99100" for
+	// France (API: codeCogInseePaysNaissance).
+	CodePaysNaissance string `json:"code_pays_naissance"`
+	// CodeCommuneNaissance is the COG code of the birth town for people born
+	// in France (API: codeCogInseeCommuneNaissance).
+	CodeCommuneNaissance string `json:"code_commune_naissance,omitempty"`
+	// NomCommuneNaissance and CodeDepartementNaissance are the alternative
+	// to CodeCommuneNaissance (API: nomCommuneNaissance,
+	// codeCogInseeDepartementNaissance).
+	NomCommuneNaissance      string `json:"nom_commune_naissance,omitempty"`
+	CodeDepartementNaissance string `json:"code_departement_naissance,omitempty"`
+}
+
+// Period is the month a quotient familial is asked for. The zero value means
+// "not given": the API then answers for the current month.
+type Period struct {
+	Year  int `json:"annee,omitempty"`
+	Month int `json:"mois,omitempty"`
+}
+
+// IsZero reports whether no period was given.
+func (p Period) IsZero() bool { return p.Year == 0 && p.Month == 0 }
+
+// String returns "YYYY-MM", or "" for the zero period.
+func (p Period) String() string {
+	if p.IsZero() {
+		return ""
+	}
+	return strconv.Itoa(p.Year) + "-" + pad2(p.Month)
+}
+
+func pad2(n int) string {
+	if n < 10 {
+		return "0" + strconv.Itoa(n)
+	}
+	return strconv.Itoa(n)
+}
+
+// LookupID is the identity of one provider call: a hash of the check, the
+// period and the normalised parameters. Rows with the same LookupID share one
+// call. The hash reveals nothing usable about the person without the inputs,
+// but it is still treated as internal (never logged with a tenant's roster).
+func LookupID(check Check, period Period, id Identity) string {
+	h := sha256.New()
+	w := func(k, v string) {
+		h.Write([]byte(k))
+		h.Write([]byte{0})
+		h.Write([]byte(strings.ToUpper(strings.TrimSpace(v))))
+		h.Write([]byte{0})
+	}
+	w("check", string(check))
+	w("period", period.String())
+	w("nomNaissance", id.NomNaissance)
+	w("nomUsage", id.NomUsage)
+	for _, p := range id.Prenoms {
+		w("prenoms[]", p)
+	}
+	w("sexe", id.Sexe)
+	w("annee", strconv.Itoa(id.AnneeNaissance))
+	w("mois", strconv.Itoa(id.MoisNaissance))
+	w("jour", strconv.Itoa(id.JourNaissance))
+	w("pays", id.CodePaysNaissance)
+	w("commune", id.CodeCommuneNaissance)
+	w("nomCommune", id.NomCommuneNaissance)
+	w("departement", id.CodeDepartementNaissance)
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}

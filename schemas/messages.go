@@ -1,0 +1,162 @@
+package schemas
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Kafka topics used by apbatch.
+const (
+	// TopicUploads carries S3 event notifications (AWS Records[] JSON).
+	TopicUploads = "apbatch.uploads"
+	// TopicJobs carries one Job per distinct lookup, keyed by tenant so that
+	// all jobs of one token land on one partition (one budget owner).
+	TopicJobs = "apbatch.jobs"
+	// TopicResults carries one Result per input row, keyed by batch id.
+	TopicResults = "apbatch.results"
+)
+
+// Message versions. A reader refuses a message whose version it does not know.
+const (
+	JobVersion    = 1
+	ResultVersion = 1
+)
+
+// S3Event is an S3 event notification as AWS S3 (through EventBridge or SQS
+// bridges), MinIO and versitygw emit it.
+type S3Event struct {
+	Records []S3EventRecord `json:"Records"`
+}
+
+// S3EventRecord is one record of an S3Event.
+type S3EventRecord struct {
+	EventVersion string    `json:"eventVersion,omitempty"`
+	EventSource  string    `json:"eventSource,omitempty"`
+	EventTime    time.Time `json:"eventTime,omitempty"`
+	EventName    string    `json:"eventName"`
+	S3           S3Entity  `json:"s3"`
+}
+
+// S3Entity names the bucket and the object of an S3EventRecord.
+type S3Entity struct {
+	Bucket S3Bucket `json:"bucket"`
+	Object S3Object `json:"object"`
+}
+
+// S3Bucket is the bucket of an S3Entity.
+type S3Bucket struct {
+	Name string `json:"name"`
+}
+
+// S3Object is the object of an S3Entity. Key is URL-encoded as in AWS
+// notifications.
+type S3Object struct {
+	Key       string `json:"key"`
+	Size      int64  `json:"size,omitempty"`
+	ETag      string `json:"eTag,omitempty"`
+	VersionID string `json:"versionId,omitempty"`
+	Sequencer string `json:"sequencer,omitempty"`
+}
+
+// RowRef names one input row that a Job answers for.
+type RowRef struct {
+	// Number is the 1-based data row number (the header is not counted).
+	Number int64 `json:"n"`
+	// Reference is the collectivité's own id for the row, if any.
+	Reference string `json:"ref,omitempty"`
+}
+
+// Job is one provider call to make: a distinct lookup and every row of the
+// batch it answers. Messages carry the tenant, never the token.
+type Job struct {
+	Version   int    `json:"v"`
+	BatchID   string `json:"batch_id"`
+	Tenant    string `json:"tenant"`
+	Campaign  string `json:"campaign"`
+	Check     Check  `json:"check"`
+	LookupID  string `json:"lookup_id"`
+	Recipient string `json:"recipient"`
+	// Period is the QF month asked for; zero means the API's default.
+	Period   Period   `json:"period,omitempty"`
+	Identity Identity `json:"identity"`
+	Rows     []RowRef `json:"rows"`
+}
+
+// Validate checks the fields a worker relies on.
+func (j Job) Validate() error {
+	switch {
+	case j.Version != JobVersion:
+		return fmt.Errorf("schemas: job version %d, want %d", j.Version, JobVersion)
+	case j.BatchID == "" || j.Tenant == "" || j.LookupID == "":
+		return fmt.Errorf("schemas: job lacks batch_id, tenant or lookup_id")
+	case len(j.Rows) == 0:
+		return fmt.Errorf("schemas: job %s has no rows", j.LookupID)
+	}
+	return nil
+}
+
+// Result is the outcome of one input row, as produced to TopicResults. It
+// carries no name or birth date.
+type Result struct {
+	Version      int    `json:"v"`
+	BatchID      string `json:"batch_id"`
+	Tenant       string `json:"tenant"`
+	Campaign     string `json:"campaign"`
+	RowNumber    int64  `json:"row_number"`
+	Reference    string `json:"reference,omitempty"`
+	Check        Check  `json:"check"`
+	Status       Status `json:"status"`
+	ErrorCode    string `json:"error_code,omitempty"`
+	ErrorMessage string `json:"error_message,omitempty"`
+	// Provider is "CNAF" or "MSA" when known.
+	Provider      string `json:"provider,omitempty"`
+	QFValue       *int64 `json:"qf_value,omitempty"`
+	QFYear        *int32 `json:"qf_year,omitempty"`
+	QFMonth       *int32 `json:"qf_month,omitempty"`
+	QFCalcYear    *int32 `json:"qf_calc_year,omitempty"`
+	QFCalcMonth   *int32 `json:"qf_calc_month,omitempty"`
+	ChildrenCount *int32 `json:"children_count,omitempty"`
+	// NeedsReview is set when the value cannot be used as is (QF 0 or null).
+	NeedsReview bool `json:"needs_review"`
+	// RequestID is the API's X-Request-ID of the last call.
+	RequestID string `json:"request_id,omitempty"`
+	// Attempts is how many provider calls the lookup took (0 for rows
+	// rejected before any call).
+	Attempts int32 `json:"attempts"`
+	// Primary is true on exactly one row of a lookup: the one that counts
+	// the lookup's provider calls in summaries.
+	Primary   bool      `json:"primary,omitempty"`
+	CheckedAt time.Time `json:"checked_at"`
+}
+
+// Validate checks the fields the writer relies on.
+func (r Result) Validate() error {
+	switch {
+	case r.Version != ResultVersion:
+		return fmt.Errorf("schemas: result version %d, want %d", r.Version, ResultVersion)
+	case r.BatchID == "" || r.RowNumber < 1:
+		return fmt.Errorf("schemas: result lacks batch_id or row_number")
+	case !r.Status.Valid():
+		return fmt.Errorf("schemas: result row %d: unknown status %q", r.RowNumber, r.Status)
+	}
+	return nil
+}
+
+// DecodeJob decodes and validates a job message value.
+func DecodeJob(b []byte) (Job, error) {
+	var j Job
+	if err := json.Unmarshal(b, &j); err != nil {
+		return j, fmt.Errorf("schemas: decode job: %w", err)
+	}
+	return j, j.Validate()
+}
+
+// DecodeResult decodes and validates a result message value.
+func DecodeResult(b []byte) (Result, error) {
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("schemas: decode result: %w", err)
+	}
+	return r, r.Validate()
+}

@@ -1,0 +1,58 @@
+package schemas
+
+// Status is the outcome of one input row. Every input row ends with exactly
+// one result carrying one of these statuses.
+type Status string
+
+// Result statuses.
+const (
+	// StatusOK: the provider answered 200; the result carries its values.
+	StatusOK Status = "ok"
+	// StatusNotFound: the person was identified but has no dossier (404).
+	StatusNotFound Status = "not_found"
+	// StatusIdentityUnresolved: the provider could not identify the person (422 00355).
+	StatusIdentityUnresolved Status = "identity_unresolved"
+	// StatusInvalidInput: the row failed client-side validation, or the
+	// provider rejected a parameter (422).
+	StatusInvalidInput Status = "invalid_input"
+	// StatusProviderError: a non-retryable provider error, or retries exhausted.
+	StatusProviderError Status = "provider_error"
+	// StatusUnauthorized: the token was refused (401) or lacks the scopes (403).
+	StatusUnauthorized Status = "unauthorized"
+)
+
+// Statuses lists every status, in the order summaries print them.
+var Statuses = []Status{StatusOK, StatusNotFound, StatusIdentityUnresolved, StatusInvalidInput, StatusProviderError, StatusUnauthorized}
+
+// Valid reports whether s is one of the known statuses.
+func (s Status) Valid() bool {
+	for _, k := range Statuses {
+		if s == k {
+			return true
+		}
+	}
+	return false
+}
+
+// Check names an API Particulier verification.
+type Check string
+
+// Checks supported by apbatch.
+const (
+	// CheckQuotientFamilial is GET /v3/dss/quotient_familial/identite.
+	CheckQuotientFamilial Check = "quotient_familial"
+)
+
+// Client-side error codes, used in results when no provider code applies.
+// Provider codes (5 characters, e.g. "00355", "37003") are copied as received.
+const (
+	// CodeInvalidRow marks a row rejected by apbatch's own validation.
+	CodeInvalidRow = "APB_INVALID_ROW"
+	// CodeRetriesExhausted marks a retryable provider failure that did not
+	// succeed within the retry budget; the last provider code is in the message.
+	CodeRetriesExhausted = "APB_RETRIES_EXHAUSTED"
+	// CodeTransport marks a network failure with no HTTP answer.
+	CodeTransport = "APB_TRANSPORT"
+	// CodeBadResponse marks a provider answer apbatch could not decode.
+	CodeBadResponse = "APB_BAD_RESPONSE"
+)
