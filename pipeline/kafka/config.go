@@ -1,0 +1,133 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+)
+
+// MinSessionTimeout is the smallest consumer-group session timeout the
+// embedded broker accepts, and the one apbatch readers use.
+const MinSessionTimeout = 6 * time.Second
+
+// Config locates a Kafka cluster.
+type Config struct {
+	// Brokers are the bootstrap addresses (host:port). Required.
+	Brokers []string
+	// Partitions is the partition count of topics apbatch creates.
+	// Default: 4.
+	Partitions int
+	// ReplicationFactor of topics apbatch creates. Default: 1.
+	ReplicationFactor int
+}
+
+// Validate reports the first missing or invalid field.
+func (c Config) Validate() error {
+	if len(c.Brokers) == 0 {
+		return errors.New("kafka: Brokers: at least one address is required")
+	}
+	for _, b := range c.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			return fmt.Errorf("kafka: Brokers: %q is not host:port", b)
+		}
+	}
+	if c.Partitions < 0 || c.ReplicationFactor < 0 {
+		return errors.New("kafka: Partitions and ReplicationFactor must not be negative")
+	}
+	return nil
+}
+
+func (c Config) partitions() int {
+	if c.Partitions == 0 {
+		return 4
+	}
+	return c.Partitions
+}
+
+func (c Config) replication() int {
+	if c.ReplicationFactor == 0 {
+		return 1
+	}
+	return c.ReplicationFactor
+}
+
+// EnsureTopics creates the topics that do not exist yet. Writers never
+// create topics, so every role calls this before producing.
+func EnsureTopics(ctx context.Context, cfg Config, topics ...string) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	client := &kafkago.Client{Addr: kafkago.TCP(cfg.Brokers...), Timeout: 10 * time.Second}
+	req := &kafkago.CreateTopicsRequest{}
+	for _, t := range topics {
+		req.Topics = append(req.Topics, kafkago.TopicConfig{
+			Topic:             t,
+			NumPartitions:     cfg.partitions(),
+			ReplicationFactor: cfg.replication(),
+		})
+	}
+	var resp *kafkago.CreateTopicsResponse
+	var err error
+	// The broker may still be electing a controller right after start.
+	for attempt := 0; attempt < 50; attempt++ {
+		resp, err = client.CreateTopics(ctx, req)
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kafka: create topics: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("kafka: create topics: %w", err)
+	}
+	for topic, terr := range resp.Errors {
+		if terr != nil && !errors.Is(terr, kafkago.TopicAlreadyExists) {
+			return fmt.Errorf("kafka: create topic %s: %w", topic, terr)
+		}
+	}
+	return nil
+}
+
+// NewWriter returns a kafka-go writer for topic that waits for all in-sync
+// replicas (RequireAll) and hashes keys onto partitions, so that all messages
+// with one key land on one partition. The caller closes it.
+func NewWriter(cfg Config, topic string) *kafkago.Writer {
+	return &kafkago.Writer{
+		Addr:                   kafkago.TCP(cfg.Brokers...),
+		Topic:                  topic,
+		Balancer:               &kafkago.Hash{},
+		RequiredAcks:           kafkago.RequireAll,
+		BatchTimeout:           5 * time.Millisecond,
+		AllowAutoTopicCreation: false,
+		MaxAttempts:            10,
+	}
+}
+
+// NewReader returns a kafka-go consumer-group reader on topic with explicit
+// commits (CommitInterval 0: CommitMessages commits synchronously) and
+// timings short enough for quick restarts and rebalances.
+func NewReader(cfg Config, group, topic string) *kafkago.Reader {
+	return kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers:           cfg.Brokers,
+		GroupID:           group,
+		Topic:             topic,
+		MinBytes:          1,
+		MaxBytes:          10 << 20,
+		MaxWait:           250 * time.Millisecond,
+		HeartbeatInterval: 500 * time.Millisecond,
+		SessionTimeout:    MinSessionTimeout,
+		RebalanceTimeout:  5 * time.Second,
+		JoinGroupBackoff:  200 * time.Millisecond,
+		StartOffset:       kafkago.FirstOffset,
+		CommitInterval:    0,
+		ReadBackoffMin:    50 * time.Millisecond,
+		ReadBackoffMax:    500 * time.Millisecond,
+	})
+}

@@ -1,0 +1,92 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+)
+
+// openBroker starts an embedded broker for one test.
+func openBroker(t *testing.T, dir string) *Broker {
+	t.Helper()
+	b := &Broker{DataDir: dir}
+	if err := b.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func TestBroker_ProduceConsumeResume(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	b := openBroker(t, dir)
+	cfg := Config{Brokers: b.Addrs()}
+	if err := EnsureTopics(ctx, cfg, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureTopics(ctx, cfg, "t1"); err != nil {
+		t.Fatalf("second EnsureTopics: %v", err)
+	}
+	w := NewWriter(cfg, "t1")
+	var msgs []kafkago.Message
+	for i := 0; i < 10; i++ {
+		msgs = append(msgs, kafkago.Message{Key: []byte("k"), Value: []byte(fmt.Sprint(i))})
+	}
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+
+	r := NewReader(cfg, "g", "t1")
+	for i := 0; i < 5; i++ {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(m.Value) != fmt.Sprint(i) {
+			t.Fatalf("message %d = %s", i, m.Value)
+		}
+		if err := r.CommitMessages(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Close()
+
+	// Restart the broker on the same data directory: committed offsets survive.
+	b.Close()
+	b2 := openBroker(t, dir)
+	cfg2 := Config{Brokers: b2.Addrs()}
+	r2 := NewReader(cfg2, "g", "t1")
+	defer r2.Close()
+	m, err := r2.FetchMessage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Value) != "5" {
+		t.Fatalf("after restart got %s, want 5", m.Value)
+	}
+}
+
+func TestConfig_Validate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"empty", Config{}, false},
+		{"bad addr", Config{Brokers: []string{"nohost"}}, false},
+		{"ok", Config{Brokers: []string{"127.0.0.1:9092"}}, true},
+		{"negative", Config{Brokers: []string{"127.0.0.1:9092"}, Partitions: -1}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.cfg.Validate(); (err == nil) != tc.ok {
+				t.Fatalf("Validate() = %v, ok want %v", err, tc.ok)
+			}
+		})
+	}
+}

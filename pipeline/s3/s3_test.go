@@ -1,0 +1,84 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// openServer starts an embedded S3 server on a temporary folder and returns
+// a client for bucket "apbatch".
+func openServer(t *testing.T) (*Server, *Client) {
+	t.Helper()
+	ctx := context.Background()
+	srv := &Server{Dir: t.TempDir()}
+	if err := srv.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Close(ctx)
+	})
+	c, err := NewClient(ctx, Config{Endpoint: srv.URL(), AccessKey: "a", SecretKey: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EnsureBucket(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return srv, c
+}
+
+func TestClient_PutOpenList(t *testing.T) {
+	ctx := context.Background()
+	srv, c := openServer(t)
+	body := bytes.Repeat([]byte("ligne;é\n"), 1000)
+	if _, err := c.Put(ctx, "incoming/demo/2026-09/a.csv", bytes.NewReader(body), int64(len(body)), "text/csv"); err != nil {
+		t.Fatal(err)
+	}
+	rc, info, err := c.Open(ctx, "incoming/demo/2026-09/a.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, body) || info.Size != int64(len(body)) || info.ETag == "" {
+		t.Fatalf("round trip: %d bytes, info %+v", len(got), info)
+	}
+	// Objects are plain files in the server's folder.
+	if _, err := os.Stat(filepath.Join(srv.Dir, "buckets", "apbatch", "incoming", "demo", "2026-09", "a.csv")); err != nil {
+		t.Fatalf("object not stored as a file: %v", err)
+	}
+	objs, err := c.List(ctx, "incoming/demo/")
+	if err != nil || len(objs) != 1 {
+		t.Fatalf("List = %v, %v", objs, err)
+	}
+	if _, _, err := c.Open(ctx, "missing"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Open(missing) = %v, want ErrNotFound", err)
+	}
+}
+
+func TestConfig_Validate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"zero", Config{}, true},
+		{"half creds", Config{AccessKey: "a"}, false},
+		{"bad endpoint", Config{Endpoint: "localhost:9000"}, false},
+		{"ok", Config{Endpoint: "http://localhost:9000", AccessKey: "a", SecretKey: "b"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.cfg.Validate(); (err == nil) != tc.ok {
+				t.Fatalf("Validate() = %v", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,106 @@
+package s3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3afero"
+	"github.com/spf13/afero"
+)
+
+// Server is an embedded S3 service over HTTP whose buckets are folders of
+// Dir and whose objects are plain files (gofakes3 with its afero backend).
+type Server struct {
+	// Dir holds one folder per bucket. Required.
+	Dir string
+	// Addr is the listen address. Default: "127.0.0.1:0" (a free port).
+	Addr string
+
+	mu   sync.Mutex
+	srv  *http.Server
+	ln   net.Listener
+	wg   sync.WaitGroup
+	done chan error
+}
+
+// Open starts serving. It returns once the listener is bound.
+func (s *Server) Open(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv != nil {
+		return errors.New("s3: server already open")
+	}
+	if s.Dir == "" {
+		return errors.New("s3: server Dir is required")
+	}
+	if err := os.MkdirAll(s.Dir, 0o750); err != nil {
+		return fmt.Errorf("s3: create %s: %w", s.Dir, err)
+	}
+	backend, err := s3afero.MultiBucket(afero.NewBasePathFs(afero.NewOsFs(), s.Dir))
+	if err != nil {
+		return fmt.Errorf("s3: open folder backend: %w", err)
+	}
+	fake := gofakes3.New(backend, gofakes3.WithAutoBucket(true), gofakes3.WithLogger(gofakes3.DiscardLog()))
+	addr := s.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("s3: listen %s: %w", addr, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{Handler: fake.Server(), ReadHeaderTimeout: 10 * time.Second}
+	s.done = make(chan error, 1)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.done <- err
+		}
+	}()
+	return nil
+}
+
+// URL returns the endpoint URL to give the SDK (http://host:port).
+func (s *Server) URL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return "http://" + s.ln.Addr().String()
+}
+
+// Close stops the server, waiting for in-flight requests until ctx ends. It
+// is idempotent.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	srv := s.srv
+	s.srv = nil
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	err := srv.Shutdown(ctx)
+	s.wg.Wait()
+	select {
+	case serr := <-s.done:
+		if err == nil {
+			err = serr
+		}
+	default:
+	}
+	if err != nil {
+		return fmt.Errorf("s3: close server: %w", err)
+	}
+	return nil
+}
