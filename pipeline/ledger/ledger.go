@@ -1,0 +1,396 @@
+// Package ledger is apbatch's source of truth for what a batch is and whether
+// it is complete: batches (one per object version), published part files and
+// the rows each part holds. It runs on SQLite (embedded mode) and PostgreSQL
+// (production) through the same sqlx code.
+package ledger
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers driver "pgx"
+	"github.com/jmoiron/sqlx"
+	_ "modernc.org/sqlite" // registers driver "sqlite"
+
+	"github.com/apbatch/apbatch/schemas"
+)
+
+// Batch states.
+const (
+	StateCreated  = "created"  // recorded, not split yet
+	StateSplit    = "split"    // rows counted, jobs produced
+	StateComplete = "complete" // every row published, manifest written
+	StateFailed   = "failed"   // file-level failure; Error says why
+)
+
+// ErrNotFound is returned when a batch does not exist.
+var ErrNotFound = errors.New("ledger: not found")
+
+// Batch is one verification of one uploaded object version.
+type Batch struct {
+	ID            string     `db:"id"`
+	Tenant        string     `db:"tenant"`
+	Campaign      string     `db:"campaign"`
+	Check         string     `db:"check_name"`
+	Bucket        string     `db:"bucket"`
+	ObjectKey     string     `db:"object_key"`
+	ObjectVersion string     `db:"object_version"`
+	Period        string     `db:"period"`
+	Recipient     string     `db:"recipient"`
+	State         string     `db:"state"`
+	RowsTotal     *int64     `db:"rows_total"`
+	LookupsTotal  *int64     `db:"lookups_total"`
+	Error         string     `db:"error"`
+	ManifestKey   string     `db:"manifest_key"`
+	CreatedAt     time.Time  `db:"created_at"`
+	SplitAt       *time.Time `db:"split_at"`
+	CompletedAt   *time.Time `db:"completed_at"`
+}
+
+// BatchID derives a batch id from the object version it verifies, so that
+// every process recording the same upload agrees on the id.
+func BatchID(bucket, key, version string) string {
+	h := sha256.Sum256([]byte(bucket + "\x00" + key + "\x00" + version))
+	return "b" + hex.EncodeToString(h[:])[:19]
+}
+
+// Part is one result file of a batch.
+type Part struct {
+	BatchID   string    `db:"batch_id"`
+	PartNo    int       `db:"part_no"`
+	ObjectKey string    `db:"object_key"`
+	Rows      int64     `db:"rows"`
+	Size      int64     `db:"size"`
+	CreatedAt time.Time `db:"created_at"`
+}
+
+// RowStatus records that a row's result is in a part.
+type RowStatus struct {
+	RowNumber int64          `db:"row_number"`
+	Status    schemas.Status `db:"status"`
+	// Calls is the provider calls this row accounts for (the lookup's
+	// attempts on its primary row, 0 on the others).
+	Calls int32 `db:"calls"`
+}
+
+// Store is a ledger database. Safe for concurrent use.
+type Store struct {
+	db      *sqlx.DB
+	dialect string
+	now     func() time.Time
+}
+
+// Open connects to the ledger at dbURL and applies pending migrations.
+// Accepted forms: "sqlite://PATH" (a file, created if needed), "sqlite::memory:",
+// and "postgres://..." / "postgresql://...".
+func Open(ctx context.Context, dbURL string) (*Store, error) {
+	var (
+		driver, dsn, dialect string
+	)
+	switch {
+	case strings.HasPrefix(dbURL, "postgres://"), strings.HasPrefix(dbURL, "postgresql://"):
+		driver, dsn, dialect = "pgx", dbURL, "postgres"
+	case strings.HasPrefix(dbURL, "sqlite://"), strings.HasPrefix(dbURL, "sqlite:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(dbURL, "sqlite://"), "sqlite:")
+		if path == "" {
+			return nil, errors.New("ledger: sqlite URL has no path (want sqlite://PATH)")
+		}
+		if path != ":memory:" {
+			if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+				return nil, fmt.Errorf("ledger: create folder for %s: %w", path, err)
+			}
+		}
+		q := url.Values{}
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "busy_timeout(5000)")
+		q.Add("_pragma", "foreign_keys(1)")
+		q.Add("_time_format", "sqlite")
+		driver, dsn, dialect = "sqlite", "file:"+path+"?"+q.Encode(), "sqlite"
+	default:
+		return nil, fmt.Errorf("ledger: unsupported database URL scheme (want sqlite://PATH or postgres://...)")
+	}
+	db, err := sqlx.Open(driver, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: open %s: %w", dialect, err)
+	}
+	if dialect == "sqlite" {
+		// One writer: SQLite serialises writes anyway, and a single
+		// connection avoids SQLITE_BUSY between our own goroutines.
+		db.SetMaxOpenConns(1)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("ledger: connect %s: %w", dialect, err)
+	}
+	s := &Store{db: db, dialect: dialect, now: time.Now}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Dialect returns "sqlite" or "postgres".
+func (s *Store) Dialect() string { return s.dialect }
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY)`); err != nil {
+		return fmt.Errorf("ledger: create schema_migrations: %w", err)
+	}
+	dir := "migrations/" + s.dialect
+	entries, err := fs.ReadDir(schemas.Migrations, dir)
+	if err != nil {
+		return fmt.Errorf("ledger: read migrations: %w", err)
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		var n int
+		if err := s.db.GetContext(ctx, &n, s.db.Rebind(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), name); err != nil {
+			return fmt.Errorf("ledger: check migration %s: %w", name, err)
+		}
+		if n > 0 {
+			continue
+		}
+		body, err := fs.ReadFile(schemas.Migrations, dir+"/"+name)
+		if err != nil {
+			return fmt.Errorf("ledger: read migration %s: %w", name, err)
+		}
+		tx, err := s.db.BeginTxx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("ledger: begin migration %s: %w", name, err)
+		}
+		for _, stmt := range strings.Split(string(body), ";") {
+			if strings.TrimSpace(stmt) == "" {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("ledger: apply migration %s: %w", name, err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO schema_migrations (version) VALUES (?) ON CONFLICT DO NOTHING`), name); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("ledger: record migration %s: %w", name, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("ledger: commit migration %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// CreateBatch records b (its ID derived by BatchID when empty) unless a batch
+// already exists for the same object version. It returns the stored batch and
+// whether this call created it.
+func (s *Store) CreateBatch(ctx context.Context, b Batch) (Batch, bool, error) {
+	if b.ID == "" {
+		b.ID = BatchID(b.Bucket, b.ObjectKey, b.ObjectVersion)
+	}
+	if b.State == "" {
+		b.State = StateCreated
+	}
+	b.CreatedAt = s.now().UTC()
+	res, err := s.db.NamedExecContext(ctx, `INSERT INTO batches
+		(id, tenant, campaign, check_name, bucket, object_key, object_version, period, recipient, state, created_at)
+		VALUES (:id, :tenant, :campaign, :check_name, :bucket, :object_key, :object_version, :period, :recipient, :state, :created_at)
+		ON CONFLICT DO NOTHING`, b)
+	if err != nil {
+		return Batch{}, false, fmt.Errorf("ledger: create batch: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	stored, err := s.Batch(ctx, b.ID)
+	return stored, n == 1, err
+}
+
+// Batch returns the batch with id, or ErrNotFound.
+func (s *Store) Batch(ctx context.Context, id string) (Batch, error) {
+	var b Batch
+	err := s.db.GetContext(ctx, &b, s.db.Rebind(`SELECT * FROM batches WHERE id = ?`), id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return b, fmt.Errorf("ledger: batch %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return b, fmt.Errorf("ledger: get batch %s: %w", id, err)
+	}
+	return b, nil
+}
+
+// Batches returns batches in creation order, optionally only those in one of
+// states.
+func (s *Store) Batches(ctx context.Context, states ...string) ([]Batch, error) {
+	q := `SELECT * FROM batches`
+	var args []any
+	if len(states) > 0 {
+		var err error
+		q, args, err = sqlx.In(q+` WHERE state IN (?)`, states)
+		if err != nil {
+			return nil, fmt.Errorf("ledger: list batches: %w", err)
+		}
+	}
+	var bs []Batch
+	if err := s.db.SelectContext(ctx, &bs, s.db.Rebind(q+` ORDER BY created_at, id`), args...); err != nil {
+		return nil, fmt.Errorf("ledger: list batches: %w", err)
+	}
+	return bs, nil
+}
+
+// SetSplit records that the batch's file was split into rows and lookups.
+func (s *Store) SetSplit(ctx context.Context, id string, rows, lookups int64) error {
+	_, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE batches SET state = ?, rows_total = ?, lookups_total = ?, split_at = ?
+		WHERE id = ? AND state = ?`), StateSplit, rows, lookups, s.now().UTC(), id, StateCreated)
+	if err != nil {
+		return fmt.Errorf("ledger: set batch %s split: %w", id, err)
+	}
+	return nil
+}
+
+// Fail marks the batch failed with a message for the user (no personal data).
+func (s *Store) Fail(ctx context.Context, id, msg string) error {
+	_, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE batches SET state = ?, error = ?, completed_at = ? WHERE id = ? AND state <> ?`),
+		StateFailed, msg, s.now().UTC(), id, StateComplete)
+	if err != nil {
+		return fmt.Errorf("ledger: fail batch %s: %w", id, err)
+	}
+	return nil
+}
+
+// Complete marks the batch complete once its manifest is written.
+func (s *Store) Complete(ctx context.Context, id, manifestKey string) error {
+	_, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE batches SET state = ?, manifest_key = ?, completed_at = ? WHERE id = ? AND state = ?`),
+		StateComplete, manifestKey, s.now().UTC(), id, StateSplit)
+	if err != nil {
+		return fmt.Errorf("ledger: complete batch %s: %w", id, err)
+	}
+	return nil
+}
+
+// NextPartNo returns the number the batch's next part file takes.
+func (s *Store) NextPartNo(ctx context.Context, batchID string) (int, error) {
+	var n sql.NullInt64
+	if err := s.db.GetContext(ctx, &n, s.db.Rebind(`SELECT MAX(part_no) FROM parts WHERE batch_id = ?`), batchID); err != nil {
+		return 0, fmt.Errorf("ledger: next part of %s: %w", batchID, err)
+	}
+	if !n.Valid {
+		return 1, nil
+	}
+	return int(n.Int64) + 1, nil
+}
+
+// RecordPart records an uploaded part file and the rows it holds, in one
+// transaction. Rows already recorded in another part make the whole call fail
+// with ErrDuplicateRow, so that a row is never published twice.
+func (s *Store) RecordPart(ctx context.Context, p Part, rows []RowStatus) error {
+	p.CreatedAt = s.now().UTC()
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("ledger: begin part %s/%d: %w", p.BatchID, p.PartNo, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.NamedExecContext(ctx, `INSERT INTO parts (batch_id, part_no, object_key, rows, size, created_at)
+		VALUES (:batch_id, :part_no, :object_key, :rows, :size, :created_at)`, p); err != nil {
+		return fmt.Errorf("ledger: record part %s/%d: %w", p.BatchID, p.PartNo, err)
+	}
+	const chunk = 500
+	for i := 0; i < len(rows); i += chunk {
+		end := min(i+chunk, len(rows))
+		var sb strings.Builder
+		sb.WriteString(`INSERT INTO result_rows (batch_id, row_number, status, calls, part_no) VALUES `)
+		args := make([]any, 0, 5*(end-i))
+		for j, r := range rows[i:end] {
+			if j > 0 {
+				sb.WriteString(",")
+			}
+			sb.WriteString("(?, ?, ?, ?, ?)")
+			args = append(args, p.BatchID, r.RowNumber, string(r.Status), r.Calls, p.PartNo)
+		}
+		sb.WriteString(` ON CONFLICT DO NOTHING`)
+		res, err := tx.ExecContext(ctx, tx.Rebind(sb.String()), args...)
+		if err != nil {
+			return fmt.Errorf("ledger: record rows of part %s/%d: %w", p.BatchID, p.PartNo, err)
+		}
+		if n, _ := res.RowsAffected(); n != int64(end-i) {
+			return fmt.Errorf("ledger: part %s/%d: %w", p.BatchID, p.PartNo, ErrDuplicateRow)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("ledger: commit part %s/%d: %w", p.BatchID, p.PartNo, err)
+	}
+	return nil
+}
+
+// ErrDuplicateRow is returned by RecordPart when a row is already published.
+var ErrDuplicateRow = errors.New("row already recorded in another part")
+
+// DoneRows returns the row numbers of the batch already recorded in parts.
+func (s *Store) DoneRows(ctx context.Context, batchID string) (map[int64]struct{}, error) {
+	rows, err := s.db.QueryxContext(ctx, s.db.Rebind(`SELECT row_number FROM result_rows WHERE batch_id = ?`), batchID)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: done rows of %s: %w", batchID, err)
+	}
+	defer rows.Close()
+	done := make(map[int64]struct{})
+	for rows.Next() {
+		var n int64
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("ledger: done rows of %s: %w", batchID, err)
+		}
+		done[n] = struct{}{}
+	}
+	return done, rows.Err()
+}
+
+// Counts summarises a batch's recorded rows.
+type Counts struct {
+	Rows          int64
+	ByStatus      map[schemas.Status]int64
+	ProviderCalls int64
+}
+
+// Counts returns the rows recorded for the batch, by status, and the
+// provider calls they took.
+func (s *Store) Counts(ctx context.Context, batchID string) (Counts, error) {
+	var rows []struct {
+		Status string `db:"status"`
+		N      int64  `db:"n"`
+		Calls  int64  `db:"calls"`
+	}
+	err := s.db.SelectContext(ctx, &rows, s.db.Rebind(`SELECT status, COUNT(*) AS n, COALESCE(SUM(calls), 0) AS calls
+		FROM result_rows WHERE batch_id = ? GROUP BY status`), batchID)
+	if err != nil {
+		return Counts{}, fmt.Errorf("ledger: counts of %s: %w", batchID, err)
+	}
+	c := Counts{ByStatus: make(map[schemas.Status]int64)}
+	for _, r := range rows {
+		c.ByStatus[schemas.Status(r.Status)] = r.N
+		c.Rows += r.N
+		c.ProviderCalls += r.Calls
+	}
+	return c, nil
+}
+
+// Parts returns the batch's part files in order.
+func (s *Store) Parts(ctx context.Context, batchID string) ([]Part, error) {
+	var ps []Part
+	if err := s.db.SelectContext(ctx, &ps, s.db.Rebind(`SELECT * FROM parts WHERE batch_id = ? ORDER BY part_no`), batchID); err != nil {
+		return nil, fmt.Errorf("ledger: parts of %s: %w", batchID, err)
+	}
+	return ps, nil
+}

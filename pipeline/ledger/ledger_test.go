@@ -1,0 +1,110 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/apbatch/apbatch/schemas"
+)
+
+// stores returns the ledgers to test: SQLite always, PostgreSQL when
+// APBATCH_TEST_POSTGRES_URL is set.
+func stores(t *testing.T) map[string]*Store {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]*Store{}
+	s, err := Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	out["sqlite"] = s
+	if u := os.Getenv("APBATCH_TEST_POSTGRES_URL"); u != "" {
+		p, err := Open(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tbl := range []string{"result_rows", "parts", "batches"} {
+			if _, err := p.db.Exec("DELETE FROM " + tbl); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Cleanup(func() { p.Close() })
+		out["postgres"] = p
+	} else {
+		t.Log("APBATCH_TEST_POSTGRES_URL unset: PostgreSQL ledger not tested")
+	}
+	return out
+}
+
+func TestStore_BatchLifecycle(t *testing.T) {
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			in := Batch{Tenant: "demo", Campaign: "2026-09", Check: "quotient_familial", Bucket: "apbatch", ObjectKey: "incoming/demo/2026-09/a.csv", ObjectVersion: "etag1"}
+			b, created, err := s.CreateBatch(ctx, in)
+			if err != nil || !created {
+				t.Fatalf("CreateBatch = %v, %v", created, err)
+			}
+			again, created, err := s.CreateBatch(ctx, in)
+			if err != nil || created || again.ID != b.ID {
+				t.Fatalf("second CreateBatch = %+v, %v, %v", again, created, err)
+			}
+			if err := s.SetSplit(ctx, b.ID, 3, 2); err != nil {
+				t.Fatal(err)
+			}
+			if n, _ := s.NextPartNo(ctx, b.ID); n != 1 {
+				t.Fatalf("NextPartNo = %d", n)
+			}
+			rows := []RowStatus{{1, schemas.StatusOK, 2}, {2, schemas.StatusOK, 0}}
+			if err := s.RecordPart(ctx, Part{BatchID: b.ID, PartNo: 1, ObjectKey: "k1", Rows: 2, Size: 10}, rows); err != nil {
+				t.Fatal(err)
+			}
+			// A row already published makes the whole part fail.
+			err = s.RecordPart(ctx, Part{BatchID: b.ID, PartNo: 2, ObjectKey: "k2", Rows: 2}, []RowStatus{{3, schemas.StatusInvalidInput, 0}, {2, schemas.StatusOK, 0}})
+			if !errors.Is(err, ErrDuplicateRow) {
+				t.Fatalf("duplicate RecordPart = %v", err)
+			}
+			if err := s.RecordPart(ctx, Part{BatchID: b.ID, PartNo: 2, ObjectKey: "k2", Rows: 1}, []RowStatus{{3, schemas.StatusInvalidInput, 0}}); err != nil {
+				t.Fatal(err)
+			}
+			c, err := s.Counts(ctx, b.ID)
+			if err != nil || c.Rows != 3 || c.ByStatus[schemas.StatusOK] != 2 || c.ProviderCalls != 2 {
+				t.Fatalf("Counts = %+v, %v", c, err)
+			}
+			done, _ := s.DoneRows(ctx, b.ID)
+			if len(done) != 3 {
+				t.Fatalf("DoneRows = %v", done)
+			}
+			if err := s.Complete(ctx, b.ID, "m"); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := s.Batch(ctx, b.ID)
+			if got.State != StateComplete || *got.RowsTotal != 3 || got.CompletedAt == nil {
+				t.Fatalf("batch after Complete = %+v", got)
+			}
+			parts, _ := s.Parts(ctx, b.ID)
+			if len(parts) != 2 {
+				t.Fatalf("Parts = %v", parts)
+			}
+			if _, err := s.Batch(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("Batch(nope) = %v", err)
+			}
+			bs, _ := s.Batches(ctx, StateComplete)
+			if len(bs) != 1 {
+				t.Fatalf("Batches(complete) = %d", len(bs))
+			}
+		})
+	}
+}
+
+func TestOpen_BadURL(t *testing.T) {
+	for _, u := range []string{"", "mysql://x", "sqlite://"} {
+		if _, err := Open(context.Background(), u); err == nil {
+			t.Errorf("Open(%q) succeeded", u)
+		}
+	}
+}
