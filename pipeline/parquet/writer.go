@@ -1,0 +1,83 @@
+// Package parquet writes apbatch result rows as Parquet files with
+// xitongsys/parquet-go's struct writer. The column types come from the tags
+// of schemas.ResultRow, chosen so that DuckDB, Spark and pandas read strings
+// as strings, nulls as nulls and checked_at as a UTC timestamp.
+package parquet
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	pqparquet "github.com/xitongsys/parquet-go/parquet"
+	"github.com/xitongsys/parquet-go/writer"
+
+	"github.com/apbatch/apbatch/schemas"
+)
+
+// rowGroupSize bounds the memory a writer holds before flushing a row group.
+const rowGroupSize = 64 << 20
+
+// Writer encodes result rows into one Parquet file written to an io.Writer.
+// It is not safe for concurrent use.
+type Writer struct {
+	pw     *writer.ParquetWriter
+	rows   int64
+	closed bool
+	err    error
+}
+
+// NewWriter starts a Snappy-compressed Parquet file on w.
+func NewWriter(w io.Writer) (*Writer, error) {
+	pw, err := writer.NewParquetWriterFromWriter(w, new(schemas.ResultRow), 1)
+	if err != nil {
+		return nil, fmt.Errorf("parquet: new writer: %w", err)
+	}
+	pw.RowGroupSize = rowGroupSize
+	pw.CompressionType = pqparquet.CompressionCodec_SNAPPY
+	return &Writer{pw: pw}, nil
+}
+
+// Write appends one row.
+func (w *Writer) Write(row schemas.ResultRow) error {
+	if w.closed {
+		return errors.New("parquet: write after close")
+	}
+	if err := w.pw.Write(row); err != nil {
+		w.err = fmt.Errorf("parquet: write row %d: %w", row.RowNumber, err)
+		return w.err
+	}
+	w.rows++
+	return nil
+}
+
+// Rows returns how many rows were written.
+func (w *Writer) Rows() int64 { return w.rows }
+
+// Close flushes the last row group and writes the footer. It is idempotent
+// and returns the first error the writer met.
+func (w *Writer) Close() error {
+	if w.closed {
+		return w.err
+	}
+	w.closed = true
+	if err := w.pw.WriteStop(); err != nil && w.err == nil {
+		w.err = fmt.Errorf("parquet: finish file: %w", err)
+	}
+	return w.err
+}
+
+// Encode writes rows as one complete Parquet file into w.
+func Encode(w io.Writer, rows []schemas.ResultRow) error {
+	pw, err := NewWriter(w)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if err := pw.Write(r); err != nil {
+			pw.Close()
+			return err
+		}
+	}
+	return pw.Close()
+}
