@@ -1,0 +1,384 @@
+package workers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/apbatch/apbatch/schemas"
+)
+
+// JobReader fetches and commits job messages; *kafka-go.Reader implements it.
+type JobReader interface {
+	FetchMessage(ctx context.Context) (kafkago.Message, error)
+	CommitMessages(ctx context.Context, msgs ...kafkago.Message) error
+}
+
+// ResultWriter produces result messages; *kafka-go.Writer implements it.
+type ResultWriter interface {
+	WriteMessages(ctx context.Context, msgs ...kafkago.Message) error
+}
+
+// TokenSource returns the API token of a tenant. Tokens are looked up where
+// they are used and never leave the worker process.
+type TokenSource func(tenant string) (string, error)
+
+// ErrNoToken is returned (wrapped) by a TokenSource for an unknown tenant.
+var ErrNoToken = errors.New("no API token for this tenant")
+
+// Pool consumes jobs, calls the provider under one Budget per token with up
+// to MaxInFlight calls in flight, produces one result per row of each job,
+// and commits a job's offset only when it and every job before it on its
+// partition have their results produced.
+type Pool struct {
+	Jobs    JobReader
+	Results ResultWriter
+	Client  *Client
+	Tokens  TokenSource
+	Log     zerolog.Logger
+	// Limit is the per-token budget in requests per second. Default: 20.
+	Limit int
+	// MaxInFlight is how many jobs are processed at once. Default: 32.
+	MaxInFlight int
+	// Retry is the retry policy. Default: the zero RetryPolicy's defaults.
+	Retry RetryPolicy
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+
+	mu      sync.Mutex
+	budgets map[[32]byte]*Budget
+	calls   int64
+}
+
+// Calls returns how many provider calls the pool has made.
+func (p *Pool) Calls() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.calls
+}
+
+func (p *Pool) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+// budget returns the budget of token, keyed by a hash so the token itself is
+// not kept as a map key.
+func (p *Pool) budget(token string) *Budget {
+	k := sha256.Sum256([]byte(token))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.budgets == nil {
+		p.budgets = make(map[[32]byte]*Budget)
+	}
+	b, ok := p.budgets[k]
+	if !ok {
+		b = NewBudget(p.Limit, time.Second, p.Now)
+		p.budgets[k] = b
+	}
+	return b
+}
+
+// Run processes jobs until ctx ends, then waits for in-flight jobs to finish
+// or be abandoned (their offsets stay uncommitted and they are redelivered).
+// It returns nil on cancellation.
+func (p *Pool) Run(ctx context.Context) error {
+	log := p.Log.With().Str("component", "work").Logger()
+	inFlight := p.MaxInFlight
+	if inFlight <= 0 {
+		inFlight = 32
+	}
+	acks := newAckTracker()
+	sem := make(chan struct{}, inFlight)
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	commitDone := make(chan struct{})
+	go func() {
+		defer close(commitDone)
+		p.commitLoop(runCtx, log, acks, errc)
+	}()
+
+	var err error
+	for {
+		select {
+		case sem <- struct{}{}:
+		case <-runCtx.Done():
+		}
+		if runCtx.Err() != nil {
+			break
+		}
+		m, ferr := p.Jobs.FetchMessage(runCtx)
+		if ferr != nil {
+			<-sem
+			if runCtx.Err() == nil {
+				err = fmt.Errorf("work: fetch job: %w", ferr)
+			}
+			break
+		}
+		acks.fetched(m)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if perr := p.process(runCtx, log, m); perr != nil {
+				if runCtx.Err() == nil {
+					select {
+					case errc <- perr:
+					default:
+					}
+					cancel()
+				}
+				return
+			}
+			acks.done(m)
+		}()
+	}
+	wg.Wait()
+	cancel()
+	<-commitDone
+	// Commit what finished before the stop, with a fresh deadline.
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer ccancel()
+	if cerr := p.commit(cctx, acks); cerr != nil && err == nil {
+		err = cerr
+	}
+	select {
+	case perr := <-errc:
+		if err == nil {
+			err = perr
+		}
+	default:
+	}
+	return err
+}
+
+func (p *Pool) commitLoop(ctx context.Context, log zerolog.Logger, acks *ackTracker, errc chan error) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := p.commit(ctx, acks); err != nil && ctx.Err() == nil {
+				log.Warn().Err(err).Msg("commit failed; will retry")
+			}
+		}
+	}
+}
+
+func (p *Pool) commit(ctx context.Context, acks *ackTracker) error {
+	msgs := acks.committable()
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := p.Jobs.CommitMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("work: commit job offsets: %w", err)
+	}
+	acks.committed(msgs)
+	return nil
+}
+
+// process handles one job message; an error is returned only when results
+// could not be produced (the job is then redelivered after a restart).
+func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Message) error {
+	job, err := schemas.DecodeJob(m.Value)
+	if err != nil {
+		// No rows can be answered for an undecodable job; it is skipped
+		// loudly rather than blocking the partition forever.
+		log.Error().Err(err).Int("partition", m.Partition).Int64("offset", m.Offset).Msg("job message dropped")
+		return nil
+	}
+	jlog := log.With().Str("batch_id", job.BatchID).Str("tenant", job.Tenant).Logger()
+	res := p.call(ctx, jlog, job)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	msgs := make([]kafkago.Message, 0, len(job.Rows))
+	for i, row := range job.Rows {
+		r := res
+		r.RowNumber = row.Number
+		r.Reference = row.Reference
+		r.Primary = i == 0
+		v, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("work: encode result: %w", err)
+		}
+		msgs = append(msgs, kafkago.Message{Key: []byte(job.BatchID), Value: v})
+	}
+	if err := p.Results.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("work: produce %d results of batch %s: %w", len(msgs), job.BatchID, err)
+	}
+	return nil
+}
+
+// call runs the job's lookup with retries and returns the result template
+// (row fields unset).
+func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) schemas.Result {
+	res := schemas.Result{
+		Version: schemas.ResultVersion, BatchID: job.BatchID, Tenant: job.Tenant, Campaign: job.Campaign,
+		Check: job.Check,
+	}
+	token, err := p.Tokens(job.Tenant)
+	if err != nil {
+		log.Error().Err(err).Msg("no token for tenant")
+		res.Status = schemas.StatusUnauthorized
+		res.ErrorCode = schemas.CodeNoToken
+		res.ErrorMessage = "aucun jeton API Particulier n'est configuré pour cette collectivité ; ajoutez-le (fichier ou variable d'environnement) puis relancez le lot"
+		res.CheckedAt = p.now().UTC()
+		return res
+	}
+	budget := p.budget(token)
+	var (
+		out      Outcome
+		attempts int32
+	)
+	for {
+		if err := budget.Wait(ctx); err != nil {
+			return res
+		}
+		attempts++
+		p.mu.Lock()
+		p.calls++
+		p.mu.Unlock()
+		var cerr error
+		out, cerr = p.Client.QuotientFamilial(ctx, token, job.Recipient, job.Period, job.Identity)
+		if ctx.Err() != nil {
+			return res
+		}
+		if cerr != nil {
+			out = Outcome{Status: schemas.StatusProviderError, Code: schemas.CodeTransport, Message: cerr.Error(), Retryable: true}
+		} else {
+			budget.Observe(out.HTTPStatus, out.Header)
+		}
+		delay, again := p.Retry.Delay(int(attempts), out)
+		if !again {
+			break
+		}
+		log.Debug().Int("http_status", out.HTTPStatus).Str("code", out.Code).Dur("delay", delay).Msg("retrying")
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return res
+		case <-t.C:
+		}
+	}
+	res.Attempts = attempts
+	res.RequestID = out.RequestID
+	res.Provider = out.Provider
+	res.CheckedAt = p.now().UTC()
+	if out.Retryable {
+		// Retries exhausted on a retryable answer.
+		res.Status = schemas.StatusProviderError
+		res.ErrorCode = out.Code
+		if res.ErrorCode == "" {
+			res.ErrorCode = schemas.CodeRetriesExhausted
+		}
+		res.ErrorMessage = strings.TrimSpace(fmt.Sprintf("échec après %d tentatives (HTTP %d) : %s", attempts, out.HTTPStatus, out.Message))
+		return res
+	}
+	res.Status = out.Status
+	res.ErrorCode = out.Code
+	res.ErrorMessage = out.Message
+	if out.Status == schemas.StatusOK && out.QF != nil {
+		qf := out.QF
+		res.QFValue = qf.Valeur
+		res.QFYear, res.QFMonth = qf.Annee, qf.Mois
+		res.QFCalcYear, res.QFCalcMonth = qf.AnneeCalcul, qf.MoisCalcul
+		n := qf.Enfants
+		res.ChildrenCount = &n
+		res.NeedsReview = qf.Valeur == nil || *qf.Valeur == 0
+		if res.Provider == "" {
+			res.Provider = qf.Fournisseur
+		}
+	}
+	return res
+}
+
+// ackTracker remembers, per partition, which fetched offsets are done, so
+// that only the highest offset below which everything is done is committed.
+type ackTracker struct {
+	mu    sync.Mutex
+	parts map[string]*partAcks
+}
+
+type partAcks struct {
+	topic     string
+	partition int
+	pending   []int64 // fetched offsets in order, not yet committed
+	done      map[int64]bool
+}
+
+func newAckTracker() *ackTracker { return &ackTracker{parts: make(map[string]*partAcks)} }
+
+func partKey(topic string, partition int) string { return fmt.Sprintf("%s/%d", topic, partition) }
+
+func (a *ackTracker) fetched(m kafkago.Message) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	k := partKey(m.Topic, m.Partition)
+	pa, ok := a.parts[k]
+	if !ok {
+		pa = &partAcks{topic: m.Topic, partition: m.Partition, done: make(map[int64]bool)}
+		a.parts[k] = pa
+	}
+	pa.pending = append(pa.pending, m.Offset)
+}
+
+func (a *ackTracker) done(m kafkago.Message) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if pa, ok := a.parts[partKey(m.Topic, m.Partition)]; ok {
+		pa.done[m.Offset] = true
+	}
+}
+
+// committable returns, per partition, the message to commit: the last of the
+// leading run of done offsets.
+func (a *ackTracker) committable() []kafkago.Message {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []kafkago.Message
+	for _, pa := range a.parts {
+		last := int64(-1)
+		for _, off := range pa.pending {
+			if !pa.done[off] {
+				break
+			}
+			last = off
+		}
+		if last >= 0 {
+			out = append(out, kafkago.Message{Topic: pa.topic, Partition: pa.partition, Offset: last})
+		}
+	}
+	return out
+}
+
+// committed forgets offsets up to those just committed.
+func (a *ackTracker) committed(msgs []kafkago.Message) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, m := range msgs {
+		pa := a.parts[partKey(m.Topic, m.Partition)]
+		i := 0
+		for i < len(pa.pending) && pa.pending[i] <= m.Offset {
+			delete(pa.done, pa.pending[i])
+			i++
+		}
+		pa.pending = pa.pending[i:]
+	}
+}

@@ -1,0 +1,136 @@
+package workers
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apbatch/apbatch/schemas"
+)
+
+var lefebvre = schemas.Identity{
+	NomNaissance: "LEFEBVRE", Prenoms: []string{"ALEXIS", "GÉRÔME", "JEAN-PHILIPPE"}, Sexe: "F",
+	AnneeNaissance: 1982, MoisNaissance: 12, JourNaissance: 27,
+	CodePaysNaissance: "99100", CodeCommuneNaissance: "08480",
+}
+
+func TestQueryQuotientFamilial(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		period schemas.Period
+		id     schemas.Identity
+		want   url.Values
+	}{
+		{"nominal without period", schemas.Period{}, lefebvre, url.Values{
+			"recipient": {"13002526500013"}, "nomNaissance": {"LEFEBVRE"}, "prenoms[]": {"ALEXIS", "GÉRÔME", "JEAN-PHILIPPE"},
+			"anneeDateNaissance": {"1982"}, "moisDateNaissance": {"12"}, "jourDateNaissance": {"27"}, "sexeEtatCivil": {"F"},
+			"codeCogInseePaysNaissance": {"99100"}, "codeCogInseeCommuneNaissance": {"08480"},
+		}},
+		{"with period, partial date, triplet", schemas.Period{Year: 2026, Month: 9}, schemas.Identity{
+			NomNaissance: "BERNARD", NomUsage: "DURAND", Prenoms: []string{"ELODIE"}, Sexe: "F", AnneeNaissance: 1990, MoisNaissance: 3,
+			CodePaysNaissance: "99100", NomCommuneNaissance: "Sedan", CodeDepartementNaissance: "08",
+		}, url.Values{
+			"recipient": {"13002526500013"}, "nomNaissance": {"BERNARD"}, "nomUsage": {"DURAND"}, "prenoms[]": {"ELODIE"},
+			"anneeDateNaissance": {"1990"}, "moisDateNaissance": {"3"}, "sexeEtatCivil": {"F"},
+			"codeCogInseePaysNaissance": {"99100"}, "nomCommuneNaissance": {"Sedan"}, "codeCogInseeDepartementNaissance": {"08"},
+			"annee": {"2026"}, "mois": {"9"},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := QueryQuotientFamilial("13002526500013", tc.period, tc.id); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("query = %v\nwant    %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestClient_QuotientFamilial_Classify(t *testing.T) {
+	ok200, err := os.ReadFile("testdata/qf-200-nominal.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	errBody := func(code string, meta string) string {
+		return `{"errors":[{"code":"` + code + `","title":"Titre","detail":"Détail","meta":{` + meta + `}}]}`
+	}
+	for _, tc := range []struct {
+		name      string
+		status    int
+		body      string
+		header    map[string]string
+		want      schemas.Status
+		code      string
+		retryable bool
+		after     time.Duration
+	}{
+		{"200", 200, string(ok200), nil, schemas.StatusOK, "", false, 0},
+		{"404", 404, errBody("37003", `"provider":"CNAV"`), nil, schemas.StatusNotFound, "37003", false, 0},
+		{"422 00355", 422, errBody("00355", ""), nil, schemas.StatusIdentityUnresolved, "00355", false, 0},
+		{"422 civility", 422, errBody("00420", ""), nil, schemas.StatusInvalidInput, "00420", false, 0},
+		{"401", 401, errBody("00101", ""), nil, schemas.StatusUnauthorized, "00101", false, 0},
+		{"403", 403, errBody("00100", ""), nil, schemas.StatusUnauthorized, "00100", false, 0},
+		{"429", 429, errBody("00429", ""), map[string]string{"Retry-After": "3"}, schemas.StatusProviderError, "00429", true, 3 * time.Second},
+		{"502", 502, errBody("37999", `"provider":"CNAV"`), nil, schemas.StatusProviderError, "37999", true, 0},
+		{"503 retry_in", 503, errBody("37020", `"retry_in":30`), nil, schemas.StatusProviderError, "37020", true, 30 * time.Second},
+		{"504", 504, errBody("37002", ""), nil, schemas.StatusProviderError, "37002", true, 0},
+		{"502 from a gateway, not JSON", 502, "<html>Bad Gateway</html>", nil, schemas.StatusProviderError, schemas.CodeBadResponse, true, 0},
+		{"410", 410, "n'est plus disponible", nil, schemas.StatusProviderError, schemas.CodeBadResponse, false, 0},
+		{"200 unreadable", 200, "{", nil, schemas.StatusProviderError, schemas.CodeBadResponse, false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var gotQuery url.Values
+			var gotAuth string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != QuotientFamilialPath {
+					t.Errorf("path %s", r.URL.Path)
+				}
+				gotQuery, gotAuth = r.URL.Query(), r.Header.Get("Authorization")
+				w.Header().Set("X-Request-ID", "req-1")
+				for k, v := range tc.header {
+					w.Header().Set(k, v)
+				}
+				w.WriteHeader(tc.status)
+				w.Write([]byte(tc.body))
+			}))
+			defer srv.Close()
+			c := &Client{BaseURL: srv.URL}
+			o, err := c.QuotientFamilial(context.Background(), "tok", "13002526500013", schemas.Period{}, lefebvre)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gotAuth != "Bearer tok" || gotQuery.Get("token") != "" || len(gotQuery["prenoms[]"]) != 3 {
+				t.Fatalf("auth %q, query %v", gotAuth, gotQuery)
+			}
+			if o.Status != tc.want || o.Code != tc.code || o.Retryable != tc.retryable || o.RetryAfter != tc.after || o.RequestID != "req-1" {
+				t.Fatalf("outcome = %+v", o)
+			}
+			if tc.status == 200 && tc.want == schemas.StatusOK {
+				qf := o.QF
+				if qf == nil || *qf.Valeur != 2550 || qf.Fournisseur != "CNAF" || *qf.Annee != 2023 || *qf.MoisCalcul != 12 || qf.Enfants != 0 || o.Provider != "CNAF" {
+					t.Fatalf("QF = %+v", qf)
+				}
+			}
+		})
+	}
+}
+
+func TestClient_TransportErrorHidesQueryAndToken(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	base := srv.URL
+	srv.Close() // connection refused from now on
+	c := &Client{BaseURL: base, HTTP: &http.Client{Timeout: time.Second}}
+	_, err := c.QuotientFamilial(context.Background(), "secret-token", "13002526500013", schemas.Period{}, lefebvre)
+	if err == nil {
+		t.Fatal("no error from a closed server")
+	}
+	for _, leak := range []string{"secret-token", "LEFEBVRE", "ALEXIS", "1982", "08480", "nomNaissance", "?"} {
+		if strings.Contains(err.Error(), leak) {
+			t.Fatalf("error %q contains %q", err, leak)
+		}
+	}
+}
