@@ -56,3 +56,6 @@ const (
 	// CodeBadResponse marks a provider answer apbatch could not decode.
 	CodeBadResponse = "APB_BAD_RESPONSE"
 )
+
+// CodeNoToken marks rows of a tenant for which no API token is configured.
+const CodeNoToken = "APB_NO_TOKEN"

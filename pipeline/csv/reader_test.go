@@ -1,0 +1,237 @@
+package csv
+
+import (
+	"errors"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apbatch/apbatch/schemas"
+)
+
+var today = time.Date(2026, 9, 14, 0, 0, 0, 0, time.UTC)
+
+func readAll(t *testing.T, in string) ([]Row, error) {
+	t.Helper()
+	r, err := NewReader(strings.NewReader(in), "liste.csv", today)
+	if err != nil {
+		return nil, err
+	}
+	var rows []Row
+	for {
+		row, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return rows, nil
+		}
+		if err != nil {
+			return rows, err
+		}
+		rows = append(rows, row)
+	}
+}
+
+const hdr = "reference;nom_naissance;prenoms;sexe;date_naissance;code_insee_commune_naissance\n"
+
+func TestReader_Formats(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		in    string
+		rows  int
+		lines []int
+	}{
+		{"semicolon", hdr + "A;LEFEBVRE;ALEXIS;F;1982-12-27;08480\n", 1, []int{2}},
+		{"BOM and CRLF", "\ufeff" + strings.ReplaceAll(hdr+"A;LEFEBVRE;ALEXIS;F;1982-12-27;08480\nB;BERNARD;ELODIE;F;03/1990;08480\n", "\n", "\r\n"), 2, []int{2, 3}},
+		{"comma", strings.ReplaceAll(hdr, ";", ",") + "A,LEFEBVRE,\"ALEXIS, GÉRÔME\",F,1982-12-27,08480\n", 1, []int{2}},
+		{"tab", strings.ReplaceAll(hdr, ";", "\t") + "A\tLEFEBVRE\tALEXIS\tF\t1982\t08480\n", 1, []int{2}},
+		{"quoted newline keeps start line", hdr + "\"A\nB\";LEFEBVRE;ALEXIS;F;;08480\nC;BERNARD;ELODIE;F;;08480\n", 2, []int{2, 4}},
+		{"blank lines not counted", hdr + "\n;;;;;\nA;LEFEBVRE;ALEXIS;F;;08480\n\n", 1, []int{4}},
+		{"header only", hdr, 0, nil},
+		{"no final newline", hdr + "A;LEFEBVRE;ALEXIS;F;;08480", 1, []int{2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rows, err := readAll(t, tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) != tc.rows {
+				t.Fatalf("%d rows, want %d: %+v", len(rows), tc.rows, rows)
+			}
+			for i, r := range rows {
+				if r.Number != int64(i+1) || r.Line != tc.lines[i] || len(r.Errors) != 0 {
+					t.Errorf("row %d = %+v, want line %d and no error", i, r, tc.lines[i])
+				}
+			}
+		})
+	}
+}
+
+func TestReader_FileErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     []string
+	}{
+		{"empty", "", []string{"liste.csv", "vide"}},
+		{"blank", "\n\n", []string{"vide"}},
+		{"missing columns", "nom;prenom\nA;B\n", []string{"colonnes manquantes", "nom_naissance", "sexe", "colonnes trouvées : nom, prenom"}},
+		{"duplicate column", "nom_naissance;nom_naissance;prenoms;sexe;code_insee_commune_naissance\n", []string{"deux fois"}},
+		{"not utf8", "nom_naissance;pr\xe9noms\n", []string{"UTF-8"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := readAll(t, tc.in)
+			var fe *FileError
+			if !errors.As(err, &fe) {
+				t.Fatalf("err = %v, want a FileError", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestReader_RowErrors(t *testing.T) {
+	rows, err := readAll(t, hdr+
+		"A;LEFEBVRE;ALEXIS;F;31/02/2015;08480\n"+
+		"B;LEFEBVRE;ALEXIS;;1982;08480\n"+
+		"C;LEFEBVRE;ALEXIS;F;1982;\n"+
+		"D;LEFEBVRE;ALEXIS;F\n"+
+		"E;LEFEB3VRE;A B C D;X;2030-01-01;75\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{
+		{"ligne 2, colonne « date_naissance » : date impossible"},
+		{"ligne 3, colonne « sexe » : valeur manquante"},
+		{"ligne 4, colonne « code_insee_commune_naissance » : valeur manquante"},
+		{"ligne 5 : 4 champs au lieu de 6"},
+		{"colonne « nom_naissance »", "colonne « prenoms » : trop de prénoms", "colonne « sexe » : valeur non reconnue", "colonne « date_naissance »", "un code postal n'est pas un code INSEE"},
+	}
+	if len(rows) != len(want) {
+		t.Fatalf("%d rows", len(rows))
+	}
+	for i, r := range rows {
+		joined := strings.Join(r.Errors, " | ")
+		for _, w := range want[i] {
+			if !strings.Contains(joined, w) {
+				t.Errorf("row %d errors %q lack %q", i+1, joined, w)
+			}
+		}
+		if strings.Contains(joined, "LEFEB") || strings.Contains(joined, "2015") {
+			t.Errorf("row %d error echoes a personal value: %q", i+1, joined)
+		}
+	}
+}
+
+func TestParseIdentity(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fields map[string]string
+		want   schemas.Identity
+		errCol []string
+	}{
+		{"nominal", map[string]string{"nom_naissance": " LEFEBVRE ", "prenoms": "ALEXIS  GÉRÔME,JEAN-PHILIPPE", "sexe": "f", "date_naissance": "27/12/1982", "code_insee_commune_naissance": "08480"},
+			schemas.Identity{NomNaissance: "LEFEBVRE", Prenoms: []string{"ALEXIS", "GÉRÔME", "JEAN-PHILIPPE"}, Sexe: "F", AnneeNaissance: 1982, MoisNaissance: 12, JourNaissance: 27, CodePaysNaissance: "99100", CodeCommuneNaissance: "08480"}, nil},
+		{"apostrophe and partial date", map[string]string{"nom_naissance": "D’ARTAGNAN", "prenoms": "Charles", "sexe": "M", "date_naissance": "1611", "code_insee_commune_naissance": "2a004"},
+			schemas.Identity{NomNaissance: "D'ARTAGNAN", Prenoms: []string{"Charles"}, Sexe: "M", AnneeNaissance: 1611, CodePaysNaissance: "99100", CodeCommuneNaissance: "2A004"}, []string{"date_naissance"}},
+		{"abroad ignores commune", map[string]string{"nom_naissance": "FAKIR", "prenoms": "EYMEN", "sexe": "M", "code_insee_pays_naissance": "99350", "code_insee_commune_naissance": "08480"},
+			schemas.Identity{NomNaissance: "FAKIR", Prenoms: []string{"EYMEN"}, Sexe: "M", CodePaysNaissance: "99350"}, nil},
+		{"triplet", map[string]string{"nom_naissance": "BERNARD", "prenoms": "ELODIE", "sexe": "F", "date_naissance": "1990", "commune_naissance": "Sedan", "departement_naissance": "8"},
+			schemas.Identity{NomNaissance: "BERNARD", Prenoms: []string{"ELODIE"}, Sexe: "F", AnneeNaissance: 1990, CodePaysNaissance: "99100", NomCommuneNaissance: "Sedan", CodeDepartementNaissance: "08"}, nil},
+		{"triplet without year", map[string]string{"nom_naissance": "BERNARD", "prenoms": "ELODIE", "sexe": "F", "commune_naissance": "Sedan", "departement_naissance": "99"},
+			schemas.Identity{NomNaissance: "BERNARD", Prenoms: []string{"ELODIE"}, Sexe: "F", CodePaysNaissance: "99100", NomCommuneNaissance: "Sedan", CodeDepartementNaissance: "99"}, []string{"departement_naissance", "date_naissance"}},
+		{"bad country", map[string]string{"nom_naissance": "X", "prenoms": "Y", "sexe": "M", "code_insee_pays_naissance": "France"},
+			schemas.Identity{NomNaissance: "X", Prenoms: []string{"Y"}, Sexe: "M", CodePaysNaissance: "France"}, []string{"code_insee_pays_naissance"}},
+		{"future date", map[string]string{"nom_naissance": "X", "prenoms": "Y", "sexe": "M", "date_naissance": "2026-09-14", "code_insee_commune_naissance": "08480"},
+			schemas.Identity{NomNaissance: "X", Prenoms: []string{"Y"}, Sexe: "M", CodePaysNaissance: "99100", CodeCommuneNaissance: "08480"}, []string{"date_naissance"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, errs := schemas.ParseIdentity(tc.fields, today)
+			var cols []string
+			for _, e := range errs {
+				cols = append(cols, e.Column)
+			}
+			if !reflect.DeepEqual(cols, tc.errCol) {
+				t.Errorf("error columns = %v, want %v (%v)", cols, tc.errCol, errs)
+			}
+			if len(tc.errCol) == 0 && !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("identity = %+v\nwant       %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestReader_Sample(t *testing.T) {
+	f, err := os.Open("../../deploy/samples/cantine-demo.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := NewReader(f, "cantine-demo.csv", today)
+	if err != nil {
+		t.Fatal(err)
+	}
+	invalid := map[string]string{}
+	n := 0
+	for {
+		row, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if len(row.Errors) > 0 {
+			invalid[row.Reference] = strings.Join(row.Errors, " | ")
+		}
+	}
+	want := map[string]string{
+		"FAM-0012": "colonne « date_naissance »",
+		"FAM-0013": "colonne « sexe »",
+		"FAM-0014": "colonne « code_insee_commune_naissance »",
+	}
+	if len(invalid) != len(want) || n != 16 {
+		t.Fatalf("%d rows, invalid = %v", n, invalid)
+	}
+	for ref, col := range want {
+		if !strings.Contains(invalid[ref], col) {
+			t.Errorf("%s: %q does not name %s", ref, invalid[ref], col)
+		}
+	}
+}
+
+func FuzzReader(f *testing.F) {
+	f.Add(hdr + "A;LEFEBVRE;ALEXIS;F;1982-12-27;08480\n")
+	f.Add("\ufeff" + strings.ReplaceAll(hdr, ";", ",") + "\"A,\"\"x\"\"\",B,C,M,2000,2A004\r\n\n")
+	f.Add(hdr + "\"unterminated;X;Y;F;;;\n")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, in string) {
+		r, err := NewReader(strings.NewReader(in), "fuzz.csv", today)
+		if err != nil {
+			var fe *FileError
+			if !errors.As(err, &fe) {
+				t.Fatalf("NewReader error is not a FileError: %v", err)
+			}
+			return
+		}
+		var last int64
+		for i := 0; i < 10000; i++ {
+			row, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				t.Fatalf("Next: %v", err)
+			}
+			if row.Number != last+1 {
+				t.Fatalf("row number %d after %d", row.Number, last)
+			}
+			last = row.Number
+		}
+	})
+}

@@ -1,0 +1,197 @@
+package schemas
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// FieldError is one problem with one input column. Problem is in French, for
+// the collectivité's agents, and never repeats the value (names and birth
+// dates are personal data).
+type FieldError struct {
+	// Column is the canonical column name.
+	Column  string
+	Problem string
+}
+
+// Message places the problem at a line and under the column name the file
+// used, e.g. `ligne 9, colonne « Date » : date impossible (…)`.
+func (e FieldError) Message(line int, header string) string {
+	if header == "" {
+		header = e.Column
+	}
+	return "ligne " + strconv.Itoa(line) + ", colonne « " + header + " » : " + e.Problem
+}
+
+var (
+	// namePattern is the API's rule for nomNaissance and each prénom.
+	namePattern    = regexp.MustCompile(`^[a-zA-ZÀ-ÖØ-öø-ÿ' -]+$`)
+	paysPattern    = regexp.MustCompile(`^(99[0-9]{3}|92352)$`)
+	communePattern = regexp.MustCompile(`^([013-9][0-9]|2[AB1-9])[0-9]{3}$`)
+	deptPattern    = regexp.MustCompile(`^(0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-4]|976)$`)
+	spaces         = regexp.MustCompile(`\s+`)
+)
+
+// MaxPrenomsQF is how many first names the QF route accepts.
+const MaxPrenomsQF = 3
+
+// cleanName trims, folds runs of spaces and replaces typographic apostrophes.
+func cleanName(s string) string {
+	s = strings.NewReplacer("’", "'", "‘", "'", "ʼ", "'", "\u00a0", " ").Replace(s)
+	return strings.TrimSpace(spaces.ReplaceAllString(s, " "))
+}
+
+// ParseIdentity builds the identity of one row from its raw fields, keyed by
+// canonical column, and validates it with the QF route's own rules. now is
+// the day the batch runs (a full birth date must be before it). Every problem
+// is reported, not only the first.
+func ParseIdentity(fields map[string]string, now time.Time) (Identity, []FieldError) {
+	var id Identity
+	var errs []FieldError
+	bad := func(col, problem string) { errs = append(errs, FieldError{Column: col, Problem: problem}) }
+
+	id.NomNaissance = cleanName(fields[ColNomNaissance])
+	switch {
+	case id.NomNaissance == "":
+		bad(ColNomNaissance, "valeur manquante (le nom de naissance est obligatoire)")
+	case !namePattern.MatchString(id.NomNaissance):
+		bad(ColNomNaissance, "caractères non acceptés par l'API (lettres, accents, espace, tiret et apostrophe seulement ; pas de chiffre)")
+	}
+	id.NomUsage = cleanName(fields[ColNomUsage])
+	if id.NomUsage != "" && !namePattern.MatchString(id.NomUsage) {
+		bad(ColNomUsage, "caractères non acceptés par l'API (lettres, accents, espace, tiret et apostrophe seulement)")
+	}
+
+	prenoms := strings.FieldsFunc(cleanName(fields[ColPrenoms]), func(r rune) bool { return r == ' ' || r == ',' || r == ';' })
+	switch {
+	case len(prenoms) == 0:
+		bad(ColPrenoms, "valeur manquante (au moins un prénom est obligatoire)")
+	case len(prenoms) > MaxPrenomsQF:
+		bad(ColPrenoms, "trop de prénoms : l'API du quotient familial en accepte "+strconv.Itoa(MaxPrenomsQF)+" au plus ; gardez les premiers")
+	default:
+		for _, p := range prenoms {
+			if !namePattern.MatchString(p) {
+				bad(ColPrenoms, "caractères non acceptés par l'API dans un prénom (lettres, accents, tiret et apostrophe seulement)")
+				break
+			}
+		}
+	}
+	id.Prenoms = prenoms
+
+	switch sexe := strings.ToUpper(strings.TrimSpace(fields[ColSexe])); sexe {
+	case "M", "F":
+		id.Sexe = sexe
+	case "":
+		bad(ColSexe, "valeur manquante (attendu M ou F)")
+	default:
+		bad(ColSexe, "valeur non reconnue (attendu M ou F)")
+	}
+
+	y, m, d, problem := ParseBirthDate(fields[ColDateNaissance], now)
+	if problem != "" {
+		bad(ColDateNaissance, problem)
+	}
+	id.AnneeNaissance, id.MoisNaissance, id.JourNaissance = y, m, d
+
+	id.CodePaysNaissance = strings.TrimSpace(fields[ColPaysNaissance])
+	if id.CodePaysNaissance == "" {
+		id.CodePaysNaissance = CodePaysFrance
+	}
+	if !paysPattern.MatchString(id.CodePaysNaissance) {
+		bad(ColPaysNaissance, "code pays COG invalide (5 chiffres commençant par 99, par exemple 99100 pour la France)")
+	}
+
+	commune := strings.ToUpper(strings.TrimSpace(fields[ColCommuneNaissance]))
+	nomCommune := cleanName(fields[ColNomCommuneNaissance])
+	dept := strings.ToUpper(strings.TrimSpace(fields[ColDepartementNaissance]))
+	if len(dept) == 1 && dept[0] >= '1' && dept[0] <= '9' {
+		dept = "0" + dept
+	}
+	if id.CodePaysNaissance == CodePaysFrance {
+		switch {
+		case commune != "":
+			if communePattern.MatchString(commune) {
+				id.CodeCommuneNaissance = commune
+			} else {
+				bad(ColCommuneNaissance, "code commune INSEE (COG) invalide : 5 caractères, par exemple 08480 ou 2A004 ; un code postal n'est pas un code INSEE")
+			}
+		case nomCommune != "" || dept != "":
+			if nomCommune == "" {
+				bad(ColNomCommuneNaissance, "valeur manquante : avec le département, le nom de la commune de naissance est obligatoire")
+			}
+			if !deptPattern.MatchString(dept) {
+				bad(ColDepartementNaissance, "département invalide (01 à 95, 2A, 2B, 971 à 974 ou 976)")
+			}
+			if id.AnneeNaissance == 0 {
+				bad(ColDateNaissance, "l'année de naissance est obligatoire quand la commune est donnée par son nom")
+			}
+			id.NomCommuneNaissance, id.CodeDepartementNaissance = nomCommune, dept
+		default:
+			bad(ColCommuneNaissance, "valeur manquante : pour une personne née en France, donnez le code INSEE de la commune de naissance, ou son nom et son département")
+		}
+	}
+	return id, errs
+}
+
+// ParseBirthDate parses YYYY-MM-DD, DD/MM/YYYY, MM/YYYY or YYYY. An empty
+// value is allowed (the QF route does not need a birth date). problem is ""
+// when the value is usable.
+func ParseBirthDate(raw string, now time.Time) (year, month, day int, problem string) {
+	const expected = " (attendu AAAA-MM-JJ, JJ/MM/AAAA, MM/AAAA ou AAAA)"
+	s := strings.TrimSpace(raw)
+	if s == "" {
+		return 0, 0, 0, ""
+	}
+	atoi := func(p string, n int) (int, bool) {
+		if len(p) != n && !(n == 2 && len(p) == 1) {
+			return 0, false
+		}
+		v, err := strconv.Atoi(p)
+		return v, err == nil && v >= 0
+	}
+	var ok1, ok2, ok3 bool
+	switch {
+	case strings.Count(s, "-") == 2:
+		p := strings.Split(s, "-")
+		year, ok1 = atoi(p[0], 4)
+		month, ok2 = atoi(p[1], 2)
+		day, ok3 = atoi(p[2], 2)
+	case strings.Count(s, "/") == 2:
+		p := strings.Split(s, "/")
+		day, ok1 = atoi(p[0], 2)
+		month, ok2 = atoi(p[1], 2)
+		year, ok3 = atoi(p[2], 4)
+	case strings.Count(s, "/") == 1:
+		p := strings.Split(s, "/")
+		month, ok1 = atoi(p[0], 2)
+		year, ok2 = atoi(p[1], 4)
+		ok3 = true
+	default:
+		year, ok1 = atoi(s, 4)
+		ok2, ok3 = true, true
+	}
+	if !ok1 || !ok2 || !ok3 {
+		return 0, 0, 0, "format de date non reconnu" + expected
+	}
+	if month != 0 && (month < 1 || month > 12) {
+		return 0, 0, 0, "mois impossible" + expected
+	}
+	if year < 1900 || year > now.Year() {
+		return 0, 0, 0, "année hors limites (de 1900 à l'année en cours)"
+	}
+	if day != 0 {
+		t := time.Date(year, time.Month(month), day, 0, 0, 0, 0, time.UTC)
+		if t.Day() != day || day < 1 {
+			return 0, 0, 0, "date impossible" + expected
+		}
+		today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+		if !t.Before(today) {
+			return 0, 0, 0, "date de naissance dans le futur ou aujourd'hui"
+		}
+	} else if month != 0 && (year == now.Year() && month > int(now.Month())) {
+		return 0, 0, 0, "date de naissance dans le futur"
+	}
+	return year, month, day, ""
+}
