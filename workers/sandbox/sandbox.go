@@ -1,0 +1,378 @@
+// Package sandbox is a faithful stand-in for API Particulier, served over
+// HTTP, for tests, load measurements and rehearsals. It answers the official
+// staging cases byte for byte with staging's matching rule (the request's
+// parameter set, recipient excluded and string values lower-cased, must equal
+// a case's parameters exactly; no match answers the route's 404 case), and it
+// checks what production checks before that: the Bearer token (HS256 JWT with
+// UUID uid/jti, exp, scopes), a per-token rate limit in fixed one-second
+// windows with RateLimit-* headers and 429s, and the parameters, several
+// errors accumulated in one 422 body.
+package sandbox
+
+import (
+	"bytes"
+	"crypto/rand"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"gopkg.in/yaml.v3"
+)
+
+// DefaultSecret signs the embedded sandbox's tokens. It protects nothing: it
+// only makes sandbox tokens look and verify like real ones.
+const DefaultSecret = "apbatch-sandbox-secret-not-for-production"
+
+// QFScopes are the scopes of the quotient familial route.
+var QFScopes = []string{"cnaf_quotient_familial", "cnaf_allocataires", "cnaf_enfants", "cnaf_adresse"}
+
+// AllScopes lists every scope the sandbox knows.
+var AllScopes = append([]string(nil), QFScopes...)
+
+//go:embed cases
+var casesFS embed.FS
+
+// Config configures a Server. Zero values mean defaults.
+type Config struct {
+	// Secret is the HS256 key of tokens. Default: []byte(DefaultSecret).
+	Secret []byte
+	// Limit is the requests per second allowed per token. Default: 20.
+	Limit int
+	// MaskScopes drops data keys the token has no scope for, as
+	// production does (staging does not). Default: false.
+	MaskScopes bool
+	// Latency is added before every data answer. Default: 0.
+	Latency time.Duration
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+	// Log receives one line per request, without token, query or identity.
+	Log zerolog.Logger
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	if c.Limit < 0 {
+		return fmt.Errorf("sandbox: Limit %d must not be negative", c.Limit)
+	}
+	if c.Latency < 0 {
+		return fmt.Errorf("sandbox: Latency %v must not be negative", c.Latency)
+	}
+	return nil
+}
+
+// route is one data route and its official cases.
+type route struct {
+	path     string
+	scopes   []string
+	cases    []apiCase
+	notFound apiCase
+	validate func(q map[string][]string, now time.Time) []apiError
+}
+
+// apiCase is one official case: parameters, status and body.
+type apiCase struct {
+	name   string
+	params map[string][]string
+	status int
+	body   []byte
+}
+
+// Server serves the sandbox. It is safe for concurrent use.
+type Server struct {
+	cfg    Config
+	routes map[string]*route
+	calls  atomic.Int64
+
+	mu      sync.Mutex
+	windows map[string]*window
+}
+
+type window struct {
+	start int64 // unix second
+	count int
+}
+
+// New loads the embedded cases. It starts no goroutine.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(cfg.Secret) == 0 {
+		cfg.Secret = []byte(DefaultSecret)
+	}
+	if cfg.Limit == 0 {
+		cfg.Limit = 20
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	qf, err := loadRoute("/v3/dss/quotient_familial/identite", "api_particulier_v3_cnav_quotient_familial_with_civility", QFScopes, validateQF)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, routes: map[string]*route{qf.path: qf}, windows: map[string]*window{}}, nil
+}
+
+// Calls returns how many data requests were answered, whatever the status.
+func (s *Server) Calls() int64 { return s.calls.Load() }
+
+func loadRoute(p, dir string, scopes []string, validate func(map[string][]string, time.Time) []apiError) (*route, error) {
+	r := &route{path: p, scopes: scopes, validate: validate}
+	files, err := fs.Glob(casesFS, "cases/"+dir+"/*.yaml")
+	if err != nil || len(files) == 0 {
+		return nil, fmt.Errorf("sandbox: no cases for %s", p)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		raw, err := casesFS.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: read %s: %w", f, err)
+		}
+		var c struct {
+			Params  map[string]any `yaml:"params"`
+			Status  int            `yaml:"status"`
+			Payload string         `yaml:"payload"`
+		}
+		if err := yaml.Unmarshal(raw, &c); err != nil {
+			return nil, fmt.Errorf("sandbox: parse %s: %w", f, err)
+		}
+		ac := apiCase{name: path.Base(f), params: normalizeCase(c.Params), status: c.Status, body: []byte(c.Payload)}
+		if ac.name == "404.yaml" {
+			r.notFound = ac
+		}
+		r.cases = append(r.cases, ac)
+	}
+	if r.notFound.status == 0 {
+		return nil, fmt.Errorf("sandbox: %s has no 404.yaml case", dir)
+	}
+	return r, nil
+}
+
+// normalizeCase turns a case's YAML params into lower-cased string lists.
+func normalizeCase(p map[string]any) map[string][]string {
+	out := make(map[string][]string, len(p))
+	for k, v := range p {
+		switch vv := v.(type) {
+		case []any:
+			for _, x := range vv {
+				out[k] = append(out[k], strings.ToLower(fmt.Sprint(x)))
+			}
+		default:
+			out[k] = []string{strings.ToLower(fmt.Sprint(vv))}
+		}
+	}
+	return out
+}
+
+// requestParams is the provider-side parameter set of a request: every
+// parameter but recipient, "prenoms[]" keyed "prenoms", values lower-cased.
+func requestParams(q map[string][]string) map[string][]string {
+	out := make(map[string][]string, len(q))
+	for k, vs := range q {
+		if k == "recipient" {
+			continue
+		}
+		k = strings.TrimSuffix(k, "[]")
+		for _, v := range vs {
+			out[k] = append(out[k], strings.ToLower(v))
+		}
+	}
+	return out
+}
+
+func sameParams(a, b map[string][]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, av := range a {
+		bv, ok := b[k]
+		if !ok || len(av) != len(bv) {
+			return false
+		}
+		for i := range av {
+			if av[i] != bv[i] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// ServeHTTP answers one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := s.cfg.Now()
+	reqID := newUUID()
+	w.Header().Set("X-Request-ID", reqID)
+	status := s.serve(w, r)
+	// The path is logged, never the query (identities) or the token.
+	s.cfg.Log.Debug().Str("path", r.URL.Path).Int("status", status).Str("request_id", reqID).
+		Dur("took", s.cfg.Now().Sub(start)).Msg("sandbox answer")
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) int {
+	p := r.URL.Path
+	switch {
+	case p == "/api/pings":
+		return writeJSON(w, http.StatusOK, s.pings())
+	case strings.HasPrefix(p, "/api/") && strings.HasSuffix(p, "/ping"):
+		if strings.TrimSuffix(strings.TrimPrefix(p, "/api/"), "/ping") != "cnaf_msa_quotient_familial" {
+			return writeText(w, http.StatusNotFound, notFoundText)
+		}
+		return writeJSON(w, http.StatusOK, s.ping())
+	case p == "/api/caf/famille", p == "/api/v2/composition-familiale":
+		return writeText(w, http.StatusGone, "Cette API n'est plus disponible depuis le 31/10/2025. Utilisez /v3/dss/quotient_familial/identite.")
+	}
+	rt, ok := s.routes[p]
+	if !ok || r.Method != http.MethodGet {
+		return writeText(w, http.StatusNotFound, notFoundText)
+	}
+	s.calls.Add(1)
+	now := s.cfg.Now()
+	claims, aerr := s.authenticate(r.Header.Get("Authorization"), now)
+	if aerr != nil {
+		return writeErrors(w, aerr.status, aerr.errs...)
+	}
+	if !intersects(claims.Scopes, rt.scopes) {
+		return writeErrors(w, http.StatusForbidden, errInsufficientScopes)
+	}
+	limit, remaining, reset, allowed := s.take(claims.JTI, now)
+	w.Header().Set("RateLimit-Limit", strconv.Itoa(limit))
+	w.Header().Set("RateLimit-Remaining", strconv.Itoa(remaining))
+	w.Header().Set("RateLimit-Reset", strconv.FormatInt(reset, 10))
+	if !allowed {
+		w.Header().Set("Retry-After", strconv.FormatInt(max(reset-now.Unix(), 0), 10))
+		return writeErrors(w, http.StatusTooManyRequests, errTooManyRequests)
+	}
+	q := r.URL.Query()
+	if errs := rt.validate(q, now); len(errs) > 0 {
+		return writeErrors(w, http.StatusUnprocessableEntity, errs...)
+	}
+	if s.cfg.Latency > 0 {
+		t := time.NewTimer(s.cfg.Latency)
+		select {
+		case <-r.Context().Done():
+			t.Stop()
+			return 499
+		case <-t.C:
+		}
+	}
+	params := requestParams(q)
+	c := rt.notFound
+	for _, cand := range rt.cases {
+		if sameParams(params, cand.params) {
+			c = cand
+			break
+		}
+	}
+	body := c.body
+	if s.cfg.MaskScopes && c.status == http.StatusOK {
+		body = maskQF(body, claims.Scopes)
+	}
+	if c.status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(c.status)
+	w.Write(body)
+	return c.status
+}
+
+// take counts one request of token jti in the current fixed one-second
+// window, as Rack::Attack does, and reports the headers' values.
+func (s *Server) take(jti string, now time.Time) (limit, remaining int, reset int64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sec := now.Unix()
+	win, found := s.windows[jti]
+	if !found || win.start != sec {
+		win = &window{start: sec}
+		s.windows[jti] = win
+	}
+	win.count++
+	limit = s.cfg.Limit
+	return limit, max(limit-win.count, 0), sec + 1, win.count <= limit
+}
+
+func intersects(a, b []string) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x == y {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// maskQF drops the data keys of a QF answer the token has no scope for.
+func maskQF(body []byte, scopes []string) []byte {
+	var doc map[string]any
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return body
+	}
+	data, _ := doc["data"].(map[string]any)
+	keep := map[string]string{"quotient_familial": "cnaf_quotient_familial", "allocataires": "cnaf_allocataires", "enfants": "cnaf_enfants", "adresse": "cnaf_adresse"}
+	for k, scope := range keep {
+		if !intersects(scopes, []string{scope}) {
+			delete(data, k)
+		}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(doc); err != nil {
+		return body
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n")
+}
+
+func (s *Server) ping() map[string]string {
+	now := s.cfg.Now().UTC().Format(time.RFC3339)
+	return map[string]string{"status": "ok", "last_update": now, "last_ok_status": now}
+}
+
+func (s *Server) pings() []map[string]string {
+	p := s.ping()
+	p["name"] = "cnaf_msa_quotient_familial"
+	return []map[string]string{p}
+}
+
+const notFoundText = "Cette URL n'existe pas sur Api particulier, veuillez vérifier votre URL."
+
+func writeText(w http.ResponseWriter, status int, body string) int {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write([]byte(body))
+	return status
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) int {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return writeText(w, http.StatusInternalServerError, "internal error")
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(b)
+	return status
+}
+
+// newUUID returns a random (version 4) UUID.
+func newUUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}

@@ -1,0 +1,307 @@
+package sandbox
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// caseClock is a day in the era of the official cases (their QF answers are
+// computed in 2024-12), so that their annee/mois parameters validate.
+var caseClock = time.Date(2024, 12, 31, 10, 0, 0, 0, time.UTC)
+
+const qfPath = "/v3/dss/quotient_familial/identite"
+
+func newServer(t *testing.T, cfg Config) *Server {
+	t.Helper()
+	if cfg.Now == nil {
+		cfg.Now = func() time.Time { return caseClock }
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func token(t *testing.T, scopes []string, exp time.Time) string {
+	t.Helper()
+	tok, err := Token([]byte(DefaultSecret), scopes, exp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// get sends GET path?q with a Bearer token ("" for none).
+func get(s http.Handler, tok, path string, q url.Values) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodGet, path+"?"+q.Encode(), nil)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	return rec
+}
+
+// caseQuery builds the request a client sends for a case's params.
+func caseQuery(params map[string]any) url.Values {
+	q := url.Values{"recipient": {"13002526500013"}}
+	for k, v := range params {
+		if list, ok := v.([]any); ok {
+			for _, x := range list {
+				q.Add(k+"[]", fmt.Sprint(x))
+			}
+			continue
+		}
+		q.Set(k, fmt.Sprint(v))
+	}
+	return q
+}
+
+type rawCase struct {
+	Params  map[string]any `yaml:"params"`
+	Status  int            `yaml:"status"`
+	Payload string         `yaml:"payload"`
+}
+
+func readCases(t *testing.T) map[string]rawCase {
+	t.Helper()
+	files, _ := filepath.Glob("cases/api_particulier_v3_cnav_quotient_familial_with_civility/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no embedded cases")
+	}
+	out := map[string]rawCase{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c rawCase
+		if err := yaml.Unmarshal(b, &c); err != nil {
+			t.Fatal(err)
+		}
+		out[filepath.Base(f)] = c
+	}
+	return out
+}
+
+func TestServer_AnswersEveryOfficialCase(t *testing.T) {
+	s := newServer(t, Config{Limit: 1000})
+	tok := token(t, AllScopes, caseClock.Add(time.Hour))
+	for name, c := range readCases(t) {
+		t.Run(name, func(t *testing.T) {
+			q := caseQuery(c.Params)
+			if name == "404.yaml" {
+				// The route's default answer: a valid request matching no case.
+				q = url.Values{"recipient": {"13002526500013"}, "nomNaissance": {"INCONNU"}, "prenoms[]": {"PERSONNE"},
+					"sexeEtatCivil": {"F"}, "codeCogInseePaysNaissance": {"99100"}, "codeCogInseeCommuneNaissance": {"08480"}}
+			}
+			rec := get(s, tok, qfPath, q)
+			if rec.Code != c.Status {
+				t.Fatalf("status %d, want %d: %s", rec.Code, c.Status, rec.Body)
+			}
+			if !bytes.Equal(rec.Body.Bytes(), []byte(c.Payload)) {
+				t.Fatalf("body differs:\n%s\nwant\n%s", rec.Body, c.Payload)
+			}
+			if rec.Header().Get("X-Request-ID") == "" || rec.Header().Get("RateLimit-Limit") != "1000" {
+				t.Fatalf("headers %v", rec.Header())
+			}
+		})
+	}
+}
+
+func TestEmbeddedCasesMatchShared(t *testing.T) {
+	shared := "../../../shared/reference/sandbox-cases/api_particulier_v3_cnav_quotient_familial_with_civility"
+	files, _ := filepath.Glob(filepath.Join(shared, "*.yaml"))
+	if len(files) == 0 {
+		t.Skip("../shared not beside the repository: nothing to compare")
+	}
+	embedded, _ := filepath.Glob("cases/api_particulier_v3_cnav_quotient_familial_with_civility/*.yaml")
+	if len(embedded) != len(files) {
+		t.Fatalf("%d embedded cases, %d shared", len(embedded), len(files))
+	}
+	for _, f := range files {
+		want, _ := os.ReadFile(f)
+		got, err := os.ReadFile(filepath.Join("cases/api_particulier_v3_cnav_quotient_familial_with_civility", filepath.Base(f)))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s differs from the shared case", filepath.Base(f))
+		}
+	}
+}
+
+var nominal = url.Values{
+	"recipient": {"13002526500013"}, "nomNaissance": {"LEFEBVRE"}, "prenoms[]": {"ALEXIS", "GÉRÔME", "JEAN-PHILIPPE"},
+	"anneeDateNaissance": {"1982"}, "moisDateNaissance": {"12"}, "jourDateNaissance": {"27"}, "sexeEtatCivil": {"F"},
+	"codeCogInseePaysNaissance": {"99100"}, "codeCogInseeCommuneNaissance": {"08480"},
+}
+
+func with(q url.Values, kv ...string) url.Values {
+	out := url.Values{}
+	for k, v := range q {
+		out[k] = append([]string(nil), v...)
+	}
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i+1] == "" {
+			out.Del(kv[i])
+		} else {
+			out.Set(kv[i], kv[i+1])
+		}
+	}
+	return out
+}
+
+func TestServer_AuthAndMatching(t *testing.T) {
+	s := newServer(t, Config{})
+	good := token(t, AllScopes, caseClock.Add(time.Hour))
+	forged, _ := Token([]byte("other secret"), AllScopes, caseClock.Add(time.Hour))
+	for _, tc := range []struct {
+		name   string
+		tok    string
+		q      url.Values
+		status int
+		code   string
+	}{
+		{"nominal", good, nominal, 200, ""},
+		{"lower-cased matching", good, with(nominal, "nomNaissance", "Lefebvre"), 200, ""},
+		{"extra annee misses the case", good, with(nominal, "annee", "2024"), 404, "37003"},
+		{"no token", "", nominal, 401, "00101"},
+		{"garbage token", "abc.def.ghi", nominal, 401, "00101"},
+		{"forged token", forged, nominal, 401, "00101"},
+		{"expired token", token(t, AllScopes, caseClock.Add(-time.Second)), nominal, 401, "00103"},
+		{"wrong scopes", token(t, []string{"cnous_statut_boursier"}, caseClock.Add(time.Hour)), nominal, 403, "00100"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := get(s, tc.tok, qfPath, tc.q)
+			if rec.Code != tc.status || (tc.code != "" && !strings.Contains(rec.Body.String(), `"code":"`+tc.code+`"`) && !strings.Contains(rec.Body.String(), `"code": "`+tc.code+`"`)) {
+				t.Fatalf("status %d body %s; want %d %s", rec.Code, rec.Body, tc.status, tc.code)
+			}
+		})
+	}
+}
+
+func TestServer_Validation(t *testing.T) {
+	s := newServer(t, Config{Limit: 1000})
+	tok := token(t, AllScopes, caseClock.Add(time.Hour))
+	for _, tc := range []struct {
+		name  string
+		q     url.Values
+		codes []string
+	}{
+		{"recipient missing", with(nominal, "recipient", ""), []string{"00210"}},
+		{"recipient not Luhn", with(nominal, "recipient", "13002526500014"), []string{"00210"}},
+		{"La Poste SIRET", with(nominal, "recipient", "35600000000010"), nil},
+		{"name with digit", with(nominal, "nomNaissance", "LEF3BVRE"), []string{"00420"}},
+		{"typographic apostrophe", with(nominal, "nomNaissance", "D’ARC"), []string{"00420"}},
+		{"sex missing", with(nominal, "sexeEtatCivil", ""), []string{"00366"}},
+		{"sex invalid", with(nominal, "sexeEtatCivil", "X"), []string{"00427"}},
+		{"country invalid", with(nominal, "codeCogInseePaysNaissance", "100"), []string{"00400"}},
+		{"born in France without commune", with(nominal, "codeCogInseeCommuneNaissance", ""), []string{"00365"}},
+		{"commune invalid", with(nominal, "codeCogInseeCommuneNaissance", "20123"), []string{"00365"}},
+		{"bad departement", with(nominal, "codeCogInseeCommuneNaissance", "", "nomCommuneNaissance", "Sedan", "codeCogInseeDepartementNaissance", "99"), []string{"00428"}},
+		{"impossible date", with(nominal, "jourDateNaissance", "31", "moisDateNaissance", "2"), []string{"00363"}},
+		{"annee too old", with(nominal, "annee", "2020", "mois", "1"), []string{"00356"}},
+		{"mois in the future", with(nominal, "annee", "2024", "mois", "13"), []string{"00354"}},
+		{"several errors at once", with(nominal, "recipient", "1", "sexeEtatCivil", "X", "codeCogInseePaysNaissance", "1"), []string{"00210", "00427", "00400"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := get(s, tok, qfPath, tc.q)
+			if len(tc.codes) == 0 {
+				if rec.Code == 422 {
+					t.Fatalf("rejected: %s", rec.Body)
+				}
+				return
+			}
+			if rec.Code != 422 {
+				t.Fatalf("status %d, want 422: %s", rec.Code, rec.Body)
+			}
+			for _, c := range tc.codes {
+				if !strings.Contains(rec.Body.String(), `"code":"`+c+`"`) {
+					t.Errorf("body lacks %s: %s", c, rec.Body)
+				}
+			}
+			if n := strings.Count(rec.Body.String(), `"code"`); n != len(tc.codes) {
+				t.Errorf("%d errors, want %d: %s", n, len(tc.codes), rec.Body)
+			}
+		})
+	}
+}
+
+func TestServer_RateLimit(t *testing.T) {
+	now := time.Date(2026, 9, 14, 22, 0, 0, 300e6, time.UTC)
+	s := newServer(t, Config{Now: func() time.Time { return now }})
+	tok := token(t, AllScopes, now.Add(time.Hour))
+	other := token(t, AllScopes, now.Add(time.Hour))
+	for i := 1; i <= 20; i++ {
+		rec := get(s, tok, qfPath, nominal)
+		if rec.Code != 200 || rec.Header().Get("RateLimit-Remaining") != strconv.Itoa(20-i) {
+			t.Fatalf("call %d: %d remaining %s", i, rec.Code, rec.Header().Get("RateLimit-Remaining"))
+		}
+	}
+	rec := get(s, tok, qfPath, nominal)
+	if rec.Code != 429 || rec.Header().Get("Retry-After") != "1" || rec.Header().Get("RateLimit-Reset") != strconv.FormatInt(now.Unix()+1, 10) {
+		t.Fatalf("21st call: %d %v", rec.Code, rec.Header())
+	}
+	b, _ := io.ReadAll(rec.Body)
+	if string(b) != `{"errors":[{"code":"00429","title":"Trop de requêtes","detail":"Vous avez effectué trop de requêtes","meta":{}}]}` {
+		t.Fatalf("429 body %s", b)
+	}
+	if rec := get(s, other, qfPath, nominal); rec.Code != 200 {
+		t.Fatalf("another token is limited too: %d", rec.Code)
+	}
+	now = now.Add(time.Second)
+	if rec := get(s, tok, qfPath, nominal); rec.Code != 200 {
+		t.Fatalf("next window: %d", rec.Code)
+	}
+	if s.Calls() != 23 {
+		t.Fatalf("Calls = %d", s.Calls())
+	}
+}
+
+func TestServer_OtherRoutes(t *testing.T) {
+	s := newServer(t, Config{})
+	for _, tc := range []struct {
+		path   string
+		status int
+		want   string
+	}{
+		{"/api/pings", 200, `"status":"ok"`},
+		{"/api/cnaf_msa_quotient_familial/ping", 200, `"status":"ok"`},
+		{"/api/caf/famille", 410, "31/10/2025"},
+		{"/api/v2/composition-familiale", 410, "31/10/2025"},
+		{"/nope", 404, "Cette URL n'existe pas sur Api particulier, veuillez vérifier votre URL."},
+	} {
+		rec := get(s, "", tc.path, nil)
+		if rec.Code != tc.status || !strings.Contains(rec.Body.String(), tc.want) {
+			t.Errorf("%s: %d %s", tc.path, rec.Code, rec.Body)
+		}
+	}
+}
+
+func TestServer_MaskScopes(t *testing.T) {
+	s := newServer(t, Config{MaskScopes: true})
+	tok := token(t, []string{"cnaf_quotient_familial"}, caseClock.Add(time.Hour))
+	rec := get(s, tok, qfPath, nominal)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"valeur": 2550`) || strings.Contains(rec.Body.String(), "allocataires") {
+		t.Fatalf("masked answer: %s", rec.Body)
+	}
+}
+
+func TestValidSIRET(t *testing.T) {
+	for s, want := range map[string]bool{"13002526500013": true, "13002526500014": false, "1300252650001": false, "35600000000010": true, "abcdefghijklmn": false} {
+		if ValidSIRET(s) != want {
+			t.Errorf("ValidSIRET(%s) != %v", s, want)
+		}
+	}
+}

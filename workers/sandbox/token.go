@@ -1,0 +1,92 @@
+package sandbox
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// claims are the JWT claims the sandbox issues and checks.
+type claims struct {
+	UID     string   `json:"uid"`
+	JTI     string   `json:"jti"`
+	Scopes  []string `json:"scopes"`
+	Sub     string   `json:"sub"`
+	IAT     int64    `json:"iat"`
+	Version string   `json:"version"`
+	Exp     int64    `json:"exp"`
+}
+
+var uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+var b64 = base64.RawURLEncoding
+
+// Token returns an HS256 JWT signed with secret, with a random UUID as uid
+// and jti, the given scopes and expiry, sub "sandbox" and version "1.0".
+func Token(secret []byte, scopes []string, exp time.Time) (string, error) {
+	id := newUUID()
+	c := claims{UID: id, JTI: id, Scopes: scopes, Sub: "sandbox", IAT: time.Now().Unix(), Version: "1.0", Exp: exp.Unix()}
+	header, err := json.Marshal(map[string]string{"alg": "HS256", "typ": "JWT"})
+	if err != nil {
+		return "", fmt.Errorf("sandbox: encode token header: %w", err)
+	}
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("sandbox: encode token claims: %w", err)
+	}
+	signing := b64.EncodeToString(header) + "." + b64.EncodeToString(payload)
+	return signing + "." + b64.EncodeToString(sign(secret, signing)), nil
+}
+
+func sign(secret []byte, s string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(s))
+	return m.Sum(nil)
+}
+
+type authError struct {
+	status int
+	errs   []apiError
+}
+
+// authenticate checks a Bearer token: signature, UUID uid/jti, expiry.
+func (s *Server) authenticate(authorization string, now time.Time) (claims, *authError) {
+	invalid := &authError{status: http.StatusUnauthorized, errs: []apiError{errTokenInvalid}}
+	tok, ok := strings.CutPrefix(authorization, "Bearer ")
+	if !ok {
+		return claims{}, invalid
+	}
+	parts := strings.Split(strings.TrimSpace(tok), ".")
+	if len(parts) != 3 {
+		return claims{}, invalid
+	}
+	sig, err := b64.DecodeString(parts[2])
+	if err != nil || !hmac.Equal(sig, sign(s.cfg.Secret, parts[0]+"."+parts[1])) {
+		return claims{}, invalid
+	}
+	var h struct {
+		Alg string `json:"alg"`
+	}
+	hb, err := b64.DecodeString(parts[0])
+	if err != nil || json.Unmarshal(hb, &h) != nil || h.Alg != "HS256" {
+		return claims{}, invalid
+	}
+	var c claims
+	pb, err := b64.DecodeString(parts[1])
+	if err != nil || json.Unmarshal(pb, &c) != nil {
+		return claims{}, invalid
+	}
+	if !uuidPattern.MatchString(c.UID) || !uuidPattern.MatchString(c.JTI) {
+		return claims{}, invalid
+	}
+	if c.Exp != 0 && now.Unix() >= c.Exp {
+		return claims{}, &authError{status: http.StatusUnauthorized, errs: []apiError{errTokenExpired}}
+	}
+	return c, nil
+}

@@ -1,0 +1,147 @@
+package sandbox
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const titleUnprocessable = "Entité non traitable"
+
+var (
+	civilityName = regexp.MustCompile(`^[a-zA-ZÀ-ÖØ-öø-ÿ' -]+$`)
+	siretPattern = regexp.MustCompile(`^[0-9]{14}$`)
+	paysCOG      = regexp.MustCompile(`^(99[0-9]{3}|92352)$`)
+	communeCOG   = regexp.MustCompile(`^([013-9][0-9]|2[AB1-9])[0-9]{3}$`)
+	departement  = regexp.MustCompile(`^(0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-4]|976)$`)
+	fourDigits   = regexp.MustCompile(`^[0-9]{4}$`)
+)
+
+// ValidSIRET reports whether s is 14 digits passing the Luhn check (La
+// Poste's establishments, SIREN 356000000, use a sum of digits divisible by 5).
+func ValidSIRET(s string) bool {
+	if !siretPattern.MatchString(s) {
+		return false
+	}
+	if strings.HasPrefix(s, "356000000") {
+		sum := 0
+		for _, c := range s {
+			sum += int(c - '0')
+		}
+		return sum%5 == 0
+	}
+	sum := 0
+	for i := 0; i < 14; i++ {
+		d := int(s[13-i] - '0')
+		if i%2 == 1 {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+	}
+	return sum%10 == 0
+}
+
+// validateQF applies the QF route's parameter rules and returns every error.
+func validateQF(q map[string][]string, now time.Time) []apiError {
+	var errs []apiError
+	get := func(k string) string {
+		if v := q[k]; len(v) > 0 {
+			return strings.TrimSpace(v[0])
+		}
+		return ""
+	}
+	if !ValidSIRET(get("recipient")) {
+		errs = append(errs, paramError("00210", titleUnprocessable, "Le paramètre recipient n'est pas un siret valide", "recipient"))
+	}
+	if nom := get("nomNaissance"); nom == "" || !civilityName.MatchString(nom) {
+		errs = append(errs, paramError("00420", titleUnprocessable, "Le nom de naissance est manquant ou mal formaté", "nomNaissance"))
+	}
+	if nu := get("nomUsage"); nu != "" && !civilityName.MatchString(nu) {
+		errs = append(errs, paramError("00366", titleUnprocessable, "Un ou plusieurs paramètres de civilité ne sont pas correctement formatés", "nomUsage"))
+	}
+	prenoms := q["prenoms[]"]
+	badPrenom := len(prenoms) == 0 || len(prenoms) > 3
+	for _, p := range prenoms {
+		if !civilityName.MatchString(p) {
+			badPrenom = true
+		}
+	}
+	if badPrenom {
+		errs = append(errs, paramError("00367", titleUnprocessable, "Le ou les prénoms sont manquants.", "prenoms"))
+	}
+	switch sexe := strings.ToUpper(get("sexeEtatCivil")); {
+	case sexe == "":
+		errs = append(errs, paramError("00366", titleUnprocessable, "Un ou plusieurs paramètres de civilité ne sont pas correctement formatés", "sexeEtatCivil"))
+	case sexe != "M" && sexe != "F":
+		errs = append(errs, paramError("00427", titleUnprocessable, "Le sexe de l'état civil est manquant", "sexeEtatCivil"))
+	}
+	pays := get("codeCogInseePaysNaissance")
+	if !paysCOG.MatchString(pays) {
+		errs = append(errs, paramError("00400", titleUnprocessable, "Le code pays INSEE n'est pas correctement formaté", "codeCogInseePaysNaissance"))
+	}
+	annee, anneeOK := dateErrors(q, now, &errs)
+	commune, nomCommune, dept := get("codeCogInseeCommuneNaissance"), get("nomCommuneNaissance"), strings.ToUpper(get("codeCogInseeDepartementNaissance"))
+	switch {
+	case commune != "":
+		if !communeCOG.MatchString(strings.ToUpper(commune)) {
+			errs = append(errs, paramError("00365", titleUnprocessable, "Le lieu de naissance n'est pas correctement formaté", "codeCogInseeCommuneNaissance"))
+		}
+	case nomCommune != "" || dept != "":
+		if dept == "" || !departement.MatchString(dept) {
+			errs = append(errs, paramError("00428", titleUnprocessable, "Le code cog du département de naissance est manquant ou invalide", "codeCogInseeDepartementNaissance"))
+		}
+		if nomCommune == "" || annee == 0 || !anneeOK {
+			errs = append(errs, paramError("00365", titleUnprocessable, "Le lieu de naissance n'est pas correctement formaté", "nomCommuneNaissance"))
+		}
+	case pays == "99100":
+		errs = append(errs, paramError("00365", titleUnprocessable, "Le lieu de naissance n'est pas correctement formaté", "codeCogInseeCommuneNaissance"))
+	}
+	if v := get("annee"); v != "" {
+		y, err := strconv.Atoi(v)
+		if !fourDigits.MatchString(v) || err != nil || y < now.Year()-2 || y > now.Year() {
+			errs = append(errs, paramError("00356", titleUnprocessable, "L'année demandée doit être l'année en cours (N), N-1 ou N-2.", "annee"))
+		}
+	}
+	if v := get("mois"); v != "" {
+		m, err := strconv.Atoi(v)
+		y, yerr := strconv.Atoi(get("annee"))
+		if yerr != nil {
+			y = now.Year()
+		}
+		if err != nil || m < 1 || m > 12 || (y == now.Year() && m > int(now.Month())) {
+			errs = append(errs, paramError("00354", titleUnprocessable, "Le mois demandé est incorrect ou est dans le futur.", "mois"))
+		}
+	}
+	return errs
+}
+
+// dateErrors checks the birth date parts and returns the year.
+func dateErrors(q map[string][]string, now time.Time, errs *[]apiError) (int, bool) {
+	part := func(k string, lo, hi int) (int, bool, bool) {
+		v := q[k]
+		if len(v) == 0 || strings.TrimSpace(v[0]) == "" {
+			return 0, false, true
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(v[0]))
+		return n, true, err == nil && n >= lo && n <= hi
+	}
+	y, hasY, okY := part("anneeDateNaissance", 1900, now.Year())
+	m, hasM, okM := part("moisDateNaissance", 1, 12)
+	d, hasD, okD := part("jourDateNaissance", 1, 31)
+	ok := okY && okM && okD
+	if ok && hasY && hasM && hasD {
+		t := time.Date(y, time.Month(m), d, 0, 0, 0, 0, time.UTC)
+		today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+		if t.Day() != d || !t.Before(today) {
+			ok = false
+		}
+	}
+	if !ok {
+		*errs = append(*errs, paramError("00363", titleUnprocessable, "La date de naissance n'est pas correctement formatté", "anneeDateNaissance"))
+	}
+	return y, ok
+}
