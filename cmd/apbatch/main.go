@@ -1,0 +1,120 @@
+// Command apbatch verifies collectivités' rosters in bulk through API
+// Particulier: files land in S3, are split into Kafka jobs, called under the
+// API's rate limits, and come back as Parquet files.
+//
+// Usage:
+//
+//	apbatch <command> [flags] [args]
+//
+// Run "apbatch help" for the list of commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// command is one subcommand: its own flag set, Run and Usage.
+type command interface {
+	Run(ctx context.Context, args []string) error
+	Usage()
+}
+
+// env is what a command gets from the process: streams and environment.
+type env struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+// errUsage is returned after a command has printed its usage.
+var errUsage = errors.New("usage")
+
+func main() {
+	e := env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// A second signal stops hard.
+		<-ctx.Done()
+		stop()
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, os.Interrupt, syscall.SIGTERM)
+		<-c
+		fmt.Fprintln(os.Stderr, "apbatch: second signal, stopping now")
+		os.Exit(130)
+	}()
+	os.Exit(runMain(ctx, e, os.Args[1:]))
+}
+
+// runMain dispatches to a subcommand and returns the exit code.
+func runMain(ctx context.Context, e env, args []string) int {
+	cmds := map[string]command{
+		"run":     &runCommand{env: e},
+		"sandbox": &sandboxCommand{env: e},
+	}
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		if len(args) > 1 {
+			if c, ok := cmds[args[1]]; ok {
+				c.Usage()
+				return 0
+			}
+		}
+		usage(e.stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	c, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(e.stderr, "apbatch: unknown command %q\n\n", args[0])
+		usage(e.stderr)
+		return 2
+	}
+	if err := c.Run(ctx, args[1:]); err != nil {
+		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+			return 2
+		}
+		fmt.Fprintf(e.stderr, "apbatch %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `apbatch verifies citizens' situations in bulk through API Particulier
+(quotient familial CAF/MSA) for collectivités.
+
+Usage:
+  apbatch <command> [flags] [args]
+
+Commands:
+  run       verify files end to end (embedded Kafka, S3, ledger and sandbox by default)
+  sandbox   serve a faithful API Particulier sandbox, or print a sandbox token
+  help      show this help, or "help <command>" for a command's flags
+
+Example:
+  apbatch run deploy/samples/cantine-demo.csv
+`)
+}
+
+// newLogger returns a zerolog logger at level on w, human-readable when
+// console is set.
+func newLogger(w io.Writer, level string, console bool) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil {
+		return zerolog.Nop(), fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	if console {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}

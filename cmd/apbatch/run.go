@@ -1,0 +1,508 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/apbatch/apbatch/pipeline"
+	"github.com/apbatch/apbatch/pipeline/ledger"
+	"github.com/apbatch/apbatch/pipeline/s3"
+	"github.com/apbatch/apbatch/schemas"
+	"github.com/apbatch/apbatch/workers/sandbox"
+)
+
+// dinumSIRET is the SIRET used in the operator's examples; the embedded
+// sandbox accepts it. Real runs must give the collectivité's own SIRET.
+const dinumSIRET = "13002526500013"
+
+// runCommand is "apbatch run": the all-in-one mode.
+type runCommand struct {
+	env
+	fs *flag.FlagSet
+
+	dataDir, tenant, campaign, period, recipient string
+	providerURL, tokenFile                       string
+	out, summaryJSON, logLevel                   string
+	rate, inFlight                               int
+	flushInterval                                time.Duration
+}
+
+func (c *runCommand) flags() *flag.FlagSet {
+	if c.fs != nil {
+		return c.fs
+	}
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	fs.StringVar(&c.dataDir, "data-dir", "./apbatch-data", "folder for the embedded broker, S3 server and SQLite ledger")
+	fs.StringVar(&c.tenant, "tenant", "demo", "collectivité the files belong to (letters, digits, . _ -)")
+	fs.StringVar(&c.campaign, "campaign", time.Now().Format("2006-01"), "campaign the batch belongs to, e.g. 2026-09")
+	fs.StringVar(&c.period, "period", "", "QF month to ask for, YYYY-MM (default: the API's current month)")
+	fs.StringVar(&c.recipient, "recipient", "", "SIRET of the collectivité, sent with every call (default with the embedded sandbox: "+dinumSIRET+")")
+	fs.StringVar(&c.providerURL, "provider-url", "", "API Particulier base URL, e.g. https://particulier.api.gouv.fr (default: the embedded sandbox)")
+	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the API token (or set APBATCH_TOKEN); never pass a token as a flag")
+	fs.IntVar(&c.rate, "rate", 20, "requests per second per token (the API allows 20)")
+	fs.IntVar(&c.inFlight, "in-flight", 32, "provider calls in flight at most")
+	fs.DurationVar(&c.flushInterval, "flush-interval", 10*time.Second, "longest time a result waits before its Parquet part is written")
+	fs.StringVar(&c.out, "out", "", "copy the result files and manifest into this folder")
+	fs.StringVar(&c.summaryJSON, "summary-json", "", "write a machine-readable summary to this file")
+	fs.StringVar(&c.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	c.fs = fs
+	return fs
+}
+
+// Usage prints the command's help.
+func (c *runCommand) Usage() {
+	fs := c.flags()
+	fmt.Fprint(c.stdout, `Usage: apbatch run [flags] FILE...
+
+Verifies every row of each FILE (CSV, UTF-8, ';' or ',') through API
+Particulier's quotient familial route and writes one result row per input row
+as Parquet. Without flags everything runs in this process: a Kafka-protocol
+broker, an S3 server on a local folder, a SQLite ledger and the API sandbox,
+all under --data-dir. Each FILE is uploaded to
+s3://apbatch/incoming/<tenant>/<campaign>/<file>, and its upload event starts
+the batch. Results land in s3://apbatch/results/<tenant>/<campaign>/<batch>/.
+Running again with the same file reuses the finished batch.
+
+Flags:
+`)
+	fs.SetOutput(c.stdout)
+	fs.PrintDefaults()
+	fs.SetOutput(c.stderr)
+}
+
+var siretPattern = regexp.MustCompile(`^[0-9]{14}$`)
+
+// Run runs the command.
+func (c *runCommand) Run(ctx context.Context, args []string) error {
+	fs := c.flags()
+	fs.Usage = c.Usage
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	files := fs.Args()
+	if len(files) == 0 {
+		fmt.Fprintln(c.stderr, "apbatch run: give at least one FILE to verify (try deploy/samples/cantine-demo.csv)")
+		return errUsage
+	}
+	for _, f := range files {
+		if st, err := os.Stat(f); err != nil || st.IsDir() {
+			return fmt.Errorf("cannot read %s: check the path", f)
+		}
+	}
+	if _, err := pipeline.ParseIncomingKey(pipeline.IncomingKey{Tenant: c.tenant, Campaign: c.campaign, File: "x.csv"}.String()); err != nil {
+		return fmt.Errorf("--tenant/--campaign: use letters, digits, '.', '_' or '-' (got %q, %q)", c.tenant, c.campaign)
+	}
+	if _, err := pipeline.ParsePeriod(c.period); err != nil {
+		return fmt.Errorf("--period: %w", err)
+	}
+	if c.recipient == "" {
+		if c.providerURL != "" {
+			return errors.New("--recipient: give the collectivité's SIRET (14 digits) when calling a real API")
+		}
+		c.recipient = dinumSIRET
+	}
+	if !siretPattern.MatchString(c.recipient) {
+		return fmt.Errorf("--recipient: %q is not a SIRET (14 digits)", c.recipient)
+	}
+	if c.rate <= 0 || c.inFlight <= 0 {
+		return errors.New("--rate and --in-flight must be positive")
+	}
+	console := isatty.IsTerminal(os.Stderr.Fd())
+	log, err := newLogger(c.stderr, c.logLevel, console)
+	if err != nil {
+		return err
+	}
+
+	emb := &pipeline.Embedded{DataDir: c.dataDir}
+	if err := emb.Open(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := emb.Close(cctx); err != nil {
+			log.Warn().Err(err).Msg("embedded services did not stop cleanly")
+		}
+	}()
+
+	providerURL, token, stopSandbox, err := c.provider(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer stopSandbox()
+
+	st, err := openStack(ctx, stackConfig{
+		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: log,
+		ProviderURL: providerURL, Tokens: func(string) (string, error) { return token, nil },
+		Rate: c.rate, InFlight: c.inFlight, Period: c.period, Recipient: c.recipient,
+		FlushInterval: c.flushInterval,
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	roleErr := st.Start(runCtx)
+	defer func() {
+		cancel()
+		st.Wait()
+	}()
+
+	batches, err := c.upload(ctx, st, files)
+	if err != nil {
+		return err
+	}
+	final, err := c.wait(ctx, st, batches, roleErr, console)
+	if err != nil {
+		return err
+	}
+	return c.report(ctx, st, final)
+}
+
+// provider returns the API base URL and token: the embedded sandbox's unless
+// --provider-url is given.
+func (c *runCommand) provider(ctx context.Context, log zerolog.Logger) (string, string, func(), error) {
+	if c.providerURL != "" {
+		token, err := readToken(c.tokenFile, c.getenv)
+		if err != nil {
+			return "", "", nil, err
+		}
+		return strings.TrimRight(c.providerURL, "/"), token, func() {}, nil
+	}
+	sb, err := sandbox.New(sandbox.Config{Log: log.With().Str("component", "sandbox").Logger()})
+	if err != nil {
+		return "", "", nil, err
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", "", nil, fmt.Errorf("sandbox: listen: %w", err)
+	}
+	srv := &http.Server{Handler: sb, ReadHeaderTimeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		srv.Serve(ln)
+	}()
+	token, err := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(24*time.Hour))
+	if err != nil {
+		srv.Close()
+		return "", "", nil, err
+	}
+	stop := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		wg.Wait()
+	}
+	return "http://" + ln.Addr().String(), token, stop, nil
+}
+
+// readToken reads the API token from a file or APBATCH_TOKEN.
+func readToken(file string, getenv func(string) string) (string, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("--token-file: %w", err)
+		}
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, nil
+		}
+		return "", fmt.Errorf("--token-file %s is empty", file)
+	}
+	if t := strings.TrimSpace(getenv("APBATCH_TOKEN")); t != "" {
+		return t, nil
+	}
+	return "", errors.New("no API token: put it in a file given with --token-file, or in APBATCH_TOKEN")
+}
+
+// submitted is one file of this run and its batch.
+type submitted struct {
+	file    string
+	key     string
+	batchID string
+}
+
+// upload stores each file under incoming/ and publishes its S3 event
+// notification, as a bucket configured to notify Kafka would.
+func (c *runCommand) upload(ctx context.Context, st *stack, files []string) ([]submitted, error) {
+	var out []submitted
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", f, err)
+		}
+		info, err := fh.Stat()
+		if err != nil {
+			fh.Close()
+			return nil, fmt.Errorf("stat %s: %w", f, err)
+		}
+		key := pipeline.IncomingKey{Tenant: c.tenant, Campaign: c.campaign, File: filepath.Base(f)}.String()
+		obj, err := st.s3.Put(ctx, key, fh, info.Size(), "text/csv")
+		fh.Close()
+		if err != nil {
+			return nil, err
+		}
+		ev := schemas.S3Event{Records: []schemas.S3EventRecord{{
+			EventVersion: "2.1", EventSource: "aws:s3", EventTime: time.Now().UTC(), EventName: "ObjectCreated:Put",
+			S3: schemas.S3Entity{
+				Bucket: schemas.S3Bucket{Name: st.s3.Bucket()},
+				Object: schemas.S3Object{Key: eventKey(key), Size: info.Size(), ETag: obj.ETag, VersionID: obj.VersionID},
+			},
+		}}}
+		v, err := json.Marshal(ev)
+		if err != nil {
+			return nil, fmt.Errorf("encode event: %w", err)
+		}
+		if err := st.uploads.WriteMessages(ctx, kafkago.Message{Key: []byte(st.s3.Bucket()), Value: v}); err != nil {
+			return nil, fmt.Errorf("publish upload event: %w", err)
+		}
+		out = append(out, submitted{file: f, key: key,
+			batchID: ledger.BatchID(st.s3.Bucket(), key, pipeline.ObjectVersion(obj.VersionID, obj.ETag, ""))})
+	}
+	return out, nil
+}
+
+// eventKey encodes a key as S3 notifications do.
+func eventKey(k string) string {
+	var sb strings.Builder
+	for _, seg := range strings.Split(k, "/") {
+		if sb.Len() > 0 {
+			sb.WriteByte('/')
+		}
+		sb.WriteString(url.QueryEscape(seg))
+	}
+	return sb.String()
+}
+
+// wait polls the ledger until every batch is complete or failed, showing
+// progress on stderr.
+func (c *runCommand) wait(ctx context.Context, st *stack, subs []submitted, roleErr <-chan error, console bool) ([]ledger.Batch, error) {
+	start := time.Now()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	lastPlain := time.Time{}
+	for {
+		var (
+			final         []ledger.Batch
+			lookups, rows int64
+			published     int64
+			pending       bool
+		)
+		for _, s := range subs {
+			b, err := st.ledger.Batch(ctx, s.batchID)
+			if errors.Is(err, ledger.ErrNotFound) {
+				pending = true
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			final = append(final, b)
+			if b.State != ledger.StateComplete && b.State != ledger.StateFailed {
+				pending = true
+			}
+			if b.LookupsTotal != nil {
+				lookups += *b.LookupsTotal
+				rows += *b.RowsTotal
+			}
+			counts, err := st.ledger.Counts(ctx, b.ID)
+			if err != nil {
+				return nil, err
+			}
+			published += counts.Rows
+		}
+		if !pending {
+			if console {
+				fmt.Fprintln(c.stderr)
+			}
+			return final, nil
+		}
+		calls := st.pool.Calls()
+		eta := "?"
+		if lookups > 0 {
+			left := max(lookups-calls, 0)
+			eta = (time.Duration(float64(left)/float64(c.rate)*float64(time.Second)) + c.flushInterval/2).Round(time.Second).String()
+		}
+		line := fmt.Sprintf("apbatch: %d/%d lookups called, %d/%d rows published, %s elapsed, ETA %s",
+			min(calls, lookups), lookups, published, rows, time.Since(start).Round(time.Second), eta)
+		if console {
+			fmt.Fprintf(c.stderr, "\r%-100s", line)
+		} else if time.Since(lastPlain) >= 5*time.Second {
+			fmt.Fprintln(c.stderr, line)
+			lastPlain = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("interrupted; run the same command again to resume: %w", ctx.Err())
+		case err := <-roleErr:
+			if err == nil {
+				err = errors.New("a pipeline role stopped")
+			}
+			return nil, fmt.Errorf("pipeline stopped: %w", err)
+		case <-tick.C:
+		}
+	}
+}
+
+// summary is the machine-readable summary of a run.
+type summary struct {
+	BatchID       string                   `json:"batch_id,omitempty"`
+	RowsTotal     int64                    `json:"rows_total"`
+	RowsByStatus  map[schemas.Status]int64 `json:"rows_by_status"`
+	ProviderCalls int64                    `json:"provider_calls"`
+	ResultFiles   []string                 `json:"result_files"`
+	Batches       []batchSummary           `json:"batches"`
+}
+
+type batchSummary struct {
+	BatchID       string                   `json:"batch_id"`
+	Tenant        string                   `json:"tenant"`
+	Campaign      string                   `json:"campaign"`
+	Source        string                   `json:"source"`
+	State         string                   `json:"state"`
+	Error         string                   `json:"error,omitempty"`
+	RowsTotal     int64                    `json:"rows_total"`
+	RowsByStatus  map[schemas.Status]int64 `json:"rows_by_status"`
+	ProviderCalls int64                    `json:"provider_calls"`
+	ResultFiles   []string                 `json:"result_files"`
+	Manifest      string                   `json:"manifest,omitempty"`
+}
+
+// report prints the summary table, copies results and writes the JSON
+// summary; it fails when a batch failed.
+func (c *runCommand) report(ctx context.Context, st *stack, batches []ledger.Batch) error {
+	sum := summary{RowsByStatus: map[schemas.Status]int64{}, ResultFiles: []string{}}
+	var failed []string
+	for _, b := range batches {
+		counts, err := st.ledger.Counts(ctx, b.ID)
+		if err != nil {
+			return err
+		}
+		parts, err := st.ledger.Parts(ctx, b.ID)
+		if err != nil {
+			return err
+		}
+		bs := batchSummary{BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign, Source: b.ObjectKey, State: b.State,
+			Error: b.Error, RowsTotal: counts.Rows, RowsByStatus: counts.ByStatus, ProviderCalls: counts.ProviderCalls,
+			ResultFiles: []string{}, Manifest: b.ManifestKey}
+		for _, p := range parts {
+			bs.ResultFiles = append(bs.ResultFiles, "s3://"+st.s3.Bucket()+"/"+p.ObjectKey)
+		}
+		if b.State == ledger.StateFailed {
+			failed = append(failed, fmt.Sprintf("%s: %s", filepath.Base(b.ObjectKey), b.Error))
+		}
+		sum.Batches = append(sum.Batches, bs)
+		sum.RowsTotal += bs.RowsTotal
+		sum.ProviderCalls += bs.ProviderCalls
+		sum.ResultFiles = append(sum.ResultFiles, bs.ResultFiles...)
+		for s, n := range bs.RowsByStatus {
+			sum.RowsByStatus[s] += n
+		}
+		if c.out != "" && b.State == ledger.StateComplete {
+			if err := copyResults(ctx, st.s3, b, parts, c.out); err != nil {
+				return err
+			}
+		}
+	}
+	if len(batches) == 1 {
+		sum.BatchID = batches[0].ID
+	}
+	printSummary(c.stdout, sum)
+	if c.out != "" {
+		fmt.Fprintf(c.stdout, "\nResult files copied to %s\n", c.out)
+	}
+	if c.summaryJSON != "" {
+		body, err := json.MarshalIndent(sum, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encode summary: %w", err)
+		}
+		if err := os.WriteFile(c.summaryJSON, append(body, '\n'), 0o640); err != nil {
+			return fmt.Errorf("--summary-json: %w", err)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d file(s) refused:\n  %s", len(failed), strings.Join(failed, "\n  "))
+	}
+	return nil
+}
+
+func printSummary(w io.Writer, sum summary) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BATCH\tFILE\tSTATE\tROWS\tOK\tNOT FOUND\tUNRESOLVED\tINVALID\tPROVIDER ERR\tUNAUTHORIZED\tCALLS")
+	for _, b := range sum.Batches {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", b.BatchID, filepath.Base(b.Source), b.State, b.RowsTotal,
+			b.RowsByStatus[schemas.StatusOK], b.RowsByStatus[schemas.StatusNotFound], b.RowsByStatus[schemas.StatusIdentityUnresolved],
+			b.RowsByStatus[schemas.StatusInvalidInput], b.RowsByStatus[schemas.StatusProviderError], b.RowsByStatus[schemas.StatusUnauthorized],
+			b.ProviderCalls)
+	}
+	tw.Flush()
+	for _, b := range sum.Batches {
+		if b.Error != "" {
+			fmt.Fprintf(w, "\n%s refused: %s\n", filepath.Base(b.Source), b.Error)
+			continue
+		}
+		fmt.Fprintf(w, "\n%s → s3://apbatch/%s\n", filepath.Base(b.Source), b.Manifest)
+		for _, f := range b.ResultFiles {
+			fmt.Fprintf(w, "  %s\n", f)
+		}
+	}
+}
+
+// copyResults downloads a batch's parts and manifest into dir/<batch_id>/.
+func copyResults(ctx context.Context, client *s3.Client, b ledger.Batch, parts []ledger.Part, dir string) error {
+	dest := filepath.Join(dir, b.ID)
+	if err := os.MkdirAll(dest, 0o750); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	keys := []string{b.ManifestKey}
+	for _, p := range parts {
+		keys = append(keys, p.ObjectKey)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := download(ctx, client, k, filepath.Join(dest, filepath.Base(k))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func download(ctx context.Context, client *s3.Client, key, path string) error {
+	body, _, err := client.Open(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	if _, err := io.Copy(f, body); err != nil {
+		f.Close()
+		return fmt.Errorf("--out: write %s: %w", path, err)
+	}
+	return f.Close()
+}

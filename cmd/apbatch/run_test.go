@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/apbatch/apbatch/schemas"
+)
+
+// samplePath is the sample roster the README runs.
+const samplePath = "../../deploy/samples/cantine-demo.csv"
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of loggers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// resultRow reads result files with an independent Parquet library.
+type resultRow struct {
+	BatchID       string    `parquet:"batch_id"`
+	RowNumber     int64     `parquet:"row_number"`
+	Reference     *string   `parquet:"reference,optional"`
+	Check         string    `parquet:"check"`
+	Status        string    `parquet:"status"`
+	ErrorCode     *string   `parquet:"error_code,optional"`
+	ErrorMessage  *string   `parquet:"error_message,optional"`
+	Provider      *string   `parquet:"provider,optional"`
+	QFValue       *int64    `parquet:"qf_value,optional"`
+	ChildrenCount *int32    `parquet:"children_count,optional"`
+	NeedsReview   bool      `parquet:"needs_review"`
+	RequestID     *string   `parquet:"request_id,optional"`
+	Attempts      int32     `parquet:"attempts"`
+	CheckedAt     time.Time `parquet:"checked_at,timestamp(millisecond)"`
+}
+
+// sampleRow is one data row of the sample, by canonical column.
+type sampleRow map[string]string
+
+func readSample(t *testing.T) []sampleRow {
+	t.Helper()
+	f, err := os.Open(samplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := csv.NewReader(f)
+	r.Comma = ';'
+	r.FieldsPerRecord = -1
+	recs, err := r.ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []sampleRow
+	for _, rec := range recs[1:] {
+		row := sampleRow{}
+		for i, h := range recs[0] {
+			if i < len(rec) {
+				row[strings.TrimPrefix(h, "\ufeff")] = rec[i]
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+func runApbatch(t *testing.T, ctx context.Context, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb syncBuffer
+	e := env{stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
+	code = runMain(ctx, e, args)
+	return code, out.String(), errb.String()
+}
+
+func TestRun_SampleEndToEnd(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "data")
+	outDir := filepath.Join(dir, "out")
+	sumPath := filepath.Join(dir, "summary.json")
+	code, stdout, stderr := runApbatch(t, ctx, "run", "--data-dir", dataDir, "--out", outDir,
+		"--summary-json", sumPath, "--log-level", "debug", "--flush-interval", "1s", samplePath)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+
+	var sum summary
+	body, err := os.ReadFile(sumPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(body, &sum); err != nil {
+		t.Fatal(err)
+	}
+	sample := readSample(t)
+	if sum.RowsTotal != int64(len(sample)) {
+		t.Fatalf("rows_total = %d, sample has %d rows", sum.RowsTotal, len(sample))
+	}
+	if sum.BatchID == "" || len(sum.ResultFiles) == 0 {
+		t.Fatalf("summary lacks batch_id or result_files: %s", body)
+	}
+
+	// Read every published part with an independent reader.
+	var manifest schemas.Manifest
+	mb, err := os.ReadFile(filepath.Join(outDir, sum.BatchID, "_manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(mb, &manifest); err != nil {
+		t.Fatal(err)
+	}
+	byRow := map[int64]resultRow{}
+	for _, f := range manifest.Files {
+		rows, err := parquet.ReadFile[resultRow](filepath.Join(outDir, sum.BatchID, filepath.Base(f.Key)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			if _, dup := byRow[r.RowNumber]; dup {
+				t.Fatalf("row %d written twice", r.RowNumber)
+			}
+			byRow[r.RowNumber] = r
+		}
+	}
+	if len(byRow) != len(sample) || manifest.RowsTotal != int64(len(sample)) {
+		t.Fatalf("%d result rows (manifest %d) for %d input rows", len(byRow), manifest.RowsTotal, len(sample))
+	}
+
+	// Expected outcomes, found by identity in the sample.
+	find := func(nom, prenoms string) resultRow {
+		t.Helper()
+		for i, s := range sample {
+			if s["nom_naissance"] == nom && s["prenoms"] == prenoms {
+				return byRow[int64(i+1)]
+			}
+		}
+		t.Fatalf("sample has no %s %s", nom, prenoms)
+		return resultRow{}
+	}
+	lefebvre := find("LEFEBVRE", "ALEXIS GÉRÔME JEAN-PHILIPPE")
+	if lefebvre.Status != "ok" || lefebvre.QFValue == nil || *lefebvre.QFValue != 2550 || *lefebvre.Provider != "CNAF" {
+		t.Errorf("LEFEBVRE: %+v", lefebvre)
+	}
+	if lefebvre.RequestID == nil || lefebvre.Attempts != 1 || lefebvre.CheckedAt.IsZero() {
+		t.Errorf("LEFEBVRE request id, attempts, checked_at: %+v", lefebvre)
+	}
+	bernard := find("BERNARD", "ELODIE")
+	if bernard.Status != "ok" || bernard.QFValue == nil || *bernard.QFValue != 650 || bernard.ChildrenCount == nil || *bernard.ChildrenCount != 1 {
+		t.Errorf("BERNARD ELODIE: %+v", bernard)
+	}
+	notFound, invalid := 0, 0
+	for n, r := range byRow {
+		if r.Check != "quotient_familial" || r.BatchID != sum.BatchID {
+			t.Errorf("row %d: check %q batch %q", n, r.Check, r.BatchID)
+		}
+		switch r.Status {
+		case "not_found":
+			notFound++
+		case "invalid_input":
+			invalid++
+			if r.ErrorMessage == nil || !strings.Contains(*r.ErrorMessage, "ligne ") || !strings.Contains(*r.ErrorMessage, "colonne") {
+				t.Errorf("row %d: invalid without a clear message: %+v", n, r)
+			}
+		}
+	}
+	if notFound == 0 || invalid < 3 {
+		t.Errorf("not_found = %d, invalid_input = %d; want at least 1 and 3", notFound, invalid)
+	}
+	if sum.RowsByStatus[schemas.StatusNotFound] != int64(notFound) || sum.RowsByStatus[schemas.StatusInvalidInput] != int64(invalid) {
+		t.Errorf("summary by status %v disagrees with files", sum.RowsByStatus)
+	}
+	// Duplicate identities cost one call.
+	if sum.ProviderCalls >= sum.RowsTotal-int64(invalid) {
+		t.Errorf("provider_calls = %d for %d valid rows: duplicates were not shared", sum.ProviderCalls, sum.RowsTotal-int64(invalid))
+	}
+
+	// No token, identity or query string in the logs.
+	logs := stdout + stderr
+	leaks := []string{"eyJ", "Bearer", "nomNaissance", "prenoms[]", "anneeDateNaissance"}
+	for _, s := range sample {
+		if s["reference"] == "" {
+			continue
+		}
+		for _, col := range []string{"nom_naissance", "prenoms", "date_naissance"} {
+			if v := s[col]; len(v) >= 4 {
+				leaks = append(leaks, v)
+			}
+		}
+	}
+	for _, leak := range leaks {
+		if strings.Contains(logs, leak) {
+			t.Errorf("logs contain %q", leak)
+		}
+	}
+	// The token is in no stored byte: Kafka segments, the ledger, S3 objects.
+	err = filepath.WalkDir(dataDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte("eyJhbGciOi")) || bytes.Contains(b, []byte("Bearer")) {
+			t.Errorf("%s holds a token", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Running again with the same file reuses the finished batch.
+	code, stdout2, stderr2 := runApbatch(t, ctx, "run", "--data-dir", dataDir, "--summary-json", sumPath, samplePath)
+	if code != 0 {
+		t.Fatalf("second run: exit %d\n%s\n%s", code, stdout2, stderr2)
+	}
+	var sum2 summary
+	body, _ = os.ReadFile(sumPath)
+	json.Unmarshal(body, &sum2)
+	if sum2.BatchID != sum.BatchID || sum2.RowsTotal != sum.RowsTotal || sum2.ProviderCalls != sum.ProviderCalls {
+		t.Fatalf("second run: %+v, first %+v", sum2, sum)
+	}
+}
+
+func TestRun_FlagErrors(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no file", []string{"run"}, "give at least one FILE"},
+		{"missing file", []string{"run", "nope.csv"}, "cannot read nope.csv"},
+		{"bad period", []string{"run", "--period", "2026-13", samplePath}, "--period"},
+		{"bad recipient", []string{"run", "--recipient", "123", samplePath}, "--recipient"},
+		{"real API without recipient", []string{"run", "--provider-url", "https://example.invalid", samplePath}, "--recipient"},
+		{"bad tenant", []string{"run", "--tenant", "../x", samplePath}, "--tenant"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{tc.args[0], "--data-dir", t.TempDir()}, tc.args[1:]...)
+			code, stdout, stderr := runApbatch(t, ctx, args...)
+			if code == 0 || !strings.Contains(stdout+stderr, tc.want) {
+				t.Fatalf("exit %d, output:\n%s%s", code, stdout, stderr)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	code, stdout, _ := runApbatch(t, context.Background(), "help", "run")
+	if code != 0 || !strings.Contains(stdout, "--provider-url") || !strings.Contains(stdout, "--summary-json") {
+		t.Fatalf("help run: exit %d\n%s", code, stdout)
+	}
+}

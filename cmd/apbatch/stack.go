@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/apbatch/apbatch/pipeline"
+	"github.com/apbatch/apbatch/pipeline/kafka"
+	"github.com/apbatch/apbatch/pipeline/ledger"
+	"github.com/apbatch/apbatch/pipeline/s3"
+	"github.com/apbatch/apbatch/schemas"
+	"github.com/apbatch/apbatch/workers"
+)
+
+// Consumer groups of the roles.
+const (
+	groupIngest  = "apbatch-ingest"
+	groupWorkers = "apbatch-workers"
+	groupWriters = "apbatch-writers"
+)
+
+// stackConfig is what the roles need to reach their services.
+type stackConfig struct {
+	Kafka         kafka.Config
+	S3            s3.Config
+	LedgerURL     string
+	Log           zerolog.Logger
+	ProviderURL   string
+	Tokens        workers.TokenSource
+	Rate          int
+	InFlight      int
+	Period        string
+	Recipient     string
+	FlushInterval time.Duration
+}
+
+// stack is the ingest, work and write roles wired to Kafka, S3 and the
+// ledger.
+type stack struct {
+	s3      *s3.Client
+	ledger  *ledger.Store
+	uploads *kafkago.Writer
+	jobsW   *kafkago.Writer
+	resW    *kafkago.Writer
+	readers []*kafkago.Reader
+
+	ingest *pipeline.Ingester
+	pool   *workers.Pool
+	writer *pipeline.ResultWriter
+
+	wg sync.WaitGroup
+}
+
+// openStack connects to the services and builds the roles; Start runs them.
+func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
+	client, err := s3.NewClient(ctx, cfg.S3)
+	if err != nil {
+		return nil, err
+	}
+	if err := client.EnsureBucket(ctx); err != nil {
+		return nil, err
+	}
+	if err := kafka.EnsureTopics(ctx, cfg.Kafka, schemas.TopicUploads, schemas.TopicJobs, schemas.TopicResults); err != nil {
+		return nil, err
+	}
+	store, err := ledger.Open(ctx, cfg.LedgerURL)
+	if err != nil {
+		return nil, err
+	}
+	st := &stack{
+		s3:      client,
+		ledger:  store,
+		uploads: kafka.NewWriter(cfg.Kafka, schemas.TopicUploads),
+		jobsW:   kafka.NewWriter(cfg.Kafka, schemas.TopicJobs),
+		resW:    kafka.NewWriter(cfg.Kafka, schemas.TopicResults),
+	}
+	upR := kafka.NewReader(cfg.Kafka, groupIngest, schemas.TopicUploads)
+	jobR := kafka.NewReader(cfg.Kafka, groupWorkers, schemas.TopicJobs)
+	resR := kafka.NewReader(cfg.Kafka, groupWriters, schemas.TopicResults)
+	st.readers = []*kafkago.Reader{upR, jobR, resR}
+
+	splitter := &pipeline.Splitter{S3: client, Ledger: store, Jobs: st.jobsW, Results: st.resW, Log: cfg.Log}
+	st.ingest = &pipeline.Ingester{Uploads: upR, Ledger: store, Splitter: splitter, Log: cfg.Log,
+		Bucket: client.Bucket(), Period: cfg.Period, Recipient: cfg.Recipient}
+	st.pool = &workers.Pool{Jobs: jobR, Results: st.resW, Client: &workers.Client{BaseURL: cfg.ProviderURL},
+		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, MaxInFlight: cfg.InFlight}
+	st.writer = &pipeline.ResultWriter{Results: resR, S3: client, Ledger: store, Log: cfg.Log, FlushInterval: cfg.FlushInterval}
+	return st, nil
+}
+
+// Start runs every role until ctx ends. The channel receives the error of
+// the first role that stops on its own.
+func (st *stack) Start(ctx context.Context) <-chan error {
+	errc := make(chan error, 3)
+	roles := map[string]func(context.Context) error{
+		"ingest": st.ingest.Run,
+		"work":   st.pool.Run,
+		"write":  st.writer.Run,
+	}
+	for name, run := range roles {
+		st.wg.Add(1)
+		go func() {
+			defer st.wg.Done()
+			err := run(ctx)
+			if ctx.Err() == nil {
+				if err == nil {
+					err = errors.New("stopped")
+				}
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	return errc
+}
+
+// Wait waits for the roles started by Start to return.
+func (st *stack) Wait() { st.wg.Wait() }
+
+// Close closes readers, writers and the ledger, returning the first error.
+func (st *stack) Close() error {
+	var errs []error
+	for _, r := range st.readers {
+		errs = append(errs, r.Close())
+	}
+	for _, w := range []*kafkago.Writer{st.uploads, st.jobsW, st.resW} {
+		errs = append(errs, w.Close())
+	}
+	errs = append(errs, st.ledger.Close())
+	return errors.Join(errs...)
+}

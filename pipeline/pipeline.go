@@ -1,0 +1,101 @@
+// Package pipeline moves a batch through apbatch: ingest (an S3 event
+// becomes a batch in the ledger), split (the object is streamed, validated
+// and turned into job messages, invalid rows into results at once) and write
+// (results become Parquet part files and, when every row has its result, a
+// manifest). Adapters live in subpackages named after what they adapt:
+// pipeline/kafka, pipeline/s3, pipeline/parquet, pipeline/csv, pipeline/ledger.
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path"
+	"regexp"
+	"strings"
+)
+
+// Object key layout in the bucket.
+const (
+	// IncomingPrefix holds uploads: incoming/<tenant>/<campaign>/<file>.
+	IncomingPrefix = "incoming/"
+	// ResultsPrefix holds results: results/<tenant>/<campaign>/<batch>/.
+	ResultsPrefix = "results/"
+	// ManifestName is written last in a batch's result folder.
+	ManifestName = "_manifest.json"
+)
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// ErrNotIncoming is returned by ParseIncomingKey for keys outside incoming/.
+var ErrNotIncoming = errors.New("pipeline: key is not an upload under incoming/")
+
+// IncomingKey is the parsed key of an uploaded file.
+type IncomingKey struct {
+	Tenant   string
+	Campaign string
+	File     string
+}
+
+// String returns the object key.
+func (k IncomingKey) String() string {
+	return IncomingPrefix + k.Tenant + "/" + k.Campaign + "/" + k.File
+}
+
+// ParseIncomingKey parses incoming/<tenant>/<campaign>/<file>. Keys with
+// "..", absolute parts, control characters or unexpected depth are refused.
+func ParseIncomingKey(key string) (IncomingKey, error) {
+	if !strings.HasPrefix(key, IncomingPrefix) {
+		return IncomingKey{}, ErrNotIncoming
+	}
+	for _, r := range key {
+		if r < 0x20 || r == 0x7f {
+			return IncomingKey{}, fmt.Errorf("pipeline: key has a control character")
+		}
+	}
+	parts := strings.Split(strings.TrimPrefix(key, IncomingPrefix), "/")
+	if len(parts) != 3 {
+		return IncomingKey{}, fmt.Errorf("pipeline: key %q: want incoming/<tenant>/<campaign>/<file>", key)
+	}
+	k := IncomingKey{Tenant: parts[0], Campaign: parts[1], File: parts[2]}
+	if !namePattern.MatchString(k.Tenant) || !namePattern.MatchString(k.Campaign) {
+		return IncomingKey{}, fmt.Errorf("pipeline: key %q: tenant and campaign must be letters, digits, '.', '_' or '-'", key)
+	}
+	if k.File == "" || k.File == "." || k.File == ".." || path.Clean(k.File) != k.File {
+		return IncomingKey{}, fmt.Errorf("pipeline: key %q: bad file name", key)
+	}
+	return k, nil
+}
+
+// DecodeEventKey decodes an object key as S3 notifications encode it
+// (URL-encoded, spaces as '+').
+func DecodeEventKey(k string) (string, error) {
+	s, err := url.QueryUnescape(k)
+	if err != nil {
+		return "", fmt.Errorf("pipeline: event key: %w", err)
+	}
+	return s, nil
+}
+
+// ResultFolder returns results/<tenant>/<campaign>/<batch>/.
+func ResultFolder(tenant, campaign, batchID string) string {
+	return ResultsPrefix + tenant + "/" + campaign + "/" + batchID + "/"
+}
+
+// PartKey returns the key of a batch's part file number n.
+func PartKey(tenant, campaign, batchID string, n int) string {
+	return fmt.Sprintf("%spart-%05d.parquet", ResultFolder(tenant, campaign, batchID), n)
+}
+
+// ObjectVersion names the version of an uploaded object that a batch
+// verifies: the S3 version id when the bucket is versioned, else the ETag,
+// else the event's sequencer.
+func ObjectVersion(versionID, etag, sequencer string) string {
+	switch {
+	case versionID != "":
+		return versionID
+	case etag != "":
+		return etag
+	}
+	return sequencer
+}

@@ -1,0 +1,239 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+	"github.com/rs/zerolog"
+
+	"github.com/apbatch/apbatch/pipeline/csv"
+	"github.com/apbatch/apbatch/pipeline/ledger"
+	"github.com/apbatch/apbatch/pipeline/s3"
+	"github.com/apbatch/apbatch/schemas"
+)
+
+// MessageWriter produces Kafka messages; *kafka-go.Writer implements it.
+type MessageWriter interface {
+	WriteMessages(ctx context.Context, msgs ...kafkago.Message) error
+}
+
+// FileError is a file-level problem (missing columns, empty file, wrong
+// encoding): the batch fails with Message, which names the file and says what
+// to do. It never holds personal data.
+type FileError struct{ Message string }
+
+func (e *FileError) Error() string { return e.Message }
+
+// Splitter streams a batch's object, validates its rows, produces one job per
+// distinct lookup (all rows sharing it listed in the job) and one result per
+// invalid row, then records the row count in the ledger.
+type Splitter struct {
+	S3      *s3.Client
+	Ledger  *ledger.Store
+	Jobs    MessageWriter // topic apbatch.jobs
+	Results MessageWriter // topic apbatch.results
+	Log     zerolog.Logger
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+	// FlushEvery is how many messages are produced per call. Default: 500.
+	FlushEvery int
+}
+
+func (s *Splitter) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// Split splits batch b. It is safe to call again after a crash: messages are
+// produced again and downstream stages drop what they already have.
+func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
+	log := s.Log.With().Str("component", "split").Str("batch_id", b.ID).Str("tenant", b.Tenant).Logger()
+	period, err := ParsePeriod(b.Period)
+	if err != nil {
+		return s.fail(ctx, log, b, err.Error())
+	}
+	key, err := ParseIncomingKey(b.ObjectKey)
+	if err != nil {
+		return s.fail(ctx, log, b, err.Error())
+	}
+	start := s.now()
+
+	// Pass 1: count rows, emit results for invalid rows, group valid rows by lookup.
+	groups := make(map[string][]schemas.RowRef)
+	order := 0
+	results := newBatcher(s.Results, s.FlushEvery)
+	var rows, invalid int64
+	err = s.scan(ctx, b, key.File, func(r csv.Row) error {
+		rows++
+		if len(r.Errors) > 0 {
+			invalid++
+			res := schemas.Result{
+				Version: schemas.ResultVersion, BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign,
+				RowNumber: r.Number, Reference: r.Reference, Check: schemas.Check(b.Check),
+				Status: schemas.StatusInvalidInput, ErrorCode: schemas.CodeInvalidRow,
+				ErrorMessage: strings.Join(r.Errors, " ; "), CheckedAt: s.now().UTC(),
+			}
+			v, err := json.Marshal(res)
+			if err != nil {
+				return fmt.Errorf("split: encode result: %w", err)
+			}
+			return results.add(ctx, kafkago.Message{Key: []byte(b.ID), Value: v})
+		}
+		id := schemas.LookupID(schemas.Check(b.Check), period, r.Identity)
+		groups[id] = append(groups[id], schemas.RowRef{Number: r.Number, Reference: r.Reference})
+		order++
+		return nil
+	})
+	var fe *FileError
+	if errors.As(err, &fe) {
+		return s.fail(ctx, log, b, fe.Message)
+	}
+	if err != nil {
+		return err
+	}
+	if rows == 0 {
+		return s.fail(ctx, log, b, fmt.Sprintf("fichier « %s » : aucune ligne de données après l'en-tête ; ajoutez une ligne par personne à vérifier", key.File))
+	}
+	if err := results.flush(ctx); err != nil {
+		return err
+	}
+
+	// Pass 2: one job per distinct lookup, at its first row, with every row sharing it.
+	jobs := newBatcher(s.Jobs, s.FlushEvery)
+	err = s.scan(ctx, b, key.File, func(r csv.Row) error {
+		if len(r.Errors) > 0 {
+			return nil
+		}
+		id := schemas.LookupID(schemas.Check(b.Check), period, r.Identity)
+		refs, ok := groups[id]
+		if !ok {
+			return nil // already emitted at an earlier row
+		}
+		delete(groups, id)
+		job := schemas.Job{
+			Version: schemas.JobVersion, BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign,
+			Check: schemas.Check(b.Check), LookupID: id, Recipient: b.Recipient, Period: period,
+			Identity: r.Identity, Rows: refs,
+		}
+		v, err := json.Marshal(job)
+		if err != nil {
+			return fmt.Errorf("split: encode job: %w", err)
+		}
+		// Key = tenant: one token per tenant, so one budget owner per partition.
+		return jobs.add(ctx, kafkago.Message{Key: []byte(b.Tenant), Value: v})
+	})
+	if err != nil {
+		return err
+	}
+	if err := jobs.flush(ctx); err != nil {
+		return err
+	}
+	if len(groups) != 0 {
+		return fmt.Errorf("split: batch %s: object changed between passes (%d lookups not found again)", b.ID, len(groups))
+	}
+	if err := s.Ledger.SetSplit(ctx, b.ID, rows, int64(jobs.sent)); err != nil {
+		return err
+	}
+	log.Info().Int64("rows", rows).Int64("invalid", invalid).Int("lookups", jobs.sent).
+		Dur("took", s.now().Sub(start)).Msg("batch split")
+	return nil
+}
+
+// scan streams the batch's object row by row.
+func (s *Splitter) scan(ctx context.Context, b ledger.Batch, name string, fn func(csv.Row) error) error {
+	body, _, err := s.S3.Open(ctx, b.ObjectKey)
+	if errors.Is(err, s3.ErrNotFound) {
+		return &FileError{Message: fmt.Sprintf("fichier « %s » introuvable dans le bucket ; déposez-le à nouveau", name)}
+	}
+	if err != nil {
+		return fmt.Errorf("split: %w", err)
+	}
+	defer body.Close()
+	r, err := csv.NewReader(body, name, s.now())
+	if err != nil {
+		var ce *csv.FileError
+		if errors.As(err, &ce) {
+			return &FileError{Message: ce.Error()}
+		}
+		return fmt.Errorf("split: read %s: %w", b.ObjectKey, err)
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		row, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			var ce *csv.FileError
+			if errors.As(err, &ce) {
+				return &FileError{Message: ce.Error()}
+			}
+			return fmt.Errorf("split: read %s: %w", b.ObjectKey, err)
+		}
+		if err := fn(row); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *Splitter) fail(ctx context.Context, log zerolog.Logger, b ledger.Batch, msg string) error {
+	log.Warn().Str("reason", msg).Msg("batch refused")
+	return s.Ledger.Fail(ctx, b.ID, msg)
+}
+
+// batcher groups messages into WriteMessages calls.
+type batcher struct {
+	w    MessageWriter
+	n    int
+	buf  []kafkago.Message
+	sent int
+}
+
+func newBatcher(w MessageWriter, n int) *batcher {
+	if n <= 0 {
+		n = 500
+	}
+	return &batcher{w: w, n: n}
+}
+
+func (b *batcher) add(ctx context.Context, m kafkago.Message) error {
+	b.buf = append(b.buf, m)
+	if len(b.buf) >= b.n {
+		return b.flush(ctx)
+	}
+	return nil
+}
+
+func (b *batcher) flush(ctx context.Context) error {
+	if len(b.buf) == 0 {
+		return nil
+	}
+	if err := b.w.WriteMessages(ctx, b.buf...); err != nil {
+		return fmt.Errorf("split: produce %d messages: %w", len(b.buf), err)
+	}
+	b.sent += len(b.buf)
+	b.buf = b.buf[:0]
+	return nil
+}
+
+// ParsePeriod parses "YYYY-MM" ("" is the zero period).
+func ParsePeriod(s string) (schemas.Period, error) {
+	if s == "" {
+		return schemas.Period{}, nil
+	}
+	t, err := time.Parse("2006-01", s)
+	if err != nil {
+		return schemas.Period{}, fmt.Errorf("période %q invalide : attendu AAAA-MM (par exemple 2026-09)", s)
+	}
+	return schemas.Period{Year: t.Year(), Month: int(t.Month())}, nil
+}

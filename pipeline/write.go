@@ -1,0 +1,356 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+	"github.com/rs/zerolog"
+
+	"github.com/apbatch/apbatch/pipeline/ledger"
+	"github.com/apbatch/apbatch/pipeline/parquet"
+	"github.com/apbatch/apbatch/pipeline/s3"
+	"github.com/apbatch/apbatch/schemas"
+)
+
+// ResultWriter turns result messages into Parquet part files on S3. A part
+// is uploaded, then recorded in the ledger with its rows, and only then are
+// the offsets of its messages committed; rows already published are dropped,
+// so a redelivered result is never written twice. When every row of a batch
+// is published, the writer uploads _manifest.json (published = listed there)
+// and marks the batch complete.
+type ResultWriter struct {
+	Results MessageReader // topic apbatch.results
+	S3      *s3.Client
+	Ledger  *ledger.Store
+	Log     zerolog.Logger
+	// FlushInterval bounds how long a result waits in memory before its
+	// part is written. Default: 30s.
+	FlushInterval time.Duration
+	// PartRows is the largest part file, in rows. Default: 100000.
+	PartRows int
+	// MaxBuffered is how many fetched messages may wait for a flush before
+	// fetching pauses. Default: 200000.
+	MaxBuffered int
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+
+	batches map[string]*openBatch
+	pending []kafkago.Message
+}
+
+type openBatch struct {
+	b    ledger.Batch
+	done map[int64]struct{}
+	buf  map[int64]schemas.Result
+}
+
+func (w *ResultWriter) now() time.Time {
+	if w.Now != nil {
+		return w.Now()
+	}
+	return time.Now()
+}
+
+// Run consumes results until ctx ends, flushing what it holds before it
+// returns. It returns nil on cancellation.
+func (w *ResultWriter) Run(ctx context.Context) error {
+	log := w.Log.With().Str("component", "write").Logger()
+	interval := w.FlushInterval
+	if interval <= 0 {
+		interval = 30 * time.Second
+	}
+	maxBuf := w.MaxBuffered
+	if maxBuf <= 0 {
+		maxBuf = 200000
+	}
+	w.batches = make(map[string]*openBatch)
+
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
+	msgs := make(chan kafkago.Message, 1024)
+	fetchErr := make(chan error, 1)
+	go func() {
+		defer close(msgs)
+		for {
+			m, err := w.Results.FetchMessage(fetchCtx)
+			if err != nil {
+				if fetchCtx.Err() == nil {
+					fetchErr <- fmt.Errorf("write: fetch result: %w", err)
+				}
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-fetchCtx.Done():
+				return
+			}
+		}
+	}()
+
+	tick := time.NewTicker(min(interval, time.Second))
+	defer tick.Stop()
+	lastFlush := w.now()
+	for {
+		select {
+		case <-ctx.Done():
+			// Flush with a fresh deadline: what is durable need not be redone.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			err := w.flushAll(fctx, log)
+			cancel()
+			return err
+		case err := <-fetchErr:
+			return err
+		case m, ok := <-msgs:
+			if !ok {
+				select {
+				case err := <-fetchErr:
+					return err
+				default:
+					return nil
+				}
+			}
+			complete, err := w.add(ctx, log, m)
+			if err != nil {
+				return err
+			}
+			if complete || len(w.pending) >= maxBuf || w.largestBuffer() >= w.partRows() {
+				if err := w.flushAll(ctx, log); err != nil {
+					return err
+				}
+				lastFlush = w.now()
+			}
+		case <-tick.C:
+			if err := w.refreshTotals(ctx, log); err != nil {
+				return err
+			}
+			if len(w.pending) > 0 && w.now().Sub(lastFlush) >= interval {
+				if err := w.flushAll(ctx, log); err != nil {
+					return err
+				}
+				lastFlush = w.now()
+			}
+		}
+	}
+}
+
+func (w *ResultWriter) partRows() int {
+	if w.PartRows <= 0 {
+		return 100000
+	}
+	return w.PartRows
+}
+
+func (w *ResultWriter) largestBuffer() int {
+	n := 0
+	for _, ob := range w.batches {
+		n = max(n, len(ob.buf))
+	}
+	return n
+}
+
+// add buffers one message and reports whether its batch now has every row.
+func (w *ResultWriter) add(ctx context.Context, log zerolog.Logger, m kafkago.Message) (bool, error) {
+	w.pending = append(w.pending, m)
+	res, err := schemas.DecodeResult(m.Value)
+	if err != nil {
+		log.Error().Err(err).Int64("offset", m.Offset).Int("partition", m.Partition).Msg("result message dropped")
+		return false, nil
+	}
+	ob, err := w.open(ctx, res.BatchID)
+	if errors.Is(err, ledger.ErrNotFound) {
+		log.Error().Str("batch_id", res.BatchID).Msg("result for an unknown batch dropped")
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if _, dup := ob.done[res.RowNumber]; dup {
+		return false, nil
+	}
+	if _, dup := ob.buf[res.RowNumber]; dup {
+		return false, nil
+	}
+	ob.buf[res.RowNumber] = res
+	return ob.complete(), nil
+}
+
+func (ob *openBatch) complete() bool {
+	return ob.b.RowsTotal != nil && int64(len(ob.done)+len(ob.buf)) >= *ob.b.RowsTotal
+}
+
+func (w *ResultWriter) open(ctx context.Context, id string) (*openBatch, error) {
+	if ob, ok := w.batches[id]; ok {
+		return ob, nil
+	}
+	b, err := w.Ledger.Batch(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	done, err := w.Ledger.DoneRows(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	ob := &openBatch{b: b, done: done, buf: make(map[int64]schemas.Result)}
+	w.batches[id] = ob
+	return ob, nil
+}
+
+// refreshTotals learns the row count of batches that were still being split
+// when their first results arrived, and finishes those now complete.
+func (w *ResultWriter) refreshTotals(ctx context.Context, log zerolog.Logger) error {
+	for id, ob := range w.batches {
+		if ob.b.RowsTotal != nil {
+			continue
+		}
+		b, err := w.Ledger.Batch(ctx, id)
+		if err != nil {
+			return err
+		}
+		ob.b = b
+		if b.State == ledger.StateFailed {
+			// The file was refused after some rows were read: nothing
+			// of it is published.
+			log.Info().Str("batch_id", id).Int("results", len(ob.buf)).Msg("results of a failed batch dropped")
+			delete(w.batches, id)
+			continue
+		}
+		if ob.complete() {
+			if err := w.flushAll(ctx, log); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// flushAll writes a part for every batch holding results, finishes complete
+// batches, then commits every pending offset.
+func (w *ResultWriter) flushAll(ctx context.Context, log zerolog.Logger) error {
+	ids := make([]string, 0, len(w.batches))
+	for id := range w.batches {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		ob := w.batches[id]
+		if err := w.flushBatch(ctx, log, ob); err != nil {
+			return err
+		}
+		if ob.b.RowsTotal != nil && int64(len(ob.done)) >= *ob.b.RowsTotal {
+			if ob.b.State == ledger.StateSplit {
+				if err := w.finish(ctx, log, ob); err != nil {
+					return err
+				}
+			}
+			delete(w.batches, id)
+		}
+	}
+	if len(w.pending) == 0 {
+		return nil
+	}
+	if err := w.Results.CommitMessages(ctx, w.pending...); err != nil {
+		return fmt.Errorf("write: commit %d result offsets: %w", len(w.pending), err)
+	}
+	w.pending = w.pending[:0]
+	return nil
+}
+
+func (w *ResultWriter) flushBatch(ctx context.Context, log zerolog.Logger, ob *openBatch) error {
+	if len(ob.buf) == 0 {
+		return nil
+	}
+	rows := make([]schemas.Result, 0, len(ob.buf))
+	for _, r := range ob.buf {
+		rows = append(rows, r)
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].RowNumber < rows[j].RowNumber })
+	for start := 0; start < len(rows); start += w.partRows() {
+		chunk := rows[start:min(start+w.partRows(), len(rows))]
+		if err := w.writePart(ctx, log, ob, chunk); err != nil {
+			return err
+		}
+	}
+	ob.buf = make(map[int64]schemas.Result)
+	return nil
+}
+
+func (w *ResultWriter) writePart(ctx context.Context, log zerolog.Logger, ob *openBatch, rows []schemas.Result) error {
+	b := ob.b
+	n, err := w.Ledger.NextPartNo(ctx, b.ID)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	pw, err := parquet.NewWriter(&buf)
+	if err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	statuses := make([]ledger.RowStatus, 0, len(rows))
+	for _, r := range rows {
+		if err := pw.Write(r.Row()); err != nil {
+			return fmt.Errorf("write: encode row %d of %s: %w", r.RowNumber, b.ID, err)
+		}
+		calls := int32(0)
+		if r.Primary {
+			calls = r.Attempts
+		}
+		statuses = append(statuses, ledger.RowStatus{RowNumber: r.RowNumber, Status: r.Status, Calls: calls})
+	}
+	if err := pw.Close(); err != nil {
+		return fmt.Errorf("write: finish part of %s: %w", b.ID, err)
+	}
+	key := PartKey(b.Tenant, b.Campaign, b.ID, n)
+	size := int64(buf.Len())
+	if _, err := w.S3.Put(ctx, key, bytes.NewReader(buf.Bytes()), size, "application/vnd.apache.parquet"); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	if err := w.Ledger.RecordPart(ctx, ledger.Part{BatchID: b.ID, PartNo: n, ObjectKey: key, Rows: int64(len(rows)), Size: size}, statuses); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		ob.done[r.RowNumber] = struct{}{}
+	}
+	log.Info().Str("batch_id", b.ID).Str("tenant", b.Tenant).Int("part", n).Int("rows", len(rows)).Msg("part written")
+	return nil
+}
+
+func (w *ResultWriter) finish(ctx context.Context, log zerolog.Logger, ob *openBatch) error {
+	b := ob.b
+	counts, err := w.Ledger.Counts(ctx, b.ID)
+	if err != nil {
+		return err
+	}
+	parts, err := w.Ledger.Parts(ctx, b.ID)
+	if err != nil {
+		return err
+	}
+	m := schemas.Manifest{
+		SchemaVersion: schemas.ResultSchemaVersion, BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign,
+		Check: schemas.Check(b.Check), Source: b.ObjectKey, RowsTotal: counts.Rows, RowsByStatus: counts.ByStatus,
+		ProviderCalls: counts.ProviderCalls, CompletedAt: w.now().UTC().Format(time.RFC3339),
+	}
+	for _, p := range parts {
+		m.Files = append(m.Files, schemas.ManifestFile{Key: p.ObjectKey, Rows: p.Rows, Size: p.Size})
+	}
+	body, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write: encode manifest of %s: %w", b.ID, err)
+	}
+	key := ResultFolder(b.Tenant, b.Campaign, b.ID) + ManifestName
+	if _, err := w.S3.Put(ctx, key, bytes.NewReader(body), int64(len(body)), "application/json"); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	if err := w.Ledger.Complete(ctx, b.ID, key); err != nil {
+		return err
+	}
+	ob.b.State = ledger.StateComplete
+	log.Info().Str("batch_id", b.ID).Str("tenant", b.Tenant).Int64("rows", counts.Rows).
+		Int64("provider_calls", counts.ProviderCalls).Int("parts", len(parts)).Msg("batch complete")
+	return nil
+}
