@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"strings"
 
-	kafkago "github.com/segmentio/kafka-go"
 	"github.com/rs/zerolog"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/apbatch/apbatch/pipeline/ledger"
 	"github.com/apbatch/apbatch/schemas"

@@ -9,8 +9,8 @@ import (
 	"sort"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
 	"github.com/rs/zerolog"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/apbatch/apbatch/pipeline/ledger"
 	"github.com/apbatch/apbatch/pipeline/parquet"

@@ -273,7 +273,7 @@ func TestRun_FlagErrors(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	code, stdout, _ := runApbatch(t, context.Background(), "help", "run")
-	if code != 0 || !strings.Contains(stdout, "--provider-url") || !strings.Contains(stdout, "--summary-json") {
+	if code != 0 || !strings.Contains(stdout, "-provider-url") || !strings.Contains(stdout, "-summary-json") {
 		t.Fatalf("help run: exit %d\n%s", code, stdout)
 	}
 }
