@@ -1,9 +1,21 @@
 package workers
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/rs/zerolog"
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/apbatch/apbatch/schemas"
+	"github.com/apbatch/apbatch/workers/sandbox"
 )
 
 func TestAckTracker_CommitsOnlyContiguous(t *testing.T) {
@@ -43,5 +55,157 @@ func TestAckTracker_CommitsOnlyContiguous(t *testing.T) {
 	a.done(msg(0, 13))
 	if got := a.committable(); len(got) != 1 || got[0].Offset != 14 {
 		t.Fatalf("committable = %v", got)
+	}
+}
+
+// fakeJobs is a hand-written JobReader over a fixed list of messages.
+type fakeJobs struct {
+	mu        sync.Mutex
+	msgs      []kafkago.Message
+	next      int
+	committed map[int]int64 // partition → highest committed offset
+}
+
+func (f *fakeJobs) FetchMessage(ctx context.Context) (kafkago.Message, error) {
+	f.mu.Lock()
+	if f.next < len(f.msgs) {
+		m := f.msgs[f.next]
+		f.next++
+		f.mu.Unlock()
+		return m, nil
+	}
+	f.mu.Unlock()
+	<-ctx.Done()
+	return kafkago.Message{}, ctx.Err()
+}
+
+func (f *fakeJobs) CommitMessages(_ context.Context, msgs ...kafkago.Message) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, m := range msgs {
+		if m.Offset > f.committed[m.Partition] {
+			f.committed[m.Partition] = m.Offset
+		}
+	}
+	return nil
+}
+
+// fakeResults is a hand-written ResultWriter keeping what it is given.
+type fakeResults struct {
+	mu      sync.Mutex
+	results []schemas.Result
+}
+
+func (f *fakeResults) WriteMessages(_ context.Context, msgs ...kafkago.Message) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, m := range msgs {
+		r, err := schemas.DecodeResult(m.Value)
+		if err != nil {
+			return err
+		}
+		f.results = append(f.results, r)
+	}
+	return nil
+}
+
+func TestPool_AgainstSandbox(t *testing.T) {
+	sb, err := sandbox.New(sandbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sb)
+	defer srv.Close()
+	tok, err := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	person := func(nom, prenom, sexe string, y, m, d int) schemas.Identity {
+		return schemas.Identity{NomNaissance: nom, Prenoms: strings.Fields(prenom), Sexe: sexe, AnneeNaissance: y, MoisNaissance: m,
+			JourNaissance: d, CodePaysNaissance: "99100", CodeCommuneNaissance: "08480"}
+	}
+	jobs := []struct {
+		id   schemas.Identity
+		rows []int64
+	}{
+		{person("LEFEBVRE", "ALEXIS GÉRÔME JEAN-PHILIPPE", "F", 1982, 12, 27), []int64{1, 7}},
+		{person("BERNARD", "ELODIE", "F", 1990, 3, 0), []int64{2}},
+		{person("INCONNU", "PERSONNE", "M", 1990, 1, 1), []int64{3}},
+		{person("DESFOUIN", "René", "M", 2002, 12, 5), []int64{4}},
+		{person("DELANOUE", "Jean-Marie", "M", 2002, 12, 5), []int64{5}},
+		{person("SITUDI", "Clément", "M", 2002, 12, 5), []int64{6}},
+	}
+	fj := &fakeJobs{committed: map[int]int64{}}
+	for i, j := range jobs {
+		job := schemas.Job{Version: schemas.JobVersion, BatchID: "b1", Tenant: "demo", Campaign: "2026-09",
+			Check: schemas.CheckQuotientFamilial, LookupID: fmt.Sprint("l", i), Recipient: "13002526500013", Identity: j.id}
+		for _, n := range j.rows {
+			job.Rows = append(job.Rows, schemas.RowRef{Number: n, Reference: fmt.Sprint("R", n)})
+		}
+		v, _ := json.Marshal(job)
+		fj.msgs = append(fj.msgs, kafkago.Message{Topic: "jobs", Partition: 0, Offset: int64(i), Value: v})
+	}
+	fr := &fakeResults{}
+	var logs bytes.Buffer
+	pool := &Pool{Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL},
+		Tokens: func(string) (string, error) { return tok, nil }, Log: zerolog.New(&logs).Level(zerolog.DebugLevel),
+		Retry: RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- pool.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		fj.mu.Lock()
+		c := fj.committed[0]
+		fj.mu.Unlock()
+		if c == int64(len(jobs)-1) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("offsets not committed: %d", c)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	byRow := map[int64]schemas.Result{}
+	for _, r := range fr.results {
+		byRow[r.RowNumber] = r
+	}
+	if len(byRow) != 7 || len(fr.results) != 7 {
+		t.Fatalf("%d results for 7 rows", len(fr.results))
+	}
+	for _, tc := range []struct {
+		row      int64
+		status   schemas.Status
+		code     string
+		attempts int32
+	}{
+		{1, schemas.StatusOK, "", 1}, {7, schemas.StatusOK, "", 1}, {2, schemas.StatusOK, "", 1},
+		{3, schemas.StatusNotFound, "37003", 1},
+		{4, schemas.StatusProviderError, "00429", 2},
+		{5, schemas.StatusProviderError, "37999", 2},
+		{6, schemas.StatusProviderError, "37002", 2},
+	} {
+		r := byRow[tc.row]
+		if r.Status != tc.status || r.ErrorCode != tc.code || r.Attempts != tc.attempts || r.Reference != fmt.Sprint("R", tc.row) {
+			t.Errorf("row %d = %+v", tc.row, r)
+		}
+	}
+	if v := byRow[1].QFValue; v == nil || *v != 2550 || !byRow[1].Primary || byRow[7].Primary {
+		t.Errorf("LEFEBVRE rows: %+v / %+v", byRow[1], byRow[7])
+	}
+	if v := byRow[2].QFValue; v == nil || *v != 650 || *byRow[2].ChildrenCount != 1 {
+		t.Errorf("BERNARD: %+v", byRow[2])
+	}
+	if pool.Calls() != 9 || sb.Calls() != 9 {
+		t.Errorf("calls: pool %d sandbox %d, want 9", pool.Calls(), sb.Calls())
+	}
+	for _, leak := range []string{tok, "LEFEBVRE", "DESFOUIN", "nomNaissance", "1982"} {
+		if strings.Contains(logs.String(), leak) {
+			t.Errorf("logs contain %q", leak)
+		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/apbatch/apbatch/schemas"
+	"github.com/apbatch/apbatch/workers/sandbox"
 )
 
 // samplePath is the sample roster the README runs.
@@ -275,5 +278,24 @@ func TestHelp(t *testing.T) {
 	code, stdout, _ := runApbatch(t, context.Background(), "help", "run")
 	if code != 0 || !strings.Contains(stdout, "-provider-url") || !strings.Contains(stdout, "-summary-json") {
 		t.Fatalf("help run: exit %d\n%s", code, stdout)
+	}
+}
+
+func TestSandbox_PrintToken(t *testing.T) {
+	code, stdout, stderr := runApbatch(t, context.Background(), "sandbox", "--print-token")
+	tok := strings.TrimSpace(stdout)
+	if code != 0 || strings.Count(tok, ".") != 2 {
+		t.Fatalf("exit %d: %q %s", code, stdout, stderr)
+	}
+	sb, err := sandbox.New(sandbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/v3/dss/quotient_familial/identite?recipient=13002526500013&nomNaissance=X&prenoms[]=Y&sexeEtatCivil=M&codeCogInseePaysNaissance=99350", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	rec := httptest.NewRecorder()
+	sb.ServeHTTP(rec, req)
+	if rec.Code != http.StatusNotFound { // valid token, no such person
+		t.Fatalf("sandbox refused the printed token: %d %s", rec.Code, rec.Body)
 	}
 }
