@@ -348,9 +348,12 @@ func (c *runCommand) wait(ctx context.Context, st *stack, subs []submitted, role
 		}
 		line := fmt.Sprintf("apbatch: %d/%d lookups called, %d/%d rows published, %s elapsed, ETA %s",
 			min(calls, lookups), lookups, published, rows, time.Since(start).Round(time.Second), eta)
-		if console {
+		switch {
+		case rows == 0 && time.Since(start) < 2*time.Second:
+			// Nothing known yet: the batch is being split.
+		case console:
 			fmt.Fprintf(c.stderr, "\r%-100s", line)
-		} else if time.Since(lastPlain) >= 5*time.Second {
+		case time.Since(lastPlain) >= 5*time.Second:
 			fmt.Fprintln(c.stderr, line)
 			lastPlain = time.Now()
 		}

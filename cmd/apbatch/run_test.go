@@ -299,3 +299,25 @@ func TestSandbox_PrintToken(t *testing.T) {
 		t.Fatalf("sandbox refused the printed token: %d %s", rec.Code, rec.Body)
 	}
 }
+
+func TestRun_RefusedFile(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "liste.csv")
+	if err := os.WriteFile(bad, []byte("nom;prenom;naissance\nDUPONT;JEAN;2014\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runApbatch(t, ctx, "run", "--data-dir", filepath.Join(dir, "data"), bad)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"liste.csv", "colonnes manquantes", "nom_naissance", "colonnes trouvées : nom, prenom, naissance"} {
+		if !strings.Contains(stdout+stderr, want) {
+			t.Errorf("output lacks %q:\n%s\n%s", want, stdout, stderr)
+		}
+	}
+	if strings.Contains(stdout+stderr, "DUPONT") {
+		t.Error("output echoes a name")
+	}
+}

@@ -1,9 +1,6 @@
 package sandbox
 
-import (
-	"encoding/json"
-	"net/http"
-)
+import "net/http"
 
 // apiError is one entry of a v3 JSON:API error body. Source is omitted when
 // nil, as production omits it.
@@ -32,12 +29,5 @@ var (
 )
 
 func writeErrors(w http.ResponseWriter, status int, errs ...apiError) int {
-	b, err := json.Marshal(map[string]any{"errors": errs})
-	if err != nil {
-		return writeText(w, http.StatusInternalServerError, "internal error")
-	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	w.Write(b)
-	return status
+	return writeJSON(w, status, map[string]any{"errors": errs})
 }
