@@ -305,14 +305,14 @@ func TestRun_RefusedFile(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "liste.csv")
-	if err := os.WriteFile(bad, []byte("nom;prenom;naissance\nDUPONT;JEAN;2014\n"), 0o600); err != nil {
+	if err := os.WriteFile(bad, []byte("nom_naissance;prenom;naissance\nDUPONT;JEAN;2014\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	code, stdout, stderr := runApbatch(t, ctx, "run", "--data-dir", filepath.Join(dir, "data"), bad)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1\n%s\n%s", code, stdout, stderr)
 	}
-	for _, want := range []string{"liste.csv", "colonnes manquantes", "nom_naissance", "colonnes trouvées : nom, prenom, naissance"} {
+	for _, want := range []string{"liste.csv", "colonnes manquantes", "prenoms", "colonnes trouvées : nom_naissance, prenom, naissance"} {
 		if !strings.Contains(stdout+stderr, want) {
 			t.Errorf("output lacks %q:\n%s\n%s", want, stdout, stderr)
 		}

@@ -106,6 +106,12 @@ func NewReader(r io.Reader, name string, now time.Time) (*Reader, error) {
 	if !hasCode && !(hasNom && hasDept) {
 		missing = append(missing, schemas.ColCommuneNaissance+" (ou "+schemas.ColNomCommuneNaissance+" et "+schemas.ColDepartementNaissance+")")
 	}
+	if len(rd.cols) == 0 {
+		// Likely no header line: the first line is data, and must not be
+		// echoed (it holds names and birth dates).
+		return nil, &FileError{File: name, Message: fmt.Sprintf("aucune des %d colonnes de la première ligne n'est reconnue ; "+
+			"le fichier doit commencer par une ligne d'en-tête nommant les colonnes (%s)", len(header), strings.Join(requiredHint, ", "))}
+	}
 	if len(missing) > 0 {
 		found := make([]string, 0, len(header))
 		for _, h := range header {

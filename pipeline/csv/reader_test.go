@@ -75,7 +75,8 @@ func TestReader_FileErrors(t *testing.T) {
 	}{
 		{"empty", "", []string{"liste.csv", "vide"}},
 		{"blank", "\n\n", []string{"vide"}},
-		{"missing columns", "nom;prenom\nA;B\n", []string{"colonnes manquantes", "nom_naissance", "sexe", "colonnes trouvées : nom, prenom"}},
+		{"missing columns", "nom_naissance;prenom\nA;B\n", []string{"colonnes manquantes", "prenoms", "sexe", "colonnes trouvées : nom_naissance, prenom"}},
+		{"no header line", "DUPONT;JEAN;M;2014-05-10;08480\n", []string{"aucune des 5 colonnes", "ligne d'en-tête"}},
 		{"duplicate column", "nom_naissance;nom_naissance;prenoms;sexe;code_insee_commune_naissance\n", []string{"deux fois"}},
 		{"not utf8", "nom_naissance;pr\xe9noms\n", []string{"UTF-8"}},
 	} {
@@ -234,4 +235,11 @@ func FuzzReader(f *testing.F) {
 			last = row.Number
 		}
 	})
+}
+
+func TestReader_NoHeaderDoesNotEchoData(t *testing.T) {
+	_, err := readAll(t, "DUPONT;JEAN;M;2014-05-10;08480\n")
+	if err == nil || strings.Contains(err.Error(), "DUPONT") || strings.Contains(err.Error(), "2014") {
+		t.Fatalf("err = %v", err)
+	}
 }
