@@ -31,3 +31,8 @@ var (
 func writeErrors(w http.ResponseWriter, status int, errs ...apiError) int {
 	return writeJSON(w, status, map[string]any{"errors": errs})
 }
+
+// writeV2Error writes the legacy v2 flat error body.
+func writeV2Error(w http.ResponseWriter, status int, kind, detail string) int {
+	return writeJSON(w, status, map[string]string{"error": kind, "reason": detail, "message": detail})
+}

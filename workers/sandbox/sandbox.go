@@ -36,9 +36,6 @@ const DefaultSecret = "apbatch-sandbox-secret-not-for-production"
 // QFScopes are the scopes of the quotient familial route.
 var QFScopes = []string{"cnaf_quotient_familial", "cnaf_allocataires", "cnaf_enfants", "cnaf_adresse"}
 
-// AllScopes lists every scope the sandbox knows.
-var AllScopes = append([]string(nil), QFScopes...)
-
 //go:embed cases
 var casesFS embed.FS
 
@@ -70,13 +67,11 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// route is one data route and its official cases.
+// route is one data route with its loaded cases.
 type route struct {
-	path     string
-	scopes   []string
+	routeDef
 	cases    []apiCase
 	notFound apiCase
-	validate func(q map[string][]string, now time.Time) []apiError
 }
 
 // apiCase is one official case: parameters, status and body.
@@ -116,23 +111,60 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	qf, err := loadRoute("/v3/dss/quotient_familial/identite", "api_particulier_v3_cnav_quotient_familial_with_civility", QFScopes, validateQF)
-	if err != nil {
-		return nil, err
+	routes := make(map[string]*route, len(routeTable))
+	for _, def := range routeTable {
+		r, err := loadRoute(def)
+		if err != nil {
+			return nil, err
+		}
+		routes[def.path] = r
 	}
-	return &Server{cfg: cfg, routes: map[string]*route{qf.path: qf}, windows: map[string]*window{}}, nil
+	return &Server{cfg: cfg, routes: routes, windows: map[string]*window{}}, nil
 }
 
 // Calls returns how many data requests were answered, whatever the status.
 func (s *Server) Calls() int64 { return s.calls.Load() }
 
-func loadRoute(p, dir string, scopes []string, validate func(map[string][]string, time.Time) []apiError) (*route, error) {
-	r := &route{path: p, scopes: scopes, validate: validate}
-	files, err := fs.Glob(casesFS, "cases/"+dir+"/*.yaml")
-	if err != nil || len(files) == 0 {
-		return nil, fmt.Errorf("sandbox: no cases for %s", p)
+func loadRoute(def routeDef) (*route, error) {
+	r := &route{routeDef: def}
+	cases, err := loadCases(def.dir)
+	if err != nil {
+		return nil, err
+	}
+	r.cases = cases
+	notFoundDir := def.dir
+	if def.fallback404 != "" {
+		notFoundDir = def.fallback404
+		if cases, err = loadCases(notFoundDir); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range cases {
+		if c.name == "404.yaml" {
+			r.notFound = c
+		}
+	}
+	if r.notFound.status == 0 {
+		return nil, fmt.Errorf("sandbox: %s has no 404.yaml case", notFoundDir)
+	}
+	return r, nil
+}
+
+// loadCases reads the official cases of one folder, in name order.
+func loadCases(dir string) ([]apiCase, error) {
+	var files []string
+	for _, pat := range []string{"*.yaml", "*.yml"} {
+		m, err := fs.Glob(casesFS, "cases/"+dir+"/"+pat)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: list cases of %s: %w", dir, err)
+		}
+		files = append(files, m...)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("sandbox: no cases in %s", dir)
 	}
 	sort.Strings(files)
+	var out []apiCase
 	for _, f := range files {
 		raw, err := casesFS.ReadFile(f)
 		if err != nil {
@@ -146,16 +178,9 @@ func loadRoute(p, dir string, scopes []string, validate func(map[string][]string
 		if err := yaml.Unmarshal(raw, &c); err != nil {
 			return nil, fmt.Errorf("sandbox: parse %s: %w", f, err)
 		}
-		ac := apiCase{name: path.Base(f), params: normalizeCase(c.Params), status: c.Status, body: []byte(c.Payload)}
-		if ac.name == "404.yaml" {
-			r.notFound = ac
-		}
-		r.cases = append(r.cases, ac)
+		out = append(out, apiCase{name: path.Base(f), params: normalizeCase(c.Params), status: c.Status, body: []byte(c.Payload)})
 	}
-	if r.notFound.status == 0 {
-		return nil, fmt.Errorf("sandbox: %s has no 404.yaml case", dir)
-	}
-	return r, nil
+	return out, nil
 }
 
 // normalizeCase turns a case's YAML params into lower-cased string lists.
@@ -229,8 +254,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) int {
 			return writeText(w, http.StatusNotFound, notFoundText)
 		}
 		return writeJSON(w, http.StatusOK, s.ping())
-	case p == "/api/caf/famille", p == "/api/v2/composition-familiale":
-		return writeText(w, http.StatusGone, "Cette API n'est plus disponible depuis le 31/10/2025. Utilisez /v3/dss/quotient_familial/identite.")
+	case removedRoutes[p] != "":
+		return writeText(w, http.StatusGone, removedRoutes[p])
 	}
 	rt, ok := s.routes[p]
 	if !ok || r.Method != http.MethodGet {
@@ -238,23 +263,51 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) int {
 	}
 	s.calls.Add(1)
 	now := s.cfg.Now()
-	claims, aerr := s.authenticate(r.Header.Get("Authorization"), now)
-	if aerr != nil {
-		return writeErrors(w, aerr.status, aerr.errs...)
+	var rateKey string
+	var scopes []string
+	switch rt.auth {
+	case authFranceConnect:
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || strings.TrimSpace(tok) == "" {
+			return writeErrors(w, http.StatusUnauthorized, errTokenInvalid)
+		}
+		rateKey, scopes = "fc:"+tokenKey(tok), rt.scopes
+	case authAPIKey:
+		claims, aerr := s.authenticate("Bearer "+r.Header.Get("X-Api-Key"), now)
+		if aerr != nil {
+			return writeV2Error(w, http.StatusUnauthorized, "access_denied", aerr.errs[0].Detail)
+		}
+		if !intersects(claims.Scopes, rt.scopes) {
+			return writeV2Error(w, http.StatusUnauthorized, "access_denied", errInsufficientScopes.Detail)
+		}
+		// v2 has its own 20/s bucket, keyed on the X-Api-Key value.
+		rateKey, scopes = "v2:"+claims.JTI, claims.Scopes
+	default:
+		claims, aerr := s.authenticate(r.Header.Get("Authorization"), now)
+		if aerr != nil {
+			return writeErrors(w, aerr.status, aerr.errs...)
+		}
+		if !intersects(claims.Scopes, rt.scopes) {
+			return writeErrors(w, http.StatusForbidden, errInsufficientScopes)
+		}
+		rateKey, scopes = claims.JTI, claims.Scopes
 	}
-	if !intersects(claims.Scopes, rt.scopes) {
-		return writeErrors(w, http.StatusForbidden, errInsufficientScopes)
-	}
-	limit, remaining, reset, allowed := s.take(claims.JTI, now)
+	limit, remaining, reset, allowed := s.take(rateKey, now)
 	w.Header().Set("RateLimit-Limit", strconv.Itoa(limit))
 	w.Header().Set("RateLimit-Remaining", strconv.Itoa(remaining))
 	w.Header().Set("RateLimit-Reset", strconv.FormatInt(reset, 10))
 	if !allowed {
 		w.Header().Set("Retry-After", strconv.FormatInt(max(reset-now.Unix(), 0), 10))
+		if rt.isV2() {
+			return writeJSON(w, http.StatusTooManyRequests, map[string]any{"errors": []string{errTooManyRequests.Detail}})
+		}
 		return writeErrors(w, http.StatusTooManyRequests, errTooManyRequests)
 	}
 	q := r.URL.Query()
 	if errs := rt.validate(q, now); len(errs) > 0 {
+		if rt.isV2() {
+			return writeV2Error(w, http.StatusBadRequest, "bad_request", errs[0].Detail)
+		}
 		return writeErrors(w, http.StatusUnprocessableEntity, errs...)
 	}
 	if s.cfg.Latency > 0 {
@@ -275,8 +328,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) int {
 		}
 	}
 	body := c.body
-	if s.cfg.MaskScopes && c.status == http.StatusOK {
-		body = maskQF(body, claims.Scopes)
+	if s.cfg.MaskScopes && c.status == http.StatusOK && rt.path == "/v3/dss/quotient_familial/identite" {
+		body = maskQF(body, scopes)
 	}
 	if c.status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")

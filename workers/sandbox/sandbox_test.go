@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -70,15 +71,24 @@ func caseQuery(params map[string]any) url.Values {
 	return q
 }
 
+func sortedNames(m map[string]rawCase) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
 type rawCase struct {
 	Params  map[string]any `yaml:"params"`
 	Status  int            `yaml:"status"`
 	Payload string         `yaml:"payload"`
 }
 
-func readCases(t *testing.T) map[string]rawCase {
+func readCases(t *testing.T, dir string) map[string]rawCase {
 	t.Helper()
-	files, _ := filepath.Glob("cases/api_particulier_v3_cnav_quotient_familial_with_civility/*.yaml")
+	files, _ := filepath.Glob("cases/" + dir + "/*.y*ml")
 	if len(files) == 0 {
 		t.Fatal("no embedded cases")
 	}
@@ -97,46 +107,101 @@ func readCases(t *testing.T) map[string]rawCase {
 	return out
 }
 
-func TestServer_AnswersEveryOfficialCase(t *testing.T) {
-	s := newServer(t, Config{Limit: 1000})
-	tok := token(t, AllScopes, caseClock.Add(time.Hour))
-	for name, c := range readCases(t) {
-		t.Run(name, func(t *testing.T) {
-			q := caseQuery(c.Params)
-			if name == "404.yaml" {
-				// The route's default answer: a valid request matching no case.
-				q = url.Values{"recipient": {"13002526500013"}, "nomNaissance": {"INCONNU"}, "prenoms[]": {"PERSONNE"},
-					"sexeEtatCivil": {"F"}, "codeCogInseePaysNaissance": {"99100"}, "codeCogInseeCommuneNaissance": {"08480"}}
-			}
-			rec := get(s, tok, qfPath, q)
-			if rec.Code != c.Status {
-				t.Fatalf("status %d, want %d: %s", rec.Code, c.Status, rec.Body)
-			}
-			if !bytes.Equal(rec.Body.Bytes(), []byte(c.Payload)) {
-				t.Fatalf("body differs:\n%s\nwant\n%s", rec.Body, c.Payload)
-			}
-			if rec.Header().Get("X-Request-ID") == "" || rec.Header().Get("RateLimit-Limit") != "1000" {
-				t.Fatalf("headers %v", rec.Header())
-			}
-		})
+// request builds the request a client sends to route rt for params.
+func request(t *testing.T, rt routeDef, params map[string]any) *http.Request {
+	t.Helper()
+	q := url.Values{}
+	if rt.auth != authAPIKey {
+		q.Set("recipient", "13002526500013")
 	}
+	for k, v := range params {
+		if list, ok := v.([]any); ok {
+			for _, x := range list {
+				q.Add(k+"[]", fmt.Sprint(x))
+			}
+			continue
+		}
+		q.Set(k, fmt.Sprint(v))
+	}
+	req := httptest.NewRequest(http.MethodGet, rt.path+"?"+q.Encode(), nil)
+	tok := token(t, AllScopes, caseClock.Add(time.Hour))
+	if rt.auth == authAPIKey {
+		req.Header.Set("X-Api-Key", tok)
+	} else {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	return req
+}
+
+// unmatched changes the identifying value of params so that no case matches.
+func unmatched(params map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range params {
+		out[k] = v
+	}
+	// An extra parameter alone makes staging's exact-set matching miss.
+	out["nomUsage"] = "INCONNU"
+	for k, v := range map[string]string{"nomNaissance": "INCONNU", "nom": "INCONNU", "ine": "1234567999Z", "identifiant": "inconnu", "family_name": "INCONNU"} {
+		if _, ok := out[k]; ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func TestServer_AnswersEveryOfficialCase(t *testing.T) {
+	s := newServer(t, Config{Limit: 100000})
+	total := 0
+	for _, rt := range routeTable {
+		cases := readCases(t, rt.dir)
+		var probe map[string]any
+		for _, name := range sortedNames(cases) {
+			if cases[name].Status == 200 && probe == nil {
+				probe = cases[name].Params
+			}
+		}
+		for name, c := range cases {
+			total++
+			t.Run(rt.dir+"/"+name, func(t *testing.T) {
+				params := c.Params
+				if name == "404.yaml" {
+					// The route's default answer: what a valid request
+					// matching no case gets.
+					params = unmatched(probe)
+				}
+				rec := httptest.NewRecorder()
+				s.ServeHTTP(rec, request(t, rt, params))
+				if rec.Code != c.Status {
+					t.Fatalf("status %d, want %d: %s", rec.Code, c.Status, rec.Body)
+				}
+				if !bytes.Equal(rec.Body.Bytes(), []byte(c.Payload)) {
+					t.Fatalf("body differs:\n%s\nwant\n%s", rec.Body, c.Payload)
+				}
+				if rec.Header().Get("X-Request-ID") == "" || rec.Header().Get("RateLimit-Limit") == "" {
+					t.Fatalf("headers %v", rec.Header())
+				}
+			})
+		}
+	}
+	t.Logf("%d official cases replayed", total)
 }
 
 func TestEmbeddedCasesMatchShared(t *testing.T) {
-	shared := "../../../shared/reference/sandbox-cases/api_particulier_v3_cnav_quotient_familial_with_civility"
-	files, _ := filepath.Glob(filepath.Join(shared, "*.yaml"))
+	shared := "../../../shared/reference/sandbox-cases"
+	files, _ := filepath.Glob(filepath.Join(shared, "*", "*.y*ml"))
 	if len(files) == 0 {
 		t.Skip("../shared not beside the repository: nothing to compare")
 	}
-	embedded, _ := filepath.Glob("cases/api_particulier_v3_cnav_quotient_familial_with_civility/*.yaml")
+	embedded, _ := filepath.Glob("cases/*/*.y*ml")
 	if len(embedded) != len(files) {
 		t.Fatalf("%d embedded cases, %d shared", len(embedded), len(files))
 	}
 	for _, f := range files {
 		want, _ := os.ReadFile(f)
-		got, err := os.ReadFile(filepath.Join("cases/api_particulier_v3_cnav_quotient_familial_with_civility", filepath.Base(f)))
+		rel, _ := filepath.Rel(shared, f)
+		got, err := os.ReadFile(filepath.Join("cases", rel))
 		if err != nil || !bytes.Equal(got, want) {
-			t.Errorf("%s differs from the shared case", filepath.Base(f))
+			t.Errorf("%s differs from the shared case", rel)
 		}
 	}
 }
@@ -303,5 +368,62 @@ func TestValidSIRET(t *testing.T) {
 		if ValidSIRET(s) != want {
 			t.Errorf("ValidSIRET(%s) != %v", s, want)
 		}
+	}
+}
+
+func TestServer_LegacyV2(t *testing.T) {
+	now := time.Date(2026, 9, 14, 22, 0, 0, 0, time.UTC)
+	s := newServer(t, Config{Limit: 1, Now: func() time.Time { return now }})
+	tok := token(t, AllScopes, now.Add(time.Hour))
+	call := func(key string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, "/api/v2/situations-pole-emploi?identifiant=default", nil)
+		if key != "" {
+			req.Header.Set("X-Api-Key", key)
+		}
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		return rec
+	}
+	if rec := call(""); rec.Code != 401 || !strings.Contains(rec.Body.String(), `"error":"access_denied"`) {
+		t.Fatalf("no key: %d %s", rec.Code, rec.Body)
+	}
+	if rec := call(tok); rec.Code != 200 {
+		t.Fatalf("first call: %d %s", rec.Code, rec.Body)
+	}
+	if rec := call(tok); rec.Code != 429 || rec.Body.String() != `{"errors":["Vous avez effectué trop de requêtes"]}` {
+		t.Fatalf("v2 429: %d %s", rec.Code, rec.Body)
+	}
+	// v2 and v3 have separate buckets for one token.
+	if rec := get(s, tok, "/v3/france_travail/statut/identifiant", url.Values{"recipient": {"13002526500013"}, "identifiant": {"default"}}); rec.Code != 200 {
+		t.Fatalf("v3 after v2 limit: %d", rec.Code)
+	}
+	// The v1 QF route of the api_particulier_v2_cnaf_* cases is gone.
+	if rec := get(s, tok, "/api/v2/composition-familiale", url.Values{"numeroAllocataire": {"2345678"}, "codePostal": {"75001"}}); rec.Code != 410 {
+		t.Fatalf("removed route: %d", rec.Code)
+	}
+}
+
+func TestServer_RouteValidation(t *testing.T) {
+	s := newServer(t, Config{Limit: 1000})
+	tok := token(t, AllScopes, caseClock.Add(time.Hour))
+	for _, tc := range []struct {
+		name, path string
+		q          url.Values
+		code       string
+	}{
+		{"INE format", "/v3/mesri/statut_etudiant/ine", url.Values{"recipient": {"13002526500013"}, "ine": {"12345"}}, "00360"},
+		{"identifiant missing", "/v3/france_travail/statut/identifiant", url.Values{"recipient": {"13002526500013"}}, "00380"},
+		{"MESRI one first name", "/v3/mesri/statut_etudiant/identite", url.Values{"recipient": {"13002526500013"}, "nomNaissance": {"MARTIN"},
+			"prenoms[]": {"Jacques", "Paul"}, "anneeDateNaissance": {"2004"}, "moisDateNaissance": {"1"}, "jourDateNaissance": {"1"}, "sexeEtatCivil": {"M"}}, "00421"},
+		{"CNOUS campaignYear", "/v4/cnous/etudiant_boursier/identite", url.Values{"recipient": {"13002526500013"}, "nomNaissance": {"Pagnol"},
+			"prenoms[]": {"Marcel"}, "anneeDateNaissance": {"1998"}, "moisDateNaissance": {"7"}, "jourDateNaissance": {"12"}, "campaignYear": {"2019"}}, "00368"},
+		{"FranceConnect recipient", "/v3/dss/quotient_familial/france_connect", url.Values{"recipient": {"123"}}, "00210"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := get(s, tok, tc.path, tc.q)
+			if rec.Code != 422 || !strings.Contains(rec.Body.String(), `"code":"`+tc.code+`"`) {
+				t.Fatalf("%d %s", rec.Code, rec.Body)
+			}
+		})
 	}
 }

@@ -145,3 +145,110 @@ func dateErrors(q map[string][]string, now time.Time, errs *[]apiError) (int, bo
 	}
 	return y, ok
 }
+
+var (
+	inePatterns = []*regexp.Regexp{
+		regexp.MustCompile(`^[0-9]{9}[A-HJK]{2}$`),
+		regexp.MustCompile(`^[0-9]{10}[A-HJ-NPR-Z]$`),
+		regexp.MustCompile(`^[0-9A-Z]{10}[0-9]$`),
+		regexp.MustCompile(`^[0-9]{4}A[0-9]{5}[A-HJ-NPR-Z]$`),
+	}
+)
+
+func first(q map[string][]string, k string) string {
+	if v := q[k]; len(v) > 0 {
+		return strings.TrimSpace(v[0])
+	}
+	return ""
+}
+
+func recipientErrors(q map[string][]string) []apiError {
+	if !ValidSIRET(first(q, "recipient")) {
+		return []apiError{paramError("00210", titleUnprocessable, "Le paramètre recipient n'est pas un siret valide", "recipient")}
+	}
+	return nil
+}
+
+// validateRecipientOnly checks the recipient of routes whose identity comes
+// from elsewhere (FranceConnect).
+func validateRecipientOnly(q map[string][]string, _ time.Time) []apiError { return recipientErrors(q) }
+
+// validateINE checks the recipient and the INE (four accepted formats).
+func validateINE(q map[string][]string, _ time.Time) []apiError {
+	errs := recipientErrors(q)
+	ine := strings.ToUpper(first(q, "ine"))
+	ok := false
+	for _, p := range inePatterns {
+		ok = ok || p.MatchString(ine)
+	}
+	if !ok {
+		errs = append(errs, paramError("00360", titleUnprocessable, "L'INE n'est pas correctement formaté", "ine"))
+	}
+	return errs
+}
+
+// validateFT checks the recipient and the France Travail identifiant.
+func validateFT(q map[string][]string, _ time.Time) []apiError {
+	errs := recipientErrors(q)
+	if first(q, "identifiant") == "" {
+		errs = append(errs, paramError("00380", titleUnprocessable, "L'identifiant France Travail est manquant", "identifiant"))
+	}
+	return errs
+}
+
+// civilityErrors checks the identity pivot shared by CNOUS and MESRI:
+// names, full birth date, optional sex and birth place.
+func civilityErrors(q map[string][]string, now time.Time, maxPrenoms int, sexRequired bool) []apiError {
+	errs := recipientErrors(q)
+	if nom := first(q, "nomNaissance"); nom == "" || !civilityName.MatchString(nom) {
+		errs = append(errs, paramError("00420", titleUnprocessable, "Le nom de naissance est manquant", "nomNaissance"))
+	}
+	prenoms := q["prenoms[]"]
+	bad := len(prenoms) == 0 || len(prenoms) > maxPrenoms
+	for _, p := range prenoms {
+		bad = bad || !civilityName.MatchString(p)
+	}
+	if bad {
+		errs = append(errs, paramError("00421", titleUnprocessable, "Le(s) prenom(s) est manquant", "prenoms"))
+	}
+	for _, k := range []string{"anneeDateNaissance", "moisDateNaissance", "jourDateNaissance"} {
+		if first(q, k) == "" {
+			errs = append(errs, paramError("00425", titleUnprocessable, "La date de naissance est manquante ou incomplète", k))
+			return errs
+		}
+	}
+	_, _ = dateErrors(q, now, &errs)
+	sexe := strings.ToUpper(first(q, "sexeEtatCivil"))
+	if (sexRequired && sexe == "") || (sexe != "" && sexe != "M" && sexe != "F") {
+		errs = append(errs, paramError("00427", titleUnprocessable, "Le sexe de l'état civil est manquant", "sexeEtatCivil"))
+	}
+	if c := first(q, "codeCogInseeCommuneNaissance"); c != "" && !communeCOG.MatchString(strings.ToUpper(c)) {
+		errs = append(errs, paramError("00426", titleUnprocessable, "Le code cog de la commune de naissance est manquant", "codeCogInseeCommuneNaissance"))
+	}
+	return errs
+}
+
+// validateCNOUS: 1–3 first names, full birth date, optional sex.
+func validateCNOUS(q map[string][]string, now time.Time) []apiError {
+	errs := civilityErrors(q, now, 3, false)
+	if v := first(q, "campaignYear"); v != "" {
+		y, err := strconv.Atoi(v)
+		if err != nil || y < 2021 || y > now.Year()-1 {
+			errs = append(errs, paramError("00368", titleUnprocessable, "L'année de campagne (campaignYear) n'est pas correctement formatée: doit être comprise entre 2021 et l'année courante - 1", "campaignYear"))
+		}
+	}
+	return errs
+}
+
+// validateMESRI: exactly one first name, full birth date, sex required.
+func validateMESRI(q map[string][]string, now time.Time) []apiError {
+	return civilityErrors(q, now, 1, true)
+}
+
+// validateV2 is the legacy routes' check: recipient optional, valid if given.
+func validateV2(q map[string][]string, _ time.Time) []apiError {
+	if first(q, "recipient") == "" {
+		return nil
+	}
+	return recipientErrors(q)
+}

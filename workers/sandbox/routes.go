@@ -1,0 +1,87 @@
+package sandbox
+
+import (
+	"strings"
+	"time"
+)
+
+// authKind says how a route authenticates its caller.
+type authKind int
+
+const (
+	// authBearer: v3+ routes, the API token in Authorization: Bearer.
+	authBearer authKind = iota
+	// authAPIKey: legacy v2 routes, the API token in X-Api-Key.
+	authAPIKey
+	// authFranceConnect: /france_connect routes, a FranceConnect access
+	// token in Authorization: Bearer (the sandbox cannot verify it and
+	// accepts any non-empty one, as a rehearsal aid).
+	authFranceConnect
+)
+
+// routeDef declares one data route: its official cases, how it
+// authenticates, which scopes open it and how its parameters are checked.
+type routeDef struct {
+	path   string
+	dir    string // folder under cases/
+	auth   authKind
+	scopes []string
+	// fallback404 names the folder whose 404.yaml answers unmatched
+	// requests when dir has none.
+	fallback404 string
+	validate    func(q map[string][]string, now time.Time) []apiError
+}
+
+// Scopes per endpoint, from the operator's authorizations table.
+var (
+	cnousScopes = []string{"cnous_statut_boursier", "cnous_echelon_bourse", "cnous_email", "cnous_periode_versement", "cnous_statut_bourse", "cnous_ville_etudes", "cnous_identite"}
+	mesriScopes = []string{"mesri_identite", "mesri_admissions", "mesri_admission_inscrit", "mesri_admission_regime_formation", "mesri_admission_commune_etudes", "mesri_admission_etablissement_etudes"}
+	ftStatut    = []string{"pole_emploi_identifiant", "pole_emploi_identite", "pole_emploi_adresse", "pole_emploi_contact", "pole_emploi_inscription"}
+	ftPaiements = []string{"pole_emploi_paiements"}
+)
+
+// routeTable lists every route the sandbox serves with official cases.
+// The v1 QF route by numéro allocataire (cases api_particulier_v2_cnaf_*)
+// is not here: it was removed on 31/10/2025 and answers 410.
+var routeTable = []routeDef{
+	{path: "/v3/dss/quotient_familial/identite", dir: "api_particulier_v3_cnav_quotient_familial_with_civility", scopes: QFScopes, validate: validateQF},
+	{path: "/v3/dss/quotient_familial/france_connect", dir: "api_particulier_v3_cnav_quotient_familial_with_france_connect", auth: authFranceConnect, scopes: QFScopes, validate: validateRecipientOnly},
+	{path: "/v3/cnous/etudiant_boursier/identite", dir: "api_particulier_v3_cnous_etudiant_boursier_with_civility", scopes: cnousScopes, validate: validateCNOUS},
+	{path: "/v3/cnous/etudiant_boursier/ine", dir: "api_particulier_v3_cnous_etudiant_boursier_with_ine", scopes: cnousScopes, validate: validateINE},
+	{path: "/v4/cnous/etudiant_boursier/identite", dir: "api_particulier_v4_cnous_etudiant_boursier_with_civility", scopes: cnousScopes, validate: validateCNOUS,
+		fallback404: "api_particulier_v3_cnous_etudiant_boursier_with_civility"},
+	{path: "/v3/mesri/statut_etudiant/identite", dir: "api_particulier_v3_mesri_statut_etudiant_with_civility", scopes: mesriScopes, validate: validateMESRI},
+	{path: "/v3/mesri/statut_etudiant/ine", dir: "api_particulier_v3_mesri_statut_etudiant_with_ine", scopes: mesriScopes, validate: validateINE},
+	{path: "/v3/france_travail/statut/identifiant", dir: "api_particulier_v3_france_travail_statut_with_identifiant", scopes: ftStatut, validate: validateFT},
+	{path: "/v3/france_travail/indemnites/identifiant", dir: "api_particulier_v3_france_travail_indemnites_with_identifiant", scopes: ftPaiements, validate: validateFT},
+	{path: "/api/v2/composition-familiale-v2", dir: "api_particulier_v2_cnav_quotient_familial_v2", auth: authAPIKey, scopes: QFScopes, validate: validateV2},
+	{path: "/api/v2/etudiants-boursiers", dir: "api_particulier_v2_cnous_student_scholarship", auth: authAPIKey, scopes: cnousScopes, validate: validateV2},
+	{path: "/api/v2/etudiants", dir: "api_particulier_v2_mesri_student_status", auth: authAPIKey, scopes: mesriScopes, validate: validateV2},
+	{path: "/api/v2/situations-pole-emploi", dir: "api_particulier_v2_pole_emploi_statut", auth: authAPIKey, scopes: ftStatut, validate: validateV2},
+}
+
+// removedRoutes answer 410 with a plain-text body.
+var removedRoutes = map[string]string{
+	"/api/caf/famille":               "Cette API n'est plus disponible depuis le 31/10/2025. Utilisez /v3/dss/quotient_familial/identite.",
+	"/api/v2/composition-familiale":  "Cette API n'est plus disponible depuis le 31/10/2025. Utilisez /v3/dss/quotient_familial/identite.",
+	"/api/impots/svair":              "Cette API n'est plus disponible depuis le 08/01/2024.",
+	"/api/v2/avis-imposition":        "Cette API n'est plus disponible depuis le 08/01/2024.",
+}
+
+// AllScopes lists every scope the sandbox knows.
+var AllScopes = func() []string {
+	var all []string
+	seen := map[string]bool{}
+	for _, r := range routeTable {
+		for _, s := range r.scopes {
+			if !seen[s] {
+				seen[s] = true
+				all = append(all, s)
+			}
+		}
+	}
+	return all
+}()
+
+// isV2 reports whether a route speaks the legacy v2 error format.
+func (r *route) isV2() bool { return strings.HasPrefix(r.path, "/api/v2/") }
