@@ -62,10 +62,10 @@ var routeTable = []routeDef{
 
 // removedRoutes answer 410 with a plain-text body.
 var removedRoutes = map[string]string{
-	"/api/caf/famille":               "Cette API n'est plus disponible depuis le 31/10/2025. Utilisez /v3/dss/quotient_familial/identite.",
-	"/api/v2/composition-familiale":  "Cette API n'est plus disponible depuis le 31/10/2025. Utilisez /v3/dss/quotient_familial/identite.",
-	"/api/impots/svair":              "Cette API n'est plus disponible depuis le 08/01/2024.",
-	"/api/v2/avis-imposition":        "Cette API n'est plus disponible depuis le 08/01/2024.",
+	"/api/caf/famille":              "Cette API n'est plus disponible depuis le 31/10/2025. Utilisez /v3/dss/quotient_familial/identite.",
+	"/api/v2/composition-familiale": "Cette API n'est plus disponible depuis le 31/10/2025. Utilisez /v3/dss/quotient_familial/identite.",
+	"/api/impots/svair":             "Cette API n'est plus disponible depuis le 08/01/2024.",
+	"/api/v2/avis-imposition":       "Cette API n'est plus disponible depuis le 08/01/2024.",
 }
 
 // AllScopes lists every scope the sandbox knows.
