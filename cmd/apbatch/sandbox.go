@@ -88,7 +88,7 @@ func (c *sandboxCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	sb, err := sandbox.New(sandbox.Config{Limit: c.rate, MaskScopes: c.mask, Latency: c.latency, Log: log})
+	sb, err := sandbox.New(sandbox.Config{Limits: sandbox.Limits{PerSecond: c.rate}, MaskScopes: c.mask, Latency: c.latency, Log: log})
 	if err != nil {
 		return err
 	}

@@ -43,8 +43,9 @@ var casesFS embed.FS
 type Config struct {
 	// Secret is the HS256 key of tokens. Default: []byte(DefaultSecret).
 	Secret []byte
-	// Limit is the requests per second allowed per token. Default: 20.
-	Limit int
+	// Limits are the throttles; zero fields take their defaults
+	// (20 per second per token, 1000 per minute per IP, no ban).
+	Limits Limits
 	// MaskScopes drops data keys the token has no scope for, as
 	// production does (staging does not). Default: false.
 	MaskScopes bool
@@ -58,8 +59,8 @@ type Config struct {
 
 // Validate reports the first invalid field.
 func (c Config) Validate() error {
-	if c.Limit < 0 {
-		return fmt.Errorf("sandbox: Limit %d must not be negative", c.Limit)
+	if c.Limits.PerSecond < 0 || c.Limits.PerMinute < 0 || c.Limits.IPPerMinute < 0 || c.Limits.BanAfter < 0 {
+		return fmt.Errorf("sandbox: Limits must not be negative")
 	}
 	if c.Latency < 0 {
 		return fmt.Errorf("sandbox: Latency %v must not be negative", c.Latency)
@@ -88,14 +89,14 @@ type Server struct {
 	routes map[string]*route
 	calls  atomic.Int64
 
-	mu      sync.Mutex
-	windows map[string]*window
+	lim  *limiter
+	done chan struct{}
+	once sync.Once
 }
 
-type window struct {
-	start int64 // unix second
-	count int
-}
+// Close releases the requests of banned clients, which otherwise wait for
+// an answer that never comes. Call it before shutting the HTTP server down.
+func (s *Server) Close() { s.once.Do(func() { close(s.done) }) }
 
 // New loads the embedded cases. It starts no goroutine.
 func New(cfg Config) (*Server, error) {
@@ -104,9 +105,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	if len(cfg.Secret) == 0 {
 		cfg.Secret = []byte(DefaultSecret)
-	}
-	if cfg.Limit == 0 {
-		cfg.Limit = 20
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -119,7 +117,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		routes[def.path] = r
 	}
-	return &Server{cfg: cfg, routes: routes, windows: map[string]*window{}}, nil
+	return &Server{cfg: cfg, routes: routes, lim: newLimiter(cfg), done: make(chan struct{})}, nil
 }
 
 // Calls returns how many data requests were answered, whatever the status.
@@ -238,15 +236,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := s.cfg.Now()
 	reqID := newUUID()
 	w.Header().Set("X-Request-ID", reqID)
-	status := s.serve(w, r)
+	var key string
+	status := s.serve(w, r, &key)
+	if key != "" && status != 0 {
+		s.lim.answered(key, clientIP(r), status)
+	}
 	// The path is logged, never the query (identities) or the token.
 	s.cfg.Log.Debug().Str("path", r.URL.Path).Int("status", status).Str("request_id", reqID).
 		Dur("took", s.cfg.Now().Sub(start)).Msg("sandbox answer")
 }
 
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) int {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int {
 	p := r.URL.Path
 	switch {
+	case p == "/_sandbox/stats":
+		return writeJSON(w, http.StatusOK, s.lim.stats(s.cfg.Now()))
+	case p == "/_sandbox/limits":
+		return s.serveLimits(w, r)
 	case p == "/api/pings":
 		return writeJSON(w, http.StatusOK, s.pings())
 	case strings.HasPrefix(p, "/api/") && strings.HasSuffix(p, "/ping"):
@@ -292,12 +298,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) int {
 		}
 		rateKey, scopes = claims.JTI, claims.Scopes
 	}
-	limit, remaining, reset, allowed := s.take(rateKey, now)
-	w.Header().Set("RateLimit-Limit", strconv.Itoa(limit))
-	w.Header().Set("RateLimit-Remaining", strconv.Itoa(remaining))
-	w.Header().Set("RateLimit-Reset", strconv.FormatInt(reset, 10))
-	if !allowed {
-		w.Header().Set("Retry-After", strconv.FormatInt(max(reset-now.Unix(), 0), 10))
+	*key = rateKey
+	v := s.lim.take(rateKey, clientIP(r), now)
+	if v.banned {
+		// A banned IP gets no answer at all, as in production.
+		select {
+		case <-r.Context().Done():
+		case <-s.done:
+		}
+		return 0
+	}
+	w.Header().Set("RateLimit-Limit", strconv.Itoa(v.limit))
+	w.Header().Set("RateLimit-Remaining", strconv.Itoa(v.remaining))
+	w.Header().Set("RateLimit-Reset", strconv.FormatInt(v.reset, 10))
+	if !v.allowed {
+		w.Header().Set("Retry-After", strconv.FormatInt(max(v.reset-now.Unix(), 0), 10))
 		if rt.isV2() {
 			return writeJSON(w, http.StatusTooManyRequests, map[string]any{"errors": []string{errTooManyRequests.Detail}})
 		}
@@ -338,22 +353,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) int {
 	w.WriteHeader(c.status)
 	w.Write(body)
 	return c.status
-}
-
-// take counts one request of token jti in the current fixed one-second
-// window, as Rack::Attack does, and reports the headers' values.
-func (s *Server) take(jti string, now time.Time) (limit, remaining int, reset int64, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sec := now.Unix()
-	win, found := s.windows[jti]
-	if !found || win.start != sec {
-		win = &window{start: sec}
-		s.windows[jti] = win
-	}
-	win.count++
-	limit = s.cfg.Limit
-	return limit, max(limit-win.count, 0), sec + 1, win.count <= limit
 }
 
 func intersects(a, b []string) bool {

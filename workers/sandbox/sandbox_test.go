@@ -150,7 +150,7 @@ func unmatched(params map[string]any) map[string]any {
 }
 
 func TestServer_AnswersEveryOfficialCase(t *testing.T) {
-	s := newServer(t, Config{Limit: 100000})
+	s := newServer(t, Config{Limits: Limits{PerSecond: 100000, IPPerMinute: 100000}})
 	total := 0
 	for _, rt := range routeTable {
 		cases := readCases(t, rt.dir)
@@ -257,7 +257,7 @@ func TestServer_AuthAndMatching(t *testing.T) {
 }
 
 func TestServer_Validation(t *testing.T) {
-	s := newServer(t, Config{Limit: 1000})
+	s := newServer(t, Config{Limits: Limits{PerSecond: 1000, IPPerMinute: 100000}})
 	tok := token(t, AllScopes, caseClock.Add(time.Hour))
 	for _, tc := range []struct {
 		name  string
@@ -373,7 +373,7 @@ func TestValidSIRET(t *testing.T) {
 
 func TestServer_LegacyV2(t *testing.T) {
 	now := time.Date(2026, 9, 14, 22, 0, 0, 0, time.UTC)
-	s := newServer(t, Config{Limit: 1, Now: func() time.Time { return now }})
+	s := newServer(t, Config{Limits: Limits{PerSecond: 1}, Now: func() time.Time { return now }})
 	tok := token(t, AllScopes, now.Add(time.Hour))
 	call := func(key string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodGet, "/api/v2/situations-pole-emploi?identifiant=default", nil)
@@ -404,7 +404,7 @@ func TestServer_LegacyV2(t *testing.T) {
 }
 
 func TestServer_RouteValidation(t *testing.T) {
-	s := newServer(t, Config{Limit: 1000})
+	s := newServer(t, Config{Limits: Limits{PerSecond: 1000, IPPerMinute: 100000}})
 	tok := token(t, AllScopes, caseClock.Add(time.Hour))
 	for _, tc := range []struct {
 		name, path string

@@ -1,0 +1,27 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+)
+
+// serveLimits answers GET /_sandbox/limits with the limits in force, and
+// POST with a JSON Limits body replaces them (to rehearse a tightening, such
+// as the announced 250 requests per minute per habilitation).
+func (s *Server) serveLimits(w http.ResponseWriter, r *http.Request) int {
+	switch r.Method {
+	case http.MethodGet:
+		return writeJSON(w, http.StatusOK, s.lim.stats(s.cfg.Now()).Limits)
+	case http.MethodPost, http.MethodPut:
+		var lim Limits
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&lim); err != nil {
+			return writeText(w, http.StatusBadRequest, "body must be a JSON object: per_second, per_minute, ip_per_minute, sliding, ban_after, ban_for (nanoseconds)")
+		}
+		if lim.PerSecond < 0 || lim.PerMinute < 0 || lim.IPPerMinute < 0 || lim.BanAfter < 0 {
+			return writeText(w, http.StatusBadRequest, "limits must not be negative")
+		}
+		return writeJSON(w, http.StatusOK, s.lim.setLimits(lim))
+	}
+	return writeText(w, http.StatusMethodNotAllowed, "GET or POST")
+}

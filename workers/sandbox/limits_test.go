@@ -1,0 +1,157 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var ftQuery = url.Values{"recipient": {"13002526500013"}, "identifiant": {"default"}}
+
+const ftPath = "/v3/france_travail/statut/identifiant"
+
+// clock is a settable clock for limit tests.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func statsOf(t *testing.T, s *Server) Stats {
+	t.Helper()
+	rec := get(s, "", "/_sandbox/stats", nil)
+	var st Stats
+	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil {
+		t.Fatalf("stats: %v %s", err, rec.Body)
+	}
+	return st
+}
+
+func TestLimits_PerMinuteHabilitation(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 9, 14, 22, 0, 10, 0, time.UTC)}
+	s := newServer(t, Config{Limits: Limits{PerMinute: 3}, Now: clk.now})
+	tok := token(t, AllScopes, clk.t.Add(time.Hour))
+	for i := 1; i <= 3; i++ {
+		rec := get(s, tok, ftPath, ftQuery)
+		if rec.Code != 200 || rec.Header().Get("RateLimit-Limit") != "3" || rec.Header().Get("RateLimit-Remaining") != strconv.Itoa(3-i) {
+			t.Fatalf("call %d: %d %v", i, rec.Code, rec.Header())
+		}
+		clk.t = clk.t.Add(2 * time.Second)
+	}
+	rec := get(s, tok, ftPath, ftQuery)
+	reset := time.Date(2026, 9, 14, 22, 1, 0, 0, time.UTC).Unix()
+	if rec.Code != 429 || rec.Header().Get("RateLimit-Reset") != strconv.FormatInt(reset, 10) || rec.Header().Get("Retry-After") != "44" {
+		t.Fatalf("4th call in the minute: %d %v", rec.Code, rec.Header())
+	}
+}
+
+func TestLimits_SlidingWindow(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 9, 14, 22, 0, 0, 900e6, time.UTC)}
+	for _, sliding := range []bool{false, true} {
+		t.Run(strconv.FormatBool(sliding), func(t *testing.T) {
+			s := newServer(t, Config{Limits: Limits{PerSecond: 2, Sliding: sliding}, Now: clk.now})
+			tok := token(t, AllScopes, clk.t.Add(time.Hour))
+			start := clk.t
+			codes := []int{}
+			// Two calls at .9 s, two at 1.1 s: a fixed window allows all
+			// four, a sliding one refuses the last two.
+			for _, at := range []time.Duration{0, 0, 200 * time.Millisecond, 200 * time.Millisecond} {
+				clk.t = start.Add(at)
+				codes = append(codes, get(s, tok, ftPath, ftQuery).Code)
+			}
+			want := []int{200, 200, 200, 200}
+			if sliding {
+				want = []int{200, 200, 429, 429}
+			}
+			if !reflect.DeepEqual(codes, want) {
+				t.Fatalf("codes %v, want %v", codes, want)
+			}
+			// Either way, stats saw four requests in one sliding second.
+			if st := statsOf(t, s); st.Tokens[0].MaxPerSec != 4 {
+				t.Fatalf("max in any second = %d", st.Tokens[0].MaxPerSec)
+			}
+			clk.t = start
+		})
+	}
+}
+
+func TestLimits_PerIP(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 9, 14, 22, 0, 0, 0, time.UTC)}
+	s := newServer(t, Config{Limits: Limits{IPPerMinute: 5}, Now: clk.now})
+	for i := 0; i < 5; i++ {
+		// Five tokens behind one IP, one call each.
+		if rec := get(s, token(t, AllScopes, clk.t.Add(time.Hour)), ftPath, ftQuery); rec.Code != 200 {
+			t.Fatalf("call %d: %d", i, rec.Code)
+		}
+		clk.t = clk.t.Add(time.Second)
+	}
+	if rec := get(s, token(t, AllScopes, clk.t.Add(time.Hour)), ftPath, ftQuery); rec.Code != 429 || rec.Header().Get("Retry-After") != "55" {
+		t.Fatalf("6th call from the IP: %d %v", rec.Code, rec.Header())
+	}
+	st := statsOf(t, s)
+	if len(st.IPs) != 1 || st.IPs[0].Requests != 6 || st.IPs[0].TooMany != 1 || len(st.Tokens) != 6 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestLimits_BanAfterIgnored429s(t *testing.T) {
+	s, err := New(Config{Limits: Limits{PerSecond: 1, BanAfter: 3, BanFor: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	defer s.Close()
+	tok := token(t, AllScopes, time.Now().Add(time.Hour))
+	client := &http.Client{Timeout: 300 * time.Millisecond}
+	call := func() (int, error) {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+ftPath+"?"+ftQuery.Encode(), nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	// Align on the start of a second so that all calls share a window.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+	var codes []int
+	for i := 0; i < 4; i++ {
+		code, err := call()
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		codes = append(codes, code)
+	}
+	// 1 allowed, then a 429, then 2 more calls while told to wait: the
+	// third ignored wait bans the IP and the server goes silent.
+	if codes[0] != 200 || codes[1] != 429 || codes[2] != 429 || codes[3] != 429 {
+		t.Fatalf("codes before the ban %v", codes)
+	}
+	if _, err := call(); err == nil || !strings.Contains(err.Error(), "Timeout") {
+		t.Fatalf("banned call answered: %v", err)
+	}
+	st := statsOf(t, s)
+	if st.IPs[0].BannedTil == nil {
+		t.Fatalf("stats do not show the ban: %+v", st.IPs[0])
+	}
+}
+
+func TestLimits_ChangeWhileRunning(t *testing.T) {
+	s := newServer(t, Config{})
+	req := httptest.NewRequest(http.MethodPost, "/_sandbox/limits", strings.NewReader(`{"per_minute":250}`))
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"per_minute":250`) || !strings.Contains(rec.Body.String(), `"per_second":20`) {
+		t.Fatalf("POST limits: %d %s", rec.Code, rec.Body)
+	}
+	tok := token(t, AllScopes, caseClock.Add(time.Hour))
+	if rec := get(s, tok, ftPath, ftQuery); rec.Header().Get("RateLimit-Limit") != "250" {
+		t.Fatalf("new limit not announced: %v", rec.Header())
+	}
+}
