@@ -212,6 +212,7 @@ func (c *runCommand) provider(ctx context.Context, log zerolog.Logger) (string, 
 		return "", "", nil, err
 	}
 	stop := func() {
+		sb.Close()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)

@@ -21,11 +21,13 @@ type sandboxCommand struct {
 	env
 	fs *flag.FlagSet
 
-	addr, scopes, logLevel string
-	printToken, mask       bool
-	expiresIn              time.Duration
-	rate                   int
-	latency                time.Duration
+	addr, scopes, logLevel  string
+	printToken, mask        bool
+	expiresIn               time.Duration
+	limits                  sandbox.Limits
+	window, latency, faults string
+	seed                    uint64
+	providerTimeout         time.Duration
 }
 
 func (c *sandboxCommand) flags() *flag.FlagSet {
@@ -39,8 +41,16 @@ func (c *sandboxCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.scopes, "scopes", "", "with --print-token: comma-separated scopes (default: all)")
 	fs.DurationVar(&c.expiresIn, "expires-in", 24*time.Hour, "with --print-token: token lifetime")
 	fs.BoolVar(&c.mask, "mask-scopes", false, "drop data fields the token has no scope for, as production does")
-	fs.IntVar(&c.rate, "rate", 20, "requests per second allowed per token")
-	fs.DurationVar(&c.latency, "latency", 0, "delay added to every data answer")
+	fs.IntVar(&c.limits.PerSecond, "rate", 20, "requests per second allowed per token (v3 routes together)")
+	fs.IntVar(&c.limits.PerMinute, "per-minute", 0, "optional per-token limit per minute, e.g. 250 (announced in RateLimit-* headers)")
+	fs.IntVar(&c.limits.IPPerMinute, "ip-limit", 1000, "requests per minute per client IP")
+	fs.StringVar(&c.window, "window", "fixed", "per-token window: fixed (aligned on the second, as production) or sliding")
+	fs.IntVar(&c.limits.BanAfter, "ban-after", 0, "ban a client IP after this many requests sent while told to wait (0: never)")
+	fs.DurationVar(&c.limits.BanFor, "ban-for", 12*time.Hour, "how long a ban lasts (banned clients get no answer)")
+	fs.StringVar(&c.latency, "latency", "", "answer latency: P50 or P50,P99 (log-normal), e.g. 200ms,2s")
+	fs.StringVar(&c.faults, "faults", "", "fault rates: KIND=RATE,... with KIND in 502, 502-999, 00501, 504, 503, gateway, reset")
+	fs.DurationVar(&c.providerTimeout, "provider-timeout", 10*time.Second, "how long a 504 fault takes")
+	fs.Uint64Var(&c.seed, "seed", 1, "seed of latency and fault draws")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	c.fs = fs
 	return fs
@@ -88,10 +98,22 @@ func (c *sandboxCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	sb, err := sandbox.New(sandbox.Config{Limits: sandbox.Limits{PerSecond: c.rate}, MaskScopes: c.mask, Latency: c.latency, Log: log})
+	faults, err := c.faultConfig()
 	if err != nil {
 		return err
 	}
+	switch c.window {
+	case "fixed":
+	case "sliding":
+		c.limits.Sliding = true
+	default:
+		return fmt.Errorf("--window %q: want fixed or sliding", c.window)
+	}
+	sb, err := sandbox.New(sandbox.Config{Limits: c.limits, MaskScopes: c.mask, Faults: faults, Log: log})
+	if err != nil {
+		return err
+	}
+	defer sb.Close()
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", c.addr)
 	if err != nil {
@@ -107,6 +129,7 @@ func (c *sandboxCommand) Run(ctx context.Context, args []string) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	sb.Close()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -114,4 +137,27 @@ func (c *sandboxCommand) Run(ctx context.Context, args []string) error {
 	}
 	<-errc
 	return nil
+}
+
+// faultConfig builds the sandbox's faults from --latency, --faults, --seed.
+func (c *sandboxCommand) faultConfig() (sandbox.Faults, error) {
+	f := sandbox.Faults{Seed: c.seed, ProviderTimeout: c.providerTimeout}
+	if c.latency != "" {
+		p50, p99, _ := strings.Cut(c.latency, ",")
+		var err error
+		if f.LatencyP50, err = time.ParseDuration(strings.TrimSpace(p50)); err != nil {
+			return f, fmt.Errorf("--latency %q: want P50 or P50,P99 such as 200ms,2s", c.latency)
+		}
+		if p99 != "" {
+			if f.LatencyP99, err = time.ParseDuration(strings.TrimSpace(p99)); err != nil {
+				return f, fmt.Errorf("--latency %q: want P50 or P50,P99 such as 200ms,2s", c.latency)
+			}
+		}
+	}
+	rates, err := sandbox.ParseFaults(c.faults)
+	if err != nil {
+		return f, fmt.Errorf("--faults: %w", err)
+	}
+	f.Rates = rates
+	return f, f.Validate()
 }

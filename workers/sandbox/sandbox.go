@@ -49,8 +49,9 @@ type Config struct {
 	// MaskScopes drops data keys the token has no scope for, as
 	// production does (staging does not). Default: false.
 	MaskScopes bool
-	// Latency is added before every data answer. Default: 0.
-	Latency time.Duration
+	// Faults adds latency and provider failures to data answers.
+	// Default: none.
+	Faults Faults
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 	// Log receives one line per request, without token, query or identity.
@@ -62,8 +63,8 @@ func (c Config) Validate() error {
 	if c.Limits.PerSecond < 0 || c.Limits.PerMinute < 0 || c.Limits.IPPerMinute < 0 || c.Limits.BanAfter < 0 {
 		return fmt.Errorf("sandbox: Limits must not be negative")
 	}
-	if c.Latency < 0 {
-		return fmt.Errorf("sandbox: Latency %v must not be negative", c.Latency)
+	if err := c.Faults.Validate(); err != nil {
+		return err
 	}
 	return nil
 }
@@ -89,8 +90,10 @@ type Server struct {
 	routes map[string]*route
 	calls  atomic.Int64
 
-	lim  *limiter
-	done chan struct{}
+	lim    *limiter
+	faults *faultSource
+	state  *flightCache
+	done   chan struct{}
 	once sync.Once
 }
 
@@ -117,7 +120,8 @@ func New(cfg Config) (*Server, error) {
 		}
 		routes[def.path] = r
 	}
-	return &Server{cfg: cfg, routes: routes, lim: newLimiter(cfg), done: make(chan struct{})}, nil
+	return &Server{cfg: cfg, routes: routes, lim: newLimiter(cfg), faults: newFaultSource(cfg.Faults),
+		state: newFlightCache(), done: make(chan struct{})}, nil
 }
 
 // Calls returns how many data requests were answered, whatever the status.
@@ -325,13 +329,28 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 		}
 		return writeErrors(w, http.StatusUnprocessableEntity, errs...)
 	}
-	if s.cfg.Latency > 0 {
-		t := time.NewTimer(s.cfg.Latency)
-		select {
-		case <-r.Context().Done():
-			t.Stop()
-			return 499
-		case <-t.C:
+	// An identical request (token, route, parameters) still in flight gets
+	// 409, as the API refuses to run one twice at once.
+	flight := *key + " " + p + "?" + canonicalQuery(q)
+	if !s.state.enter(flight) {
+		return writeErrors(w, http.StatusConflict, errInFlight)
+	}
+	defer s.state.leave(flight)
+	cacheKey := p + "?" + canonicalQuery(q)
+	cachedFor, cached := s.state.cached(cacheKey, now)
+	if !cached || r.Header.Get("Cache-Control") == "no-cache" {
+		cached = false
+		if d := s.faults.latency(); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-r.Context().Done():
+				t.Stop()
+				return 499
+			case <-t.C:
+			}
+		}
+		if st := s.injectFault(w, r, rt); st != 0 {
+			return st
 		}
 	}
 	params := requestParams(q)
@@ -348,6 +367,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 	}
 	if c.status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
+	}
+	if ttl := rt.cacheTTL(); ttl > 0 {
+		// DSS answers are cached by path and parameters, whatever the token.
+		if cached {
+			w.Header().Set("X-Response-Cached", "true")
+			w.Header().Set("X-Cache-Expires-in", strconv.Itoa(int(cachedFor.Seconds())))
+		} else {
+			w.Header().Set("X-Response-Cached", "false")
+			w.Header().Set("X-Cache-Expires-in", "")
+			if c.status == http.StatusOK {
+				s.state.store(cacheKey, now.Add(ttl))
+			}
+		}
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(c.status)

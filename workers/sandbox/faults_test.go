@@ -1,0 +1,115 @@
+package sandbox
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestFaults_EachKind(t *testing.T) {
+	for _, tc := range []struct {
+		kind   string
+		status int
+		want   string
+	}{
+		{FaultProviderError, 502, `"code":"37000"`},
+		{FaultProviderUnknown, 502, `"code":"37999"`},
+		{FaultNetwork, 502, `"retry_in":10`},
+		{FaultTimeout, 504, `"code":"37002"`},
+		{FaultMaintenance, 503, `"code":"37020"`},
+		{FaultGateway, 502, "<html>"},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			s := newServer(t, Config{Faults: Faults{Rates: map[string]float64{tc.kind: 1}, ProviderTimeout: time.Millisecond}})
+			rec := get(s, token(t, AllScopes, caseClock.Add(time.Hour)), qfPath, nominal)
+			if rec.Code != tc.status || !strings.Contains(rec.Body.String(), tc.want) {
+				t.Fatalf("%d %s", rec.Code, rec.Body)
+			}
+		})
+	}
+	t.Run(FaultReset, func(t *testing.T) {
+		s := newServer(t, Config{Faults: Faults{Rates: map[string]float64{FaultReset: 1}}})
+		srv := httptest.NewServer(s)
+		defer srv.Close()
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+qfPath+"?"+nominal.Encode(), nil)
+		req.Header.Set("Authorization", "Bearer "+token(t, AllScopes, caseClock.Add(time.Hour)))
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			t.Fatalf("answered %d, want a dropped connection", resp.StatusCode)
+		}
+	})
+}
+
+func TestFaults_Validate(t *testing.T) {
+	for _, f := range []Faults{
+		{Rates: map[string]float64{"teapot": 0.1}},
+		{Rates: map[string]float64{"502": 1.5}},
+		{Rates: map[string]float64{"502": 0.6, "504": 0.6}},
+		{LatencyP50: time.Second, LatencyP99: time.Millisecond},
+	} {
+		if f.Validate() == nil {
+			t.Errorf("%+v accepted", f)
+		}
+	}
+	if _, err := ParseFaults("502=0.01,504=0.005"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseFaults("502"); err == nil {
+		t.Fatal("ParseFaults accepted a kind without rate")
+	}
+}
+
+func TestFaults_LatencyDistribution(t *testing.T) {
+	fs := newFaultSource(Faults{LatencyP50: 200 * time.Millisecond, LatencyP99: 2 * time.Second, Seed: 7})
+	const n = 20000
+	d := make([]time.Duration, n)
+	for i := range d {
+		d[i] = fs.latency()
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	p50, p99 := d[n/2], d[n*99/100]
+	if p50 < 180*time.Millisecond || p50 > 220*time.Millisecond || p99 < 1700*time.Millisecond || p99 > 2300*time.Millisecond {
+		t.Fatalf("p50 %v, p99 %v; want about 200ms and 2s", p50, p99)
+	}
+}
+
+func TestServer_InFlightConflictAndCache(t *testing.T) {
+	s := newServer(t, Config{Faults: Faults{LatencyP50: 200 * time.Millisecond}})
+	tok := token(t, AllScopes, caseClock.Add(time.Hour))
+	var wg sync.WaitGroup
+	codes := make([]int, 2)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i] = get(s, tok, qfPath, nominal).Code
+		}()
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	if codes[0] != 200 || codes[1] != 409 {
+		t.Fatalf("identical concurrent calls: %v, want 200 then 409", codes)
+	}
+	// The first answer is now cached for 24 h, whatever the token.
+	other := token(t, AllScopes, caseClock.Add(time.Hour))
+	rec := get(s, other, qfPath, nominal)
+	if rec.Header().Get("X-Response-Cached") != "true" || rec.Header().Get("X-Cache-Expires-in") != "86400" {
+		t.Fatalf("cached answer headers %v", rec.Header())
+	}
+	req := httptest.NewRequest(http.MethodGet, qfPath+"?"+nominal.Encode(), nil)
+	req.Header.Set("Authorization", "Bearer "+other)
+	req.Header.Set("Cache-Control", "no-cache")
+	rec = httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	if rec.Header().Get("X-Response-Cached") != "false" {
+		t.Fatalf("no-cache bypass: %v", rec.Header())
+	}
+	// Routes outside DSS carry no cache headers.
+	if rec := get(s, tok, ftPath, ftQuery); rec.Header().Get("X-Response-Cached") != "" {
+		t.Fatalf("France Travail cache headers: %v", rec.Header())
+	}
+}
