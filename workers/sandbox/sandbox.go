@@ -94,7 +94,7 @@ type Server struct {
 	faults *faultSource
 	state  *flightCache
 	done   chan struct{}
-	once sync.Once
+	once   sync.Once
 }
 
 // Close releases the requests of banned clients, which otherwise wait for
