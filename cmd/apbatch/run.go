@@ -42,7 +42,8 @@ type runCommand struct {
 	dataDir, tenant, campaign, period, recipient string
 	providerURL, tokenFile                       string
 	out, summaryJSON, logLevel                   string
-	rate, inFlight                               int
+	rate, inFlight, population                   int
+	seed                                         uint64
 	flushInterval                                time.Duration
 }
 
@@ -59,6 +60,8 @@ func (c *runCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.recipient, "recipient", "", "SIRET of the collectivité, sent with every call (default with the embedded sandbox: "+dinumSIRET+")")
 	fs.StringVar(&c.providerURL, "provider-url", "", "API Particulier base URL, e.g. https://particulier.api.gouv.fr (default: the embedded sandbox)")
 	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the API token (or set APBATCH_TOKEN); never pass a token as a flag")
+	fs.IntVar(&c.population, "sandbox-population", 10000, "embedded sandbox: synthetic people it answers for (see apbatch sandbox gen)")
+	fs.Uint64Var(&c.seed, "sandbox-seed", 1, "embedded sandbox: seed of its synthetic population")
 	fs.IntVar(&c.rate, "rate", 20, "requests per second per token (the API allows 20)")
 	fs.IntVar(&c.inFlight, "in-flight", 32, "provider calls in flight at most")
 	fs.DurationVar(&c.flushInterval, "flush-interval", 10*time.Second, "longest time a result waits before its Parquet part is written")
@@ -190,7 +193,8 @@ func (c *runCommand) provider(ctx context.Context, log zerolog.Logger) (string, 
 		}
 		return strings.TrimRight(c.providerURL, "/"), token, func() {}, nil
 	}
-	sb, err := sandbox.New(sandbox.Config{Log: log.With().Str("component", "sandbox").Logger()})
+	sb, err := sandbox.New(sandbox.Config{Log: log.With().Str("component", "sandbox").Logger(),
+		Population: sandbox.NewPopulation(c.population, c.seed)})
 	if err != nil {
 		return "", "", nil, err
 	}

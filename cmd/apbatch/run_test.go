@@ -321,3 +321,46 @@ func TestRun_RefusedFile(t *testing.T) {
 		t.Error("output echoes a name")
 	}
 }
+
+// TestRun_Rehearsal generates a synthetic roster and runs it: every row gets
+// the outcome the sandbox's population holds for it.
+func TestRun_Rehearsal(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	roster := filepath.Join(dir, "roster.csv")
+	if code, out, errs := runApbatch(t, ctx, "sandbox", "gen", "--population", "80", "--seed", "5", "-o", roster); code != 0 {
+		t.Fatalf("gen: %d %s %s", code, out, errs)
+	}
+	sumPath := filepath.Join(dir, "summary.json")
+	code, stdout, stderr := runApbatch(t, ctx, "run", "--data-dir", filepath.Join(dir, "data"), "--sandbox-population", "80",
+		"--sandbox-seed", "5", "--flush-interval", "1s", "--summary-json", sumPath, roster)
+	if code != 0 {
+		t.Fatalf("run: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var sum summary
+	body, _ := os.ReadFile(sumPath)
+	if err := json.Unmarshal(body, &sum); err != nil {
+		t.Fatal(err)
+	}
+	pop := sandbox.NewPopulation(80, 5)
+	want := map[schemas.Status]int64{}
+	for i := 0; i < pop.Len(); i++ {
+		switch pop.Person(i).Outcome {
+		case sandbox.OutcomeNoFile:
+			want[schemas.StatusNotFound]++
+		case sandbox.OutcomeUnknown:
+			want[schemas.StatusIdentityUnresolved]++
+		default:
+			want[schemas.StatusOK]++
+		}
+	}
+	if sum.RowsTotal != 80 {
+		t.Fatalf("rows_total %d", sum.RowsTotal)
+	}
+	for st, n := range want {
+		if sum.RowsByStatus[st] != n {
+			t.Errorf("%s: %d rows, population holds %d", st, sum.RowsByStatus[st], n)
+		}
+	}
+}

@@ -28,6 +28,7 @@ type sandboxCommand struct {
 	window, latency, faults string
 	seed                    uint64
 	providerTimeout         time.Duration
+	population              int
 }
 
 func (c *sandboxCommand) flags() *flag.FlagSet {
@@ -50,7 +51,8 @@ func (c *sandboxCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.latency, "latency", "", "answer latency: P50 or P50,P99 (log-normal), e.g. 200ms,2s")
 	fs.StringVar(&c.faults, "faults", "", "fault rates: KIND=RATE,... with KIND in 502, 502-999, 00501, 504, 503, gateway, reset")
 	fs.DurationVar(&c.providerTimeout, "provider-timeout", 10*time.Second, "how long a 504 fault takes")
-	fs.Uint64Var(&c.seed, "seed", 1, "seed of latency and fault draws")
+	fs.Uint64Var(&c.seed, "seed", 1, "seed of the synthetic population and of latency and fault draws")
+	fs.IntVar(&c.population, "population", 10000, "synthetic people the QF route answers for (see: apbatch sandbox gen)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	c.fs = fs
 	return fs
@@ -60,13 +62,18 @@ func (c *sandboxCommand) flags() *flag.FlagSet {
 func (c *sandboxCommand) Usage() {
 	fs := c.flags()
 	fmt.Fprint(c.stdout, `Usage: apbatch sandbox [flags]
+       apbatch sandbox gen --population N --seed S -o FILE.csv
 
 Serves a faithful API Particulier sandbox: the official staging cases of
 GET /v3/dss/quotient_familial/identite answered byte for byte (staging's
 matching: exact parameter set, values lower-cased), Bearer token checks,
 production's parameter validation and RateLimit-* headers with 429s.
 Tokens are HS256 JWTs signed with the sandbox secret; get one with
---print-token.
+--print-token. A synthetic population (--population, --seed) answers the QF
+route for people no official case matches; "gen" writes it as an input file
+so a batch can be rehearsed on it. /_sandbox/stats reports, per token and IP,
+requests by status, 429s and the most requests seen in any sliding second;
+POST /_sandbox/limits changes the limits while running.
 
 Flags:
 `)
@@ -77,6 +84,9 @@ Flags:
 
 // Run runs the command.
 func (c *sandboxCommand) Run(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "gen" {
+		return c.gen(args[1:])
+	}
 	fs := c.flags()
 	fs.Usage = c.Usage
 	if err := fs.Parse(args); err != nil {
@@ -109,7 +119,11 @@ func (c *sandboxCommand) Run(ctx context.Context, args []string) error {
 	default:
 		return fmt.Errorf("--window %q: want fixed or sliding", c.window)
 	}
-	sb, err := sandbox.New(sandbox.Config{Limits: c.limits, MaskScopes: c.mask, Faults: faults, Log: log})
+	if c.population < 0 {
+		return fmt.Errorf("--population %d must not be negative", c.population)
+	}
+	sb, err := sandbox.New(sandbox.Config{Limits: c.limits, MaskScopes: c.mask, Faults: faults, Log: log,
+		Population: sandbox.NewPopulation(c.population, c.seed)})
 	if err != nil {
 		return err
 	}
@@ -160,4 +174,41 @@ func (c *sandboxCommand) faultConfig() (sandbox.Faults, error) {
 	}
 	f.Rates = rates
 	return f, f.Validate()
+}
+
+// gen writes a synthetic population as an input file.
+func (c *sandboxCommand) gen(args []string) error {
+	fs := flag.NewFlagSet("sandbox gen", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	n := fs.Int("population", 10000, "number of people (rows)")
+	seed := fs.Uint64("seed", 1, "seed: the same seed gives the same people")
+	out := fs.String("o", "", "output CSV file (default: standard output)")
+	fs.Usage = func() {
+		fmt.Fprintln(c.stdout, "Usage: apbatch sandbox gen --population N --seed S -o FILE.csv\n\nWrites the sandbox's synthetic population as an input roster (canonical\ncolumns); serve it with: apbatch sandbox --population N --seed S, or rehearse\nwith: apbatch run --sandbox-population N --sandbox-seed S FILE.csv\n\nFlags:")
+		fs.SetOutput(c.stdout)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if *n <= 0 {
+		return fmt.Errorf("--population %d: give a positive number of people", *n)
+	}
+	pop := sandbox.NewPopulation(*n, *seed)
+	w := c.stdout
+	if *out != "" {
+		f, err := os.Create(*out)
+		if err != nil {
+			return fmt.Errorf("-o: %w", err)
+		}
+		defer f.Close()
+		w = f
+	}
+	if err := pop.WriteCSV(w); err != nil {
+		return err
+	}
+	if *out != "" {
+		fmt.Fprintf(c.stderr, "wrote %d people to %s (seed %d)\n", *n, *out, *seed)
+	}
+	return nil
 }

@@ -49,6 +49,9 @@ type Config struct {
 	// MaskScopes drops data keys the token has no scope for, as
 	// production does (staging does not). Default: false.
 	MaskScopes bool
+	// Population, when set, answers the QF route for its synthetic people
+	// when no official case matches. Default: nil.
+	Population *Population
 	// Faults adds latency and provider failures to data answers.
 	// Default: none.
 	Faults Faults
@@ -362,6 +365,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 		}
 	}
 	body := c.body
+	if c.name == rt.notFound.name && rt.path == "/v3/dss/quotient_familial/identite" {
+		if per, ok := s.cfg.Population.Lookup(params); ok {
+			c.status, body = per.answerQF(q, now)
+		}
+	}
 	if s.cfg.MaskScopes && c.status == http.StatusOK && rt.path == "/v3/dss/quotient_familial/identite" {
 		body = maskQF(body, scopes)
 	}
