@@ -23,6 +23,9 @@ var (
 	errTokenExpired = apiError{Code: "00103", Title: "Jeton expiré",
 		Detail: "Votre token est expiré. Vous devez refaire une demande à API Particulier, un guide est disponible sur https://particulier.api.gouv.fr/faq#comment-renouveler-mon-jeton-arrivant-a-expiration",
 		Source: map[string]any{"parameter": "token"}, Meta: map[string]any{}}
+	errTokenBlacklisted = apiError{Code: "00105", Title: "Jeton sur liste noire",
+		Detail: "Votre jeton est sur liste noire, celui-ci a certainement été divulgué sur un canal non-sécurisé. Vous pouvez trouver un jeton valide sur votre espace personnel.",
+		Source: map[string]any{"parameter": "token"}, Meta: map[string]any{}}
 	errInsufficientScopes = apiError{Code: "00100", Title: "Privilèges insuffisants",
 		Detail: "Votre token est valide mais vos privilèges sont insuffisants. Listez vos privilèges sur /api/introspect", Meta: map[string]any{}}
 	errTooManyRequests = apiError{Code: "00429", Title: "Trop de requêtes", Detail: "Vous avez effectué trop de requêtes", Meta: map[string]any{}}

@@ -55,6 +55,9 @@ type Config struct {
 	// Faults adds latency and provider failures to data answers.
 	// Default: none.
 	Faults Faults
+	// Blacklist holds the jti of banned (leaked) tokens, refused with 401
+	// 00105. Default: none.
+	Blacklist []string
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 	// Log receives one line per request, without token, query or identity.
@@ -263,10 +266,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 	case p == "/api/pings":
 		return writeJSON(w, http.StatusOK, s.pings())
 	case strings.HasPrefix(p, "/api/") && strings.HasSuffix(p, "/ping"):
-		if strings.TrimSuffix(strings.TrimPrefix(p, "/api/"), "/ping") != "cnaf_msa_quotient_familial" {
+		name := strings.TrimSuffix(strings.TrimPrefix(p, "/api/"), "/ping")
+		if !knownPing(name) {
 			return writeText(w, http.StatusNotFound, notFoundText)
 		}
 		return writeJSON(w, http.StatusOK, s.ping())
+	case p == "/api/introspect":
+		claims, aerr := s.authenticate(r.Header.Get("Authorization"), s.cfg.Now())
+		if aerr != nil {
+			return writeErrors(w, aerr.status, aerr.errs...)
+		}
+		return writeJSON(w, http.StatusOK, map[string]any{"_id": claims.JTI, "name": claims.Sub, "scopes": claims.Scopes})
 	case removedRoutes[p] != "":
 		return writeText(w, http.StatusGone, removedRoutes[p])
 	}
@@ -435,9 +445,29 @@ func (s *Server) ping() map[string]string {
 }
 
 func (s *Server) pings() []map[string]string {
-	p := s.ping()
-	p["name"] = "cnaf_msa_quotient_familial"
-	return []map[string]string{p}
+	var out []map[string]string
+	for _, name := range pingNames {
+		p := s.ping()
+		p["name"] = name
+		out = append(out, p)
+	}
+	return out
+}
+
+// pingNames are the provider keys of GET /api/{provider}/ping.
+var pingNames = []string{"cnaf_msa_quotient_familial", "securite_sociale_complementaire_sante_solidaire",
+	"cnaf_msa_revenu_solidarite_active", "cnaf_msa_allocation_soutien_familial", "cnaf_msa_allocation_adulte_handicape",
+	"cnaf_msa_prime_activite", "cnaf_msa_participation_familiale_eaje", "cnav_allocation_enfant_handicape", "men_scolarite",
+	"cnous_etudiant_boursier_ine", "cnous_etudiant_boursier_identite", "cnous_etudiant_boursier_france_connect",
+	"mesri_statut_etudiant_ine", "mesri_statut_etudiant_identite", "pole_emploi_status", "pole_emploi_indemnites"}
+
+func knownPing(name string) bool {
+	for _, n := range pingNames {
+		if n == name {
+			return true
+		}
+	}
+	return false
 }
 
 const notFoundText = "Cette URL n'existe pas sur Api particulier, veuillez vérifier votre URL."

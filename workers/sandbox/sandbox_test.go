@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -425,5 +426,31 @@ func TestServer_RouteValidation(t *testing.T) {
 				t.Fatalf("%d %s", rec.Code, rec.Body)
 			}
 		})
+	}
+}
+
+func TestServer_IntrospectPingsBlacklist(t *testing.T) {
+	tok := token(t, []string{"cnaf_quotient_familial"}, caseClock.Add(time.Hour))
+	parts := strings.Split(tok, ".")
+	payload, _ := b64.DecodeString(parts[1])
+	var c claims
+	json.Unmarshal(payload, &c)
+	s := newServer(t, Config{Blacklist: []string{c.JTI}})
+	good := token(t, []string{"cnaf_quotient_familial"}, caseClock.Add(time.Hour))
+	rec := get(s, good, "/api/introspect", nil)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"scopes":["cnaf_quotient_familial"]`) || !strings.Contains(rec.Body.String(), `"_id":`) {
+		t.Fatalf("introspect: %d %s", rec.Code, rec.Body)
+	}
+	if rec := get(s, "", "/api/introspect", nil); rec.Code != 401 {
+		t.Fatalf("introspect without token: %d", rec.Code)
+	}
+	if rec := get(s, tok, qfPath, nominal); rec.Code != 401 || !strings.Contains(rec.Body.String(), "00105") {
+		t.Fatalf("blacklisted token: %d %s", rec.Code, rec.Body)
+	}
+	if rec := get(s, "", "/api/pings", nil); rec.Code != 200 || strings.Count(rec.Body.String(), `"status":"ok"`) != len(pingNames) {
+		t.Fatalf("pings: %s", rec.Body)
+	}
+	if rec := get(s, "", "/api/men_scolarite/ping", nil); rec.Code != 200 {
+		t.Fatalf("men ping: %d", rec.Code)
 	}
 }

@@ -85,6 +85,11 @@ func (s *Server) authenticate(authorization string, now time.Time) (claims, *aut
 	if !uuidPattern.MatchString(c.UID) || !uuidPattern.MatchString(c.JTI) {
 		return claims{}, invalid
 	}
+	for _, b := range s.cfg.Blacklist {
+		if b == c.JTI {
+			return claims{}, &authError{status: http.StatusUnauthorized, errs: []apiError{errTokenBlacklisted}}
+		}
+	}
 	if c.Exp != 0 && now.Unix() >= c.Exp {
 		return claims{}, &authError{status: http.StatusUnauthorized, errs: []apiError{errTokenExpired}}
 	}
