@@ -172,11 +172,11 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 		st.Wait()
 	}()
 
-	batches, err := c.upload(ctx, st, files)
+	batches, err := uploadFiles(ctx, st, c.tenant, c.campaign, files)
 	if err != nil {
 		return err
 	}
-	final, err := c.wait(ctx, st, batches, roleErr, console)
+	final, err := waitBatches(ctx, st, batches, roleErr, c.progressPrinter(console))
 	if err != nil {
 		return err
 	}
@@ -252,7 +252,7 @@ type submitted struct {
 
 // upload stores each file under incoming/ and publishes its S3 event
 // notification, as a bucket configured to notify Kafka would.
-func (c *runCommand) upload(ctx context.Context, st *stack, files []string) ([]submitted, error) {
+func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files []string) ([]submitted, error) {
 	var out []submitted
 	for _, f := range files {
 		fh, err := os.Open(f)
@@ -264,7 +264,7 @@ func (c *runCommand) upload(ctx context.Context, st *stack, files []string) ([]s
 			fh.Close()
 			return nil, fmt.Errorf("stat %s: %w", f, err)
 		}
-		key := pipeline.IncomingKey{Tenant: c.tenant, Campaign: c.campaign, File: filepath.Base(f)}.String()
+		key := pipeline.IncomingKey{Tenant: tenant, Campaign: campaign, File: filepath.Base(f)}.String()
 		obj, err := st.s3.Put(ctx, key, fh, info.Size(), "text/csv")
 		fh.Close()
 		if err != nil {
@@ -302,19 +302,22 @@ func eventKey(k string) string {
 	return sb.String()
 }
 
-// wait polls the ledger until every batch is complete or failed, showing
-// progress on stderr.
-func (c *runCommand) wait(ctx context.Context, st *stack, subs []submitted, roleErr <-chan error, console bool) ([]ledger.Batch, error) {
-	start := time.Now()
+// progress is what waitBatches knows of the batches it waits for.
+type progress struct {
+	done                            bool
+	lookups, calls, rows, published int64
+}
+
+// waitBatches polls the ledger until every batch is complete or failed,
+// calling report about twice a second.
+func waitBatches(ctx context.Context, st *stack, subs []submitted, roleErr <-chan error, report func(progress)) ([]ledger.Batch, error) {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
-	lastPlain := time.Time{}
 	for {
 		var (
-			final         []ledger.Batch
-			lookups, rows int64
-			published     int64
-			pending       bool
+			final   []ledger.Batch
+			pr      progress
+			pending bool
 		)
 		for _, s := range subs {
 			b, err := st.ledger.Batch(ctx, s.batchID)
@@ -330,37 +333,20 @@ func (c *runCommand) wait(ctx context.Context, st *stack, subs []submitted, role
 				pending = true
 			}
 			if b.LookupsTotal != nil {
-				lookups += *b.LookupsTotal
-				rows += *b.RowsTotal
+				pr.lookups += *b.LookupsTotal
+				pr.rows += *b.RowsTotal
 			}
 			counts, err := st.ledger.Counts(ctx, b.ID)
 			if err != nil {
 				return nil, err
 			}
-			published += counts.Rows
+			pr.published += counts.Rows
 		}
+		pr.calls = st.pool.Calls()
+		pr.done = !pending
+		report(pr)
 		if !pending {
-			if console {
-				fmt.Fprintln(c.stderr)
-			}
 			return final, nil
-		}
-		calls := st.pool.Calls()
-		eta := "?"
-		if lookups > 0 {
-			left := max(lookups-calls, 0)
-			eta = (time.Duration(float64(left)/float64(c.rate)*float64(time.Second)) + c.flushInterval/2).Round(time.Second).String()
-		}
-		line := fmt.Sprintf("apbatch: %d/%d lookups called, %d/%d rows published, %s elapsed, ETA %s",
-			min(calls, lookups), lookups, published, rows, time.Since(start).Round(time.Second), eta)
-		switch {
-		case rows == 0 && time.Since(start) < 2*time.Second:
-			// Nothing known yet: the batch is being split.
-		case console:
-			fmt.Fprintf(c.stderr, "\r%-100s", line)
-		case time.Since(lastPlain) >= 5*time.Second:
-			fmt.Fprintln(c.stderr, line)
-			lastPlain = time.Now()
 		}
 		select {
 		case <-ctx.Done():
@@ -371,6 +357,37 @@ func (c *runCommand) wait(ctx context.Context, st *stack, subs []submitted, role
 			}
 			return nil, fmt.Errorf("pipeline stopped: %w", err)
 		case <-tick.C:
+		}
+	}
+}
+
+// progressPrinter shows progress and an ETA on stderr: one updated line on
+// a terminal, a line every 5 s otherwise.
+func (c *runCommand) progressPrinter(console bool) func(progress) {
+	start := time.Now()
+	var lastPlain time.Time
+	return func(pr progress) {
+		if pr.done {
+			if console {
+				fmt.Fprintln(c.stderr)
+			}
+			return
+		}
+		eta := "?"
+		if pr.lookups > 0 {
+			left := max(pr.lookups-pr.calls, 0)
+			eta = (time.Duration(float64(left)/float64(c.rate)*float64(time.Second)) + c.flushInterval/2).Round(time.Second).String()
+		}
+		line := fmt.Sprintf("apbatch: %d/%d lookups called, %d/%d rows published, %s elapsed, ETA %s",
+			min(pr.calls, pr.lookups), pr.lookups, pr.published, pr.rows, time.Since(start).Round(time.Second), eta)
+		switch {
+		case pr.rows == 0 && time.Since(start) < 2*time.Second:
+			// Nothing known yet: the batch is being split.
+		case console:
+			fmt.Fprintf(c.stderr, "\r%-100s", line)
+		case time.Since(lastPlain) >= 5*time.Second:
+			fmt.Fprintln(c.stderr, line)
+			lastPlain = time.Now()
 		}
 	}
 }
