@@ -12,24 +12,32 @@ import (
 	"time"
 )
 
-// Budget is a strict sliding-window rate limiter: it never grants more than
-// Limit() requests in any window of length per, whatever the alignment of the
-// server's own window (fixed or sliding). It keeps the times of the last
-// Limit() grants in a ring; the next grant is allowed at the later of now and
-// oldest+per. A pause (after a 429 or RateLimit-Remaining: 0) holds every
-// grant until it ends.
+// Budget is a strict rate limiter: never more than Limit() grants in any
+// window of length per, whatever the alignment of the server's own window
+// (fixed or sliding), and no bursts. Two rules together:
 //
-// The zero value is not usable; build one with NewBudget. A Budget is safe
-// for concurrent use. Time is injected so tests use a fake clock.
+//   - pacing: grants are spaced by per/limit on a fixed grid (no drift: a
+//     late grant does not push the next ones back, but an idle budget does
+//     not bank slots either);
+//   - sliding window on actual grant times: a grant is refused until the
+//     limit-th previous grant is at least per + guard old, guard being
+//     per/100. Timers fire late by a variable amount; checking actual times
+//     with a margin keeps jitter from squeezing limit+1 requests into one
+//     window as seen by the server.
+//
+// A pause (after a 429 or RateLimit-Remaining: 0) holds every grant until it
+// ends. The zero value is not usable; build one with NewBudget. A Budget is
+// safe for concurrent use. Time is injected so tests use a fake clock.
 type Budget struct {
 	mu      sync.Mutex
 	ceiling int // configured limit; never exceeded
 	limit   int // current limit, lowered by RateLimit-Limit
 	per     time.Duration
 	now     func() time.Time
-	ring    []time.Time // grant times, oldest at head
+	ring    []time.Time // actual grant times, oldest at head; 4 windows long
 	head    int
 	count   int
+	next    time.Time // next pacing slot
 	paused  time.Time
 }
 
@@ -45,7 +53,10 @@ func NewBudget(limit int, per time.Duration, now func() time.Time) *Budget {
 	if now == nil {
 		now = time.Now
 	}
-	return &Budget{ceiling: limit, limit: limit, per: per, now: now, ring: make([]time.Time, limit)}
+	// The ring holds more than one window of grants, so that an answer
+	// arriving seconds later can still count the grants of its request's
+	// window (Observe).
+	return &Budget{ceiling: limit, limit: limit, per: per, now: now, ring: make([]time.Time, 4*limit)}
 }
 
 // Limit returns the current limit.
@@ -65,24 +76,34 @@ func (b *Budget) PausedUntil() time.Time {
 	return time.Time{}
 }
 
-// Reserve books the next slot and returns how long to wait before using it.
-func (b *Budget) Reserve() time.Duration {
+// TryGrant grants a request now and returns (0, true), or returns how long
+// to wait before asking again and false.
+func (b *Budget) TryGrant() (time.Duration, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
-	at := now
-	if b.paused.After(at) {
-		at = b.paused
+	interval := b.per / time.Duration(b.limit)
+	slot := b.next
+	if slot.Before(now.Add(-interval)) {
+		// Idle: start a new grid now rather than catch up on missed slots.
+		slot = now
+	}
+	earliest := slot
+	if b.paused.After(earliest) {
+		earliest = b.paused
 	}
 	if b.count >= b.limit {
-		// The grant limit-back must be at least per before this one.
 		oldest := b.ring[(b.head+b.count-b.limit)%len(b.ring)]
-		if t := oldest.Add(b.per); t.After(at) {
-			at = t
+		if t := oldest.Add(b.per + b.per/100); t.After(earliest) {
+			earliest = t
 		}
 	}
-	b.push(at)
-	return at.Sub(now)
+	if now.Before(earliest) {
+		return earliest.Sub(now), false
+	}
+	b.push(now)
+	b.next = earliest.Add(interval)
+	return 0, true
 }
 
 // push records a grant at t, keeping the last len(ring) grants.
@@ -97,29 +118,34 @@ func (b *Budget) push(t time.Time) {
 }
 
 // Wait blocks until a request may be sent and returns nil, or returns
-// ctx.Err() if ctx ends first. A slot given up this way stays counted, which
-// only makes the budget stricter.
+// ctx.Err() if ctx ends first.
 func (b *Budget) Wait(ctx context.Context) error {
-	d := b.Reserve()
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
+	for {
+		d, ok := b.TryGrant()
+		if ok {
+			return ctx.Err()
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
 	}
 }
 
 // Observe adopts what a response announces. A RateLimit-Limit below the
 // current limit is applied at once (the configured ceiling is never raised).
-// A 429, or RateLimit-Remaining: 0, pauses every grant until RateLimit-Reset
-// (a unix time, or seconds when below 10^9) or Retry-After (seconds or an
-// HTTP date), whichever is later.
-func (b *Budget) Observe(status int, h http.Header) {
+// A 429 pauses every grant until RateLimit-Reset (a unix time, or seconds
+// when below 10^9) or Retry-After (seconds or an HTTP date), whichever is
+// later. RateLimit-Remaining: 0 pauses until the reset too, but only when the
+// server counts more requests than this budget granted in the last period:
+// then another client shares the token. When this budget is the only client,
+// its own pacing already holds the limit, and pausing on every "0" a
+// saturated sliding-window server announces would waste the budget. sent is
+// when the request was granted (the zero time: now).
+func (b *Budget) Observe(status int, h http.Header, sent time.Time) {
 	if h == nil {
 		return
 	}
@@ -130,8 +156,17 @@ func (b *Budget) Observe(status int, h http.Header) {
 		b.limit = v
 	}
 	remaining, remErr := strconv.Atoi(h.Get("RateLimit-Remaining"))
-	if status != http.StatusTooManyRequests && (remErr != nil || remaining > 0) {
-		return
+	if status != http.StatusTooManyRequests {
+		if remErr != nil || remaining > 0 {
+			return
+		}
+		if sent.IsZero() {
+			sent = now
+		}
+		serverLimit, err := strconv.Atoi(h.Get("RateLimit-Limit"))
+		if err == nil && serverLimit <= b.grantedBetween(sent.Add(-b.per), sent) {
+			return
+		}
 	}
 	until := ResetTime(h, now)
 	if status == http.StatusTooManyRequests {
@@ -146,6 +181,17 @@ func (b *Budget) Observe(status int, h http.Header) {
 	if until.After(b.paused) {
 		b.paused = until
 	}
+}
+
+// grantedBetween counts the grants in (from, to] (b.mu held).
+func (b *Budget) grantedBetween(from, to time.Time) int {
+	n := 0
+	for i := 0; i < b.count; i++ {
+		if g := b.ring[(b.head+i)%len(b.ring)]; g.After(from) && !g.After(to) {
+			n++
+		}
+	}
+	return n
 }
 
 // ResetTime parses RateLimit-Reset: a unix timestamp, or a number of seconds

@@ -29,35 +29,72 @@ func maxInWindow(grants []time.Time, per time.Duration) int {
 	return best
 }
 
+// grant waits on the fake clock until b grants, adding jitter to every
+// wake-up as real timers do, and returns the grant time.
+func grant(clk *fakeClock, b *Budget, jitter func() time.Duration) time.Time {
+	for {
+		d, ok := b.TryGrant()
+		if ok {
+			return clk.t
+		}
+		clk.t = clk.t.Add(d + jitter())
+	}
+}
+
 func TestBudget_NeverExceedsLimitInAnySlidingWindow(t *testing.T) {
 	for _, limit := range []int{1, 5, 20} {
 		t.Run(strconv.Itoa(limit), func(t *testing.T) {
 			clk := &fakeClock{t: t0}
 			b := NewBudget(limit, time.Second, clk.now)
 			r := rand.New(rand.NewPCG(1, uint64(limit)))
+			// Late wake-ups of up to 5 ms, as timers on a busy machine.
+			jitter := func() time.Duration { return time.Duration(r.Float64() * float64(5*time.Millisecond)) }
 			var grants []time.Time
-			for i := 0; i < 10000; i++ {
+			for i := 0; i < 5000; i++ {
 				// Arrivals in bursts and gaps.
-				clk.t = clk.t.Add(time.Duration(r.ExpFloat64() * float64(30*time.Millisecond)))
-				grants = append(grants, clk.t.Add(b.Reserve()))
+				clk.t = clk.t.Add(time.Duration(r.ExpFloat64() * float64(20*time.Millisecond)))
+				grants = append(grants, grant(clk, b, jitter))
 			}
 			if got := maxInWindow(grants, time.Second); got > limit {
 				t.Fatalf("%d grants in one sliding second, limit %d", got, limit)
 			}
+			// Even if every request reached the server up to 9 ms later or
+			// earlier than another, no second would see more than the limit.
+			if got := maxInWindow(grants, time.Second+9*time.Millisecond); got > limit {
+				t.Fatalf("%d grants in 1.009 s, limit %d", got, limit)
+			}
 		})
+	}
+}
+
+func TestBudget_PacesWithoutBursts(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	b := NewBudget(20, time.Second, clk.now)
+	var prev time.Time
+	for i := 0; i < 100; i++ {
+		g := grant(clk, b, func() time.Duration { return 0 })
+		if i > 0 && g.Sub(prev) < 50*time.Millisecond {
+			t.Fatalf("grants %d and %d only %v apart", i-1, i, g.Sub(prev))
+		}
+		prev = g
+	}
+	// 100 grants at 20/s with a 1 % guard: about 5 s, at least 98 % of the budget.
+	if d := prev.Sub(t0); d > 5050*time.Millisecond || d < 4950*time.Millisecond {
+		t.Fatalf("100th grant at +%v", d)
 	}
 }
 
 func TestBudget_ReachesTheLimit(t *testing.T) {
 	clk := &fakeClock{t: t0}
 	b := NewBudget(20, time.Second, clk.now)
+	r := rand.New(rand.NewPCG(3, 4))
 	var last time.Time
-	for i := 0; i < 200; i++ {
-		last = t0.Add(b.Reserve())
+	for i := 0; i < 2000; i++ {
+		last = grant(clk, b, func() time.Duration { return time.Duration(r.Float64() * float64(2*time.Millisecond)) })
 	}
-	// 200 requests at 20/s: the 200th goes out 9 s after the first.
-	if got := last.Sub(t0); got != 9*time.Second {
-		t.Fatalf("200th grant at +%v, want +9s", got)
+	rate := 1999 / last.Sub(t0).Seconds()
+	if rate < 0.98*20 || rate > 20 {
+		t.Fatalf("saturated rate %.2f/s, want at least 98 %% of 20", rate)
 	}
 }
 
@@ -84,12 +121,12 @@ func TestBudget_Observe(t *testing.T) {
 		{"429 http date", 429, hdr("Retry-After", t0.Add(5*time.Second).Format(http.TimeFormat)), 20, 5 * time.Second},
 		{"429 later of both", 429, hdr("Retry-After", "1", "RateLimit-Reset", "6"), 20, 6 * time.Second},
 		{"429 without hint", 429, hdr(), 20, time.Second},
-		{"remaining zero pauses until reset", 200, hdr("RateLimit-Remaining", "0", "RateLimit-Reset", "1"), 20, time.Second},
+		{"remaining zero from another client pauses until reset", 200, hdr("RateLimit-Limit", "20", "RateLimit-Remaining", "0", "RateLimit-Reset", "1"), 20, time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := &fakeClock{t: t0}
 			b := NewBudget(20, time.Second, clk.now)
-			b.Observe(tc.status, tc.h)
+			b.Observe(tc.status, tc.h, time.Time{})
 			if b.Limit() != tc.wantLimit {
 				t.Errorf("Limit = %d, want %d", b.Limit(), tc.wantLimit)
 			}
@@ -101,19 +138,34 @@ func TestBudget_Observe(t *testing.T) {
 				t.Errorf("paused %v, want %v", paused, tc.wantPaused)
 			}
 			if tc.wantPaused > 0 {
-				if d := b.Reserve(); d != tc.wantPaused {
-					t.Errorf("Reserve after pause = %v, want %v", d, tc.wantPaused)
+				if d, ok := b.TryGrant(); ok || d != tc.wantPaused {
+					t.Errorf("TryGrant after pause = %v, %v; want %v", d, ok, tc.wantPaused)
 				}
 			}
 		})
 	}
 }
 
-func BenchmarkBudget_Reserve(b *testing.B) {
+func TestBudget_RemainingZeroFromOwnTraffic(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	b := NewBudget(20, time.Second, clk.now)
+	for i := 0; i < 20; i++ {
+		grant(clk, b, func() time.Duration { return 0 })
+	}
+	// All 20 requests the server counts are ours: no pause.
+	sent := clk.t
+	clk.t = clk.t.Add(300 * time.Millisecond) // the answer comes later
+	b.Observe(200, http.Header{"Ratelimit-Limit": {"20"}, "Ratelimit-Remaining": {"0"}, "Ratelimit-Reset": {"1"}}, sent)
+	if !b.PausedUntil().IsZero() {
+		t.Fatalf("paused on its own traffic until %v", b.PausedUntil())
+	}
+}
+
+func BenchmarkBudget_TryGrant(b *testing.B) {
 	clk := &fakeClock{t: t0}
 	bu := NewBudget(20, time.Second, clk.now)
 	for i := 0; i < b.N; i++ {
 		clk.t = clk.t.Add(time.Millisecond)
-		bu.Reserve()
+		bu.TryGrant()
 	}
 }

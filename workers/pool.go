@@ -52,6 +52,10 @@ type Pool struct {
 	Retry RetryPolicy
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
+	// OnCall, when set, is told of every provider call: its latency and
+	// HTTP status (0 for a transport failure). It must be quick and safe for
+	// concurrent use. Default: nil.
+	OnCall func(latency time.Duration, status int)
 
 	mu      sync.Mutex
 	budgets map[[32]byte]*Budget
@@ -255,14 +259,18 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) sc
 		p.calls++
 		p.mu.Unlock()
 		var cerr error
+		sent := p.now()
 		out, cerr = p.Client.QuotientFamilial(ctx, token, job.Recipient, job.Period, job.Identity)
+		if p.OnCall != nil {
+			p.OnCall(p.now().Sub(sent), out.HTTPStatus)
+		}
 		if ctx.Err() != nil {
 			return res
 		}
 		if cerr != nil {
 			out = Outcome{Status: schemas.StatusProviderError, Code: schemas.CodeTransport, Message: cerr.Error(), Retryable: true}
 		} else {
-			budget.Observe(out.HTTPStatus, out.Header)
+			budget.Observe(out.HTTPStatus, out.Header, sent)
 		}
 		delay, again := p.Retry.Delay(int(attempts), out)
 		if !again {

@@ -59,6 +59,7 @@ func runMain(ctx context.Context, e env, args []string) int {
 	cmds := map[string]command{
 		"run":     &runCommand{env: e},
 		"sandbox": &sandboxCommand{env: e},
+		"bench":   &benchCommand{env: e},
 	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) > 1 {
@@ -98,7 +99,8 @@ Usage:
 
 Commands:
   run       verify files end to end (embedded Kafka, S3, ledger and sandbox by default)
-  sandbox   serve a faithful API Particulier sandbox, or print a sandbox token
+  sandbox   serve a faithful API Particulier sandbox, print a token, or generate a roster
+  bench     measure scenarios (rate limits, latency, pipeline overhead) against the sandbox
   help      show this help, or "help <command>" for a command's flags
 
 Example:

@@ -25,3 +25,6 @@ func (s *Server) serveLimits(w http.ResponseWriter, r *http.Request) int {
 	}
 	return writeText(w, http.StatusMethodNotAllowed, "GET or POST")
 }
+
+// Stats returns what GET /_sandbox/stats reports.
+func (s *Server) Stats() Stats { return s.lim.stats(s.cfg.Now()) }

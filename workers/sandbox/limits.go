@@ -62,6 +62,8 @@ type counter struct {
 	waitUntil  time.Time // end of the last 429's wait
 	ignored    int       // requests sent while told to wait
 	bannedTill time.Time
+	first      time.Time
+	last       time.Time
 }
 
 func newCounter() *counter { return &counter{byStatus: map[int]int64{}} }
@@ -69,6 +71,10 @@ func newCounter() *counter { return &counter{byStatus: map[int]int64{}} }
 // arrive records an arrival at now and updates the sliding maximum.
 func (c *counter) arrive(now time.Time) {
 	c.requests++
+	if c.first.IsZero() {
+		c.first = now
+	}
+	c.last = now
 	cut := now.Add(-time.Second)
 	i := 0
 	for i < len(c.recent) && !c.recent[i].After(cut) {
@@ -229,6 +235,8 @@ type CounterStats struct {
 	MaxPerSec int              `json:"max_in_any_second"`
 	Ignored   int              `json:"requests_while_told_to_wait"`
 	BannedTil *time.Time       `json:"banned_until,omitempty"`
+	First     time.Time        `json:"first_request"`
+	Last      time.Time        `json:"last_request"`
 }
 
 // Stats is the body of GET /_sandbox/stats.
@@ -244,7 +252,8 @@ func (l *limiter) stats(now time.Time) Stats {
 	conv := func(m map[string]*counter) []CounterStats {
 		out := make([]CounterStats, 0, len(m))
 		for k, c := range m {
-			cs := CounterStats{Key: k, Requests: c.requests, ByStatus: map[string]int64{}, TooMany: c.tooMany, MaxPerSec: c.maxPerSec, Ignored: c.ignored}
+			cs := CounterStats{Key: k, Requests: c.requests, ByStatus: map[string]int64{}, TooMany: c.tooMany, MaxPerSec: c.maxPerSec,
+				Ignored: c.ignored, First: c.first, Last: c.last}
 			for st, n := range c.byStatus {
 				cs.ByStatus[strconv.Itoa(st)] = n
 			}

@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/apbatch/apbatch/pipeline"
+	"github.com/apbatch/apbatch/workers/sandbox"
+)
+
+// benchCommand is "apbatch bench": named scenarios run through the whole
+// pipeline against the sandbox, with figures read from the sandbox's own
+// counters (what the API would see) and from the workers.
+type benchCommand struct {
+	env
+	fs *flag.FlagSet
+
+	scenarios, logLevel string
+	duration            time.Duration
+	rawRows             int
+	keep                bool
+}
+
+// scenario is one named benchmark.
+type scenario struct {
+	name, about string
+	limits      sandbox.Limits
+	faults      sandbox.Faults
+	// rate and inFlight configure the workers; rows is the roster size
+	// (0: rate × duration).
+	rate, inFlight, rows int
+}
+
+func (c *benchCommand) scenarioList() []scenario {
+	latency := sandbox.Faults{LatencyP50: 200 * time.Millisecond, LatencyP99: 400 * time.Millisecond}
+	return []scenario{
+		{name: "one-token", about: "one token, 20/s fixed windows, latency 200 ms (p99 400 ms)",
+			limits: sandbox.Limits{PerSecond: 20}, faults: latency, rate: 20, inFlight: 32},
+		{name: "sliding", about: "as one-token against a sliding-window server",
+			limits: sandbox.Limits{PerSecond: 20, Sliding: true}, faults: latency, rate: 20, inFlight: 32},
+		{name: "raw", about: "no limit, no latency: pipeline overhead only",
+			limits: sandbox.Limits{PerSecond: 1 << 30, IPPerMinute: 1 << 30}, rate: 1 << 30, inFlight: 64, rows: c.rawRows},
+	}
+}
+
+func (c *benchCommand) flags() *flag.FlagSet {
+	if c.fs != nil {
+		return c.fs
+	}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	fs.StringVar(&c.scenarios, "scenario", "one-token,sliding,raw", "comma-separated scenarios to run")
+	fs.DurationVar(&c.duration, "duration", 3*time.Minute, "length of rate-limited scenarios (their roster holds rate × duration rows)")
+	fs.IntVar(&c.rawRows, "raw-rows", 100000, "rows of the raw scenario")
+	fs.BoolVar(&c.keep, "keep", false, "keep each scenario's data folder (printed)")
+	fs.StringVar(&c.logLevel, "log-level", "error", "log level: debug, info, warn, error")
+	c.fs = fs
+	return fs
+}
+
+// Usage prints the command's help.
+func (c *benchCommand) Usage() {
+	fs := c.flags()
+	fmt.Fprint(c.stdout, `Usage: apbatch bench [flags]
+
+Runs named scenarios through the whole pipeline (embedded Kafka, S3 and
+ledger) against an in-process sandbox, and prints per scenario: rows, wall
+time, rows/s end to end, calls/s the API saw, the share of the budget used,
+the most requests the API saw in any sliding second, 429s, p50/p99 call
+latency and peak memory.
+
+Scenarios:
+`)
+	for _, s := range c.scenarioList() {
+		fmt.Fprintf(c.stdout, "  %-10s %s\n", s.name, s.about)
+	}
+	fmt.Fprint(c.stdout, "\nFlags:\n")
+	fs.SetOutput(c.stdout)
+	fs.PrintDefaults()
+	fs.SetOutput(c.stderr)
+}
+
+// benchResult is one scenario's figures.
+type benchResult struct {
+	name                  string
+	rows                  int
+	wall                  time.Duration
+	callsPerSec, budget   float64
+	limit, maxInSecond    int
+	tooMany               int64
+	p50, p99              time.Duration
+	peakRSS               int64
+	requests, transportKO int64
+}
+
+// Run runs the command.
+func (c *benchCommand) Run(ctx context.Context, args []string) error {
+	fs := c.flags()
+	fs.Usage = c.Usage
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	byName := map[string]scenario{}
+	for _, s := range c.scenarioList() {
+		byName[s.name] = s
+	}
+	var todo []scenario
+	for _, n := range strings.Split(c.scenarios, ",") {
+		s, ok := byName[strings.TrimSpace(n)]
+		if !ok {
+			return fmt.Errorf("--scenario: unknown %q (try apbatch help bench)", n)
+		}
+		todo = append(todo, s)
+	}
+	log, err := newLogger(c.stderr, c.logLevel, false)
+	if err != nil {
+		return err
+	}
+	var results []benchResult
+	for _, s := range todo {
+		fmt.Fprintf(c.stderr, "bench: %s: %s\n", s.name, s.about)
+		r, err := c.runScenario(ctx, log, s)
+		if err != nil {
+			return fmt.Errorf("scenario %s: %w", s.name, err)
+		}
+		results = append(results, r)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SCENARIO\tROWS\tWALL\tROWS/S\tCALLS/S\tBUDGET\tMAX IN 1S\t429\tP50\tP99\tPEAK RSS")
+	for _, r := range results {
+		budget, maxIn := "-", strconv.Itoa(r.maxInSecond)
+		if r.limit < 1<<20 {
+			budget = fmt.Sprintf("%.1f%%", r.budget*100)
+			maxIn += "/" + strconv.Itoa(r.limit)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.2f\t%s\t%s\t%d\t%s\t%s\t%d MB\n", r.name, r.rows, r.wall.Round(time.Millisecond),
+			float64(r.rows)/r.wall.Seconds(), r.callsPerSec, budget, maxIn, r.tooMany, r.p50.Round(time.Millisecond),
+			r.p99.Round(time.Millisecond), r.peakRSS>>20)
+	}
+	return tw.Flush()
+}
+
+func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s scenario) (benchResult, error) {
+	res := benchResult{name: s.name, limit: s.limits.PerSecond}
+	dir, err := os.MkdirTemp("", "apbatch-bench-"+s.name+"-")
+	if err != nil {
+		return res, fmt.Errorf("temp folder: %w", err)
+	}
+	if c.keep {
+		fmt.Fprintf(c.stderr, "bench: %s: data in %s\n", s.name, dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	rows := s.rows
+	if rows == 0 {
+		rows = int(float64(s.rate) * c.duration.Seconds())
+	}
+	res.rows = rows
+	pop := sandbox.NewPopulation(rows, 1)
+	roster := filepath.Join(dir, "roster.csv")
+	f, err := os.Create(roster)
+	if err != nil {
+		return res, fmt.Errorf("roster: %w", err)
+	}
+	if err := pop.WriteCSV(f); err != nil {
+		f.Close()
+		return res, err
+	}
+	f.Close()
+
+	sb, err := sandbox.New(sandbox.Config{Limits: s.limits, Faults: s.faults, Population: pop, Log: zerolog.Nop()})
+	if err != nil {
+		return res, err
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		return res, fmt.Errorf("sandbox: listen: %w", err)
+	}
+	srv := &http.Server{Handler: sb, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	defer func() {
+		sb.Close()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	token, err := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(24*time.Hour))
+	if err != nil {
+		return res, err
+	}
+
+	resetPeakRSS()
+	emb := &pipeline.Embedded{DataDir: filepath.Join(dir, "data")}
+	if err := emb.Open(ctx); err != nil {
+		return res, err
+	}
+	defer emb.Close(context.WithoutCancel(ctx))
+	st, err := openStack(ctx, stackConfig{
+		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: log,
+		ProviderURL: "http://" + ln.Addr().String(), Tokens: func(string) (string, error) { return token, nil },
+		Rate: s.rate, InFlight: s.inFlight, Recipient: dinumSIRET, FlushInterval: 5 * time.Second,
+	})
+	if err != nil {
+		return res, err
+	}
+	defer st.Close()
+	var (
+		mu  sync.Mutex
+		lat []time.Duration
+	)
+	st.pool.OnCall = func(d time.Duration, status int) {
+		mu.Lock()
+		lat = append(lat, d)
+		if status == 0 {
+			res.transportKO++
+		}
+		mu.Unlock()
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	roleErr := st.Start(runCtx)
+	defer func() {
+		cancel()
+		st.Wait()
+	}()
+	start := time.Now()
+	subs, err := uploadFiles(ctx, st, "bench", "bench", []string{roster})
+	if err != nil {
+		return res, err
+	}
+	final, err := waitBatches(ctx, st, subs, roleErr, func(progress) {})
+	if err != nil {
+		return res, err
+	}
+	res.wall = time.Since(start)
+	if len(final) != 1 || final[0].State != "complete" {
+		return res, errors.New("batch did not complete")
+	}
+	res.peakRSS = peakRSS()
+
+	stats := sb.Stats()
+	if len(stats.Tokens) != 1 {
+		return res, fmt.Errorf("sandbox saw %d tokens, want 1", len(stats.Tokens))
+	}
+	tk := stats.Tokens[0]
+	res.requests, res.tooMany, res.maxInSecond = tk.Requests, tk.TooMany, tk.MaxPerSec
+	if span := tk.Last.Sub(tk.First).Seconds(); span > 0 {
+		// n requests span n-1 intervals.
+		res.callsPerSec = float64(tk.Requests-1) / span
+	}
+	if res.limit > 0 {
+		res.budget = res.callsPerSec / float64(res.limit)
+	}
+	mu.Lock()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	if len(lat) > 0 {
+		res.p50, res.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
+	}
+	mu.Unlock()
+	return res, nil
+}
+
+// resetPeakRSS resets the kernel's peak resident size of this process
+// (Linux); peakRSS then reads the peak since.
+func resetPeakRSS() { os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// peakRSS returns the process's peak resident size in bytes (Linux), or 0.
+func peakRSS() int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(f)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
