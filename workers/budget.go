@@ -41,12 +41,17 @@ type Budget struct {
 	paused  time.Time
 }
 
+// MaxLimit is the largest limit a Budget accepts (it keeps 4 × limit grant
+// times); larger limits are clamped.
+const MaxLimit = 1_000_000
+
 // NewBudget returns a budget of limit requests per period per. limit <= 0
 // means 20, per <= 0 means one second, now nil means time.Now.
 func NewBudget(limit int, per time.Duration, now func() time.Time) *Budget {
 	if limit <= 0 {
 		limit = 20
 	}
+	limit = min(limit, MaxLimit)
 	if per <= 0 {
 		per = time.Second
 	}
