@@ -46,6 +46,10 @@ type Pool struct {
 	Log     zerolog.Logger
 	// Limit is the per-token budget in requests per second. Default: 20.
 	Limit int
+	// IPLimit is the requests per minute allowed from this egress IP, all
+	// tokens together (the API's documented 1000/min; exceeding it gets the
+	// IP banned). Negative disables it (benchmarks only). Default: 1000.
+	IPLimit int
 	// MaxInFlight is how many jobs are processed at once. Default: 32.
 	MaxInFlight int
 	// Retry is the retry policy. Default: the zero RetryPolicy's defaults.
@@ -57,9 +61,10 @@ type Pool struct {
 	// concurrent use. Default: nil.
 	OnCall func(latency time.Duration, status int)
 
-	mu      sync.Mutex
-	budgets map[[32]byte]*Budget
-	calls   int64
+	mu       sync.Mutex
+	budgets  map[[32]byte]*Budget
+	ipBudget *Budget
+	calls    int64
 }
 
 // Calls returns how many provider calls the pool has made.
@@ -91,6 +96,23 @@ func (p *Pool) budget(token string) *Budget {
 		p.budgets[k] = b
 	}
 	return b
+}
+
+// egress returns the per-IP budget, or nil when disabled.
+func (p *Pool) egress() *Budget {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.IPLimit < 0 {
+		return nil
+	}
+	if p.ipBudget == nil {
+		limit := p.IPLimit
+		if limit == 0 {
+			limit = 1000
+		}
+		p.ipBudget = NewBudget(limit, time.Minute, p.Now)
+	}
+	return p.ipBudget
 }
 
 // Run processes jobs until ctx ends, then waits for in-flight jobs to finish
@@ -245,7 +267,7 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) sc
 		res.CheckedAt = p.now().UTC()
 		return res
 	}
-	budget := p.budget(token)
+	budget, ip := p.budget(token), p.egress()
 	var (
 		out      Outcome
 		attempts int32
@@ -253,6 +275,11 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) sc
 	for {
 		if err := budget.Wait(ctx); err != nil {
 			return res
+		}
+		if ip != nil {
+			if err := ip.Wait(ctx); err != nil {
+				return res
+			}
 		}
 		attempts++
 		p.mu.Lock()

@@ -44,17 +44,21 @@ type scenario struct {
 	// rate and inFlight configure the workers; rows is the roster size
 	// (0: rate × duration).
 	rate, inFlight, rows int
+	// ipLimit is the workers' per-IP budget per minute (-1: none).
+	ipLimit int
 }
 
 func (c *benchCommand) scenarioList() []scenario {
 	latency := sandbox.Faults{LatencyP50: 200 * time.Millisecond, LatencyP99: 400 * time.Millisecond}
 	return []scenario{
-		{name: "one-token", about: "one token, 20/s fixed windows, latency 200 ms (p99 400 ms)",
-			limits: sandbox.Limits{PerSecond: 20}, faults: latency, rate: 20, inFlight: 32},
+		{name: "one-token", about: "one token, 20/s fixed windows, latency 200 ms (p99 400 ms), no per-IP cap",
+			limits: sandbox.Limits{PerSecond: 20, IPPerMinute: 1 << 30}, faults: latency, rate: 20, ipLimit: -1, inFlight: 32},
 		{name: "sliding", about: "as one-token against a sliding-window server",
-			limits: sandbox.Limits{PerSecond: 20, Sliding: true}, faults: latency, rate: 20, inFlight: 32},
+			limits: sandbox.Limits{PerSecond: 20, Sliding: true, IPPerMinute: 1 << 30}, faults: latency, rate: 20, ipLimit: -1, inFlight: 32},
+		{name: "ip-cap", about: "one token at 20/s behind the API's 1000/min per-IP cap (budget: 1000/min)",
+			limits: sandbox.Limits{PerSecond: 20}, faults: latency, rate: 20, ipLimit: 1000, inFlight: 32},
 		{name: "raw", about: "no limit, no latency: pipeline overhead only",
-			limits: sandbox.Limits{PerSecond: 1 << 30, IPPerMinute: 1 << 30}, rate: 100000, inFlight: 64, rows: c.rawRows},
+			limits: sandbox.Limits{PerSecond: 1 << 30, IPPerMinute: 1 << 30}, rate: 100000, ipLimit: -1, inFlight: 64, rows: c.rawRows},
 	}
 }
 
@@ -64,7 +68,7 @@ func (c *benchCommand) flags() *flag.FlagSet {
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
-	fs.StringVar(&c.scenarios, "scenario", "one-token,sliding,raw", "comma-separated scenarios to run")
+	fs.StringVar(&c.scenarios, "scenario", "one-token,sliding,ip-cap,raw", "comma-separated scenarios to run")
 	fs.DurationVar(&c.duration, "duration", 3*time.Minute, "length of rate-limited scenarios (their roster holds rate × duration rows)")
 	fs.IntVar(&c.rawRows, "raw-rows", 100000, "rows of the raw scenario")
 	fs.BoolVar(&c.keep, "keep", false, "keep each scenario's data folder (printed)")
@@ -98,6 +102,7 @@ Scenarios:
 // benchResult is one scenario's figures.
 type benchResult struct {
 	name                  string
+	budgetPerSec          float64
 	rows                  int
 	wall                  time.Duration
 	callsPerSec, budget   float64
@@ -156,7 +161,10 @@ func (c *benchCommand) Run(ctx context.Context, args []string) error {
 }
 
 func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s scenario) (benchResult, error) {
-	res := benchResult{name: s.name, limit: s.limits.PerSecond}
+	res := benchResult{name: s.name, limit: s.limits.PerSecond, budgetPerSec: float64(s.limits.PerSecond)}
+	if s.ipLimit > 0 {
+		res.budgetPerSec = min(res.budgetPerSec, float64(s.ipLimit)/60)
+	}
 	dir, err := os.MkdirTemp("", "apbatch-bench-"+s.name+"-")
 	if err != nil {
 		return res, fmt.Errorf("temp folder: %w", err)
@@ -214,7 +222,7 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	st, err := openStack(ctx, stackConfig{
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: log,
 		ProviderURL: "http://" + ln.Addr().String(), Tokens: func(string) (string, error) { return token, nil },
-		Rate: s.rate, InFlight: s.inFlight, Recipient: dinumSIRET, FlushInterval: 5 * time.Second,
+		Rate: s.rate, IPLimit: s.ipLimit, InFlight: s.inFlight, Recipient: dinumSIRET, FlushInterval: 5 * time.Second,
 	})
 	if err != nil {
 		return res, err
@@ -263,8 +271,8 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		// n requests span n-1 intervals.
 		res.callsPerSec = float64(tk.Requests-1) / span
 	}
-	if res.limit > 0 {
-		res.budget = res.callsPerSec / float64(res.limit)
+	if res.budgetPerSec > 0 {
+		res.budget = res.callsPerSec / res.budgetPerSec
 	}
 	mu.Lock()
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })

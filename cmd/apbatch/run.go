@@ -42,7 +42,7 @@ type runCommand struct {
 	dataDir, tenant, campaign, period, recipient string
 	providerURL, tokenFile                       string
 	out, summaryJSON, logLevel                   string
-	rate, inFlight, population                   int
+	rate, inFlight, population, ipLimit          int
 	seed                                         uint64
 	flushInterval                                time.Duration
 }
@@ -63,6 +63,7 @@ func (c *runCommand) flags() *flag.FlagSet {
 	fs.IntVar(&c.population, "sandbox-population", 10000, "embedded sandbox: synthetic people it answers for (see apbatch sandbox gen)")
 	fs.Uint64Var(&c.seed, "sandbox-seed", 1, "embedded sandbox: seed of its synthetic population")
 	fs.IntVar(&c.rate, "rate", 20, "requests per second per token (the API allows 20)")
+	fs.IntVar(&c.ipLimit, "ip-limit", 1000, "requests per minute from this machine's IP, all tokens together (the API allows 1000)")
 	fs.IntVar(&c.inFlight, "in-flight", 32, "provider calls in flight at most")
 	fs.DurationVar(&c.flushInterval, "flush-interval", 10*time.Second, "longest time a result waits before its Parquet part is written")
 	fs.StringVar(&c.out, "out", "", "copy the result files and manifest into this folder")
@@ -127,8 +128,8 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	if !siretPattern.MatchString(c.recipient) {
 		return fmt.Errorf("--recipient: %q is not a SIRET (14 digits)", c.recipient)
 	}
-	if c.rate <= 0 || c.inFlight <= 0 {
-		return errors.New("--rate and --in-flight must be positive")
+	if c.rate <= 0 || c.inFlight <= 0 || c.ipLimit <= 0 {
+		return errors.New("--rate, --ip-limit and --in-flight must be positive")
 	}
 	console := isatty.IsTerminal(os.Stderr.Fd())
 	log, err := newLogger(c.stderr, c.logLevel, console)
@@ -157,7 +158,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	st, err := openStack(ctx, stackConfig{
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: log,
 		ProviderURL: providerURL, Tokens: func(string) (string, error) { return token, nil },
-		Rate: c.rate, InFlight: c.inFlight, Period: c.period, Recipient: c.recipient,
+		Rate: c.rate, IPLimit: c.ipLimit, InFlight: c.inFlight, Period: c.period, Recipient: c.recipient,
 		FlushInterval: c.flushInterval,
 	})
 	if err != nil {

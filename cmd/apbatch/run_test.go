@@ -364,3 +364,20 @@ func TestRun_Rehearsal(t *testing.T) {
 		}
 	}
 }
+
+func TestBench_Smoke(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	code, stdout, stderr := runApbatch(t, ctx, "bench", "--scenario", "one-token,raw", "--duration", "2s", "--raw-rows", "300")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"SCENARIO", "MAX IN 1S", "one-token  40 ", "raw        300 "} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if code, _, _ := runApbatch(t, ctx, "bench", "--scenario", "nope"); code == 0 {
+		t.Error("unknown scenario accepted")
+	}
+}

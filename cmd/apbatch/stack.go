@@ -34,6 +34,7 @@ type stackConfig struct {
 	ProviderURL   string
 	Tokens        workers.TokenSource
 	Rate          int
+	IPLimit       int
 	InFlight      int
 	Period        string
 	Recipient     string
@@ -89,7 +90,7 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 	st.ingest = &pipeline.Ingester{Uploads: upR, Ledger: store, Splitter: splitter, Log: cfg.Log,
 		Bucket: client.Bucket(), Period: cfg.Period, Recipient: cfg.Recipient}
 	st.pool = &workers.Pool{Jobs: jobR, Results: st.resW, Client: &workers.Client{BaseURL: cfg.ProviderURL},
-		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, MaxInFlight: cfg.InFlight}
+		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, IPLimit: cfg.IPLimit, MaxInFlight: cfg.InFlight}
 	st.writer = &pipeline.ResultWriter{Results: resR, S3: client, Ledger: store, Log: cfg.Log, FlushInterval: cfg.FlushInterval}
 	return st, nil
 }
