@@ -54,6 +54,9 @@ type Pool struct {
 	MaxInFlight int
 	// Retry is the retry policy. Default: the zero RetryPolicy's defaults.
 	Retry RetryPolicy
+	// Guard stops the pool before an IP ban. Default: a BanGuard with its
+	// defaults.
+	Guard *BanGuard
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 	// OnCall, when set, is told of every provider call: its latency and
@@ -229,7 +232,10 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 		return nil
 	}
 	jlog := log.With().Str("batch_id", job.BatchID).Str("tenant", job.Tenant).Logger()
-	res := p.call(ctx, jlog, job)
+	res, err := p.call(ctx, jlog, job)
+	if err != nil {
+		return err
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -252,8 +258,8 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 }
 
 // call runs the job's lookup with retries and returns the result template
-// (row fields unset).
-func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) schemas.Result {
+// (row fields unset). The error is the ban guard's, when it trips.
+func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (schemas.Result, error) {
 	res := schemas.Result{
 		Version: schemas.ResultVersion, BatchID: job.BatchID, Tenant: job.Tenant, Campaign: job.Campaign,
 		Check: job.Check,
@@ -265,7 +271,7 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) sc
 		res.ErrorCode = schemas.CodeNoToken
 		res.ErrorMessage = "aucun jeton API Particulier n'est configuré pour cette collectivité ; ajoutez-le (fichier ou variable d'environnement) puis relancez le lot"
 		res.CheckedAt = p.now().UTC()
-		return res
+		return res, nil
 	}
 	budget, ip := p.budget(token), p.egress()
 	var (
@@ -273,12 +279,15 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) sc
 		attempts int32
 	)
 	for {
+		if err := p.guard().Tripped(); err != nil {
+			return res, err
+		}
 		if err := budget.Wait(ctx); err != nil {
-			return res
+			return res, nil
 		}
 		if ip != nil {
 			if err := ip.Wait(ctx); err != nil {
-				return res
+				return res, nil
 			}
 		}
 		attempts++
@@ -292,7 +301,11 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) sc
 			p.OnCall(p.now().Sub(sent), out.HTTPStatus)
 		}
 		if ctx.Err() != nil {
-			return res
+			return res, nil
+		}
+		if gerr := p.guard().Record(out.HTTPStatus, p.now()); gerr != nil {
+			log.Error().Err(gerr).Msg("ban guard tripped")
+			return res, gerr
 		}
 		if cerr != nil {
 			out = Outcome{Status: schemas.StatusProviderError, Code: schemas.CodeTransport, Message: cerr.Error(), Retryable: true}
@@ -308,7 +321,7 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) sc
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return res
+			return res, nil
 		case <-t.C:
 		}
 	}
@@ -324,7 +337,7 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) sc
 			res.ErrorCode = schemas.CodeRetriesExhausted
 		}
 		res.ErrorMessage = strings.TrimSpace(fmt.Sprintf("échec après %d tentatives (HTTP %d) : %s", attempts, out.HTTPStatus, out.Message))
-		return res
+		return res, nil
 	}
 	res.Status = out.Status
 	res.ErrorCode = out.Code
@@ -341,7 +354,17 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) sc
 			res.Provider = qf.Fournisseur
 		}
 	}
-	return res
+	return res, nil
+}
+
+// guard returns the pool's ban guard.
+func (p *Pool) guard() *BanGuard {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.Guard == nil {
+		p.Guard = &BanGuard{}
+	}
+	return p.Guard
 }
 
 // ackTracker remembers, per partition, which fetched offsets are done, so

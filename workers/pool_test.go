@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"strings"
@@ -207,5 +208,41 @@ func TestPool_AgainstSandbox(t *testing.T) {
 		if strings.Contains(logs.String(), leak) {
 			t.Errorf("logs contain %q", leak)
 		}
+	}
+}
+
+// TestPool_BanGuardStopsCalling: a silent API (connections dropped, as
+// during an IP ban) stops the pool with ErrBanRisk instead of retrying and
+// failing row after row; the rows not reached keep their jobs for next time.
+func TestPool_BanGuardStopsCalling(t *testing.T) {
+	sb, err := sandbox.New(sandbox.Config{Faults: sandbox.Faults{Rates: map[string]float64{sandbox.FaultReset: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sb)
+	defer srv.Close()
+	tok, _ := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(time.Hour))
+	fj := &fakeJobs{committed: map[int]int64{}}
+	for i := 0; i < 20; i++ {
+		job := schemas.Job{Version: schemas.JobVersion, BatchID: "b1", Tenant: "demo", Check: schemas.CheckQuotientFamilial,
+			LookupID: fmt.Sprint("l", i), Recipient: "13002526500013", Rows: []schemas.RowRef{{Number: int64(i + 1)}},
+			Identity: schemas.Identity{NomNaissance: "X", Prenoms: []string{"Y"}, Sexe: "M", CodePaysNaissance: "99350"}}
+		v, _ := json.Marshal(job)
+		fj.msgs = append(fj.msgs, kafkago.Message{Topic: "jobs", Offset: int64(i), Value: v})
+	}
+	fr := &fakeResults{}
+	pool := &Pool{Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return tok, nil },
+		Log: zerolog.Nop(), Limit: 1000, MaxInFlight: 4, Retry: RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = pool.Run(ctx)
+	if !errors.Is(err, ErrBanRisk) {
+		t.Fatalf("Run = %v, want ErrBanRisk", err)
+	}
+	if len(fr.results) > 4 {
+		t.Fatalf("%d rows failed before the guard tripped", len(fr.results))
+	}
+	if sb.Calls() > 10+4 {
+		t.Fatalf("%d calls after the API went silent", sb.Calls())
 	}
 }
