@@ -65,6 +65,7 @@ type Pool struct {
 	OnCall func(latency time.Duration, status int)
 
 	mu       sync.Mutex
+	inFlight map[string]chan struct{} // token+lookup → closed when done
 	budgets  map[[32]byte]*Budget
 	ipBudget *Budget
 	calls    int64
@@ -273,6 +274,13 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (s
 		res.CheckedAt = p.now().UTC()
 		return res, nil
 	}
+	// The API refuses an identical request while one is running (409
+	// 00015): identical lookups of one token wait for each other.
+	release, err := p.acquire(ctx, token, job.LookupID)
+	if err != nil {
+		return res, nil
+	}
+	defer release()
 	budget, ip := p.budget(token), p.egress()
 	var (
 		out      Outcome
@@ -355,6 +363,37 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (s
 		}
 	}
 	return res, nil
+}
+
+// acquire waits until no identical lookup of token is in flight, then
+// marks this one; release unmarks it. The error is ctx's.
+func (p *Pool) acquire(ctx context.Context, token, lookup string) (func(), error) {
+	h := sha256.Sum256([]byte(token))
+	key := string(h[:8]) + lookup
+	for {
+		p.mu.Lock()
+		if p.inFlight == nil {
+			p.inFlight = make(map[string]chan struct{})
+		}
+		busy, ok := p.inFlight[key]
+		if !ok {
+			done := make(chan struct{})
+			p.inFlight[key] = done
+			p.mu.Unlock()
+			return func() {
+				p.mu.Lock()
+				delete(p.inFlight, key)
+				p.mu.Unlock()
+				close(done)
+			}, nil
+		}
+		p.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-busy:
+		}
+	}
 }
 
 // guard returns the pool's ban guard.

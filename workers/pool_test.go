@@ -246,3 +246,37 @@ func TestPool_BanGuardStopsCalling(t *testing.T) {
 		t.Fatalf("%d calls after the API went silent", sb.Calls())
 	}
 }
+
+func TestPool_AcquireSerialisesIdenticalLookups(t *testing.T) {
+	p := &Pool{}
+	ctx := context.Background()
+	release, err := p.acquire(ctx, "tok", "lookup-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := p.acquire(ctx, "tok2", "lookup-1") // another token: independent
+	if err != nil {
+		t.Fatal(err)
+	}
+	other()
+	got := make(chan struct{})
+	go func() {
+		r, _ := p.acquire(ctx, "tok", "lookup-1")
+		close(got)
+		r()
+	}()
+	select {
+	case <-got:
+		t.Fatal("identical lookup ran while the first was in flight")
+	case <-time.After(50 * time.Millisecond):
+	}
+	release()
+	<-got
+	cctx, cancel := context.WithCancel(ctx)
+	r, _ := p.acquire(ctx, "tok", "lookup-1")
+	cancel()
+	if _, err := p.acquire(cctx, "tok", "lookup-1"); err == nil {
+		t.Fatal("acquire ignored a cancelled context")
+	}
+	r()
+}
