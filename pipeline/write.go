@@ -156,7 +156,8 @@ func (w *ResultWriter) largestBuffer() int {
 
 // add buffers one message and reports whether its batch now has every row.
 func (w *ResultWriter) add(ctx context.Context, log zerolog.Logger, m kafkago.Message) (bool, error) {
-	w.pending = append(w.pending, m)
+	// Only the position is kept for the commit, not the value.
+	w.pending = append(w.pending, kafkago.Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
 	res, err := schemas.DecodeResult(m.Value)
 	if err != nil {
 		log.Error().Err(err).Int64("offset", m.Offset).Int("partition", m.Partition).Msg("result message dropped")

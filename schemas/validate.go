@@ -32,6 +32,7 @@ var (
 	communePattern = regexp.MustCompile(`^([013-9][0-9]|2[AB1-9])[0-9]{3}$`)
 	deptPattern    = regexp.MustCompile(`^(0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-4]|976)$`)
 	spaces         = regexp.MustCompile(`\s+`)
+	apostrophes    = strings.NewReplacer("’", "'", "‘", "'", "ʼ", "'", "\u00a0", " ")
 )
 
 // MaxPrenomsQF is how many first names the QF route accepts.
@@ -39,7 +40,7 @@ const MaxPrenomsQF = 3
 
 // cleanName trims, folds runs of spaces and replaces typographic apostrophes.
 func cleanName(s string) string {
-	s = strings.NewReplacer("’", "'", "‘", "'", "ʼ", "'", "\u00a0", " ").Replace(s)
+	s = apostrophes.Replace(s)
 	return strings.TrimSpace(spaces.ReplaceAllString(s, " "))
 }
 

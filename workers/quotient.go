@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apbatch/apbatch/schemas"
@@ -27,14 +28,41 @@ const maxBody = 1 << 20
 
 // Client calls API Particulier. The zero value calls production with a 15 s
 // timeout (longer than the API's own 10 s wait for a provider, so that a
-// slow answer is not abandoned and retried into a 409).
+// slow answer is not abandoned and retried into a 409). Safe for concurrent
+// use.
 type Client struct {
 	// BaseURL is the API's base URL. Default: ProductionURL.
 	BaseURL string
-	// HTTP is the HTTP client. Default: a client with a 15 s timeout.
+	// HTTP is the HTTP client. Default: a client with a 15 s timeout that
+	// keeps up to 256 idle connections to the API, so that calls in flight
+	// reuse connections instead of paying a TLS handshake each (Go's
+	// default transport keeps only 2 per host).
 	HTTP *http.Client
 	// UserAgent is sent with every call. Default: "apbatch".
 	UserAgent string
+
+	once sync.Once
+	hc   *http.Client
+}
+
+// httpClient returns HTTP, or the default client built once.
+func (c *Client) httpClient() *http.Client {
+	c.once.Do(func() {
+		c.hc = c.HTTP
+		if c.hc == nil {
+			c.hc = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+				Proxy:                 http.ProxyFromEnvironment,
+				DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				ForceAttemptHTTP2:     true,
+				MaxIdleConns:          256,
+				MaxIdleConnsPerHost:   256,
+				IdleConnTimeout:       90 * time.Second,
+				TLSHandshakeTimeout:   5 * time.Second,
+				ExpectContinueTimeout: time.Second,
+			}}
+		}
+	})
+	return c.hc
 }
 
 // QuotientFamilial is the data of a 200 answer of the QF route.
@@ -126,11 +154,7 @@ func (c *Client) QuotientFamilial(ctx context.Context, token, recipient string, 
 		ua = "apbatch"
 	}
 	req.Header.Set("User-Agent", ua)
-	hc := c.HTTP
-	if hc == nil {
-		hc = defaultHTTP
-	}
-	resp, err := hc.Do(req)
+	resp, err := c.httpClient().Do(req)
 	if err != nil {
 		return Outcome{}, transportError(err)
 	}
@@ -141,8 +165,6 @@ func (c *Client) QuotientFamilial(ctx context.Context, token, recipient string, 
 	}
 	return classify(resp.StatusCode, resp.Header, body, time.Now()), nil
 }
-
-var defaultHTTP = &http.Client{Timeout: 15 * time.Second}
 
 // transportError describes a failed exchange without the request URL, which
 // url.Error would include with its query.

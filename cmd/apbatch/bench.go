@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,6 +32,7 @@ type benchCommand struct {
 	fs *flag.FlagSet
 
 	scenarios, logLevel string
+	cpuProfile          string
 	duration            time.Duration
 	rawRows             int
 	keep                bool
@@ -58,7 +60,7 @@ func (c *benchCommand) scenarioList() []scenario {
 		{name: "ip-cap", about: "one token at 20/s behind the API's 1000/min per-IP cap (budget: 1000/min)",
 			limits: sandbox.Limits{PerSecond: 20}, faults: latency, rate: 20, ipLimit: 1000, inFlight: 32},
 		{name: "raw", about: "no limit, no latency: pipeline overhead only",
-			limits: sandbox.Limits{PerSecond: 1 << 30, IPPerMinute: 1 << 30}, rate: 100000, ipLimit: -1, inFlight: 64, rows: c.rawRows},
+			limits: sandbox.Limits{PerSecond: 1 << 30, IPPerMinute: 1 << 30}, rate: 100000, ipLimit: -1, inFlight: 256, rows: c.rawRows},
 	}
 }
 
@@ -72,6 +74,7 @@ func (c *benchCommand) flags() *flag.FlagSet {
 	fs.DurationVar(&c.duration, "duration", 3*time.Minute, "length of rate-limited scenarios (their roster holds rate × duration rows)")
 	fs.IntVar(&c.rawRows, "raw-rows", 100000, "rows of the raw scenario")
 	fs.BoolVar(&c.keep, "keep", false, "keep each scenario's data folder (printed)")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the scenarios to this file (go tool pprof)")
 	fs.StringVar(&c.logLevel, "log-level", "error", "log level: debug, info, warn, error")
 	c.fs = fs
 	return fs
@@ -135,6 +138,17 @@ func (c *benchCommand) Run(ctx context.Context, args []string) error {
 	log, err := newLogger(c.stderr, c.logLevel, false)
 	if err != nil {
 		return err
+	}
+	if c.cpuProfile != "" {
+		f, err := os.Create(c.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	var results []benchResult
 	for _, s := range todo {
