@@ -97,6 +97,7 @@ type Server struct {
 	calls  atomic.Int64
 
 	lim    *limiter
+	tokens tokenCache
 	faults *faultSource
 	state  *flightCache
 	done   chan struct{}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -55,13 +56,37 @@ type authError struct {
 	errs   []apiError
 }
 
-// authenticate checks a Bearer token: signature, UUID uid/jti, expiry.
+// authenticate checks a Bearer token: signature, UUID uid/jti, blacklist,
+// expiry. Like production, which caches the decoded user for an hour, a
+// verified token is remembered (the blacklist and expiry are still checked).
 func (s *Server) authenticate(authorization string, now time.Time) (claims, *authError) {
 	invalid := &authError{status: http.StatusUnauthorized, errs: []apiError{errTokenInvalid}}
 	tok, ok := strings.CutPrefix(authorization, "Bearer ")
 	if !ok {
 		return claims{}, invalid
 	}
+	c, ok := s.tokens.get(tok)
+	if !ok {
+		var aerr *authError
+		if c, aerr = s.verify(tok); aerr != nil {
+			return claims{}, aerr
+		}
+		s.tokens.put(tok, c)
+	}
+	for _, b := range s.cfg.Blacklist {
+		if b == c.JTI {
+			return claims{}, &authError{status: http.StatusUnauthorized, errs: []apiError{errTokenBlacklisted}}
+		}
+	}
+	if c.Exp != 0 && now.Unix() >= c.Exp {
+		return claims{}, &authError{status: http.StatusUnauthorized, errs: []apiError{errTokenExpired}}
+	}
+	return c, nil
+}
+
+// verify checks a token's signature and claims.
+func (s *Server) verify(tok string) (claims, *authError) {
+	invalid := &authError{status: http.StatusUnauthorized, errs: []apiError{errTokenInvalid}}
 	parts := strings.Split(strings.TrimSpace(tok), ".")
 	if len(parts) != 3 {
 		return claims{}, invalid
@@ -85,15 +110,29 @@ func (s *Server) authenticate(authorization string, now time.Time) (claims, *aut
 	if !uuidPattern.MatchString(c.UID) || !uuidPattern.MatchString(c.JTI) {
 		return claims{}, invalid
 	}
-	for _, b := range s.cfg.Blacklist {
-		if b == c.JTI {
-			return claims{}, &authError{status: http.StatusUnauthorized, errs: []apiError{errTokenBlacklisted}}
-		}
-	}
-	if c.Exp != 0 && now.Unix() >= c.Exp {
-		return claims{}, &authError{status: http.StatusUnauthorized, errs: []apiError{errTokenExpired}}
-	}
 	return c, nil
+}
+
+// tokenCache remembers verified tokens, keyed by a hash of the token.
+type tokenCache struct {
+	mu sync.Mutex
+	m  map[string]claims
+}
+
+func (tc *tokenCache) get(tok string) (claims, bool) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	c, ok := tc.m[tokenKey(tok)]
+	return c, ok
+}
+
+func (tc *tokenCache) put(tok string, c claims) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if tc.m == nil || len(tc.m) > 10000 {
+		tc.m = make(map[string]claims)
+	}
+	tc.m[tokenKey(tok)] = c
 }
 
 // tokenKey identifies a token without keeping it.
