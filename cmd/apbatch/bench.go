@@ -96,10 +96,7 @@ Scenarios:
 	for _, s := range c.scenarioList() {
 		fmt.Fprintf(c.stdout, "  %-10s %s\n", s.name, s.about)
 	}
-	fmt.Fprint(c.stdout, "\nFlags:\n")
-	fs.SetOutput(c.stdout)
-	fs.PrintDefaults()
-	fs.SetOutput(c.stderr)
+	printUsage(c.stdout, c.stderr, fs, "\nFlags:\n")
 }
 
 // benchResult is one scenario's figures.

@@ -120,3 +120,12 @@ func newLogger(w io.Writer, level string, console bool) (zerolog.Logger, error) 
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }
+
+// printUsage writes a command's help text, then its flags with defaults, to
+// w; the flag set goes back to writing its errors on errw.
+func printUsage(w, errw io.Writer, fs *flag.FlagSet, text string) {
+	fmt.Fprint(w, text)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(errw)
+}

@@ -76,7 +76,7 @@ func (c *runCommand) flags() *flag.FlagSet {
 // Usage prints the command's help.
 func (c *runCommand) Usage() {
 	fs := c.flags()
-	fmt.Fprint(c.stdout, `Usage: apbatch run [flags] FILE...
+	printUsage(c.stdout, c.stderr, fs, `Usage: apbatch run [flags] FILE...
 
 Verifies every row of each FILE (CSV, UTF-8, ';' or ',') through API
 Particulier's quotient familial route and writes one result row per input row
@@ -89,9 +89,6 @@ Running again with the same file reuses the finished batch.
 
 Flags:
 `)
-	fs.SetOutput(c.stdout)
-	fs.PrintDefaults()
-	fs.SetOutput(c.stderr)
 }
 
 var siretPattern = regexp.MustCompile(`^[0-9]{14}$`)

@@ -61,7 +61,7 @@ func (c *sandboxCommand) flags() *flag.FlagSet {
 // Usage prints the command's help.
 func (c *sandboxCommand) Usage() {
 	fs := c.flags()
-	fmt.Fprint(c.stdout, `Usage: apbatch sandbox [flags]
+	printUsage(c.stdout, c.stderr, fs, `Usage: apbatch sandbox [flags]
        apbatch sandbox gen --population N --seed S -o FILE.csv
 
 Serves a faithful API Particulier sandbox: the official staging cases of
@@ -77,9 +77,6 @@ POST /_sandbox/limits changes the limits while running.
 
 Flags:
 `)
-	fs.SetOutput(c.stdout)
-	fs.PrintDefaults()
-	fs.SetOutput(c.stderr)
 }
 
 // Run runs the command.
