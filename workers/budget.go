@@ -30,20 +30,34 @@ import (
 // safe for concurrent use. Time is injected so tests use a fake clock.
 type Budget struct {
 	mu      sync.Mutex
-	ceiling int // configured limit; never exceeded
+	now     func() time.Time
+	windows []*window // [0] is the configured one; others are announced
+	paused  time.Time
+}
+
+// window is one limit over one period, with its pacing grid and the actual
+// times of its recent grants.
+type window struct {
+	ceiling int // configured or first announced limit; never exceeded
 	limit   int // current limit, lowered by RateLimit-Limit
 	per     time.Duration
-	now     func() time.Time
-	ring    []time.Time // actual grant times, oldest at head; 4 windows long
+	ring    []time.Time // actual grant times, oldest at head; 4 limits long
 	head    int
 	count   int
 	next    time.Time // next pacing slot
-	paused  time.Time
 }
 
 // MaxLimit is the largest limit a Budget accepts (it keeps 4 × limit grant
 // times); larger limits are clamped.
 const MaxLimit = 1_000_000
+
+func newWindow(limit int, per time.Duration) *window {
+	limit = min(limit, MaxLimit)
+	// The ring holds more than one window of grants, so that an answer
+	// arriving seconds later can still count the grants of its request's
+	// window (Observe).
+	return &window{ceiling: limit, limit: limit, per: per, ring: make([]time.Time, 4*limit)}
+}
 
 // NewBudget returns a budget of limit requests per period per. limit <= 0
 // means 20, per <= 0 means one second, now nil means time.Now.
@@ -51,24 +65,31 @@ func NewBudget(limit int, per time.Duration, now func() time.Time) *Budget {
 	if limit <= 0 {
 		limit = 20
 	}
-	limit = min(limit, MaxLimit)
 	if per <= 0 {
 		per = time.Second
 	}
 	if now == nil {
 		now = time.Now
 	}
-	// The ring holds more than one window of grants, so that an answer
-	// arriving seconds later can still count the grants of its request's
-	// window (Observe).
-	return &Budget{ceiling: limit, limit: limit, per: per, now: now, ring: make([]time.Time, 4*limit)}
+	return &Budget{now: now, windows: []*window{newWindow(limit, per)}}
 }
 
-// Limit returns the current limit.
+// Limit returns the current limit of the configured window.
 func (b *Budget) Limit() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.limit
+	return b.windows[0].limit
+}
+
+// Limits returns the current limit of every window, by period.
+func (b *Budget) Limits() map[time.Duration]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[time.Duration]int, len(b.windows))
+	for _, w := range b.windows {
+		out[w.per] = w.limit
+	}
+	return out
 }
 
 // PausedUntil returns the end of the current pause, or the zero time.
@@ -81,45 +102,56 @@ func (b *Budget) PausedUntil() time.Time {
 	return time.Time{}
 }
 
+// earliest returns when w allows the next grant.
+func (w *window) earliest(now time.Time) time.Time {
+	interval := w.per / time.Duration(w.limit)
+	slot := w.next
+	if slot.Before(now.Add(-interval)) {
+		// Idle: start a new grid now rather than catch up on missed slots.
+		slot = now
+	}
+	if w.count >= w.limit {
+		oldest := w.ring[(w.head+w.count-w.limit)%len(w.ring)]
+		if t := oldest.Add(w.per + w.per/100); t.After(slot) {
+			slot = t
+		}
+	}
+	return slot
+}
+
 // TryGrant grants a request now and returns (0, true), or returns how long
 // to wait before asking again and false.
 func (b *Budget) TryGrant() (time.Duration, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
-	interval := b.per / time.Duration(b.limit)
-	slot := b.next
-	if slot.Before(now.Add(-interval)) {
-		// Idle: start a new grid now rather than catch up on missed slots.
-		slot = now
-	}
-	earliest := slot
-	if b.paused.After(earliest) {
-		earliest = b.paused
-	}
-	if b.count >= b.limit {
-		oldest := b.ring[(b.head+b.count-b.limit)%len(b.ring)]
-		if t := oldest.Add(b.per + b.per/100); t.After(earliest) {
-			earliest = t
+	earliest := b.paused
+	slots := make([]time.Time, len(b.windows))
+	for i, w := range b.windows {
+		slots[i] = w.earliest(now)
+		if slots[i].After(earliest) {
+			earliest = slots[i]
 		}
 	}
 	if now.Before(earliest) {
 		return earliest.Sub(now), false
 	}
-	b.push(now)
-	b.next = earliest.Add(interval)
+	for i, w := range b.windows {
+		w.push(now)
+		w.next = slots[i].Add(w.per / time.Duration(w.limit))
+	}
 	return 0, true
 }
 
 // push records a grant at t, keeping the last len(ring) grants.
-func (b *Budget) push(t time.Time) {
-	if b.count < len(b.ring) {
-		b.ring[(b.head+b.count)%len(b.ring)] = t
-		b.count++
+func (w *window) push(t time.Time) {
+	if w.count < len(w.ring) {
+		w.ring[(w.head+w.count)%len(w.ring)] = t
+		w.count++
 		return
 	}
-	b.ring[b.head] = t
-	b.head = (b.head + 1) % len(b.ring)
+	w.ring[w.head] = t
+	w.head = (w.head + 1) % len(w.ring)
 }
 
 // Wait blocks until a request may be sent and returns nil, or returns
@@ -140,8 +172,12 @@ func (b *Budget) Wait(ctx context.Context) error {
 	}
 }
 
-// Observe adopts what a response announces. A RateLimit-Limit below the
-// current limit is applied at once (the configured ceiling is never raised).
+// Observe adopts what a response announces. RateLimit-Limit applies to the
+// window its RateLimit-Reset implies: a reset more than 2 s away announces a
+// per-minute limit (for instance the 250/min per habilitation the operator
+// announced), which becomes a second window at once; otherwise the per-second
+// window's limit is lowered if the announced one is lower (a ceiling is
+// never raised).
 // A 429 pauses every grant until RateLimit-Reset (a unix time, or seconds
 // when below 10^9) or Retry-After (seconds or an HTTP date), whichever is
 // later. RateLimit-Remaining: 0 pauses until the reset too, but only when the
@@ -157,8 +193,9 @@ func (b *Budget) Observe(status int, h http.Header, sent time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
-	if v, err := strconv.Atoi(h.Get("RateLimit-Limit")); err == nil && v > 0 && v < b.limit {
-		b.limit = v
+	w := b.windows[0]
+	if v, err := strconv.Atoi(h.Get("RateLimit-Limit")); err == nil && v > 0 {
+		w = b.adopt(v, ResetTime(h, now), now)
 	}
 	remaining, remErr := strconv.Atoi(h.Get("RateLimit-Remaining"))
 	if status != http.StatusTooManyRequests {
@@ -169,7 +206,7 @@ func (b *Budget) Observe(status int, h http.Header, sent time.Time) {
 			sent = now
 		}
 		serverLimit, err := strconv.Atoi(h.Get("RateLimit-Limit"))
-		if err == nil && serverLimit <= b.grantedBetween(sent.Add(-b.per), sent) {
+		if err == nil && serverLimit <= w.grantedBetween(sent.Add(-w.per), sent) {
 			return
 		}
 	}
@@ -180,7 +217,7 @@ func (b *Budget) Observe(status int, h http.Header, sent time.Time) {
 		}
 		if until.IsZero() {
 			// A 429 with no hint: wait one full window.
-			until = now.Add(b.per)
+			until = now.Add(w.per)
 		}
 	}
 	if until.After(b.paused) {
@@ -188,11 +225,38 @@ func (b *Budget) Observe(status int, h http.Header, sent time.Time) {
 	}
 }
 
+// adopt applies an announced limit to the window its reset implies and
+// returns that window (b.mu held).
+func (b *Budget) adopt(limit int, reset, now time.Time) *window {
+	per := time.Second
+	if !reset.IsZero() && reset.Sub(now) > 2*time.Second {
+		per = time.Minute
+	}
+	for _, w := range b.windows {
+		if w.per == per {
+			if limit < w.limit {
+				w.limit = limit
+			}
+			return w
+		}
+	}
+	w := newWindow(limit, per)
+	// The new window starts with the grants already made in its period.
+	base := b.windows[0]
+	for i := 0; i < base.count; i++ {
+		if g := base.ring[(base.head+i)%len(base.ring)]; g.After(now.Add(-per)) {
+			w.push(g)
+		}
+	}
+	b.windows = append(b.windows, w)
+	return w
+}
+
 // grantedBetween counts the grants in (from, to] (b.mu held).
-func (b *Budget) grantedBetween(from, to time.Time) int {
+func (w *window) grantedBetween(from, to time.Time) int {
 	n := 0
-	for i := 0; i < b.count; i++ {
-		if g := b.ring[(b.head+i)%len(b.ring)]; g.After(from) && !g.After(to) {
+	for i := 0; i < w.count; i++ {
+		if g := w.ring[(w.head+i)%len(w.ring)]; g.After(from) && !g.After(to) {
 			n++
 		}
 	}

@@ -169,3 +169,40 @@ func BenchmarkBudget_TryGrant(b *testing.B) {
 		bu.TryGrant()
 	}
 }
+
+func TestBudget_AdoptsAnnouncedPerMinuteLimit(t *testing.T) {
+	clk := &fakeClock{t: t0.Add(10 * time.Second)}
+	b := NewBudget(20, time.Second, clk.now)
+	var grants []time.Time
+	for i := 0; i < 40; i++ {
+		grants = append(grants, grant(clk, b, func() time.Duration { return 0 }))
+	}
+	// The server now announces 250 per minute, its window ending at the
+	// next minute.
+	reset := clk.t.Truncate(time.Minute).Add(time.Minute)
+	b.Observe(200, http.Header{"Ratelimit-Limit": {"250"}, "Ratelimit-Remaining": {"200"},
+		"Ratelimit-Reset": {strconv.FormatInt(reset.Unix(), 10)}}, clk.t)
+	if got := b.Limits(); got[time.Minute] != 250 || got[time.Second] != 20 {
+		t.Fatalf("limits after the announcement: %v", got)
+	}
+	for i := 0; i < 1500; i++ {
+		grants = append(grants, grant(clk, b, func() time.Duration { return time.Millisecond }))
+	}
+	if got := maxInWindow(grants, time.Minute); got > 250 {
+		t.Fatalf("%d grants in one sliding minute after the change, limit 250", got)
+	}
+	if got := maxInWindow(grants, time.Second); got > 20 {
+		t.Fatalf("%d grants in one sliding second", got)
+	}
+	// And it keeps using at least 95 % of the new budget.
+	last := grants[len(grants)-1]
+	first := grants[len(grants)-1000]
+	if rate := 999 / last.Sub(first).Minutes(); rate < 0.95*250 {
+		t.Fatalf("%.1f grants per minute, want at least 95 %% of 250", rate)
+	}
+	// A per-second announcement never raises the configured limit.
+	b.Observe(200, http.Header{"Ratelimit-Limit": {"50"}, "Ratelimit-Remaining": {"40"}, "Ratelimit-Reset": {"1"}}, clk.t)
+	if b.Limit() != 20 {
+		t.Fatalf("per-second limit raised to %d", b.Limit())
+	}
+}
