@@ -48,6 +48,8 @@ type scenario struct {
 	rate, inFlight, rows int
 	// ipLimit is the workers' per-IP budget per minute (-1: none).
 	ipLimit int
+	// tighten, when set, replaces the sandbox's limits halfway through.
+	tighten *sandbox.Limits
 }
 
 func (c *benchCommand) scenarioList() []scenario {
@@ -59,6 +61,9 @@ func (c *benchCommand) scenarioList() []scenario {
 			limits: sandbox.Limits{PerSecond: 20, Sliding: true, IPPerMinute: 1 << 30}, faults: latency, rate: 20, ipLimit: -1, inFlight: 32},
 		{name: "ip-cap", about: "one token at 20/s behind the API's 1000/min per-IP cap (budget: 1000/min)",
 			limits: sandbox.Limits{PerSecond: 20}, faults: latency, rate: 20, ipLimit: 1000, inFlight: 32},
+		{name: "tightening", about: "20/s, then 250/min per token announced halfway (the operator's planned cap)",
+			limits: sandbox.Limits{PerSecond: 20, IPPerMinute: 1 << 30}, faults: latency, rate: 20, ipLimit: -1, inFlight: 32,
+			tighten: &sandbox.Limits{PerSecond: 20, PerMinute: 250, IPPerMinute: 1 << 30}},
 		{name: "raw", about: "no limit, no latency: pipeline overhead only",
 			limits: sandbox.Limits{PerSecond: 1 << 30, IPPerMinute: 1 << 30}, rate: 100000, ipLimit: -1, inFlight: 256, rows: c.rawRows},
 	}
@@ -70,7 +75,7 @@ func (c *benchCommand) flags() *flag.FlagSet {
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
-	fs.StringVar(&c.scenarios, "scenario", "one-token,sliding,ip-cap,raw", "comma-separated scenarios to run")
+	fs.StringVar(&c.scenarios, "scenario", "one-token,sliding,ip-cap,tightening,raw", "comma-separated scenarios to run")
 	fs.DurationVar(&c.duration, "duration", 3*time.Minute, "length of rate-limited scenarios (their roster holds rate × duration rows)")
 	fs.IntVar(&c.rawRows, "raw-rows", 100000, "rows of the raw scenario")
 	fs.BoolVar(&c.keep, "keep", false, "keep each scenario's data folder (printed)")
@@ -103,6 +108,7 @@ Scenarios:
 type benchResult struct {
 	name                  string
 	budgetPerSec          float64
+	tooManyAfter          int64
 	rows                  int
 	wall                  time.Duration
 	callsPerSec, budget   float64
@@ -189,6 +195,11 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	if rows == 0 {
 		rows = int(float64(s.rate) * c.duration.Seconds())
 	}
+	if s.tighten != nil {
+		// Half the time at the first limit, half at the new one.
+		half := c.duration.Seconds() / 2
+		rows = int(float64(s.rate)*half + float64(s.tighten.PerMinute)/60*half)
+	}
 	res.rows = rows
 	pop := sandbox.NewPopulation(rows, 1)
 	roster := filepath.Join(dir, "roster.csv")
@@ -258,6 +269,39 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		st.Wait()
 	}()
 	start := time.Now()
+	var (
+		changedAt, settledAt time.Time
+		atChange, atSettle   sandbox.CounterStats
+	)
+	if s.tighten != nil {
+		tightenCtx, stopTighten := context.WithCancel(ctx)
+		defer stopTighten()
+		changed := make(chan struct{})
+		go func() {
+			defer close(changed)
+			select {
+			case <-tightenCtx.Done():
+			case <-time.After(c.duration / 2):
+				if st := sb.Stats(); len(st.Tokens) == 1 {
+					atChange = st.Tokens[0]
+				}
+				changedAt = time.Now()
+				sb.SetLimits(*s.tighten)
+			}
+			// The minute the change falls in is already spent: utilisation
+			// is measured from the next one.
+			next := changedAt.Truncate(time.Minute).Add(time.Minute)
+			select {
+			case <-tightenCtx.Done():
+			case <-time.After(time.Until(next)):
+				if st := sb.Stats(); len(st.Tokens) == 1 {
+					atSettle = st.Tokens[0]
+				}
+				settledAt = time.Now()
+			}
+		}()
+		defer func() { stopTighten(); <-changed }()
+	}
 	subs, err := uploadFiles(ctx, st, "bench", "bench", []string{roster})
 	if err != nil {
 		return res, err
@@ -281,6 +325,15 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	if span := tk.Last.Sub(tk.First).Seconds(); span > 0 {
 		// n requests span n-1 intervals.
 		res.callsPerSec = float64(tk.Requests-1) / span
+	}
+	if s.tighten != nil && !settledAt.IsZero() {
+		// Figures from the first full minute after the change, against the
+		// new budget; 429s since the change.
+		res.budgetPerSec = float64(s.tighten.PerMinute) / 60
+		res.tooManyAfter = tk.TooMany - atChange.TooMany
+		if span := tk.Last.Sub(settledAt).Seconds(); span > 0 {
+			res.callsPerSec = float64(tk.Requests-atSettle.Requests) / span
+		}
 	}
 	if res.budgetPerSec > 0 {
 		res.budget = res.callsPerSec / res.budgetPerSec

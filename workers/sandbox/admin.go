@@ -28,3 +28,7 @@ func (s *Server) serveLimits(w http.ResponseWriter, r *http.Request) int {
 
 // Stats returns what GET /_sandbox/stats reports.
 func (s *Server) Stats() Stats { return s.lim.stats(s.cfg.Now()) }
+
+// SetLimits replaces the limits while the server runs; zero fields take
+// their defaults. It returns the limits in force.
+func (s *Server) SetLimits(l Limits) Limits { return s.lim.setLimits(l) }
