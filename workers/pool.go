@@ -46,6 +46,10 @@ type Pool struct {
 	Log     zerolog.Logger
 	// Limit is the per-token budget in requests per second. Default: 20.
 	Limit int
+	// Share is the fraction of each budget (token and IP) the pool uses,
+	// leaving the rest to the collectivité's own interactive use of the
+	// token. Default: 1 (all of it).
+	Share float64
 	// IPLimit is the requests per minute allowed from this egress IP, all
 	// tokens together (the API's documented 1000/min; exceeding it gets the
 	// IP banned). Negative disables it (benchmarks only). Default: 1000.
@@ -96,10 +100,21 @@ func (p *Pool) budget(token string) *Budget {
 	}
 	b, ok := p.budgets[k]
 	if !ok {
-		b = NewBudget(p.Limit, time.Second, p.Now)
+		b = NewBudget(p.share(p.Limit, 20), time.Second, p.Now)
 		p.budgets[k] = b
 	}
 	return b
+}
+
+// share applies Share to limit (def when limit is 0); at least 1.
+func (p *Pool) share(limit, def int) int {
+	if limit <= 0 {
+		limit = def
+	}
+	if p.Share > 0 && p.Share < 1 {
+		limit = max(int(float64(limit)*p.Share), 1)
+	}
+	return limit
 }
 
 // egress returns the per-IP budget, or nil when disabled.
@@ -110,11 +125,7 @@ func (p *Pool) egress() *Budget {
 		return nil
 	}
 	if p.ipBudget == nil {
-		limit := p.IPLimit
-		if limit == 0 {
-			limit = 1000
-		}
-		p.ipBudget = NewBudget(limit, time.Minute, p.Now)
+		p.ipBudget = NewBudget(p.share(p.IPLimit, 1000), time.Minute, p.Now)
 	}
 	return p.ipBudget
 }

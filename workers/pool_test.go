@@ -280,3 +280,17 @@ func TestPool_AcquireSerialisesIdenticalLookups(t *testing.T) {
 	}
 	r()
 }
+
+func TestPool_Share(t *testing.T) {
+	for _, tc := range []struct {
+		share      float64
+		limit, def int
+		want       int
+	}{
+		{0, 0, 20, 20}, {1, 20, 20, 20}, {0.8, 20, 20, 16}, {0.8, 0, 1000, 800}, {0.01, 20, 20, 1},
+	} {
+		if got := (&Pool{Share: tc.share}).share(tc.limit, tc.def); got != tc.want {
+			t.Errorf("share %v of %d: %d, want %d", tc.share, tc.limit, got, tc.want)
+		}
+	}
+}

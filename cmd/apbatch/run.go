@@ -44,6 +44,7 @@ type runCommand struct {
 	out, summaryJSON, logLevel                   string
 	rate, inFlight, population, ipLimit          int
 	seed                                         uint64
+	share                                        float64
 	flushInterval                                time.Duration
 }
 
@@ -64,6 +65,7 @@ func (c *runCommand) flags() *flag.FlagSet {
 	fs.Uint64Var(&c.seed, "sandbox-seed", 1, "embedded sandbox: seed of its synthetic population")
 	fs.IntVar(&c.rate, "rate", 20, "requests per second per token (the API allows 20)")
 	fs.IntVar(&c.ipLimit, "ip-limit", 1000, "requests per minute from this machine's IP, all tokens together (the API allows 1000)")
+	fs.Float64Var(&c.share, "budget-share", 1, "fraction of the token's and the IP's budgets to use, e.g. 0.8 leaves 20% for the town's own interactive use")
 	fs.IntVar(&c.inFlight, "in-flight", 32, "provider calls in flight at most")
 	fs.DurationVar(&c.flushInterval, "flush-interval", 10*time.Second, "longest time a result waits before its Parquet part is written")
 	fs.StringVar(&c.out, "out", "", "copy the result files and manifest into this folder")
@@ -125,6 +127,9 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	if !siretPattern.MatchString(c.recipient) {
 		return fmt.Errorf("--recipient: %q is not a SIRET (14 digits)", c.recipient)
 	}
+	if c.share <= 0 || c.share > 1 {
+		return fmt.Errorf("--budget-share %v: want a fraction in (0, 1], e.g. 0.8", c.share)
+	}
 	if c.rate <= 0 || c.inFlight <= 0 || c.ipLimit <= 0 {
 		return errors.New("--rate, --ip-limit and --in-flight must be positive")
 	}
@@ -155,7 +160,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	st, err := openStack(ctx, stackConfig{
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: log,
 		ProviderURL: providerURL, Tokens: func(string) (string, error) { return token, nil },
-		Rate: c.rate, IPLimit: c.ipLimit, InFlight: c.inFlight, Period: c.period, Recipient: c.recipient,
+		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Period: c.period, Recipient: c.recipient,
 		FlushInterval: c.flushInterval,
 	})
 	if err != nil {
