@@ -61,6 +61,9 @@ type Pool struct {
 	// Guard stops the pool before an IP ban. Default: a BanGuard with its
 	// defaults.
 	Guard *BanGuard
+	// Schedule holds calls outside run windows and during the providers'
+	// maintenance; they wait rather than fail. Default: nil (any time).
+	Schedule *Schedule
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 	// OnCall, when set, is told of every provider call: its latency and
@@ -301,6 +304,12 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (s
 		if err := p.guard().Tripped(); err != nil {
 			return res, err
 		}
+		if err := p.waitSchedule(ctx, log); err != nil {
+			return res, err
+		}
+		if ctx.Err() != nil {
+			return res, nil
+		}
 		if err := budget.Wait(ctx); err != nil {
 			return res, nil
 		}
@@ -405,6 +414,33 @@ func (p *Pool) acquire(ctx context.Context, token, lookup string) (func(), error
 		case <-busy:
 		}
 	}
+}
+
+// ErrNeverOpen is returned when the schedule allows no call within 8 days.
+var ErrNeverOpen = errors.New("the run window and maintenance windows leave no time to call")
+
+// waitSchedule blocks until the schedule allows a call. It returns nil when
+// ctx ends (the caller checks ctx).
+func (p *Pool) waitSchedule(ctx context.Context, log zerolog.Logger) error {
+	if p.Schedule == nil {
+		return nil
+	}
+	now := p.now()
+	next := p.Schedule.Next(now)
+	if next.IsZero() {
+		return fmt.Errorf("work: %w", ErrNeverOpen)
+	}
+	if !next.After(now) {
+		return nil
+	}
+	log.Info().Time("until", next).Msg("outside the run window or in a provider maintenance: waiting")
+	t := time.NewTimer(next.Sub(now))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return nil
 }
 
 // guard returns the pool's ban guard.

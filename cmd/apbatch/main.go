@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+	_ "time/tzdata" // Europe/Paris windows on machines without zoneinfo
 
 	"github.com/rs/zerolog"
 )

@@ -27,6 +27,7 @@ import (
 	"github.com/apbatch/apbatch/pipeline/ledger"
 	"github.com/apbatch/apbatch/pipeline/s3"
 	"github.com/apbatch/apbatch/schemas"
+	"github.com/apbatch/apbatch/workers"
 	"github.com/apbatch/apbatch/workers/sandbox"
 )
 
@@ -45,6 +46,8 @@ type runCommand struct {
 	rate, inFlight, population, ipLimit          int
 	seed                                         uint64
 	share                                        float64
+	runWindow                                    string
+	noMaintenance                                bool
 	flushInterval                                time.Duration
 }
 
@@ -66,6 +69,8 @@ func (c *runCommand) flags() *flag.FlagSet {
 	fs.IntVar(&c.rate, "rate", 20, "requests per second per token (the API allows 20)")
 	fs.IntVar(&c.ipLimit, "ip-limit", 1000, "requests per minute from this machine's IP, all tokens together (the API allows 1000)")
 	fs.Float64Var(&c.share, "budget-share", 1, "fraction of the token's and the IP's budgets to use, e.g. 0.8 leaves 20% for the town's own interactive use")
+	fs.StringVar(&c.runWindow, "run-window", "", "call only within this daily window, Europe/Paris time, e.g. 20:00-07:00 for night-only batches")
+	fs.BoolVar(&c.noMaintenance, "no-maintenance-skip", false, "call during the providers' maintenance windows (CNAF & MSA Sunday 23:00-23:45, MSA 03:00-03:30)")
 	fs.IntVar(&c.inFlight, "in-flight", 32, "provider calls in flight at most")
 	fs.DurationVar(&c.flushInterval, "flush-interval", 10*time.Second, "longest time a result waits before its Parquet part is written")
 	fs.StringVar(&c.out, "out", "", "copy the result files and manifest into this folder")
@@ -133,6 +138,10 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	if c.rate <= 0 || c.inFlight <= 0 || c.ipLimit <= 0 {
 		return errors.New("--rate, --ip-limit and --in-flight must be positive")
 	}
+	schedule, err := c.schedule()
+	if err != nil {
+		return err
+	}
 	console := isatty.IsTerminal(os.Stderr.Fd())
 	log, err := newLogger(c.stderr, c.logLevel, console)
 	if err != nil {
@@ -160,7 +169,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	st, err := openStack(ctx, stackConfig{
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: log,
 		ProviderURL: providerURL, Tokens: func(string) (string, error) { return token, nil },
-		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Period: c.period, Recipient: c.recipient,
+		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Schedule: schedule, Period: c.period, Recipient: c.recipient,
 		FlushInterval: c.flushInterval,
 	})
 	if err != nil {
@@ -226,6 +235,27 @@ func (c *runCommand) provider(ctx context.Context, log zerolog.Logger) (string, 
 		wg.Wait()
 	}
 	return "http://" + ln.Addr().String(), token, stop, nil
+}
+
+// schedule builds the calls' schedule from --run-window and the providers'
+// maintenance windows, in Europe/Paris time.
+func (c *runCommand) schedule() (*workers.Schedule, error) {
+	paris, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		return nil, fmt.Errorf("load Europe/Paris time zone: %w", err)
+	}
+	s := &workers.Schedule{Location: paris}
+	if !c.noMaintenance {
+		s.Blackout = workers.QuotientFamilialMaintenance()
+	}
+	if c.runWindow != "" {
+		w, err := workers.ParseWindow(c.runWindow)
+		if err != nil {
+			return nil, fmt.Errorf("--run-window: %w", err)
+		}
+		s.Run = []workers.Window{w}
+	}
+	return s, nil
 }
 
 // readToken reads the API token from a file or APBATCH_TOKEN.

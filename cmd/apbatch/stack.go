@@ -36,6 +36,7 @@ type stackConfig struct {
 	Rate          int
 	IPLimit       int
 	Share         float64
+	Schedule      *workers.Schedule
 	InFlight      int
 	Period        string
 	Recipient     string
@@ -91,7 +92,7 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 	st.ingest = &pipeline.Ingester{Uploads: upR, Ledger: store, Splitter: splitter, Log: cfg.Log,
 		Bucket: client.Bucket(), Period: cfg.Period, Recipient: cfg.Recipient}
 	st.pool = &workers.Pool{Jobs: jobR, Results: st.resW, Client: &workers.Client{BaseURL: cfg.ProviderURL},
-		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, IPLimit: cfg.IPLimit, Share: cfg.Share, MaxInFlight: cfg.InFlight}
+		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, IPLimit: cfg.IPLimit, Share: cfg.Share, MaxInFlight: cfg.InFlight, Schedule: cfg.Schedule}
 	st.writer = &pipeline.ResultWriter{Results: resR, S3: client, Ledger: store, Log: cfg.Log, FlushInterval: cfg.FlushInterval}
 	return st, nil
 }
