@@ -70,7 +70,7 @@ func (c *runCommand) flags() *flag.FlagSet {
 	fs.IntVar(&c.ipLimit, "ip-limit", 1000, "requests per minute from this machine's IP, all tokens together (the API allows 1000)")
 	fs.Float64Var(&c.share, "budget-share", 1, "fraction of the token's and the IP's budgets to use, e.g. 0.8 leaves 20% for the town's own interactive use")
 	fs.StringVar(&c.runWindow, "run-window", "", "call only within this daily window, Europe/Paris time, e.g. 20:00-07:00 for night-only batches")
-	fs.BoolVar(&c.noMaintenance, "no-maintenance-skip", false, "call during the providers' maintenance windows (CNAF & MSA Sunday 23:00-23:45, MSA 03:00-03:30)")
+	fs.BoolVar(&c.noMaintenance, "no-maintenance-skip", false, "with --provider-url, call even during the providers' maintenance (CNAF & MSA Sunday 23:00-23:45, MSA 03:00-03:30)")
 	fs.IntVar(&c.inFlight, "in-flight", 32, "provider calls in flight at most")
 	fs.DurationVar(&c.flushInterval, "flush-interval", 10*time.Second, "longest time a result waits before its Parquet part is written")
 	fs.StringVar(&c.out, "out", "", "copy the result files and manifest into this folder")
@@ -238,14 +238,15 @@ func (c *runCommand) provider(ctx context.Context, log zerolog.Logger) (string, 
 }
 
 // schedule builds the calls' schedule from --run-window and the providers'
-// maintenance windows, in Europe/Paris time.
+// maintenance windows, in Europe/Paris time. The embedded sandbox has no
+// maintenance, so the windows apply only with --provider-url.
 func (c *runCommand) schedule() (*workers.Schedule, error) {
 	paris, err := time.LoadLocation("Europe/Paris")
 	if err != nil {
 		return nil, fmt.Errorf("load Europe/Paris time zone: %w", err)
 	}
 	s := &workers.Schedule{Location: paris}
-	if !c.noMaintenance {
+	if !c.noMaintenance && c.providerURL != "" {
 		s.Blackout = workers.QuotientFamilialMaintenance()
 	}
 	if c.runWindow != "" {
