@@ -27,6 +27,12 @@ type ResultWriter interface {
 	WriteMessages(ctx context.Context, msgs ...kafkago.Message) error
 }
 
+// AuditLog keeps the audit trail of provider calls; *ledger.Store
+// implements it.
+type AuditLog interface {
+	RecordCalls(ctx context.Context, calls []schemas.CallRecord) error
+}
+
 // TokenSource returns the API token of a tenant. Tokens are looked up where
 // they are used and never leave the worker process.
 type TokenSource func(tenant string) (string, error)
@@ -64,6 +70,11 @@ type Pool struct {
 	// Schedule holds calls outside run windows and during the providers'
 	// maintenance; they wait rather than fail. Default: nil (any time).
 	Schedule *Schedule
+	// Audit receives every call's record before the job's results are
+	// produced. Default: nil (no audit trail).
+	Audit AuditLog
+	// AuditKey keys the identity hash of audit records. Required with Audit.
+	AuditKey []byte
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 	// OnCall, when set, is told of every provider call: its latency and
@@ -247,7 +258,16 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 		return nil
 	}
 	jlog := log.With().Str("batch_id", job.BatchID).Str("tenant", job.Tenant).Logger()
-	res, err := p.call(ctx, jlog, job)
+	res, calls, err := p.call(ctx, jlog, job)
+	if p.Audit != nil && len(calls) > 0 {
+		// Calls made are recorded even when the job stops here.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		aerr := p.Audit.RecordCalls(actx, calls)
+		cancel()
+		if aerr != nil {
+			return fmt.Errorf("work: audit: %w", aerr)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -273,9 +293,10 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 }
 
 // call runs the job's lookup with retries and returns the result template
-// (row fields unset). The error is the ban guard's, when it trips.
-func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (schemas.Result, error) {
-	res := schemas.Result{
+// (row fields unset) and the record of every call made. The error is the
+// ban guard's or the schedule's.
+func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (res schemas.Result, calls []schemas.CallRecord, err error) {
+	res = schemas.Result{
 		Version: schemas.ResultVersion, BatchID: job.BatchID, Tenant: job.Tenant, Campaign: job.Campaign,
 		Check: job.Check,
 	}
@@ -286,13 +307,13 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (s
 		res.ErrorCode = schemas.CodeNoToken
 		res.ErrorMessage = "aucun jeton API Particulier n'est configuré pour cette collectivité ; ajoutez-le (fichier ou variable d'environnement) puis relancez le lot"
 		res.CheckedAt = p.now().UTC()
-		return res, nil
+		return res, calls, nil
 	}
 	// The API refuses an identical request while one is running (409
 	// 00015): identical lookups of one token wait for each other.
 	release, err := p.acquire(ctx, token, job.LookupID)
 	if err != nil {
-		return res, nil
+		return res, calls, nil
 	}
 	defer release()
 	budget, ip := p.budget(token), p.egress()
@@ -302,20 +323,20 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (s
 	)
 	for {
 		if err := p.guard().Tripped(); err != nil {
-			return res, err
+			return res, calls, err
 		}
 		if err := p.waitSchedule(ctx, log); err != nil {
-			return res, err
+			return res, calls, err
 		}
 		if ctx.Err() != nil {
-			return res, nil
+			return res, calls, nil
 		}
 		if err := budget.Wait(ctx); err != nil {
-			return res, nil
+			return res, calls, nil
 		}
 		if ip != nil {
 			if err := ip.Wait(ctx); err != nil {
-				return res, nil
+				return res, calls, nil
 			}
 		}
 		attempts++
@@ -325,15 +346,22 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (s
 		var cerr error
 		sent := p.now()
 		out, cerr = p.Client.QuotientFamilial(ctx, token, job.Recipient, job.Period, job.Identity)
+		latency := p.now().Sub(sent)
 		if p.OnCall != nil {
-			p.OnCall(p.now().Sub(sent), out.HTTPStatus)
+			p.OnCall(latency, out.HTTPStatus)
+		}
+		if p.Audit != nil && ctx.Err() == nil {
+			calls = append(calls, schemas.CallRecord{At: sent, Tenant: job.Tenant, BatchID: job.BatchID,
+				RowNumber: job.Rows[0].Number, Rows: len(job.Rows), Check: string(job.Check), Route: QuotientFamilialPath,
+				HTTPStatus: out.HTTPStatus, ErrorCode: out.Code, RequestID: out.RequestID, LatencyMS: latency.Milliseconds(),
+				Attempt: int(attempts), IdentityHMAC: schemas.IdentityHMAC(p.AuditKey, job.Identity)})
 		}
 		if ctx.Err() != nil {
-			return res, nil
+			return res, calls, nil
 		}
 		if gerr := p.guard().Record(out.HTTPStatus, p.now()); gerr != nil {
 			log.Error().Err(gerr).Msg("ban guard tripped")
-			return res, gerr
+			return res, calls, gerr
 		}
 		if cerr != nil {
 			out = Outcome{Status: schemas.StatusProviderError, Code: schemas.CodeTransport, Message: cerr.Error(), Retryable: true}
@@ -349,7 +377,7 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (s
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return res, nil
+			return res, calls, nil
 		case <-t.C:
 		}
 	}
@@ -365,7 +393,7 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (s
 			res.ErrorCode = schemas.CodeRetriesExhausted
 		}
 		res.ErrorMessage = strings.TrimSpace(fmt.Sprintf("échec après %d tentatives (HTTP %d) : %s", attempts, out.HTTPStatus, out.Message))
-		return res, nil
+		return res, calls, nil
 	}
 	res.Status = out.Status
 	res.ErrorCode = out.Code
@@ -382,7 +410,7 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (s
 			res.Provider = qf.Fournisseur
 		}
 	}
-	return res, nil
+	return res, calls, nil
 }
 
 // acquire waits until no identical lookup of token is in flight, then

@@ -244,7 +244,7 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	st, err := openStack(ctx, stackConfig{
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: log,
 		ProviderURL: "http://" + ln.Addr().String(), Tokens: func(string) (string, error) { return token, nil },
-		Rate: s.rate, IPLimit: s.ipLimit, InFlight: s.inFlight, Recipient: dinumSIRET, FlushInterval: 5 * time.Second,
+		Rate: s.rate, IPLimit: s.ipLimit, InFlight: s.inFlight, AuditKey: []byte("bench-audit-key-not-secret"), Recipient: dinumSIRET, FlushInterval: 5 * time.Second,
 	})
 	if err != nil {
 		return res, err

@@ -166,11 +166,15 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	}
 	defer stopSandbox()
 
+	key, err := auditKey(c.getenv, emb.DataDir)
+	if err != nil {
+		return err
+	}
 	st, err := openStack(ctx, stackConfig{
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: log,
 		ProviderURL: providerURL, Tokens: func(string) (string, error) { return token, nil },
 		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Schedule: schedule, Period: c.period, Recipient: c.recipient,
-		FlushInterval: c.flushInterval,
+		FlushInterval: c.flushInterval, AuditKey: key,
 	})
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
+	"github.com/apbatch/apbatch/pipeline/ledger"
 	"github.com/apbatch/apbatch/schemas"
 	"github.com/apbatch/apbatch/workers/sandbox"
 )
@@ -235,6 +236,29 @@ func TestRun_SampleEndToEnd(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+
+	// Every provider call is in the audit trail, the person only as a keyed hash.
+	store, err := ledger.Open(ctx, "sqlite://"+filepath.Join(dataDir, "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls, err := store.BatchCalls(ctx, sum.BatchID)
+	store.Close()
+	if err != nil || int64(len(calls)) != sum.ProviderCalls {
+		t.Fatalf("%d audited calls for %d provider calls (%v)", len(calls), sum.ProviderCalls, err)
+	}
+	for _, c := range calls {
+		if len(c.IdentityHMAC) != 64 || c.RequestID == "" || c.HTTPStatus == 0 || c.Route != "/v3/dss/quotient_familial/identite" {
+			t.Fatalf("audit record %+v", c)
+		}
+	}
+	dbBytes, _ := os.ReadFile(filepath.Join(dataDir, "ledger.db"))
+	walBytes, _ := os.ReadFile(filepath.Join(dataDir, "ledger.db-wal"))
+	for _, name := range []string{"LEFEBVRE", "BERNARD", "ELODIE", "GÉRÔME"} { // not digits: hex hashes hold digits
+		if bytes.Contains(dbBytes, []byte(name)) || bytes.Contains(walBytes, []byte(name)) {
+			t.Errorf("the ledger holds %q", name)
+		}
 	}
 
 	// Running again with the same file reuses the finished batch.

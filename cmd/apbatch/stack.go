@@ -2,8 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +23,31 @@ import (
 	"github.com/apbatch/apbatch/workers"
 )
 
+// auditKey returns the key of the audit trail's identity hashes: the hex
+// value of APBATCH_AUDIT_KEY, or a random key kept in dir/audit.key (created
+// on first use, readable by its owner only).
+func auditKey(getenv func(string) string, dir string) ([]byte, error) {
+	if v := strings.TrimSpace(getenv("APBATCH_AUDIT_KEY")); v != "" {
+		k, err := hex.DecodeString(v)
+		if err != nil || len(k) < 16 {
+			return nil, errors.New("APBATCH_AUDIT_KEY: want at least 16 bytes in hex (openssl rand -hex 32)")
+		}
+		return k, nil
+	}
+	path := filepath.Join(dir, "audit.key")
+	if b, err := os.ReadFile(path); err == nil {
+		return hex.DecodeString(strings.TrimSpace(string(b)))
+	}
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		return nil, fmt.Errorf("audit key: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(k)+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("audit key: %w", err)
+	}
+	return k, nil
+}
+
 // Consumer groups of the roles.
 const (
 	groupIngest  = "apbatch-ingest"
@@ -27,16 +57,18 @@ const (
 
 // stackConfig is what the roles need to reach their services.
 type stackConfig struct {
-	Kafka         kafka.Config
-	S3            s3.Config
-	LedgerURL     string
-	Log           zerolog.Logger
-	ProviderURL   string
-	Tokens        workers.TokenSource
-	Rate          int
-	IPLimit       int
-	Share         float64
-	Schedule      *workers.Schedule
+	Kafka       kafka.Config
+	S3          s3.Config
+	LedgerURL   string
+	Log         zerolog.Logger
+	ProviderURL string
+	Tokens      workers.TokenSource
+	Rate        int
+	IPLimit     int
+	Share       float64
+	Schedule    *workers.Schedule
+	// AuditKey keys the identity hash of the audit trail.
+	AuditKey      []byte
 	InFlight      int
 	Period        string
 	Recipient     string
@@ -92,7 +124,8 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 	st.ingest = &pipeline.Ingester{Uploads: upR, Ledger: store, Splitter: splitter, Log: cfg.Log,
 		Bucket: client.Bucket(), Period: cfg.Period, Recipient: cfg.Recipient}
 	st.pool = &workers.Pool{Jobs: jobR, Results: st.resW, Client: &workers.Client{BaseURL: cfg.ProviderURL},
-		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, IPLimit: cfg.IPLimit, Share: cfg.Share, MaxInFlight: cfg.InFlight, Schedule: cfg.Schedule}
+		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, IPLimit: cfg.IPLimit, Share: cfg.Share, MaxInFlight: cfg.InFlight, Schedule: cfg.Schedule,
+		Audit: store, AuditKey: cfg.AuditKey}
 	st.writer = &pipeline.ResultWriter{Results: resR, S3: client, Ledger: store, Log: cfg.Log, FlushInterval: cfg.FlushInterval}
 	return st, nil
 }

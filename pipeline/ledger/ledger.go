@@ -394,3 +394,48 @@ func (s *Store) Parts(ctx context.Context, batchID string) ([]Part, error) {
 	}
 	return ps, nil
 }
+
+// RecordCalls appends provider calls to the audit trail.
+func (s *Store) RecordCalls(ctx context.Context, calls []schemas.CallRecord) error {
+	if len(calls) == 0 {
+		return nil
+	}
+	for i := range calls {
+		calls[i].At = calls[i].At.UTC()
+	}
+	_, err := s.db.NamedExecContext(ctx, `INSERT INTO calls (at, tenant, batch_id, row_number, rows, check_name, route,
+		http_status, error_code, request_id, latency_ms, attempt, identity_hmac) VALUES (:at, :tenant, :batch_id, :row_number,
+		:rows, :check_name, :route, :http_status, :error_code, :request_id, :latency_ms, :attempt, :identity_hmac)`, calls)
+	if err != nil {
+		return fmt.Errorf("ledger: record %d calls: %w", len(calls), err)
+	}
+	return nil
+}
+
+// CallsOf returns the audit trail of one identity hash, oldest first.
+func (s *Store) CallsOf(ctx context.Context, identityHMAC string) ([]schemas.CallRecord, error) {
+	var out []schemas.CallRecord
+	if err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT * FROM calls WHERE identity_hmac = ? ORDER BY at`), identityHMAC); err != nil {
+		return nil, fmt.Errorf("ledger: calls of an identity: %w", err)
+	}
+	return out, nil
+}
+
+// PurgeCalls deletes audit records older than before and returns how many.
+func (s *Store) PurgeCalls(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM calls WHERE at < ?`), before.UTC())
+	if err != nil {
+		return 0, fmt.Errorf("ledger: purge calls: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
+}
+
+// BatchCalls returns the audit trail of one batch, oldest first.
+func (s *Store) BatchCalls(ctx context.Context, batchID string) ([]schemas.CallRecord, error) {
+	var out []schemas.CallRecord
+	if err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT * FROM calls WHERE batch_id = ? ORDER BY at`), batchID); err != nil {
+		return nil, fmt.Errorf("ledger: calls of batch %s: %w", batchID, err)
+	}
+	return out, nil
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/apbatch/apbatch/schemas"
 )
@@ -27,7 +28,7 @@ func stores(t *testing.T) map[string]*Store {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, tbl := range []string{"result_rows", "parts", "batches"} {
+		for _, tbl := range []string{"calls", "result_rows", "parts", "batches"} {
 			if _, err := p.db.Exec("DELETE FROM " + tbl); err != nil {
 				t.Fatal(err)
 			}
@@ -106,5 +107,32 @@ func TestOpen_BadURL(t *testing.T) {
 		if _, err := Open(context.Background(), u); err == nil {
 			t.Errorf("Open(%q) succeeded", u)
 		}
+	}
+}
+
+func TestStore_Calls(t *testing.T) {
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			now := time.Now().UTC().Truncate(time.Second)
+			h := schemas.IdentityHMAC([]byte("k"), schemas.Identity{NomNaissance: "X"})
+			calls := []schemas.CallRecord{
+				{At: now.Add(-40 * 24 * 30 * time.Hour), Tenant: "demo", BatchID: "b", RowNumber: 1, Rows: 2, Check: "quotient_familial",
+					Route: "/v3/dss/quotient_familial/identite", HTTPStatus: 200, RequestID: "r1", LatencyMS: 210, Attempt: 1, IdentityHMAC: h},
+				{At: now, Tenant: "demo", BatchID: "b", RowNumber: 1, Rows: 2, Check: "quotient_familial",
+					Route: "/v3/dss/quotient_familial/identite", HTTPStatus: 502, ErrorCode: "37999", Attempt: 2, IdentityHMAC: h},
+			}
+			if err := s.RecordCalls(ctx, calls); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.CallsOf(ctx, h)
+			if err != nil || len(got) != 2 || got[1].ErrorCode != "37999" || got[0].LatencyMS != 210 || !got[1].At.Equal(now) {
+				t.Fatalf("CallsOf = %+v, %v", got, err)
+			}
+			n, err := s.PurgeCalls(ctx, now.Add(-36*30*24*time.Hour))
+			if err != nil || n != 1 {
+				t.Fatalf("PurgeCalls = %d, %v", n, err)
+			}
+		})
 	}
 }
