@@ -61,6 +61,7 @@ func runMain(ctx context.Context, e env, args []string) int {
 		"run":     &runCommand{env: e},
 		"sandbox": &sandboxCommand{env: e},
 		"bench":   &benchCommand{env: e},
+		"audit":   &auditCommand{env: e},
 	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) > 1 {
@@ -101,6 +102,7 @@ Usage:
 Commands:
   run       verify files end to end (embedded Kafka, S3, ledger and sandbox by default)
   sandbox   serve a faithful API Particulier sandbox, print a token, or generate a roster
+  audit     purge the audit trail of provider calls past its retention
   bench     measure scenarios (rate limits, latency, pipeline overhead) against the sandbox
   help      show this help, or "help <command>" for a command's flags
 

@@ -405,3 +405,14 @@ func TestBench_Smoke(t *testing.T) {
 		t.Error("unknown scenario accepted")
 	}
 }
+
+func TestAudit_Purge(t *testing.T) {
+	dir := t.TempDir()
+	code, stdout, stderr := runApbatch(t, context.Background(), "audit", "purge", "--data-dir", dir)
+	if code != 0 || !strings.Contains(stdout, "removed 0 call records older than") {
+		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+	}
+	if code, _, _ := runApbatch(t, context.Background(), "audit"); code == 0 {
+		t.Fatal("audit without a subcommand succeeded")
+	}
+}
