@@ -125,7 +125,7 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 		Bucket: client.Bucket(), Period: cfg.Period, Recipient: cfg.Recipient}
 	st.pool = &workers.Pool{Jobs: jobR, Results: st.resW, Client: &workers.Client{BaseURL: cfg.ProviderURL},
 		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, IPLimit: cfg.IPLimit, Share: cfg.Share, MaxInFlight: cfg.InFlight, Schedule: cfg.Schedule,
-		Audit: store, AuditKey: cfg.AuditKey}
+		Audit: &workers.GroupCommit{Log: store}, AuditKey: cfg.AuditKey}
 	st.writer = &pipeline.ResultWriter{Results: resR, S3: client, Ledger: store, Log: cfg.Log, FlushInterval: cfg.FlushInterval}
 	return st, nil
 }

@@ -113,6 +113,10 @@ func Open(ctx context.Context, dbURL string) (*Store, error) {
 		}
 		q := url.Values{}
 		q.Add("_pragma", "journal_mode(WAL)")
+		// In WAL mode, NORMAL survives a killed process; only a power
+		// loss may drop the last commits (the embedded mode's broker does
+		// not fsync either). PostgreSQL is the durable production store.
+		q.Add("_pragma", "synchronous(NORMAL)")
 		q.Add("_pragma", "busy_timeout(5000)")
 		q.Add("_pragma", "foreign_keys(1)")
 		q.Add("_time_format", "sqlite")
@@ -403,11 +407,16 @@ func (s *Store) RecordCalls(ctx context.Context, calls []schemas.CallRecord) err
 	for i := range calls {
 		calls[i].At = calls[i].At.UTC()
 	}
-	_, err := s.db.NamedExecContext(ctx, `INSERT INTO calls (at, tenant, batch_id, row_number, rows, check_name, route,
-		http_status, error_code, request_id, latency_ms, attempt, identity_hmac) VALUES (:at, :tenant, :batch_id, :row_number,
-		:rows, :check_name, :route, :http_status, :error_code, :request_id, :latency_ms, :attempt, :identity_hmac)`, calls)
-	if err != nil {
-		return fmt.Errorf("ledger: record %d calls: %w", len(calls), err)
+	// Multi-row inserts, in chunks under SQLite's bound-variable limit.
+	const chunk = 1000
+	for i := 0; i < len(calls); i += chunk {
+		part := calls[i:min(i+chunk, len(calls))]
+		_, err := s.db.NamedExecContext(ctx, `INSERT INTO calls (at, tenant, batch_id, row_number, rows, check_name, route,
+			http_status, error_code, request_id, latency_ms, attempt, identity_hmac) VALUES (:at, :tenant, :batch_id, :row_number,
+			:rows, :check_name, :route, :http_status, :error_code, :request_id, :latency_ms, :attempt, :identity_hmac)`, part)
+		if err != nil {
+			return fmt.Errorf("ledger: record %d calls: %w", len(part), err)
+		}
 	}
 	return nil
 }

@@ -13,6 +13,4 @@ CREATE TABLE IF NOT EXISTS calls (
     attempt       INTEGER NOT NULL,
     identity_hmac TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS calls_at ON calls (at);
-CREATE INDEX IF NOT EXISTS calls_identity ON calls (identity_hmac, at);
-CREATE INDEX IF NOT EXISTS calls_batch ON calls (batch_id)
+CREATE INDEX IF NOT EXISTS calls_identity ON calls (identity_hmac, at)
