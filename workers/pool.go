@@ -70,6 +70,12 @@ type Pool struct {
 	// Schedule holds calls outside run windows and during the providers'
 	// maintenance; they wait rather than fail. Default: nil (any time).
 	Schedule *Schedule
+	// BreakerThreshold is the provider failures in a row that open a
+	// provider's circuit breaker. Default: 5.
+	BreakerThreshold int
+	// ProbeEvery is the pause between two pings of a provider whose
+	// breaker is open. Default: 5s.
+	ProbeEvery time.Duration
 	// Audit receives every call's record before the job's results are
 	// produced. Default: nil (no audit trail).
 	Audit AuditLog
@@ -83,6 +89,7 @@ type Pool struct {
 	OnCall func(latency time.Duration, status int)
 
 	mu       sync.Mutex
+	breakers map[string]*Breaker
 	inFlight map[string]chan struct{} // token+lookup → closed when done
 	budgets  map[[32]byte]*Budget
 	ipBudget *Budget
@@ -316,12 +323,19 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (r
 		return res, calls, nil
 	}
 	defer release()
-	budget, ip := p.budget(token), p.egress()
+	budget, ip, breaker := p.budget(token), p.egress(), p.breaker(QuotientFamilialPing)
 	var (
 		out      Outcome
 		attempts int32
+		tries    int // attempts that count against the retry policy
 	)
 	for {
+		if err := breaker.Wait(ctx); err != nil {
+			if errors.Is(err, ErrBanRisk) {
+				return res, calls, err
+			}
+			return res, calls, nil
+		}
 		if err := p.guard().Tripped(); err != nil {
 			return res, calls, err
 		}
@@ -368,7 +382,14 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (r
 		} else {
 			budget.Observe(out.HTTPStatus, out.Header, sent)
 		}
-		delay, again := p.Retry.Delay(int(attempts), out)
+		if breaker.Record(out.HTTPStatus) && out.Retryable {
+			// The provider is down: wait for the breaker's probe rather
+			// than spend a retry (no retry storm, no row failed by an outage).
+			log.Debug().Int("http_status", out.HTTPStatus).Msg("provider breaker open; waiting for its ping")
+			continue
+		}
+		tries++
+		delay, again := p.Retry.Delay(tries, out)
 		if !again {
 			break
 		}
@@ -469,6 +490,32 @@ func (p *Pool) waitSchedule(ctx context.Context, log zerolog.Logger) error {
 	case <-t.C:
 	}
 	return nil
+}
+
+// breaker returns the circuit breaker of the provider behind ping name.
+func (p *Pool) breaker(name string) *Breaker {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.breakers == nil {
+		p.breakers = make(map[string]*Breaker)
+	}
+	b, ok := p.breakers[name]
+	if !ok {
+		b = &Breaker{Threshold: p.BreakerThreshold, ProbeEvery: p.ProbeEvery,
+			Ping: func(ctx context.Context) (bool, error) {
+				up, err := p.Client.Ping(ctx, name)
+				if err != nil {
+					// An unanswered ping counts like an unanswered call:
+					// during a ban, nothing answers.
+					if gerr := p.guard().Record(0, p.now()); gerr != nil {
+						return false, gerr
+					}
+				}
+				return up, err
+			}}
+		p.breakers[name] = b
+	}
+	return b
 }
 
 // guard returns the pool's ban guard.

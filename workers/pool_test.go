@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -150,7 +151,7 @@ func TestPool_AgainstSandbox(t *testing.T) {
 	var logs bytes.Buffer
 	pool := &Pool{Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL},
 		Tokens: func(string) (string, error) { return tok, nil }, Log: zerolog.New(&logs).Level(zerolog.DebugLevel),
-		Retry: RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond}}
+		Retry: RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond}, ProbeEvery: 10 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- pool.Run(ctx) }()
@@ -232,7 +233,8 @@ func TestPool_BanGuardStopsCalling(t *testing.T) {
 	}
 	fr := &fakeResults{}
 	pool := &Pool{Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return tok, nil },
-		Log: zerolog.Nop(), Limit: 1000, MaxInFlight: 4, Retry: RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond}}
+		Log: zerolog.Nop(), Limit: 1000, MaxInFlight: 4, Retry: RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond},
+		ProbeEvery: 10 * time.Millisecond}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = pool.Run(ctx)
@@ -292,5 +294,84 @@ func TestPool_Share(t *testing.T) {
 		if got := (&Pool{Share: tc.share}).share(tc.limit, tc.def); got != tc.want {
 			t.Errorf("share %v of %d: %d, want %d", tc.share, tc.limit, got, tc.want)
 		}
+	}
+}
+
+// jobsFor returns n job messages for distinct synthetic people of pop.
+func jobsFor(t *testing.T, pop *sandbox.Population, n int) *fakeJobs {
+	t.Helper()
+	fj := &fakeJobs{committed: map[int]int64{}}
+	for i := 0; i < n; i++ {
+		per := pop.Person(i)
+		id := schemas.Identity{NomNaissance: per.NomNaissance, Prenoms: per.Prenoms, Sexe: per.Sexe, AnneeNaissance: per.Birth.Year(),
+			CodePaysNaissance: per.Pays, CodeCommuneNaissance: per.Commune}
+		if per.DateParts >= 2 {
+			id.MoisNaissance = int(per.Birth.Month())
+		}
+		if per.DateParts == 3 {
+			id.JourNaissance = per.Birth.Day()
+		}
+		job := schemas.Job{Version: schemas.JobVersion, BatchID: "b1", Tenant: "demo", Check: schemas.CheckQuotientFamilial,
+			LookupID: fmt.Sprint("l", i), Recipient: "13002526500013", Rows: []schemas.RowRef{{Number: int64(i + 1)}}, Identity: id}
+		v, _ := json.Marshal(job)
+		fj.msgs = append(fj.msgs, kafkago.Message{Topic: "jobs", Offset: int64(i), Value: v})
+	}
+	return fj
+}
+
+func TestPool_OutageResumesWithoutFailingRows(t *testing.T) {
+	pop := sandbox.NewPopulation(60, 2)
+	sb, _ := sandbox.New(sandbox.Config{Population: pop, Limits: sandbox.Limits{PerSecond: 1000, IPPerMinute: 100000}})
+	sb.SetOutage(QuotientFamilialPing, time.Now().Add(400*time.Millisecond))
+	srv := httptest.NewServer(sb)
+	defer srv.Close()
+	tok, _ := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(time.Hour))
+	fj, fr := jobsFor(t, pop, 60), &fakeResults{}
+	pool := &Pool{Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return tok, nil },
+		Log: zerolog.Nop(), Limit: 1000, IPLimit: -1, MaxInFlight: 8, ProbeEvery: 50 * time.Millisecond,
+		Retry: RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- pool.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		fr.mu.Lock()
+		n := len(fr.results)
+		fr.mu.Unlock()
+		if n == 60 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 60 rows answered", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	for _, r := range fr.results {
+		if r.Status == schemas.StatusProviderError {
+			t.Fatalf("row %d failed by the outage: %s %s", r.RowNumber, r.ErrorCode, r.ErrorMessage)
+		}
+	}
+	// No retry storm: the failures before the breaker opened, plus the calls
+	// already in flight, then one call per row.
+	if extra := sb.Calls() - 60; extra > 5+8 {
+		t.Fatalf("%d extra calls during a 400 ms outage", extra)
+	}
+}
+
+func TestPool_SilentAPIStopsInsteadOfHanging(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close() // nothing answers any more, pings included
+	pop := sandbox.NewPopulation(30, 3)
+	fj, fr := jobsFor(t, pop, 30), &fakeResults{}
+	pool := &Pool{Jobs: fj, Results: fr, Client: &Client{BaseURL: url}, Tokens: func(string) (string, error) { return "t", nil },
+		Log: zerolog.Nop(), Limit: 1000, MaxInFlight: 4, ProbeEvery: 5 * time.Millisecond,
+		Retry: RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := pool.Run(ctx); !errors.Is(err, ErrBanRisk) {
+		t.Fatalf("Run = %v, want ErrBanRisk", err)
 	}
 }

@@ -292,3 +292,31 @@ func classify(status int, h http.Header, body []byte, now time.Time) Outcome {
 	}
 	return o
 }
+
+// QuotientFamilialPing is the ping key of the QF route's providers.
+const QuotientFamilialPing = "cnaf_msa_quotient_familial"
+
+// Ping asks GET {BaseURL}/api/{name}/ping (no token, not rate-limited)
+// whether a provider is up.
+func (c *Client) Ping(ctx context.Context, name string) (bool, error) {
+	base := c.BaseURL
+	if base == "" {
+		base = ProductionURL
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/api/"+name+"/ping", nil)
+	if err != nil {
+		return false, fmt.Errorf("workers: ping %s: %w", name, err)
+	}
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return false, transportError(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&body); err != nil {
+		return false, nil
+	}
+	return resp.StatusCode == http.StatusOK && body.Status == "ok", nil
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"time"
 )
 
 // serveLimits answers GET /_sandbox/limits with the limits in force, and
@@ -32,3 +33,21 @@ func (s *Server) Stats() Stats { return s.lim.stats(s.cfg.Now()) }
 // SetLimits replaces the limits while the server runs; zero fields take
 // their defaults. It returns the limits in force.
 func (s *Server) SetLimits(l Limits) Limits { return s.lim.setLimits(l) }
+
+// SetOutage makes the provider behind ping name (e.g.
+// "cnaf_msa_quotient_familial") unavailable until until: its data routes
+// answer 502 XX001 and its ping answers 502 bad_gateway.
+func (s *Server) SetOutage(name string, until time.Time) {
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
+	if s.outage == nil {
+		s.outage = map[string]time.Time{}
+	}
+	s.outage[name] = until
+}
+
+func (s *Server) inOutage(name string) bool {
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
+	return s.cfg.Now().Before(s.outage[name])
+}

@@ -102,3 +102,24 @@ func (r *route) provider() (string, string) {
 	}
 	return "", "00"
 }
+
+// pingName is the /api/{name}/ping key of the route's provider, or "".
+func (r *route) pingName() string {
+	switch {
+	case strings.Contains(r.path, "quotient_familial"), strings.Contains(r.path, "composition-familiale"):
+		return "cnaf_msa_quotient_familial"
+	case strings.Contains(r.path, "cnous/etudiant_boursier/ine"):
+		return "cnous_etudiant_boursier_ine"
+	case strings.Contains(r.path, "cnous/etudiant_boursier"):
+		return "cnous_etudiant_boursier_identite"
+	case strings.Contains(r.path, "mesri/statut_etudiant/ine"):
+		return "mesri_statut_etudiant_ine"
+	case strings.Contains(r.path, "mesri/statut_etudiant"):
+		return "mesri_statut_etudiant_identite"
+	case strings.Contains(r.path, "france_travail/statut"):
+		return "pole_emploi_status"
+	case strings.Contains(r.path, "france_travail/indemnites"):
+		return "pole_emploi_indemnites"
+	}
+	return ""
+}

@@ -98,6 +98,8 @@ type Server struct {
 
 	lim    *limiter
 	tokens tokenCache
+	outMu  sync.Mutex
+	outage map[string]time.Time // ping name → end of outage
 	faults *faultSource
 	state  *flightCache
 	done   chan struct{}
@@ -271,6 +273,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 		if !knownPing(name) {
 			return writeText(w, http.StatusNotFound, notFoundText)
 		}
+		if s.inOutage(name) {
+			ping := s.ping()
+			ping["status"] = "bad_gateway"
+			return writeJSON(w, http.StatusBadGateway, ping)
+		}
 		return writeJSON(w, http.StatusOK, s.ping())
 	case p == "/api/introspect":
 		claims, aerr := s.authenticate(r.Header.Get("Authorization"), s.cfg.Now())
@@ -352,6 +359,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 	defer s.state.leave(flight)
 	cacheKey := p + "?" + canonicalQuery(q)
 	cachedFor, cached := s.state.cached(cacheKey, now)
+	if rt.pingName() != "" && s.inOutage(rt.pingName()) {
+		provider, prefix := rt.provider()
+		return writeErrors(w, http.StatusBadGateway, apiError{Code: prefix + "001", Title: "Fournisseur de données indisponible",
+			Detail: "Le fournisseur de données est temporairement indisponible. Veuillez réessayer plus tard.", Meta: map[string]any{"provider": provider}})
+	}
 	if !cached || r.Header.Get("Cache-Control") == "no-cache" {
 		cached = false
 		if d := s.faults.latency(); d > 0 {
