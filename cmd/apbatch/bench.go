@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/apbatch/apbatch/pipeline"
+	"github.com/apbatch/apbatch/workers"
 	"github.com/apbatch/apbatch/workers/sandbox"
 )
 
@@ -50,6 +51,9 @@ type scenario struct {
 	ipLimit int
 	// tighten, when set, replaces the sandbox's limits halfway through.
 	tighten *sandbox.Limits
+	// outage, when set, takes the QF provider down for that long, a third
+	// of the way through.
+	outage time.Duration
 }
 
 func (c *benchCommand) scenarioList() []scenario {
@@ -64,6 +68,9 @@ func (c *benchCommand) scenarioList() []scenario {
 		{name: "tightening", about: "20/s, then 250/min per token announced halfway (the operator's planned cap)",
 			limits: sandbox.Limits{PerSecond: 20, IPPerMinute: 1 << 30}, faults: latency, rate: 20, ipLimit: -1, inFlight: 32,
 			tighten: &sandbox.Limits{PerSecond: 20, PerMinute: 250, IPPerMinute: 1 << 30}},
+		{name: "outage", about: "as one-token, the CNAF & MSA provider down 60 s a third of the way through",
+			limits: sandbox.Limits{PerSecond: 20, IPPerMinute: 1 << 30}, faults: latency, rate: 20, ipLimit: -1, inFlight: 32,
+			outage: time.Minute},
 		{name: "raw", about: "no limit, no latency: pipeline overhead only",
 			limits: sandbox.Limits{PerSecond: 1 << 30, IPPerMinute: 1 << 30}, rate: 100000, ipLimit: -1, inFlight: 256, rows: c.rawRows},
 	}
@@ -75,7 +82,7 @@ func (c *benchCommand) flags() *flag.FlagSet {
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
-	fs.StringVar(&c.scenarios, "scenario", "one-token,sliding,ip-cap,tightening,raw", "comma-separated scenarios to run")
+	fs.StringVar(&c.scenarios, "scenario", "one-token,sliding,ip-cap,tightening,outage,raw", "comma-separated scenarios to run")
 	fs.DurationVar(&c.duration, "duration", 3*time.Minute, "length of rate-limited scenarios (their roster holds rate × duration rows)")
 	fs.IntVar(&c.rawRows, "raw-rows", 100000, "rows of the raw scenario")
 	fs.BoolVar(&c.keep, "keep", false, "keep each scenario's data folder (printed)")
@@ -109,6 +116,8 @@ type benchResult struct {
 	name                  string
 	budgetPerSec          float64
 	tooManyAfter          int64
+	failedRows            int64
+	extraCalls            int64
 	rows                  int
 	wall                  time.Duration
 	callsPerSec, budget   float64
@@ -174,7 +183,13 @@ func (c *benchCommand) Run(ctx context.Context, args []string) error {
 			float64(r.rows)/r.wall.Seconds(), r.callsPerSec, budget, maxIn, r.tooMany, r.p50.Round(time.Millisecond),
 			r.p99.Round(time.Millisecond), r.peakRSS>>20)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range results {
+		fmt.Fprintf(c.stdout, "%s: %d calls beyond one per row, %d rows in provider_error\n", r.name, r.extraCalls, r.failedRows)
+	}
+	return nil
 }
 
 func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s scenario) (benchResult, error) {
@@ -194,6 +209,9 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	rows := s.rows
 	if rows == 0 {
 		rows = int(float64(s.rate) * c.duration.Seconds())
+	}
+	if s.outage > 0 {
+		rows = int(float64(s.rate) * (c.duration - s.outage).Seconds())
 	}
 	if s.tighten != nil {
 		// Half the time at the first limit, half at the new one.
@@ -302,6 +320,10 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		}()
 		defer func() { stopTighten(); <-changed }()
 	}
+	if s.outage > 0 {
+		timer := time.AfterFunc(c.duration/3, func() { sb.SetOutage(workers.QuotientFamilialPing, time.Now().Add(s.outage)) })
+		defer timer.Stop()
+	}
 	subs, err := uploadFiles(ctx, st, "bench", "bench", []string{roster})
 	if err != nil {
 		return res, err
@@ -315,6 +337,11 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		return res, errors.New("batch did not complete")
 	}
 	res.peakRSS = peakRSS()
+	counts, err := st.ledger.Counts(ctx, final[0].ID)
+	if err != nil {
+		return res, err
+	}
+	res.failedRows = counts.ByStatus["provider_error"]
 
 	stats := sb.Stats()
 	if len(stats.Tokens) != 1 {
@@ -322,6 +349,7 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	}
 	tk := stats.Tokens[0]
 	res.requests, res.tooMany, res.maxInSecond = tk.Requests, tk.TooMany, tk.MaxPerSec
+	res.extraCalls = tk.Requests - int64(rows)
 	if span := tk.Last.Sub(tk.First).Seconds(); span > 0 {
 		// n requests span n-1 intervals.
 		res.callsPerSec = float64(tk.Requests-1) / span
