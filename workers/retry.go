@@ -12,7 +12,8 @@ import (
 // 404, 410, 422, 451) are never retried; 429, 409, 500, 502, 503, 504 and
 // transport failures are retried with exponential backoff and full jitter,
 // never sooner than what the API asked (Retry-After, RateLimit-Reset,
-// meta.retry_in); an unknown provider answer (XX999) is retried once.
+// meta.retry_in); an unknown provider answer (XX999) is retried once; the
+// provider's own throttling (XX008) waits ProviderThrottleDelay or more.
 //
 // The zero value uses the defaults below.
 type RetryPolicy struct {
@@ -24,6 +25,9 @@ type RetryPolicy struct {
 	MaxDelay time.Duration
 	// Rand returns a number in [0,1) for jitter. Default: math/rand/v2.
 	Rand func() float64
+	// ProviderThrottleDelay is the least wait after XX008 (the provider
+	// itself throttles the API), longer than any backoff. Default: 5 min.
+	ProviderThrottleDelay time.Duration
 }
 
 // Delay returns the wait before attempt n+1, n being the attempts made so
@@ -57,6 +61,13 @@ func (p RetryPolicy) Delay(n int, o Outcome) (time.Duration, bool) {
 	d := time.Duration(rnd() * float64(step))
 	if o.RetryAfter > d {
 		d = o.RetryAfter
+	}
+	if strings.HasSuffix(o.Code, "008") && len(o.Code) == 5 {
+		long := p.ProviderThrottleDelay
+		if long <= 0 {
+			long = 5 * time.Minute
+		}
+		d = max(d, long+time.Duration(rnd()*float64(long)/10))
 	}
 	return d, true
 }

@@ -28,6 +28,7 @@ func TestRetryPolicy_Delay(t *testing.T) {
 		{"502 XX999 not twice", 2, Outcome{HTTPStatus: 502, Code: "37999", Retryable: true}, false, 0},
 		{"attempts spent", 5, Outcome{HTTPStatus: 504, Retryable: true}, false, 0},
 		{"backoff capped", 4, Outcome{HTTPStatus: 502, Retryable: true}, true, 2 * time.Second},
+		{"provider throttling waits long", 1, Outcome{HTTPStatus: 502, Code: "37008", Retryable: true}, true, 5*time.Minute + 15*time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, ok := p.Delay(tc.n, tc.o)
