@@ -309,3 +309,49 @@ func (per Person) answerQF(q map[string][]string, now time.Time) (int, []byte) {
 	}
 	return http.StatusOK, b
 }
+
+// dssNotFound is the 404 of DSS routes, as the sandbox cases write it.
+const dssNotFound = `{"errors":[{"code":"37003","title":"Dossier allocataire absent CNAV","detail":"Le dossier allocataire n'a pas été trouvé auprès de la CNAV.","meta":{"provider":"CNAV"}}]}`
+
+// benefitRates are, per thousand people with a dossier, how many receive
+// each benefit.
+var benefitRates = map[string]int{
+	"complementaire_sante_solidaire": 150, "revenu_solidarite_active": 80, "prime_activite": 120,
+	"allocation_adulte_handicape": 30, "allocation_soutien_familial": 40,
+}
+
+// answerStatus builds a DSS benefit route's answer for a person.
+func (per Person) answerStatus(route string, now time.Time) (int, []byte) {
+	switch per.Outcome {
+	case OutcomeNoFile:
+		return http.StatusNotFound, []byte(dssNotFound)
+	case OutcomeUnknown:
+		return http.StatusUnprocessableEntity, []byte(`{"errors":[{"code":"00355","title":"Impossible d'identifier l'allocataire","detail":"Les paramètres fournis ne permettent pas d'identifier un allocataire.","meta":{}}]}`)
+	}
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s/%d", route, per.Index)
+	v := h.Sum64()
+	beneficiary := int(v%1000) < benefitRates[route]
+	data := map[string]any{"est_beneficiaire": beneficiary, "date_debut_droit": nil}
+	if beneficiary {
+		data["date_debut_droit"] = now.AddDate(0, -int(v>>10%60)-1, 0).Format("2006-01") + "-01"
+	}
+	flag := func(name string) {
+		if beneficiary {
+			data[name] = v>>20%3 == 0
+		} else {
+			data[name] = nil
+		}
+	}
+	switch route {
+	case "complementaire_sante_solidaire":
+		flag("avec_participation")
+	case "revenu_solidarite_active", "prime_activite":
+		flag("avec_majoration")
+	}
+	b, err := json.Marshal(map[string]any{"data": data, "links": map[string]any{}, "meta": map[string]any{}})
+	if err != nil {
+		return http.StatusInternalServerError, []byte(`{"errors":[]}`)
+	}
+	return http.StatusOK, b
+}

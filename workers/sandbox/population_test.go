@@ -154,3 +154,59 @@ func TestPopulation_AnswersPeriod(t *testing.T) {
 		t.Fatalf("%d %s", rec.Code, rec.Body)
 	}
 }
+
+func TestPopulation_BenefitRoutes(t *testing.T) {
+	pop := sandbox.NewPopulation(300, 4)
+	sb, _ := sandbox.New(sandbox.Config{Population: pop, Limits: sandbox.Limits{PerSecond: 100000, IPPerMinute: 1000000}})
+	now := time.Now()
+	tok, _ := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, now.Add(time.Hour))
+	for _, route := range []string{"complementaire_sante_solidaire", "revenu_solidarite_active", "prime_activite",
+		"allocation_adulte_handicape", "allocation_soutien_familial"} {
+		t.Run(route, func(t *testing.T) {
+			beneficiaries := 0
+			for i := 0; i < pop.Len(); i++ {
+				per := pop.Person(i)
+				id := schemas.Identity{NomNaissance: per.NomNaissance, Prenoms: per.Prenoms, Sexe: per.Sexe, AnneeNaissance: per.Birth.Year(),
+					CodePaysNaissance: per.Pays, CodeCommuneNaissance: per.Commune}
+				if per.DateParts >= 2 {
+					id.MoisNaissance = int(per.Birth.Month())
+				}
+				if per.DateParts == 3 {
+					id.JourNaissance = per.Birth.Day()
+				}
+				q := workers.QueryQuotientFamilial("13002526500013", schemas.Period{}, id)
+				req := httptest.NewRequest(http.MethodGet, "/v3/dss/"+route+"/identite?"+q.Encode(), nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				rec := httptest.NewRecorder()
+				sb.ServeHTTP(rec, req)
+				want := map[string]int{sandbox.OutcomeNoFile: 404, sandbox.OutcomeUnknown: 422}[per.Outcome]
+				if want == 0 {
+					want = 200
+				}
+				if rec.Code != want {
+					t.Fatalf("person %d (%s): %d %s", i, per.Outcome, rec.Code, rec.Body)
+				}
+				if rec.Code != 200 {
+					continue
+				}
+				var body struct {
+					Data map[string]any `json:"data"`
+				}
+				if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+					t.Fatal(err)
+				}
+				if b, _ := body.Data["est_beneficiaire"].(bool); b {
+					beneficiaries++
+					if body.Data["date_debut_droit"] == nil {
+						t.Fatalf("beneficiary without date_debut_droit: %s", rec.Body)
+					}
+				} else if body.Data["date_debut_droit"] != nil {
+					t.Fatalf("non-beneficiary with a date: %s", rec.Body)
+				}
+			}
+			if beneficiaries == 0 || beneficiaries > pop.Len()/3 {
+				t.Fatalf("%d beneficiaries of %d", beneficiaries, pop.Len())
+			}
+		})
+	}
+}

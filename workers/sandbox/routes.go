@@ -23,13 +23,16 @@ const (
 // authenticates, which scopes open it and how its parameters are checked.
 type routeDef struct {
 	path   string
-	dir    string // folder under cases/
+	dir    string // folder under cases/; "" for routes without official cases
 	auth   authKind
 	scopes []string
 	// fallback404 names the folder whose 404.yaml answers unmatched
 	// requests when dir has none.
 	fallback404 string
 	validate    func(q map[string][]string, now time.Time) []apiError
+	// status names a DSS benefit route without official cases, answered
+	// from the synthetic population.
+	status string
 }
 
 // Scopes per endpoint, from the operator's authorizations table.
@@ -54,6 +57,11 @@ var routeTable = []routeDef{
 	{path: "/v3/mesri/statut_etudiant/ine", dir: "api_particulier_v3_mesri_statut_etudiant_with_ine", scopes: mesriScopes, validate: validateINE},
 	{path: "/v3/france_travail/statut/identifiant", dir: "api_particulier_v3_france_travail_statut_with_identifiant", scopes: ftStatut, validate: validateFT},
 	{path: "/v3/france_travail/indemnites/identifiant", dir: "api_particulier_v3_france_travail_indemnites_with_identifiant", scopes: ftPaiements, validate: validateFT},
+	{path: "/v3/dss/complementaire_sante_solidaire/identite", scopes: []string{"complementaire_sante_solidaire"}, validate: validateQF, status: "complementaire_sante_solidaire"},
+	{path: "/v3/dss/revenu_solidarite_active/identite", scopes: []string{"revenu_solidarite_active", "revenu_solidarite_active_majoration"}, validate: validateQF, status: "revenu_solidarite_active"},
+	{path: "/v3/dss/prime_activite/identite", scopes: []string{"prime_activite", "prime_activite_majoration"}, validate: validateQF, status: "prime_activite"},
+	{path: "/v3/dss/allocation_adulte_handicape/identite", scopes: []string{"allocation_adulte_handicape"}, validate: validateQF, status: "allocation_adulte_handicape"},
+	{path: "/v3/dss/allocation_soutien_familial/identite", scopes: []string{"allocation_soutien_familial"}, validate: validateQF, status: "allocation_soutien_familial"},
 	{path: "/api/v2/composition-familiale-v2", dir: "api_particulier_v2_cnav_quotient_familial_v2", auth: authAPIKey, scopes: QFScopes, validate: validateV2},
 	{path: "/api/v2/etudiants-boursiers", dir: "api_particulier_v2_cnous_student_scholarship", auth: authAPIKey, scopes: cnousScopes, validate: validateV2},
 	{path: "/api/v2/etudiants", dir: "api_particulier_v2_mesri_student_status", auth: authAPIKey, scopes: mesriScopes, validate: validateV2},

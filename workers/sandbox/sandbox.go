@@ -138,6 +138,10 @@ func (s *Server) Calls() int64 { return s.calls.Load() }
 
 func loadRoute(def routeDef) (*route, error) {
 	r := &route{routeDef: def}
+	if def.dir == "" {
+		r.notFound = apiCase{name: "404.yaml", status: http.StatusNotFound, body: []byte(dssNotFound)}
+		return r, nil
+	}
 	cases, err := loadCases(def.dir)
 	if err != nil {
 		return nil, err
@@ -391,6 +395,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 	if c.name == rt.notFound.name && rt.path == "/v3/dss/quotient_familial/identite" {
 		if per, ok := s.cfg.Population.Lookup(params); ok {
 			c.status, body = per.answerQF(q, now)
+		}
+	}
+	if rt.status != "" {
+		if per, ok := s.cfg.Population.Lookup(params); ok {
+			c.status, body = per.answerStatus(rt.status, now)
 		}
 	}
 	if s.cfg.MaskScopes && c.status == http.StatusOK && rt.path == "/v3/dss/quotient_familial/identite" {

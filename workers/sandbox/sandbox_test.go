@@ -154,6 +154,9 @@ func TestServer_AnswersEveryOfficialCase(t *testing.T) {
 	s := newServer(t, Config{Limits: Limits{PerSecond: 100000, IPPerMinute: 100000}})
 	total := 0
 	for _, rt := range routeTable {
+		if rt.dir == "" {
+			continue // no official cases: answered from the population
+		}
 		cases := readCases(t, rt.dir)
 		var probe map[string]any
 		for _, name := range sortedNames(cases) {
