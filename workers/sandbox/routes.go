@@ -33,6 +33,9 @@ type routeDef struct {
 	// status names a DSS benefit route without official cases, answered
 	// from the synthetic population.
 	status string
+	// notFoundBody is the 404 of a route without official cases (default:
+	// the DSS one).
+	notFoundBody string
 }
 
 // Scopes per endpoint, from the operator's authorizations table.
@@ -41,7 +44,12 @@ var (
 	mesriScopes = []string{"mesri_identite", "mesri_admissions", "mesri_admission_inscrit", "mesri_admission_regime_formation", "mesri_admission_commune_etudes", "mesri_admission_etablissement_etudes"}
 	ftStatut    = []string{"pole_emploi_identifiant", "pole_emploi_identite", "pole_emploi_adresse", "pole_emploi_contact", "pole_emploi_inscription"}
 	ftPaiements = []string{"pole_emploi_paiements"}
+	menScopes   = []string{"men_statut_identite", "men_statut_scolarite", "men_statut_etablissement", "men_statut_module_elementaire_formation",
+		"men_statut_boursier", "men_echelon_bourse", "men_regime_pensionnat"}
 )
+
+// menNotFound is the MEN routes' 404.
+const menNotFound = `{"errors":[{"code":"30003","title":"Entité non trouvée","detail":"Aucun élève n'a pu être trouvé avec les critères de recherche fournis.","meta":{"provider":"MEN"}}]}`
 
 // routeTable lists every route the sandbox serves with official cases.
 // The v1 QF route by numéro allocataire (cases api_particulier_v2_cnaf_*)
@@ -62,6 +70,9 @@ var routeTable = []routeDef{
 	{path: "/v3/dss/prime_activite/identite", scopes: []string{"prime_activite", "prime_activite_majoration"}, validate: validateQF, status: "prime_activite"},
 	{path: "/v3/dss/allocation_adulte_handicape/identite", scopes: []string{"allocation_adulte_handicape"}, validate: validateQF, status: "allocation_adulte_handicape"},
 	{path: "/v3/dss/allocation_soutien_familial/identite", scopes: []string{"allocation_soutien_familial"}, validate: validateQF, status: "allocation_soutien_familial"},
+	{path: "/v3/men/scolarites/identite", scopes: menScopes, validate: validateMEN(3), notFoundBody: menNotFound},
+	{path: "/v4/men/scolarites/identite", scopes: menScopes, validate: validateMEN(4), notFoundBody: menNotFound},
+	{path: "/v5/men/scolarites/identite", scopes: menScopes, validate: validateMEN(5), notFoundBody: menNotFound},
 	{path: "/api/v2/composition-familiale-v2", dir: "api_particulier_v2_cnav_quotient_familial_v2", auth: authAPIKey, scopes: QFScopes, validate: validateV2},
 	{path: "/api/v2/etudiants-boursiers", dir: "api_particulier_v2_cnous_student_scholarship", auth: authAPIKey, scopes: cnousScopes, validate: validateV2},
 	{path: "/api/v2/etudiants", dir: "api_particulier_v2_mesri_student_status", auth: authAPIKey, scopes: mesriScopes, validate: validateV2},

@@ -139,7 +139,11 @@ func (s *Server) Calls() int64 { return s.calls.Load() }
 func loadRoute(def routeDef) (*route, error) {
 	r := &route{routeDef: def}
 	if def.dir == "" {
-		r.notFound = apiCase{name: "404.yaml", status: http.StatusNotFound, body: []byte(dssNotFound)}
+		body := def.notFoundBody
+		if body == "" {
+			body = dssNotFound
+		}
+		r.notFound = apiCase{name: "404.yaml", status: http.StatusNotFound, body: []byte(body)}
 		return r, nil
 	}
 	cases, err := loadCases(def.dir)

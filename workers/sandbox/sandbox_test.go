@@ -457,3 +457,33 @@ func TestServer_IntrospectPingsBlacklist(t *testing.T) {
 		t.Fatalf("men ping: %d", rec.Code)
 	}
 }
+
+func TestServer_MENValidation(t *testing.T) {
+	s := newServer(t, Config{Limits: Limits{PerSecond: 1000, IPPerMinute: 100000}})
+	tok := token(t, AllScopes, caseClock.Add(time.Hour))
+	pupil := url.Values{"recipient": {"13002526500013"}, "nomNaissance": {"MARTIN"}, "prenoms[]": {"EMMA"}, "sexeEtatCivil": {"F"},
+		"anneeDateNaissance": {"2012"}, "moisDateNaissance": {"8"}, "jourDateNaissance": {"15"}, "anneeScolaire": {"2024"}}
+	for _, tc := range []struct {
+		name, version string
+		q             url.Values
+		status        int
+		code          string
+	}{
+		{"school", "v3", with(pupil, "codeEtablissement", "0132733A"), 404, "30003"},
+		{"bad UAI", "v3", with(pupil, "codeEtablissement", "13273"), 422, "00410"},
+		{"no perimeter", "v4", pupil, 422, "00410"},
+		{"bad school year", "v3", with(pupil, "codeEtablissement", "0132733A", "anneeScolaire", "24-25"), 422, "00411"},
+		{"departements need a degree", "v4", with(pupil, "codesBcnDepartements[]", "013"), 422, "00412"},
+		{"departements with degree", "v5", with(pupil, "codesBcnDepartements[]", "013", "degreEtablissement", "2D"), 404, "30003"},
+		{"both perimeters", "v4", with(pupil, "codesBcnDepartements[]", "013", "codesBcnRegions[]", "93", "degreEtablissement", "1D"), 422, "00413"},
+		{"school and perimeter", "v4", with(pupil, "codeEtablissement", "0132733A", "codesBcnRegions[]", "93"), 422, "00419"},
+		{"bad departement", "v4", with(pupil, "codesBcnDepartements[]", "13", "degreEtablissement", "1D"), 422, "00416"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := get(s, tok, "/"+tc.version+"/men/scolarites/identite", tc.q)
+			if rec.Code != tc.status || !strings.Contains(rec.Body.String(), `"code":"`+tc.code+`"`) {
+				t.Fatalf("%d %s", rec.Code, rec.Body)
+			}
+		})
+	}
+}

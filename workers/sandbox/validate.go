@@ -252,3 +252,57 @@ func validateV2(q map[string][]string, _ time.Time) []apiError {
 	}
 	return recipientErrors(q)
 }
+
+var (
+	uaiPattern         = regexp.MustCompile(`^[0-9]{7}[0-9A-Za-z]$`)
+	schoolYearPattern  = regexp.MustCompile(`^[0-9]{4}(-[0-9]{4})?$`)
+	bcnDepartementCode = regexp.MustCompile(`^(0[0-9]{2}|0[0-9][AB]|97[1-6])$`)
+	bcnRegionCode      = regexp.MustCompile(`^[0-9]{2}$`)
+)
+
+// validateMEN returns the MEN scolarités rules of API version v: identity
+// with a full birth date and sex, anneeScolaire, and exactly one search
+// perimeter: a school (codeEtablissement) or, from v4, départements or
+// régions with a degreEtablissement.
+func validateMEN(v int) func(q map[string][]string, now time.Time) []apiError {
+	return func(q map[string][]string, now time.Time) []apiError {
+		errs := civilityErrors(q, now, 3, true)
+		if y := first(q, "anneeScolaire"); !schoolYearPattern.MatchString(y) {
+			errs = append(errs, paramError("00411", titleUnprocessable, "L'année scolaire doit être au format AAAA ou AAAA-AAAA", "anneeScolaire"))
+		}
+		uai := first(q, "codeEtablissement")
+		deps, regs := q["codesBcnDepartements[]"], q["codesBcnRegions[]"]
+		if v < 4 {
+			deps, regs = nil, nil
+		}
+		switch {
+		case uai != "" && (len(deps) > 0 || len(regs) > 0):
+			errs = append(errs, paramError("00419", titleUnprocessable, "Un code établissement ne peut pas être combiné à un périmètre de recherche", "codeEtablissement"))
+		case len(deps) > 0 && len(regs) > 0:
+			errs = append(errs, paramError("00413", titleUnprocessable, "Un seul type de périmètre (départements ou régions) peut être donné", "codesBcnDepartements"))
+		case uai != "":
+			if !uaiPattern.MatchString(uai) {
+				errs = append(errs, paramError("00410", titleUnprocessable, "Le code établissement (UAI) n'est pas correctement formaté", "codeEtablissement"))
+			}
+		case len(deps) > 0 || len(regs) > 0:
+			if d := first(q, "degreEtablissement"); d != "1D" && d != "2D" {
+				errs = append(errs, paramError("00412", titleUnprocessable, "Le degré de l'établissement doit être 1D ou 2D avec un périmètre de recherche", "degreEtablissement"))
+			}
+			for _, d := range deps {
+				if !bcnDepartementCode.MatchString(d) {
+					errs = append(errs, paramError("00416", titleUnprocessable, "Le code département BCN MEN est invalide: valeur non reconnue", "codesBcnDepartements"))
+					break
+				}
+			}
+			for _, r := range regs {
+				if !bcnRegionCode.MatchString(r) {
+					errs = append(errs, paramError("00417", titleUnprocessable, "Le code région BCN MEN est invalide: valeur non reconnue", "codesBcnRegions"))
+					break
+				}
+			}
+		default:
+			errs = append(errs, paramError("00410", titleUnprocessable, "Le code établissement (UAI) est manquant", "codeEtablissement"))
+		}
+		return errs
+	}
+}
