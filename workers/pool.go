@@ -60,6 +60,9 @@ type Pool struct {
 	// tokens together (the API's documented 1000/min; exceeding it gets the
 	// IP banned). Negative disables it (benchmarks only). Default: 1000.
 	IPLimit int
+	// Lookahead is how many fetched jobs may wait in the per-tenant queues.
+	// Default: 4 × MaxInFlight.
+	Lookahead int
 	// MaxInFlight is how many jobs are processed at once. Default: 32.
 	MaxInFlight int
 	// Retry is the retry policy. Default: the zero RetryPolicy's defaults.
@@ -173,43 +176,87 @@ func (p *Pool) Run(ctx context.Context) error {
 		p.commitLoop(runCtx, log, acks, errc)
 	}()
 
-	var err error
-	for {
-		select {
-		case sem <- struct{}{}:
-		case <-runCtx.Done():
-		}
-		if runCtx.Err() != nil {
-			break
-		}
-		m, ferr := p.Jobs.FetchMessage(runCtx)
-		if ferr != nil {
-			<-sem
-			if runCtx.Err() == nil {
-				err = fmt.Errorf("work: fetch job: %w", ferr)
+	// Jobs are fetched ahead into one queue per tenant (the message key)
+	// and dispatched round-robin, so that a small town's batch is not
+	// stuck behind a big town's on a shared partition. Offsets are still
+	// committed in partition order.
+	lookahead := p.Lookahead
+	if lookahead <= 0 {
+		lookahead = 4 * inFlight
+	}
+	fetched := make(chan kafkago.Message)
+	fetchErr := make(chan error, 1)
+	fetchMore := make(chan struct{}, 1)
+	fetchMore <- struct{}{}
+	fetchDone := make(chan struct{})
+	go func() {
+		defer close(fetchDone)
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-fetchMore:
 			}
-			break
-		}
-		acks.fetched(m)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if perr := p.process(runCtx, log, m); perr != nil {
+			m, ferr := p.Jobs.FetchMessage(runCtx)
+			if ferr != nil {
 				if runCtx.Err() == nil {
-					select {
-					case errc <- perr:
-					default:
-					}
-					cancel()
+					fetchErr <- fmt.Errorf("work: fetch job: %w", ferr)
 				}
 				return
 			}
-			acks.done(m)
-		}()
+			select {
+			case fetched <- m:
+			case <-runCtx.Done():
+				return
+			}
+		}
+	}()
+	rr := newRoundRobin()
+	var err error
+	waitingFetch := true
+loop:
+	for {
+		var slot chan struct{}
+		if rr.len() > 0 {
+			slot = sem // dispatch only when a job waits
+		}
+		select {
+		case <-runCtx.Done():
+			break loop
+		case ferr := <-fetchErr:
+			err = ferr
+			break loop
+		case m := <-fetched:
+			acks.fetched(m)
+			rr.push(string(m.Key), m)
+			waitingFetch = false
+		case slot <- struct{}{}:
+			m := rr.pop()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				if perr := p.process(runCtx, log, m); perr != nil {
+					if runCtx.Err() == nil {
+						select {
+						case errc <- perr:
+						default:
+						}
+						cancel()
+					}
+					return
+				}
+				acks.done(m)
+			}()
+		}
+		if !waitingFetch && rr.len() < lookahead {
+			waitingFetch = true
+			fetchMore <- struct{}{}
+		}
 	}
 	wg.Wait()
 	cancel()
+	<-fetchDone
 	<-commitDone
 	// Commit what finished before the stop, with a fresh deadline.
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -526,6 +573,42 @@ func (p *Pool) guard() *BanGuard {
 		p.Guard = &BanGuard{}
 	}
 	return p.Guard
+}
+
+// roundRobin holds fetched jobs in one FIFO queue per tenant and hands
+// them out one tenant at a time. Not safe for concurrent use.
+type roundRobin struct {
+	queues map[string][]kafkago.Message
+	order  []string // tenants with queued jobs, next first
+	n      int
+}
+
+func newRoundRobin() *roundRobin { return &roundRobin{queues: make(map[string][]kafkago.Message)} }
+
+func (r *roundRobin) len() int { return r.n }
+
+func (r *roundRobin) push(tenant string, m kafkago.Message) {
+	if len(r.queues[tenant]) == 0 {
+		r.order = append(r.order, tenant)
+	}
+	r.queues[tenant] = append(r.queues[tenant], m)
+	r.n++
+}
+
+// pop returns the next tenant's oldest job; r must not be empty.
+func (r *roundRobin) pop() kafkago.Message {
+	t := r.order[0]
+	q := r.queues[t]
+	m := q[0]
+	r.queues[t] = q[1:]
+	r.n--
+	r.order = r.order[1:]
+	if len(r.queues[t]) > 0 {
+		r.order = append(r.order, t)
+	} else {
+		delete(r.queues, t)
+	}
+	return m
 }
 
 // ackTracker remembers, per partition, which fetched offsets are done, so

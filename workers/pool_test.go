@@ -375,3 +375,73 @@ func TestPool_SilentAPIStopsInsteadOfHanging(t *testing.T) {
 		t.Fatalf("Run = %v, want ErrBanRisk", err)
 	}
 }
+
+func TestRoundRobin(t *testing.T) {
+	r := newRoundRobin()
+	for i, tenant := range []string{"big", "big", "big", "small", "big", "mid", "small"} {
+		r.push(tenant, kafkago.Message{Key: []byte(tenant), Offset: int64(i)})
+	}
+	var got []string
+	for r.len() > 0 {
+		got = append(got, string(r.pop().Key))
+	}
+	want := []string{"big", "small", "mid", "big", "small", "big", "big"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("order %v, want %v", got, want)
+	}
+}
+
+// TestPool_FairBetweenTenants: a small town's jobs behind a big town's on
+// one partition are served early, not after the whole big batch.
+func TestPool_FairBetweenTenants(t *testing.T) {
+	pop := sandbox.NewPopulation(55, 6)
+	sb, _ := sandbox.New(sandbox.Config{Population: pop, Limits: sandbox.Limits{PerSecond: 100000, IPPerMinute: 1000000}})
+	srv := httptest.NewServer(sb)
+	defer srv.Close()
+	tok, _ := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(time.Hour))
+	fj := jobsFor(t, pop, 55)
+	for i := range fj.msgs {
+		tenant := "big"
+		if i >= 50 {
+			tenant = "small"
+		}
+		fj.msgs[i].Key = []byte(tenant)
+	}
+	fr := &fakeResults{}
+	pool := &Pool{Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return tok, nil },
+		Log: zerolog.Nop(), Limit: 100000, IPLimit: -1, MaxInFlight: 1, Lookahead: 64}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- pool.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		fr.mu.Lock()
+		n := len(fr.results)
+		fr.mu.Unlock()
+		if n == 55 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 55 rows answered", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	lastSmall := 0
+	for i, r := range fr.results {
+		if r.RowNumber > 50 {
+			lastSmall = i
+		}
+	}
+	// Round-robin once the small jobs are fetched: they finish within the
+	// first 15 results, not at positions 50-54.
+	if lastSmall > 15 {
+		t.Fatalf("the small town's last row came out at position %d of 55", lastSmall)
+	}
+	fj.mu.Lock()
+	defer fj.mu.Unlock()
+	if fj.committed[0] != 54 {
+		t.Fatalf("committed offset %d, want 54 (in order, nothing skipped)", fj.committed[0])
+	}
+}
