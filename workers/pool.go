@@ -60,8 +60,10 @@ type Pool struct {
 	// tokens together (the API's documented 1000/min; exceeding it gets the
 	// IP banned). Negative disables it (benchmarks only). Default: 1000.
 	IPLimit int
-	// Lookahead is how many fetched jobs may wait in the per-tenant queues.
-	// Default: 4 × MaxInFlight.
+	// Lookahead is how many fetched jobs may wait in the per-tenant queues
+	// (a job message is under a kilobyte). The round-robin between towns
+	// only sees the towns whose jobs are in this window. Default: 2048, or
+	// 4 × MaxInFlight if larger.
 	Lookahead int
 	// MaxInFlight is how many jobs are processed at once. Default: 32.
 	MaxInFlight int
@@ -182,7 +184,7 @@ func (p *Pool) Run(ctx context.Context) error {
 	// committed in partition order.
 	lookahead := p.Lookahead
 	if lookahead <= 0 {
-		lookahead = 4 * inFlight
+		lookahead = max(2048, 4*inFlight)
 	}
 	fetched := make(chan kafkago.Message)
 	fetchErr := make(chan error, 1)

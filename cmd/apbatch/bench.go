@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -54,6 +53,9 @@ type scenario struct {
 	// outage, when set, takes the QF provider down for that long, a third
 	// of the way through.
 	outage time.Duration
+	// tenants is how many towns, each with its own token, share the IP
+	// (default 1).
+	tenants int
 }
 
 func (c *benchCommand) scenarioList() []scenario {
@@ -68,6 +70,8 @@ func (c *benchCommand) scenarioList() []scenario {
 		{name: "tightening", about: "20/s, then 250/min per token announced halfway (the operator's planned cap)",
 			limits: sandbox.Limits{PerSecond: 20, IPPerMinute: 1 << 30}, faults: latency, rate: 20, ipLimit: -1, inFlight: 32,
 			tighten: &sandbox.Limits{PerSecond: 20, PerMinute: 250, IPPerMinute: 1 << 30}},
+		{name: "many-tokens", about: "10 towns with their own tokens behind one IP capped at 1000/min",
+			limits: sandbox.Limits{PerSecond: 20}, faults: latency, rate: 20, ipLimit: 1000, inFlight: 32, tenants: 10},
 		{name: "outage", about: "as one-token, the CNAF & MSA provider down 60 s a third of the way through",
 			limits: sandbox.Limits{PerSecond: 20, IPPerMinute: 1 << 30}, faults: latency, rate: 20, ipLimit: -1, inFlight: 32,
 			outage: time.Minute},
@@ -82,7 +86,7 @@ func (c *benchCommand) flags() *flag.FlagSet {
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
-	fs.StringVar(&c.scenarios, "scenario", "one-token,sliding,ip-cap,tightening,outage,raw", "comma-separated scenarios to run")
+	fs.StringVar(&c.scenarios, "scenario", "one-token,sliding,ip-cap,many-tokens,tightening,outage,raw", "comma-separated scenarios to run")
 	fs.DurationVar(&c.duration, "duration", 3*time.Minute, "length of rate-limited scenarios (their roster holds rate × duration rows)")
 	fs.IntVar(&c.rawRows, "raw-rows", 100000, "rows of the raw scenario")
 	fs.BoolVar(&c.keep, "keep", false, "keep each scenario's data folder (printed)")
@@ -117,6 +121,9 @@ type benchResult struct {
 	budgetPerSec          float64
 	tooManyAfter          int64
 	failedRows            int64
+	shareMin, shareMax    float64
+	fair                  float64
+	maxTokenSecond        int
 	extraCalls            int64
 	rows                  int
 	wall                  time.Duration
@@ -187,7 +194,12 @@ func (c *benchCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	for _, r := range results {
-		fmt.Fprintf(c.stdout, "%s: %d calls beyond one per row, %d rows in provider_error\n", r.name, r.extraCalls, r.failedRows)
+		fmt.Fprintf(c.stdout, "%s: %d calls beyond one per row, %d rows in provider_error", r.name, r.extraCalls, r.failedRows)
+		if r.shareMax > 0 {
+			fmt.Fprintf(c.stdout, "; while all towns were active each got %.1f%%-%.1f%% of the calls (fair: %.1f%%)",
+				r.shareMin*100, r.shareMax*100, r.fair*100)
+		}
+		fmt.Fprintln(c.stdout)
 	}
 	return nil
 }
@@ -213,6 +225,10 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	if s.outage > 0 {
 		rows = int(float64(s.rate) * (c.duration - s.outage).Seconds())
 	}
+	tenants := max(s.tenants, 1)
+	if tenants > 1 {
+		rows = int(float64(s.ipLimit) / 60 * c.duration.Seconds())
+	}
 	if s.tighten != nil {
 		// Half the time at the first limit, half at the new one.
 		half := c.duration.Seconds() / 2
@@ -220,16 +236,20 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	}
 	res.rows = rows
 	pop := sandbox.NewPopulation(rows, 1)
-	roster := filepath.Join(dir, "roster.csv")
-	f, err := os.Create(roster)
-	if err != nil {
-		return res, fmt.Errorf("roster: %w", err)
-	}
-	if err := pop.WriteCSV(f); err != nil {
+	// One roster per town, equal parts of the population.
+	rosters := make([]string, tenants)
+	for k := range rosters {
+		rosters[k] = filepath.Join(dir, fmt.Sprintf("roster-%02d.csv", k))
+		f, err := os.Create(rosters[k])
+		if err != nil {
+			return res, fmt.Errorf("roster: %w", err)
+		}
+		err = pop.WriteCSVRange(f, k*rows/tenants, (k+1)*rows/tenants)
 		f.Close()
-		return res, err
+		if err != nil {
+			return res, err
+		}
 	}
-	f.Close()
 
 	sb, err := sandbox.New(sandbox.Config{Limits: s.limits, Faults: s.faults, Population: pop, Log: zerolog.Nop()})
 	if err != nil {
@@ -248,9 +268,13 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
-	token, err := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(24*time.Hour))
-	if err != nil {
-		return res, err
+	tokens := map[string]string{}
+	for k := 0; k < tenants; k++ {
+		tok, err := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(24*time.Hour))
+		if err != nil {
+			return res, err
+		}
+		tokens[fmt.Sprintf("town%02d", k)] = tok
 	}
 
 	resetPeakRSS()
@@ -261,7 +285,12 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	defer emb.Close(context.WithoutCancel(ctx))
 	st, err := openStack(ctx, stackConfig{
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: log,
-		ProviderURL: "http://" + ln.Addr().String(), Tokens: func(string) (string, error) { return token, nil },
+		ProviderURL: "http://" + ln.Addr().String(), Tokens: func(tenant string) (string, error) {
+			if tok, ok := tokens[tenant]; ok {
+				return tok, nil
+			}
+			return "", workers.ErrNoToken
+		},
 		Rate: s.rate, IPLimit: s.ipLimit, InFlight: s.inFlight, AuditKey: []byte("bench-audit-key-not-secret"), Recipient: dinumSIRET, FlushInterval: 5 * time.Second,
 	})
 	if err != nil {
@@ -324,31 +353,66 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		timer := time.AfterFunc(c.duration/3, func() { sb.SetOutage(workers.QuotientFamilialPing, time.Now().Add(s.outage)) })
 		defer timer.Stop()
 	}
-	subs, err := uploadFiles(ctx, st, "bench", "bench", []string{roster})
-	if err != nil {
-		return res, err
+	var subs []submitted
+	for k, roster := range rosters {
+		sub, err := uploadFiles(ctx, st, fmt.Sprintf("town%02d", k), "bench", []string{roster})
+		if err != nil {
+			return res, err
+		}
+		subs = append(subs, sub...)
 	}
 	final, err := waitBatches(ctx, st, subs, roleErr, func(progress) {})
 	if err != nil {
 		return res, err
 	}
 	res.wall = time.Since(start)
-	if len(final) != 1 || final[0].State != "complete" {
-		return res, errors.New("batch did not complete")
+	for _, b := range final {
+		if b.State != "complete" {
+			return res, fmt.Errorf("batch %s did not complete: %s", b.ID, b.Error)
+		}
+	}
+	if len(final) != tenants {
+		return res, fmt.Errorf("%d batches completed, want %d", len(final), tenants)
 	}
 	res.peakRSS = peakRSS()
-	counts, err := st.ledger.Counts(ctx, final[0].ID)
-	if err != nil {
-		return res, err
+	for _, b := range final {
+		counts, err := st.ledger.Counts(ctx, b.ID)
+		if err != nil {
+			return res, err
+		}
+		res.failedRows += counts.ByStatus["provider_error"]
 	}
-	res.failedRows = counts.ByStatus["provider_error"]
 
 	stats := sb.Stats()
-	if len(stats.Tokens) != 1 {
-		return res, fmt.Errorf("sandbox saw %d tokens, want 1", len(stats.Tokens))
+	if len(stats.Tokens) != tenants || len(stats.IPs) != 1 {
+		return res, fmt.Errorf("sandbox saw %d tokens and %d IPs, want %d and 1", len(stats.Tokens), len(stats.IPs), tenants)
 	}
-	tk := stats.Tokens[0]
+	tk := stats.IPs[0] // all tokens together
+	if tenants > 1 {
+		// Each town's share of the calls made while every town was active.
+		from, to := stats.Tokens[0].First, stats.Tokens[0].Last
+		for _, t := range stats.Tokens {
+			from, to = maxTime(from, t.First), minTime(to, t.Last)
+		}
+		counts := sb.TokenCountsBetween(from, to)
+		var total int64
+		for _, n := range counts {
+			total += n
+		}
+		res.shareMin, res.shareMax = 1, 0
+		for _, n := range counts {
+			share := float64(n) / float64(max(total, 1))
+			res.shareMin, res.shareMax = min(res.shareMin, share), max(res.shareMax, share)
+		}
+		res.fair = 1 / float64(tenants)
+		for _, t := range stats.Tokens {
+			res.maxTokenSecond = max(res.maxTokenSecond, t.MaxPerSec)
+		}
+	}
 	res.requests, res.tooMany, res.maxInSecond = tk.Requests, tk.TooMany, tk.MaxPerSec
+	if tenants > 1 {
+		res.maxInSecond = res.maxTokenSecond // the per-token limit is what the column compares with
+	}
 	res.extraCalls = tk.Requests - int64(rows)
 	if span := tk.Last.Sub(tk.First).Seconds(); span > 0 {
 		// n requests span n-1 intervals.
@@ -394,4 +458,18 @@ func peakRSS() int64 {
 		}
 	}
 	return 0
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

@@ -51,3 +51,9 @@ func (s *Server) inOutage(name string) bool {
 	defer s.outMu.Unlock()
 	return s.cfg.Now().Before(s.outage[name])
 }
+
+// TokenCountsBetween returns, per token key (as in Stats), the requests that
+// arrived in [from, to).
+func (s *Server) TokenCountsBetween(from, to time.Time) map[string]int64 {
+	return s.lim.tokenCountsBetween(from, to)
+}

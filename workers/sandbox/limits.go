@@ -64,7 +64,11 @@ type counter struct {
 	bannedTill time.Time
 	first      time.Time
 	last       time.Time
+	arrivals   []time.Time // every arrival, up to maxArrivals
 }
+
+// maxArrivals bounds the arrival log of one counter.
+const maxArrivals = 1 << 20
 
 func newCounter() *counter { return &counter{byStatus: map[int]int64{}} }
 
@@ -75,6 +79,9 @@ func (c *counter) arrive(now time.Time) {
 		c.first = now
 	}
 	c.last = now
+	if len(c.arrivals) < maxArrivals {
+		c.arrivals = append(c.arrivals, now)
+	}
 	cut := now.Add(-time.Second)
 	i := 0
 	for i < len(c.recent) && !c.recent[i].After(cut) {
@@ -276,4 +283,20 @@ func clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// tokenCountsBetween returns, per token key, the requests that arrived in
+// [from, to).
+func (l *limiter) tokenCountsBetween(from, to time.Time) map[string]int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[string]int64, len(l.tokens))
+	for k, c := range l.tokens {
+		for _, t := range c.arrivals {
+			if !t.Before(from) && t.Before(to) {
+				out[k]++
+			}
+		}
+	}
+	return out
 }

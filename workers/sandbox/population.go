@@ -220,10 +220,13 @@ func (p *Population) Lookup(params map[string][]string) (Person, bool) {
 
 // WriteCSV writes the population as an input roster with apbatch's
 // canonical columns, one row per person.
-func (p *Population) WriteCSV(w io.Writer) error {
+func (p *Population) WriteCSV(w io.Writer) error { return p.WriteCSVRange(w, 0, p.n) }
+
+// WriteCSVRange writes people from (included) to to (excluded) as a roster.
+func (p *Population) WriteCSVRange(w io.Writer, from, to int) error {
 	bw := bufio.NewWriterSize(w, 1<<16)
 	fmt.Fprintln(bw, "reference;nom_naissance;prenoms;sexe;date_naissance;code_insee_pays_naissance;code_insee_commune_naissance")
-	for i := 0; i < p.n; i++ {
+	for i := max(from, 0); i < min(to, p.n); i++ {
 		per := p.Person(i)
 		date := per.Birth.Format("2006-01-02")
 		switch per.DateParts {
