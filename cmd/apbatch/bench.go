@@ -56,6 +56,9 @@ type scenario struct {
 	// tenants is how many towns, each with its own token, share the IP
 	// (default 1).
 	tenants int
+	// replicas is how many worker pools share the consumer group, each
+	// with its own budgets as separate processes would (default 1).
+	replicas int
 }
 
 func (c *benchCommand) scenarioList() []scenario {
@@ -70,6 +73,8 @@ func (c *benchCommand) scenarioList() []scenario {
 		{name: "tightening", about: "20/s, then 250/min per token announced halfway (the operator's planned cap)",
 			limits: sandbox.Limits{PerSecond: 20, IPPerMinute: 1 << 30}, faults: latency, rate: 20, ipLimit: -1, inFlight: 32,
 			tighten: &sandbox.Limits{PerSecond: 20, PerMinute: 250, IPPerMinute: 1 << 30}},
+		{name: "two-replicas", about: "as one-token with two worker replicas in one consumer group",
+			limits: sandbox.Limits{PerSecond: 20, IPPerMinute: 1 << 30}, faults: latency, rate: 20, ipLimit: -1, inFlight: 32, replicas: 2},
 		{name: "many-tokens", about: "10 towns with their own tokens behind one IP capped at 1000/min",
 			limits: sandbox.Limits{PerSecond: 20}, faults: latency, rate: 20, ipLimit: 1000, inFlight: 32, tenants: 10},
 		{name: "outage", about: "as one-token, the CNAF & MSA provider down 60 s a third of the way through",
@@ -86,7 +91,7 @@ func (c *benchCommand) flags() *flag.FlagSet {
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
-	fs.StringVar(&c.scenarios, "scenario", "one-token,sliding,ip-cap,many-tokens,tightening,outage,raw", "comma-separated scenarios to run")
+	fs.StringVar(&c.scenarios, "scenario", "one-token,sliding,ip-cap,two-replicas,many-tokens,tightening,outage,raw", "comma-separated scenarios to run")
 	fs.DurationVar(&c.duration, "duration", 3*time.Minute, "length of rate-limited scenarios (their roster holds rate × duration rows)")
 	fs.IntVar(&c.rawRows, "raw-rows", 100000, "rows of the raw scenario")
 	fs.BoolVar(&c.keep, "keep", false, "keep each scenario's data folder (printed)")
@@ -283,7 +288,7 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		return res, err
 	}
 	defer emb.Close(context.WithoutCancel(ctx))
-	st, err := openStack(ctx, stackConfig{
+	cfg := stackConfig{
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: log,
 		ProviderURL: "http://" + ln.Addr().String(), Tokens: func(tenant string) (string, error) {
 			if tok, ok := tokens[tenant]; ok {
@@ -292,22 +297,28 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 			return "", workers.ErrNoToken
 		},
 		Rate: s.rate, IPLimit: s.ipLimit, InFlight: s.inFlight, AuditKey: []byte("bench-audit-key-not-secret"), Recipient: dinumSIRET, FlushInterval: 5 * time.Second,
-	})
+	}
+	st, err := openStack(ctx, cfg)
 	if err != nil {
 		return res, err
 	}
 	defer st.Close()
+	st.AddWorkers(cfg, s.replicas-1)
 	var (
 		mu  sync.Mutex
 		lat []time.Duration
 	)
-	st.pool.OnCall = func(d time.Duration, status int) {
+	onCall := func(d time.Duration, status int) {
 		mu.Lock()
 		lat = append(lat, d)
 		if status == 0 {
 			res.transportKO++
 		}
 		mu.Unlock()
+	}
+	st.pool.OnCall = onCall
+	for _, p := range st.extra {
+		p.OnCall = onCall
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	roleErr := st.Start(runCtx)

@@ -87,6 +87,7 @@ type stack struct {
 
 	ingest *pipeline.Ingester
 	pool   *workers.Pool
+	extra  []*workers.Pool // more worker replicas (bench)
 	writer *pipeline.ResultWriter
 
 	wg sync.WaitGroup
@@ -123,21 +124,39 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 	splitter := &pipeline.Splitter{S3: client, Ledger: store, Jobs: st.jobsW, Results: st.resW, Log: cfg.Log}
 	st.ingest = &pipeline.Ingester{Uploads: upR, Ledger: store, Splitter: splitter, Log: cfg.Log,
 		Bucket: client.Bucket(), Period: cfg.Period, Recipient: cfg.Recipient}
-	st.pool = &workers.Pool{Jobs: jobR, Results: st.resW, Client: &workers.Client{BaseURL: cfg.ProviderURL},
-		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, IPLimit: cfg.IPLimit, Share: cfg.Share, MaxInFlight: cfg.InFlight, Schedule: cfg.Schedule,
-		Audit: &workers.GroupCommit{Log: store}, AuditKey: cfg.AuditKey}
+	st.pool = newPool(cfg, jobR, st.resW, store)
 	st.writer = &pipeline.ResultWriter{Results: resR, S3: client, Ledger: store, Log: cfg.Log, FlushInterval: cfg.FlushInterval}
 	return st, nil
+}
+
+// newPool builds a worker pool consuming jobs from r.
+func newPool(cfg stackConfig, r *kafkago.Reader, w *kafkago.Writer, store *ledger.Store) *workers.Pool {
+	return &workers.Pool{Jobs: r, Results: w, Client: &workers.Client{BaseURL: cfg.ProviderURL},
+		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, IPLimit: cfg.IPLimit, Share: cfg.Share, MaxInFlight: cfg.InFlight,
+		Schedule: cfg.Schedule, Audit: &workers.GroupCommit{Log: store}, AuditKey: cfg.AuditKey}
+}
+
+// AddWorkers adds n more worker pools to the consumer group, each with its
+// own budgets, as n more worker processes would be. Call before Start.
+func (st *stack) AddWorkers(cfg stackConfig, n int) {
+	for i := 0; i < n; i++ {
+		r := kafka.NewReader(cfg.Kafka, groupWorkers, schemas.TopicJobs)
+		st.readers = append(st.readers, r)
+		st.extra = append(st.extra, newPool(cfg, r, st.resW, st.ledger))
+	}
 }
 
 // Start runs every role until ctx ends. The channel receives the error of
 // the first role that stops on its own.
 func (st *stack) Start(ctx context.Context) <-chan error {
-	errc := make(chan error, 3)
+	errc := make(chan error, 3+len(st.extra))
 	roles := map[string]func(context.Context) error{
 		"ingest": st.ingest.Run,
 		"work":   st.pool.Run,
 		"write":  st.writer.Run,
+	}
+	for i, p := range st.extra {
+		roles[fmt.Sprintf("work-%d", i+2)] = p.Run
 	}
 	for name, run := range roles {
 		st.wg.Add(1)
