@@ -303,14 +303,7 @@ func jobsFor(t *testing.T, pop *sandbox.Population, n int) *fakeJobs {
 	fj := &fakeJobs{committed: map[int]int64{}}
 	for i := 0; i < n; i++ {
 		per := pop.Person(i)
-		id := schemas.Identity{NomNaissance: per.NomNaissance, Prenoms: per.Prenoms, Sexe: per.Sexe, AnneeNaissance: per.Birth.Year(),
-			CodePaysNaissance: per.Pays, CodeCommuneNaissance: per.Commune}
-		if per.DateParts >= 2 {
-			id.MoisNaissance = int(per.Birth.Month())
-		}
-		if per.DateParts == 3 {
-			id.JourNaissance = per.Birth.Day()
-		}
+		id := per.Identity()
 		job := schemas.Job{Version: schemas.JobVersion, BatchID: "b1", Tenant: "demo", Check: schemas.CheckQuotientFamilial,
 			LookupID: fmt.Sprint("l", i), Recipient: "13002526500013", Rows: []schemas.RowRef{{Number: int64(i + 1)}}, Identity: id}
 		v, _ := json.Marshal(job)
@@ -333,19 +326,7 @@ func TestPool_OutageResumesWithoutFailingRows(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- pool.Run(ctx) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		fr.mu.Lock()
-		n := len(fr.results)
-		fr.mu.Unlock()
-		if n == 60 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of 60 rows answered", n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitResults(t, fr, 60)
 	cancel()
 	<-done
 	for _, r := range fr.results {
@@ -413,19 +394,7 @@ func TestPool_FairBetweenTenants(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- pool.Run(ctx) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		fr.mu.Lock()
-		n := len(fr.results)
-		fr.mu.Unlock()
-		if n == 55 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of 55 rows answered", n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitResults(t, fr, 55)
 	cancel()
 	<-done
 	lastSmall := 0
@@ -443,5 +412,23 @@ func TestPool_FairBetweenTenants(t *testing.T) {
 	defer fj.mu.Unlock()
 	if fj.committed[0] != 54 {
 		t.Fatalf("committed offset %d, want 54 (in order, nothing skipped)", fj.committed[0])
+	}
+}
+
+// waitResults waits until fr holds n results (20 s at most).
+func waitResults(t *testing.T, fr *fakeResults, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		fr.mu.Lock()
+		got := len(fr.results)
+		fr.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d rows answered", got, n)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

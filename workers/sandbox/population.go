@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/apbatch/apbatch/schemas"
 )
 
 // Population is a synthetic population generated deterministically from a
@@ -164,6 +166,20 @@ func (p *Population) Person(i int) Person {
 		per.Children = append(per.Children, ch)
 	}
 	return per
+}
+
+// Identity is the person as apbatch reads them from the roster WriteCSV
+// writes.
+func (per Person) Identity() schemas.Identity {
+	id := schemas.Identity{NomNaissance: per.NomNaissance, Prenoms: per.Prenoms, Sexe: per.Sexe,
+		AnneeNaissance: per.Birth.Year(), CodePaysNaissance: per.Pays, CodeCommuneNaissance: per.Commune}
+	if per.DateParts >= 2 {
+		id.MoisNaissance = int(per.Birth.Month())
+	}
+	if per.DateParts == 3 {
+		id.JourNaissance = per.Birth.Day()
+	}
+	return id
 }
 
 // Params is the provider-side parameter set of a request for this person

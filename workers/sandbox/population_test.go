@@ -129,14 +129,7 @@ func TestPopulation_AnswersPeriod(t *testing.T) {
 		}
 	}
 	now := time.Now()
-	id := schemas.Identity{NomNaissance: per.NomNaissance, Prenoms: per.Prenoms, Sexe: per.Sexe, AnneeNaissance: per.Birth.Year(),
-		CodePaysNaissance: per.Pays, CodeCommuneNaissance: per.Commune}
-	if per.DateParts >= 2 {
-		id.MoisNaissance = int(per.Birth.Month())
-	}
-	if per.DateParts == 3 {
-		id.JourNaissance = per.Birth.Day()
-	}
+	id := per.Identity()
 	q := workers.QueryQuotientFamilial("13002526500013", schemas.Period{Year: now.Year(), Month: 1}, id)
 	req := httptest.NewRequest(http.MethodGet, workers.QuotientFamilialPath+"?"+q.Encode(), nil)
 	tok, _ := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, now.Add(time.Hour))
@@ -166,14 +159,7 @@ func TestPopulation_BenefitRoutes(t *testing.T) {
 			beneficiaries := 0
 			for i := 0; i < pop.Len(); i++ {
 				per := pop.Person(i)
-				id := schemas.Identity{NomNaissance: per.NomNaissance, Prenoms: per.Prenoms, Sexe: per.Sexe, AnneeNaissance: per.Birth.Year(),
-					CodePaysNaissance: per.Pays, CodeCommuneNaissance: per.Commune}
-				if per.DateParts >= 2 {
-					id.MoisNaissance = int(per.Birth.Month())
-				}
-				if per.DateParts == 3 {
-					id.JourNaissance = per.Birth.Day()
-				}
+				id := per.Identity()
 				q := workers.QueryQuotientFamilial("13002526500013", schemas.Period{}, id)
 				req := httptest.NewRequest(http.MethodGet, "/v3/dss/"+route+"/identite?"+q.Encode(), nil)
 				req.Header.Set("Authorization", "Bearer "+tok)
