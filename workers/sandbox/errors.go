@@ -27,7 +27,8 @@ var (
 		Detail: "Votre jeton est sur liste noire, celui-ci a certainement été divulgué sur un canal non-sécurisé. Vous pouvez trouver un jeton valide sur votre espace personnel.",
 		Source: map[string]any{"parameter": "token"}, Meta: map[string]any{}}
 	errInsufficientScopes = apiError{Code: "00100", Title: "Privilèges insuffisants",
-		Detail: "Votre token est valide mais vos privilèges sont insuffisants. Listez vos privilèges sur /api/introspect", Meta: map[string]any{}}
+		Detail: "Votre token est valide mais vos privilèges sont insuffisants. Listez vos privilèges sur /api/introspect",
+		Source: map[string]any{"parameter": "token"}, Meta: map[string]any{}}
 	errTooManyRequests = apiError{Code: "00429", Title: "Trop de requêtes", Detail: "Vous avez effectué trop de requêtes", Meta: map[string]any{}}
 )
 

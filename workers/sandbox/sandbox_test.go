@@ -244,7 +244,7 @@ func TestServer_AuthAndMatching(t *testing.T) {
 	}{
 		{"nominal", good, nominal, 200, ""},
 		{"lower-cased matching", good, with(nominal, "nomNaissance", "Lefebvre"), 200, ""},
-		{"extra annee misses the case", good, with(nominal, "annee", "2024"), 404, "37003"},
+		{"extra annee misses the case", good, with(nominal, "annee", strconv.Itoa(caseClock.Year())), 404, "37003"},
 		{"no token", "", nominal, 401, "00101"},
 		{"garbage token", "abc.def.ghi", nominal, 401, "00101"},
 		{"forged token", forged, nominal, 401, "00101"},
@@ -261,8 +261,16 @@ func TestServer_AuthAndMatching(t *testing.T) {
 }
 
 func TestServer_Validation(t *testing.T) {
-	s := newServer(t, Config{Limits: Limits{PerSecond: 1000, IPPerMinute: 100000}})
-	tok := token(t, AllScopes, caseClock.Add(time.Hour))
+	// Mid-June, so that a month of the current year can be in the future.
+	now := time.Date(2024, 6, 15, 10, 0, 0, 0, time.UTC)
+	s := newServer(t, Config{Limits: Limits{PerSecond: 1000, IPPerMinute: 100000}, Now: func() time.Time { return now }})
+	tok := token(t, AllScopes, now.Add(time.Hour))
+	prenoms := func(q url.Values, p ...string) url.Values {
+		q = with(q)
+		q["prenoms[]"] = p
+		return q
+	}
+	triplet := with(nominal, "codeCogInseeCommuneNaissance", "", "nomCommuneNaissance", "Sedan", "codeCogInseeDepartementNaissance", "08")
 	for _, tc := range []struct {
 		name  string
 		q     url.Values
@@ -277,11 +285,52 @@ func TestServer_Validation(t *testing.T) {
 		{"sex invalid", with(nominal, "sexeEtatCivil", "X"), []string{"00427"}},
 		{"country invalid", with(nominal, "codeCogInseePaysNaissance", "100"), []string{"00400"}},
 		{"born in France without commune", with(nominal, "codeCogInseeCommuneNaissance", ""), []string{"00365"}},
+		{"born in France, name without departement", with(nominal, "codeCogInseeCommuneNaissance", "", "nomCommuneNaissance", "Sedan"), []string{"00428"}},
 		{"commune invalid", with(nominal, "codeCogInseeCommuneNaissance", "20123"), []string{"00365"}},
 		{"bad departement", with(nominal, "codeCogInseeCommuneNaissance", "", "nomCommuneNaissance", "Sedan", "codeCogInseeDepartementNaissance", "99"), []string{"00428"}},
 		{"impossible date", with(nominal, "jourDateNaissance", "31", "moisDateNaissance", "2"), []string{"00363"}},
 		{"annee too old", with(nominal, "annee", "2020", "mois", "1"), []string{"00356"}},
-		{"mois in the future", with(nominal, "annee", "2024", "mois", "13"), []string{"00354"}},
+		{"mois 13", with(nominal, "annee", "2024", "mois", "13"), []string{"00354"}},
+		{"nominal", nominal, nil},
+		{"recipient with letters", with(nominal, "recipient", "1300252650001A"), []string{"00210"}},
+		{"La Poste SIRET, bad digit sum", with(nominal, "recipient", "35600000000011"), []string{"00210"}},
+		{"name missing", with(nominal, "nomNaissance", ""), []string{"00420"}},
+		{"accented and hyphenated names", prenoms(with(nominal, "nomNaissance", "D'ÉPINAY-LÉVÊQUE"), "Zoé", "ANNE MARIE"), nil},
+		{"prenoms missing", prenoms(nominal), []string{"00367"}},
+		{"four prenoms", prenoms(nominal, "A", "B", "C", "D"), []string{"00367"}},
+		{"prenom with digit", prenoms(nominal, "ALEXIS", "G3RÔME"), []string{"00367"}},
+		{"sex lower-case", with(nominal, "sexeEtatCivil", "f"), nil},
+		{"born abroad without commune", with(nominal, "codeCogInseePaysNaissance", "99350", "codeCogInseeCommuneNaissance", ""), nil},
+		{"French Algeria", with(nominal, "codeCogInseePaysNaissance", "92352", "codeCogInseeCommuneNaissance", ""), nil},
+		{"country of 4 digits", with(nominal, "codeCogInseePaysNaissance", "9910"), []string{"00400"}},
+		{"Corsican commune", with(nominal, "codeCogInseeCommuneNaissance", "2A004"), nil},
+		{"commune of 4 digits", with(nominal, "codeCogInseeCommuneNaissance", "8480"), []string{"00365"}},
+		{"triplet", triplet, nil},
+		{"triplet in Corsica", with(triplet, "codeCogInseeDepartementNaissance", "2B"), nil},
+		{"triplet overseas", with(triplet, "codeCogInseeDepartementNaissance", "971"), nil},
+		{"triplet without year", with(triplet, "anneeDateNaissance", ""), []string{"00365"}},
+		{"triplet without name", with(triplet, "nomCommuneNaissance", ""), []string{"00365"}},
+		{"triplet without departement", with(triplet, "codeCogInseeDepartementNaissance", ""), []string{"00428"}},
+		{"departement 975", with(triplet, "codeCogInseeDepartementNaissance", "975"), []string{"00428"}},
+		{"departement 96", with(triplet, "codeCogInseeDepartementNaissance", "96"), []string{"00428"}},
+		{"commune code and bad departement", with(nominal, "codeCogInseeDepartementNaissance", "00"), []string{"00428"}},
+		{"year only", with(nominal, "moisDateNaissance", "", "jourDateNaissance", ""), nil},
+		{"no birth date", with(nominal, "anneeDateNaissance", "", "moisDateNaissance", "", "jourDateNaissance", ""), nil},
+		{"year not a number", with(nominal, "anneeDateNaissance", "19x2"), []string{"00363"}},
+		{"month 13", with(nominal, "moisDateNaissance", "13"), []string{"00363"}},
+		{"day 32", with(nominal, "jourDateNaissance", "32"), []string{"00363"}},
+		{"born before 1900", with(nominal, "anneeDateNaissance", "1899"), []string{"00363"}},
+		{"born 1900-01-01", with(nominal, "anneeDateNaissance", "1900", "moisDateNaissance", "1", "jourDateNaissance", "1"), nil},
+		{"born today", with(nominal, "anneeDateNaissance", "2024", "moisDateNaissance", "6", "jourDateNaissance", "15"), []string{"00363"}},
+		{"born yesterday", with(nominal, "anneeDateNaissance", "2024", "moisDateNaissance", "6", "jourDateNaissance", "14"), nil},
+		{"annee of two digits", with(nominal, "annee", "24"), []string{"00356"}},
+		{"annee next year", with(nominal, "annee", "2025"), []string{"00356"}},
+		{"annee N-2", with(nominal, "annee", "2022", "mois", "12"), nil},
+		{"mois 0", with(nominal, "annee", "2024", "mois", "0"), []string{"00354"}},
+		{"current month", with(nominal, "annee", "2024", "mois", "6"), nil},
+		{"next month", with(nominal, "annee", "2024", "mois", "7"), []string{"00354"}},
+		{"next month, annee absent", with(nominal, "mois", "7"), []string{"00354"}},
+		{"July of last year", with(nominal, "annee", "2023", "mois", "7"), nil},
 		{"several errors at once", with(nominal, "recipient", "1", "sexeEtatCivil", "X", "codeCogInseePaysNaissance", "1"), []string{"00210", "00427", "00400"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -483,6 +532,61 @@ func TestServer_MENValidation(t *testing.T) {
 			rec := get(s, tok, "/"+tc.version+"/men/scolarites/identite", tc.q)
 			if rec.Code != tc.status || !strings.Contains(rec.Body.String(), `"code":"`+tc.code+`"`) {
 				t.Fatalf("%d %s", rec.Code, rec.Body)
+			}
+		})
+	}
+}
+
+func TestServer_ErrorBodies(t *testing.T) {
+	s := newServer(t, Config{})
+	tok := token(t, AllScopes, caseClock.Add(time.Hour))
+	for _, tc := range []struct {
+		name, tok string
+		q         url.Values
+		status    int
+		body      string
+	}{
+		{"00101", "", nominal, 401, `{"errors":[{"code":"00101","title":"Interdit","detail":"Votre token n'est pas valide ou n'est pas renseigné","source":{"parameter":"token"},"meta":{}}]}`},
+		{"00100", token(t, []string{"pole_emploi_paiements"}, caseClock.Add(time.Hour)), nominal, 403,
+			`{"errors":[{"code":"00100","title":"Privilèges insuffisants","detail":"Votre token est valide mais vos privilèges sont insuffisants. Listez vos privilèges sur /api/introspect","source":{"parameter":"token"},"meta":{}}]}`},
+		{"00210", tok, with(nominal, "recipient", "123"), 422,
+			`{"errors":[{"code":"00210","title":"Entité non traitable","detail":"Le paramètre recipient n'est pas un siret valide","source":{"parameter":"recipient"},"meta":{}}]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := get(s, tc.tok, qfPath, tc.q)
+			if rec.Code != tc.status || rec.Body.String() != tc.body {
+				t.Fatalf("%d %s\nwant %d %s", rec.Code, rec.Body, tc.status, tc.body)
+			}
+			if ct := rec.Header().Get("Content-Type"); ct != "application/json; charset=utf-8" {
+				t.Fatalf("Content-Type %q", ct)
+			}
+			if id := rec.Header().Get("X-Request-ID"); !uuidPattern.MatchString(id) {
+				t.Fatalf("X-Request-ID %q", id)
+			}
+		})
+	}
+}
+
+func TestConfig_Validate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"zero", Config{}, true},
+		{"limit", Config{Limits: Limits{PerSecond: 5}}, true},
+		{"negative limit", Config{Limits: Limits{PerSecond: -1}}, false},
+		{"negative latency", Config{Faults: Faults{LatencyP50: -time.Second}}, false},
+		{"p99 below p50", Config{Faults: Faults{LatencyP50: time.Second, LatencyP99: time.Millisecond}}, false},
+		{"negative PerMinute", Config{Limits: Limits{PerMinute: -1}}, false},
+		{"unknown fault", Config{Faults: Faults{Rates: map[string]float64{"418": 0.1}}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.cfg.Validate(); (err == nil) != tc.ok {
+				t.Fatalf("Validate() = %v, want ok %v", err, tc.ok)
+			}
+			if _, err := New(tc.cfg); (err == nil) != tc.ok {
+				t.Fatalf("New: %v, want ok %v", err, tc.ok)
 			}
 		})
 	}

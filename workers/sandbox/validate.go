@@ -58,7 +58,7 @@ func validateQF(q map[string][]string, now time.Time) []apiError {
 		errs = append(errs, paramError("00210", titleUnprocessable, "Le paramètre recipient n'est pas un siret valide", "recipient"))
 	}
 	if nom := get("nomNaissance"); nom == "" || !civilityName.MatchString(nom) {
-		errs = append(errs, paramError("00420", titleUnprocessable, "Le nom de naissance est manquant ou mal formaté", "nomNaissance"))
+		errs = append(errs, paramError("00420", titleUnprocessable, "Le nom de naissance est manquant", "nomNaissance"))
 	}
 	if nu := get("nomUsage"); nu != "" && !civilityName.MatchString(nu) {
 		errs = append(errs, paramError("00366", titleUnprocessable, "Un ou plusieurs paramètres de civilité ne sont pas correctement formatés", "nomUsage"))
@@ -89,6 +89,9 @@ func validateQF(q map[string][]string, now time.Time) []apiError {
 	case commune != "":
 		if !communeCOG.MatchString(strings.ToUpper(commune)) {
 			errs = append(errs, paramError("00365", titleUnprocessable, "Le lieu de naissance n'est pas correctement formaté", "codeCogInseeCommuneNaissance"))
+		}
+		if dept != "" && !departement.MatchString(dept) {
+			errs = append(errs, paramError("00428", titleUnprocessable, "Le code cog du département de naissance est manquant ou invalide", "codeCogInseeDepartementNaissance"))
 		}
 	case nomCommune != "" || dept != "":
 		if dept == "" || !departement.MatchString(dept) {
