@@ -76,7 +76,10 @@ type Pool struct {
 	// maintenance; they wait rather than fail. Default: nil (any time).
 	Schedule *Schedule
 	// BreakerThreshold is the provider failures in a row that open a
-	// provider's circuit breaker. Default: 5.
+	// provider's circuit breaker. Default: 5. Keep it no higher than
+	// Retry's attempts: then an outage opens the breaker before any row
+	// spends its last attempt (a row's k-th failure is at least the k-th
+	// in a row, as long as no call succeeds between).
 	BreakerThreshold int
 	// ProbeEvery is the pause between two pings of a provider whose
 	// breaker is open. Default: 5s.
