@@ -31,9 +31,9 @@ type Ingester struct {
 	Log      zerolog.Logger
 	// Bucket, when set, ignores events of other buckets. Default: "" (any).
 	Bucket string
-	// Check is the verification every new batch runs.
-	// Default: schemas.CheckQuotientFamilial.
-	Check schemas.Check
+	// Checks are the verifications every new batch runs; every row gets
+	// one result per check. Default: the quotient familial alone.
+	Checks []schemas.Check
 	// Period is the QF month new batches ask for, "YYYY-MM"; "" lets the
 	// API use the current month. Default: "".
 	Period string
@@ -99,12 +99,12 @@ func (in *Ingester) Handle(ctx context.Context, value []byte) error {
 			continue
 		}
 		version := ObjectVersion(rec.S3.Object.VersionID, strings.Trim(rec.S3.Object.ETag, `"`), rec.S3.Object.Sequencer)
-		check := in.Check
-		if check == "" {
-			check = schemas.CheckQuotientFamilial
+		checks := in.Checks
+		if len(checks) == 0 {
+			checks = []schemas.Check{schemas.CheckQuotientFamilial}
 		}
 		b, created, err := in.Ledger.CreateBatch(ctx, ledger.Batch{
-			Tenant: ik.Tenant, Campaign: ik.Campaign, Check: string(check),
+			Tenant: ik.Tenant, Campaign: ik.Campaign, Checks: schemas.JoinChecks(checks),
 			Bucket: rec.S3.Bucket.Name, ObjectKey: key, ObjectVersion: version,
 			Period: in.Period, Recipient: in.Recipient,
 		})

@@ -66,30 +66,35 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 	}
 	start := s.now()
 
-	// Pass 1: count rows, emit results for invalid rows, group valid rows by lookup.
+	// Pass 1: count rows, emit results for rows a check cannot use, group
+	// the others by lookup (a lookup belongs to one check).
+	checks := b.CheckList()
 	groups := make(map[string][]schemas.RowRef)
-	order := 0
 	results := newBatcher(s.Results, s.FlushEvery)
 	var rows, invalid int64
-	err = s.scan(ctx, b, key.File, func(r csv.Row) error {
+	err = s.scan(ctx, b, key.File, checks, func(r csv.Row) error {
 		rows++
-		if len(r.Errors) > 0 {
-			invalid++
-			res := schemas.Result{
-				Version: schemas.ResultVersion, BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign,
-				RowNumber: r.Number, Reference: r.Reference, Check: schemas.Check(b.Check),
-				Status: schemas.StatusInvalidInput, ErrorCode: schemas.CodeInvalidRow,
-				ErrorMessage: strings.Join(r.Errors, " ; "), CheckedAt: s.now().UTC(),
+		for i, in := range r.Checks {
+			if problems := r.Invalid(i); len(problems) > 0 {
+				invalid++
+				res := schemas.Result{
+					Version: schemas.ResultVersion, BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign,
+					RowNumber: r.Number, Reference: r.Reference, Check: in.Check,
+					Status: schemas.StatusInvalidInput, ErrorCode: schemas.CodeInvalidRow,
+					ErrorMessage: strings.Join(problems, " ; "), CheckedAt: s.now().UTC(),
+				}
+				v, err := json.Marshal(res)
+				if err != nil {
+					return fmt.Errorf("split: encode result: %w", err)
+				}
+				if err := results.add(ctx, kafkago.Message{Key: []byte(b.ID), Value: v}); err != nil {
+					return err
+				}
+				continue
 			}
-			v, err := json.Marshal(res)
-			if err != nil {
-				return fmt.Errorf("split: encode result: %w", err)
-			}
-			return results.add(ctx, kafkago.Message{Key: []byte(b.ID), Value: v})
+			id := schemas.LookupID(in.Check, periodFor(in.Check, period), in.Identity)
+			groups[id] = append(groups[id], schemas.RowRef{Number: r.Number, Reference: r.Reference})
 		}
-		id := schemas.LookupID(schemas.Check(b.Check), period, r.Identity)
-		groups[id] = append(groups[id], schemas.RowRef{Number: r.Number, Reference: r.Reference})
-		order++
 		return nil
 	})
 	var fe *FileError
@@ -108,27 +113,33 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 
 	// Pass 2: one job per distinct lookup, at its first row, with every row sharing it.
 	jobs := newBatcher(s.Jobs, s.FlushEvery)
-	err = s.scan(ctx, b, key.File, func(r csv.Row) error {
-		if len(r.Errors) > 0 {
-			return nil
+	err = s.scan(ctx, b, key.File, checks, func(r csv.Row) error {
+		for i, in := range r.Checks {
+			if len(r.Invalid(i)) > 0 {
+				continue
+			}
+			p := periodFor(in.Check, period)
+			id := schemas.LookupID(in.Check, p, in.Identity)
+			refs, ok := groups[id]
+			if !ok {
+				continue // already emitted at an earlier row
+			}
+			delete(groups, id)
+			job := schemas.Job{
+				Version: schemas.JobVersion, BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign,
+				Check: in.Check, LookupID: id, Recipient: b.Recipient, Period: p,
+				Identity: in.Identity, Rows: refs,
+			}
+			v, err := json.Marshal(job)
+			if err != nil {
+				return fmt.Errorf("split: encode job: %w", err)
+			}
+			// Key = tenant: one token per tenant, so one budget owner per partition.
+			if err := jobs.add(ctx, kafkago.Message{Key: []byte(b.Tenant), Value: v}); err != nil {
+				return err
+			}
 		}
-		id := schemas.LookupID(schemas.Check(b.Check), period, r.Identity)
-		refs, ok := groups[id]
-		if !ok {
-			return nil // already emitted at an earlier row
-		}
-		delete(groups, id)
-		job := schemas.Job{
-			Version: schemas.JobVersion, BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign,
-			Check: schemas.Check(b.Check), LookupID: id, Recipient: b.Recipient, Period: period,
-			Identity: r.Identity, Rows: refs,
-		}
-		v, err := json.Marshal(job)
-		if err != nil {
-			return fmt.Errorf("split: encode job: %w", err)
-		}
-		// Key = tenant: one token per tenant, so one budget owner per partition.
-		return jobs.add(ctx, kafkago.Message{Key: []byte(b.Tenant), Value: v})
+		return nil
 	})
 	if err != nil {
 		return err
@@ -148,7 +159,7 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 }
 
 // scan streams the batch's object row by row.
-func (s *Splitter) scan(ctx context.Context, b ledger.Batch, name string, fn func(csv.Row) error) error {
+func (s *Splitter) scan(ctx context.Context, b ledger.Batch, name string, checks []schemas.Check, fn func(csv.Row) error) error {
 	body, _, err := s.S3.Open(ctx, b.ObjectKey)
 	if errors.Is(err, s3.ErrNotFound) {
 		return &FileError{Message: fmt.Sprintf("fichier « %s » introuvable dans le bucket ; déposez-le à nouveau", name)}
@@ -157,7 +168,7 @@ func (s *Splitter) scan(ctx context.Context, b ledger.Batch, name string, fn fun
 		return fmt.Errorf("split: %w", err)
 	}
 	defer body.Close()
-	r, err := csv.NewReader(body, name, s.now())
+	r, err := csv.NewReader(body, name, s.now(), checks...)
 	if err != nil {
 		var ce *csv.FileError
 		if errors.As(err, &ce) {
@@ -224,6 +235,15 @@ func (b *batcher) flush(ctx context.Context) error {
 	b.sent += len(b.buf)
 	b.buf = b.buf[:0]
 	return nil
+}
+
+// periodFor is the period a check's lookups carry: only the quotient
+// familial is asked for a month.
+func periodFor(c schemas.Check, p schemas.Period) schemas.Period {
+	if c == schemas.CheckQuotientFamilial {
+		return p
+	}
+	return schemas.Period{}
 }
 
 // ParsePeriod parses "YYYY-MM" ("" is the zero period).

@@ -45,9 +45,10 @@ type ResultWriter struct {
 }
 
 type openBatch struct {
-	b    ledger.Batch
-	done map[int64]struct{}
-	buf  map[int64]schemas.Result
+	b      ledger.Batch
+	checks []schemas.Check
+	done   map[ledger.RowKey]struct{}
+	buf    map[ledger.RowKey]schemas.Result
 }
 
 func (w *ResultWriter) now() time.Time {
@@ -171,18 +172,34 @@ func (w *ResultWriter) add(ctx context.Context, log zerolog.Logger, m kafkago.Me
 	if err != nil {
 		return false, err
 	}
-	if _, dup := ob.done[res.RowNumber]; dup {
+	k := ledger.RowKey{Row: res.RowNumber, Check: res.Check}
+	if _, dup := ob.done[k]; dup {
 		return false, nil
 	}
-	if _, dup := ob.buf[res.RowNumber]; dup {
+	if _, dup := ob.buf[k]; dup {
 		return false, nil
 	}
-	ob.buf[res.RowNumber] = res
+	ob.buf[k] = res
 	return ob.complete(), nil
 }
 
+// results is how many results the batch publishes: one per row and check.
+func (ob *openBatch) results() (int64, bool) {
+	if ob.b.RowsTotal == nil {
+		return 0, false
+	}
+	return *ob.b.RowsTotal * int64(len(ob.checks)), true
+}
+
 func (ob *openBatch) complete() bool {
-	return ob.b.RowsTotal != nil && int64(len(ob.done)+len(ob.buf)) >= *ob.b.RowsTotal
+	n, ok := ob.results()
+	return ok && int64(len(ob.done)+len(ob.buf)) >= n
+}
+
+// published reports whether every result of the batch is in a part.
+func (ob *openBatch) published() bool {
+	n, ok := ob.results()
+	return ok && int64(len(ob.done)) >= n
 }
 
 func (w *ResultWriter) open(ctx context.Context, id string) (*openBatch, error) {
@@ -197,7 +214,7 @@ func (w *ResultWriter) open(ctx context.Context, id string) (*openBatch, error) 
 	if err != nil {
 		return nil, err
 	}
-	ob := &openBatch{b: b, done: done, buf: make(map[int64]schemas.Result)}
+	ob := &openBatch{b: b, checks: b.CheckList(), done: done, buf: make(map[ledger.RowKey]schemas.Result)}
 	w.batches[id] = ob
 	return ob, nil
 }
@@ -243,7 +260,7 @@ func (w *ResultWriter) flushAll(ctx context.Context, log zerolog.Logger) error {
 		if err := w.flushBatch(ctx, log, ob); err != nil {
 			return err
 		}
-		if ob.b.RowsTotal != nil && int64(len(ob.done)) >= *ob.b.RowsTotal {
+		if ob.published() {
 			if ob.b.State == ledger.StateSplit {
 				if err := w.finish(ctx, log, ob); err != nil {
 					return err
@@ -270,14 +287,24 @@ func (w *ResultWriter) flushBatch(ctx context.Context, log zerolog.Logger, ob *o
 	for _, r := range ob.buf {
 		rows = append(rows, r)
 	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].RowNumber < rows[j].RowNumber })
+	// Row order, then the batch's check order within a row.
+	order := make(map[schemas.Check]int, len(ob.checks))
+	for i, c := range ob.checks {
+		order[c] = i
+	}
+	sort.Slice(rows, func(i, j int) bool {
+		if rows[i].RowNumber != rows[j].RowNumber {
+			return rows[i].RowNumber < rows[j].RowNumber
+		}
+		return order[rows[i].Check] < order[rows[j].Check]
+	})
 	for start := 0; start < len(rows); start += w.partRows() {
 		chunk := rows[start:min(start+w.partRows(), len(rows))]
 		if err := w.writePart(ctx, log, ob, chunk); err != nil {
 			return err
 		}
 	}
-	ob.buf = make(map[int64]schemas.Result)
+	ob.buf = make(map[ledger.RowKey]schemas.Result)
 	return nil
 }
 
@@ -301,7 +328,7 @@ func (w *ResultWriter) writePart(ctx context.Context, log zerolog.Logger, ob *op
 		if r.Primary {
 			calls = r.Attempts
 		}
-		statuses = append(statuses, ledger.RowStatus{RowNumber: r.RowNumber, Status: r.Status, Calls: calls})
+		statuses = append(statuses, ledger.RowStatus{RowNumber: r.RowNumber, Check: r.Check, Status: r.Status, Calls: calls})
 	}
 	if err := pw.Close(); err != nil {
 		return fmt.Errorf("write: finish part of %s: %w", b.ID, err)
@@ -315,7 +342,7 @@ func (w *ResultWriter) writePart(ctx context.Context, log zerolog.Logger, ob *op
 		return err
 	}
 	for _, r := range rows {
-		ob.done[r.RowNumber] = struct{}{}
+		ob.done[ledger.RowKey{Row: r.RowNumber, Check: r.Check}] = struct{}{}
 	}
 	log.Info().Str("batch_id", b.ID).Str("tenant", b.Tenant).Int("part", n).Int("rows", len(rows)).Msg("part written")
 	return nil
@@ -333,7 +360,8 @@ func (w *ResultWriter) finish(ctx context.Context, log zerolog.Logger, ob *openB
 	}
 	m := schemas.Manifest{
 		SchemaVersion: schemas.ResultSchemaVersion, BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign,
-		Check: schemas.Check(b.Check), Source: b.ObjectKey, RowsTotal: counts.Rows, RowsByStatus: counts.ByStatus,
+		Checks: ob.checks, Source: b.ObjectKey, RowsTotal: *b.RowsTotal, ResultsTotal: counts.Rows,
+		RowsByStatus: counts.ByStatus, ResultsByCheck: counts.ByCheck,
 		ProviderCalls: counts.ProviderCalls, CompletedAt: w.now().UTC().Format(time.RFC3339),
 	}
 	for _, p := range parts {

@@ -8,7 +8,8 @@ import (
 )
 
 // Identity is the normalised identity pivot of one person, as the v3
-// "/identite" routes expect it. Zero values mean "not given". It is personal
+// "/identite" routes expect it, plus the other keys some routes search by
+// (INE, France Travail username, school). Zero values mean "not given". It is personal
 // data: it travels only inside job messages, never in keys, headers, logs or
 // metrics.
 type Identity struct {
@@ -37,6 +38,17 @@ type Identity struct {
 	// codeCogInseeDepartementNaissance).
 	NomCommuneNaissance      string `json:"nom_commune_naissance,omitempty"`
 	CodeDepartementNaissance string `json:"code_departement_naissance,omitempty"`
+
+	// INE is the student's national identifier; when set, the student
+	// checks search by it alone (API: ine).
+	INE string `json:"ine,omitempty"`
+	// IdentifiantFT is the France Travail username (API: identifiant).
+	IdentifiantFT string `json:"identifiant_france_travail,omitempty"`
+	// CodeEtablissement (UAI) and AnneeScolaire ("2026-2027") are the
+	// scolarite check's search perimeter (API: codeEtablissement,
+	// anneeScolaire).
+	CodeEtablissement string `json:"code_etablissement,omitempty"`
+	AnneeScolaire     string `json:"annee_scolaire,omitempty"`
 }
 
 // Period is the month a quotient familial is asked for. The zero value means
@@ -91,5 +103,13 @@ func LookupID(check Check, period Period, id Identity) string {
 	w("commune", id.CodeCommuneNaissance)
 	w("nomCommune", id.NomCommuneNaissance)
 	w("departement", id.CodeDepartementNaissance)
+	// Keys added with the checks beyond the quotient familial are hashed
+	// only when set, so that quotient familial lookups keep their ids.
+	for _, kv := range [][2]string{{"ine", id.INE}, {"identifiant", id.IdentifiantFT},
+		{"codeEtablissement", id.CodeEtablissement}, {"anneeScolaire", id.AnneeScolaire}} {
+		if kv[1] != "" {
+			w(kv[0], kv[1])
+		}
+	}
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }

@@ -13,12 +13,23 @@ const (
 	ColCommuneNaissance     = "code_insee_commune_naissance"
 	ColNomCommuneNaissance  = "commune_naissance"
 	ColDepartementNaissance = "departement_naissance"
+	// ColINE is the student's national identifier (INE), which the
+	// student checks use instead of the civil identity when given.
+	ColINE = "ine"
+	// ColIdentifiantFT is the France Travail online-account username.
+	ColIdentifiantFT = "identifiant_france_travail"
+	// ColCodeEtablissement is the pupil's school (UAI), for scolarite.
+	ColCodeEtablissement = "code_etablissement"
+	// ColAnneeScolaire is the school year (AAAA-AAAA) for scolarite;
+	// default: the school year of the day the batch runs.
+	ColAnneeScolaire = "annee_scolaire"
 )
 
 // Columns lists the canonical input columns in documentation order.
 var Columns = []string{
 	ColReference, ColNomNaissance, ColNomUsage, ColPrenoms, ColSexe, ColDateNaissance,
 	ColPaysNaissance, ColCommuneNaissance, ColNomCommuneNaissance, ColDepartementNaissance,
+	ColINE, ColIdentifiantFT, ColCodeEtablissement, ColAnneeScolaire,
 }
 
 // CodePaysFrance is the COG code of France, the default birth country.

@@ -128,6 +128,51 @@ type Result struct {
 	// the lookup's provider calls in summaries.
 	Primary   bool      `json:"primary,omitempty"`
 	CheckedAt time.Time `json:"checked_at"`
+	// Facts are the values of the checks beyond the quotient familial.
+	Facts
+}
+
+// Facts are the check-specific values of a result. Each is set only by the
+// checks its comment names, and only when the API returned it: scopes may
+// mask any field of an answer. Dates are "YYYY-MM-DD".
+type Facts struct {
+	// Beneficiary is est_beneficiaire (C2S, RSA, prime d'activité, AAH, ASF).
+	Beneficiary *bool `json:"beneficiary,omitempty"`
+	// BenefitSince is date_debut_droit of the same checks.
+	BenefitSince string `json:"benefit_since,omitempty"`
+	// C2SWithParticipation is avec_participation (C2S with a contribution).
+	C2SWithParticipation *bool `json:"c2s_with_participation,omitempty"`
+	// BenefitIncreased is avec_majoration (RSA, prime d'activité).
+	BenefitIncreased *bool `json:"benefit_increased,omitempty"`
+	// ScholarshipHolder is est_boursier (etudiant_boursier, scolarite).
+	ScholarshipHolder *bool `json:"scholarship_holder,omitempty"`
+	// ScholarshipLevel is the échelon: "0bis" to "7" (CNOUS), "1" to "6" (MEN).
+	ScholarshipLevel string `json:"scholarship_level,omitempty"`
+	// ScholarshipStart and ScholarshipMonths are the CNOUS payment period
+	// (date_rentree, duree).
+	ScholarshipStart  string `json:"scholarship_start,omitempty"`
+	ScholarshipMonths *int32 `json:"scholarship_months,omitempty"`
+	// StudentEnrolled says whether one of the MESRI admissions is an
+	// enrolment (est_inscrit); StudentRegime is that admission's
+	// regime_formation code (RF1 to RF7).
+	StudentEnrolled *bool  `json:"student_enrolled,omitempty"`
+	StudentRegime   string `json:"student_regime,omitempty"`
+	// EstablishmentUAI is the UAI of the student's establishment (MESRI)
+	// or of the pupil's school (MEN).
+	EstablishmentUAI string `json:"establishment_uai,omitempty"`
+	// JobseekerRegistered says whether the France Travail registration is
+	// current (no end date, or one not yet past); JobseekerCategory is its
+	// category (1 to 5) and JobseekerSince its start date.
+	JobseekerRegistered *bool  `json:"jobseeker_registered,omitempty"`
+	JobseekerCategory   *int32 `json:"jobseeker_category,omitempty"`
+	JobseekerSince      string `json:"jobseeker_since,omitempty"`
+	// PupilEnrolled is est_scolarise, SchoolYear annee_scolaire,
+	// PupilStatus statut_eleve.code and BoardingRegime regime_pensionnat.code
+	// (scolarite).
+	PupilEnrolled  *bool  `json:"pupil_enrolled,omitempty"`
+	SchoolYear     string `json:"school_year,omitempty"`
+	PupilStatus    string `json:"pupil_status,omitempty"`
+	BoardingRegime string `json:"boarding_regime,omitempty"`
 }
 
 // Validate checks the fields the writer relies on.
@@ -139,6 +184,8 @@ func (r Result) Validate() error {
 		return fmt.Errorf("schemas: result lacks batch_id or row_number")
 	case !r.Status.Valid():
 		return fmt.Errorf("schemas: result row %d: unknown status %q", r.RowNumber, r.Status)
+	case !r.Check.Valid():
+		return fmt.Errorf("schemas: result row %d: unknown check %q", r.RowNumber, r.Check)
 	}
 	return nil
 }

@@ -1,8 +1,10 @@
 package schemas
 
+import "time"
+
 // ResultSchemaVersion is written in every manifest; it changes when a column
 // is added, removed or retyped.
-const ResultSchemaVersion = 1
+const ResultSchemaVersion = 2
 
 // ResultRow is one row of a result Parquet file. Tags follow the rules that
 // make DuckDB, Spark and pandas read the file with the right types: strings
@@ -25,9 +27,29 @@ type ResultRow struct {
 	QFCalcYear    *int32  `parquet:"name=qf_calc_year, type=INT32, repetitiontype=OPTIONAL"`
 	QFCalcMonth   *int32  `parquet:"name=qf_calc_month, type=INT32, repetitiontype=OPTIONAL"`
 	ChildrenCount *int32  `parquet:"name=children_count, type=INT32, repetitiontype=OPTIONAL"`
-	NeedsReview   bool    `parquet:"name=needs_review, type=BOOLEAN"`
-	RequestID     *string `parquet:"name=request_id, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
-	Attempts      int32   `parquet:"name=attempts, type=INT32"`
+	// Columns of the checks beyond the quotient familial (schema 2), null
+	// for the other checks; dates are DATE (days since 1970-01-01).
+	Beneficiary          *bool   `parquet:"name=beneficiary, type=BOOLEAN, repetitiontype=OPTIONAL"`
+	BenefitSince         *int32  `parquet:"name=benefit_since, type=INT32, convertedtype=DATE, repetitiontype=OPTIONAL"`
+	C2SWithParticipation *bool   `parquet:"name=c2s_with_participation, type=BOOLEAN, repetitiontype=OPTIONAL"`
+	BenefitIncreased     *bool   `parquet:"name=benefit_increased, type=BOOLEAN, repetitiontype=OPTIONAL"`
+	ScholarshipHolder    *bool   `parquet:"name=scholarship_holder, type=BOOLEAN, repetitiontype=OPTIONAL"`
+	ScholarshipLevel     *string `parquet:"name=scholarship_level, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	ScholarshipStart     *int32  `parquet:"name=scholarship_start, type=INT32, convertedtype=DATE, repetitiontype=OPTIONAL"`
+	ScholarshipMonths    *int32  `parquet:"name=scholarship_months, type=INT32, repetitiontype=OPTIONAL"`
+	StudentEnrolled      *bool   `parquet:"name=student_enrolled, type=BOOLEAN, repetitiontype=OPTIONAL"`
+	StudentRegime        *string `parquet:"name=student_regime, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	EstablishmentUAI     *string `parquet:"name=establishment_uai, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	JobseekerRegistered  *bool   `parquet:"name=jobseeker_registered, type=BOOLEAN, repetitiontype=OPTIONAL"`
+	JobseekerCategory    *int32  `parquet:"name=jobseeker_category, type=INT32, repetitiontype=OPTIONAL"`
+	JobseekerSince       *int32  `parquet:"name=jobseeker_since, type=INT32, convertedtype=DATE, repetitiontype=OPTIONAL"`
+	PupilEnrolled        *bool   `parquet:"name=pupil_enrolled, type=BOOLEAN, repetitiontype=OPTIONAL"`
+	SchoolYear           *string `parquet:"name=school_year, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	PupilStatus          *string `parquet:"name=pupil_status, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	BoardingRegime       *string `parquet:"name=boarding_regime, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	NeedsReview          bool    `parquet:"name=needs_review, type=BOOLEAN"`
+	RequestID            *string `parquet:"name=request_id, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	Attempts             int32   `parquet:"name=attempts, type=INT32"`
 	// CheckedAt is milliseconds since the Unix epoch, UTC.
 	CheckedAt int64 `parquet:"name=checked_at, type=INT64, convertedtype=TIMESTAMP_MILLIS, logicaltype=TIMESTAMP, logicaltype.isadjustedtoutc=true, logicaltype.unit=MILLIS"`
 }
@@ -51,11 +73,42 @@ func (r Result) Row() ResultRow {
 		QFCalcYear:    r.QFCalcYear,
 		QFCalcMonth:   r.QFCalcMonth,
 		ChildrenCount: r.ChildrenCount,
-		NeedsReview:   r.NeedsReview,
-		RequestID:     optString(r.RequestID),
-		Attempts:      r.Attempts,
-		CheckedAt:     r.CheckedAt.UTC().UnixMilli(),
+
+		Beneficiary:          r.Beneficiary,
+		BenefitSince:         optDate(r.BenefitSince),
+		C2SWithParticipation: r.C2SWithParticipation,
+		BenefitIncreased:     r.BenefitIncreased,
+		ScholarshipHolder:    r.ScholarshipHolder,
+		ScholarshipLevel:     optString(r.ScholarshipLevel),
+		ScholarshipStart:     optDate(r.ScholarshipStart),
+		ScholarshipMonths:    r.ScholarshipMonths,
+		StudentEnrolled:      r.StudentEnrolled,
+		StudentRegime:        optString(r.StudentRegime),
+		EstablishmentUAI:     optString(r.EstablishmentUAI),
+		JobseekerRegistered:  r.JobseekerRegistered,
+		JobseekerCategory:    r.JobseekerCategory,
+		JobseekerSince:       optDate(r.JobseekerSince),
+		PupilEnrolled:        r.PupilEnrolled,
+		SchoolYear:           optString(r.SchoolYear),
+		PupilStatus:          optString(r.PupilStatus),
+		BoardingRegime:       optString(r.BoardingRegime),
+
+		NeedsReview: r.NeedsReview,
+		RequestID:   optString(r.RequestID),
+		Attempts:    r.Attempts,
+		CheckedAt:   r.CheckedAt.UTC().UnixMilli(),
 	}
+}
+
+// optDate turns "YYYY-MM-DD" into days since 1970-01-01; nil when empty
+// or not a date (the API's "0000-00-00" included).
+func optDate(s string) *int32 {
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return nil
+	}
+	d := int32(t.Unix() / 86400)
+	return &d
 }
 
 func optString(s string) *string {
@@ -68,17 +121,24 @@ func optString(s string) *string {
 // Manifest is the content of _manifest.json, written last in a batch's
 // result folder: a part file is published only once listed here.
 type Manifest struct {
-	SchemaVersion int              `json:"schema_version"`
-	BatchID       string           `json:"batch_id"`
-	Tenant        string           `json:"tenant"`
-	Campaign      string           `json:"campaign"`
-	Check         Check            `json:"check"`
-	Source        string           `json:"source"`
-	RowsTotal     int64            `json:"rows_total"`
-	RowsByStatus  map[Status]int64 `json:"rows_by_status"`
-	ProviderCalls int64            `json:"provider_calls"`
-	Files         []ManifestFile   `json:"files"`
-	CompletedAt   string           `json:"completed_at"`
+	SchemaVersion int    `json:"schema_version"`
+	BatchID       string `json:"batch_id"`
+	Tenant        string `json:"tenant"`
+	Campaign      string `json:"campaign"`
+	// Checks are the batch's checks; every row has one result per check.
+	Checks []Check `json:"checks"`
+	Source string  `json:"source"`
+	// RowsTotal is the input rows; ResultsTotal the result rows, one per
+	// input row and check.
+	RowsTotal    int64 `json:"rows_total"`
+	ResultsTotal int64 `json:"results_total"`
+	// RowsByStatus counts results by status, all checks together, and
+	// ResultsByCheck by check and status.
+	RowsByStatus   map[Status]int64           `json:"rows_by_status"`
+	ResultsByCheck map[Check]map[Status]int64 `json:"results_by_check"`
+	ProviderCalls  int64                      `json:"provider_calls"`
+	Files          []ManifestFile             `json:"files"`
+	CompletedAt    string                     `json:"completed_at"`
 }
 
 // ManifestFile is one published part file.

@@ -34,15 +34,6 @@ func (s Status) Valid() bool {
 	return false
 }
 
-// Check names an API Particulier verification.
-type Check string
-
-// Checks supported by apbatch.
-const (
-	// CheckQuotientFamilial is GET /v3/dss/quotient_familial/identite.
-	CheckQuotientFamilial Check = "quotient_familial"
-)
-
 // Client-side error codes, used in results when no provider code applies.
 // Provider codes (5 characters, e.g. "00355", "37003") are copied as received.
 const (

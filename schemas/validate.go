@@ -44,11 +44,131 @@ func cleanName(s string) string {
 	return strings.TrimSpace(spaces.ReplaceAllString(s, " "))
 }
 
+// civilityRules are what one route demands of the civil identity.
+type civilityRules struct {
+	// maxPrenoms: more first names are an error, unless keepFirst is set.
+	maxPrenoms int
+	// keepFirst > 0 sends only that many first names (MESRI takes one).
+	keepFirst       int
+	sexRequired     bool
+	communeRequired bool // born in France: commune code, or name and département
+	fullDate        bool
+}
+
+var (
+	dssRules       = civilityRules{maxPrenoms: MaxPrenomsQF, sexRequired: true, communeRequired: true}
+	cnousRules     = civilityRules{maxPrenoms: 3, fullDate: true}
+	mesriRules     = civilityRules{keepFirst: 1, sexRequired: true, fullDate: true}
+	scolariteRules = civilityRules{maxPrenoms: 3, sexRequired: true, fullDate: true}
+)
+
 // ParseIdentity builds the identity of one row from its raw fields, keyed by
 // canonical column, and validates it with the QF route's own rules. now is
 // the day the batch runs (a full birth date must be before it). Every problem
 // is reported, not only the first.
 func ParseIdentity(fields map[string]string, now time.Time) (Identity, []FieldError) {
+	return parseCivility(fields, now, dssRules)
+}
+
+// ParseFor builds what check sends for one row, and validates it with the
+// rules of the check's route: the DSS routes take the civil identity; the
+// student checks an INE or the identity with a full birth date; France
+// Travail its username; scolarite the identity, the school (UAI) and the
+// school year (default: the one of now).
+func ParseFor(check Check, fields map[string]string, now time.Time) (Identity, []FieldError) {
+	switch check {
+	case CheckEtudiantBoursier, CheckStatutEtudiant:
+		if ine := strings.ToUpper(strings.TrimSpace(fields[ColINE])); ine != "" {
+			if !ValidINE(ine) {
+				return Identity{}, []FieldError{{Column: ColINE, Problem: "INE invalide : 11 caractères, par exemple 1234567890A (ou laissez vide pour chercher par l'identité)"}}
+			}
+			return Identity{INE: ine}, nil
+		}
+		if check == CheckEtudiantBoursier {
+			return parseCivility(fields, now, cnousRules)
+		}
+		return parseCivility(fields, now, mesriRules)
+	case CheckFranceTravail:
+		v := strings.TrimSpace(fields[ColIdentifiantFT])
+		switch {
+		case v == "":
+			return Identity{}, []FieldError{{Column: ColIdentifiantFT, Problem: "valeur manquante (identifiant du compte France Travail de la personne)"}}
+		case len(v) > 100 || strings.ContainsFunc(v, func(r rune) bool { return r < ' ' || r == 0x7f }):
+			return Identity{}, []FieldError{{Column: ColIdentifiantFT, Problem: "identifiant France Travail invalide (100 caractères au plus, sans caractère de contrôle)"}}
+		}
+		return Identity{IdentifiantFT: v}, nil
+	case CheckScolarite:
+		id, errs := parseCivility(fields, now, scolariteRules)
+		uai := strings.ToUpper(strings.TrimSpace(fields[ColCodeEtablissement]))
+		switch {
+		case uai == "":
+			errs = append(errs, FieldError{Column: ColCodeEtablissement, Problem: "valeur manquante (code UAI de l'école ou de l'établissement, par exemple 0751234A)"})
+		case !uaiPattern.MatchString(uai):
+			errs = append(errs, FieldError{Column: ColCodeEtablissement, Problem: "code UAI invalide : 7 chiffres et une lettre, par exemple 0751234A"})
+		}
+		id.CodeEtablissement = uai
+		year := strings.TrimSpace(fields[ColAnneeScolaire])
+		switch {
+		case year == "":
+			year = SchoolYear(now)
+		case !validSchoolYear(year):
+			errs = append(errs, FieldError{Column: ColAnneeScolaire, Problem: "année scolaire invalide (attendu AAAA-AAAA, par exemple 2026-2027, ou AAAA)"})
+		}
+		id.AnneeScolaire = year
+		return id, errs
+	default:
+		return parseCivility(fields, now, dssRules)
+	}
+}
+
+var (
+	inePatterns = []*regexp.Regexp{
+		regexp.MustCompile(`^[0-9]{9}[A-HJK]{2}$`),            // RNIE
+		regexp.MustCompile(`^[0-9]{10}[A-HJ-NPR-Z]$`),         // BEA
+		regexp.MustCompile(`^[0-9A-Z]{10}[0-9]$`),             // base 36
+		regexp.MustCompile(`^[0-9]{4}A[0-9]{5}[A-HJ-NPR-Z]$`), // SIFA
+	}
+	uaiPattern        = regexp.MustCompile(`^[0-9]{7}[A-Z]$`)
+	schoolYearPattern = regexp.MustCompile(`^([0-9]{4})(-([0-9]{4}))?$`)
+)
+
+// ValidINE reports whether ine (upper case) has one of the four formats
+// the API accepts.
+func ValidINE(ine string) bool {
+	for _, p := range inePatterns {
+		if p.MatchString(ine) {
+			return true
+		}
+	}
+	return false
+}
+
+// validSchoolYear accepts AAAA or AAAA-AAAA with consecutive years.
+func validSchoolYear(s string) bool {
+	m := schoolYearPattern.FindStringSubmatch(s)
+	if m == nil {
+		return false
+	}
+	if m[3] == "" {
+		return true
+	}
+	a, _ := strconv.Atoi(m[1])
+	b, _ := strconv.Atoi(m[3])
+	return b == a+1
+}
+
+// SchoolYear is the school year t falls in, "2026-2027" from August 2026
+// to July 2027.
+func SchoolYear(t time.Time) string {
+	y := t.Year()
+	if t.Month() < time.August {
+		y--
+	}
+	return strconv.Itoa(y) + "-" + strconv.Itoa(y+1)
+}
+
+// parseCivility builds and validates the civil identity under rules.
+func parseCivility(fields map[string]string, now time.Time, rules civilityRules) (Identity, []FieldError) {
 	var id Identity
 	var errs []FieldError
 	bad := func(col, problem string) { errs = append(errs, FieldError{Column: col, Problem: problem}) }
@@ -66,11 +186,14 @@ func ParseIdentity(fields map[string]string, now time.Time) (Identity, []FieldEr
 	}
 
 	prenoms := strings.FieldsFunc(cleanName(fields[ColPrenoms]), func(r rune) bool { return r == ' ' || r == ',' || r == ';' })
+	if rules.keepFirst > 0 && len(prenoms) > rules.keepFirst {
+		prenoms = prenoms[:rules.keepFirst]
+	}
 	switch {
 	case len(prenoms) == 0:
 		bad(ColPrenoms, "valeur manquante (au moins un prénom est obligatoire)")
-	case len(prenoms) > MaxPrenomsQF:
-		bad(ColPrenoms, "trop de prénoms : l'API du quotient familial en accepte "+strconv.Itoa(MaxPrenomsQF)+" au plus ; gardez les premiers")
+	case rules.maxPrenoms > 0 && len(prenoms) > rules.maxPrenoms:
+		bad(ColPrenoms, "trop de prénoms : l'API en accepte "+strconv.Itoa(rules.maxPrenoms)+" au plus pour cette vérification ; gardez les premiers")
 	default:
 		for _, p := range prenoms {
 			if !namePattern.MatchString(p) {
@@ -85,14 +208,19 @@ func ParseIdentity(fields map[string]string, now time.Time) (Identity, []FieldEr
 	case "M", "F":
 		id.Sexe = sexe
 	case "":
-		bad(ColSexe, "valeur manquante (attendu M ou F)")
+		if rules.sexRequired {
+			bad(ColSexe, "valeur manquante (attendu M ou F)")
+		}
 	default:
 		bad(ColSexe, "valeur non reconnue (attendu M ou F)")
 	}
 
 	y, m, d, problem := ParseBirthDate(fields[ColDateNaissance], now)
-	if problem != "" {
+	switch {
+	case problem != "":
 		bad(ColDateNaissance, problem)
+	case rules.fullDate && d == 0:
+		bad(ColDateNaissance, "date de naissance complète obligatoire pour cette vérification (JJ/MM/AAAA)")
 	}
 	id.AnneeNaissance, id.MoisNaissance, id.JourNaissance = y, m, d
 
@@ -129,7 +257,7 @@ func ParseIdentity(fields map[string]string, now time.Time) (Identity, []FieldEr
 				bad(ColDateNaissance, "l'année de naissance est obligatoire quand la commune est donnée par son nom")
 			}
 			id.NomCommuneNaissance, id.CodeDepartementNaissance = nomCommune, dept
-		default:
+		case rules.communeRequired:
 			bad(ColCommuneNaissance, "valeur manquante : pour une personne née en France, donnez le code INSEE de la commune de naissance, ou son nom et son département")
 		}
 	}

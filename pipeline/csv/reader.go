@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,10 +37,34 @@ type Row struct {
 	// Line is the 1-based line of the file where the row starts.
 	Line      int
 	Reference string
-	Identity  schemas.Identity
-	// Errors holds one French message per problem, naming the line and the
-	// column as the file's header names it; empty when the row is valid.
+	// Errors holds the problems that spoil the row for every check (a
+	// broken line, bad encoding), one French message each, naming the line
+	// and, where there is one, the column as the file's header names it.
 	Errors []string
+	// Checks holds what each of the reader's checks sends for this row,
+	// in the reader's order.
+	Checks []CheckInput
+}
+
+// CheckInput is one row as one check reads it.
+type CheckInput struct {
+	Check    schemas.Check
+	Identity schemas.Identity
+	// Errors are the problems of the row for this check only, in French.
+	Errors []string
+}
+
+// Invalid returns every problem of the row for check i: the row's own and
+// the check's.
+func (r Row) Invalid(i int) []string {
+	var own []string
+	if i < len(r.Checks) {
+		own = r.Checks[i].Errors
+	}
+	if len(r.Errors) == 0 {
+		return own
+	}
+	return append(append([]string(nil), r.Errors...), own...)
 }
 
 // Reader streams the rows of one file. It is not safe for concurrent use.
@@ -50,18 +75,23 @@ type Reader struct {
 	header  []string
 	cols    map[string]int // canonical column → index
 	headers map[string]string
+	checks  []schemas.Check
 	n       int64
 }
 
 // maxReference bounds the reference column copied to results.
 const maxReference = 200
 
-// NewReader reads and checks the header of the CSV in r. name is the file
-// name used in messages; now is the day the batch runs. The delimiter (';',
+// NewReader reads and checks the header of the CSV in r for checks (none:
+// the quotient familial). name is the file name used in messages; now is
+// the day the batch runs. The delimiter (';',
 // ',', tab or '|') is the one the header line uses most; a UTF-8 BOM is
 // skipped. A file with a header and no row is not an error here: the first
 // Next returns io.EOF and the caller decides.
-func NewReader(r io.Reader, name string, now time.Time) (*Reader, error) {
+func NewReader(r io.Reader, name string, now time.Time, checks ...schemas.Check) (*Reader, error) {
+	if len(checks) == 0 {
+		checks = []schemas.Check{schemas.CheckQuotientFamilial}
+	}
 	br := bufio.NewReaderSize(r, 64<<10)
 	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
 		br.Discard(3)
@@ -81,7 +111,7 @@ func NewReader(r io.Reader, name string, now time.Time) (*Reader, error) {
 	if err != nil {
 		return nil, &FileError{File: name, Message: "en-tête illisible (" + describeParseError(err) + ")"}
 	}
-	rd := &Reader{name: name, now: now, r: cr, header: header, cols: map[string]int{}, headers: map[string]string{}}
+	rd := &Reader{name: name, now: now, r: cr, header: header, cols: map[string]int{}, headers: map[string]string{}, checks: checks}
 	for i, h := range header {
 		key := strings.ToLower(strings.TrimSpace(h))
 		for _, c := range schemas.Columns {
@@ -95,16 +125,12 @@ func NewReader(r io.Reader, name string, now time.Time) (*Reader, error) {
 		}
 	}
 	var missing []string
-	for _, c := range []string{schemas.ColNomNaissance, schemas.ColPrenoms, schemas.ColSexe} {
-		if _, ok := rd.cols[c]; !ok {
-			missing = append(missing, c)
+	for _, c := range checks {
+		for _, m := range missingFor(c, func(col string) bool { _, ok := rd.cols[col]; return ok }) {
+			if !slices.Contains(missing, m) {
+				missing = append(missing, m)
+			}
 		}
-	}
-	_, hasCode := rd.cols[schemas.ColCommuneNaissance]
-	_, hasNom := rd.cols[schemas.ColNomCommuneNaissance]
-	_, hasDept := rd.cols[schemas.ColDepartementNaissance]
-	if !hasCode && !(hasNom && hasDept) {
-		missing = append(missing, schemas.ColCommuneNaissance+" (ou "+schemas.ColNomCommuneNaissance+" et "+schemas.ColDepartementNaissance+")")
 	}
 	if len(rd.cols) == 0 {
 		// Likely no header line: the first line is data, and must not be
@@ -124,6 +150,43 @@ func NewReader(r io.Reader, name string, now time.Time) (*Reader, error) {
 }
 
 var requiredHint = []string{schemas.ColNomNaissance, schemas.ColPrenoms, schemas.ColSexe, schemas.ColDateNaissance, schemas.ColCommuneNaissance}
+
+// missingFor lists the columns check needs that the header lacks.
+func missingFor(check schemas.Check, has func(string) bool) []string {
+	var missing []string
+	need := func(cols ...string) {
+		for _, c := range cols {
+			if !has(c) {
+				missing = append(missing, c)
+			}
+		}
+	}
+	switch check {
+	case schemas.CheckEtudiantBoursier, schemas.CheckStatutEtudiant:
+		if has(schemas.ColINE) {
+			return nil
+		}
+		cols := []string{schemas.ColNomNaissance, schemas.ColPrenoms, schemas.ColDateNaissance}
+		if check == schemas.CheckStatutEtudiant {
+			cols = append(cols, schemas.ColSexe)
+		}
+		for _, c := range cols {
+			if !has(c) {
+				return []string{schemas.ColINE + " (ou " + strings.Join(cols, ", ") + ")"}
+			}
+		}
+	case schemas.CheckFranceTravail:
+		need(schemas.ColIdentifiantFT)
+	case schemas.CheckScolarite:
+		need(schemas.ColNomNaissance, schemas.ColPrenoms, schemas.ColSexe, schemas.ColDateNaissance, schemas.ColCodeEtablissement)
+	default:
+		need(schemas.ColNomNaissance, schemas.ColPrenoms, schemas.ColSexe)
+		if !has(schemas.ColCommuneNaissance) && !(has(schemas.ColNomCommuneNaissance) && has(schemas.ColDepartementNaissance)) {
+			missing = append(missing, schemas.ColCommuneNaissance+" (ou "+schemas.ColNomCommuneNaissance+" et "+schemas.ColDepartementNaissance+")")
+		}
+	}
+	return missing
+}
 
 // Header returns the file's header as written.
 func (r *Reader) Header() []string { return r.header }
@@ -168,17 +231,21 @@ func (r *Reader) Next() (Row, error) {
 				Problem: "référence trop longue ou mal encodée (" + strconv.Itoa(maxReference) + " caractères UTF-8 au plus)"}.Message(line, r.headers[schemas.ColReference]))
 			row.Reference = ""
 		}
-		id, errs := schemas.ParseIdentity(fields, r.now)
-		for _, fe := range errs {
-			row.Errors = append(row.Errors, fe.Message(line, r.headers[fe.Column]))
-		}
 		for _, v := range rec {
 			if !utf8.ValidString(v) {
 				row.Errors = append(row.Errors, "ligne "+strconv.Itoa(line)+" : texte mal encodé ; enregistrez le fichier en « CSV UTF-8 »")
 				break
 			}
 		}
-		row.Identity = id
+		row.Checks = make([]CheckInput, len(r.checks))
+		for i, c := range r.checks {
+			id, errs := schemas.ParseFor(c, fields, r.now)
+			ci := CheckInput{Check: c, Identity: id}
+			for _, fe := range errs {
+				ci.Errors = append(ci.Errors, fe.Message(line, r.headers[fe.Column]))
+			}
+			row.Checks[i] = ci
+		}
 		return row, nil
 	}
 }

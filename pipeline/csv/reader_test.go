@@ -60,7 +60,7 @@ func TestReader_Formats(t *testing.T) {
 				t.Fatalf("%d rows, want %d: %+v", len(rows), tc.rows, rows)
 			}
 			for i, r := range rows {
-				if r.Number != int64(i+1) || r.Line != tc.lines[i] || len(r.Errors) != 0 {
+				if r.Number != int64(i+1) || r.Line != tc.lines[i] || len(r.Invalid(0)) != 0 {
 					t.Errorf("row %d = %+v, want line %d and no error", i, r, tc.lines[i])
 				}
 			}
@@ -116,7 +116,7 @@ func TestReader_RowErrors(t *testing.T) {
 		t.Fatalf("%d rows", len(rows))
 	}
 	for i, r := range rows {
-		joined := strings.Join(r.Errors, " | ")
+		joined := strings.Join(r.Invalid(0), " | ")
 		for _, w := range want[i] {
 			if !strings.Contains(joined, w) {
 				t.Errorf("row %d errors %q lack %q", i+1, joined, w)
@@ -187,8 +187,8 @@ func TestReader_Sample(t *testing.T) {
 			t.Fatal(err)
 		}
 		n++
-		if len(row.Errors) > 0 {
-			invalid[row.Reference] = strings.Join(row.Errors, " | ")
+		if len(row.Invalid(0)) > 0 {
+			invalid[row.Reference] = strings.Join(row.Invalid(0), " | ")
 		}
 	}
 	want := map[string]string{

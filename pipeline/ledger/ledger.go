@@ -39,10 +39,11 @@ var ErrNotFound = errors.New("ledger: not found")
 
 // Batch is one verification of one uploaded object version.
 type Batch struct {
-	ID            string     `db:"id"`
-	Tenant        string     `db:"tenant"`
-	Campaign      string     `db:"campaign"`
-	Check         string     `db:"check_name"`
+	ID       string `db:"id"`
+	Tenant   string `db:"tenant"`
+	Campaign string `db:"campaign"`
+	// Checks are the batch's checks, as schemas.JoinChecks writes them.
+	Checks        string     `db:"check_name"`
 	Bucket        string     `db:"bucket"`
 	ObjectKey     string     `db:"object_key"`
 	ObjectVersion string     `db:"object_version"`
@@ -75,9 +76,19 @@ type Part struct {
 	CreatedAt time.Time `db:"created_at"`
 }
 
-// RowStatus records that a row's result is in a part.
+// CheckList returns the batch's checks.
+func (b Batch) CheckList() []schemas.Check { return schemas.SplitChecks(b.Checks) }
+
+// RowKey names one result of a batch: a row, for one check.
+type RowKey struct {
+	Row   int64
+	Check schemas.Check
+}
+
+// RowStatus records that a row's result for one check is in a part.
 type RowStatus struct {
 	RowNumber int64          `db:"row_number"`
+	Check     schemas.Check  `db:"check_name"`
 	Status    schemas.Status `db:"status"`
 	// Calls is the provider calls this row accounts for (the lookup's
 	// attempts on its primary row, 0 on the others).
@@ -316,14 +327,14 @@ func (s *Store) RecordPart(ctx context.Context, p Part, rows []RowStatus) error 
 	for i := 0; i < len(rows); i += chunk {
 		end := min(i+chunk, len(rows))
 		var sb strings.Builder
-		sb.WriteString(`INSERT INTO result_rows (batch_id, row_number, status, calls, part_no) VALUES `)
-		args := make([]any, 0, 5*(end-i))
+		sb.WriteString(`INSERT INTO result_rows (batch_id, row_number, check_name, status, calls, part_no) VALUES `)
+		args := make([]any, 0, 6*(end-i))
 		for j, r := range rows[i:end] {
 			if j > 0 {
 				sb.WriteString(",")
 			}
-			sb.WriteString("(?, ?, ?, ?, ?)")
-			args = append(args, p.BatchID, r.RowNumber, string(r.Status), r.Calls, p.PartNo)
+			sb.WriteString("(?, ?, ?, ?, ?, ?)")
+			args = append(args, p.BatchID, r.RowNumber, string(r.Check), string(r.Status), r.Calls, p.PartNo)
 		}
 		sb.WriteString(` ON CONFLICT DO NOTHING`)
 		res, err := tx.ExecContext(ctx, tx.Rebind(sb.String()), args...)
@@ -343,20 +354,20 @@ func (s *Store) RecordPart(ctx context.Context, p Part, rows []RowStatus) error 
 // ErrDuplicateRow is returned by RecordPart when a row is already published.
 var ErrDuplicateRow = errors.New("row already recorded in another part")
 
-// DoneRows returns the row numbers of the batch already recorded in parts.
-func (s *Store) DoneRows(ctx context.Context, batchID string) (map[int64]struct{}, error) {
-	rows, err := s.db.QueryxContext(ctx, s.db.Rebind(`SELECT row_number FROM result_rows WHERE batch_id = ?`), batchID)
+// DoneRows returns the results of the batch already recorded in parts.
+func (s *Store) DoneRows(ctx context.Context, batchID string) (map[RowKey]struct{}, error) {
+	rows, err := s.db.QueryxContext(ctx, s.db.Rebind(`SELECT row_number, check_name FROM result_rows WHERE batch_id = ?`), batchID)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: done rows of %s: %w", batchID, err)
 	}
 	defer rows.Close()
-	done := make(map[int64]struct{})
+	done := make(map[RowKey]struct{})
 	for rows.Next() {
-		var n int64
-		if err := rows.Scan(&n); err != nil {
+		var k RowKey
+		if err := rows.Scan(&k.Row, &k.Check); err != nil {
 			return nil, fmt.Errorf("ledger: done rows of %s: %w", batchID, err)
 		}
-		done[n] = struct{}{}
+		done[k] = struct{}{}
 	}
 	return done, rows.Err()
 }
@@ -365,6 +376,7 @@ func (s *Store) DoneRows(ctx context.Context, batchID string) (map[int64]struct{
 type Counts struct {
 	Rows          int64
 	ByStatus      map[schemas.Status]int64
+	ByCheck       map[schemas.Check]map[schemas.Status]int64
 	ProviderCalls int64
 }
 
@@ -372,18 +384,24 @@ type Counts struct {
 // provider calls they took.
 func (s *Store) Counts(ctx context.Context, batchID string) (Counts, error) {
 	var rows []struct {
+		Check  string `db:"check_name"`
 		Status string `db:"status"`
 		N      int64  `db:"n"`
 		Calls  int64  `db:"calls"`
 	}
-	err := s.db.SelectContext(ctx, &rows, s.db.Rebind(`SELECT status, COUNT(*) AS n, COALESCE(SUM(calls), 0) AS calls
-		FROM result_rows WHERE batch_id = ? GROUP BY status`), batchID)
+	err := s.db.SelectContext(ctx, &rows, s.db.Rebind(`SELECT check_name, status, COUNT(*) AS n, COALESCE(SUM(calls), 0) AS calls
+		FROM result_rows WHERE batch_id = ? GROUP BY check_name, status`), batchID)
 	if err != nil {
 		return Counts{}, fmt.Errorf("ledger: counts of %s: %w", batchID, err)
 	}
-	c := Counts{ByStatus: make(map[schemas.Status]int64)}
+	c := Counts{ByStatus: make(map[schemas.Status]int64), ByCheck: make(map[schemas.Check]map[schemas.Status]int64)}
 	for _, r := range rows {
-		c.ByStatus[schemas.Status(r.Status)] = r.N
+		c.ByStatus[schemas.Status(r.Status)] += r.N
+		ck := schemas.Check(r.Check)
+		if c.ByCheck[ck] == nil {
+			c.ByCheck[ck] = make(map[schemas.Status]int64)
+		}
+		c.ByCheck[ck][schemas.Status(r.Status)] = r.N
 		c.Rows += r.N
 		c.ProviderCalls += r.Calls
 	}

@@ -45,7 +45,8 @@ func TestStore_BatchLifecycle(t *testing.T) {
 	for name, s := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			in := Batch{Tenant: "demo", Campaign: "2026-09", Check: "quotient_familial", Bucket: "apbatch", ObjectKey: "incoming/demo/2026-09/a.csv", ObjectVersion: "etag1"}
+			const qf = schemas.CheckQuotientFamilial
+			in := Batch{Tenant: "demo", Campaign: "2026-09", Checks: "quotient_familial,scolarite", Bucket: "apbatch", ObjectKey: "incoming/demo/2026-09/a.csv", ObjectVersion: "etag1"}
 			b, created, err := s.CreateBatch(ctx, in)
 			if err != nil || !created {
 				t.Fatalf("CreateBatch = %v, %v", created, err)
@@ -60,24 +61,25 @@ func TestStore_BatchLifecycle(t *testing.T) {
 			if n, _ := s.NextPartNo(ctx, b.ID); n != 1 {
 				t.Fatalf("NextPartNo = %d", n)
 			}
-			rows := []RowStatus{{1, schemas.StatusOK, 2}, {2, schemas.StatusOK, 0}}
-			if err := s.RecordPart(ctx, Part{BatchID: b.ID, PartNo: 1, ObjectKey: "k1", Rows: 2, Size: 10}, rows); err != nil {
+			rows := []RowStatus{{1, qf, schemas.StatusOK, 2}, {2, qf, schemas.StatusOK, 0}, {2, schemas.CheckScolarite, schemas.StatusNotFound, 1}}
+			if err := s.RecordPart(ctx, Part{BatchID: b.ID, PartNo: 1, ObjectKey: "k1", Rows: 3, Size: 10}, rows); err != nil {
 				t.Fatal(err)
 			}
 			// A row already published makes the whole part fail.
-			err = s.RecordPart(ctx, Part{BatchID: b.ID, PartNo: 2, ObjectKey: "k2", Rows: 2}, []RowStatus{{3, schemas.StatusInvalidInput, 0}, {2, schemas.StatusOK, 0}})
+			err = s.RecordPart(ctx, Part{BatchID: b.ID, PartNo: 2, ObjectKey: "k2", Rows: 2}, []RowStatus{{3, qf, schemas.StatusInvalidInput, 0}, {2, qf, schemas.StatusOK, 0}})
 			if !errors.Is(err, ErrDuplicateRow) {
 				t.Fatalf("duplicate RecordPart = %v", err)
 			}
-			if err := s.RecordPart(ctx, Part{BatchID: b.ID, PartNo: 2, ObjectKey: "k2", Rows: 1}, []RowStatus{{3, schemas.StatusInvalidInput, 0}}); err != nil {
+			if err := s.RecordPart(ctx, Part{BatchID: b.ID, PartNo: 2, ObjectKey: "k2", Rows: 1}, []RowStatus{{3, qf, schemas.StatusInvalidInput, 0}}); err != nil {
 				t.Fatal(err)
 			}
 			c, err := s.Counts(ctx, b.ID)
-			if err != nil || c.Rows != 3 || c.ByStatus[schemas.StatusOK] != 2 || c.ProviderCalls != 2 {
+			if err != nil || c.Rows != 4 || c.ByStatus[schemas.StatusOK] != 2 || c.ProviderCalls != 3 ||
+				c.ByCheck[schemas.CheckScolarite][schemas.StatusNotFound] != 1 || c.ByCheck[qf][schemas.StatusOK] != 2 {
 				t.Fatalf("Counts = %+v, %v", c, err)
 			}
 			done, _ := s.DoneRows(ctx, b.ID)
-			if len(done) != 3 {
+			if _, ok := done[RowKey{2, schemas.CheckScolarite}]; len(done) != 4 || !ok {
 				t.Fatalf("DoneRows = %v", done)
 			}
 			if err := s.Complete(ctx, b.ID, "m"); err != nil {

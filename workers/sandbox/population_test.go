@@ -93,11 +93,11 @@ func TestPopulation_RosterRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(row.Errors) > 0 {
-			t.Fatalf("row %d invalid: %v", row.Number, row.Errors)
+		if bad := row.Invalid(0); len(bad) > 0 {
+			t.Fatalf("row %d invalid: %v", row.Number, bad)
 		}
 		per := pop.Person(i)
-		o, err := client.QuotientFamilial(t.Context(), tok, "13002526500013", schemas.Period{}, row.Identity)
+		o, err := client.QuotientFamilial(t.Context(), tok, "13002526500013", schemas.Period{}, row.Checks[0].Identity)
 		if err != nil {
 			t.Fatal(err)
 		}
