@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -375,7 +376,15 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (r
 		return res, calls, nil
 	}
 	defer release()
-	budget, ip, breaker := p.budget(token), p.egress(), p.breaker(QuotientFamilialPing)
+	a, ok := adapterFor(job.Check)
+	if !ok {
+		res.Status = schemas.StatusInvalidInput
+		res.ErrorCode = schemas.CodeInvalidRow
+		res.ErrorMessage = "vérification « " + string(job.Check) + " » inconnue de ce worker ; mettez apbatch à jour"
+		res.CheckedAt = p.now().UTC()
+		return res, calls, nil
+	}
+	budget, ip, breaker := p.budget(token), p.egress(), p.breaker(a.ping(job))
 	var (
 		out      Outcome
 		attempts int32
@@ -391,7 +400,7 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (r
 		if err := p.guard().Tripped(); err != nil {
 			return res, calls, err
 		}
-		if err := p.waitSchedule(ctx, log); err != nil {
+		if err := p.waitSchedule(ctx, log, a); err != nil {
 			return res, calls, err
 		}
 		if ctx.Err() != nil {
@@ -411,14 +420,14 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (r
 		p.mu.Unlock()
 		var cerr error
 		sent := p.now()
-		out, cerr = p.Client.QuotientFamilial(ctx, token, job.Recipient, job.Period, job.Identity)
+		out, cerr = p.Client.Call(ctx, token, job)
 		latency := p.now().Sub(sent)
 		if p.OnCall != nil {
 			p.OnCall(latency, out.HTTPStatus)
 		}
 		if p.Audit != nil && ctx.Err() == nil {
 			calls = append(calls, schemas.CallRecord{At: sent, Tenant: job.Tenant, BatchID: job.BatchID,
-				RowNumber: job.Rows[0].Number, Rows: len(job.Rows), Check: string(job.Check), Route: QuotientFamilialPath,
+				RowNumber: job.Rows[0].Number, Rows: len(job.Rows), Check: string(job.Check), Route: out.Route,
 				HTTPStatus: out.HTTPStatus, ErrorCode: out.Code, RequestID: out.RequestID, LatencyMS: latency.Milliseconds(),
 				Attempt: int(attempts), IdentityHMAC: schemas.IdentityHMAC(p.AuditKey, job.Identity)})
 		}
@@ -471,6 +480,7 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (r
 	res.Status = out.Status
 	res.ErrorCode = out.Code
 	res.ErrorMessage = out.Message
+	res.Facts = out.Facts
 	if out.Status == schemas.StatusOK && out.QF != nil {
 		qf := out.QF
 		res.QFValue = qf.Valeur
@@ -522,12 +532,16 @@ var ErrNeverOpen = errors.New("the run window and maintenance windows leave no t
 
 // waitSchedule blocks until the schedule allows a call. It returns nil when
 // ctx ends (the caller checks ctx).
-func (p *Pool) waitSchedule(ctx context.Context, log zerolog.Logger) error {
+func (p *Pool) waitSchedule(ctx context.Context, log zerolog.Logger, a adapter) error {
 	if p.Schedule == nil {
 		return nil
 	}
+	s := *p.Schedule
+	if s.Maintenance && a.maintenance != nil {
+		s.Blackout = append(slices.Clone(s.Blackout), a.maintenance()...)
+	}
 	now := p.now()
-	next := p.Schedule.Next(now)
+	next := s.Next(now)
 	if next.IsZero() {
 		return fmt.Errorf("work: %w", ErrNeverOpen)
 	}

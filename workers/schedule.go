@@ -57,6 +57,9 @@ type Schedule struct {
 	Location *time.Location
 	Run      []Window
 	Blackout []Window
+	// Maintenance adds, for each call, the maintenance windows of the
+	// provider behind its check (CNAF & MSA, MEN) to Blackout.
+	Maintenance bool
 }
 
 // QuotientFamilialMaintenance is the QF route's providers' maintenance, from

@@ -46,7 +46,7 @@ type runCommand struct {
 	rate, inFlight, population, ipLimit          int
 	seed                                         uint64
 	share                                        float64
-	runWindow                                    string
+	runWindow, checks                            string
 	noMaintenance                                bool
 	flushInterval                                time.Duration
 }
@@ -60,6 +60,7 @@ func (c *runCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.dataDir, "data-dir", "./apbatch-data", "folder for the embedded broker, S3 server and SQLite ledger")
 	fs.StringVar(&c.tenant, "tenant", "demo", "collectivité the files belong to (letters, digits, . _ -)")
 	fs.StringVar(&c.campaign, "campaign", time.Now().Format("2006-01"), "campaign the batch belongs to, e.g. 2026-09")
+	fs.StringVar(&c.checks, "checks", "qf", "verifications to run, comma-separated, or all; each row gets one result per check: "+schemas.CheckNames())
 	fs.StringVar(&c.period, "period", "", "QF month to ask for, YYYY-MM (default: the API's current month)")
 	fs.StringVar(&c.recipient, "recipient", "", "SIRET of the collectivité, sent with every call (default with the embedded sandbox: "+dinumSIRET+")")
 	fs.StringVar(&c.providerURL, "provider-url", "", "API Particulier base URL, e.g. https://particulier.api.gouv.fr (default: the embedded sandbox)")
@@ -70,7 +71,7 @@ func (c *runCommand) flags() *flag.FlagSet {
 	fs.IntVar(&c.ipLimit, "ip-limit", 1000, "requests per minute from this machine's IP, all tokens together (the API allows 1000)")
 	fs.Float64Var(&c.share, "budget-share", 1, "fraction of the token's and the IP's budgets to use, e.g. 0.8 leaves 20% for the town's own interactive use")
 	fs.StringVar(&c.runWindow, "run-window", "", "call only within this daily window, Europe/Paris time, e.g. 20:00-07:00 for night-only batches")
-	fs.BoolVar(&c.noMaintenance, "no-maintenance-skip", false, "with --provider-url, call even during the providers' maintenance (CNAF & MSA Sunday 23:00-23:45, MSA 03:00-03:30)")
+	fs.BoolVar(&c.noMaintenance, "no-maintenance-skip", false, "with --provider-url, call even during the providers' maintenance (CNAF & MSA Sunday 23:00-23:45, MSA 03:00-03:30, MEN 01:10-02:30)")
 	fs.IntVar(&c.inFlight, "in-flight", 32, "provider calls in flight at most")
 	fs.DurationVar(&c.flushInterval, "flush-interval", 10*time.Second, "longest time a result waits before its Parquet part is written")
 	fs.StringVar(&c.out, "out", "", "copy the result files and manifest into this folder")
@@ -86,8 +87,8 @@ func (c *runCommand) Usage() {
 	printUsage(c.stdout, c.stderr, fs, `Usage: apbatch run [flags] FILE...
 
 Verifies every row of each FILE (CSV, UTF-8, ';' or ',') through API
-Particulier's quotient familial route and writes one result row per input row
-as Parquet. Without flags everything runs in this process: a Kafka-protocol
+Particulier (the quotient familial by default; --checks for the others) and
+writes one result row per input row and check as Parquet. Without flags everything runs in this process: a Kafka-protocol
 broker, an S3 server on a local folder, a SQLite ledger and the API sandbox,
 all under --data-dir. Each FILE is uploaded to
 s3://apbatch/incoming/<tenant>/<campaign>/<file>, and its upload event starts
@@ -119,6 +120,10 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	}
 	if _, err := pipeline.ParseIncomingKey(pipeline.IncomingKey{Tenant: c.tenant, Campaign: c.campaign, File: "x.csv"}.String()); err != nil {
 		return fmt.Errorf("--tenant/--campaign: use letters, digits, '.', '_' or '-' (got %q, %q)", c.tenant, c.campaign)
+	}
+	checks, err := schemas.ParseChecks(c.checks)
+	if err != nil {
+		return fmt.Errorf("--checks: %w", err)
 	}
 	if _, err := pipeline.ParsePeriod(c.period); err != nil {
 		return fmt.Errorf("--period: %w", err)
@@ -173,7 +178,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	st, err := openStack(ctx, stackConfig{
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: log,
 		ProviderURL: providerURL, Tokens: func(string) (string, error) { return token, nil },
-		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Schedule: schedule, Period: c.period, Recipient: c.recipient,
+		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Schedule: schedule, Period: c.period, Recipient: c.recipient, Checks: checks,
 		FlushInterval: c.flushInterval, AuditKey: key,
 	})
 	if err != nil {
@@ -195,6 +200,12 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	final, err := waitBatches(ctx, st, batches, roleErr, c.progressPrinter(console))
 	if err != nil {
 		return err
+	}
+	for _, b := range final {
+		if b.Checks != schemas.JoinChecks(checks) {
+			return fmt.Errorf("%s was already verified in campaign %s with --checks %s (batch %s); "+
+				"to run other checks on the same file, give another --campaign", filepath.Base(b.ObjectKey), b.Campaign, b.Checks, b.ID)
+		}
 	}
 	return c.report(ctx, st, final)
 }
@@ -251,7 +262,7 @@ func (c *runCommand) schedule() (*workers.Schedule, error) {
 	}
 	s := &workers.Schedule{Location: paris}
 	if !c.noMaintenance && c.providerURL != "" {
-		s.Blackout = workers.QuotientFamilialMaintenance()
+		s.Maintenance = true
 	}
 	if c.runWindow != "" {
 		w, err := workers.ParseWindow(c.runWindow)
@@ -372,7 +383,7 @@ func waitBatches(ctx context.Context, st *stack, subs []submitted, roleErr <-cha
 			}
 			if b.LookupsTotal != nil {
 				pr.lookups += *b.LookupsTotal
-				pr.rows += *b.RowsTotal
+				pr.rows += *b.RowsTotal * int64(len(b.CheckList()))
 			}
 			counts, err := st.ledger.Counts(ctx, b.ID)
 			if err != nil {
@@ -416,7 +427,7 @@ func (c *runCommand) progressPrinter(console bool) func(progress) {
 			left := max(pr.lookups-pr.calls, 0)
 			eta = (time.Duration(float64(left)/float64(c.rate)*float64(time.Second)) + c.flushInterval/2).Round(time.Second).String()
 		}
-		line := fmt.Sprintf("apbatch: %d/%d lookups called, %d/%d rows published, %s elapsed, ETA %s",
+		line := fmt.Sprintf("apbatch: %d/%d lookups called, %d/%d results published, %s elapsed, ETA %s",
 			min(pr.calls, pr.lookups), pr.lookups, pr.published, pr.rows, time.Since(start).Round(time.Second), eta)
 		switch {
 		case pr.rows == 0 && time.Since(start) < 2*time.Second:
@@ -441,17 +452,21 @@ type summary struct {
 }
 
 type batchSummary struct {
-	BatchID       string                   `json:"batch_id"`
-	Tenant        string                   `json:"tenant"`
-	Campaign      string                   `json:"campaign"`
-	Source        string                   `json:"source"`
-	State         string                   `json:"state"`
-	Error         string                   `json:"error,omitempty"`
-	RowsTotal     int64                    `json:"rows_total"`
-	RowsByStatus  map[schemas.Status]int64 `json:"rows_by_status"`
-	ProviderCalls int64                    `json:"provider_calls"`
-	ResultFiles   []string                 `json:"result_files"`
-	Manifest      string                   `json:"manifest,omitempty"`
+	BatchID      string                   `json:"batch_id"`
+	Tenant       string                   `json:"tenant"`
+	Campaign     string                   `json:"campaign"`
+	Source       string                   `json:"source"`
+	State        string                   `json:"state"`
+	Error        string                   `json:"error,omitempty"`
+	Checks       []schemas.Check          `json:"checks"`
+	RowsTotal    int64                    `json:"rows_total"`
+	RowsByStatus map[schemas.Status]int64 `json:"rows_by_status"`
+	// ResultsByCheck counts results by check and status; RowsByStatus
+	// sums them over the checks.
+	ResultsByCheck map[schemas.Check]map[schemas.Status]int64 `json:"results_by_check"`
+	ProviderCalls  int64                                      `json:"provider_calls"`
+	ResultFiles    []string                                   `json:"result_files"`
+	Manifest       string                                     `json:"manifest,omitempty"`
 }
 
 // report prints the summary table, copies results and writes the JSON
@@ -469,8 +484,11 @@ func (c *runCommand) report(ctx context.Context, st *stack, batches []ledger.Bat
 			return err
 		}
 		bs := batchSummary{BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign, Source: b.ObjectKey, State: b.State,
-			Error: b.Error, RowsTotal: counts.Rows, RowsByStatus: counts.ByStatus, ProviderCalls: counts.ProviderCalls,
-			ResultFiles: []string{}, Manifest: b.ManifestKey}
+			Error: b.Error, Checks: b.CheckList(), RowsByStatus: counts.ByStatus, ResultsByCheck: counts.ByCheck,
+			ProviderCalls: counts.ProviderCalls, ResultFiles: []string{}, Manifest: b.ManifestKey}
+		if b.RowsTotal != nil {
+			bs.RowsTotal = *b.RowsTotal
+		}
 		for _, p := range parts {
 			bs.ResultFiles = append(bs.ResultFiles, "s3://"+st.s3.Bucket()+"/"+p.ObjectKey)
 		}
@@ -522,6 +540,20 @@ func printSummary(w io.Writer, sum summary) {
 			b.ProviderCalls)
 	}
 	tw.Flush()
+	for _, b := range sum.Batches {
+		if len(b.Checks) < 2 || b.Error != "" {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s, by check:\n", filepath.Base(b.Source))
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  CHECK\tOK\tNOT FOUND\tUNRESOLVED\tINVALID\tPROVIDER ERR\tUNAUTHORIZED")
+		for _, c := range b.Checks {
+			n := b.ResultsByCheck[c]
+			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%d\t%d\n", c, n[schemas.StatusOK], n[schemas.StatusNotFound],
+				n[schemas.StatusIdentityUnresolved], n[schemas.StatusInvalidInput], n[schemas.StatusProviderError], n[schemas.StatusUnauthorized])
+		}
+		tw.Flush()
+	}
 	for _, b := range sum.Batches {
 		if b.Error != "" {
 			fmt.Fprintf(w, "\n%s refused: %s\n", filepath.Base(b.Source), b.Error)

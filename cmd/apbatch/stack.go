@@ -68,10 +68,12 @@ type stackConfig struct {
 	Share       float64
 	Schedule    *workers.Schedule
 	// AuditKey keys the identity hash of the audit trail.
-	AuditKey      []byte
-	InFlight      int
-	Period        string
-	Recipient     string
+	AuditKey  []byte
+	InFlight  int
+	Period    string
+	Recipient string
+	// Checks are the verifications new batches run (default: QF).
+	Checks        []schemas.Check
 	FlushInterval time.Duration
 }
 
@@ -123,7 +125,7 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 
 	splitter := &pipeline.Splitter{S3: client, Ledger: store, Jobs: st.jobsW, Results: st.resW, Log: cfg.Log}
 	st.ingest = &pipeline.Ingester{Uploads: upR, Ledger: store, Splitter: splitter, Log: cfg.Log,
-		Bucket: client.Bucket(), Period: cfg.Period, Recipient: cfg.Recipient}
+		Bucket: client.Bucket(), Period: cfg.Period, Recipient: cfg.Recipient, Checks: cfg.Checks}
 	st.pool = newPool(cfg, jobR, st.resW, store)
 	st.writer = &pipeline.ResultWriter{Results: resR, S3: client, Ledger: store, Log: cfg.Log, FlushInterval: cfg.FlushInterval}
 	return st, nil

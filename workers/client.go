@@ -86,6 +86,10 @@ type Outcome struct {
 	Message  string
 	Provider string
 	QF       *QuotientFamilial
+	// Facts are the values of the other checks' answers.
+	Facts schemas.Facts
+	// Route is the path called.
+	Route string
 	// RequestID is the answer's X-Request-ID.
 	RequestID string
 	// Retryable is set when calling again later may succeed.
@@ -138,14 +142,26 @@ func QueryQuotientFamilial(recipient string, period schemas.Period, id schemas.I
 // Authorization header. The error is for transport failures only; its text
 // never holds the URL's query (names, birth dates).
 func (c *Client) QuotientFamilial(ctx context.Context, token, recipient string, period schemas.Period, id schemas.Identity) (Outcome, error) {
+	return c.Call(ctx, token, schemas.Job{Check: schemas.CheckQuotientFamilial, Recipient: recipient, Period: period, Identity: id})
+}
+
+// Call makes job's call once, on the route of its check. The token travels
+// only in the Authorization header. The error is for transport failures
+// and unknown checks; its text never holds the URL's query (names, birth
+// dates).
+func (c *Client) Call(ctx context.Context, token string, job schemas.Job) (Outcome, error) {
+	a, ok := adapterFor(job.Check)
+	if !ok {
+		return Outcome{}, fmt.Errorf("workers: unknown check %q", job.Check)
+	}
+	path, q := a.route(job)
 	base := c.BaseURL
 	if base == "" {
 		base = ProductionURL
 	}
-	u := strings.TrimRight(base, "/") + QuotientFamilialPath + "?" + QueryQuotientFamilial(recipient, period, id).Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+path+"?"+q.Encode(), nil)
 	if err != nil {
-		return Outcome{}, fmt.Errorf("workers: build request to %s: invalid base URL", QuotientFamilialPath)
+		return Outcome{}, fmt.Errorf("workers: build request to %s: invalid base URL", path)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "application/json")
@@ -156,19 +172,21 @@ func (c *Client) QuotientFamilial(ctx context.Context, token, recipient string, 
 	req.Header.Set("User-Agent", ua)
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		return Outcome{}, transportError(err)
+		return Outcome{Route: path}, transportError(path, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		return Outcome{}, transportError(err)
+		return Outcome{Route: path}, transportError(path, err)
 	}
-	return classify(resp.StatusCode, resp.Header, body, time.Now()), nil
+	o := classify(resp.StatusCode, resp.Header, body, time.Now(), a.decode)
+	o.Route = path
+	return o, nil
 }
 
 // transportError describes a failed exchange without the request URL, which
 // url.Error would include with its query.
-func transportError(err error) error {
+func transportError(path string, err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = ue.Err
@@ -176,15 +194,15 @@ func transportError(err error) error {
 	var ne net.Error
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("workers: call %s: %w", QuotientFamilialPath, err)
+		return fmt.Errorf("workers: call %s: %w", path, err)
 	case errors.As(err, &ne) && ne.Timeout():
-		return fmt.Errorf("workers: call %s: timeout: %w", QuotientFamilialPath, ErrTransport)
+		return fmt.Errorf("workers: call %s: timeout: %w", path, ErrTransport)
 	}
 	var oe *net.OpError
 	if errors.As(err, &oe) {
-		return fmt.Errorf("workers: call %s: %s: %w", QuotientFamilialPath, oe.Op, ErrTransport)
+		return fmt.Errorf("workers: call %s: %s: %w", path, oe.Op, ErrTransport)
 	}
-	return fmt.Errorf("workers: call %s: connection failed: %w", QuotientFamilialPath, ErrTransport)
+	return fmt.Errorf("workers: call %s: connection failed: %w", path, ErrTransport)
 }
 
 // ErrTransport marks a call that got no HTTP answer.
@@ -201,27 +219,18 @@ type apiError struct {
 	} `json:"meta"`
 }
 
-type qfBody struct {
-	Data struct {
-		QuotientFamilial *struct {
-			Fournisseur string `json:"fournisseur"`
-			Valeur      *int64 `json:"valeur"`
-			Annee       *int32 `json:"annee"`
-			Mois        *int32 `json:"mois"`
-			AnneeCalcul *int32 `json:"annee_calcul"`
-			MoisCalcul  *int32 `json:"mois_calcul"`
-		} `json:"quotient_familial"`
-		Enfants []json.RawMessage `json:"enfants"`
-	} `json:"data"`
-	Errors []apiError `json:"errors"`
+// body is a v3 answer: data on success, errors otherwise.
+type body struct {
+	Data   json.RawMessage `json:"data"`
+	Errors []apiError      `json:"errors"`
 }
 
 // classify turns an answer into an Outcome (status first, then the last
 // three digits of the error code, whose provider prefix varies).
-func classify(status int, h http.Header, body []byte, now time.Time) Outcome {
+func classify(status int, h http.Header, raw []byte, now time.Time, decode func(json.RawMessage, time.Time, *Outcome) bool) Outcome {
 	o := Outcome{HTTPStatus: status, RequestID: h.Get("X-Request-ID"), Header: h}
-	var b qfBody
-	jsonErr := json.Unmarshal(body, &b)
+	var b body
+	jsonErr := json.Unmarshal(raw, &b)
 	if len(b.Errors) > 0 {
 		e := b.Errors[0]
 		o.Code = e.Code
@@ -251,19 +260,13 @@ func classify(status int, h http.Header, body []byte, now time.Time) Outcome {
 	}
 	switch {
 	case status == http.StatusOK:
-		qf := b.Data.QuotientFamilial
-		if jsonErr != nil || qf == nil {
+		if jsonErr != nil || len(b.Data) == 0 || string(b.Data) == "null" || !decode(b.Data, now, &o) {
 			o.Status = schemas.StatusProviderError
 			o.Code = schemas.CodeBadResponse
-			o.Message = "réponse 200 sans quotient familial lisible"
+			o.Message = "réponse 200 sans les données attendues"
 			return o
 		}
 		o.Status = schemas.StatusOK
-		o.Provider = qf.Fournisseur
-		o.QF = &QuotientFamilial{
-			Fournisseur: qf.Fournisseur, Valeur: qf.Valeur, Annee: qf.Annee, Mois: qf.Mois,
-			AnneeCalcul: qf.AnneeCalcul, MoisCalcul: qf.MoisCalcul, Enfants: int32(len(b.Data.Enfants)),
-		}
 	case status == http.StatusNotFound:
 		o.Status = schemas.StatusNotFound
 	case status == http.StatusUnprocessableEntity && strings.HasSuffix(o.Code, "355"):
@@ -309,7 +312,7 @@ func (c *Client) Ping(ctx context.Context, name string) (bool, error) {
 	}
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		return false, transportError(err)
+		return false, transportError("/api/"+name+"/ping", err)
 	}
 	defer resp.Body.Close()
 	var body struct {

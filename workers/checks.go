@@ -1,0 +1,344 @@
+package workers
+
+import (
+	"encoding/json"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apbatch/apbatch/schemas"
+)
+
+// adapter is how one check calls the API and reads its answers.
+type adapter struct {
+	// route returns the path and query of a job's call.
+	route func(j schemas.Job) (string, url.Values)
+	// ping names the provider behind the route for GET /api/{ping}/ping,
+	// and keys its circuit breaker.
+	ping func(j schemas.Job) string
+	// decode reads the data object of a 200 answer into o; false when the
+	// answer lacks what the check cannot do without.
+	decode func(data json.RawMessage, now time.Time, o *Outcome) bool
+	// maintenance is the provider's maintenance windows (Europe/Paris).
+	maintenance func() []Window
+}
+
+// dssRoutes are the DSS benefit routes by check.
+var dssRoutes = map[schemas.Check]struct{ path, ping string }{
+	schemas.CheckC2S:           {"/v3/dss/complementaire_sante_solidaire/identite", "securite_sociale_complementaire_sante_solidaire"},
+	schemas.CheckRSA:           {"/v3/dss/revenu_solidarite_active/identite", "cnaf_msa_revenu_solidarite_active"},
+	schemas.CheckPrimeActivite: {"/v3/dss/prime_activite/identite", "cnaf_msa_prime_activite"},
+	schemas.CheckAAH:           {"/v3/dss/allocation_adulte_handicape/identite", "cnaf_msa_allocation_adulte_handicape"},
+	schemas.CheckASF:           {"/v3/dss/allocation_soutien_familial/identite", "cnaf_msa_allocation_soutien_familial"},
+}
+
+// Paths of the routes besides the DSS ones.
+const (
+	CNOUSINEPath       = "/v3/cnous/etudiant_boursier/ine"
+	CNOUSIdentitePath  = "/v3/cnous/etudiant_boursier/identite"
+	MESRIINEPath       = "/v3/mesri/statut_etudiant/ine"
+	MESRIIdentitePath  = "/v3/mesri/statut_etudiant/identite"
+	FranceTravailPath  = "/v3/france_travail/statut/identifiant"
+	ScolaritesPath     = "/v5/men/scolarites/identite"
+	menPing            = "men_scolarite"
+	franceTravailPing  = "pole_emploi_status"
+	cnousPingPrefix    = "cnous_etudiant_boursier_"
+	mesriPingPrefix    = "mesri_statut_etudiant_"
+	byINE, byCivility  = "ine", "identite"
+	menMaintenanceFrom = time.Hour + 10*time.Minute
+)
+
+// adapterFor returns the adapter of check, and false for an unknown one.
+func adapterFor(check schemas.Check) (adapter, bool) {
+	switch check {
+	case schemas.CheckQuotientFamilial:
+		return adapter{
+			route: func(j schemas.Job) (string, url.Values) {
+				return QuotientFamilialPath, QueryQuotientFamilial(j.Recipient, j.Period, j.Identity)
+			},
+			ping:        func(schemas.Job) string { return QuotientFamilialPing },
+			decode:      decodeQF,
+			maintenance: QuotientFamilialMaintenance,
+		}, true
+	case schemas.CheckEtudiantBoursier, schemas.CheckStatutEtudiant:
+		ine, civ, prefix, decode := CNOUSINEPath, CNOUSIdentitePath, cnousPingPrefix, decodeCNOUS
+		if check == schemas.CheckStatutEtudiant {
+			ine, civ, prefix, decode = MESRIINEPath, MESRIIdentitePath, mesriPingPrefix, decodeMESRI
+		}
+		return adapter{
+			route: func(j schemas.Job) (string, url.Values) {
+				if j.Identity.INE != "" {
+					return ine, url.Values{"recipient": {j.Recipient}, "ine": {j.Identity.INE}}
+				}
+				return civ, civilityQuery(j.Recipient, j.Identity)
+			},
+			ping: func(j schemas.Job) string {
+				if j.Identity.INE != "" {
+					return prefix + byINE
+				}
+				return prefix + byCivility
+			},
+			decode: decode,
+		}, true
+	case schemas.CheckFranceTravail:
+		return adapter{
+			route: func(j schemas.Job) (string, url.Values) {
+				return FranceTravailPath, url.Values{"recipient": {j.Recipient}, "identifiant": {j.Identity.IdentifiantFT}}
+			},
+			ping:   func(schemas.Job) string { return franceTravailPing },
+			decode: decodeFranceTravail,
+		}, true
+	case schemas.CheckScolarite:
+		return adapter{
+			route: func(j schemas.Job) (string, url.Values) {
+				q := civilityQuery(j.Recipient, j.Identity)
+				q.Set("codeEtablissement", j.Identity.CodeEtablissement)
+				q.Set("anneeScolaire", j.Identity.AnneeScolaire)
+				return ScolaritesPath, q
+			},
+			ping:   func(schemas.Job) string { return menPing },
+			decode: decodeScolarite,
+			maintenance: func() []Window {
+				return []Window{{From: menMaintenanceFrom, To: 2*time.Hour + 30*time.Minute}}
+			},
+		}, true
+	}
+	if r, ok := dssRoutes[check]; ok {
+		return adapter{
+			route: func(j schemas.Job) (string, url.Values) {
+				return r.path, QueryQuotientFamilial(j.Recipient, schemas.Period{}, j.Identity)
+			},
+			ping:   func(schemas.Job) string { return r.ping },
+			decode: decodeBenefit,
+		}, true
+	}
+	return adapter{}, false
+}
+
+// civilityQuery is the identity pivot of the CNOUS, MESRI and MEN routes:
+// as the DSS one, without the usage name those routes do not take.
+func civilityQuery(recipient string, id schemas.Identity) url.Values {
+	id.NomUsage = ""
+	q := QueryQuotientFamilial(recipient, schemas.Period{}, id)
+	if id.Sexe == "" {
+		q.Del("sexeEtatCivil")
+	}
+	return q
+}
+
+// decodeQF reads the quotient familial: the check has no answer without it.
+func decodeQF(data json.RawMessage, _ time.Time, o *Outcome) bool {
+	var d struct {
+		QuotientFamilial *struct {
+			Fournisseur string `json:"fournisseur"`
+			Valeur      *int64 `json:"valeur"`
+			Annee       *int32 `json:"annee"`
+			Mois        *int32 `json:"mois"`
+			AnneeCalcul *int32 `json:"annee_calcul"`
+			MoisCalcul  *int32 `json:"mois_calcul"`
+		} `json:"quotient_familial"`
+		Enfants []json.RawMessage `json:"enfants"`
+	}
+	if json.Unmarshal(data, &d) != nil || d.QuotientFamilial == nil {
+		return false
+	}
+	qf := d.QuotientFamilial
+	o.Provider = qf.Fournisseur
+	o.QF = &QuotientFamilial{
+		Fournisseur: qf.Fournisseur, Valeur: qf.Valeur, Annee: qf.Annee, Mois: qf.Mois,
+		AnneeCalcul: qf.AnneeCalcul, MoisCalcul: qf.MoisCalcul, Enfants: int32(len(d.Enfants)),
+	}
+	return true
+}
+
+// decodeBenefit reads a DSS benefit status.
+func decodeBenefit(data json.RawMessage, _ time.Time, o *Outcome) bool {
+	var d struct {
+		EstBeneficiaire   *bool   `json:"est_beneficiaire"`
+		AvecParticipation *bool   `json:"avec_participation"`
+		AvecMajoration    *bool   `json:"avec_majoration"`
+		DateDebutDroit    *string `json:"date_debut_droit"`
+	}
+	if json.Unmarshal(data, &d) != nil {
+		return false
+	}
+	o.Facts.Beneficiary = d.EstBeneficiaire
+	o.Facts.C2SWithParticipation = d.AvecParticipation
+	o.Facts.BenefitIncreased = d.AvecMajoration
+	o.Facts.BenefitSince = date(d.DateDebutDroit)
+	return true
+}
+
+// decodeCNOUS reads a scholarship status (v3 shape; v4's statut_boursier
+// is read too).
+func decodeCNOUS(data json.RawMessage, _ time.Time, o *Outcome) bool {
+	var d struct {
+		EstBoursier    *bool `json:"est_boursier"`
+		StatutBoursier *struct {
+			EstBoursier *bool `json:"est_boursier"`
+		} `json:"statut_boursier"`
+		EchelonBourse *struct {
+			Echelon json.RawMessage `json:"echelon"`
+		} `json:"echelon_bourse"`
+		Periode *struct {
+			DateRentree *string  `json:"date_rentree"`
+			Duree       *float64 `json:"duree"`
+		} `json:"periode_versement_bourse"`
+	}
+	if json.Unmarshal(data, &d) != nil {
+		return false
+	}
+	o.Facts.ScholarshipHolder = d.EstBoursier
+	if d.StatutBoursier != nil && d.StatutBoursier.EstBoursier != nil {
+		o.Facts.ScholarshipHolder = d.StatutBoursier.EstBoursier
+	}
+	if d.EchelonBourse != nil {
+		o.Facts.ScholarshipLevel = scalar(d.EchelonBourse.Echelon)
+	}
+	if p := d.Periode; p != nil {
+		o.Facts.ScholarshipStart = date(p.DateRentree)
+		if p.Duree != nil {
+			m := int32(*p.Duree)
+			o.Facts.ScholarshipMonths = &m
+		}
+	}
+	return true
+}
+
+// decodeMESRI reads a student status: enrolled when one admission is an
+// enrolment; the regime and establishment are those of the latest
+// enrolment (or of the latest admission when none is).
+func decodeMESRI(data json.RawMessage, _ time.Time, o *Outcome) bool {
+	var d struct {
+		Admissions *[]struct {
+			DateDebut       string `json:"date_debut"`
+			EstInscrit      *bool  `json:"est_inscrit"`
+			RegimeFormation *struct {
+				Code string `json:"code"`
+			} `json:"regime_formation"`
+			Etablissement *struct {
+				UAI string `json:"uai"`
+			} `json:"etablissement_etudes"`
+		} `json:"admissions"`
+	}
+	if json.Unmarshal(data, &d) != nil {
+		return false
+	}
+	if d.Admissions == nil {
+		return true // masked by the token's scopes
+	}
+	adm := *d.Admissions
+	best, enrolled, known := -1, false, len(adm) == 0
+	for i, a := range adm {
+		in := a.EstInscrit != nil && *a.EstInscrit
+		known = known || a.EstInscrit != nil
+		if best < 0 || (in && !enrolled) || (in == enrolled && a.DateDebut > adm[best].DateDebut) {
+			best, enrolled = i, enrolled || in
+		}
+	}
+	if known {
+		o.Facts.StudentEnrolled = &enrolled
+	}
+	if best >= 0 {
+		if r := adm[best].RegimeFormation; r != nil {
+			o.Facts.StudentRegime = r.Code
+		}
+		if e := adm[best].Etablissement; e != nil {
+			o.Facts.EstablishmentUAI = e.UAI
+		}
+	}
+	return true
+}
+
+// decodeFranceTravail reads a jobseeker status: registered when the
+// registration has no end date or one not yet past.
+func decodeFranceTravail(data json.RawMessage, now time.Time, o *Outcome) bool {
+	var d struct {
+		Inscription *struct {
+			DateDebut *string `json:"date_debut"`
+			DateFin   *string `json:"date_fin"`
+			Categorie *struct {
+				Code json.RawMessage `json:"code"`
+			} `json:"categorie"`
+		} `json:"inscription"`
+	}
+	if json.Unmarshal(data, &d) != nil {
+		return false
+	}
+	in := d.Inscription
+	if in == nil {
+		return true
+	}
+	end := date(in.DateFin)
+	registered := end == "" || end >= now.Format(time.DateOnly)
+	o.Facts.JobseekerRegistered = &registered
+	o.Facts.JobseekerSince = date(in.DateDebut)
+	if in.Categorie != nil {
+		if c, err := strconv.Atoi(scalar(in.Categorie.Code)); err == nil {
+			c32 := int32(c)
+			o.Facts.JobseekerCategory = &c32
+		}
+	}
+	return true
+}
+
+// decodeScolarite reads a pupil's status (v3 to v5 shapes).
+func decodeScolarite(data json.RawMessage, _ time.Time, o *Outcome) bool {
+	var d struct {
+		EstScolarise  *bool           `json:"est_scolarise"`
+		AnneeScolaire string          `json:"annee_scolaire"`
+		EstBoursier   *bool           `json:"est_boursier"`
+		Echelon       json.RawMessage `json:"echelon_bourse"`
+		StatutEleve   *struct {
+			Code json.RawMessage `json:"code"`
+		} `json:"statut_eleve"`
+		Etablissement *struct {
+			CodeUAI string `json:"code_uai"`
+		} `json:"etablissement"`
+		Pensionnat *struct {
+			Code json.RawMessage `json:"code"`
+		} `json:"regime_pensionnat"`
+	}
+	if json.Unmarshal(data, &d) != nil {
+		return false
+	}
+	o.Facts.PupilEnrolled = d.EstScolarise
+	o.Facts.SchoolYear = d.AnneeScolaire
+	o.Facts.ScholarshipHolder = d.EstBoursier
+	o.Facts.ScholarshipLevel = scalar(d.Echelon)
+	if d.StatutEleve != nil {
+		o.Facts.PupilStatus = scalar(d.StatutEleve.Code)
+	}
+	if d.Etablissement != nil {
+		o.Facts.EstablishmentUAI = d.Etablissement.CodeUAI
+	}
+	if d.Pensionnat != nil {
+		o.Facts.BoardingRegime = scalar(d.Pensionnat.Code)
+	}
+	return true
+}
+
+// scalar returns a JSON string or number as text; "" for null or absent.
+func scalar(v json.RawMessage) string {
+	s := strings.TrimSpace(string(v))
+	if s == "" || s == "null" {
+		return ""
+	}
+	if uq, err := strconv.Unquote(s); err == nil {
+		return uq
+	}
+	return s
+}
+
+// date returns a "YYYY-MM-DD" value, or "" when absent, null or not a date
+// (the providers' "0000-00-00" included).
+func date(s *string) string {
+	if s == nil {
+		return ""
+	}
+	if _, err := time.Parse(time.DateOnly, *s); err != nil {
+		return ""
+	}
+	return *s
+}
