@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -22,7 +23,7 @@ type sandboxCommand struct {
 	fs *flag.FlagSet
 
 	addr, scopes, logLevel  string
-	printToken, mask        bool
+	printToken, mask, maint bool
 	expiresIn               time.Duration
 	limits                  sandbox.Limits
 	window, latency, faults string
@@ -42,6 +43,7 @@ func (c *sandboxCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.scopes, "scopes", "", "with --print-token: comma-separated scopes (default: all)")
 	fs.DurationVar(&c.expiresIn, "expires-in", 24*time.Hour, "with --print-token: token lifetime")
 	fs.BoolVar(&c.mask, "mask-scopes", false, "drop data fields the token has no scope for, as production does")
+	fs.BoolVar(&c.maint, "maintenance", false, "answer 503 during the providers' real maintenance windows, Europe/Paris (CNAF & MSA Sunday 23:00-23:45, MEN 01:10-02:30)")
 	fs.IntVar(&c.limits.PerSecond, "rate", 20, "requests per second allowed per token (v3 routes together)")
 	fs.IntVar(&c.limits.PerMinute, "per-minute", 0, "optional per-token limit per minute, e.g. 250 (announced in RateLimit-* headers)")
 	fs.IntVar(&c.limits.IPPerMinute, "ip-limit", 1000, "requests per minute per client IP")
@@ -52,7 +54,7 @@ func (c *sandboxCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.faults, "faults", "", "fault rates: KIND=RATE,... with KIND in 502, 502-999, 00501, 504, 503, gateway, reset")
 	fs.DurationVar(&c.providerTimeout, "provider-timeout", 10*time.Second, "how long a 504 fault takes")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the synthetic population and of latency and fault draws")
-	fs.IntVar(&c.population, "population", 10000, "synthetic people the QF route answers for (see: apbatch sandbox gen)")
+	fs.IntVar(&c.population, "population", 10000, "synthetic people the QF route answers for, with their children (see: apbatch sandbox gen)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	c.fs = fs
 	return fs
@@ -64,14 +66,15 @@ func (c *sandboxCommand) Usage() {
 	printUsage(c.stdout, c.stderr, fs, `Usage: apbatch sandbox [flags]
        apbatch sandbox gen --population N --seed S -o FILE.csv
 
-Serves a faithful API Particulier sandbox: the official staging cases of
-GET /v3/dss/quotient_familial/identite answered byte for byte (staging's
-matching: exact parameter set, values lower-cased), Bearer token checks,
-production's parameter validation and RateLimit-* headers with 429s.
-Tokens are HS256 JWTs signed with the sandbox secret; get one with
---print-token. A synthetic population (--population, --seed) answers the QF
-route for people no official case matches; "gen" writes it as an input file
-so a batch can be rehearsed on it. /_sandbox/stats reports, per token and IP,
+Serves a faithful API Particulier sandbox: every v3+ route apbatch's checks
+use (DSS, CNOUS, MESRI, France Travail, MEN) with the official staging cases
+answered byte for byte (staging's matching: exact parameter set, values
+lower-cased), Bearer token checks, production's parameter validation and
+RateLimit-* headers with 429s. Tokens are HS256 JWTs signed with the sandbox
+secret; get one with --print-token. A synthetic population (--population,
+--seed) answers the DSS routes for people no official case matches and the
+MEN route for their children; "gen" writes it as an input file so a batch
+can be rehearsed on it. /_sandbox/stats reports, per token and IP,
 requests by status, 429s and the most requests seen in any sliding second;
 POST /_sandbox/limits changes the limits while running.
 
@@ -119,7 +122,7 @@ func (c *sandboxCommand) Run(ctx context.Context, args []string) error {
 	if c.population < 0 {
 		return fmt.Errorf("--population %d must not be negative", c.population)
 	}
-	sb, err := sandbox.New(sandbox.Config{Limits: c.limits, MaskScopes: c.mask, Faults: faults, Log: log,
+	sb, err := sandbox.New(sandbox.Config{Limits: c.limits, MaskScopes: c.mask, Maintenance: c.maint, Faults: faults, Log: log,
 		Population: sandbox.NewPopulation(c.population, c.seed)})
 	if err != nil {
 		return err
@@ -180,8 +183,9 @@ func (c *sandboxCommand) gen(args []string) error {
 	n := fs.Int("population", 10000, "number of people (rows)")
 	seed := fs.Uint64("seed", 1, "seed: the same seed gives the same people")
 	out := fs.String("o", "", "output CSV file (default: standard output)")
+	pupils := fs.Bool("pupils", false, "write the people's children, with their school, for --checks scolarite")
 	fs.Usage = func() {
-		fmt.Fprintln(c.stdout, "Usage: apbatch sandbox gen --population N --seed S -o FILE.csv\n\nWrites the sandbox's synthetic population as an input roster (canonical\ncolumns); serve it with: apbatch sandbox --population N --seed S, or rehearse\nwith: apbatch run --sandbox-population N --sandbox-seed S FILE.csv\n\nFlags:")
+		fmt.Fprintln(c.stdout, "Usage: apbatch sandbox gen [--pupils] --population N --seed S -o FILE.csv\n\nWrites the sandbox's synthetic population as an input roster (canonical\ncolumns): the parents, for the CAF/MSA and Sécurité sociale checks, or with\n--pupils their children and schools, for the scolarite check. Serve it with:\napbatch sandbox --population N --seed S, or rehearse with:\napbatch run --sandbox-population N --sandbox-seed S [--checks scolarite] FILE.csv\n\nFlags:")
 		fs.SetOutput(c.stdout)
 		fs.PrintDefaults()
 	}
@@ -192,6 +196,10 @@ func (c *sandboxCommand) gen(args []string) error {
 		return fmt.Errorf("--population %d: give a positive number of people", *n)
 	}
 	pop := sandbox.NewPopulation(*n, *seed)
+	write := pop.WriteCSV
+	if *pupils {
+		write = func(w io.Writer) error { return pop.WriteChildrenCSV(w, 0, *n) }
+	}
 	w := c.stdout
 	if *out != "" {
 		f, err := os.Create(*out)
@@ -201,7 +209,7 @@ func (c *sandboxCommand) gen(args []string) error {
 		defer f.Close()
 		w = f
 	}
-	if err := pop.WriteCSV(w); err != nil {
+	if err := write(w); err != nil {
 		return err
 	}
 	if *out != "" {

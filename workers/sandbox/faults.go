@@ -171,9 +171,7 @@ func (s *Server) injectFault(w http.ResponseWriter, r *http.Request, rt *route) 
 		return writeErrors(w, http.StatusGatewayTimeout, apiError{Code: prefix + "002", Title: "Délai d'attente du fournisseur de données dépassé",
 			Detail: "Le fournisseur de données a mis trop de temps à répondre. Veuillez réessayer plus tard.", Meta: meta})
 	case FaultMaintenance:
-		meta["retry_in"] = 60
-		return writeErrors(w, http.StatusServiceUnavailable, apiError{Code: prefix + "020", Title: "Maintenance du fournisseur de données",
-			Detail: "Le fournisseur de données est en maintenance. Veuillez réessayer plus tard.", Meta: meta})
+		return writeMaintenance(w, rt, time.Minute)
 	case FaultNetwork:
 		return writeErrors(w, http.StatusBadGateway, apiError{Code: "00501", Title: "Erreur réseau",
 			Detail: "Une erreur réseau est survenue lors de l'appel au fournisseur de données.", Meta: map[string]any{"retry_in": 10}})

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -93,6 +94,8 @@ func (r *route) provider() (string, string) {
 	switch {
 	case strings.Contains(r.path, "/dss/"), strings.Contains(r.path, "composition-familiale"):
 		return "CNAV", "37"
+	case strings.Contains(r.path, "/men/"):
+		return "MEN", "30"
 	case strings.Contains(r.path, "cnous"), strings.Contains(r.path, "etudiants-boursiers"):
 		return "CNOUS", "26"
 	case strings.Contains(r.path, "mesri"), strings.Contains(r.path, "etudiants"):
@@ -120,6 +123,22 @@ func (r *route) pingName() string {
 		return "pole_emploi_status"
 	case strings.Contains(r.path, "france_travail/indemnites"):
 		return "pole_emploi_indemnites"
+	case strings.Contains(r.path, "/men/scolarites/"):
+		return "men_scolarite"
+	case strings.Contains(r.path, "/dss/complementaire_sante_solidaire/"):
+		return "securite_sociale_complementaire_sante_solidaire"
+	case strings.Contains(r.path, "/dss/"):
+		// cnaf_msa_revenu_solidarite_active, cnaf_msa_prime_activite, …
+		return "cnaf_msa_" + strings.Split(strings.TrimPrefix(r.path, "/v3/dss/"), "/")[0]
 	}
 	return ""
+}
+
+// menVersion is the API version of a MEN scolarités route, 0 for others.
+func (r *route) menVersion() int {
+	if !strings.Contains(r.path, "/men/scolarites/") {
+		return 0
+	}
+	v, _ := strconv.Atoi(strings.TrimPrefix(strings.Split(r.path, "/")[1], "v"))
+	return v
 }

@@ -9,7 +9,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -24,9 +23,11 @@ import (
 // families with 0 to 5 children, people without a dossier (404), people the
 // provider cannot identify (422 00355), QF 0 or null, partial birth dates.
 type Population struct {
-	n     int
-	seed  uint64
-	index map[uint64]int32
+	n    int
+	seed uint64
+	// index maps an identity key to 8×person + 0 for the person, or
+	// + 1 to 5 for one of their children.
+	index map[uint64]int64
 }
 
 // Synthetic outcomes.
@@ -70,11 +71,17 @@ var (
 
 // NewPopulation indexes n synthetic people generated from seed.
 func NewPopulation(n int, seed uint64) *Population {
-	p := &Population{n: n, seed: seed, index: make(map[uint64]int32, n)}
-	for i := 0; i < n; i++ {
-		k := paramsKey(p.Person(i).Params())
+	p := &Population{n: n, seed: seed, index: make(map[uint64]int64, 2*n)}
+	add := func(k uint64, v int64) {
 		if _, dup := p.index[k]; !dup {
-			p.index[k] = int32(i)
+			p.index[k] = v
+		}
+	}
+	for i := 0; i < n; i++ {
+		per := p.Person(i)
+		add(paramsKey(per.Params()), int64(i)*8)
+		for c := range per.Children {
+			add(paramsKey(per.ChildParams(c)), int64(i)*8+int64(c)+1)
 		}
 	}
 	return p
@@ -206,33 +213,70 @@ func (per Person) Params() map[string][]string {
 	return q
 }
 
-// paramsKey hashes a parameter set, ignoring the QF period.
+// keyParams are the parameters that designate a synthetic person: every
+// route takes them (the birth place and the other search keys are not
+// taken by every route), the first first name only (MESRI takes one).
+var keyParams = []string{"nomNaissance", "sexeEtatCivil", "anneeDateNaissance", "moisDateNaissance", "jourDateNaissance"}
+
+// paramsKey hashes the parameters of a request that designate a person.
 func paramsKey(q map[string][]string) uint64 {
-	keys := make([]string, 0, len(q))
-	for k := range q {
-		if k != "annee" && k != "mois" {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
 	h := fnv.New64a()
-	for _, k := range keys {
+	for _, k := range keyParams {
 		fmt.Fprintf(h, "%s=%s;", k, strings.Join(q[k], ","))
+	}
+	if p := q["prenoms"]; len(p) > 0 {
+		fmt.Fprintf(h, "prenom=%s;", p[0])
 	}
 	return h.Sum64()
 }
 
-// Lookup finds the person a request's parameter set designates.
+// Lookup finds the person a request's parameter set designates. Children
+// are found by Pupil, not here: they have no benefits file of their own.
 func (p *Population) Lookup(params map[string][]string) (Person, bool) {
 	if p == nil {
 		return Person{}, false
 	}
-	i, ok := p.index[paramsKey(params)]
-	if !ok {
+	v, ok := p.index[paramsKey(params)]
+	if !ok || v%8 != 0 {
 		return Person{}, false
 	}
-	return p.Person(int(i)), true
+	return p.Person(int(v / 8)), true
 }
+
+// Pupil finds the child a request's parameter set designates, with their
+// parent.
+func (p *Population) Pupil(params map[string][]string) (Person, int, bool) {
+	if p == nil {
+		return Person{}, 0, false
+	}
+	v, ok := p.index[paramsKey(params)]
+	if !ok || v%8 == 0 {
+		return Person{}, 0, false
+	}
+	return p.Person(int(v / 8)), int(v%8) - 1, true
+}
+
+// ChildParams is the parameter set of a request for child c of per, as a
+// pupils roster written by WriteChildrenCSV makes it.
+func (per Person) ChildParams(c int) map[string][]string {
+	ch := per.Children[c]
+	return map[string][]string{
+		"nomNaissance":       {strings.ToLower(per.NomNaissance)},
+		"prenoms":            {strings.ToLower(ch.Prenom)},
+		"sexeEtatCivil":      {strings.ToLower(ch.Sexe)},
+		"anneeDateNaissance": {strconv.Itoa(ch.Birth.Year())},
+		"moisDateNaissance":  {strconv.Itoa(int(ch.Birth.Month()))},
+		"jourDateNaissance":  {strconv.Itoa(ch.Birth.Day())},
+	}
+}
+
+// School is the UAI of the school child c of per attends in the synthetic
+// world (a town's few schools).
+func (per Person) School(c int) string {
+	return schools[(per.Index+c)%len(schools)]
+}
+
+var schools = []string{"0080001A", "0080002B", "0080003C", "0080004D", "0751234A"}
 
 // WriteCSV writes the population as an input roster with apbatch's
 // canonical columns, one row per person.
@@ -367,6 +411,82 @@ func (per Person) answerStatus(route string, now time.Time) (int, []byte) {
 		flag("avec_participation")
 	case "revenu_solidarite_active", "prime_activite":
 		flag("avec_majoration")
+	}
+	b, err := json.Marshal(map[string]any{"data": data, "links": map[string]any{}, "meta": map[string]any{}})
+	if err != nil {
+		return http.StatusInternalServerError, []byte(`{"errors":[]}`)
+	}
+	return http.StatusOK, b
+}
+
+// WriteChildrenCSV writes the children of people from (included) to to
+// (excluded) as a pupils roster for the scolarite check: one row per child,
+// with the school they attend.
+func (p *Population) WriteChildrenCSV(w io.Writer, from, to int) error {
+	bw := bufio.NewWriterSize(w, 1<<16)
+	fmt.Fprintln(bw, "reference;nom_naissance;prenoms;sexe;date_naissance;code_etablissement")
+	for i := max(from, 0); i < min(to, p.n); i++ {
+		per := p.Person(i)
+		for c, ch := range per.Children {
+			fmt.Fprintf(bw, "SYN-%07d-%d;%s;%s;%s;%s;%s\n", i+1, c+1, per.NomNaissance, ch.Prenom, ch.Sexe, ch.Birth.Format("2006-01-02"), per.School(c))
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("sandbox: write pupils: %w", err)
+	}
+	return nil
+}
+
+// Pupil outcomes, per thousand children of school age.
+const (
+	pupilUnknownRate     = 40 // 404 30003: not in the schools' base
+	pupilNotEnrolledRate = 20 // 404 30004: known, not enrolled this year
+	pupilBoursierRate    = 120
+)
+
+// menNotEnrolled is the MEN answer for a pupil known but not enrolled.
+const menNotEnrolled = `{"errors":[{"code":"30004","title":"Scolarité non trouvée","detail":"Aucune scolarité n'a pu être trouvée pour l'élève avec les critères de recherche fournis.","meta":{"provider":"MEN"}}]}`
+
+// answerScolarite builds the MEN scolarités answer (API version v) for
+// child c of per: children outside school age (3 to 18 at the start of the
+// school year asked) are unknown, as a few others are.
+func (per Person) answerScolarite(c, v int, q map[string][]string) (int, []byte) {
+	ch := per.Children[c]
+	year := first(q, "anneeScolaire")
+	start, _ := strconv.Atoi(year[:4])
+	age := start - ch.Birth.Year()
+	h := fnv.New64a()
+	fmt.Fprintf(h, "men/%d/%d", per.Index, c)
+	x := h.Sum64()
+	switch r := int(x % 1000); {
+	case age < 3 || age > 18 || r < pupilUnknownRate:
+		return http.StatusNotFound, []byte(menNotFound)
+	case r < pupilUnknownRate+pupilNotEnrolledRate:
+		return http.StatusNotFound, []byte(menNotEnrolled)
+	}
+	if len(year) == 4 {
+		year += "-" + strconv.Itoa(start+1)
+	}
+	boursier := int(x>>10%1000) < pupilBoursierRate
+	var echelon any
+	if boursier {
+		echelon = int(x>>20%6) + 1
+	}
+	data := map[string]any{
+		"identite":                     map[string]any{"nom": per.NomNaissance, "prenom": ch.Prenom, "sexe": ch.Sexe, "date_naissance": ch.Birth.Format("2006-01-02")},
+		"module_elementaire_formation": map[string]any{"code_mef_stat": nil, "libelle": nil},
+		"etablissement":                map[string]any{"code_uai": strings.ToUpper(first(q, "codeEtablissement")), "code_ministere_tutelle": "06"},
+		"annee_scolaire":               year,
+		"est_scolarise":                true,
+		"statut_eleve":                 map[string]any{"code": "ST", "libelle": "SCOLAIRE"},
+		"est_boursier":                 boursier,
+		"echelon_bourse":               echelon,
+	}
+	if v >= 5 {
+		regimes := []struct{ code, label string }{{"2", "Demi-pensionnaire dans l'établissement"}, {"2", "Demi-pensionnaire dans l'établissement"},
+			{"0", "Externe libre"}, {"1", "Externe surveillé"}, {"3", "Interne dans l'établissement"}}
+		rg := regimes[x>>30%uint64(len(regimes))]
+		data["regime_pensionnat"] = map[string]any{"code": rg.code, "libelle": rg.label}
 	}
 	b, err := json.Marshal(map[string]any{"data": data, "links": map[string]any{}, "meta": map[string]any{}})
 	if err != nil {

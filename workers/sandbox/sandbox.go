@@ -55,6 +55,10 @@ type Config struct {
 	// Faults adds latency and provider failures to data answers.
 	// Default: none.
 	Faults Faults
+	// Maintenance answers 503 XX020 (meta.retry_in) during the providers'
+	// real maintenance windows, Europe/Paris: CNAF & MSA on Sundays
+	// 23:00–23:45, MEN daily 01:10–02:30. Default: false (staging has none).
+	Maintenance bool
 	// Blacklist holds the jti of banned (leaked) tokens, refused with 401
 	// 00105. Default: none.
 	Blacklist []string
@@ -367,6 +371,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 	defer s.state.leave(flight)
 	cacheKey := p + "?" + canonicalQuery(q)
 	cachedFor, cached := s.state.cached(cacheKey, now)
+	if s.cfg.Maintenance {
+		if left := maintenanceLeft(rt.path, now); left > 0 {
+			return writeMaintenance(w, rt, left)
+		}
+	}
 	if rt.pingName() != "" && s.inOutage(rt.pingName()) {
 		provider, prefix := rt.provider()
 		return writeErrors(w, http.StatusBadGateway, apiError{Code: prefix + "001", Title: "Fournisseur de données indisponible",
@@ -404,6 +413,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 	if rt.status != "" {
 		if per, ok := s.cfg.Population.Lookup(params); ok {
 			c.status, body = per.answerStatus(rt.status, now)
+		}
+	}
+	if v := rt.menVersion(); v > 0 {
+		if per, child, ok := s.cfg.Population.Pupil(params); ok {
+			c.status, body = per.answerScolarite(child, v, q)
 		}
 	}
 	if s.cfg.MaskScopes && c.status == http.StatusOK && rt.path == "/v3/dss/quotient_familial/identite" {
