@@ -167,6 +167,22 @@ func SchoolYear(t time.Time) string {
 	return strconv.Itoa(y) + "-" + strconv.Itoa(y+1)
 }
 
+// splitPrenoms splits first names on commas (or semicolons) when the value
+// holds one, so that a first name with a space survives ("Marie Davida,
+// Jeanne"; a lone one: "Marie Davida,"); on spaces otherwise.
+func splitPrenoms(s string) []string {
+	if !strings.ContainsAny(s, ",;") {
+		return strings.Fields(s)
+	}
+	var out []string
+	for _, p := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ';' }) {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // parseCivility builds and validates the civil identity under rules.
 func parseCivility(fields map[string]string, now time.Time, rules civilityRules) (Identity, []FieldError) {
 	var id Identity
@@ -185,7 +201,7 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 		bad(ColNomUsage, "caractères non acceptés par l'API (lettres, accents, espace, tiret et apostrophe seulement)")
 	}
 
-	prenoms := strings.FieldsFunc(cleanName(fields[ColPrenoms]), func(r rune) bool { return r == ' ' || r == ',' || r == ';' })
+	prenoms := splitPrenoms(cleanName(fields[ColPrenoms]))
 	if rules.keepFirst > 0 && len(prenoms) > rules.keepFirst {
 		prenoms = prenoms[:rules.keepFirst]
 	}

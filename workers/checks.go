@@ -92,7 +92,11 @@ func adapterFor(check schemas.Check) (adapter, bool) {
 	case schemas.CheckScolarite:
 		return adapter{
 			route: func(j schemas.Job) (string, url.Values) {
+				// The MEN route takes no birth place.
 				q := civilityQuery(j.Recipient, j.Identity)
+				for _, k := range []string{"codeCogInseeCommuneNaissance", "nomCommuneNaissance", "codeCogInseeDepartementNaissance"} {
+					q.Del(k)
+				}
 				q.Set("codeEtablissement", j.Identity.CodeEtablissement)
 				q.Set("anneeScolaire", j.Identity.AnneeScolaire)
 				return ScolaritesPath, q
@@ -116,11 +120,13 @@ func adapterFor(check schemas.Check) (adapter, bool) {
 	return adapter{}, false
 }
 
-// civilityQuery is the identity pivot of the CNOUS, MESRI and MEN routes:
-// as the DSS one, without the usage name those routes do not take.
+// civilityQuery is the identity pivot of the CNOUS and MESRI routes: as
+// the DSS one, without the usage name and the birth country those routes
+// do not take (the birth town, by code or name, is optional there).
 func civilityQuery(recipient string, id schemas.Identity) url.Values {
 	id.NomUsage = ""
 	q := QueryQuotientFamilial(recipient, schemas.Period{}, id)
+	q.Del("codeCogInseePaysNaissance")
 	if id.Sexe == "" {
 		q.Del("sexeEtatCivil")
 	}

@@ -135,8 +135,12 @@ func TestParseIdentity(t *testing.T) {
 		want   schemas.Identity
 		errCol []string
 	}{
-		{"nominal", map[string]string{"nom_naissance": " LEFEBVRE ", "prenoms": "ALEXIS  GÉRÔME,JEAN-PHILIPPE", "sexe": "f", "date_naissance": "27/12/1982", "code_insee_commune_naissance": "08480"},
+		{"nominal", map[string]string{"nom_naissance": " LEFEBVRE ", "prenoms": "ALEXIS  GÉRÔME JEAN-PHILIPPE", "sexe": "f", "date_naissance": "27/12/1982", "code_insee_commune_naissance": "08480"},
 			schemas.Identity{NomNaissance: "LEFEBVRE", Prenoms: []string{"ALEXIS", "GÉRÔME", "JEAN-PHILIPPE"}, Sexe: "F", AnneeNaissance: 1982, MoisNaissance: 12, JourNaissance: 27, CodePaysNaissance: "99100", CodeCommuneNaissance: "08480"}, nil},
+		{"commas keep a first name with a space", map[string]string{"nom_naissance": "RONALDO", "prenoms": "Marie Davida, Jeanne", "sexe": "F", "code_insee_commune_naissance": "75111"},
+			schemas.Identity{NomNaissance: "RONALDO", Prenoms: []string{"Marie Davida", "Jeanne"}, Sexe: "F", CodePaysNaissance: "99100", CodeCommuneNaissance: "75111"}, nil},
+		{"a lone first name with a space", map[string]string{"nom_naissance": "RONALDO", "prenoms": "Marie Davida,", "sexe": "F", "code_insee_commune_naissance": "75111"},
+			schemas.Identity{NomNaissance: "RONALDO", Prenoms: []string{"Marie Davida"}, Sexe: "F", CodePaysNaissance: "99100", CodeCommuneNaissance: "75111"}, nil},
 		{"apostrophe and partial date", map[string]string{"nom_naissance": "D’ARTAGNAN", "prenoms": "Charles", "sexe": "M", "date_naissance": "1611", "code_insee_commune_naissance": "2a004"},
 			schemas.Identity{NomNaissance: "D'ARTAGNAN", Prenoms: []string{"Charles"}, Sexe: "M", AnneeNaissance: 1611, CodePaysNaissance: "99100", CodeCommuneNaissance: "2A004"}, []string{"date_naissance"}},
 		{"abroad ignores commune", map[string]string{"nom_naissance": "FAKIR", "prenoms": "EYMEN", "sexe": "M", "code_insee_pays_naissance": "99350", "code_insee_commune_naissance": "08480"},
@@ -163,6 +167,87 @@ func TestParseIdentity(t *testing.T) {
 				t.Errorf("identity = %+v\nwant       %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestParseFor(t *testing.T) {
+	civ := map[string]string{"nom_naissance": "MARTIN", "prenoms": "Léa Anne", "sexe": "F", "date_naissance": "14/05/2012"}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range civ {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name   string
+		check  schemas.Check
+		fields map[string]string
+		want   schemas.Identity
+		errCol []string
+	}{
+		{"boursier by INE alone", schemas.CheckEtudiantBoursier, map[string]string{"ine": " 1234567890a "},
+			schemas.Identity{INE: "1234567890A"}, nil},
+		{"boursier, bad INE", schemas.CheckEtudiantBoursier, map[string]string{"ine": "12345"}, schemas.Identity{}, []string{"ine"}},
+		{"boursier by identity, no birth place needed", schemas.CheckEtudiantBoursier, civ,
+			schemas.Identity{NomNaissance: "MARTIN", Prenoms: []string{"Léa", "Anne"}, Sexe: "F", AnneeNaissance: 2012, MoisNaissance: 5, JourNaissance: 14, CodePaysNaissance: "99100"}, nil},
+		{"boursier needs a full date", schemas.CheckEtudiantBoursier, with("date_naissance", "05/2012"), schemas.Identity{}, []string{"date_naissance"}},
+		{"boursier, sex optional", schemas.CheckEtudiantBoursier, with("sexe", ""),
+			schemas.Identity{NomNaissance: "MARTIN", Prenoms: []string{"Léa", "Anne"}, AnneeNaissance: 2012, MoisNaissance: 5, JourNaissance: 14, CodePaysNaissance: "99100"}, nil},
+		{"statut etudiant keeps the first first name", schemas.CheckStatutEtudiant, civ,
+			schemas.Identity{NomNaissance: "MARTIN", Prenoms: []string{"Léa"}, Sexe: "F", AnneeNaissance: 2012, MoisNaissance: 5, JourNaissance: 14, CodePaysNaissance: "99100"}, nil},
+		{"statut etudiant needs the sex", schemas.CheckStatutEtudiant, with("sexe", ""), schemas.Identity{}, []string{"sexe"}},
+		{"france travail", schemas.CheckFranceTravail, map[string]string{"identifiant_france_travail": " jdupont75 "}, schemas.Identity{IdentifiantFT: "jdupont75"}, nil},
+		{"france travail, missing", schemas.CheckFranceTravail, civ, schemas.Identity{}, []string{"identifiant_france_travail"}},
+		{"scolarite", schemas.CheckScolarite, with("code_etablissement", "0751234a", "annee_scolaire", "2026-2027"),
+			schemas.Identity{NomNaissance: "MARTIN", Prenoms: []string{"Léa", "Anne"}, Sexe: "F", AnneeNaissance: 2012, MoisNaissance: 5, JourNaissance: 14,
+				CodePaysNaissance: "99100", CodeEtablissement: "0751234A", AnneeScolaire: "2026-2027"}, nil},
+		{"scolarite, school year of the day", schemas.CheckScolarite, with("code_etablissement", "0751234A"),
+			schemas.Identity{NomNaissance: "MARTIN", Prenoms: []string{"Léa", "Anne"}, Sexe: "F", AnneeNaissance: 2012, MoisNaissance: 5, JourNaissance: 14,
+				CodePaysNaissance: "99100", CodeEtablissement: "0751234A", AnneeScolaire: schemas.SchoolYear(today)}, nil},
+		{"scolarite, bad UAI and year", schemas.CheckScolarite, with("code_etablissement", "75123", "annee_scolaire", "2026-2028"), schemas.Identity{}, []string{"code_etablissement", "annee_scolaire"}},
+		{"scolarite, no school", schemas.CheckScolarite, civ, schemas.Identity{}, []string{"code_etablissement"}},
+		{"a DSS benefit takes the QF rules", schemas.CheckRSA, civ, schemas.Identity{}, []string{"code_insee_commune_naissance"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, errs := schemas.ParseFor(tc.check, tc.fields, today)
+			var cols []string
+			for _, e := range errs {
+				cols = append(cols, e.Column)
+			}
+			if !reflect.DeepEqual(cols, tc.errCol) {
+				t.Errorf("error columns = %v, want %v (%v)", cols, tc.errCol, errs)
+			}
+			if len(tc.errCol) == 0 && !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("identity = %+v\nwant       %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewReader_ColumnsPerCheck(t *testing.T) {
+	for _, tc := range []struct {
+		header  string
+		checks  []schemas.Check
+		missing string // "" when the header is enough
+	}{
+		{"ine", []schemas.Check{schemas.CheckEtudiantBoursier, schemas.CheckStatutEtudiant}, ""},
+		{"nom_naissance;prenoms;date_naissance", []schemas.Check{schemas.CheckEtudiantBoursier}, ""},
+		{"nom_naissance;prenoms", []schemas.Check{schemas.CheckEtudiantBoursier}, "ine (ou nom_naissance, prenoms, date_naissance)"},
+		{"identifiant_france_travail", []schemas.Check{schemas.CheckFranceTravail}, ""},
+		{"nom_naissance;prenoms;sexe;date_naissance", []schemas.Check{schemas.CheckScolarite}, "code_etablissement"},
+		{"ine", []schemas.Check{schemas.CheckQuotientFamilial}, "nom_naissance, prenoms, sexe, code_insee_commune_naissance"},
+	} {
+		_, err := NewReader(strings.NewReader(tc.header+"\nx\n"), "f.csv", today, tc.checks...)
+		switch {
+		case tc.missing == "" && err != nil:
+			t.Errorf("%q for %v: %v", tc.header, tc.checks, err)
+		case tc.missing != "" && (err == nil || !strings.Contains(err.Error(), "colonnes manquantes : "+tc.missing)):
+			t.Errorf("%q for %v: %v, want missing %s", tc.header, tc.checks, err, tc.missing)
+		}
 	}
 }
 
