@@ -10,7 +10,6 @@
 package sandbox
 
 import (
-	"bytes"
 	"crypto/rand"
 	"embed"
 	"encoding/json"
@@ -420,8 +419,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 			c.status, body = per.answerScolarite(child, v, q)
 		}
 	}
-	if s.cfg.MaskScopes && c.status == http.StatusOK && rt.path == "/v3/dss/quotient_familial/identite" {
-		body = maskQF(body, scopes)
+	if s.cfg.MaskScopes && c.status == http.StatusOK {
+		body = maskData(rt.path, body, scopes)
 	}
 	if c.status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
@@ -454,29 +453,6 @@ func intersects(a, b []string) bool {
 		}
 	}
 	return false
-}
-
-// maskQF drops the data keys of a QF answer the token has no scope for.
-func maskQF(body []byte, scopes []string) []byte {
-	var doc map[string]any
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return body
-	}
-	data, _ := doc["data"].(map[string]any)
-	keep := map[string]string{"quotient_familial": "cnaf_quotient_familial", "allocataires": "cnaf_allocataires", "enfants": "cnaf_enfants", "adresse": "cnaf_adresse"}
-	for k, scope := range keep {
-		if !intersects(scopes, []string{scope}) {
-			delete(data, k)
-		}
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(doc); err != nil {
-		return body
-	}
-	return bytes.TrimRight(buf.Bytes(), "\n")
 }
 
 func (s *Server) ping() map[string]string {

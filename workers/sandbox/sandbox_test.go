@@ -414,6 +414,43 @@ func TestServer_MaskScopes(t *testing.T) {
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"valeur": 2550`) || strings.Contains(rec.Body.String(), "allocataires") {
 		t.Fatalf("masked answer: %s", rec.Body)
 	}
+	// Other routes: an MEN token without the bursary scope, a MESRI token
+	// without the enrolment scope of admissions.
+	pop := NewPopulation(50, 2)
+	s = newServer(t, Config{MaskScopes: true, Population: pop})
+	men := token(t, []string{"men_statut_scolarite", "men_statut_etablissement"}, caseClock.Add(time.Hour))
+	for i := 0; i < pop.Len(); i++ {
+		per := pop.Person(i)
+		for c, ch := range per.Children {
+			if ch.Birth.Year() > 2018 {
+				continue
+			}
+			q := caseQueryLists(per.ChildParams(c))
+			q.Set("codeEtablissement", per.School(c))
+			q.Set("anneeScolaire", "2024-2025")
+			rec := get(s, men, "/v5/men/scolarites/identite", q)
+			if rec.Code != 200 {
+				continue
+			}
+			b := rec.Body.String()
+			if !strings.Contains(b, `"est_scolarise"`) || !strings.Contains(b, `"code_uai"`) || strings.Contains(b, "est_boursier") ||
+				strings.Contains(b, "identite") || strings.Contains(b, "regime_pensionnat") {
+				t.Fatalf("masked MEN answer: %s", b)
+			}
+			return
+		}
+	}
+	t.Fatal("no pupil found")
+}
+
+func TestServer_MaskScopesMESRIAdmissions(t *testing.T) {
+	s := newServer(t, Config{MaskScopes: true})
+	tok := token(t, []string{"mesri_admissions", "mesri_admission_regime_formation"}, caseClock.Add(time.Hour))
+	rec := get(s, tok, "/v3/mesri/statut_etudiant/ine", url.Values{"recipient": {"13002526500013"}, "ine": {"1234567890C"}})
+	b := rec.Body.String()
+	if rec.Code != 200 || !strings.Contains(b, "regime_formation") || strings.Contains(b, "est_inscrit") || strings.Contains(b, `"identite"`) {
+		t.Fatalf("masked MESRI answer: %d %s", rec.Code, b)
+	}
 }
 
 func TestValidSIRET(t *testing.T) {
