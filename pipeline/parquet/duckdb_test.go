@@ -44,6 +44,12 @@ func TestDuckDB(t *testing.T) {
 		"error_message": "VARCHAR", "provider": "VARCHAR", "qf_value": "BIGINT", "qf_year": "INTEGER",
 		"qf_month": "INTEGER", "qf_calc_year": "INTEGER", "qf_calc_month": "INTEGER", "children_count": "INTEGER",
 		"needs_review": "BOOLEAN", "request_id": "VARCHAR", "attempts": "INTEGER", "checked_at": "TIMESTAMP WITH TIME ZONE",
+		// Schema 2: the other checks' columns.
+		"beneficiary": "BOOLEAN", "benefit_since": "DATE", "c2s_with_participation": "BOOLEAN", "benefit_increased": "BOOLEAN",
+		"scholarship_holder": "BOOLEAN", "scholarship_level": "VARCHAR", "scholarship_start": "DATE", "scholarship_months": "INTEGER",
+		"student_enrolled": "BOOLEAN", "student_regime": "VARCHAR", "establishment_uai": "VARCHAR", "jobseeker_registered": "BOOLEAN",
+		"jobseeker_category": "INTEGER", "jobseeker_since": "DATE", "pupil_enrolled": "BOOLEAN", "school_year": "VARCHAR",
+		"pupil_status": "VARCHAR", "boarding_regime": "VARCHAR",
 	}
 	for col, typ := range wantTypes {
 		if got.Types[col] != typ {
@@ -53,8 +59,12 @@ func TestDuckDB(t *testing.T) {
 	if len(got.Types) != len(wantTypes) {
 		t.Errorf("DuckDB sees columns %v", got.Types)
 	}
-	if len(got.Rows) != 3 {
+	if len(got.Rows) != 4 {
 		t.Fatalf("DuckDB reads %d rows", len(got.Rows))
+	}
+	if r3 := got.Rows[3]; r3["pupil_enrolled"] != true || r3["benefit_since"] != "2026-01-01" || r3["boarding_regime"] != "2" ||
+		r3["scholarship_holder"] != false || r3["qf_value"] != nil || r3["jobseeker_since"] != nil {
+		t.Errorf("row 4 = %v", r3)
 	}
 	r0, r1, r2 := got.Rows[0], got.Rows[1], got.Rows[2]
 	if r0["reference"] != "FAM-0001" || r0["qf_value"] != "2550" || r0["provider"] != "CNAF" || r0["checked_at"] != "2026-09-14T08:30:00.123" {

@@ -33,6 +33,11 @@ func sampleRows() []schemas.ResultRow {
 			ErrorMessage: ptr("ligne 4, colonne « sexe » : valeur manquante (attendu M ou F)"),
 			NeedsReview:  false, CheckedAt: at.UnixMilli(),
 		},
+		{
+			BatchID: "b1", Tenant: "demo", Campaign: "2026-09", RowNumber: 4, Check: "scolarite", Status: "ok", Attempts: 1,
+			PupilEnrolled: ptr(true), SchoolYear: ptr("2026-2027"), EstablishmentUAI: ptr("0751234A"), BoardingRegime: ptr("2"),
+			ScholarshipHolder: ptr(false), Beneficiary: ptr(true), BenefitSince: ptr[int32](20454), CheckedAt: at.UnixMilli(),
+		},
 	}
 }
 
