@@ -138,3 +138,44 @@ func TestStore_Calls(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrate_ResultChecks upgrades a ledger whose result rows predate
+// checks (one check per batch): they keep their batch's check.
+func TestMigrate_ResultChecks(t *testing.T) {
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			b, _, err := s.CreateBatch(ctx, Batch{Tenant: "demo", Campaign: "2026-09", Checks: "quotient_familial", Bucket: "apbatch",
+				ObjectKey: "incoming/demo/2026-09/old.csv", ObjectVersion: "v1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Back to the schema before 0003, with one published row.
+			for _, stmt := range []string{
+				`DROP TABLE result_rows`,
+				`CREATE TABLE result_rows (batch_id TEXT NOT NULL REFERENCES batches (id), row_number BIGINT NOT NULL,
+					status TEXT NOT NULL, calls INTEGER NOT NULL, part_no INTEGER NOT NULL, PRIMARY KEY (batch_id, row_number))`,
+				`DELETE FROM schema_migrations WHERE version = '0003_result_checks.sql'`,
+			} {
+				if _, err := s.db.ExecContext(ctx, stmt); err != nil {
+					t.Fatalf("%s: %v", stmt, err)
+				}
+			}
+			if _, err := s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO result_rows (batch_id, row_number, status, calls, part_no) VALUES (?, 1, 'ok', 1, 1)`), b.ID); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			done, err := s.DoneRows(ctx, b.ID)
+			if _, ok := done[RowKey{1, schemas.CheckQuotientFamilial}]; err != nil || len(done) != 1 || !ok {
+				t.Fatalf("after upgrade: %v, %v", done, err)
+			}
+			// The new key lets one row carry a result per check.
+			if err := s.RecordPart(ctx, Part{BatchID: b.ID, PartNo: 2, ObjectKey: "k", Rows: 1},
+				[]RowStatus{{1, schemas.CheckScolarite, schemas.StatusOK, 1}}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
