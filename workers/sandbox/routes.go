@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"regexp"
 	"strings"
 	"time"
 )
@@ -36,6 +37,10 @@ type routeDef struct {
 	// notFoundBody is the 404 of a route without official cases (default:
 	// the DSS one).
 	notFoundBody string
+	// payload rewrites the official cases' 200 bodies for a route that
+	// shares another version's cases (CNOUS v4 by INE: the v3 cases in the
+	// v4 shape).
+	payload func([]byte) []byte
 }
 
 // Scopes per endpoint, from the operator's authorizations table.
@@ -61,6 +66,8 @@ var routeTable = []routeDef{
 	{path: "/v3/cnous/etudiant_boursier/ine", dir: "api_particulier_v3_cnous_etudiant_boursier_with_ine", scopes: cnousScopes, validate: validateINE},
 	{path: "/v4/cnous/etudiant_boursier/identite", dir: "api_particulier_v4_cnous_etudiant_boursier_with_civility", scopes: cnousScopes, validate: validateCNOUS,
 		fallback404: "api_particulier_v3_cnous_etudiant_boursier_with_civility"},
+	{path: "/v4/cnous/etudiant_boursier/ine", dir: "api_particulier_v3_cnous_etudiant_boursier_with_ine", scopes: cnousScopes, validate: validateINEv4,
+		payload: cnousV4},
 	{path: "/v3/mesri/statut_etudiant/identite", dir: "api_particulier_v3_mesri_statut_etudiant_with_civility", scopes: mesriScopes, validate: validateMESRI},
 	{path: "/v3/mesri/statut_etudiant/ine", dir: "api_particulier_v3_mesri_statut_etudiant_with_ine", scopes: mesriScopes, validate: validateINE},
 	{path: "/v3/france_travail/statut/identifiant", dir: "api_particulier_v3_france_travail_statut_with_identifiant", scopes: ftStatut, validate: validateFT},
@@ -77,6 +84,19 @@ var routeTable = []routeDef{
 	{path: "/api/v2/etudiants-boursiers", dir: "api_particulier_v2_cnous_student_scholarship", auth: authAPIKey, scopes: cnousScopes, validate: validateV2},
 	{path: "/api/v2/etudiants", dir: "api_particulier_v2_mesri_student_status", auth: authAPIKey, scopes: mesriScopes, validate: validateV2},
 	{path: "/api/v2/situations-pole-emploi", dir: "api_particulier_v2_pole_emploi_statut", auth: authAPIKey, scopes: ftStatut, validate: validateV2},
+}
+
+// cnousV3Status is the v3 scholarship flag that v4 moved into statut_boursier.
+var cnousV3Status = regexp.MustCompile(`"est_boursier": (true|false)`)
+
+// cnousV4 turns a v3 CNOUS answer into the v4 shape: est_boursier becomes
+// statut_boursier {est_boursier, est_radie, date_radiation}.
+func cnousV4(body []byte) []byte {
+	return cnousV3Status.ReplaceAll(body, []byte(`"statut_boursier": {
+      "est_boursier": $1,
+      "est_radie": false,
+      "date_radiation": null
+    }`))
 }
 
 // removedRoutes answer 410 with a plain-text body.

@@ -153,6 +153,13 @@ func loadRoute(def routeDef) (*route, error) {
 	if err != nil {
 		return nil, err
 	}
+	if def.payload != nil {
+		for i := range cases {
+			if cases[i].status == http.StatusOK {
+				cases[i].body = def.payload(cases[i].body)
+			}
+		}
+	}
 	r.cases = cases
 	notFoundDir := def.dir
 	if def.fallback404 != "" {

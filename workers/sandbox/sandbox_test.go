@@ -157,6 +157,9 @@ func TestServer_AnswersEveryOfficialCase(t *testing.T) {
 		if rt.dir == "" {
 			continue // no official cases: answered from the population
 		}
+		if rt.payload != nil && !strings.Contains(rt.path, "/v4/") {
+			t.Fatalf("%s rewrites cases", rt.path)
+		}
 		cases := readCases(t, rt.dir)
 		var probe map[string]any
 		for _, name := range sortedNames(cases) {
@@ -178,8 +181,12 @@ func TestServer_AnswersEveryOfficialCase(t *testing.T) {
 				if rec.Code != c.Status {
 					t.Fatalf("status %d, want %d: %s", rec.Code, c.Status, rec.Body)
 				}
-				if !bytes.Equal(rec.Body.Bytes(), []byte(c.Payload)) {
-					t.Fatalf("body differs:\n%s\nwant\n%s", rec.Body, c.Payload)
+				want := []byte(c.Payload)
+				if rt.payload != nil && c.Status == 200 {
+					want = rt.payload(want) // a version sharing another's cases
+				}
+				if !bytes.Equal(rec.Body.Bytes(), want) {
+					t.Fatalf("%s: body differs:\n%s\nwant\n%s", rt.path, rec.Body, want)
 				}
 				if rec.Header().Get("X-Request-ID") == "" || rec.Header().Get("RateLimit-Limit") == "" {
 					t.Fatalf("headers %v", rec.Header())

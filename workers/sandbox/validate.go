@@ -190,6 +190,11 @@ func validateINE(q map[string][]string, _ time.Time) []apiError {
 	return errs
 }
 
+// validateINEv4 adds v4's optional campaignYear to the INE rules.
+func validateINEv4(q map[string][]string, now time.Time) []apiError {
+	return append(validateINE(q, now), campaignYearErrors(q, now)...)
+}
+
 // validateFT checks the recipient and the France Travail identifiant.
 func validateFT(q map[string][]string, _ time.Time) []apiError {
 	errs := recipientErrors(q)
@@ -233,14 +238,19 @@ func civilityErrors(q map[string][]string, now time.Time, maxPrenoms int, sexReq
 
 // validateCNOUS: 1–3 first names, full birth date, optional sex.
 func validateCNOUS(q map[string][]string, now time.Time) []apiError {
-	errs := civilityErrors(q, now, 3, false)
-	if v := first(q, "campaignYear"); v != "" {
-		y, err := strconv.Atoi(v)
-		if err != nil || y < 2021 || y > now.Year()-1 {
-			errs = append(errs, paramError("00368", titleUnprocessable, "L'année de campagne (campaignYear) n'est pas correctement formatée: doit être comprise entre 2021 et l'année courante - 1", "campaignYear"))
-		}
+	return append(civilityErrors(q, now, 3, false), campaignYearErrors(q, now)...)
+}
+
+// campaignYearErrors checks CNOUS v4's optional campaignYear.
+func campaignYearErrors(q map[string][]string, now time.Time) []apiError {
+	v := first(q, "campaignYear")
+	if v == "" {
+		return nil
 	}
-	return errs
+	if y, err := strconv.Atoi(v); err != nil || y < 2021 || y > now.Year()-1 {
+		return []apiError{paramError("00368", titleUnprocessable, "L'année de campagne (campaignYear) n'est pas correctement formatée: doit être comprise entre 2021 et l'année courante - 1", "campaignYear")}
+	}
+	return nil
 }
 
 // validateMESRI: exactly one first name, full birth date, sex required.
