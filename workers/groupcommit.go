@@ -3,6 +3,7 @@ package workers
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/apbatch/apbatch/schemas"
 )
@@ -16,6 +17,10 @@ type GroupCommit struct {
 	Log AuditLog
 	// MaxBatch bounds one write. Default: 1000 records.
 	MaxBatch int
+	// Linger is how long the writer waits for more records before a
+	// write, so that concurrent jobs share it: fewer, larger transactions
+	// (each costs the database a commit). Default: 0 (write at once).
+	Linger time.Duration
 
 	mu       sync.Mutex
 	pending  []schemas.CallRecord
@@ -39,6 +44,16 @@ func (g *GroupCommit) RecordCalls(ctx context.Context, calls []schemas.CallRecor
 		}
 	}
 	g.flushing = true
+	if g.Linger > 0 {
+		g.mu.Unlock()
+		t := time.NewTimer(g.Linger)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+		g.mu.Lock()
+	}
 	for len(g.pending) > 0 {
 		n := g.MaxBatch
 		if n <= 0 {

@@ -171,6 +171,7 @@ func (p *Pool) Run(ctx context.Context) error {
 	}
 	acks := newAckTracker()
 	sem := make(chan struct{}, inFlight)
+	post := make(chan struct{}, 4*inFlight)
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	runCtx, cancel := context.WithCancel(ctx)
@@ -241,8 +242,27 @@ loop:
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer func() { <-sem }()
-				if perr := p.process(runCtx, log, m); perr != nil {
+				// The call slot is freed as soon as the provider has
+				// answered: recording the audit and producing the results
+				// take a slot of their own (bounded too, for backpressure),
+				// so that they do not hold calls back.
+				var posted bool
+				releaseCall := sync.OnceFunc(func() { <-sem })
+				defer releaseCall()
+				defer func() {
+					if posted {
+						<-post
+					}
+				}()
+				afterCall := func() {
+					select {
+					case post <- struct{}{}:
+						posted = true
+					case <-runCtx.Done():
+					}
+					releaseCall()
+				}
+				if perr := p.process(runCtx, log, m, afterCall); perr != nil {
 					if runCtx.Err() == nil {
 						select {
 						case errc <- perr:
@@ -309,7 +329,8 @@ func (p *Pool) commit(ctx context.Context, acks *ackTracker) error {
 
 // process handles one job message; an error is returned only when results
 // could not be produced (the job is then redelivered after a restart).
-func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Message) error {
+// afterCall runs once the provider calls are over.
+func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Message, afterCall func()) error {
 	job, err := schemas.DecodeJob(m.Value)
 	if err != nil {
 		// No rows can be answered for an undecodable job; it is skipped
@@ -319,6 +340,7 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 	}
 	jlog := log.With().Str("batch_id", job.BatchID).Str("tenant", job.Tenant).Logger()
 	res, calls, err := p.call(ctx, jlog, job)
+	afterCall()
 	if p.Audit != nil && len(calls) > 0 {
 		// Calls made are recorded even when the job stops here.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

@@ -385,11 +385,11 @@ func waitBatches(ctx context.Context, st *stack, subs []submitted, roleErr <-cha
 				pr.lookups += *b.LookupsTotal
 				pr.rows += *b.RowsTotal * int64(len(b.CheckList()))
 			}
-			counts, err := st.ledger.Counts(ctx, b.ID)
+			n, err := st.ledger.Published(ctx, b.ID)
 			if err != nil {
 				return nil, err
 			}
-			pr.published += counts.Rows
+			pr.published += n
 		}
 		pr.calls = st.pool.Calls()
 		pr.done = !pending

@@ -408,6 +408,16 @@ func (s *Store) Counts(ctx context.Context, batchID string) (Counts, error) {
 	return c, nil
 }
 
+// Published returns how many results of the batch are in recorded parts:
+// cheap enough to poll for progress (Counts reads every result).
+func (s *Store) Published(ctx context.Context, batchID string) (int64, error) {
+	var n int64
+	if err := s.db.GetContext(ctx, &n, s.db.Rebind(`SELECT COALESCE(SUM(rows), 0) FROM parts WHERE batch_id = ?`), batchID); err != nil {
+		return 0, fmt.Errorf("ledger: published results of %s: %w", batchID, err)
+	}
+	return n, nil
+}
+
 // Parts returns the batch's part files in order.
 func (s *Store) Parts(ctx context.Context, batchID string) ([]Part, error) {
 	var ps []Part
