@@ -172,6 +172,9 @@ func (p *Pool) Run(ctx context.Context) error {
 	acks := newAckTracker()
 	sem := make(chan struct{}, inFlight)
 	post := make(chan struct{}, 4*inFlight)
+	// Jobs waiting out an open breaker or a maintenance window give their
+	// call slot back (other providers' jobs go on) and wait parked.
+	parked := make(chan struct{}, max(2048, 4*inFlight))
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	runCtx, cancel := context.WithCancel(ctx)
@@ -242,27 +245,9 @@ loop:
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				// The call slot is freed as soon as the provider has
-				// answered: recording the audit and producing the results
-				// take a slot of their own (bounded too, for backpressure),
-				// so that they do not hold calls back.
-				var posted bool
-				releaseCall := sync.OnceFunc(func() { <-sem })
-				defer releaseCall()
-				defer func() {
-					if posted {
-						<-post
-					}
-				}()
-				afterCall := func() {
-					select {
-					case post <- struct{}{}:
-						posted = true
-					case <-runCtx.Done():
-					}
-					releaseCall()
-				}
-				if perr := p.process(runCtx, log, m, afterCall); perr != nil {
+				js := &jobSlots{call: sem, parked: parked, post: post, held: true}
+				defer js.releaseAll()
+				if perr := p.process(runCtx, log, m, js); perr != nil {
 					if runCtx.Err() == nil {
 						select {
 						case errc <- perr:
@@ -329,8 +314,9 @@ func (p *Pool) commit(ctx context.Context, acks *ackTracker) error {
 
 // process handles one job message; an error is returned only when results
 // could not be produced (the job is then redelivered after a restart).
-// afterCall runs once the provider calls are over.
-func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Message, afterCall func()) error {
+// js holds the job's slots: a call slot until the provider calls are over,
+// then a post slot while the audit and results are written.
+func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Message, js *jobSlots) error {
 	job, err := schemas.DecodeJob(m.Value)
 	if err != nil {
 		// No rows can be answered for an undecodable job; it is skipped
@@ -339,8 +325,8 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 		return nil
 	}
 	jlog := log.With().Str("batch_id", job.BatchID).Str("tenant", job.Tenant).Logger()
-	res, calls, err := p.call(ctx, jlog, job)
-	afterCall()
+	res, calls, err := p.call(ctx, jlog, job, js)
+	js.afterCalls(ctx)
 	if p.Audit != nil && len(calls) > 0 {
 		// Calls made are recorded even when the job stops here.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -377,7 +363,7 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 // call runs the job's lookup with retries and returns the result template
 // (row fields unset) and the record of every call made. The error is the
 // ban guard's or the schedule's.
-func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (res schemas.Result, calls []schemas.CallRecord, err error) {
+func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job, js *jobSlots) (res schemas.Result, calls []schemas.CallRecord, err error) {
 	res = schemas.Result{
 		Version: schemas.ResultVersion, BatchID: job.BatchID, Tenant: job.Tenant, Campaign: job.Campaign,
 		Check: job.Check,
@@ -413,7 +399,14 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (r
 		tries    int // attempts that count against the retry policy
 	)
 	for {
-		if err := breaker.Wait(ctx); err != nil {
+		if breaker.Open() {
+			// Wait for the provider without holding a call slot, so that
+			// the other providers' jobs are not held back by an outage.
+			err = js.park(ctx, func() error { return breaker.Wait(ctx) })
+		} else {
+			err = breaker.Wait(ctx)
+		}
+		if err != nil {
 			if errors.Is(err, ErrBanRisk) {
 				return res, calls, err
 			}
@@ -422,7 +415,7 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job) (r
 		if err := p.guard().Tripped(); err != nil {
 			return res, calls, err
 		}
-		if err := p.waitSchedule(ctx, log, a); err != nil {
+		if err := js.park(ctx, func() error { return p.waitSchedule(ctx, log, a) }); err != nil {
 			return res, calls, err
 		}
 		if ctx.Err() != nil {
@@ -723,5 +716,68 @@ func (a *ackTracker) committed(msgs []kafkago.Message) {
 			i++
 		}
 		pa.pending = pa.pending[i:]
+	}
+}
+
+// jobSlots are the slots one job holds: a call slot (bounding calls in
+// flight) while it calls, a parked slot instead while it waits for a
+// provider, and a post slot while its audit and results are written. The
+// zero value (no channels) holds nothing and parks nothing.
+type jobSlots struct {
+	call, parked, post chan struct{}
+	held, posted       bool
+}
+
+// park gives the call slot back while wait runs, waiting in a parked slot
+// (bounded: when every one is taken, the call slot is kept), then takes a
+// call slot again, unless ctx ends. wait's error is returned.
+func (s *jobSlots) park(ctx context.Context, wait func() error) error {
+	if s == nil || !s.held {
+		return wait()
+	}
+	select {
+	case s.parked <- struct{}{}:
+	default:
+		return wait()
+	}
+	<-s.call
+	s.held = false
+	err := wait()
+	<-s.parked
+	select {
+	case s.call <- struct{}{}:
+		s.held = true
+	case <-ctx.Done(): // the caller sees ctx end
+	}
+	return err
+}
+
+// afterCalls trades the call slot for a post slot.
+func (s *jobSlots) afterCalls(ctx context.Context) {
+	if s == nil {
+		return
+	}
+	if s.post != nil {
+		select {
+		case s.post <- struct{}{}:
+			s.posted = true
+		case <-ctx.Done():
+		}
+	}
+	if s.held {
+		<-s.call
+		s.held = false
+	}
+}
+
+// releaseAll frees what the job still holds.
+func (s *jobSlots) releaseAll() {
+	if s.held {
+		<-s.call
+		s.held = false
+	}
+	if s.posted {
+		<-s.post
+		s.posted = false
 	}
 }

@@ -346,6 +346,48 @@ func TestPool_OutageResumesWithoutFailingRows(t *testing.T) {
 	}
 }
 
+// TestPool_OutageDoesNotStopOtherChecks: while CNAF is down, the QF jobs
+// wait parked, giving their call slots to the other checks' jobs queued
+// behind them, which all get answered; the QF rows resume afterwards.
+func TestPool_OutageDoesNotStopOtherChecks(t *testing.T) {
+	pop := sandbox.NewPopulation(40, 2)
+	sb, _ := sandbox.New(sandbox.Config{Population: pop, Limits: sandbox.Limits{PerSecond: 1000, IPPerMinute: 100000}})
+	sb.SetOutage(QuotientFamilialPing, time.Now().Add(time.Hour))
+	srv := httptest.NewServer(sb)
+	defer srv.Close()
+	tok, _ := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(time.Hour))
+	fj, fr := jobsFor(t, pop, 30), &fakeResults{}
+	for i := 0; i < 10; i++ { // RSA jobs behind the QF ones
+		job := schemas.Job{Version: schemas.JobVersion, BatchID: "b1", Tenant: "demo", Check: schemas.CheckRSA,
+			LookupID: fmt.Sprint("rsa", i), Recipient: "13002526500013", Rows: []schemas.RowRef{{Number: int64(31 + i)}}, Identity: pop.Person(i).Identity()}
+		v, _ := json.Marshal(job)
+		fj.msgs = append(fj.msgs, kafkago.Message{Topic: "jobs", Offset: int64(30 + i), Value: v})
+	}
+	pool := &Pool{Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return tok, nil },
+		Log: zerolog.Nop(), Limit: 1000, IPLimit: -1, MaxInFlight: 2, ProbeEvery: 20 * time.Millisecond, BreakerThreshold: 2,
+		Retry: RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- pool.Run(ctx) }()
+	waitResults(t, fr, 10) // only RSA rows can be answered now
+	fr.mu.Lock()
+	for _, r := range fr.results {
+		if r.Check != schemas.CheckRSA || r.Status == schemas.StatusProviderError {
+			t.Errorf("during the outage: row %d %s %s", r.RowNumber, r.Check, r.Status)
+		}
+	}
+	fr.mu.Unlock()
+	sb.SetOutage(QuotientFamilialPing, time.Now()) // CNAF is back
+	waitResults(t, fr, 40)
+	cancel()
+	<-done
+	for _, r := range fr.results {
+		if r.Status == schemas.StatusProviderError {
+			t.Fatalf("row %d (%s) failed by the outage: %s", r.RowNumber, r.Check, r.ErrorCode)
+		}
+	}
+}
+
 func TestPool_SilentAPIStopsInsteadOfHanging(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
