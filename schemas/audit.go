@@ -30,7 +30,8 @@ type CallRecord struct {
 }
 
 // IdentityHMAC returns the keyed hash (HMAC-SHA256, hex) of an identity's
-// normalised parameters.
+// normalised parameters: the civil identity, plus the INE or the France
+// Travail username when the lookup uses them.
 func IdentityHMAC(key []byte, id Identity) string {
 	m := hmac.New(sha256.New, key)
 	for _, v := range []string{id.NomNaissance, id.NomUsage, strings.Join(id.Prenoms, " "), id.Sexe,
@@ -38,6 +39,15 @@ func IdentityHMAC(key []byte, id Identity) string {
 		id.CodePaysNaissance, id.CodeCommuneNaissance, id.NomCommuneNaissance, id.CodeDepartementNaissance} {
 		m.Write([]byte(strings.ToUpper(strings.TrimSpace(v))))
 		m.Write([]byte{0})
+	}
+	// The search keys other than the civil identity, only when set, so
+	// that the hashes of civil identities stay what they were: a lookup by
+	// INE or France Travail username is traced to that key.
+	for _, kv := range [][2]string{{"ine", id.INE}, {"identifiant", id.IdentifiantFT}} {
+		if kv[1] != "" {
+			m.Write([]byte(kv[0] + "=" + strings.ToUpper(strings.TrimSpace(kv[1]))))
+			m.Write([]byte{0})
+		}
 	}
 	return hex.EncodeToString(m.Sum(nil))
 }

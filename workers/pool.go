@@ -95,7 +95,7 @@ type Pool struct {
 	// OnCall, when set, is told of every provider call: its latency and
 	// HTTP status (0 for a transport failure). It must be quick and safe for
 	// concurrent use. Default: nil.
-	OnCall func(latency time.Duration, status int)
+	OnCall func(check schemas.Check, latency time.Duration, status int)
 
 	mu       sync.Mutex
 	breakers map[string]*Breaker
@@ -438,7 +438,7 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job, js
 		out, cerr = p.Client.Call(ctx, token, job)
 		latency := p.now().Sub(sent)
 		if p.OnCall != nil {
-			p.OnCall(latency, out.HTTPStatus)
+			p.OnCall(job.Check, latency, out.HTTPStatus)
 		}
 		if p.Audit != nil && ctx.Err() == nil {
 			calls = append(calls, schemas.CallRecord{At: sent, Tenant: job.Tenant, BatchID: job.BatchID,

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/apbatch/apbatch/pipeline"
+	"github.com/apbatch/apbatch/schemas"
 	"github.com/apbatch/apbatch/workers"
 	"github.com/apbatch/apbatch/workers/sandbox"
 )
@@ -31,11 +33,11 @@ type benchCommand struct {
 	env
 	fs *flag.FlagSet
 
-	scenarios, logLevel string
-	cpuProfile          string
-	duration            time.Duration
-	rawRows             int
-	keep                bool
+	scenarios, logLevel    string
+	cpuProfile, memProfile string
+	duration               time.Duration
+	rawRows                int
+	keep                   bool
 }
 
 // scenario is one named benchmark.
@@ -59,6 +61,8 @@ type scenario struct {
 	// replicas is how many worker pools share the consumer group, each
 	// with its own budgets as separate processes would (default 1).
 	replicas int
+	// checks are the batch's checks (default: the QF alone).
+	checks []schemas.Check
 }
 
 func (c *benchCommand) scenarioList() []scenario {
@@ -77,11 +81,11 @@ func (c *benchCommand) scenarioList() []scenario {
 			limits: sandbox.Limits{PerSecond: 20, IPPerMinute: 1 << 30}, faults: latency, rate: 20, ipLimit: -1, inFlight: 32, replicas: 2},
 		{name: "many-tokens", about: "10 towns with their own tokens behind one IP capped at 1000/min",
 			limits: sandbox.Limits{PerSecond: 20}, faults: latency, rate: 20, ipLimit: 1000, inFlight: 32, tenants: 10},
-		{name: "outage", about: "as one-token, the CNAF & MSA provider down 60 s a third of the way through",
+		{name: "outage", about: "as one-token with the QF and RSA checks, the CNAF & MSA QF provider down 60 s a third of the way through",
 			limits: sandbox.Limits{PerSecond: 20, IPPerMinute: 1 << 30}, faults: latency, rate: 20, ipLimit: -1, inFlight: 32,
-			outage: time.Minute},
+			outage: time.Minute, checks: []schemas.Check{schemas.CheckQuotientFamilial, schemas.CheckRSA}},
 		{name: "raw", about: "no limit, no latency: pipeline overhead only",
-			limits: sandbox.Limits{PerSecond: 1 << 30, IPPerMinute: 1 << 30}, rate: 100000, ipLimit: -1, inFlight: 256, rows: c.rawRows},
+			limits: sandbox.Limits{PerSecond: 1 << 30, IPPerMinute: 1 << 30}, rate: 20000, ipLimit: -1, inFlight: 256, rows: c.rawRows},
 	}
 }
 
@@ -96,6 +100,7 @@ func (c *benchCommand) flags() *flag.FlagSet {
 	fs.IntVar(&c.rawRows, "raw-rows", 100000, "rows of the raw scenario")
 	fs.BoolVar(&c.keep, "keep", false, "keep each scenario's data folder (printed)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the scenarios to this file (go tool pprof)")
+	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile to this file when each scenario's batches complete (go tool pprof)")
 	fs.StringVar(&c.logLevel, "log-level", "error", "log level: debug, info, warn, error")
 	c.fs = fs
 	return fs
@@ -138,6 +143,10 @@ type benchResult struct {
 	p50, p99              time.Duration
 	peakRSS               int64
 	requests, transportKO int64
+	// During an outage: calls of the check whose provider is down, of the
+	// others, and of the first after it.
+	outage                                     time.Duration
+	downCalls, otherCalls, qfAfter, otherAfter int64
 }
 
 // Run runs the command.
@@ -199,7 +208,11 @@ func (c *benchCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	for _, r := range results {
-		fmt.Fprintf(c.stdout, "%s: %d calls beyond one per row, %d rows in provider_error", r.name, r.extraCalls, r.failedRows)
+		fmt.Fprintf(c.stdout, "%s: %d calls beyond one per row and check, %d results in provider_error", r.name, r.extraCalls, r.failedRows)
+		if r.outage > 0 {
+			fmt.Fprintf(c.stdout, "; during the %s QF outage: %d QF calls (probes aside), %d RSA calls; after it: %d QF calls, %d RSA calls",
+				r.outage, r.downCalls, r.otherCalls, r.qfAfter, r.otherAfter)
+		}
 		if r.shareMax > 0 {
 			fmt.Fprintf(c.stdout, "; while all towns were active each got %.1f%%-%.1f%% of the calls (fair: %.1f%%)",
 				r.shareMin*100, r.shareMax*100, r.fair*100)
@@ -227,8 +240,12 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	if rows == 0 {
 		rows = int(float64(s.rate) * c.duration.Seconds())
 	}
+	checks := s.checks
+	if len(checks) == 0 {
+		checks = []schemas.Check{schemas.CheckQuotientFamilial}
+	}
 	if s.outage > 0 {
-		rows = int(float64(s.rate) * (c.duration - s.outage).Seconds())
+		rows = int(float64(s.rate)*(c.duration-s.outage).Seconds()) / len(checks)
 	}
 	tenants := max(s.tenants, 1)
 	if tenants > 1 {
@@ -297,6 +314,7 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 			return "", workers.ErrNoToken
 		},
 		Rate: s.rate, IPLimit: s.ipLimit, InFlight: s.inFlight, AuditKey: []byte("bench-audit-key-not-secret"), Recipient: dinumSIRET, FlushInterval: 5 * time.Second,
+		Checks: checks,
 	}
 	st, err := openStack(ctx, cfg)
 	if err != nil {
@@ -305,16 +323,30 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	defer st.Close()
 	st.AddWorkers(cfg, s.replicas-1)
 	var (
-		mu  sync.Mutex
-		lat []time.Duration
+		mu                   sync.Mutex
+		lat                  []time.Duration
+		outageFrom, outageTo time.Time
 	)
-	onCall := func(d time.Duration, status int) {
+	onCall := func(check schemas.Check, d time.Duration, status int) {
 		mu.Lock()
+		defer mu.Unlock()
 		lat = append(lat, d)
 		if status == 0 {
 			res.transportKO++
 		}
-		mu.Unlock()
+		if outageFrom.IsZero() {
+			return
+		}
+		switch now := time.Now(); {
+		case now.After(outageFrom) && now.Before(outageTo) && check == schemas.CheckQuotientFamilial:
+			res.downCalls++
+		case now.After(outageFrom) && now.Before(outageTo):
+			res.otherCalls++
+		case now.After(outageTo) && check == schemas.CheckQuotientFamilial:
+			res.qfAfter++
+		case now.After(outageTo):
+			res.otherAfter++
+		}
 	}
 	st.pool.OnCall = onCall
 	for _, p := range st.extra {
@@ -361,7 +393,13 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		defer func() { stopTighten(); <-changed }()
 	}
 	if s.outage > 0 {
-		timer := time.AfterFunc(c.duration/3, func() { sb.SetOutage(workers.QuotientFamilialPing, time.Now().Add(s.outage)) })
+		res.outage = s.outage
+		timer := time.AfterFunc(c.duration/3, func() {
+			mu.Lock()
+			outageFrom, outageTo = time.Now(), time.Now().Add(s.outage)
+			mu.Unlock()
+			sb.SetOutage(workers.QuotientFamilialPing, outageTo)
+		})
 		defer timer.Stop()
 	}
 	var subs []submitted
@@ -386,6 +424,11 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		return res, fmt.Errorf("%d batches completed, want %d", len(final), tenants)
 	}
 	res.peakRSS = peakRSS()
+	if c.memProfile != "" {
+		if err := writeHeapProfile(c.memProfile); err != nil {
+			return res, err
+		}
+	}
 	for _, b := range final {
 		counts, err := st.ledger.Counts(ctx, b.ID)
 		if err != nil {
@@ -424,7 +467,7 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	if tenants > 1 {
 		res.maxInSecond = res.maxTokenSecond // the per-token limit is what the column compares with
 	}
-	res.extraCalls = tk.Requests - int64(rows)
+	res.extraCalls = tk.Requests - int64(rows*len(checks))
 	if span := tk.Last.Sub(tk.First).Seconds(); span > 0 {
 		// n requests span n-1 intervals.
 		res.callsPerSec = float64(tk.Requests-1) / span
@@ -483,4 +526,18 @@ func minTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// writeHeapProfile writes the live heap (after a GC) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--memprofile: %w", err)
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		return fmt.Errorf("--memprofile: %w", err)
+	}
+	return nil
 }

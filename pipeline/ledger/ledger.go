@@ -435,16 +435,34 @@ func (s *Store) RecordCalls(ctx context.Context, calls []schemas.CallRecord) err
 	for i := range calls {
 		calls[i].At = calls[i].At.UTC()
 	}
-	// Multi-row inserts, in chunks under SQLite's bound-variable limit.
-	const chunk = 1000
+	// Multi-row inserts with positional arguments (no reflection), in
+	// chunks under SQLite's bound-variable limit, in one transaction.
+	const chunk = 500
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("ledger: record %d calls: %w", len(calls), err)
+	}
+	defer tx.Rollback()
 	for i := 0; i < len(calls); i += chunk {
 		part := calls[i:min(i+chunk, len(calls))]
-		_, err := s.db.NamedExecContext(ctx, `INSERT INTO calls (at, tenant, batch_id, row_number, rows, check_name, route,
-			http_status, error_code, request_id, latency_ms, attempt, identity_hmac) VALUES (:at, :tenant, :batch_id, :row_number,
-			:rows, :check_name, :route, :http_status, :error_code, :request_id, :latency_ms, :attempt, :identity_hmac)`, part)
-		if err != nil {
+		var sb strings.Builder
+		sb.WriteString(`INSERT INTO calls (at, tenant, batch_id, row_number, rows, check_name, route,
+			http_status, error_code, request_id, latency_ms, attempt, identity_hmac) VALUES `)
+		args := make([]any, 0, 13*len(part))
+		for j, c := range part {
+			if j > 0 {
+				sb.WriteString(",")
+			}
+			sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			args = append(args, c.At, c.Tenant, c.BatchID, c.RowNumber, c.Rows, c.Check, c.Route,
+				c.HTTPStatus, c.ErrorCode, c.RequestID, c.LatencyMS, c.Attempt, c.IdentityHMAC)
+		}
+		if _, err := tx.ExecContext(ctx, tx.Rebind(sb.String()), args...); err != nil {
 			return fmt.Errorf("ledger: record %d calls: %w", len(part), err)
 		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("ledger: record %d calls: %w", len(calls), err)
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ import (
 )
 
 // rowGroupSize bounds the memory a writer holds before flushing a row group.
-const rowGroupSize = 64 << 20
+const rowGroupSize = 16 << 20
 
 // Writer encodes result rows into one Parquet file written to an io.Writer.
 // It is not safe for concurrent use.
