@@ -3,9 +3,9 @@ package pipeline
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	json "github.com/segmentio/encoding/json"
 	"sort"
 	"time"
 
@@ -32,7 +32,8 @@ type ResultWriter struct {
 	// FlushInterval bounds how long a result waits in memory before its
 	// part is written. Default: 30s.
 	FlushInterval time.Duration
-	// PartRows is the largest part file, in rows. Default: 100000.
+	// PartRows is the largest part file, in rows; it also bounds the
+	// results a batch buffers in memory. Default: 25000.
 	PartRows int
 	// MaxBuffered is how many fetched messages may wait for a flush before
 	// fetching pauses. Default: 200000.
@@ -142,7 +143,7 @@ func (w *ResultWriter) Run(ctx context.Context) error {
 
 func (w *ResultWriter) partRows() int {
 	if w.PartRows <= 0 {
-		return 100000
+		return 25000
 	}
 	return w.PartRows
 }

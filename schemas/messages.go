@@ -1,8 +1,8 @@
 package schemas
 
 import (
-	"encoding/json"
 	"fmt"
+	json "github.com/segmentio/encoding/json"
 	"time"
 )
 

@@ -1,7 +1,7 @@
 package workers
 
 import (
-	"encoding/json"
+	json "github.com/segmentio/encoding/json"
 	"net/url"
 	"strconv"
 	"strings"

@@ -3,9 +3,9 @@ package workers
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
+	json "github.com/segmentio/encoding/json"
 	"slices"
 	"strings"
 	"sync"
