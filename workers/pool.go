@@ -470,12 +470,25 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job, js
 			break
 		}
 		log.Debug().Int("http_status", out.HTTPStatus).Str("code", out.Code).Dur("delay", delay).Msg("retrying")
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		sleep := func() error {
+			t := time.NewTimer(delay)
+			defer t.Stop()
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			return nil
+		}
+		if delay >= parkAfter {
+			// A long wait (a provider's own rate limit, 5 minutes and
+			// more; a maintenance's retry_in) is spent parked: the
+			// partition's other jobs keep the call slot.
+			js.park(ctx, sleep)
+		} else {
+			sleep()
+		}
+		if ctx.Err() != nil {
 			return res, calls, nil
-		case <-t.C:
 		}
 	}
 	res.Attempts = attempts
@@ -718,6 +731,10 @@ func (a *ackTracker) committed(msgs []kafkago.Message) {
 		pa.pending = pa.pending[i:]
 	}
 }
+
+// parkAfter is the retry wait from which a job waits parked rather than
+// holding its call slot.
+const parkAfter = 2 * time.Second
 
 // jobSlots are the slots one job holds: a call slot (bounding calls in
 // flight) while it calls, a parked slot instead while it waits for a

@@ -388,6 +388,43 @@ func TestPool_OutageDoesNotStopOtherChecks(t *testing.T) {
 	}
 }
 
+// TestPool_LongWaitParks: a job told to wait long (the provider's own rate
+// limit, XX008) waits parked; the job behind it, on the same partition,
+// gets the only call slot and is answered meanwhile.
+func TestPool_LongWaitParks(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("nomNaissance") == "LENT" {
+			w.WriteHeader(http.StatusBadGateway)
+			w.Write([]byte(`{"errors":[{"code":"37008","title":"Erreur auprès du fournisseur de données : trop de requêtes","meta":{"provider":"CNAV"}}]}`))
+			return
+		}
+		w.Write([]byte(`{"data":{"quotient_familial":{"fournisseur":"CNAF","valeur":800,"annee":2026,"mois":9}}}`))
+	}))
+	defer srv.Close()
+	fj, fr := &fakeJobs{committed: map[int]int64{}}, &fakeResults{}
+	for i, name := range []string{"LENT", "RAPIDE"} {
+		job := schemas.Job{Version: schemas.JobVersion, BatchID: "b1", Tenant: "demo", Check: schemas.CheckQuotientFamilial,
+			LookupID: name, Recipient: "13002526500013", Rows: []schemas.RowRef{{Number: int64(i + 1)}},
+			Identity: schemas.Identity{NomNaissance: name, Prenoms: []string{"A"}, Sexe: "F", CodePaysNaissance: "99350"}}
+		v, _ := json.Marshal(job)
+		fj.msgs = append(fj.msgs, kafkago.Message{Topic: "jobs", Offset: int64(i), Value: v})
+	}
+	pool := &Pool{Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return "t", nil },
+		Log: zerolog.Nop(), Limit: 1000, IPLimit: -1, MaxInFlight: 1, Retry: RetryPolicy{ProviderThrottleDelay: time.Hour}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- pool.Run(ctx) }()
+	waitResults(t, fr, 1)
+	cancel()
+	<-done
+	if r := fr.results[0]; r.RowNumber != 2 || r.Status != schemas.StatusOK {
+		t.Fatalf("answered %+v", r)
+	}
+	if off, ok := fj.committed[0]; ok {
+		t.Fatalf("offset %d committed past the waiting job", off)
+	}
+}
+
 func TestPool_SilentAPIStopsInsteadOfHanging(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
