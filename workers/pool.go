@@ -103,6 +103,7 @@ type Pool struct {
 	budgets  map[[32]byte]*Budget
 	ipBudget *Budget
 	calls    int64
+	progress progress
 }
 
 // Calls returns how many provider calls the pool has made.
@@ -357,6 +358,7 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 	if err := p.Results.WriteMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("work: produce %d results of batch %s: %w", len(msgs), job.BatchID, err)
 	}
+	p.progress.done(job.Tenant, job.BatchID, p.now())
 	return nil
 }
 

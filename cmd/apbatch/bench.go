@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -145,6 +146,11 @@ type benchResult struct {
 	requests, transportKO int64
 	// During an outage: calls of the check whose provider is down, of the
 	// others, and of the first after it.
+	// etaErrMax is the largest gap, over the towns, between the ETA given
+	// a third of the way through and the actual finish, relative to the
+	// time that was left.
+	etaErrMax                                  float64
+	etaChecked                                 int
 	outage                                     time.Duration
 	downCalls, otherCalls, qfAfter, otherAfter int64
 }
@@ -216,6 +222,10 @@ func (c *benchCommand) Run(ctx context.Context, args []string) error {
 		if r.shareMax > 0 {
 			fmt.Fprintf(c.stdout, "; while all towns were active each got %.1f%%-%.1f%% of the calls (fair: %.1f%%)",
 				r.shareMin*100, r.shareMax*100, r.fair*100)
+			if r.etaChecked > 0 {
+				fmt.Fprintf(c.stdout, "; each town's ETA a third of the way through was within %.1f%% of its actual finish (%d towns)",
+					r.etaErrMax*100, r.etaChecked)
+			}
 		}
 		fmt.Fprintln(c.stdout)
 	}
@@ -410,7 +420,28 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		}
 		subs = append(subs, sub...)
 	}
-	final, err := waitBatches(ctx, st, subs, roleErr, func(progress) {})
+	// Each town's ETA a third of the way through, against when its
+	// lookups were actually all answered.
+	var (
+		etaAt     time.Time
+		predicted = map[string]time.Time{}
+		finished  = map[string]time.Time{}
+	)
+	watch := func(pr progress) {
+		now := time.Now()
+		for tenant, left := range pr.left {
+			if _, ok := finished[tenant]; !ok && left == 0 && !predicted[tenant].IsZero() {
+				finished[tenant] = now
+			}
+		}
+		if etaAt.IsZero() && now.Sub(start) >= c.duration/3 && len(pr.left) == tenants {
+			etaAt = now
+			for tenant, d := range pr.eta {
+				predicted[tenant] = now.Add(d)
+			}
+		}
+	}
+	final, err := waitBatches(ctx, st, subs, roleErr, watch)
 	if err != nil {
 		return res, err
 	}
@@ -459,6 +490,13 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 			res.shareMin, res.shareMax = min(res.shareMin, share), max(res.shareMax, share)
 		}
 		res.fair = 1 / float64(tenants)
+		for id, p := range predicted {
+			if f, ok := finished[id]; ok {
+				off := math.Abs(p.Sub(f).Seconds()) / f.Sub(etaAt).Seconds()
+				res.etaErrMax = max(res.etaErrMax, off)
+				res.etaChecked++
+			}
+		}
 		for _, t := range stats.Tokens {
 			res.maxTokenSecond = max(res.maxTokenSecond, t.MaxPerSec)
 		}

@@ -355,6 +355,10 @@ func eventKey(k string) string {
 type progress struct {
 	done                            bool
 	lookups, calls, rows, published int64
+	// left is the lookups not answered yet, by tenant; eta when each
+	// tenant's will be (none before the first answers).
+	left map[string]int64
+	eta  map[string]time.Duration
 }
 
 // waitBatches polls the ledger until every batch is complete or failed,
@@ -384,6 +388,14 @@ func waitBatches(ctx context.Context, st *stack, subs []submitted, roleErr <-cha
 			if b.LookupsTotal != nil {
 				pr.lookups += *b.LookupsTotal
 				pr.rows += *b.RowsTotal * int64(len(b.CheckList()))
+				if pr.left == nil {
+					pr.left = map[string]int64{}
+				}
+				left := int64(0)
+				if b.State == ledger.StateSplit {
+					left = max(*b.LookupsTotal-st.pool.Answered(b.ID), 0)
+				}
+				pr.left[b.Tenant] += left
 			}
 			n, err := st.ledger.Published(ctx, b.ID)
 			if err != nil {
@@ -392,6 +404,7 @@ func waitBatches(ctx context.Context, st *stack, subs []submitted, roleErr <-cha
 			pr.published += n
 		}
 		pr.calls = st.pool.Calls()
+		pr.eta = st.pool.ETAs(pr.left)
 		pr.done = !pending
 		report(pr)
 		if !pending {
@@ -424,8 +437,13 @@ func (c *runCommand) progressPrinter(console bool) func(progress) {
 		}
 		eta := "?"
 		if pr.lookups > 0 {
-			left := max(pr.lookups-pr.calls, 0)
-			eta = (time.Duration(float64(left)/float64(c.rate)*float64(time.Second)) + c.flushInterval/2).Round(time.Second).String()
+			// At the measured rate once answers come (it reflects the
+			// shares of the budgets), at the configured one before.
+			d, ok := pr.eta[c.tenant]
+			if !ok {
+				d = time.Duration(float64(pr.left[c.tenant]) / (float64(c.rate) * c.share) * float64(time.Second))
+			}
+			eta = (d + c.flushInterval/2).Round(time.Second).String()
 		}
 		line := fmt.Sprintf("apbatch: %d/%d lookups called, %d/%d results published, %s elapsed, ETA %s",
 			min(pr.calls, pr.lookups), pr.lookups, pr.published, pr.rows, time.Since(start).Round(time.Second), eta)

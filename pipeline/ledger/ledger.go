@@ -408,6 +408,49 @@ func (s *Store) Counts(ctx context.Context, batchID string) (Counts, error) {
 	return c, nil
 }
 
+// LeaseSlot takes up to want units of slot (a time slot of a shared
+// budget named scope) whose capacity is limit, and returns how many it got
+// (0 when the slot is spent). Every process sharing the ledger draws from
+// the same slots, which is how worker replicas behind one egress IP share
+// its budget. Slots more than an hour older than slot are dropped.
+func (s *Store) LeaseSlot(ctx context.Context, scope string, slot int64, want, limit int) (int, error) {
+	if want <= 0 || limit <= 0 {
+		return 0, nil
+	}
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("ledger: lease %s: %w", scope, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO budget_slots (scope, slot, used) VALUES (?, ?, 0) ON CONFLICT DO NOTHING`), scope, slot); err != nil {
+		return 0, fmt.Errorf("ledger: lease %s: %w", scope, err)
+	}
+	q := `SELECT used FROM budget_slots WHERE scope = ? AND slot = ?`
+	if s.dialect == "postgres" {
+		q += ` FOR UPDATE`
+	}
+	var used int
+	if err := tx.GetContext(ctx, &used, tx.Rebind(q), scope, slot); err != nil {
+		return 0, fmt.Errorf("ledger: lease %s: %w", scope, err)
+	}
+	got := min(want, limit-used)
+	if got <= 0 {
+		return 0, nil
+	}
+	if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE budget_slots SET used = used + ? WHERE scope = ? AND slot = ?`), got, scope, slot); err != nil {
+		return 0, fmt.Errorf("ledger: lease %s: %w", scope, err)
+	}
+	if slot%600 == 0 {
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM budget_slots WHERE scope = ? AND slot < ?`), scope, slot-7200); err != nil {
+			return 0, fmt.Errorf("ledger: lease %s: %w", scope, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("ledger: lease %s: %w", scope, err)
+	}
+	return got, nil
+}
+
 // Published returns how many results of the batch are in recorded parts:
 // cheap enough to poll for progress (Counts reads every result).
 func (s *Store) Published(ctx context.Context, batchID string) (int64, error) {
