@@ -92,6 +92,15 @@ func (b *Budget) Limits() map[time.Duration]int {
 	return out
 }
 
+// PauseUntil holds every grant until t (a later pause is kept).
+func (b *Budget) PauseUntil(t time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if t.After(b.paused) {
+		b.paused = t
+	}
+}
+
 // PausedUntil returns the end of the current pause, or the zero time.
 func (b *Budget) PausedUntil() time.Time {
 	b.mu.Lock()

@@ -76,6 +76,11 @@ type Pool struct {
 	// Schedule holds calls outside run windows and during the providers'
 	// maintenance; they wait rather than fail. Default: nil (any time).
 	Schedule *Schedule
+	// SharedIP, when set, also takes each call's unit of the per-IP budget
+	// from slots every worker process behind the same egress IP shares (a
+	// PostgreSQL ledger), so that replicas never exceed the IP's limit
+	// together. Default: nil (this process has the IP to itself).
+	SharedIP *SharedLimit
 	// BreakerThreshold is the provider failures in a row that open a
 	// provider's circuit breaker. Default: 5. Keep it no higher than
 	// Retry's attempts: then an outage opens the breaker before any row
@@ -132,6 +137,10 @@ func (p *Pool) budget(token string) *Budget {
 	b, ok := p.budgets[k]
 	if !ok {
 		b = NewBudget(p.share(p.Limit, 20), time.Second, p.Now)
+		// The token may have been used at full rate until now by the
+		// replica that ran its jobs before a rebalance, or by this
+		// process before a restart: its first second is left to them.
+		b.PauseUntil(p.now().Add(time.Second + time.Second/100))
 		p.budgets[k] = b
 	}
 	return b
@@ -429,6 +438,14 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job, js
 		if ip != nil {
 			if err := ip.Wait(ctx); err != nil {
 				return res, calls, nil
+			}
+		}
+		if p.SharedIP != nil {
+			if err := p.SharedIP.Wait(ctx); err != nil {
+				if ctx.Err() != nil {
+					return res, calls, nil
+				}
+				return res, calls, err
 			}
 		}
 		attempts++

@@ -46,7 +46,7 @@ type runCommand struct {
 	rate, inFlight, population, ipLimit          int
 	seed                                         uint64
 	share                                        float64
-	runWindow, checks                            string
+	runWindow, checks, sharedIP                  string
 	noMaintenance                                bool
 	flushInterval                                time.Duration
 }
@@ -69,6 +69,7 @@ func (c *runCommand) flags() *flag.FlagSet {
 	fs.Uint64Var(&c.seed, "sandbox-seed", 1, "embedded sandbox: seed of its synthetic population")
 	fs.IntVar(&c.rate, "rate", 20, "requests per second per token (the API allows 20)")
 	fs.IntVar(&c.ipLimit, "ip-limit", 1000, "requests per minute from this machine's IP, all tokens together (the API allows 1000)")
+	fs.StringVar(&c.sharedIP, "shared-ip-budget", "", "share the --ip-limit budget through the ledger with every worker process given the same NAME (replicas behind one egress IP)")
 	fs.Float64Var(&c.share, "budget-share", 1, "fraction of the token's and the IP's budgets to use, e.g. 0.8 leaves 20% for the town's own interactive use")
 	fs.StringVar(&c.runWindow, "run-window", "", "call only within this daily window, Europe/Paris time, e.g. 20:00-07:00 for night-only batches")
 	fs.BoolVar(&c.noMaintenance, "no-maintenance-skip", false, "with --provider-url, call even during the providers' maintenance (CNAF & MSA Sunday 23:00-23:45, MSA 03:00-03:30, MEN 01:10-02:30)")
@@ -178,7 +179,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	st, err := openStack(ctx, stackConfig{
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: log,
 		ProviderURL: providerURL, Tokens: func(string) (string, error) { return token, nil },
-		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Schedule: schedule, Period: c.period, Recipient: c.recipient, Checks: checks,
+		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Schedule: schedule, Period: c.period, Recipient: c.recipient, Checks: checks, SharedIP: c.sharedIP,
 		FlushInterval: c.flushInterval, AuditKey: key,
 	})
 	if err != nil {

@@ -73,7 +73,11 @@ type stackConfig struct {
 	Period    string
 	Recipient string
 	// Checks are the verifications new batches run (default: QF).
-	Checks        []schemas.Check
+	Checks []schemas.Check
+	// SharedIP, when set, names the egress IP whose per-IP budget the
+	// worker pools share through the ledger with every other process
+	// using the same name.
+	SharedIP      string
 	FlushInterval time.Duration
 }
 
@@ -133,9 +137,17 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 
 // newPool builds a worker pool consuming jobs from r.
 func newPool(cfg stackConfig, r *kafkago.Reader, w *kafkago.Writer, store *ledger.Store) *workers.Pool {
-	return &workers.Pool{Jobs: r, Results: w, Client: &workers.Client{BaseURL: cfg.ProviderURL},
+	p := &workers.Pool{Jobs: r, Results: w, Client: &workers.Client{BaseURL: cfg.ProviderURL},
 		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, IPLimit: cfg.IPLimit, Share: cfg.Share, MaxInFlight: cfg.InFlight,
 		Schedule: cfg.Schedule, Audit: &workers.GroupCommit{Log: store, Linger: 50 * time.Millisecond}, AuditKey: cfg.AuditKey}
+	if cfg.SharedIP != "" && cfg.IPLimit > 0 {
+		limit := cfg.IPLimit
+		if cfg.Share > 0 && cfg.Share < 1 {
+			limit = max(int(float64(limit)*cfg.Share), 1)
+		}
+		p.SharedIP = &workers.SharedLimit{Leaser: store, Scope: "ip:" + cfg.SharedIP, Limit: limit}
+	}
+	return p
 }
 
 // AddWorkers adds n more worker pools to the consumer group, each with its

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ func stores(t *testing.T) map[string]*Store {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, tbl := range []string{"calls", "result_rows", "parts", "batches"} {
+		for _, tbl := range []string{"calls", "result_rows", "parts", "batches", "budget_slots"} {
 			if _, err := p.db.Exec("DELETE FROM " + tbl); err != nil {
 				t.Fatal(err)
 			}
@@ -175,6 +176,45 @@ func TestMigrate_ResultChecks(t *testing.T) {
 			if err := s.RecordPart(ctx, Part{BatchID: b.ID, PartNo: 2, ObjectKey: "k", Rows: 1},
 				[]RowStatus{{1, schemas.CheckScolarite, schemas.StatusOK, 1}}); err != nil {
 				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestLeaseSlot: concurrent leases of one slot never exceed its limit, on
+// SQLite and PostgreSQL; other scopes and slots are separate.
+func TestLeaseSlot(t *testing.T) {
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			var mu sync.Mutex
+			total := 0
+			var wg sync.WaitGroup
+			for w := 0; w < 4; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < 10; i++ {
+						got, err := s.LeaseSlot(ctx, "ip:test", 1_790_000_000, 1, 17)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						mu.Lock()
+						total += got
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			if total != 17 {
+				t.Fatalf("%d units leased from a slot of 17", total)
+			}
+			if got, err := s.LeaseSlot(ctx, "ip:test", 1_790_000_001, 5, 17); err != nil || got != 5 {
+				t.Fatalf("next slot: %d, %v", got, err)
+			}
+			if got, err := s.LeaseSlot(ctx, "ip:other", 1_790_000_000, 5, 17); err != nil || got != 5 {
+				t.Fatalf("other scope: %d, %v", got, err)
 			}
 		})
 	}
