@@ -43,6 +43,8 @@ type Splitter struct {
 	Now func() time.Time
 	// FlushEvery is how many messages are produced per call. Default: 500.
 	FlushEvery int
+	// Encoding is the files' encoding (see csv.Encodings); "" detects it.
+	Encoding string
 }
 
 func (s *Splitter) now() time.Time {
@@ -168,7 +170,7 @@ func (s *Splitter) scan(ctx context.Context, b ledger.Batch, name string, checks
 		return fmt.Errorf("split: %w", err)
 	}
 	defer body.Close()
-	r, err := csv.NewReader(body, name, s.now(), checks...)
+	r, err := csv.Open(body, name, csv.Options{Now: s.now(), Checks: checks, Encoding: s.Encoding})
 	if err != nil {
 		var ce *csv.FileError
 		if errors.As(err, &ce) {

@@ -220,15 +220,16 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 	}
 	id.Prenoms = prenoms
 
-	switch sexe := strings.ToUpper(strings.TrimSpace(fields[ColSexe])); sexe {
-	case "M", "F":
+	raw := strings.TrimSpace(fields[ColSexe])
+	switch sexe := ParseSexe(raw); {
+	case sexe != "":
 		id.Sexe = sexe
-	case "":
+	case raw == "":
 		if rules.sexRequired {
 			bad(ColSexe, "valeur manquante (attendu M ou F)")
 		}
 	default:
-		bad(ColSexe, "valeur non reconnue (attendu M ou F)")
+		bad(ColSexe, "valeur non reconnue (attendu M ou F, Masculin ou Féminin, H ou F, 1 ou 2)")
 	}
 
 	y, m, d, problem := ParseBirthDate(fields[ColDateNaissance], now)
@@ -241,11 +242,12 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 	id.AnneeNaissance, id.MoisNaissance, id.JourNaissance = y, m, d
 
 	id.CodePaysNaissance = strings.TrimSpace(fields[ColPaysNaissance])
-	if id.CodePaysNaissance == "" {
+	switch fold(id.CodePaysNaissance) {
+	case "", "FRANCE", "FR", "FRA":
 		id.CodePaysNaissance = CodePaysFrance
 	}
 	if !paysPattern.MatchString(id.CodePaysNaissance) {
-		bad(ColPaysNaissance, "code pays COG invalide (5 chiffres commençant par 99, par exemple 99100 pour la France)")
+		bad(ColPaysNaissance, "code pays COG invalide (5 chiffres commençant par 99, par exemple 99350 pour le Maroc ; seule « France » est reconnue par son nom)")
 	}
 
 	commune := strings.ToUpper(strings.TrimSpace(fields[ColCommuneNaissance]))
@@ -280,12 +282,55 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 	return id, errs
 }
 
+// ParseSexe reads the ways rosters write the sex: M/F, H/F, 1/2 (the
+// INSEE number's first digit), Masculin/Féminin, Homme/Femme, and
+// civilities (M., Mme, Monsieur, Madame, Mlle). "" when not recognised.
+func ParseSexe(s string) string {
+	switch fold(s) {
+	case "M", "H", "1", "MASCULIN", "HOMME", "MONSIEUR", "MR", "GARCON":
+		return "M"
+	case "F", "2", "FEMININ", "FEMME", "MADAME", "MME", "MLLE", "MADEMOISELLE", "FILLE":
+		return "F"
+	}
+	return ""
+}
+
+// fold upper-cases s and drops accents, spaces and dots ("Féminin" →
+// "FEMININ", "M." → "M").
+func fold(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToUpper(strings.TrimSpace(s)) {
+		switch r {
+		case ' ', '.', '\u00a0':
+			continue
+		case 'É', 'È', 'Ê', 'Ë':
+			r = 'E'
+		case 'Ç':
+			r = 'C'
+		case 'À', 'Â':
+			r = 'A'
+		case 'Î', 'Ï':
+			r = 'I'
+		case 'Ô':
+			r = 'O'
+		case 'Ù', 'Û', 'Ü':
+			r = 'U'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 // ParseBirthDate parses YYYY-MM-DD, DD/MM/YYYY, MM/YYYY or YYYY. An empty
 // value is allowed (the QF route does not need a birth date). problem is ""
 // when the value is usable.
 func ParseBirthDate(raw string, now time.Time) (year, month, day int, problem string) {
-	const expected = " (attendu AAAA-MM-JJ, JJ/MM/AAAA, MM/AAAA ou AAAA)"
+	const expected = " (attendu JJ/MM/AAAA, AAAA-MM-JJ, MM/AAAA ou AAAA)"
 	s := strings.TrimSpace(raw)
+	// Spreadsheets export date-times: the time of day is dropped.
+	if i := strings.IndexAny(s, " T"); i > 0 && strings.Count(s[i:], ":") >= 1 {
+		s = strings.TrimSpace(s[:i])
+	}
 	if s == "" {
 		return 0, 0, 0, ""
 	}
@@ -296,18 +341,42 @@ func ParseBirthDate(raw string, now time.Time) (year, month, day int, problem st
 		v, err := strconv.Atoi(p)
 		return v, err == nil && v >= 0
 	}
+	// year4 reads a 4-digit year, or a 2-digit one with a pivot: the
+	// century that puts it in the past.
+	year4 := func(p string) (int, bool) {
+		if len(p) == 2 {
+			v, err := strconv.Atoi(p)
+			if err != nil || v < 0 {
+				return 0, false
+			}
+			if 2000+v > now.Year() {
+				return 1900 + v, true
+			}
+			return 2000 + v, true
+		}
+		return atoi(p, 4)
+	}
 	var ok1, ok2, ok3 bool
 	switch {
-	case strings.Count(s, "-") == 2:
+	case len(s) == 5 && strings.Trim(s, "0123456789") == "":
+		// An Excel serial date (days since 1899-12-30): what a
+		// spreadsheet cell formatted as a number shows.
+		n, _ := strconv.Atoi(s)
+		t := time.Date(1899, 12, 30, 0, 0, 0, 0, time.UTC).AddDate(0, 0, n)
+		year, month, day, ok1, ok2, ok3 = t.Year(), int(t.Month()), t.Day(), true, true, true
+	case strings.Count(s, "-") == 2 && len(strings.Split(s, "-")[0]) == 4:
 		p := strings.Split(s, "-")
 		year, ok1 = atoi(p[0], 4)
 		month, ok2 = atoi(p[1], 2)
 		day, ok3 = atoi(p[2], 2)
-	case strings.Count(s, "/") == 2:
-		p := strings.Split(s, "/")
+	case strings.Count(s, "/") == 2, strings.Count(s, "-") == 2, strings.Count(s, ".") == 2:
+		p := strings.FieldsFunc(s, func(r rune) bool { return r == '/' || r == '-' || r == '.' })
+		if len(p) != 3 {
+			break
+		}
 		day, ok1 = atoi(p[0], 2)
 		month, ok2 = atoi(p[1], 2)
-		year, ok3 = atoi(p[2], 4)
+		year, ok3 = year4(p[2])
 	case strings.Count(s, "/") == 1:
 		p := strings.Split(s, "/")
 		month, ok1 = atoi(p[0], 2)

@@ -24,6 +24,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/apbatch/apbatch/pipeline"
+	"github.com/apbatch/apbatch/pipeline/csv"
 	"github.com/apbatch/apbatch/pipeline/ledger"
 	"github.com/apbatch/apbatch/pipeline/s3"
 	"github.com/apbatch/apbatch/schemas"
@@ -46,7 +47,7 @@ type runCommand struct {
 	rate, inFlight, population, ipLimit          int
 	seed                                         uint64
 	share                                        float64
-	runWindow, checks, sharedIP                  string
+	runWindow, checks, sharedIP, encoding        string
 	noMaintenance                                bool
 	flushInterval                                time.Duration
 }
@@ -61,6 +62,7 @@ func (c *runCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.tenant, "tenant", "demo", "collectivité the files belong to (letters, digits, . _ -)")
 	fs.StringVar(&c.campaign, "campaign", time.Now().Format("2006-01"), "campaign the batch belongs to, e.g. 2026-09")
 	fs.StringVar(&c.checks, "checks", "qf", "verifications to run, comma-separated, or all; each row gets one result per check: "+schemas.CheckNames())
+	fs.StringVar(&c.encoding, "encoding", "", "input files' encoding: "+strings.Join(csv.Encodings, ", ")+" (default: detected: a BOM, else UTF-8 when valid, else windows-1252)")
 	fs.StringVar(&c.period, "period", "", "QF month to ask for, YYYY-MM (default: the API's current month)")
 	fs.StringVar(&c.recipient, "recipient", "", "SIRET of the collectivité, sent with every call (default with the embedded sandbox: "+dinumSIRET+")")
 	fs.StringVar(&c.providerURL, "provider-url", "", "API Particulier base URL, e.g. https://particulier.api.gouv.fr (default: the embedded sandbox)")
@@ -87,14 +89,17 @@ func (c *runCommand) Usage() {
 	fs := c.flags()
 	printUsage(c.stdout, c.stderr, fs, `Usage: apbatch run [flags] FILE...
 
-Verifies every row of each FILE (CSV, UTF-8, ';' or ',') through API
+Verifies every row of each FILE (CSV as exported by Excel or a family-
+management software: UTF-8, UTF-16 or Windows-1252; ';', ',', tab or '|';
+French headers such as « NOM DE NAISSANCE » or « Prénom(s) ») through API
 Particulier (the quotient familial by default; --checks for the others) and
-writes one result row per input row and check as Parquet. Without flags everything runs in this process: a Kafka-protocol
-broker, an S3 server on a local folder, a SQLite ledger and the API sandbox,
-all under --data-dir. Each FILE is uploaded to
-s3://apbatch/incoming/<tenant>/<campaign>/<file>, and its upload event starts
-the batch. Results land in s3://apbatch/results/<tenant>/<campaign>/<batch>/.
-Running again with the same file reuses the finished batch.
+writes one result row per input row and check as Parquet. Without flags
+everything runs in this process: a Kafka-protocol broker, an S3 server on a
+local folder, a SQLite ledger and the API sandbox, all under --data-dir.
+Each FILE is uploaded to s3://apbatch/incoming/<tenant>/<campaign>/<file>,
+and its upload event starts the batch. Results land in
+s3://apbatch/results/<tenant>/<campaign>/<batch>/. Running again with the
+same file reuses the finished batch.
 
 Flags:
 `)
@@ -179,7 +184,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	st, err := openStack(ctx, stackConfig{
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: log,
 		ProviderURL: providerURL, Tokens: func(string) (string, error) { return token, nil },
-		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Schedule: schedule, Period: c.period, Recipient: c.recipient, Checks: checks, SharedIP: c.sharedIP,
+		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Schedule: schedule, Period: c.period, Recipient: c.recipient, Checks: checks, SharedIP: c.sharedIP, Encoding: c.encoding,
 		FlushInterval: c.flushInterval, AuditKey: key,
 	})
 	if err != nil {

@@ -74,6 +74,8 @@ type stackConfig struct {
 	Recipient string
 	// Checks are the verifications new batches run (default: QF).
 	Checks []schemas.Check
+	// Encoding is the input files' encoding; "" detects it.
+	Encoding string
 	// SharedIP, when set, names the egress IP whose per-IP budget the
 	// worker pools share through the ledger with every other process
 	// using the same name.
@@ -127,7 +129,7 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 	resR := kafka.NewReader(cfg.Kafka, groupWriters, schemas.TopicResults)
 	st.readers = []*kafkago.Reader{upR, jobR, resR}
 
-	splitter := &pipeline.Splitter{S3: client, Ledger: store, Jobs: st.jobsW, Results: st.resW, Log: cfg.Log}
+	splitter := &pipeline.Splitter{S3: client, Ledger: store, Jobs: st.jobsW, Results: st.resW, Log: cfg.Log, Encoding: cfg.Encoding}
 	st.ingest = &pipeline.Ingester{Uploads: upR, Ledger: store, Splitter: splitter, Log: cfg.Log,
 		Bucket: client.Bucket(), Period: cfg.Period, Recipient: cfg.Recipient, Checks: cfg.Checks}
 	st.pool = newPool(cfg, jobR, st.resW, store)

@@ -82,47 +82,79 @@ type Reader struct {
 // maxReference bounds the reference column copied to results.
 const maxReference = 200
 
+// Options configure a Reader.
+type Options struct {
+	// Now is the day the batch runs (birth dates must be before it).
+	Now time.Time
+	// Checks are the batch's checks; nil means the quotient familial.
+	Checks []schemas.Check
+	// Encoding is one of Encodings, or "" to detect it.
+	Encoding string
+}
+
 // NewReader reads and checks the header of the CSV in r for checks (none:
-// the quotient familial). name is the file name used in messages; now is
-// the day the batch runs. The delimiter (';',
-// ',', tab or '|') is the one the header line uses most; a UTF-8 BOM is
-// skipped. A file with a header and no row is not an error here: the first
-// Next returns io.EOF and the caller decides.
+// the quotient familial), detecting its encoding. name is the file name
+// used in messages; now is the day the batch runs.
 func NewReader(r io.Reader, name string, now time.Time, checks ...schemas.Check) (*Reader, error) {
+	return Open(r, name, Options{Now: now, Checks: checks})
+}
+
+// Open reads and checks the header of the CSV in r. The encoding is
+// detected (a BOM, else UTF-8 when valid, else Windows-1252) unless given;
+// the delimiter (';', ',', tab or '|') is the one the header line uses
+// most. Headers are matched whatever their case, accents, spaces and
+// punctuation, through Aliases. A file with a header and no row is not an
+// error here: the first Next returns io.EOF and the caller decides.
+func Open(r io.Reader, name string, opts Options) (*Reader, error) {
+	checks := opts.Checks
 	if len(checks) == 0 {
 		checks = []schemas.Check{schemas.CheckQuotientFamilial}
 	}
-	br := bufio.NewReaderSize(r, 64<<10)
-	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
-		br.Discard(3)
-	}
-	first, _ := br.Peek(64 << 10)
-	if len(bytes.TrimSpace(first)) == 0 {
+	raw := bufio.NewReaderSize(r, sniffSize)
+	head, _ := raw.Peek(sniffSize)
+	if len(bytes.TrimSpace(head)) == 0 {
 		return nil, &FileError{File: name, Message: "le fichier est vide ; il doit commencer par une ligne d'en-tête (" + strings.Join(requiredHint, ", ") + ")"}
 	}
-	if !utf8.Valid(firstLine(first)) {
-		return nil, &FileError{File: name, Message: "l'en-tête n'est pas en UTF-8 ; enregistrez le fichier en « CSV UTF-8 »"}
+	utf16 := bytes.HasPrefix(head, []byte("\xff\xfe")) || bytes.HasPrefix(head, []byte("\xfe\xff"))
+	if kind := binary(head); kind != "" && !utf16 {
+		return nil, &FileError{File: name, Message: "ce fichier est " + kind + ", pas un CSV ; enregistrez la feuille au format « CSV (séparateur : point-virgule) »"}
 	}
+	text, _, err := decode(raw, name, opts.Encoding)
+	if err != nil {
+		return nil, err
+	}
+	br := bufio.NewReaderSize(text, sniffSize)
+	first, _ := br.Peek(sniffSize)
 	cr := stdcsv.NewReader(br)
 	cr.Comma = detectDelimiter(firstLine(first))
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = false
+	cr.LazyQuotes = false
 	header, err := cr.Read()
 	if err != nil {
 		return nil, &FileError{File: name, Message: "en-tête illisible (" + describeParseError(err) + ")"}
 	}
-	rd := &Reader{name: name, now: now, r: cr, header: header, cols: map[string]int{}, headers: map[string]string{}, checks: checks}
+	rd := &Reader{name: name, now: opts.Now, r: cr, header: header, cols: map[string]int{}, headers: map[string]string{}, checks: checks}
+	rank := map[string]int{} // how specific the header that named a column is
+	retired := false
 	for i, h := range header {
-		key := strings.ToLower(strings.TrimSpace(h))
-		for _, c := range schemas.Columns {
-			if key == c {
-				if _, dup := rd.cols[c]; dup {
-					return nil, &FileError{File: name, Message: "la colonne « " + c + " » apparaît deux fois dans l'en-tête"}
-				}
-				rd.cols[c] = i
-				rd.headers[c] = strings.TrimSpace(h)
+		h = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))
+		key := NormalizeHeader(h)
+		retired = retired || retiredKeys[key]
+		c := aliasIndex[key]
+		if c == "" {
+			continue
+		}
+		r := aliasRank(c, key)
+		if prev, dup := rd.cols[c]; dup {
+			switch {
+			case rank[c] < r:
+				continue // a more specific header already names it
+			case rank[c] == r: // the same header twice
+				return nil, &FileError{File: name, Message: fmt.Sprintf("la colonne « %s » apparaît deux fois dans l'en-tête (colonnes %d et %d) ; gardez-en une", h, prev+1, i+1)}
 			}
 		}
+		rd.cols[c], rd.headers[c], rank[c] = i, h, r
 	}
 	var missing []string
 	for _, c := range checks {
@@ -131,6 +163,12 @@ func NewReader(r io.Reader, name string, now time.Time, checks ...schemas.Check)
 				missing = append(missing, m)
 			}
 		}
+	}
+	if retired && len(missing) > 0 {
+		return nil, &FileError{File: name, Message: "ce fichier identifie les familles par leur numéro allocataire CAF : " +
+			"API Particulier a retiré cet appel le 31/10/2025 (il répond désormais 410). Le quotient familial se demande " +
+			"maintenant avec l'identité de l'allocataire ; ajoutez ces colonnes : nom de naissance, prénoms, sexe, date de naissance, " +
+			"code INSEE de la commune de naissance (ou commune et département de naissance), et le code pays pour une personne née hors de France"}
 	}
 	if len(rd.cols) == 0 {
 		// Likely no header line: the first line is data, and must not be
@@ -144,9 +182,23 @@ func NewReader(r io.Reader, name string, now time.Time, checks ...schemas.Check)
 			found = append(found, strings.TrimSpace(h))
 		}
 		return nil, &FileError{File: name, Message: "colonnes manquantes : " + strings.Join(missing, ", ") +
-			" (colonnes trouvées : " + strings.Join(found, ", ") + ") ; renommez les colonnes de l'en-tête avec ces noms"}
+			" (colonnes trouvées : " + strings.Join(found, ", ") + ") ; renommez les colonnes de l'en-tête avec ces noms (la liste des noms reconnus est dans le README)"}
 	}
 	return rd, nil
+}
+
+// aliasRank is how specific key is for column c: 0 for its canonical
+// name, then the order of Aliases (the generic ones, like "nom", last).
+func aliasRank(c, key string) int {
+	if key == c {
+		return 0
+	}
+	for i, a := range Aliases[c] {
+		if a == key {
+			return i + 1
+		}
+	}
+	return len(Aliases[c]) + 1
 }
 
 var requiredHint = []string{schemas.ColNomNaissance, schemas.ColPrenoms, schemas.ColSexe, schemas.ColDateNaissance, schemas.ColCommuneNaissance}

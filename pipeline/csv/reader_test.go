@@ -75,10 +75,14 @@ func TestReader_FileErrors(t *testing.T) {
 	}{
 		{"empty", "", []string{"liste.csv", "vide"}},
 		{"blank", "\n\n", []string{"vide"}},
-		{"missing columns", "nom_naissance;prenom\nA;B\n", []string{"colonnes manquantes", "prenoms", "sexe", "colonnes trouvées : nom_naissance, prenom"}},
+		{"missing columns", "nom_naissance;prenom\nA;B\n", []string{"colonnes manquantes : sexe, code_insee_commune_naissance", "colonnes trouvées : nom_naissance, prenom"}},
 		{"no header line", "DUPONT;JEAN;M;2014-05-10;08480\n", []string{"aucune des 5 colonnes", "ligne d'en-tête"}},
 		{"duplicate column", "nom_naissance;nom_naissance;prenoms;sexe;code_insee_commune_naissance\n", []string{"deux fois"}},
-		{"not utf8", "nom_naissance;pr\xe9noms\n", []string{"UTF-8"}},
+		{"one header twice in other words", "Nom de naissance;NOM DE NAISSANCE;prenoms;sexe;code_insee_commune_naissance\n", []string{"« NOM DE NAISSANCE » apparaît deux fois", "colonnes 1 et 2"}},
+		{"numéro allocataire", "N° allocataire;Code postal;Nom\n123456;08000;DUPONT\n", []string{"numéro allocataire", "31/10/2025", "410", "date de naissance"}},
+		{"xlsx uploaded as csv", "PK\x03\x04\x14\x00rest", []string{"classeur Excel", "CSV"}},
+		{"pdf", "%PDF-1.4\n", []string{"un PDF"}},
+		{"binary", "nom\x00\x01\x02", []string{"binaire"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := readAll(t, tc.in)
@@ -128,6 +132,67 @@ func TestReader_RowErrors(t *testing.T) {
 	}
 }
 
+// TestOpen_EncodingsDelimitersAndHeaders: what town halls export is read
+// as UTF-8 text whatever its encoding, delimiter and header wording.
+func TestOpen_EncodingsDelimitersAndHeaders(t *testing.T) {
+	utf16 := func(s string) string {
+		b := []byte{0xff, 0xfe}
+		for _, r := range s {
+			b = append(b, byte(r), byte(r>>8))
+		}
+		return string(b)
+	}
+	french := "NOM DE NAISSANCE;Prénom(s);Sexe;Date de naissance;Code INSEE commune de naissance\r\nLEFÈVRE;Zoé;F;05/09/2014;08480\r\n"
+	for _, tc := range []struct {
+		name, in, enc string
+	}{
+		{"utf-8", french, ""},
+		{"utf-8 with BOM", "\ufeff" + french, ""},
+		{"windows-1252", "NOM DE NAISSANCE;Pr\xe9nom(s);Sexe;Date de naissance;Code INSEE commune de naissance\r\nLEF\xc8VRE;Zo\xe9;F;05/09/2014;08480\r\n", ""},
+		{"iso-8859-15 when told", "NOM DE NAISSANCE;Pr\xe9nom(s);Sexe;Date de naissance;Code INSEE commune de naissance\nLEF\xc8VRE;Zo\xe9;F;05/09/2014;08480\n", EncodingISO885915},
+		{"utf-16 with BOM", utf16(french), ""},
+		{"tab", strings.ReplaceAll(french, ";", "\t"), ""},
+		{"pipe", strings.ReplaceAll(french, ";", "|"), ""},
+		{"comma, quoted", "\"Nom de naissance\",\"Prénoms\",Sexe,\"Né(e) le\",Code commune naissance\n\"LEFÈVRE\",\"Zoé\",F,05/09/2014,08480\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Open(strings.NewReader(tc.in), "roster.csv", Options{Now: today, Encoding: tc.enc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			row, err := r.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := row.Checks[0].Identity
+			if bad := row.Invalid(0); len(bad) > 0 || id.NomNaissance != "LEFÈVRE" || id.Prenoms[0] != "Zoé" || id.JourNaissance != 5 || id.CodeCommuneNaissance != "08480" {
+				t.Fatalf("%+v %v", id, bad)
+			}
+		})
+	}
+	// The most specific header wins: the child's "Nom" column is not the
+	// birth name when "Nom de naissance" is there.
+	r, err := Open(strings.NewReader("Nom;Nom de naissance;Prénom;Sexe;Commune de naissance;Département de naissance;Né le\nX;LEFÈVRE;Zoé;F;Sedan;08;2014\n"), "r.csv", Options{Now: today})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row, _ := r.Next(); row.Checks[0].Identity.NomNaissance != "LEFÈVRE" || row.Checks[0].Identity.CodeDepartementNaissance != "08" {
+		t.Fatalf("%+v", row.Checks[0])
+	}
+	if _, err := Open(strings.NewReader(french), "roster.csv", Options{Now: today, Encoding: "ebcdic"}); err == nil || !strings.Contains(err.Error(), "windows-1252") {
+		t.Fatalf("unknown encoding: %v", err)
+	}
+}
+
+func TestNormalizeHeader(t *testing.T) {
+	for in, want := range map[string]string{"Prénom(s)": "prenom_s", " NOM DE NAISSANCE ": "nom_de_naissance", "Né(e) le": "ne_e_le",
+		"N° allocataire": "n_allocataire", "code_insee_commune_naissance": "code_insee_commune_naissance", "Date_de__naissance": "date_de_naissance"} {
+		if got := NormalizeHeader(in); got != want {
+			t.Errorf("NormalizeHeader(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestParseIdentity(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -149,8 +214,10 @@ func TestParseIdentity(t *testing.T) {
 			schemas.Identity{NomNaissance: "BERNARD", Prenoms: []string{"ELODIE"}, Sexe: "F", AnneeNaissance: 1990, CodePaysNaissance: "99100", NomCommuneNaissance: "Sedan", CodeDepartementNaissance: "08"}, nil},
 		{"triplet without year", map[string]string{"nom_naissance": "BERNARD", "prenoms": "ELODIE", "sexe": "F", "commune_naissance": "Sedan", "departement_naissance": "99"},
 			schemas.Identity{NomNaissance: "BERNARD", Prenoms: []string{"ELODIE"}, Sexe: "F", CodePaysNaissance: "99100", NomCommuneNaissance: "Sedan", CodeDepartementNaissance: "99"}, []string{"departement_naissance", "date_naissance"}},
-		{"bad country", map[string]string{"nom_naissance": "X", "prenoms": "Y", "sexe": "M", "code_insee_pays_naissance": "France"},
-			schemas.Identity{NomNaissance: "X", Prenoms: []string{"Y"}, Sexe: "M", CodePaysNaissance: "France"}, []string{"code_insee_pays_naissance"}},
+		{"country by a name other than France", map[string]string{"nom_naissance": "X", "prenoms": "Y", "sexe": "M", "code_insee_pays_naissance": "Maroc"},
+			schemas.Identity{NomNaissance: "X", Prenoms: []string{"Y"}, Sexe: "M", CodePaysNaissance: "Maroc"}, []string{"code_insee_pays_naissance"}},
+		{"France by its name, sex in words", map[string]string{"nom_naissance": "X", "prenoms": "Y", "sexe": "Féminin", "code_insee_pays_naissance": "France", "code_insee_commune_naissance": "08480"},
+			schemas.Identity{NomNaissance: "X", Prenoms: []string{"Y"}, Sexe: "F", CodePaysNaissance: "99100", CodeCommuneNaissance: "08480"}, nil},
 		{"future date", map[string]string{"nom_naissance": "X", "prenoms": "Y", "sexe": "M", "date_naissance": "2026-09-14", "code_insee_commune_naissance": "08480"},
 			schemas.Identity{NomNaissance: "X", Prenoms: []string{"Y"}, Sexe: "M", CodePaysNaissance: "99100", CodeCommuneNaissance: "08480"}, []string{"date_naissance"}},
 	} {

@@ -1,0 +1,81 @@
+package csv
+
+import (
+	"strings"
+	"unicode"
+
+	"golang.org/x/text/runes"
+	"golang.org/x/text/transform"
+	"golang.org/x/text/unicode/norm"
+
+	"github.com/apbatch/apbatch/schemas"
+)
+
+// Aliases lists, for every canonical column, the headers it is recognised
+// by, as NormalizeHeader writes them: what town halls' software and Excel
+// sheets call their columns. The canonical name is always recognised; when
+// two headers name one column, the more specific wins (the canonical name,
+// then this order: generic words like "nom" come last).
+var Aliases = map[string][]string{
+	schemas.ColReference:            {"ref", "reference_famille", "reference_dossier", "numero_dossier", "n_dossier", "no_dossier", "code_famille", "id_famille", "identifiant_famille"},
+	schemas.ColNomNaissance:         {"nom_de_naissance", "nom_de_famille", "nom_famille", "nom_patronymique", "nomnaissance", "nom"},
+	schemas.ColNomUsage:             {"nom_d_usage", "nom_marital", "nom_d_epouse", "nom_epouse", "nomusage"},
+	schemas.ColPrenoms:              {"prenom_s", "prenoms_s", "liste_des_prenoms", "prenom", "premier_prenom"},
+	schemas.ColSexe:                 {"sexe_etat_civil", "genre", "civilite"},
+	schemas.ColDateNaissance:        {"date_de_naissance", "ne_le", "nee_le", "ne_e_le", "ddn", "datenaissance", "date_naiss", "naissance"},
+	schemas.ColPaysNaissance:        {"code_pays_naissance", "pays_naissance", "pays_de_naissance", "code_pays_de_naissance", "code_cog_pays_naissance"},
+	schemas.ColCommuneNaissance:     {"code_insee_naissance", "code_commune_naissance", "code_commune_de_naissance", "code_insee_commune_de_naissance", "code_cog_commune_naissance", "insee_naissance", "code_insee_lieu_naissance"},
+	schemas.ColNomCommuneNaissance:  {"commune_de_naissance", "lieu_naissance", "lieu_de_naissance", "ville_naissance", "ville_de_naissance", "nom_commune_naissance"},
+	schemas.ColDepartementNaissance: {"departement_de_naissance", "dept_naissance", "dep_naissance", "code_departement_naissance"},
+	schemas.ColINE:                  {"numero_ine", "n_ine", "no_ine", "code_ine"},
+	schemas.ColIdentifiantFT:        {"identifiant_ft", "id_france_travail", "identifiant_pole_emploi", "identifiant_pe"},
+	schemas.ColCodeEtablissement:    {"uai", "code_uai", "rne", "code_rne", "uai_etablissement", "code_ecole"},
+	schemas.ColAnneeScolaire:        {"annee_scolaire_demandee"},
+}
+
+// retiredKeys are the headers of the CAF numéro allocataire and postcode,
+// the key of the call the API retired on 31/10/2025.
+var retiredKeys = map[string]bool{"numero_allocataire": true, "n_allocataire": true, "no_allocataire": true,
+	"num_allocataire": true, "numero_caf": true, "n_caf": true, "matricule_caf": true, "allocataire": true, "numero_d_allocataire": true}
+
+// aliasIndex maps a normalised header to its canonical column.
+var aliasIndex = func() map[string]string {
+	idx := make(map[string]string)
+	for col, as := range Aliases {
+		idx[col] = col
+		for _, a := range as {
+			idx[a] = col
+		}
+	}
+	return idx
+}()
+
+// stripMarks removes accents once letters are decomposed.
+var stripMarks = runes.Remove(runes.In(unicode.Mn))
+
+// NormalizeHeader folds a header for matching: lower case, no accents, runs
+// of anything but letters and digits as one "_", none at the ends
+// ("Prénom(s)" → "prenom_s", "NOM DE NAISSANCE" → "nom_de_naissance").
+func NormalizeHeader(h string) string {
+	s, _, err := transform.String(transform.Chain(norm.NFD, stripMarks, norm.NFC), h)
+	if err != nil {
+		s = h
+	}
+	var b strings.Builder
+	sep := false
+	for _, r := range strings.ToLower(s) {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			if sep && b.Len() > 0 {
+				b.WriteByte('_')
+			}
+			sep = false
+			b.WriteRune(r)
+			continue
+		}
+		sep = true
+	}
+	return b.String()
+}
+
+// canonical returns the canonical column a header names, or "".
+func canonical(h string) string { return aliasIndex[NormalizeHeader(h)] }
