@@ -336,7 +336,7 @@ func TestRun_RefusedFile(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("exit %d, want 1\n%s\n%s", code, stdout, stderr)
 	}
-	for _, want := range []string{"liste.csv", "colonnes manquantes", "prenoms", "colonnes trouvées : nom_naissance, prenom, naissance"} {
+	for _, want := range []string{"liste.csv", "colonnes manquantes : sexe", "colonnes trouvées : nom_naissance, prenom, naissance"} {
 		if !strings.Contains(stdout+stderr, want) {
 			t.Errorf("output lacks %q:\n%s\n%s", want, stdout, stderr)
 		}
