@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	json "github.com/segmentio/encoding/json"
+	"io"
+	"slices"
 	"sort"
 	"time"
 
@@ -48,6 +50,7 @@ type ResultWriter struct {
 type openBatch struct {
 	b      ledger.Batch
 	checks []schemas.Check
+	tariff *schemas.TariffGrid // nil: the tenant has none
 	done   map[ledger.RowKey]struct{}
 	buf    map[ledger.RowKey]schemas.Result
 }
@@ -216,6 +219,11 @@ func (w *ResultWriter) open(ctx context.Context, id string) (*openBatch, error) 
 		return nil, err
 	}
 	ob := &openBatch{b: b, checks: b.CheckList(), done: done, buf: make(map[ledger.RowKey]schemas.Result)}
+	if slices.Contains(ob.checks, schemas.CheckQuotientFamilial) {
+		if ob.tariff, err = w.tariff(ctx, b.Tenant); err != nil {
+			return nil, err
+		}
+	}
 	w.batches[id] = ob
 	return ob, nil
 }
@@ -322,6 +330,9 @@ func (w *ResultWriter) writePart(ctx context.Context, log zerolog.Logger, ob *op
 	}
 	statuses := make([]ledger.RowStatus, 0, len(rows))
 	for _, r := range rows {
+		if ob.tariff != nil {
+			ob.tariff.Apply(&r)
+		}
 		if err := pw.Write(r.Row()); err != nil {
 			return fmt.Errorf("write: encode row %d of %s: %w", r.RowNumber, b.ID, err)
 		}
@@ -368,6 +379,9 @@ func (w *ResultWriter) finish(ctx context.Context, log zerolog.Logger, ob *openB
 	for _, p := range parts {
 		m.Files = append(m.Files, schemas.ManifestFile{Key: p.ObjectKey, Rows: p.Rows, Size: p.Size})
 	}
+	if ob.tariff != nil {
+		m.Tariff = ob.tariff.Version
+	}
 	body, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("write: encode manifest of %s: %w", b.ID, err)
@@ -383,4 +397,28 @@ func (w *ResultWriter) finish(ctx context.Context, log zerolog.Logger, ob *openB
 	log.Info().Str("batch_id", b.ID).Str("tenant", b.Tenant).Int64("rows", counts.Rows).
 		Int64("provider_calls", counts.ProviderCalls).Int("parts", len(parts)).Msg("batch complete")
 	return nil
+}
+
+// tariff loads the tenant's tariff grid, or nil when it has none. A grid
+// that does not parse is reported and ignored: results are still written,
+// without prices.
+func (w *ResultWriter) tariff(ctx context.Context, tenant string) (*schemas.TariffGrid, error) {
+	body, _, err := w.S3.Open(ctx, TariffKey(tenant))
+	if errors.Is(err, s3.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("write: tariff of %s: %w", tenant, err)
+	}
+	defer body.Close()
+	raw, err := io.ReadAll(io.LimitReader(body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("write: tariff of %s: %w", tenant, err)
+	}
+	g, err := schemas.ParseTariffGrid(raw)
+	if err != nil {
+		w.Log.Error().Str("component", "write").Str("tenant", tenant).Err(err).Msg("tariff grid ignored")
+		return nil, nil
+	}
+	return &g, nil
 }

@@ -128,6 +128,10 @@ type Result struct {
 	// the lookup's provider calls in summaries.
 	Primary   bool      `json:"primary,omitempty"`
 	CheckedAt time.Time `json:"checked_at"`
+	// Tranche and TarifCents are the canteen bracket and price per meal
+	// (cents) the tenant's tariff grid gives a QF result.
+	Tranche    string `json:"tranche,omitempty"`
+	TarifCents *int64 `json:"tarif_cents,omitempty"`
 	// Facts are the values of the checks beyond the quotient familial.
 	Facts
 }

@@ -48,8 +48,12 @@ type ResultRow struct {
 	PupilStatus          *string `parquet:"name=pupil_status, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
 	BoardingRegime       *string `parquet:"name=boarding_regime, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
 	NeedsReview          bool    `parquet:"name=needs_review, type=BOOLEAN"`
-	RequestID            *string `parquet:"name=request_id, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
-	Attempts             int32   `parquet:"name=attempts, type=INT32"`
+	// Tranche and Tarif are the bracket and price per meal (euros) of the
+	// tenant's tariff grid, recorded in the manifest.
+	Tranche   *string `parquet:"name=tranche, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	Tarif     *int64  `parquet:"name=tarif, type=INT64, convertedtype=DECIMAL, scale=2, precision=18, repetitiontype=OPTIONAL"`
+	RequestID *string `parquet:"name=request_id, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	Attempts  int32   `parquet:"name=attempts, type=INT32"`
 	// CheckedAt is milliseconds since the Unix epoch, UTC.
 	CheckedAt int64 `parquet:"name=checked_at, type=INT64, convertedtype=TIMESTAMP_MILLIS, logicaltype=TIMESTAMP, logicaltype.isadjustedtoutc=true, logicaltype.unit=MILLIS"`
 }
@@ -94,6 +98,8 @@ func (r Result) Row() ResultRow {
 		BoardingRegime:       optString(r.BoardingRegime),
 
 		NeedsReview: r.NeedsReview,
+		Tranche:     optString(r.Tranche),
+		Tarif:       r.TarifCents,
 		RequestID:   optString(r.RequestID),
 		Attempts:    r.Attempts,
 		CheckedAt:   r.CheckedAt.UTC().UnixMilli(),
@@ -136,9 +142,12 @@ type Manifest struct {
 	// ResultsByCheck by check and status.
 	RowsByStatus   map[Status]int64           `json:"rows_by_status"`
 	ResultsByCheck map[Check]map[Status]int64 `json:"results_by_check"`
-	ProviderCalls  int64                      `json:"provider_calls"`
-	Files          []ManifestFile             `json:"files"`
-	CompletedAt    string                     `json:"completed_at"`
+	// Tariff is the version of the tariff grid that priced the QF
+	// results, if the tenant has one.
+	Tariff        string         `json:"tariff,omitempty"`
+	ProviderCalls int64          `json:"provider_calls"`
+	Files         []ManifestFile `json:"files"`
+	CompletedAt   string         `json:"completed_at"`
 }
 
 // ManifestFile is one published part file.

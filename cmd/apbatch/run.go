@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -48,6 +49,7 @@ type runCommand struct {
 	seed                                         uint64
 	share                                        float64
 	runWindow, checks, sharedIP, encoding        string
+	tariff                                       string
 	noMaintenance                                bool
 	flushInterval                                time.Duration
 }
@@ -63,6 +65,7 @@ func (c *runCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.campaign, "campaign", time.Now().Format("2006-01"), "campaign the batch belongs to, e.g. 2026-09")
 	fs.StringVar(&c.checks, "checks", "qf", "verifications to run, comma-separated, or all; each row gets one result per check: "+schemas.CheckNames())
 	fs.StringVar(&c.encoding, "encoding", "", "input files' encoding: "+strings.Join(csv.Encodings, ", ")+" (default: detected: a BOM, else UTF-8 when valid, else windows-1252)")
+	fs.StringVar(&c.tariff, "tariff", "", "tariff grid (YAML) of the tenant: prices each QF result with its bracket (tranche) and price per meal (tarif); see deploy/samples/tarifs-cantine.yaml")
 	fs.StringVar(&c.period, "period", "", "QF month to ask for, YYYY-MM (default: the API's current month)")
 	fs.StringVar(&c.recipient, "recipient", "", "SIRET of the collectivité, sent with every call (default with the embedded sandbox: "+dinumSIRET+")")
 	fs.StringVar(&c.providerURL, "provider-url", "", "API Particulier base URL, e.g. https://particulier.api.gouv.fr (default: the embedded sandbox)")
@@ -199,6 +202,11 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 		st.Wait()
 	}()
 
+	if c.tariff != "" {
+		if err := uploadTariff(ctx, st, c.tenant, c.tariff); err != nil {
+			return err
+		}
+	}
 	batches, err := uploadFiles(ctx, st, c.tenant, c.campaign, files)
 	if err != nil {
 		return err
@@ -343,6 +351,21 @@ func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files 
 			batchID: ledger.BatchID(st.s3.Bucket(), key, pipeline.ObjectVersion(obj.VersionID, obj.ETag, ""))})
 	}
 	return out, nil
+}
+
+// uploadTariff checks a tariff grid and stores it as the tenant's.
+func uploadTariff(ctx context.Context, st *stack, tenant, path string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--tariff: %w", err)
+	}
+	if _, err := schemas.ParseTariffGrid(raw); err != nil {
+		return fmt.Errorf("--tariff %s: %w", path, err)
+	}
+	if _, err := st.s3.Put(ctx, pipeline.TariffKey(tenant), bytes.NewReader(raw), int64(len(raw)), "application/yaml"); err != nil {
+		return fmt.Errorf("--tariff: %w", err)
+	}
+	return nil
 }
 
 // eventKey encodes a key as S3 notifications do.

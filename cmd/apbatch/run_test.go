@@ -56,6 +56,8 @@ type resultRow struct {
 	QFValue       *int64    `parquet:"qf_value,optional"`
 	ChildrenCount *int32    `parquet:"children_count,optional"`
 	NeedsReview   bool      `parquet:"needs_review"`
+	Tranche       *string   `parquet:"tranche,optional"`
+	Tarif         *int64    `parquet:"tarif,optional"`
 	RequestID     *string   `parquet:"request_id,optional"`
 	Attempts      int32     `parquet:"attempts"`
 	CheckedAt     time.Time `parquet:"checked_at,timestamp(millisecond)"`
@@ -107,7 +109,8 @@ func TestRun_SampleEndToEnd(t *testing.T) {
 	outDir := filepath.Join(dir, "out")
 	sumPath := filepath.Join(dir, "summary.json")
 	code, stdout, stderr := runApbatch(t, ctx, "run", "--data-dir", dataDir, "--out", outDir,
-		"--summary-json", sumPath, "--log-level", "debug", "--flush-interval", "1s", samplePath)
+		"--summary-json", sumPath, "--log-level", "debug", "--flush-interval", "1s",
+		"--tariff", "../../deploy/samples/tarifs-cantine.yaml", samplePath)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
@@ -152,6 +155,25 @@ func TestRun_SampleEndToEnd(t *testing.T) {
 	}
 	if len(byRow) != len(sample) || manifest.RowsTotal != int64(len(sample)) {
 		t.Fatalf("%d result rows (manifest %d) for %d input rows", len(byRow), manifest.RowsTotal, len(sample))
+	}
+	// The town's grid prices every QF answer: a bracket for a usable QF,
+	// the grid's policy for no dossier; bad rows get no price.
+	if manifest.Tariff != "cantine-2026-09" {
+		t.Errorf("manifest tariff %q", manifest.Tariff)
+	}
+	for n, r := range byRow {
+		priced := r.Tranche != nil && r.Tarif != nil
+		switch {
+		case r.Status == "ok" || r.Status == "not_found":
+			if !priced {
+				t.Errorf("row %d (%s) has no price", n, r.Status)
+			}
+		case priced:
+			t.Errorf("row %d (%s) priced %s", n, r.Status, *r.Tranche)
+		}
+		if r.Status == "ok" && r.QFValue != nil && *r.QFValue <= 400 && (r.Tranche == nil || *r.Tranche != "A" || *r.Tarif != 80) {
+			t.Errorf("row %d: QF %d in bracket %v", n, *r.QFValue, r.Tranche)
+		}
 	}
 
 	// Expected outcomes, found by identity in the sample.

@@ -50,6 +50,7 @@ func TestDuckDB(t *testing.T) {
 		"student_enrolled": "BOOLEAN", "student_regime": "VARCHAR", "establishment_uai": "VARCHAR", "jobseeker_registered": "BOOLEAN",
 		"jobseeker_category": "INTEGER", "jobseeker_since": "DATE", "pupil_enrolled": "BOOLEAN", "school_year": "VARCHAR",
 		"pupil_status": "VARCHAR", "boarding_regime": "VARCHAR",
+		"tranche": "VARCHAR", "tarif": "DECIMAL(18,2)",
 	}
 	for col, typ := range wantTypes {
 		if got.Types[col] != typ {
@@ -67,7 +68,8 @@ func TestDuckDB(t *testing.T) {
 		t.Errorf("row 4 = %v", r3)
 	}
 	r0, r1, r2 := got.Rows[0], got.Rows[1], got.Rows[2]
-	if r0["reference"] != "FAM-0001" || r0["qf_value"] != "2550" || r0["provider"] != "CNAF" || r0["checked_at"] != "2026-09-14T08:30:00.123" {
+	if r0["reference"] != "FAM-0001" || r0["qf_value"] != "2550" || r0["provider"] != "CNAF" || r0["checked_at"] != "2026-09-14T08:30:00.123" ||
+		r0["tranche"] != "E" || r0["tarif"] != "4.10" {
 		t.Errorf("row 1 = %v", r0)
 	}
 	for _, col := range []string{"reference", "qf_value", "provider", "children_count", "request_id"} {

@@ -21,6 +21,7 @@ func sampleRows() []schemas.ResultRow {
 			Check: "quotient_familial", Status: "ok", Provider: ptr("CNAF"), QFValue: ptr[int64](2550),
 			QFYear: ptr[int32](2023), QFMonth: ptr[int32](6), QFCalcYear: ptr[int32](2024), QFCalcMonth: ptr[int32](12),
 			ChildrenCount: ptr[int32](0), RequestID: ptr("0b7e-req"), Attempts: 1, CheckedAt: at.UnixMilli(),
+			Tranche: ptr("E"), Tarif: ptr[int64](410),
 		},
 		{
 			BatchID: "b1", Tenant: "demo", Campaign: "2026-09", RowNumber: 2, Check: "quotient_familial",
