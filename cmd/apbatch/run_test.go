@@ -296,6 +296,61 @@ func TestRun_SampleEndToEnd(t *testing.T) {
 	}
 }
 
+// TestRun_TownRoster runs the shipped roster as a town hall exports it
+// (Windows-1252, French headers, one line per child with the allocataire's
+// identity, typos) with the sample tariff grid.
+func TestRun_TownRoster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	sumPath := filepath.Join(dir, "summary.json")
+	code, stdout, stderr := runApbatch(t, ctx, "run", "--data-dir", filepath.Join(dir, "data"), "--flush-interval", "1s",
+		"--summary-json", sumPath, "--out", filepath.Join(dir, "out"), "--tariff", "../../deploy/samples/tarifs-cantine.yaml",
+		"../../deploy/samples/cantine-mairie.csv")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var sum summary
+	body, _ := os.ReadFile(sumPath)
+	if err := json.Unmarshal(body, &sum); err != nil {
+		t.Fatal(err)
+	}
+	// 18 child lines, 14 families: two with a typo, 12 looked up once each
+	// (siblings share their parent's call).
+	want := map[schemas.Status]int64{schemas.StatusOK: 14, schemas.StatusNotFound: 1, schemas.StatusIdentityUnresolved: 1, schemas.StatusInvalidInput: 2}
+	if sum.RowsTotal != 18 || sum.ProviderCalls != 12 || len(sum.RowsByStatus) != len(want) {
+		t.Fatalf("summary: %s", body)
+	}
+	for st, n := range want {
+		if sum.RowsByStatus[st] != n {
+			t.Errorf("%s: %d rows, want %d", st, sum.RowsByStatus[st], n)
+		}
+	}
+	var rows []resultRow
+	err := filepath.WalkDir(filepath.Join(dir, "out"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !strings.HasSuffix(p, ".parquet") {
+			return err
+		}
+		got, err := parquet.ReadFile[resultRow](p)
+		rows = append(rows, got...)
+		return err
+	})
+	if err != nil || len(rows) != 18 {
+		t.Fatalf("%d rows: %v", len(rows), err)
+	}
+	for _, r := range rows {
+		if r.Reference == nil || !strings.HasPrefix(*r.Reference, "F0") {
+			t.Errorf("row %d: reference %v", r.RowNumber, r.Reference)
+		}
+		if (r.Status == "invalid_input") == (r.Tranche != nil) {
+			t.Errorf("row %d (%s): tranche %v", r.RowNumber, r.Status, r.Tranche)
+		}
+		if r.Status == "invalid_input" && (r.ErrorMessage == nil || !strings.Contains(*r.ErrorMessage, "colonne « ")) {
+			t.Errorf("row %d: message %v", r.RowNumber, r.ErrorMessage)
+		}
+	}
+}
+
 func TestRun_FlagErrors(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {

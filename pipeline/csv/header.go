@@ -17,7 +17,7 @@ import (
 // two headers name one column, the more specific wins (the canonical name,
 // then this order: generic words like "nom" come last).
 var Aliases = map[string][]string{
-	schemas.ColReference:            {"ref", "reference_famille", "reference_dossier", "numero_dossier", "n_dossier", "no_dossier", "code_famille", "id_famille", "identifiant_famille"},
+	schemas.ColReference:            {"ref", "reference_famille", "reference_dossier", "numero_dossier", "n_dossier", "no_dossier", "code_famille", "id_famille", "identifiant_famille", "n_famille", "numero_famille", "no_famille", "num_famille", "n_foyer", "numero_foyer"},
 	schemas.ColNomNaissance:         {"nom_de_naissance", "nom_de_famille", "nom_famille", "nom_patronymique", "nomnaissance", "nom"},
 	schemas.ColNomUsage:             {"nom_d_usage", "nom_marital", "nom_d_epouse", "nom_epouse", "nomusage"},
 	schemas.ColPrenoms:              {"prenom_s", "prenoms_s", "liste_des_prenoms", "prenom", "premier_prenom"},
