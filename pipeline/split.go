@@ -115,6 +115,7 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 
 	// Pass 2: one job per distinct lookup, at its first row, with every row sharing it.
 	jobs := newBatcher(s.Jobs, s.FlushEvery)
+	var saved int64 // results that share another row's call
 	err = s.scan(ctx, b, key.File, checks, func(r csv.Row) error {
 		for i, in := range r.Checks {
 			if len(r.Invalid(i)) > 0 {
@@ -127,6 +128,7 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 				continue // already emitted at an earlier row
 			}
 			delete(groups, id)
+			saved += int64(len(refs) - 1)
 			job := schemas.Job{
 				Version: schemas.JobVersion, BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign,
 				Check: in.Check, LookupID: id, Recipient: b.Recipient, Period: p,
@@ -152,7 +154,7 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 	if len(groups) != 0 {
 		return fmt.Errorf("split: batch %s: object changed between passes (%d lookups not found again)", b.ID, len(groups))
 	}
-	if err := s.Ledger.SetSplit(ctx, b.ID, rows, int64(jobs.sent)); err != nil {
+	if err := s.Ledger.SetSplit(ctx, b.ID, rows, int64(jobs.sent), saved); err != nil {
 		return err
 	}
 	log.Info().Int64("rows", rows).Int64("invalid", invalid).Int("lookups", jobs.sent).

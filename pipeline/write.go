@@ -374,7 +374,7 @@ func (w *ResultWriter) finish(ctx context.Context, log zerolog.Logger, ob *openB
 		SchemaVersion: schemas.ResultSchemaVersion, BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign,
 		Checks: ob.checks, Source: b.ObjectKey, RowsTotal: *b.RowsTotal, ResultsTotal: counts.Rows,
 		RowsByStatus: counts.ByStatus, ResultsByCheck: counts.ByCheck,
-		ProviderCalls: counts.ProviderCalls, CompletedAt: w.now().UTC().Format(time.RFC3339),
+		ProviderCalls: counts.ProviderCalls, CallsSaved: b.CallsSaved, CompletedAt: w.now().UTC().Format(time.RFC3339),
 	}
 	for _, p := range parts {
 		m.Files = append(m.Files, schemas.ManifestFile{Key: p.ObjectKey, Rows: p.Rows, Size: p.Size})

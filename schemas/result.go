@@ -144,10 +144,13 @@ type Manifest struct {
 	ResultsByCheck map[Check]map[Status]int64 `json:"results_by_check"`
 	// Tariff is the version of the tariff grid that priced the QF
 	// results, if the tenant has one.
-	Tariff        string         `json:"tariff,omitempty"`
-	ProviderCalls int64          `json:"provider_calls"`
-	Files         []ManifestFile `json:"files"`
-	CompletedAt   string         `json:"completed_at"`
+	Tariff        string `json:"tariff,omitempty"`
+	ProviderCalls int64  `json:"provider_calls"`
+	// CallsSaved is how many results share another row's call (the same
+	// person, check and period in the file).
+	CallsSaved  int64          `json:"calls_saved"`
+	Files       []ManifestFile `json:"files"`
+	CompletedAt string         `json:"completed_at"`
 }
 
 // ManifestFile is one published part file.

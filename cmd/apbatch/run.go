@@ -512,6 +512,7 @@ type batchSummary struct {
 	// sums them over the checks.
 	ResultsByCheck map[schemas.Check]map[schemas.Status]int64 `json:"results_by_check"`
 	ProviderCalls  int64                                      `json:"provider_calls"`
+	CallsSaved     int64                                      `json:"calls_saved"`
 	ResultFiles    []string                                   `json:"result_files"`
 	Manifest       string                                     `json:"manifest,omitempty"`
 }
@@ -532,7 +533,7 @@ func (c *runCommand) report(ctx context.Context, st *stack, batches []ledger.Bat
 		}
 		bs := batchSummary{BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign, Source: b.ObjectKey, State: b.State,
 			Error: b.Error, Checks: b.CheckList(), RowsByStatus: counts.ByStatus, ResultsByCheck: counts.ByCheck,
-			ProviderCalls: counts.ProviderCalls, ResultFiles: []string{}, Manifest: b.ManifestKey}
+			ProviderCalls: counts.ProviderCalls, CallsSaved: b.CallsSaved, ResultFiles: []string{}, Manifest: b.ManifestKey}
 		if b.RowsTotal != nil {
 			bs.RowsTotal = *b.RowsTotal
 		}
@@ -579,12 +580,12 @@ func (c *runCommand) report(ctx context.Context, st *stack, batches []ledger.Bat
 
 func printSummary(w io.Writer, sum summary) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BATCH\tFILE\tSTATE\tROWS\tOK\tNOT FOUND\tUNRESOLVED\tINVALID\tPROVIDER ERR\tUNAUTHORIZED\tCALLS")
+	fmt.Fprintln(tw, "BATCH\tFILE\tSTATE\tROWS\tOK\tNOT FOUND\tUNRESOLVED\tINVALID\tPROVIDER ERR\tUNAUTHORIZED\tCALLS\tSAVED")
 	for _, b := range sum.Batches {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", b.BatchID, filepath.Base(b.Source), b.State, b.RowsTotal,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", b.BatchID, filepath.Base(b.Source), b.State, b.RowsTotal,
 			b.RowsByStatus[schemas.StatusOK], b.RowsByStatus[schemas.StatusNotFound], b.RowsByStatus[schemas.StatusIdentityUnresolved],
 			b.RowsByStatus[schemas.StatusInvalidInput], b.RowsByStatus[schemas.StatusProviderError], b.RowsByStatus[schemas.StatusUnauthorized],
-			b.ProviderCalls)
+			b.ProviderCalls, b.CallsSaved)
 	}
 	tw.Flush()
 	for _, b := range sum.Batches {

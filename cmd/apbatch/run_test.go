@@ -318,7 +318,7 @@ func TestRun_TownRoster(t *testing.T) {
 	// 18 child lines, 14 families: two with a typo, 12 looked up once each
 	// (siblings share their parent's call).
 	want := map[schemas.Status]int64{schemas.StatusOK: 14, schemas.StatusNotFound: 1, schemas.StatusIdentityUnresolved: 1, schemas.StatusInvalidInput: 2}
-	if sum.RowsTotal != 18 || sum.ProviderCalls != 12 || len(sum.RowsByStatus) != len(want) {
+	if sum.RowsTotal != 18 || sum.ProviderCalls != 12 || len(sum.RowsByStatus) != len(want) || sum.Batches[0].CallsSaved != 4 {
 		t.Fatalf("summary: %s", body)
 	}
 	for st, n := range want {

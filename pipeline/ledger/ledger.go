@@ -43,20 +43,23 @@ type Batch struct {
 	Tenant   string `db:"tenant"`
 	Campaign string `db:"campaign"`
 	// Checks are the batch's checks, as schemas.JoinChecks writes them.
-	Checks        string     `db:"check_name"`
-	Bucket        string     `db:"bucket"`
-	ObjectKey     string     `db:"object_key"`
-	ObjectVersion string     `db:"object_version"`
-	Period        string     `db:"period"`
-	Recipient     string     `db:"recipient"`
-	State         string     `db:"state"`
-	RowsTotal     *int64     `db:"rows_total"`
-	LookupsTotal  *int64     `db:"lookups_total"`
-	Error         string     `db:"error"`
-	ManifestKey   string     `db:"manifest_key"`
-	CreatedAt     time.Time  `db:"created_at"`
-	SplitAt       *time.Time `db:"split_at"`
-	CompletedAt   *time.Time `db:"completed_at"`
+	Checks        string `db:"check_name"`
+	Bucket        string `db:"bucket"`
+	ObjectKey     string `db:"object_key"`
+	ObjectVersion string `db:"object_version"`
+	Period        string `db:"period"`
+	Recipient     string `db:"recipient"`
+	State         string `db:"state"`
+	RowsTotal     *int64 `db:"rows_total"`
+	LookupsTotal  *int64 `db:"lookups_total"`
+	// CallsSaved is how many results share another row's call (the same
+	// person, check and period in one file).
+	CallsSaved  int64      `db:"calls_saved"`
+	Error       string     `db:"error"`
+	ManifestKey string     `db:"manifest_key"`
+	CreatedAt   time.Time  `db:"created_at"`
+	SplitAt     *time.Time `db:"split_at"`
+	CompletedAt *time.Time `db:"completed_at"`
 }
 
 // BatchID derives a batch id from the object version it verifies, so that
@@ -268,9 +271,9 @@ func (s *Store) Batches(ctx context.Context, states ...string) ([]Batch, error) 
 }
 
 // SetSplit records that the batch's file was split into rows and lookups.
-func (s *Store) SetSplit(ctx context.Context, id string, rows, lookups int64) error {
-	_, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE batches SET state = ?, rows_total = ?, lookups_total = ?, split_at = ?
-		WHERE id = ? AND state = ?`), StateSplit, rows, lookups, s.now().UTC(), id, StateCreated)
+func (s *Store) SetSplit(ctx context.Context, id string, rows, lookups, saved int64) error {
+	_, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE batches SET state = ?, rows_total = ?, lookups_total = ?, calls_saved = ?, split_at = ?
+		WHERE id = ? AND state = ?`), StateSplit, rows, lookups, saved, s.now().UTC(), id, StateCreated)
 	if err != nil {
 		return fmt.Errorf("ledger: set batch %s split: %w", id, err)
 	}

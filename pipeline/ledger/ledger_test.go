@@ -56,7 +56,7 @@ func TestStore_BatchLifecycle(t *testing.T) {
 			if err != nil || created || again.ID != b.ID {
 				t.Fatalf("second CreateBatch = %+v, %v, %v", again, created, err)
 			}
-			if err := s.SetSplit(ctx, b.ID, 3, 2); err != nil {
+			if err := s.SetSplit(ctx, b.ID, 3, 2, 1); err != nil {
 				t.Fatal(err)
 			}
 			if n, _ := s.NextPartNo(ctx, b.ID); n != 1 {
