@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -45,6 +46,8 @@ type Splitter struct {
 	FlushEvery int
 	// Encoding is the files' encoding (see csv.Encodings); "" detects it.
 	Encoding string
+	// Sheet is the sheet read in workbooks; "" is the first one.
+	Sheet string
 }
 
 func (s *Splitter) now() time.Time {
@@ -172,7 +175,15 @@ func (s *Splitter) scan(ctx context.Context, b ledger.Batch, name string, checks
 		return fmt.Errorf("split: %w", err)
 	}
 	defer body.Close()
-	r, err := csv.Open(body, name, csv.Options{Now: s.now(), Checks: checks, Encoding: s.Encoding})
+	br := bufio.NewReader(body)
+	head, _ := br.Peek(4)
+	opts := csv.Options{Now: s.now(), Checks: checks, Encoding: s.Encoding, Sheet: s.Sheet}
+	var r *csv.Reader
+	if csv.IsXLSX(name, head) {
+		r, err = csv.OpenXLSX(br, name, opts)
+	} else {
+		r, err = csv.Open(br, name, opts)
+	}
 	if err != nil {
 		var ce *csv.FileError
 		if errors.As(err, &ce) {

@@ -128,7 +128,10 @@ var (
 		regexp.MustCompile(`^[0-9A-Z]{10}[0-9]$`),             // base 36
 		regexp.MustCompile(`^[0-9]{4}A[0-9]{5}[A-HJ-NPR-Z]$`), // SIFA
 	}
-	uaiPattern        = regexp.MustCompile(`^[0-9]{7}[A-Z]$`)
+	uaiPattern = regexp.MustCompile(`^[0-9]{7}[A-Z]$`)
+	// excelSerial is a date as a spreadsheet stores it: days since
+	// 1899-12-30 (1927 onwards has 5 digits), a time of day as a fraction.
+	excelSerial       = regexp.MustCompile(`^[0-9]{5}(\.[0-9]+)?$`)
 	schoolYearPattern = regexp.MustCompile(`^([0-9]{4})(-([0-9]{4}))?$`)
 )
 
@@ -251,6 +254,11 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 	}
 
 	commune := strings.ToUpper(strings.TrimSpace(fields[ColCommuneNaissance]))
+	if len(commune) == 4 && strings.Trim(commune, "0123456789") == "" {
+		// A spreadsheet cell typed as a number loses the leading zero of
+		// départements 01 to 09 (08480 → 8480); no COG code has 4 digits.
+		commune = "0" + commune
+	}
 	nomCommune := cleanName(fields[ColNomCommuneNaissance])
 	dept := strings.ToUpper(strings.TrimSpace(fields[ColDepartementNaissance]))
 	if len(dept) == 1 && dept[0] >= '1' && dept[0] <= '9' {
@@ -358,7 +366,8 @@ func ParseBirthDate(raw string, now time.Time) (year, month, day int, problem st
 	}
 	var ok1, ok2, ok3 bool
 	switch {
-	case len(s) == 5 && strings.Trim(s, "0123456789") == "":
+	case excelSerial.MatchString(s):
+		s, _, _ = strings.Cut(s, ".")
 		// An Excel serial date (days since 1899-12-30): what a
 		// spreadsheet cell formatted as a number shows.
 		n, _ := strconv.Atoi(s)

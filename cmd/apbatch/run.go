@@ -49,7 +49,7 @@ type runCommand struct {
 	seed                                         uint64
 	share                                        float64
 	runWindow, checks, sharedIP, encoding        string
-	tariff                                       string
+	tariff, sheet                                string
 	noMaintenance                                bool
 	flushInterval                                time.Duration
 }
@@ -66,6 +66,7 @@ func (c *runCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.checks, "checks", "qf", "verifications to run, comma-separated, or all; each row gets one result per check: "+schemas.CheckNames())
 	fs.StringVar(&c.encoding, "encoding", "", "input files' encoding: "+strings.Join(csv.Encodings, ", ")+" (default: detected: a BOM, else UTF-8 when valid, else windows-1252)")
 	fs.StringVar(&c.tariff, "tariff", "", "tariff grid (YAML) of the tenant: prices each QF result with its bracket (tranche) and price per meal (tarif); see deploy/samples/tarifs-cantine.yaml")
+	fs.StringVar(&c.sheet, "sheet", "", "sheet to read in .xlsx files (default: the first one)")
 	fs.StringVar(&c.period, "period", "", "QF month to ask for, YYYY-MM (default: the API's current month)")
 	fs.StringVar(&c.recipient, "recipient", "", "SIRET of the collectivité, sent with every call (default with the embedded sandbox: "+dinumSIRET+")")
 	fs.StringVar(&c.providerURL, "provider-url", "", "API Particulier base URL, e.g. https://particulier.api.gouv.fr (default: the embedded sandbox)")
@@ -92,9 +93,10 @@ func (c *runCommand) Usage() {
 	fs := c.flags()
 	printUsage(c.stdout, c.stderr, fs, `Usage: apbatch run [flags] FILE...
 
-Verifies every row of each FILE (CSV as exported by Excel or a family-
-management software: UTF-8, UTF-16 or Windows-1252; ';', ',', tab or '|';
-French headers such as « NOM DE NAISSANCE » or « Prénom(s) ») through API
+Verifies every row of each FILE (an Excel workbook, .xlsx, or a CSV as
+exported by Excel or a family-management software: UTF-8, UTF-16 or
+Windows-1252; ';', ',', tab or '|'; French headers such as « NOM DE
+NAISSANCE » or « Prénom(s) ») through API
 Particulier (the quotient familial by default; --checks for the others) and
 writes one result row per input row and check as Parquet. Without flags
 everything runs in this process: a Kafka-protocol broker, an S3 server on a
@@ -187,7 +189,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	st, err := openStack(ctx, stackConfig{
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: log,
 		ProviderURL: providerURL, Tokens: func(string) (string, error) { return token, nil },
-		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Schedule: schedule, Period: c.period, Recipient: c.recipient, Checks: checks, SharedIP: c.sharedIP, Encoding: c.encoding,
+		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Schedule: schedule, Period: c.period, Recipient: c.recipient, Checks: checks, SharedIP: c.sharedIP, Encoding: c.encoding, Sheet: c.sheet,
 		FlushInterval: c.flushInterval, AuditKey: key,
 	})
 	if err != nil {
@@ -328,7 +330,11 @@ func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files 
 			return nil, fmt.Errorf("stat %s: %w", f, err)
 		}
 		key := pipeline.IncomingKey{Tenant: tenant, Campaign: campaign, File: filepath.Base(f)}.String()
-		obj, err := st.s3.Put(ctx, key, fh, info.Size(), "text/csv")
+		contentType := "text/csv"
+		if strings.HasSuffix(strings.ToLower(f), ".xlsx") {
+			contentType = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+		}
+		obj, err := st.s3.Put(ctx, key, fh, info.Size(), contentType)
 		fh.Close()
 		if err != nil {
 			return nil, err

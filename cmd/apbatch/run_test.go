@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -347,6 +348,72 @@ func TestRun_TownRoster(t *testing.T) {
 		}
 		if r.Status == "invalid_input" && (r.ErrorMessage == nil || !strings.Contains(*r.ErrorMessage, "colonne « ")) {
 			t.Errorf("row %d: message %v", r.RowNumber, r.ErrorMessage)
+		}
+	}
+}
+
+// TestRun_RosterCSVAndXLSXAgree: the shipped roster and the same sheet as
+// an Excel workbook (dates as dates, codes as numbers) give the same
+// results, row by row, siblings deduplicated in both.
+func TestRun_RosterCSVAndXLSXAgree(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	sumPath := filepath.Join(dir, "summary.json")
+	code, stdout, stderr := runApbatch(t, ctx, "run", "--data-dir", filepath.Join(dir, "data"), "--flush-interval", "1s",
+		"--out", out, "--summary-json", sumPath, "--tariff", "../../deploy/samples/tarifs-cantine.yaml",
+		"../../deploy/samples/cantine-mairie.csv", "../../deploy/samples/cantine-mairie.xlsx")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var sum summary
+	body, _ := os.ReadFile(sumPath)
+	if err := json.Unmarshal(body, &sum); err != nil || len(sum.Batches) != 2 {
+		t.Fatalf("summary %s: %v", body, err)
+	}
+	byFile := map[string]map[int64]resultRow{}
+	for _, b := range sum.Batches {
+		if b.CallsSaved != 4 {
+			t.Errorf("%s: %d calls saved, want 4", b.Source, b.CallsSaved)
+		}
+		rows := map[int64]resultRow{}
+		err := filepath.WalkDir(filepath.Join(out, b.BatchID), func(p string, d fs.DirEntry, err error) error {
+			if err != nil || !strings.HasSuffix(p, ".parquet") {
+				return err
+			}
+			got, err := parquet.ReadFile[resultRow](p)
+			for _, r := range got {
+				rows[r.RowNumber] = r
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		byFile[filepath.Ext(b.Source)] = rows
+	}
+	csvRows, xlsxRows := byFile[".csv"], byFile[".xlsx"]
+	if len(csvRows) != 18 || len(xlsxRows) != 18 {
+		t.Fatalf("%d and %d rows", len(csvRows), len(xlsxRows))
+	}
+	str := func(p *string) string {
+		if p == nil {
+			return "<nil>"
+		}
+		return *p
+	}
+	num := func(p *int64) string {
+		if p == nil {
+			return "<nil>"
+		}
+		return strconv.FormatInt(*p, 10)
+	}
+	for n, c := range csvRows {
+		x := xlsxRows[n]
+		if c.Status != x.Status || str(c.Reference) != str(x.Reference) || num(c.QFValue) != num(x.QFValue) ||
+			str(c.Tranche) != str(x.Tranche) || num(c.Tarif) != num(x.Tarif) || str(c.ErrorCode) != str(x.ErrorCode) {
+			t.Errorf("row %d: csv %s %s %s, xlsx %s %s %s", n, c.Status, num(c.QFValue), str(c.Tranche), x.Status, num(x.QFValue), str(x.Tranche))
 		}
 	}
 }

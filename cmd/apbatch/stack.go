@@ -76,6 +76,8 @@ type stackConfig struct {
 	Checks []schemas.Check
 	// Encoding is the input files' encoding; "" detects it.
 	Encoding string
+	// Sheet is the sheet read in XLSX files; "" is the first one.
+	Sheet string
 	// SharedIP, when set, names the egress IP whose per-IP budget the
 	// worker pools share through the ledger with every other process
 	// using the same name.
@@ -129,7 +131,7 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 	resR := kafka.NewReader(cfg.Kafka, groupWriters, schemas.TopicResults)
 	st.readers = []*kafkago.Reader{upR, jobR, resR}
 
-	splitter := &pipeline.Splitter{S3: client, Ledger: store, Jobs: st.jobsW, Results: st.resW, Log: cfg.Log, Encoding: cfg.Encoding}
+	splitter := &pipeline.Splitter{S3: client, Ledger: store, Jobs: st.jobsW, Results: st.resW, Log: cfg.Log, Encoding: cfg.Encoding, Sheet: cfg.Sheet}
 	st.ingest = &pipeline.Ingester{Uploads: upR, Ledger: store, Splitter: splitter, Log: cfg.Log,
 		Bucket: client.Bucket(), Period: cfg.Period, Recipient: cfg.Recipient, Checks: cfg.Checks}
 	st.pool = newPool(cfg, jobR, st.resW, store)

@@ -71,7 +71,7 @@ func (r Row) Invalid(i int) []string {
 type Reader struct {
 	name    string
 	now     time.Time
-	r       *stdcsv.Reader
+	src     source
 	header  []string
 	cols    map[string]int // canonical column → index
 	headers map[string]string
@@ -88,8 +88,10 @@ type Options struct {
 	Now time.Time
 	// Checks are the batch's checks; nil means the quotient familial.
 	Checks []schemas.Check
-	// Encoding is one of Encodings, or "" to detect it.
+	// Encoding is one of Encodings, or "" to detect it (CSV only).
 	Encoding string
+	// Sheet is the sheet of a workbook to read; "" is the first one.
+	Sheet string
 }
 
 // NewReader reads and checks the header of the CSV in r for checks (none:
@@ -106,10 +108,6 @@ func NewReader(r io.Reader, name string, now time.Time, checks ...schemas.Check)
 // punctuation, through Aliases. A file with a header and no row is not an
 // error here: the first Next returns io.EOF and the caller decides.
 func Open(r io.Reader, name string, opts Options) (*Reader, error) {
-	checks := opts.Checks
-	if len(checks) == 0 {
-		checks = []schemas.Check{schemas.CheckQuotientFamilial}
-	}
 	raw := bufio.NewReaderSize(r, sniffSize)
 	head, _ := raw.Peek(sniffSize)
 	if len(bytes.TrimSpace(head)) == 0 {
@@ -130,11 +128,47 @@ func Open(r io.Reader, name string, opts Options) (*Reader, error) {
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = false
 	cr.LazyQuotes = false
-	header, err := cr.Read()
+	return fromSource(csvSource{cr}, name, opts)
+}
+
+// source yields the records of a file: a CSV or a spreadsheet's sheet.
+type source interface {
+	// Read returns the next record and the line it starts on; a
+	// *stdcsv.ParseError is a broken record, io.EOF the end.
+	Read() (rec []string, line int, err error)
+}
+
+// csvSource reads records with encoding/csv.
+type csvSource struct{ r *stdcsv.Reader }
+
+func (c csvSource) Read() ([]string, int, error) {
+	rec, err := c.r.Read()
+	var pe *stdcsv.ParseError
+	switch {
+	case err == nil:
+		line, _ := c.r.FieldPos(0)
+		return rec, line, nil
+	case errors.As(err, &pe):
+		return rec, pe.StartLine, err
+	}
+	return rec, 0, err
+}
+
+// fromSource reads and maps the header of src, then checks that the
+// batch's checks find the columns they need.
+func fromSource(src source, name string, opts Options) (*Reader, error) {
+	checks := opts.Checks
+	if len(checks) == 0 {
+		checks = []schemas.Check{schemas.CheckQuotientFamilial}
+	}
+	header, _, err := src.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, &FileError{File: name, Message: "le fichier est vide ; il doit commencer par une ligne d'en-tête (" + strings.Join(requiredHint, ", ") + ")"}
+	}
 	if err != nil {
 		return nil, &FileError{File: name, Message: "en-tête illisible (" + describeParseError(err) + ")"}
 	}
-	rd := &Reader{name: name, now: opts.Now, r: cr, header: header, cols: map[string]int{}, headers: map[string]string{}, checks: checks}
+	rd := &Reader{name: name, now: opts.Now, src: src, header: header, cols: map[string]int{}, headers: map[string]string{}, checks: checks}
 	rank := map[string]int{} // how specific the header that named a column is
 	retired := false
 	for i, h := range header {
@@ -247,17 +281,17 @@ func (r *Reader) Header() []string { return r.header }
 // are reported in Row.Errors; the error is for I/O failures only.
 func (r *Reader) Next() (Row, error) {
 	for {
-		rec, err := r.r.Read()
+		rec, line, err := r.src.Read()
 		if errors.Is(err, io.EOF) {
 			return Row{}, io.EOF
 		}
 		var pe *stdcsv.ParseError
 		if err != nil && !errors.As(err, &pe) {
+			var fe *FileError
+			if errors.As(err, &fe) {
+				return Row{}, err
+			}
 			return Row{}, fmt.Errorf("csv: read %s: %w", r.name, err)
-		}
-		line := 0
-		if err == nil {
-			line, _ = r.r.FieldPos(0)
 		}
 		if err == nil && blank(rec) {
 			continue

@@ -1,6 +1,7 @@
 package csv
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"os"
@@ -394,4 +395,40 @@ func TestReader_NoHeaderDoesNotEchoData(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "DUPONT") || strings.Contains(err.Error(), "2014") {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// FuzzOpenXLSX: whatever bytes come as a workbook, the reader returns rows
+// or a FileError, never a panic or another error.
+func FuzzOpenXLSX(f *testing.F) {
+	sample, err := os.ReadFile("../../deploy/samples/cantine-mairie.xlsx")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(sample)
+	f.Add(sample[:len(sample)/2])
+	f.Add([]byte("PK\x03\x04"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r, err := OpenXLSX(bytes.NewReader(in), "fuzz.xlsx", Options{Now: today})
+		if err != nil {
+			var fe *FileError
+			if !errors.As(err, &fe) {
+				t.Fatalf("OpenXLSX error is not a FileError: %v", err)
+			}
+			return
+		}
+		for i := 0; i < 10000; i++ {
+			_, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			var fe *FileError
+			if err != nil && !errors.As(err, &fe) {
+				t.Fatalf("Next: %v", err)
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
 }
