@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -431,4 +432,97 @@ func FuzzOpenXLSX(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestMalformedCorpus: every file of testdata/malformed fails with its
+// file-level message, or reads with its row-level one, or (the controls)
+// reads cleanly. The reader is picked as the splitter picks it.
+func TestMalformedCorpus(t *testing.T) {
+	want := map[string]string{
+		"01-vide.csv":                          "file: le fichier est vide",
+		"02-lignes-blanches.csv":               "file: le fichier est vide",
+		"03-en-tete-seul.csv":                  "norows",
+		"04-sans-en-tete.csv":                  "file: aucune des 5 colonnes de la première ligne n'est reconnue",
+		"05-colonnes-manquantes.csv":           "file: colonnes manquantes : sexe, code_insee_commune_naissance",
+		"06-colonne-en-double.csv":             "file: « NOM DE NAISSANCE » apparaît deux fois",
+		"07-numero-allocataire.csv":            "file: numéro allocataire CAF",
+		"08-classeur-renomme.csv":              "file: classeur Excel illisible",
+		"09-pdf.csv":                           "file: ce fichier est un PDF",
+		"10-binaire.csv":                       "file: ce fichier est un fichier binaire",
+		"11-ancien-xls.xls":                    "file: un ancien classeur Excel (.xls)",
+		"12-guillemet-non-ferme.csv":           "row: ligne 2 : guillemet",
+		"13-nombre-de-champs.csv":              "row: ligne 2 : 4 champs au lieu de 7",
+		"14-date-impossible.csv":               "row: ligne 2, colonne « date_naissance » : date impossible",
+		"15-date-future.csv":                   "row: ligne 2, colonne « date_naissance » : année hors limites",
+		"16-sexe-inconnu.csv":                  "row: ligne 2, colonne « sexe » : valeur non reconnue",
+		"17-commune-invalide.csv":              "row: ligne 2, colonne « code_insee_commune_naissance » : code commune INSEE (COG) invalide",
+		"18-pays-par-son-nom.csv":              "row: ligne 2, colonne « code_insee_pays_naissance » : code pays COG invalide",
+		"19-nom-avec-chiffre.csv":              "row: ligne 2, colonne « nom_naissance » : caractères non acceptés",
+		"20-trop-de-prenoms.csv":               "row: ligne 2, colonne « prenoms » : trop de prénoms",
+		"21-commune-manquante.csv":             "row: ligne 2, colonne « code_insee_commune_naissance » : valeur manquante",
+		"22-departement-invalide.csv":          "row: ligne 2, colonne « departement_naissance » : département invalide",
+		"23-utf16-sans-bom.csv":                "file: ce fichier est un fichier binaire",
+		"24-reference-trop-longue.csv":         "row: ligne 2, colonne « reference » : référence trop longue",
+		"25-classeur-tronque.xlsx":             "file: classeur Excel illisible",
+		"26-mois-impossible.csv":               "row: ligne 2, colonne « date_naissance » : mois impossible",
+		"27-separateur-tabulation.csv":         "ok",
+		"28-classeur-colonnes-manquantes.xlsx": "file: colonnes manquantes : sexe, code_insee_commune_naissance",
+	}
+	files, err := os.ReadDir("testdata/malformed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 25 || len(files) != len(want) {
+		t.Fatalf("%d files in the corpus, %d expectations", len(files), len(want))
+	}
+	for _, fi := range files {
+		name := fi.Name()
+		t.Run(name, func(t *testing.T) {
+			exp, ok := want[name]
+			if !ok {
+				t.Fatal("no expectation")
+			}
+			raw, err := os.ReadFile(filepath.Join("testdata/malformed", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r *Reader
+			if IsXLSX(name, raw[:min(4, len(raw))]) {
+				r, err = OpenXLSX(bytes.NewReader(raw), name, Options{Now: today})
+			} else {
+				r, err = Open(bytes.NewReader(raw), name, Options{Now: today})
+			}
+			got := "ok"
+			switch {
+			case err != nil:
+				got = "file: " + err.Error()
+			default:
+				var rows int
+				for {
+					row, err := r.Next()
+					if errors.Is(err, io.EOF) {
+						break
+					}
+					if err != nil {
+						got = "file: " + err.Error()
+						break
+					}
+					rows++
+					if bad := row.Invalid(0); len(bad) > 0 {
+						got = "row: " + strings.Join(bad, " | ")
+					}
+				}
+				if rows == 0 && got == "ok" {
+					got = "norows"
+				}
+			}
+			kind, text, _ := strings.Cut(exp, ": ")
+			if !strings.HasPrefix(got, kind) || !strings.Contains(got, text) {
+				t.Errorf("got %q\nwant %q", got, exp)
+			}
+			if strings.Contains(got, "DUPONT") || strings.Contains(got, "DUP0NT") {
+				t.Errorf("message echoes a name: %q", got)
+			}
+		})
+	}
 }
