@@ -56,10 +56,11 @@ type civilityRules struct {
 }
 
 var (
-	dssRules       = civilityRules{maxPrenoms: MaxPrenomsQF, sexRequired: true, communeRequired: true}
-	cnousRules     = civilityRules{maxPrenoms: 3, fullDate: true}
+	// Beyond the first names a route accepts, the first ones are sent.
+	dssRules       = civilityRules{keepFirst: MaxPrenomsQF, sexRequired: true, communeRequired: true}
+	cnousRules     = civilityRules{keepFirst: 3, fullDate: true}
 	mesriRules     = civilityRules{keepFirst: 1, sexRequired: true, fullDate: true}
-	scolariteRules = civilityRules{maxPrenoms: 3, sexRequired: true, fullDate: true}
+	scolariteRules = civilityRules{keepFirst: 3, sexRequired: true, fullDate: true}
 )
 
 // ParseIdentity builds the identity of one row from its raw fields, keyed by

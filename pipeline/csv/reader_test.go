@@ -116,7 +116,7 @@ func TestReader_RowErrors(t *testing.T) {
 		{"ligne 3, colonne « sexe » : valeur manquante"},
 		{"ligne 4, colonne « code_insee_commune_naissance » : valeur manquante"},
 		{"ligne 5 : 4 champs au lieu de 6"},
-		{"colonne « nom_naissance »", "colonne « prenoms » : trop de prénoms", "colonne « sexe » : valeur non reconnue", "colonne « date_naissance »", "un code postal n'est pas un code INSEE"},
+		{"colonne « nom_naissance »", "colonne « sexe » : valeur non reconnue", "colonne « date_naissance »", "un code postal n'est pas un code INSEE"},
 	}
 	if len(rows) != len(want) {
 		t.Fatalf("%d rows", len(rows))
@@ -280,6 +280,9 @@ func TestParseFor(t *testing.T) {
 		{"scolarite, bad UAI and year", schemas.CheckScolarite, with("code_etablissement", "75123", "annee_scolaire", "2026-2028"), schemas.Identity{}, []string{"code_etablissement", "annee_scolaire"}},
 		{"scolarite, no school", schemas.CheckScolarite, civ, schemas.Identity{}, []string{"code_etablissement"}},
 		{"a DSS benefit takes the QF rules", schemas.CheckRSA, civ, schemas.Identity{}, []string{"code_insee_commune_naissance"}},
+		{"the first three first names are sent", schemas.CheckQuotientFamilial, with("prenoms", "Léa Anne Marie Jeanne", "code_insee_commune_naissance", "08480"),
+			schemas.Identity{NomNaissance: "MARTIN", Prenoms: []string{"Léa", "Anne", "Marie"}, Sexe: "F", AnneeNaissance: 2012, MoisNaissance: 5, JourNaissance: 14,
+				CodePaysNaissance: "99100", CodeCommuneNaissance: "08480"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, errs := schemas.ParseFor(tc.check, tc.fields, today)
@@ -458,7 +461,7 @@ func TestMalformedCorpus(t *testing.T) {
 		"17-commune-invalide.csv":              "row: ligne 2, colonne « code_insee_commune_naissance » : code commune INSEE (COG) invalide",
 		"18-pays-par-son-nom.csv":              "row: ligne 2, colonne « code_insee_pays_naissance » : code pays COG invalide",
 		"19-nom-avec-chiffre.csv":              "row: ligne 2, colonne « nom_naissance » : caractères non acceptés",
-		"20-trop-de-prenoms.csv":               "row: ligne 2, colonne « prenoms » : trop de prénoms",
+		"20-prenom-avec-chiffre.csv":           "row: ligne 2, colonne « prenoms » : caractères non acceptés",
 		"21-commune-manquante.csv":             "row: ligne 2, colonne « code_insee_commune_naissance » : valeur manquante",
 		"22-departement-invalide.csv":          "row: ligne 2, colonne « departement_naissance » : département invalide",
 		"23-utf16-sans-bom.csv":                "file: ce fichier est un fichier binaire",
