@@ -62,6 +62,7 @@ func runMain(ctx context.Context, e env, args []string) int {
 		"sandbox": &sandboxCommand{env: e},
 		"bench":   &benchCommand{env: e},
 		"audit":   &auditCommand{env: e},
+		"results": &resultsCommand{env: e},
 	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) > 1 {
@@ -94,7 +95,8 @@ func runMain(ctx context.Context, e env, args []string) int {
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `apbatch verifies citizens' situations in bulk through API Particulier
-(quotient familial CAF/MSA) for collectivités.
+(quotient familial CAF/MSA, benefits, student and school status) for
+collectivités.
 
 Usage:
   apbatch <command> [flags] [args]
@@ -102,12 +104,14 @@ Usage:
 Commands:
   run       verify files end to end (embedded Kafka, S3, ledger and sandbox by default)
   sandbox   serve a faithful API Particulier sandbox, print a token, or generate a roster
+  results   write a batch's results for agents: CSV or XLSX joined to the input rows, or Parquet
   audit     purge the audit trail of provider calls past its retention
   bench     measure scenarios (rate limits, latency, pipeline overhead) against the sandbox
   help      show this help, or "help <command>" for a command's flags
 
 Example:
-  apbatch run deploy/samples/cantine-demo.csv
+  apbatch run --tariff deploy/samples/tarifs-cantine.yaml deploy/samples/cantine-mairie.csv
+  apbatch results -o resultats.xlsx
 `)
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/xuri/excelize/v2"
 
 	"github.com/apbatch/apbatch/pipeline/ledger"
 	"github.com/apbatch/apbatch/schemas"
@@ -349,6 +350,38 @@ func TestRun_TownRoster(t *testing.T) {
 		if r.Status == "invalid_input" && (r.ErrorMessage == nil || !strings.Contains(*r.ErrorMessage, "colonne « ")) {
 			t.Errorf("row %d: message %v", r.RowNumber, r.ErrorMessage)
 		}
+	}
+
+	// Agents get the roster back with the results after its columns.
+	for _, name := range []string{"resultats.csv", "resultats.xlsx", "resultats.parquet"} {
+		path := filepath.Join(dir, name)
+		if code, out, errs := runApbatch(t, ctx, "results", "--data-dir", filepath.Join(dir, "data"), "-o", path); code != 0 {
+			t.Fatalf("results %s: %d %s %s", name, code, out, errs)
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "resultats.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(raw)
+	lines := strings.Split(strings.TrimSuffix(text, "\r\n"), "\r\n")
+	if !strings.HasPrefix(text, "\ufeffN° famille;Enfant;Classe;NOM DE NAISSANCE") || len(lines) != 19 ||
+		!strings.HasSuffix(lines[0], ";Statut;Quotient familial;Tranche;Tarif;À vérifier;Message") ||
+		!strings.Contains(lines[1], "F001;Sébastien;CM2;DA SILVA;") || !strings.Contains(lines[1], ";trouvé;798;C;2,40;;") {
+		t.Fatalf("csv export:\n%s", text)
+	}
+	xf, err := excelize.OpenFile(filepath.Join(dir, "resultats.xlsx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer xf.Close()
+	xrows, err := xf.GetRows(xf.GetSheetList()[0])
+	if err != nil || len(xrows) != 19 || xrows[1][9] != "trouvé" || xrows[1][11] != "C" {
+		t.Fatalf("xlsx export: %v %v", xrows, err)
+	}
+	pq, err := parquet.ReadFile[resultRow](filepath.Join(dir, "resultats.parquet"))
+	if err != nil || len(pq) != 18 || pq[0].RowNumber != 1 || pq[17].RowNumber != 18 {
+		t.Fatalf("parquet export: %d rows, %v", len(pq), err)
 	}
 }
 

@@ -44,6 +44,8 @@ type Row struct {
 	// Checks holds what each of the reader's checks sends for this row,
 	// in the reader's order.
 	Checks []CheckInput
+	// Record is the row's values as the file holds them, for exports.
+	Record []string
 }
 
 // CheckInput is one row as one check reads it.
@@ -297,7 +299,7 @@ func (r *Reader) Next() (Row, error) {
 			continue
 		}
 		r.n++
-		row := Row{Number: r.n, Line: line}
+		row := Row{Number: r.n, Line: line, Record: rec}
 		if pe != nil {
 			row.Line = pe.StartLine
 			row.Errors = []string{"ligne " + strconv.Itoa(pe.StartLine) + " : " + describeParseError(err)}

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/xitongsys/parquet-go-source/buffer"
 	pqparquet "github.com/xitongsys/parquet-go/parquet"
+	"github.com/xitongsys/parquet-go/reader"
 	"github.com/xitongsys/parquet-go/writer"
 
 	"github.com/apbatch/apbatch/schemas"
@@ -80,4 +82,18 @@ func Encode(w io.Writer, rows []schemas.ResultRow) error {
 		}
 	}
 	return pw.Close()
+}
+
+// Decode reads every row of a result file written by Writer.
+func Decode(b []byte) ([]schemas.ResultRow, error) {
+	pr, err := reader.NewParquetReader(buffer.NewBufferFileFromBytes(b), new(schemas.ResultRow), 1)
+	if err != nil {
+		return nil, fmt.Errorf("parquet: open: %w", err)
+	}
+	defer pr.ReadStop()
+	rows := make([]schemas.ResultRow, pr.GetNumRows())
+	if err := pr.Read(&rows); err != nil {
+		return nil, fmt.Errorf("parquet: read: %w", err)
+	}
+	return rows, nil
 }

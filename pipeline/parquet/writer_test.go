@@ -168,3 +168,18 @@ func BenchmarkWriter(b *testing.B) {
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "rows/s")
 }
+
+func TestDecode_RoundTrip(t *testing.T) {
+	var buf bytes.Buffer
+	in := sampleRows()
+	if err := Encode(&buf, in); err != nil {
+		t.Fatal(err)
+	}
+	out, err := Decode(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(in) || *out[0].Tranche != "E" || *out[0].Tarif != 410 || out[1].QFValue != nil || *out[3].PupilEnrolled != true {
+		t.Fatalf("%+v", out)
+	}
+}

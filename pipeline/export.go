@@ -1,0 +1,303 @@
+package pipeline
+
+import (
+	"bufio"
+	"context"
+	stdcsv "encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/xuri/excelize/v2"
+
+	"github.com/apbatch/apbatch/pipeline/csv"
+	"github.com/apbatch/apbatch/pipeline/ledger"
+	"github.com/apbatch/apbatch/pipeline/parquet"
+	"github.com/apbatch/apbatch/pipeline/s3"
+	"github.com/apbatch/apbatch/schemas"
+)
+
+// Export formats.
+const (
+	FormatCSV     = "csv"
+	FormatXLSX    = "xlsx"
+	FormatParquet = "parquet"
+)
+
+// Exporter gives agents a batch's results as they can open them: each
+// input row with its original columns, followed by its results (CSV or
+// XLSX), or the published results alone in one Parquet file.
+type Exporter struct {
+	S3     *s3.Client
+	Ledger *ledger.Store
+	// Encoding and Sheet read the input file as the splitter did.
+	Encoding, Sheet string
+}
+
+// Export writes batch id in format to w and returns the rows written.
+func (e *Exporter) Export(ctx context.Context, id, format string, w io.Writer) (int, error) {
+	b, err := e.Ledger.Batch(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	if b.State != ledger.StateComplete {
+		msg := "le lot " + id + " n'est pas terminé (état : " + b.State + ")"
+		if b.Error != "" {
+			msg += " : " + b.Error
+		}
+		return 0, errors.New(msg)
+	}
+	results, err := e.results(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	switch format {
+	case FormatParquet:
+		var all []schemas.ResultRow
+		for n := int64(1); n <= *b.RowsTotal; n++ {
+			for _, c := range b.CheckList() {
+				if r, ok := results[rowCheck{n, string(c)}]; ok {
+					all = append(all, r)
+				}
+			}
+		}
+		return len(all), parquet.Encode(w, all)
+	case FormatCSV, FormatXLSX:
+	default:
+		return 0, fmt.Errorf("format %q inconnu : csv, xlsx ou parquet", format)
+	}
+	header, rows, err := e.joined(ctx, b, results)
+	if err != nil {
+		return 0, err
+	}
+	if format == FormatCSV {
+		return len(rows), writeCSV(w, header, rows)
+	}
+	return len(rows), writeXLSX(w, header, rows)
+}
+
+type rowCheck struct {
+	n     int64
+	check string
+}
+
+// results reads the batch's published part files.
+func (e *Exporter) results(ctx context.Context, id string) (map[rowCheck]schemas.ResultRow, error) {
+	parts, err := e.Ledger.Parts(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[rowCheck]schemas.ResultRow)
+	for _, p := range parts {
+		body, _, err := e.S3.Open(ctx, p.ObjectKey)
+		if err != nil {
+			return nil, fmt.Errorf("export: %w", err)
+		}
+		raw, err := io.ReadAll(body)
+		body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("export: read %s: %w", p.ObjectKey, err)
+		}
+		rows, err := parquet.Decode(raw)
+		if err != nil {
+			return nil, fmt.Errorf("export: %s: %w", p.ObjectKey, err)
+		}
+		for _, r := range rows {
+			out[rowCheck{r.RowNumber, r.Check}] = r
+		}
+	}
+	return out, nil
+}
+
+// joined reads the input file again and puts each row's results after its
+// original columns.
+func (e *Exporter) joined(ctx context.Context, b ledger.Batch, results map[rowCheck]schemas.ResultRow) ([]string, [][]string, error) {
+	body, _, err := e.S3.Open(ctx, b.ObjectKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("export: the input file is gone (%w); export the Parquet results instead", err)
+	}
+	defer body.Close()
+	key, err := ParseIncomingKey(b.ObjectKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	br := bufio.NewReader(body)
+	head, _ := br.Peek(4)
+	opts := csv.Options{Checks: b.CheckList(), Encoding: e.Encoding, Sheet: e.Sheet, Now: time.Now()}
+	var r *csv.Reader
+	if csv.IsXLSX(key.File, head) {
+		r, err = csv.OpenXLSX(br, key.File, opts)
+	} else {
+		r, err = csv.Open(br, key.File, opts)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("export: %w", err)
+	}
+	checks := b.CheckList()
+	header := append([]string(nil), r.Header()...)
+	for _, c := range checks {
+		header = append(header, resultColumns(c, len(checks) > 1)...)
+	}
+	var rows [][]string
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		row, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("export: %w", err)
+		}
+		rec := make([]string, len(r.Header()), len(header))
+		copy(rec, row.Record)
+		for _, c := range checks {
+			rec = append(rec, resultValues(c, results[rowCheck{row.Number, string(c)}])...)
+		}
+		rows = append(rows, rec)
+	}
+	return header, rows, nil
+}
+
+// statusLabels are the statuses as agents read them.
+var statusLabels = map[string]string{
+	string(schemas.StatusOK): "trouvé", string(schemas.StatusNotFound): "non trouvé",
+	string(schemas.StatusIdentityUnresolved): "identité non reconnue", string(schemas.StatusInvalidInput): "ligne à corriger",
+	string(schemas.StatusProviderError): "erreur du fournisseur, à relancer", string(schemas.StatusUnauthorized): "jeton refusé",
+}
+
+// resultColumns names the columns a check adds.
+func resultColumns(c schemas.Check, prefixed bool) []string {
+	p := ""
+	if prefixed {
+		p = string(c) + " : "
+	}
+	if c == schemas.CheckQuotientFamilial {
+		return []string{p + "Statut", p + "Quotient familial", p + "Tranche", p + "Tarif", p + "À vérifier", p + "Message"}
+	}
+	return []string{p + "Statut", p + "Résultat", p + "Message"}
+}
+
+// resultValues are a result's values under resultColumns.
+func resultValues(c schemas.Check, r schemas.ResultRow) []string {
+	msg := deref(r.ErrorMessage)
+	status := statusLabels[r.Status]
+	if c == schemas.CheckQuotientFamilial {
+		qf, tarif, review := "", "", ""
+		if r.QFValue != nil {
+			qf = strconv.FormatInt(*r.QFValue, 10)
+		}
+		if r.Tarif != nil {
+			tarif = fmt.Sprintf("%d,%02d", *r.Tarif/100, *r.Tarif%100)
+		}
+		if r.NeedsReview {
+			review = "oui"
+		}
+		return []string{status, qf, deref(r.Tranche), tarif, review, msg}
+	}
+	return []string{status, facts(r), msg}
+}
+
+// facts summarises a result's check-specific values in French.
+func facts(r schemas.ResultRow) string {
+	var parts []string
+	yes := func(label string, v *bool) {
+		if v != nil {
+			if *v {
+				parts = append(parts, label+" : oui")
+			} else {
+				parts = append(parts, label+" : non")
+			}
+		}
+	}
+	text := func(label string, v *string) {
+		if v != nil && *v != "" {
+			parts = append(parts, label+" : "+*v)
+		}
+	}
+	date := func(label string, v *int32) {
+		if v != nil {
+			parts = append(parts, label+" : "+time.Unix(int64(*v)*86400, 0).UTC().Format("02/01/2006"))
+		}
+	}
+	yes("bénéficiaire", r.Beneficiary)
+	date("depuis le", r.BenefitSince)
+	yes("avec participation", r.C2SWithParticipation)
+	yes("majoré", r.BenefitIncreased)
+	yes("boursier", r.ScholarshipHolder)
+	text("échelon", r.ScholarshipLevel)
+	yes("inscrit", r.StudentEnrolled)
+	text("régime", r.StudentRegime)
+	yes("inscrit à France Travail", r.JobseekerRegistered)
+	if r.JobseekerCategory != nil {
+		parts = append(parts, "catégorie : "+strconv.Itoa(int(*r.JobseekerCategory)))
+	}
+	yes("scolarisé", r.PupilEnrolled)
+	text("année scolaire", r.SchoolYear)
+	text("établissement", r.EstablishmentUAI)
+	text("régime de demi-pension", r.BoardingRegime)
+	return strings.Join(parts, " ; ")
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// writeCSV writes what Excel opens as is: UTF-8 with a BOM, ';', CRLF.
+func writeCSV(w io.Writer, header []string, rows [][]string) error {
+	bw := bufio.NewWriter(w)
+	bw.WriteString("\ufeff")
+	cw := stdcsv.NewWriter(bw)
+	cw.Comma = ';'
+	cw.UseCRLF = true
+	cw.Write(header)
+	cw.WriteAll(rows)
+	if err := cw.Error(); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	return bw.Flush()
+}
+
+// writeXLSX writes one sheet, the header in bold and frozen.
+func writeXLSX(w io.Writer, header []string, rows [][]string) error {
+	f := excelize.NewFile()
+	defer f.Close()
+	const sheet = "Résultats"
+	f.SetSheetName("Sheet1", sheet)
+	sw, err := f.NewStreamWriter(sheet)
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	bold, _ := f.NewStyle(&excelize.Style{Font: &excelize.Font{Bold: true}})
+	row := func(n int, vals []string, style int) error {
+		cells := make([]any, len(vals))
+		for i, v := range vals {
+			cells[i] = excelize.Cell{Value: v, StyleID: style}
+		}
+		cell, _ := excelize.CoordinatesToCellName(1, n)
+		return sw.SetRow(cell, cells)
+	}
+	sw.SetPanes(&excelize.Panes{Freeze: true, YSplit: 1, TopLeftCell: "A2", ActivePane: "bottomLeft"})
+	if err := row(1, header, bold); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	for i, r := range rows {
+		if err := row(i+2, r, 0); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+	}
+	if err := sw.Flush(); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	if _, err := f.WriteTo(w); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	return nil
+}
