@@ -7,12 +7,20 @@
 package pipeline
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/apbatch/apbatch/pipeline/s3"
+	"github.com/apbatch/apbatch/schemas"
 )
 
 // Object key layout in the bucket.
@@ -102,4 +110,46 @@ func ObjectVersion(versionID, etag, sequencer string) string {
 		return etag
 	}
 	return sequencer
+}
+
+// ColumnsKey is where a tenant's explicit column mapping lives in the
+// bucket: YAML, canonical column → the header its files use.
+func ColumnsKey(tenant string) string { return "config/" + tenant + "/colonnes.yaml" }
+
+// ParseColumns reads a column mapping ("nom_naissance: NOM JF").
+func ParseColumns(b []byte) (map[string]string, error) {
+	var m map[string]string
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("correspondance de colonnes illisible (attendu « colonne_apbatch: En-tête du fichier » par ligne) : %w", err)
+	}
+	for c := range m {
+		if !slices.Contains(schemas.Columns, c) {
+			return nil, fmt.Errorf("correspondance de colonnes : « %s » n'est pas une colonne d'apbatch (colonnes : %s)", c, strings.Join(schemas.Columns, ", "))
+		}
+	}
+	return m, nil
+}
+
+// TenantColumns returns a loader of tenants' column mappings from the
+// bucket, for Splitter.Columns.
+func TenantColumns(client *s3.Client) func(ctx context.Context, tenant string) (map[string]string, error) {
+	return func(ctx context.Context, tenant string) (map[string]string, error) {
+		body, _, err := client.Open(ctx, ColumnsKey(tenant))
+		if errors.Is(err, s3.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("columns of %s: %w", tenant, err)
+		}
+		defer body.Close()
+		raw, err := io.ReadAll(io.LimitReader(body, 1<<16))
+		if err != nil {
+			return nil, fmt.Errorf("columns of %s: %w", tenant, err)
+		}
+		m, err := ParseColumns(raw)
+		if err != nil {
+			return nil, &FileError{Message: err.Error()}
+		}
+		return m, nil
+	}
 }

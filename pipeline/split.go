@@ -48,6 +48,18 @@ type Splitter struct {
 	Encoding string
 	// Sheet is the sheet read in workbooks; "" is the first one.
 	Sheet string
+	// MaxSize refuses larger files. Default: 200 MB.
+	MaxSize int64
+	// Columns, when set, returns a tenant's explicit column mapping
+	// (canonical column → the header its files use), or nil.
+	Columns func(ctx context.Context, tenant string) (map[string]string, error)
+}
+
+func (s *Splitter) maxSize() int64 {
+	if s.MaxSize > 0 {
+		return s.MaxSize
+	}
+	return 200 << 20
 }
 
 func (s *Splitter) now() time.Time {
@@ -167,7 +179,8 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 
 // scan streams the batch's object row by row.
 func (s *Splitter) scan(ctx context.Context, b ledger.Batch, name string, checks []schemas.Check, fn func(csv.Row) error) error {
-	body, _, err := s.S3.Open(ctx, b.ObjectKey)
+	opts := csv.Options{Now: s.now(), Checks: checks, Encoding: s.Encoding, Sheet: s.Sheet}
+	body, info, err := s.S3.Open(ctx, b.ObjectKey)
 	if errors.Is(err, s3.ErrNotFound) {
 		return &FileError{Message: fmt.Sprintf("fichier « %s » introuvable dans le bucket ; déposez-le à nouveau", name)}
 	}
@@ -175,9 +188,16 @@ func (s *Splitter) scan(ctx context.Context, b ledger.Batch, name string, checks
 		return fmt.Errorf("split: %w", err)
 	}
 	defer body.Close()
+	if limit := s.maxSize(); info.Size > limit {
+		return &FileError{Message: fmt.Sprintf("fichier « %s » trop volumineux (%d Mo, %d Mo au plus) ; découpez-le en plusieurs fichiers", name, info.Size>>20, limit>>20)}
+	}
+	if s.Columns != nil {
+		if opts.Columns, err = s.Columns(ctx, b.Tenant); err != nil {
+			return err
+		}
+	}
 	br := bufio.NewReader(body)
 	head, _ := br.Peek(4)
-	opts := csv.Options{Now: s.now(), Checks: checks, Encoding: s.Encoding, Sheet: s.Sheet}
 	var r *csv.Reader
 	if csv.IsXLSX(name, head) {
 		r, err = csv.OpenXLSX(br, name, opts)

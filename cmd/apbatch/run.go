@@ -49,7 +49,7 @@ type runCommand struct {
 	seed                                         uint64
 	share                                        float64
 	runWindow, checks, sharedIP, encoding        string
-	tariff, sheet                                string
+	tariff, sheet, columns                       string
 	noMaintenance                                bool
 	flushInterval                                time.Duration
 }
@@ -66,6 +66,7 @@ func (c *runCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.checks, "checks", "qf", "verifications to run, comma-separated, or all; each row gets one result per check: "+schemas.CheckNames())
 	fs.StringVar(&c.encoding, "encoding", "", "input files' encoding: "+strings.Join(csv.Encodings, ", ")+" (default: detected: a BOM, else UTF-8 when valid, else windows-1252)")
 	fs.StringVar(&c.tariff, "tariff", "", "tariff grid (YAML) of the tenant: prices each QF result with its bracket (tranche) and price per meal (tarif); see deploy/samples/tarifs-cantine.yaml")
+	fs.StringVar(&c.columns, "columns", "", "the tenant's column mapping (YAML, apbatch column: the header its files use), for headers no alias recognises")
 	fs.StringVar(&c.sheet, "sheet", "", "sheet to read in .xlsx files (default: the first one)")
 	fs.StringVar(&c.period, "period", "", "QF month to ask for, YYYY-MM (default: the API's current month)")
 	fs.StringVar(&c.recipient, "recipient", "", "SIRET of the collectivité, sent with every call (default with the embedded sandbox: "+dinumSIRET+")")
@@ -207,6 +208,18 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	if c.tariff != "" {
 		if err := uploadTariff(ctx, st, c.tenant, c.tariff); err != nil {
 			return err
+		}
+	}
+	if c.columns != "" {
+		raw, err := os.ReadFile(c.columns)
+		if err != nil {
+			return fmt.Errorf("--columns: %w", err)
+		}
+		if _, err := pipeline.ParseColumns(raw); err != nil {
+			return fmt.Errorf("--columns %s: %w", c.columns, err)
+		}
+		if _, err := st.s3.Put(ctx, pipeline.ColumnsKey(c.tenant), bytes.NewReader(raw), int64(len(raw)), "application/yaml"); err != nil {
+			return fmt.Errorf("--columns: %w", err)
 		}
 	}
 	batches, err := uploadFiles(ctx, st, c.tenant, c.campaign, files)

@@ -131,7 +131,8 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 	resR := kafka.NewReader(cfg.Kafka, groupWriters, schemas.TopicResults)
 	st.readers = []*kafkago.Reader{upR, jobR, resR}
 
-	splitter := &pipeline.Splitter{S3: client, Ledger: store, Jobs: st.jobsW, Results: st.resW, Log: cfg.Log, Encoding: cfg.Encoding, Sheet: cfg.Sheet}
+	splitter := &pipeline.Splitter{S3: client, Ledger: store, Jobs: st.jobsW, Results: st.resW, Log: cfg.Log, Encoding: cfg.Encoding, Sheet: cfg.Sheet,
+		Columns: pipeline.TenantColumns(client)}
 	st.ingest = &pipeline.Ingester{Uploads: upR, Ledger: store, Splitter: splitter, Log: cfg.Log,
 		Bucket: client.Bucket(), Period: cfg.Period, Recipient: cfg.Recipient, Checks: cfg.Checks}
 	st.pool = newPool(cfg, jobR, st.resW, store)

@@ -94,6 +94,9 @@ type Options struct {
 	Encoding string
 	// Sheet is the sheet of a workbook to read; "" is the first one.
 	Sheet string
+	// Columns maps canonical columns to the headers a tenant's files use
+	// for them, beyond the aliases; it wins over them.
+	Columns map[string]string
 }
 
 // NewReader reads and checks the header of the CSV in r for checks (none:
@@ -173,15 +176,26 @@ func fromSource(src source, name string, opts Options) (*Reader, error) {
 	rd := &Reader{name: name, now: opts.Now, src: src, header: header, cols: map[string]int{}, headers: map[string]string{}, checks: checks}
 	rank := map[string]int{} // how specific the header that named a column is
 	retired := false
+	explicit := map[string]string{} // normalised header → canonical column
+	for c, h := range opts.Columns {
+		if !slices.Contains(schemas.Columns, c) {
+			return nil, &FileError{File: name, Message: fmt.Sprintf("correspondance de colonnes : « %s » n'est pas une colonne d'apbatch (colonnes : %s)", c, strings.Join(schemas.Columns, ", "))}
+		}
+		explicit[NormalizeHeader(h)] = c
+	}
 	for i, h := range header {
 		h = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))
 		key := NormalizeHeader(h)
 		retired = retired || retiredKeys[key]
-		c := aliasIndex[key]
+		c, r := aliasIndex[key], 0
+		if e, ok := explicit[key]; ok {
+			c, r = e, -1 // the tenant's own mapping wins
+		} else if c != "" {
+			r = aliasRank(c, key)
+		}
 		if c == "" {
 			continue
 		}
-		r := aliasRank(c, key)
 		if prev, dup := rd.cols[c]; dup {
 			switch {
 			case rank[c] < r:

@@ -186,6 +186,28 @@ func TestOpen_EncodingsDelimitersAndHeaders(t *testing.T) {
 	}
 }
 
+// TestOpen_TenantColumns: a tenant's mapping names headers no alias knows,
+// and wins over the aliases.
+func TestOpen_TenantColumns(t *testing.T) {
+	in := "NOM JF;Nom;Prénom;Genre;Date;INSEE naiss.\nLEFÈVRE;MARTIN;Zoé;F;05/09/2014;08480\n"
+	if _, err := Open(strings.NewReader(in), "r.csv", Options{Now: today}); err == nil {
+		t.Fatal("headers unknown to the aliases were accepted")
+	}
+	cols := map[string]string{"nom_naissance": "Nom JF", "date_naissance": "Date", "code_insee_commune_naissance": "INSEE naiss."}
+	r, err := Open(strings.NewReader(in), "r.csv", Options{Now: today, Columns: cols})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row, _ := r.Next()
+	if id := row.Checks[0].Identity; id.NomNaissance != "LEFÈVRE" || id.JourNaissance != 5 || id.CodeCommuneNaissance != "08480" || len(row.Invalid(0)) > 0 {
+		t.Fatalf("%+v %v", id, row.Invalid(0))
+	}
+	if _, err := Open(strings.NewReader(in), "r.csv", Options{Now: today, Columns: map[string]string{"nom_jeune_fille": "NOM JF"}}); err == nil ||
+		!strings.Contains(err.Error(), "n'est pas une colonne d'apbatch") {
+		t.Fatalf("unknown column in mapping: %v", err)
+	}
+}
+
 func TestNormalizeHeader(t *testing.T) {
 	for in, want := range map[string]string{"Prénom(s)": "prenom_s", " NOM DE NAISSANCE ": "nom_de_naissance", "Né(e) le": "ne_e_le",
 		"N° allocataire": "n_allocataire", "code_insee_commune_naissance": "code_insee_commune_naissance", "Date_de__naissance": "date_de_naissance"} {
