@@ -247,11 +247,15 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 
 	id.CodePaysNaissance = strings.TrimSpace(fields[ColPaysNaissance])
 	switch fold(id.CodePaysNaissance) {
-	case "", "FRANCE", "FR", "FRA":
+	case "", "FR", "FRA":
 		id.CodePaysNaissance = CodePaysFrance
 	}
 	if !paysPattern.MatchString(id.CodePaysNaissance) {
-		bad(ColPaysNaissance, "code pays COG invalide (5 chiffres commençant par 99, par exemple 99350 pour le Maroc ; seule « France » est reconnue par son nom)")
+		if code := CountryCode(id.CodePaysNaissance); code != "" {
+			id.CodePaysNaissance = code
+		} else {
+			bad(ColPaysNaissance, "pays non reconnu : donnez son nom (par exemple Maroc) ou son code COG (5 chiffres commençant par 99, par exemple 99350)")
+		}
 	}
 
 	commune := strings.ToUpper(strings.TrimSpace(fields[ColCommuneNaissance]))

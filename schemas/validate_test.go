@@ -47,3 +47,14 @@ func TestParseBirthDate(t *testing.T) {
 		}
 	}
 }
+
+func TestCountryCode(t *testing.T) {
+	for in, want := range map[string]string{"France": "99100", "FRANCE": "99100", "Maroc": "99350", "algerie": "99352",
+		"Côte d'Ivoire": "99326", "COTE D IVOIRE": "99326", "Côte d’Ivoire": "99326", "USA": "99404", "États-Unis": "99404",
+		"Royaume-Uni": "99132", "Viêt Nam": "99243", "RDC": "99312", "Congo": "99324", "Turquie": "99208", "Portugal": "99139",
+		"Atlantide": "", "": ""} {
+		if got := CountryCode(in); got != want {
+			t.Errorf("CountryCode(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
