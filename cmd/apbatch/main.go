@@ -63,6 +63,7 @@ func runMain(ctx context.Context, e env, args []string) int {
 		"bench":   &benchCommand{env: e},
 		"audit":   &auditCommand{env: e},
 		"results": &resultsCommand{env: e},
+		"status":  &statusCommand{env: e},
 	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) > 1 {
@@ -104,6 +105,7 @@ Usage:
 Commands:
   run       verify files end to end (embedded Kafka, S3, ledger and sandbox by default)
   sandbox   serve a faithful API Particulier sandbox, print a token, or generate a roster
+  status    show batches: results published, calls per second, ETA (--watch to follow)
   results   write a batch's results for agents: CSV or XLSX joined to the input rows, or Parquet
   audit     purge the audit trail of provider calls past its retention
   bench     measure scenarios (rate limits, latency, pipeline overhead) against the sandbox

@@ -352,6 +352,11 @@ func TestRun_TownRoster(t *testing.T) {
 		}
 	}
 
+	if code, out, errs := runApbatch(t, ctx, "status", "--data-dir", filepath.Join(dir, "data")); code != 0 ||
+		!strings.Contains(out, "cantine-mairie.csv  complete  18/18") {
+		t.Errorf("status: %d\n%s%s", code, out, errs)
+	}
+
 	// Agents get the roster back with the results after its columns.
 	for _, name := range []string{"resultats.csv", "resultats.xlsx", "resultats.parquet"} {
 		path := filepath.Join(dir, name)

@@ -532,6 +532,15 @@ func (s *Store) PurgeCalls(ctx context.Context, before time.Time) (int64, error)
 	return n, nil
 }
 
+// CallsSince counts the provider calls of a batch made at or after since.
+func (s *Store) CallsSince(ctx context.Context, batchID string, since time.Time) (int64, error) {
+	var n int64
+	if err := s.db.GetContext(ctx, &n, s.db.Rebind(`SELECT COUNT(*) FROM calls WHERE batch_id = ? AND at >= ?`), batchID, since.UTC()); err != nil {
+		return 0, fmt.Errorf("ledger: recent calls of %s: %w", batchID, err)
+	}
+	return n, nil
+}
+
 // BatchCalls returns the audit trail of one batch, oldest first.
 func (s *Store) BatchCalls(ctx context.Context, batchID string) ([]schemas.CallRecord, error) {
 	var out []schemas.CallRecord

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/apbatch/apbatch/pipeline/ledger"
+	"github.com/apbatch/apbatch/schemas"
+)
+
+// statusCommand is "apbatch status": where batches are, from the ledger.
+type statusCommand struct {
+	env
+	fs *flag.FlagSet
+
+	dataDir, dbURL string
+	watch          time.Duration
+	rate           int
+}
+
+func (c *statusCommand) flags() *flag.FlagSet {
+	if c.fs != nil {
+		return c.fs
+	}
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	fs.StringVar(&c.dataDir, "data-dir", "./apbatch-data", "folder of the embedded ledger (used when --db is not given)")
+	fs.StringVar(&c.dbURL, "db", "", "ledger URL: postgres://... or sqlite://PATH (default: the SQLite ledger in --data-dir)")
+	fs.DurationVar(&c.watch, "watch", 0, "refresh every this long (e.g. 2s) until every batch shown is finished")
+	fs.IntVar(&c.rate, "rate", 20, "the token's budget, calls per second, for the ETA before calls are measured")
+	c.fs = fs
+	return fs
+}
+
+// Usage prints the command's help.
+func (c *statusCommand) Usage() {
+	printUsage(c.stdout, c.stderr, c.flags(), `Usage: apbatch status [flags] [BATCH...]
+
+Shows, per batch (all of them by default), its state, results published
+out of expected by status, the provider calls of the last minute against
+the budget, and an ETA from the calls left at the measured rate. It reads
+the ledger only, so it works from any machine that reaches it.
+
+Flags:
+`)
+}
+
+// Run runs the command.
+func (c *statusCommand) Run(ctx context.Context, args []string) error {
+	fs := c.flags()
+	fs.Usage = c.Usage
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	url := c.dbURL
+	if url == "" {
+		path := filepath.Join(c.dataDir, "ledger.db")
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("no ledger in %s: run a batch first (apbatch run), or give --data-dir or --db", c.dataDir)
+		}
+		url = "sqlite://" + path
+	}
+	store, err := ledger.Open(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	for {
+		pending, err := c.print(ctx, c.stdout, store, fs.Args())
+		if err != nil {
+			return err
+		}
+		if c.watch <= 0 || !pending {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(c.watch):
+		}
+		fmt.Fprintln(c.stdout)
+	}
+}
+
+// print writes one table and reports whether a batch shown is unfinished.
+func (c *statusCommand) print(ctx context.Context, w io.Writer, store *ledger.Store, ids []string) (bool, error) {
+	var batches []ledger.Batch
+	if len(ids) == 0 {
+		all, err := store.Batches(ctx)
+		if err != nil {
+			return false, err
+		}
+		batches = all
+	}
+	for _, id := range ids {
+		b, err := store.Batch(ctx, id)
+		if errors.Is(err, ledger.ErrNotFound) {
+			return false, fmt.Errorf("no batch %s in the ledger", id)
+		}
+		if err != nil {
+			return false, err
+		}
+		batches = append(batches, b)
+	}
+	if len(batches) == 0 {
+		fmt.Fprintln(w, "no batch yet")
+		return false, nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BATCH\tTENANT\tFILE\tSTATE\tRESULTS\tOK\tNOT FOUND\tINVALID\tERRORS\tCALLS/S\tETA")
+	pending := false
+	now := time.Now()
+	for _, b := range batches {
+		counts, err := store.Counts(ctx, b.ID)
+		if err != nil {
+			return false, err
+		}
+		expected := "?"
+		eta := "-"
+		rate := "-"
+		if b.RowsTotal != nil {
+			total := *b.RowsTotal * int64(len(b.CheckList()))
+			expected = fmt.Sprint(total)
+			if b.State == ledger.StateSplit && b.LookupsTotal != nil && total > 0 {
+				recent, err := store.CallsSince(ctx, b.ID, now.Add(-time.Minute))
+				if err != nil {
+					return false, err
+				}
+				r := float64(recent) / 60
+				rate = fmt.Sprintf("%.1f/%d", r, c.rate)
+				if r <= 0 {
+					r = float64(c.rate)
+				}
+				left := float64(*b.LookupsTotal) * float64(total-counts.Rows) / float64(total)
+				eta = (time.Duration(left/r) * time.Second).Round(time.Second).String()
+			}
+		}
+		if b.State == ledger.StateCreated || b.State == ledger.StateSplit {
+			pending = true
+		}
+		errs := counts.ByStatus[schemas.StatusProviderError] + counts.ByStatus[schemas.StatusUnauthorized]
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%s\t%d\t%d\t%d\t%d\t%s\t%s\n", b.ID, b.Tenant, filepath.Base(b.ObjectKey), b.State,
+			counts.Rows, expected, counts.ByStatus[schemas.StatusOK],
+			counts.ByStatus[schemas.StatusNotFound]+counts.ByStatus[schemas.StatusIdentityUnresolved],
+			counts.ByStatus[schemas.StatusInvalidInput], errs, rate, eta)
+	}
+	if err := tw.Flush(); err != nil {
+		return false, err
+	}
+	for _, b := range batches {
+		if b.Error != "" {
+			fmt.Fprintf(w, "\n%s (%s) refused: %s\n", b.ID, filepath.Base(b.ObjectKey), b.Error)
+		}
+	}
+	return pending, nil
+}
