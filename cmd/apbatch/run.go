@@ -93,6 +93,7 @@ func (c *runCommand) flags() *flag.FlagSet {
 func (c *runCommand) Usage() {
 	fs := c.flags()
 	printUsage(c.stdout, c.stderr, fs, `Usage: apbatch run [flags] FILE...
+       apbatch run [flags]          (resumes the unfinished batches of --data-dir)
 
 Verifies every row of each FILE (an Excel workbook, .xlsx, or a CSV as
 exported by Excel or a family-management software: UTF-8, UTF-16 or
@@ -122,8 +123,11 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	}
 	files := fs.Args()
 	if len(files) == 0 {
-		fmt.Fprintln(c.stderr, "apbatch run: give at least one FILE to verify (try deploy/samples/cantine-demo.csv)")
-		return errUsage
+		if _, err := os.Stat(filepath.Join(c.dataDir, "ledger.db")); err != nil {
+			fmt.Fprintln(c.stderr, "apbatch run: give at least one FILE to verify (try deploy/samples/cantine-mairie.csv)")
+			return errUsage
+		}
+		// No file: resume the unfinished batches of --data-dir.
 	}
 	for _, f := range files {
 		if st, err := os.Stat(f); err != nil || st.IsDir() {
@@ -222,8 +226,21 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 			return fmt.Errorf("--columns: %w", err)
 		}
 	}
-	batches, err := uploadFiles(ctx, st, c.tenant, c.campaign, files)
-	if err != nil {
+	var batches []submitted
+	if len(files) == 0 {
+		unfinished, err := st.ledger.Batches(ctx, ledger.StateCreated, ledger.StateSplit)
+		if err != nil {
+			return err
+		}
+		if len(unfinished) == 0 {
+			fmt.Fprintf(c.stderr, "apbatch run: no unfinished batch in %s; give a FILE to verify\n", c.dataDir)
+			return errUsage
+		}
+		for _, b := range unfinished {
+			batches = append(batches, submitted{key: b.ObjectKey, batchID: b.ID, resumed: true})
+		}
+		fmt.Fprintf(c.stderr, "apbatch: resuming %d unfinished batch(es)\n", len(batches))
+	} else if batches, err = uploadFiles(ctx, st, c.tenant, c.campaign, files); err != nil {
 		return err
 	}
 	final, err := waitBatches(ctx, st, batches, roleErr, c.progressPrinter(console))
@@ -231,7 +248,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	for _, b := range final {
-		if b.Checks != schemas.JoinChecks(checks) {
+		if len(files) > 0 && b.Checks != schemas.JoinChecks(checks) {
 			return fmt.Errorf("%s was already verified in campaign %s with --checks %s (batch %s); "+
 				"to run other checks on the same file, give another --campaign", filepath.Base(b.ObjectKey), b.Campaign, b.Checks, b.ID)
 		}
@@ -326,6 +343,7 @@ type submitted struct {
 	file    string
 	key     string
 	batchID string
+	resumed bool // an unfinished batch of an earlier run
 }
 
 // upload stores each file under incoming/ and publishes its S3 event
