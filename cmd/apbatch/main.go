@@ -64,6 +64,12 @@ func runMain(ctx context.Context, e env, args []string) int {
 		"audit":   &auditCommand{env: e},
 		"results": &resultsCommand{env: e},
 		"status":  &statusCommand{env: e},
+		"serve":   &serveCommand{env: e, name: "serve"},
+		"ingest":  &serveCommand{env: e, name: "ingest"},
+		"work":    &serveCommand{env: e, name: "work"},
+		"write":   &serveCommand{env: e, name: "write"},
+		"broker":  &brokerCommand{env: e},
+		"s3":      &s3Command{env: e},
 	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) > 1 {
@@ -108,6 +114,10 @@ Commands:
   status    show batches: results published, calls per second, ETA (--watch to follow)
   results   write a batch's results for agents: CSV or XLSX joined to the input rows, or Parquet
   audit     purge the audit trail of provider calls past its retention
+  serve     run pipeline roles as a long-running process (--roles ingest,work,write); also
+            ingest, work, write: one role each (Kafka, S3 and the ledger from APBATCH_*)
+  broker    serve the embedded Kafka-protocol broker alone (development)
+  s3        serve S3 on a local folder (development)
   bench     measure scenarios (rate limits, latency, pipeline overhead) against the sandbox
   help      show this help, or "help <command>" for a command's flags
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -78,6 +79,8 @@ type stackConfig struct {
 	Encoding string
 	// Sheet is the sheet read in XLSX files; "" is the first one.
 	Sheet string
+	// Roles are the roles this process runs; nil means all of them.
+	Roles []string
 	// SharedIP, when set, names the egress IP whose per-IP budget the
 	// worker pools share through the ledger with every other process
 	// using the same name.
@@ -126,10 +129,20 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 		jobsW:   kafka.NewWriter(cfg.Kafka, schemas.TopicJobs),
 		resW:    kafka.NewWriter(cfg.Kafka, schemas.TopicResults),
 	}
-	upR := kafka.NewReader(cfg.Kafka, groupIngest, schemas.TopicUploads)
-	jobR := kafka.NewReader(cfg.Kafka, groupWorkers, schemas.TopicJobs)
-	resR := kafka.NewReader(cfg.Kafka, groupWriters, schemas.TopicResults)
-	st.readers = []*kafkago.Reader{upR, jobR, resR}
+	// A group reader joins its group as soon as it exists: a process
+	// builds only the readers of the roles it runs, or it would hold
+	// partitions it never reads.
+	reader := func(role, group, topic string) *kafkago.Reader {
+		if len(cfg.Roles) > 0 && !slices.Contains(cfg.Roles, role) {
+			return nil
+		}
+		r := kafka.NewReader(cfg.Kafka, group, topic)
+		st.readers = append(st.readers, r)
+		return r
+	}
+	upR := reader("ingest", groupIngest, schemas.TopicUploads)
+	jobR := reader("work", groupWorkers, schemas.TopicJobs)
+	resR := reader("write", groupWriters, schemas.TopicResults)
 
 	splitter := &pipeline.Splitter{S3: client, Ledger: store, Jobs: st.jobsW, Results: st.resW, Log: cfg.Log, Encoding: cfg.Encoding, Sheet: cfg.Sheet,
 		Columns: pipeline.TenantColumns(client)}
@@ -165,14 +178,21 @@ func (st *stack) AddWorkers(cfg stackConfig, n int) {
 	}
 }
 
-// Start runs every role until ctx ends. The channel receives the error of
+// Start runs every role (or only those named) until ctx ends. The channel receives the error of
 // the first role that stops on its own.
-func (st *stack) Start(ctx context.Context) <-chan error {
+func (st *stack) Start(ctx context.Context, only ...string) <-chan error {
 	errc := make(chan error, 3+len(st.extra))
 	roles := map[string]func(context.Context) error{
 		"ingest": st.ingest.Run,
 		"work":   st.pool.Run,
 		"write":  st.writer.Run,
+	}
+	if len(only) > 0 {
+		for name := range roles {
+			if !slices.Contains(only, name) {
+				delete(roles, name)
+			}
+		}
 	}
 	for i, p := range st.extra {
 		roles[fmt.Sprintf("work-%d", i+2)] = p.Run

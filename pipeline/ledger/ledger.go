@@ -126,12 +126,14 @@ func Open(ctx context.Context, dbURL string) (*Store, error) {
 			}
 		}
 		q := url.Values{}
+		// busy_timeout first: switching to WAL takes a lock that processes
+		// opening the ledger together must wait for, not fail on.
+		q.Add("_pragma", "busy_timeout(5000)")
 		q.Add("_pragma", "journal_mode(WAL)")
 		// In WAL mode, NORMAL survives a killed process; only a power
 		// loss may drop the last commits (the embedded mode's broker does
 		// not fsync either). PostgreSQL is the durable production store.
 		q.Add("_pragma", "synchronous(NORMAL)")
-		q.Add("_pragma", "busy_timeout(5000)")
 		q.Add("_pragma", "foreign_keys(1)")
 		q.Add("_time_format", "sqlite")
 		driver, dsn, dialect = "sqlite", "file:"+path+"?"+q.Encode(), "sqlite"
@@ -166,7 +168,16 @@ func (s *Store) Close() error { return s.db.Close() }
 func (s *Store) Dialect() string { return s.dialect }
 
 func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY)`); err != nil {
+	// Processes starting together may race to create the table
+	// (PostgreSQL can then refuse one CREATE ... IF NOT EXISTS): retry.
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if _, err = s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY)`); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
 		return fmt.Errorf("ledger: create schema_migrations: %w", err)
 	}
 	dir := "migrations/" + s.dialect
@@ -195,6 +206,18 @@ func (s *Store) migrate(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("ledger: begin migration %s: %w", name, err)
 		}
+		// Claim the migration first: processes starting together (roles
+		// on one ledger) wait here for whoever claimed it, then find it
+		// applied.
+		res, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO schema_migrations (version) VALUES (?) ON CONFLICT DO NOTHING`), name)
+		if err != nil {
+			tx.Rollback()
+			return fmt.Errorf("ledger: claim migration %s: %w", name, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			tx.Rollback()
+			continue
+		}
 		for _, stmt := range strings.Split(string(body), ";") {
 			if strings.TrimSpace(stmt) == "" {
 				continue
@@ -203,10 +226,6 @@ func (s *Store) migrate(ctx context.Context) error {
 				tx.Rollback()
 				return fmt.Errorf("ledger: apply migration %s: %w", name, err)
 			}
-		}
-		if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO schema_migrations (version) VALUES (?) ON CONFLICT DO NOTHING`), name); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("ledger: record migration %s: %w", name, err)
 		}
 		if err := tx.Commit(); err != nil {
 			return fmt.Errorf("ledger: commit migration %s: %w", name, err)

@@ -219,3 +219,29 @@ func TestLeaseSlot(t *testing.T) {
 		})
 	}
 }
+
+// TestOpen_Concurrently: processes opening a fresh ledger together (roles
+// starting at once) each find it migrated, none fails.
+func TestOpen_Concurrently(t *testing.T) {
+	url := "sqlite://" + filepath.Join(t.TempDir(), "ledger.db")
+	var wg sync.WaitGroup
+	errs := make(chan error, 6)
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := Open(context.Background(), url)
+			if err == nil {
+				s.Close()
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/apbatch/apbatch/pipeline"
+	"github.com/apbatch/apbatch/pipeline/kafka"
+	"github.com/apbatch/apbatch/pipeline/ledger"
+	"github.com/apbatch/apbatch/pipeline/s3"
+	"github.com/apbatch/apbatch/schemas"
+	"github.com/apbatch/apbatch/workers/sandbox"
+)
+
+// freeAddr returns a local address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestServe_RolesAsProcesses runs the broker, the S3 server and the three
+// roles as separate commands configured by APBATCH_* variables, as they
+// run as separate processes, and verifies a file dropped in the bucket.
+func TestServe_RolesAsProcesses(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	kafkaAddr, s3Addr := freeAddr(t), freeAddr(t)
+	pop := sandbox.NewPopulation(60, 4)
+	sb, err := sandbox.New(sandbox.Config{Population: pop, Limits: sandbox.Limits{PerSecond: 1000, IPPerMinute: 1 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(sb)
+	defer api.Close()
+	tok, _ := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(time.Hour))
+	environ := map[string]string{
+		"APBATCH_KAFKA_BROKERS": kafkaAddr, "APBATCH_S3_ENDPOINT": "http://" + s3Addr, "APBATCH_S3_ACCESS_KEY": "k",
+		"APBATCH_S3_SECRET_KEY": "s", "APBATCH_DB": "sqlite://" + filepath.Join(dir, "ledger.db"),
+		"APBATCH_PROVIDER_URL": api.URL, "APBATCH_TOKEN": tok, "APBATCH_RECIPIENT": "13002526500013",
+		"APBATCH_AUDIT_KEY": strings.Repeat("ab", 32), "APBATCH_NO_MAINTENANCE_SKIP": "1", "APBATCH_LOG_LEVEL": "warn",
+	}
+	var wg sync.WaitGroup
+	logs := map[string]*syncBuffer{}
+	start := func(args ...string) {
+		wg.Add(1)
+		errb := &syncBuffer{}
+		logs[args[0]] = errb
+		go func() {
+			defer wg.Done()
+			var out syncBuffer
+			e := env{stdout: &out, stderr: errb, getenv: func(k string) string { return environ[k] }}
+			if code := runMain(ctx, e, args); code != 0 && ctx.Err() == nil {
+				t.Errorf("%v: exit %d\n%s%s", args, code, out.String(), errb.String())
+			}
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	start("broker", "--data-dir", filepath.Join(dir, "kafka"), "--addr", kafkaAddr)
+	start("s3", "--dir", filepath.Join(dir, "s3"), "--addr", s3Addr)
+	for _, addr := range []string{kafkaAddr, s3Addr} {
+		for {
+			c, err := net.Dial("tcp", addr)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatal("services did not start")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	start("ingest")
+	start("work", "--in-flight", "8")
+	start("write", "--flush-interval", "500ms")
+
+	// A town drops its roster in the bucket; the notification reaches the
+	// uploads topic (what MinIO or an S3 → Kafka bridge does).
+	var roster bytes.Buffer
+	if err := pop.WriteCSV(&roster); err != nil {
+		t.Fatal(err)
+	}
+	client, err := s3.NewClient(ctx, s3.Config{Endpoint: "http://" + s3Addr, Bucket: "apbatch", AccessKey: "k", SecretKey: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj s3.ObjectInfo
+	key := pipeline.IncomingKey{Tenant: "ville", Campaign: "2026-09", File: "cantine.csv"}.String()
+	for {
+		// The roles create the bucket and topics as they start.
+		obj, err = client.Put(ctx, key, bytes.NewReader(roster.Bytes()), int64(roster.Len()), "text/csv")
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, _ := json.Marshal(schemas.S3Event{Records: []schemas.S3EventRecord{{EventName: "ObjectCreated:Put",
+		S3: schemas.S3Entity{Bucket: schemas.S3Bucket{Name: "apbatch"}, Object: schemas.S3Object{Key: key, ETag: obj.ETag}}}}})
+	w := kafka.NewWriter(kafka.Config{Brokers: []string{kafkaAddr}}, schemas.TopicUploads)
+	defer w.Close()
+	for {
+		// The topics too are created by the roles as they start.
+		err := w.WriteMessages(ctx, kafkago.Message{Key: []byte("apbatch"), Value: ev})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	store, err := ledger.Open(ctx, environ["APBATCH_DB"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	id := ledger.BatchID("apbatch", key, pipeline.ObjectVersion(obj.VersionID, obj.ETag, ""))
+	for {
+		b, err := store.Batch(ctx, id)
+		if err == nil && b.State == ledger.StateComplete {
+			counts, _ := store.Counts(ctx, id)
+			if counts.Rows != 60 || b.ManifestKey == "" {
+				t.Fatalf("batch complete with %d results, manifest %q", counts.Rows, b.ManifestKey)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			for name, l := range logs {
+				t.Logf("%s:\n%s", name, l.String())
+			}
+			t.Fatalf("batch not complete: %+v %v", b, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
