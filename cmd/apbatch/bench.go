@@ -422,7 +422,7 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	}
 	var subs []submitted
 	for k, roster := range rosters {
-		sub, err := uploadFiles(ctx, st, fmt.Sprintf("town%02d", k), "bench", []string{roster})
+		sub, err := uploadFiles(ctx, st, fmt.Sprintf("town%02d", k), "bench", []string{roster}, false)
 		if err != nil {
 			return res, err
 		}

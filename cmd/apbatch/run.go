@@ -50,6 +50,7 @@ type runCommand struct {
 	share                                        float64
 	runWindow, checks, sharedIP, encoding        string
 	tariff, sheet, columns                       string
+	force                                        bool
 	noMaintenance                                bool
 	flushInterval                                time.Duration
 }
@@ -67,6 +68,7 @@ func (c *runCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.encoding, "encoding", "", "input files' encoding: "+strings.Join(csv.Encodings, ", ")+" (default: detected: a BOM, else UTF-8 when valid, else windows-1252)")
 	fs.StringVar(&c.tariff, "tariff", "", "tariff grid (YAML) of the tenant: prices each QF result with its bracket (tranche) and price per meal (tarif); see deploy/samples/tarifs-cantine.yaml")
 	fs.StringVar(&c.columns, "columns", "", "the tenant's column mapping (YAML, apbatch column: the header its files use), for headers no alias recognises")
+	fs.BoolVar(&c.force, "force", false, "verify the files again as new batches even if the same content was verified in this campaign")
 	fs.StringVar(&c.sheet, "sheet", "", "sheet to read in .xlsx files (default: the first one)")
 	fs.StringVar(&c.period, "period", "", "QF month to ask for, YYYY-MM (default: the API's current month)")
 	fs.StringVar(&c.recipient, "recipient", "", "SIRET of the collectivité, sent with every call (default with the embedded sandbox: "+dinumSIRET+")")
@@ -240,7 +242,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 			batches = append(batches, submitted{key: b.ObjectKey, batchID: b.ID, resumed: true})
 		}
 		fmt.Fprintf(c.stderr, "apbatch: resuming %d unfinished batch(es)\n", len(batches))
-	} else if batches, err = uploadFiles(ctx, st, c.tenant, c.campaign, files); err != nil {
+	} else if batches, err = uploadFiles(ctx, st, c.tenant, c.campaign, files, c.force); err != nil {
 		return err
 	}
 	final, err := waitBatches(ctx, st, batches, roleErr, c.progressPrinter(console))
@@ -348,7 +350,9 @@ type submitted struct {
 
 // upload stores each file under incoming/ and publishes its S3 event
 // notification, as a bucket configured to notify Kafka would.
-func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files []string) ([]submitted, error) {
+// With force, each upload is a new version (a new batch) even when the same
+// file was verified before; otherwise the same content reuses its batch.
+func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files []string, force bool) ([]submitted, error) {
 	var out []submitted
 	for _, f := range files {
 		fh, err := os.Open(f)
@@ -370,11 +374,17 @@ func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files 
 		if err != nil {
 			return nil, err
 		}
+		version := obj.VersionID
+		if force {
+			// A version of our own: unversioned buckets give the same
+			// ETag to the same content.
+			version = fmt.Sprintf("forced-%d", time.Now().UnixNano())
+		}
 		ev := schemas.S3Event{Records: []schemas.S3EventRecord{{
 			EventVersion: "2.1", EventSource: "aws:s3", EventTime: time.Now().UTC(), EventName: "ObjectCreated:Put",
 			S3: schemas.S3Entity{
 				Bucket: schemas.S3Bucket{Name: st.s3.Bucket()},
-				Object: schemas.S3Object{Key: eventKey(key), Size: info.Size(), ETag: obj.ETag, VersionID: obj.VersionID},
+				Object: schemas.S3Object{Key: eventKey(key), Size: info.Size(), ETag: obj.ETag, VersionID: version},
 			},
 		}}}
 		v, err := json.Marshal(ev)
@@ -385,7 +395,7 @@ func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files 
 			return nil, fmt.Errorf("publish upload event: %w", err)
 		}
 		out = append(out, submitted{file: f, key: key,
-			batchID: ledger.BatchID(st.s3.Bucket(), key, pipeline.ObjectVersion(obj.VersionID, obj.ETag, ""))})
+			batchID: ledger.BatchID(st.s3.Bucket(), key, pipeline.ObjectVersion(version, obj.ETag, ""))})
 	}
 	return out, nil
 }

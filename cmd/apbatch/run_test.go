@@ -660,4 +660,23 @@ func TestRun_ResumeAfterInterrupt(t *testing.T) {
 	if code, _, stderr := runApbatch(t, ctx, "run", "--data-dir", data); code == 0 || !strings.Contains(stderr, "no unfinished batch") {
 		t.Errorf("second resume: %d %s", code, stderr)
 	}
+	// The same file again is the same batch, unless forced.
+	again := func(extra ...string) string {
+		path := filepath.Join(dir, "again.json")
+		args := append([]string{"run", "--data-dir", data, "--sandbox-population", "200", "--sandbox-seed", "9", "--flush-interval", "500ms",
+			"--summary-json", path}, extra...)
+		if code, out, errs := runApbatch(t, ctx, append(args, roster)...); code != 0 {
+			t.Fatalf("again %v: %d %s %s", extra, code, out, errs)
+		}
+		var s summary
+		b, _ := os.ReadFile(path)
+		json.Unmarshal(b, &s)
+		return s.BatchID
+	}
+	if id := again(); id != sum.BatchID {
+		t.Errorf("same file: batch %s, want the finished %s", id, sum.BatchID)
+	}
+	if id := again("--force"); id == sum.BatchID || id == "" {
+		t.Errorf("--force reused batch %s", id)
+	}
 }
