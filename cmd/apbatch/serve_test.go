@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"net"
 	"net/http/httptest"
 	"path/filepath"
@@ -12,13 +11,8 @@ import (
 	"testing"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/apbatch/apbatch/pipeline"
-	"github.com/apbatch/apbatch/pipeline/kafka"
 	"github.com/apbatch/apbatch/pipeline/ledger"
-	"github.com/apbatch/apbatch/pipeline/s3"
-	"github.com/apbatch/apbatch/schemas"
 	"github.com/apbatch/apbatch/workers/sandbox"
 )
 
@@ -96,59 +90,17 @@ func TestServe_RolesAsProcesses(t *testing.T) {
 	if err := pop.WriteCSV(&roster); err != nil {
 		t.Fatal(err)
 	}
-	client, err := s3.NewClient(ctx, s3.Config{Endpoint: "http://" + s3Addr, Bucket: "apbatch", AccessKey: "k", SecretKey: "s"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var obj s3.ObjectInfo
-	key := pipeline.IncomingKey{Tenant: "ville", Campaign: "2026-09", File: "cantine.csv"}.String()
-	for {
-		// The roles create the bucket and topics as they start.
-		obj, err = client.Put(ctx, key, bytes.NewReader(roster.Bytes()), int64(roster.Len()), "text/csv")
-		if err == nil || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, _ := json.Marshal(schemas.S3Event{Records: []schemas.S3EventRecord{{EventName: "ObjectCreated:Put",
-		S3: schemas.S3Entity{Bucket: schemas.S3Bucket{Name: "apbatch"}, Object: schemas.S3Object{Key: key, ETag: obj.ETag}}}}})
-	w := kafka.NewWriter(kafka.Config{Brokers: []string{kafkaAddr}}, schemas.TopicUploads)
-	defer w.Close()
-	for {
-		// The topics too are created by the roles as they start.
-		err := w.WriteMessages(ctx, kafkago.Message{Key: []byte("apbatch"), Value: ev})
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	id := submit(t, ctx, kafkaAddr, s3Addr, pipeline.IncomingKey{Tenant: "ville", Campaign: "2026-09", File: "cantine.csv"}.String(), roster.Bytes())
 	store, err := ledger.Open(ctx, environ["APBATCH_DB"])
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	id := ledger.BatchID("apbatch", key, pipeline.ObjectVersion(obj.VersionID, obj.ETag, ""))
-	for {
-		b, err := store.Batch(ctx, id)
-		if err == nil && b.State == ledger.StateComplete {
-			counts, _ := store.Counts(ctx, id)
-			if counts.Rows != 60 || b.ManifestKey == "" {
-				t.Fatalf("batch complete with %d results, manifest %q", counts.Rows, b.ManifestKey)
-			}
-			break
+	b := waitComplete(t, ctx, store, id)
+	if counts, _ := store.Counts(ctx, id); counts.Rows != 60 || b.ManifestKey == "" {
+		for name, l := range logs {
+			t.Logf("%s:\n%s", name, l.String())
 		}
-		if ctx.Err() != nil {
-			for name, l := range logs {
-				t.Logf("%s:\n%s", name, l.String())
-			}
-			t.Fatalf("batch not complete: %+v %v", b, err)
-		}
-		time.Sleep(200 * time.Millisecond)
+		t.Fatalf("batch complete with %d results, manifest %q", counts.Rows, b.ManifestKey)
 	}
 }
