@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -127,19 +126,7 @@ func TestChaos(t *testing.T) {
 		"--ip-limit", "100000000", "--log-level", "error")
 	start("broker", "broker", "--data-dir", filepath.Join(dir, "kafka"), "--addr", kafkaAddr)
 	start("s3", "s3", "--dir", filepath.Join(dir, "s3"), "--addr", s3Addr)
-	for _, addr := range []string{apiAddr, kafkaAddr, s3Addr} {
-		for {
-			c, err := net.Dial("tcp", addr)
-			if err == nil {
-				c.Close()
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatal("services did not start")
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	waitListening(t, ctx, apiAddr, kafkaAddr, s3Addr)
 	roles := map[string][]string{
 		"ingest": {"ingest"},
 		"work":   {"work", "--rate", "2000", "--ip-limit", "100000000", "--in-flight", "64"},

@@ -27,6 +27,24 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// waitListening waits until something accepts connections on each addr.
+func waitListening(t *testing.T, ctx context.Context, addrs ...string) {
+	t.Helper()
+	for _, addr := range addrs {
+		for {
+			c, err := net.Dial("tcp", addr)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("nothing listens on %s", addr)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
 // TestServe_RolesAsProcesses runs the broker, the S3 server and the three
 // roles as separate commands configured by APBATCH_* variables, as they
 // run as separate processes, and verifies a file dropped in the bucket.
@@ -67,19 +85,7 @@ func TestServe_RolesAsProcesses(t *testing.T) {
 	defer func() { cancel(); wg.Wait() }()
 	start("broker", "--data-dir", filepath.Join(dir, "kafka"), "--addr", kafkaAddr)
 	start("s3", "--dir", filepath.Join(dir, "s3"), "--addr", s3Addr)
-	for _, addr := range []string{kafkaAddr, s3Addr} {
-		for {
-			c, err := net.Dial("tcp", addr)
-			if err == nil {
-				c.Close()
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatal("services did not start")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	waitListening(t, ctx, kafkaAddr, s3Addr)
 	start("ingest")
 	start("work", "--in-flight", "8")
 	start("write", "--flush-interval", "500ms")
