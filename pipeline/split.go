@@ -5,12 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	json "github.com/segmentio/encoding/json"
 	"io"
 	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
+	json "github.com/segmentio/encoding/json"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/apbatch/apbatch/pipeline/csv"

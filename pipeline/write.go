@@ -5,13 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	json "github.com/segmentio/encoding/json"
 	"io"
 	"slices"
 	"sort"
 	"time"
 
 	"github.com/rs/zerolog"
+	json "github.com/segmentio/encoding/json"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/apbatch/apbatch/pipeline/ledger"

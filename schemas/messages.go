@@ -2,8 +2,9 @@ package schemas
 
 import (
 	"fmt"
-	json "github.com/segmentio/encoding/json"
 	"time"
+
+	json "github.com/segmentio/encoding/json"
 )
 
 // Kafka topics used by apbatch.

@@ -1,11 +1,12 @@
 package workers
 
 import (
-	json "github.com/segmentio/encoding/json"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	json "github.com/segmentio/encoding/json"
 
 	"github.com/apbatch/apbatch/schemas"
 )

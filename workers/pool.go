@@ -5,13 +5,13 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	json "github.com/segmentio/encoding/json"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
+	json "github.com/segmentio/encoding/json"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/apbatch/apbatch/schemas"
