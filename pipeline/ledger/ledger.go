@@ -149,7 +149,17 @@ func Open(ctx context.Context, dbURL string) (*Store, error) {
 		// connection avoids SQLITE_BUSY between our own goroutines.
 		db.SetMaxOpenConns(1)
 	}
-	if err := db.PingContext(ctx); err != nil {
+	// SQLite: a process switching the file to WAL holds a lock the busy
+	// handler does not wait for; processes opening it together retry.
+	err = db.PingContext(ctx)
+	for attempt := 0; err != nil && dialect == "sqlite" && strings.Contains(err.Error(), "SQLITE_BUSY") && attempt < 100; attempt++ {
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+		err = db.PingContext(ctx)
+	}
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("ledger: connect %s: %w", dialect, err)
 	}
