@@ -130,6 +130,13 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 
 	// Pass 2: one job per distinct lookup, at its first row, with every row sharing it.
 	jobs := newBatcher(s.Jobs, s.FlushEvery)
+	// A split resumed after a crash skips the jobs it had produced (the
+	// file is read in the same order): workers do not call for them again.
+	jobs.skip = int(b.JobsProduced)
+	if jobs.skip > 0 {
+		log.Info().Int64("jobs_produced", b.JobsProduced).Msg("split resumed after its jobs already produced")
+	}
+	jobs.onFlush = func(ctx context.Context, n int) error { return s.Ledger.SetJobsProduced(ctx, b.ID, int64(n)) }
 	var saved int64 // results that share another row's call
 	err = s.scan(ctx, b, key.File, checks, func(r csv.Row) error {
 		for i, in := range r.Checks {
@@ -242,7 +249,13 @@ type batcher struct {
 	w    MessageWriter
 	n    int
 	buf  []kafkago.Message
-	sent int
+	sent int // messages produced, skipped ones included
+	// skip is how many of the first messages were produced before (they
+	// are counted, not sent again).
+	skip int
+	// onFlush, when set, is told how many messages are produced after
+	// each write.
+	onFlush func(ctx context.Context, sent int) error
 }
 
 func newBatcher(w MessageWriter, n int) *batcher {
@@ -253,6 +266,11 @@ func newBatcher(w MessageWriter, n int) *batcher {
 }
 
 func (b *batcher) add(ctx context.Context, m kafkago.Message) error {
+	if b.skip > 0 {
+		b.skip--
+		b.sent++
+		return nil
+	}
 	b.buf = append(b.buf, m)
 	if len(b.buf) >= b.n {
 		return b.flush(ctx)
@@ -269,6 +287,9 @@ func (b *batcher) flush(ctx context.Context) error {
 	}
 	b.sent += len(b.buf)
 	b.buf = b.buf[:0]
+	if b.onFlush != nil {
+		return b.onFlush(ctx, b.sent)
+	}
 	return nil
 }
 

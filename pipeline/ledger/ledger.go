@@ -54,12 +54,15 @@ type Batch struct {
 	LookupsTotal  *int64 `db:"lookups_total"`
 	// CallsSaved is how many results share another row's call (the same
 	// person, check and period in one file).
-	CallsSaved  int64      `db:"calls_saved"`
-	Error       string     `db:"error"`
-	ManifestKey string     `db:"manifest_key"`
-	CreatedAt   time.Time  `db:"created_at"`
-	SplitAt     *time.Time `db:"split_at"`
-	CompletedAt *time.Time `db:"completed_at"`
+	CallsSaved int64 `db:"calls_saved"`
+	// JobsProduced is how many of its jobs a split interrupted by a crash
+	// had produced: the split that resumes it starts after them.
+	JobsProduced int64      `db:"jobs_produced"`
+	Error        string     `db:"error"`
+	ManifestKey  string     `db:"manifest_key"`
+	CreatedAt    time.Time  `db:"created_at"`
+	SplitAt      *time.Time `db:"split_at"`
+	CompletedAt  *time.Time `db:"completed_at"`
 }
 
 // BatchID derives a batch id from the object version it verifies, so that
@@ -305,6 +308,15 @@ func (s *Store) SetSplit(ctx context.Context, id string, rows, lookups, saved in
 		WHERE id = ? AND state = ?`), StateSplit, rows, lookups, saved, s.now().UTC(), id, StateCreated)
 	if err != nil {
 		return fmt.Errorf("ledger: set batch %s split: %w", id, err)
+	}
+	return nil
+}
+
+// SetJobsProduced records that a batch's split has produced its first n
+// jobs, so that a split resumed after a crash does not produce them again.
+func (s *Store) SetJobsProduced(ctx context.Context, id string, n int64) error {
+	if _, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE batches SET jobs_produced = ? WHERE id = ? AND state = ?`), n, id, StateCreated); err != nil {
+		return fmt.Errorf("ledger: split progress of %s: %w", id, err)
 	}
 	return nil
 }

@@ -1,0 +1,1 @@
+ALTER TABLE batches ADD COLUMN jobs_produced BIGINT NOT NULL DEFAULT 0
