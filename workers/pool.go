@@ -296,7 +296,7 @@ loop:
 }
 
 func (p *Pool) commitLoop(ctx context.Context, log zerolog.Logger, acks *ackTracker, errc chan error) {
-	t := time.NewTicker(200 * time.Millisecond)
+	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {
