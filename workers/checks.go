@@ -22,7 +22,7 @@ type adapter struct {
 	// answer lacks what the check cannot do without.
 	decode func(data json.RawMessage, now time.Time, o *Outcome) bool
 	// maintenance is the provider's maintenance windows (Europe/Paris).
-	maintenance func() []Window
+	maintenance []Window
 }
 
 // dssRoutes are the DSS benefit routes by check.
@@ -50,8 +50,26 @@ const (
 	menMaintenanceFrom = time.Hour + 10*time.Minute
 )
 
+// adapters holds every check's adapter, built once: a job looks its
+// adapter up rather than building one.
+var adapters = func() map[schemas.Check]adapter {
+	m := make(map[schemas.Check]adapter, len(schemas.Checks))
+	for _, c := range schemas.Checks {
+		if a, ok := newAdapter(c); ok {
+			m[c] = a
+		}
+	}
+	return m
+}()
+
 // adapterFor returns the adapter of check, and false for an unknown one.
 func adapterFor(check schemas.Check) (adapter, bool) {
+	a, ok := adapters[check]
+	return a, ok
+}
+
+// newAdapter builds the adapter of check.
+func newAdapter(check schemas.Check) (adapter, bool) {
 	switch check {
 	case schemas.CheckQuotientFamilial:
 		return adapter{
@@ -60,7 +78,7 @@ func adapterFor(check schemas.Check) (adapter, bool) {
 			},
 			ping:        func(schemas.Job) string { return QuotientFamilialPing },
 			decode:      decodeQF,
-			maintenance: QuotientFamilialMaintenance,
+			maintenance: QuotientFamilialMaintenance(),
 		}, true
 	case schemas.CheckEtudiantBoursier, schemas.CheckStatutEtudiant:
 		ine, civ, prefix, decode := CNOUSINEPath, CNOUSIdentitePath, cnousPingPrefix, decodeCNOUS
@@ -102,11 +120,9 @@ func adapterFor(check schemas.Check) (adapter, bool) {
 				q.Set("anneeScolaire", j.Identity.AnneeScolaire)
 				return ScolaritesPath, q
 			},
-			ping:   func(schemas.Job) string { return menPing },
-			decode: decodeScolarite,
-			maintenance: func() []Window {
-				return []Window{{From: menMaintenanceFrom, To: 2*time.Hour + 30*time.Minute}}
-			},
+			ping:        func(schemas.Job) string { return menPing },
+			decode:      decodeScolarite,
+			maintenance: []Window{{From: menMaintenanceFrom, To: 2*time.Hour + 30*time.Minute}},
 		}, true
 	}
 	if r, ok := dssRoutes[check]; ok {

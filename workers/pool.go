@@ -426,8 +426,15 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job, js
 		if err := p.guard().Tripped(); err != nil {
 			return res, calls, err
 		}
-		if err := js.park(ctx, func() error { return p.waitSchedule(ctx, log, a) }); err != nil {
+		// Outside the run window or in the provider's maintenance, the job
+		// waits parked; otherwise it keeps its slot.
+		next, err := p.nextAllowed(a)
+		if err != nil {
 			return res, calls, err
+		}
+		if !next.IsZero() {
+			log.Info().Time("until", next).Msg("outside the run window or in a provider maintenance: waiting")
+			js.park(ctx, func() error { return sleepUntil(ctx, p.now(), next) })
 		}
 		if ctx.Err() != nil {
 			return res, calls, nil
@@ -489,15 +496,8 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job, js
 			break
 		}
 		log.Debug().Int("http_status", out.HTTPStatus).Str("code", out.Code).Dur("delay", delay).Msg("retrying")
-		sleep := func() error {
-			t := time.NewTimer(delay)
-			defer t.Stop()
-			select {
-			case <-ctx.Done():
-			case <-t.C:
-			}
-			return nil
-		}
+		now := p.now()
+		sleep := func() error { return sleepUntil(ctx, now, now.Add(delay)) }
 		if delay >= parkAfter {
 			// A long wait (a provider's own rate limit, 5 minutes and
 			// more; a maintenance's retry_in) is spent parked: the
@@ -577,30 +577,34 @@ func (p *Pool) acquire(ctx context.Context, token, lookup string) (func(), error
 // ErrNeverOpen is returned when the schedule allows no call within 8 days.
 var ErrNeverOpen = errors.New("the run window and maintenance windows leave no time to call")
 
-// waitSchedule blocks until the schedule allows a call. It returns nil when
-// ctx ends (the caller checks ctx).
-func (p *Pool) waitSchedule(ctx context.Context, log zerolog.Logger, a adapter) error {
+// nextAllowed returns when the schedule next allows a call of adapter a,
+// or the zero time when it allows one now.
+func (p *Pool) nextAllowed(a adapter) (time.Time, error) {
 	if p.Schedule == nil {
-		return nil
+		return time.Time{}, nil
 	}
 	s := *p.Schedule
-	if s.Maintenance && a.maintenance != nil {
-		s.Blackout = append(slices.Clone(s.Blackout), a.maintenance()...)
+	if s.Maintenance && len(a.maintenance) > 0 {
+		s.Blackout = append(slices.Clone(s.Blackout), a.maintenance...)
 	}
 	now := p.now()
 	next := s.Next(now)
-	if next.IsZero() {
-		return fmt.Errorf("work: %w", ErrNeverOpen)
+	switch {
+	case next.IsZero():
+		return next, fmt.Errorf("work: %w", ErrNeverOpen)
+	case !next.After(now):
+		return time.Time{}, nil
 	}
-	if !next.After(now) {
-		return nil
-	}
-	log.Info().Time("until", next).Msg("outside the run window or in a provider maintenance: waiting")
-	t := time.NewTimer(next.Sub(now))
-	defer t.Stop()
+	return next, nil
+}
+
+// sleepUntil waits until t or until ctx ends (the caller checks ctx).
+func sleepUntil(ctx context.Context, now, t time.Time) error {
+	timer := time.NewTimer(t.Sub(now))
+	defer timer.Stop()
 	select {
 	case <-ctx.Done():
-	case <-t.C:
+	case <-timer.C:
 	}
 	return nil
 }
