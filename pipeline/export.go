@@ -124,15 +124,8 @@ func (e *Exporter) joined(ctx context.Context, b ledger.Batch, results map[rowCh
 	if err != nil {
 		return nil, nil, err
 	}
-	br := bufio.NewReader(body)
-	head, _ := br.Peek(4)
 	opts := csv.Options{Checks: b.CheckList(), Encoding: e.Encoding, Sheet: e.Sheet, Now: time.Now()}
-	var r *csv.Reader
-	if csv.IsXLSX(key.File, head) {
-		r, err = csv.OpenXLSX(br, key.File, opts)
-	} else {
-		r, err = csv.Open(br, key.File, opts)
-	}
+	r, err := csv.OpenFile(body, key.File, opts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("export: %w", err)
 	}

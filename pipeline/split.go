@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -203,14 +202,7 @@ func (s *Splitter) scan(ctx context.Context, b ledger.Batch, name string, checks
 			return err
 		}
 	}
-	br := bufio.NewReader(body)
-	head, _ := br.Peek(4)
-	var r *csv.Reader
-	if csv.IsXLSX(name, head) {
-		r, err = csv.OpenXLSX(br, name, opts)
-	} else {
-		r, err = csv.Open(br, name, opts)
-	}
+	r, err := csv.OpenFile(body, name, opts)
 	if err != nil {
 		var ce *csv.FileError
 		if errors.As(err, &ce) {

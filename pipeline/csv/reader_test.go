@@ -463,7 +463,7 @@ func FuzzOpenXLSX(f *testing.F) {
 
 // TestMalformedCorpus: every file of testdata/malformed fails with its
 // file-level message, or reads with its row-level one, or (the controls)
-// reads cleanly. The reader is picked as the splitter picks it.
+// reads cleanly. The reader is picked by OpenFile, as the splitter does.
 func TestMalformedCorpus(t *testing.T) {
 	want := map[string]string{
 		"01-vide.csv":                          "file: le fichier est vide",
@@ -513,12 +513,7 @@ func TestMalformedCorpus(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var r *Reader
-			if IsXLSX(name, raw[:min(4, len(raw))]) {
-				r, err = OpenXLSX(bytes.NewReader(raw), name, Options{Now: today})
-			} else {
-				r, err = Open(bytes.NewReader(raw), name, Options{Now: today})
-			}
+			r, err := OpenFile(bytes.NewReader(raw), name, Options{Now: today})
 			got := "ok"
 			switch {
 			case err != nil:

@@ -1,6 +1,7 @@
 package csv
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,17 @@ const (
 // first bytes (a ZIP archive).
 func IsXLSX(name string, head []byte) bool {
 	return strings.HasSuffix(strings.ToLower(name), ".xlsx") || strings.HasPrefix(string(head), "PK\x03\x04")
+}
+
+// OpenFile reads a roster whatever its kind: a workbook (OpenXLSX) when
+// its name or first bytes say so, a CSV (Open) otherwise.
+func OpenFile(r io.Reader, name string, opts Options) (*Reader, error) {
+	br := bufio.NewReader(r)
+	head, _ := br.Peek(4)
+	if IsXLSX(name, head) {
+		return OpenXLSX(br, name, opts)
+	}
+	return Open(br, name, opts)
 }
 
 // OpenXLSX reads the first sheet of an Excel workbook (or opts.Sheet) as a
