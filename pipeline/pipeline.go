@@ -130,21 +130,31 @@ func ParseColumns(b []byte) (map[string]string, error) {
 	return m, nil
 }
 
+// ReadConfig returns a small configuration object of the bucket (a
+// tenant's tariff grid or column mapping), or nil when there is none.
+func ReadConfig(ctx context.Context, client *s3.Client, key string) ([]byte, error) {
+	body, _, err := client.Open(ctx, key)
+	if errors.Is(err, s3.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", key, err)
+	}
+	defer body.Close()
+	raw, err := io.ReadAll(io.LimitReader(body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", key, err)
+	}
+	return raw, nil
+}
+
 // TenantColumns returns a loader of tenants' column mappings from the
 // bucket, for Splitter.Columns.
 func TenantColumns(client *s3.Client) func(ctx context.Context, tenant string) (map[string]string, error) {
 	return func(ctx context.Context, tenant string) (map[string]string, error) {
-		body, _, err := client.Open(ctx, ColumnsKey(tenant))
-		if errors.Is(err, s3.ErrNotFound) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("columns of %s: %w", tenant, err)
-		}
-		defer body.Close()
-		raw, err := io.ReadAll(io.LimitReader(body, 1<<16))
-		if err != nil {
-			return nil, fmt.Errorf("columns of %s: %w", tenant, err)
+		raw, err := ReadConfig(ctx, client, ColumnsKey(tenant))
+		if raw == nil || err != nil {
+			return nil, err
 		}
 		m, err := ParseColumns(raw)
 		if err != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"sort"
 	"time"
@@ -403,17 +402,9 @@ func (w *ResultWriter) finish(ctx context.Context, log zerolog.Logger, ob *openB
 // that does not parse is reported and ignored: results are still written,
 // without prices.
 func (w *ResultWriter) tariff(ctx context.Context, tenant string) (*schemas.TariffGrid, error) {
-	body, _, err := w.S3.Open(ctx, TariffKey(tenant))
-	if errors.Is(err, s3.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("write: tariff of %s: %w", tenant, err)
-	}
-	defer body.Close()
-	raw, err := io.ReadAll(io.LimitReader(body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("write: tariff of %s: %w", tenant, err)
+	raw, err := ReadConfig(ctx, w.S3, TariffKey(tenant))
+	if raw == nil || err != nil {
+		return nil, err
 	}
 	g, err := schemas.ParseTariffGrid(raw)
 	if err != nil {

@@ -74,8 +74,8 @@ func (c *resultsCommand) Run(ctx context.Context, args []string) error {
 		}
 	}
 	emb := &pipeline.Embedded{DataDir: c.dataDir}
-	if _, err := os.Stat(filepath.Join(c.dataDir, "ledger.db")); err != nil {
-		return fmt.Errorf("no ledger in %s: run a batch first (apbatch run), or give --data-dir", c.dataDir)
+	if _, err := ledgerURL("", c.dataDir); err != nil {
+		return err
 	}
 	if err := emb.Open(ctx); err != nil {
 		return err

@@ -211,22 +211,13 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 		st.Wait()
 	}()
 
-	if c.tariff != "" {
-		if err := uploadTariff(ctx, st, c.tenant, c.tariff); err != nil {
-			return err
-		}
+	parseTariff := func(b []byte) error { _, err := schemas.ParseTariffGrid(b); return err }
+	parseColumns := func(b []byte) error { _, err := pipeline.ParseColumns(b); return err }
+	if err := uploadConfig(ctx, st, "--tariff", c.tariff, pipeline.TariffKey(c.tenant), parseTariff); err != nil {
+		return err
 	}
-	if c.columns != "" {
-		raw, err := os.ReadFile(c.columns)
-		if err != nil {
-			return fmt.Errorf("--columns: %w", err)
-		}
-		if _, err := pipeline.ParseColumns(raw); err != nil {
-			return fmt.Errorf("--columns %s: %w", c.columns, err)
-		}
-		if _, err := st.s3.Put(ctx, pipeline.ColumnsKey(c.tenant), bytes.NewReader(raw), int64(len(raw)), "application/yaml"); err != nil {
-			return fmt.Errorf("--columns: %w", err)
-		}
+	if err := uploadConfig(ctx, st, "--columns", c.columns, pipeline.ColumnsKey(c.tenant), parseColumns); err != nil {
+		return err
 	}
 	var batches []submitted
 	if len(files) == 0 {
@@ -400,17 +391,21 @@ func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files 
 	return out, nil
 }
 
-// uploadTariff checks a tariff grid and stores it as the tenant's.
-func uploadTariff(ctx context.Context, st *stack, tenant, path string) error {
+// uploadConfig checks the file given with flag (if any) and stores it in
+// the bucket under key, where the roles read the tenant's configuration.
+func uploadConfig(ctx context.Context, st *stack, flag, path, key string, check func([]byte) error) error {
+	if path == "" {
+		return nil
+	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("--tariff: %w", err)
+		return fmt.Errorf("%s: %w", flag, err)
 	}
-	if _, err := schemas.ParseTariffGrid(raw); err != nil {
-		return fmt.Errorf("--tariff %s: %w", path, err)
+	if err := check(raw); err != nil {
+		return fmt.Errorf("%s %s: %w", flag, path, err)
 	}
-	if _, err := st.s3.Put(ctx, pipeline.TariffKey(tenant), bytes.NewReader(raw), int64(len(raw)), "application/yaml"); err != nil {
-		return fmt.Errorf("--tariff: %w", err)
+	if _, err := st.s3.Put(ctx, key, bytes.NewReader(raw), int64(len(raw)), "application/yaml"); err != nil {
+		return fmt.Errorf("%s: %w", flag, err)
 	}
 	return nil
 }

@@ -59,13 +59,9 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	url := c.dbURL
-	if url == "" {
-		path := filepath.Join(c.dataDir, "ledger.db")
-		if _, err := os.Stat(path); err != nil {
-			return fmt.Errorf("no ledger in %s: run a batch first (apbatch run), or give --data-dir or --db", c.dataDir)
-		}
-		url = "sqlite://" + path
+	url, err := ledgerURL(c.dbURL, c.dataDir)
+	if err != nil {
+		return err
 	}
 	store, err := ledger.Open(ctx, url)
 	if err != nil {
@@ -160,4 +156,17 @@ func (c *statusCommand) print(ctx context.Context, w io.Writer, store *ledger.St
 		}
 	}
 	return pending, nil
+}
+
+// ledgerURL is --db, or the SQLite ledger of --data-dir, which must exist
+// (commands that read the ledger should not create an empty one).
+func ledgerURL(db, dataDir string) (string, error) {
+	if db != "" {
+		return db, nil
+	}
+	path := filepath.Join(dataDir, "ledger.db")
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("no ledger in %s: run a batch first (apbatch run), or give --data-dir or --db", dataDir)
+	}
+	return "sqlite://" + path, nil
 }
