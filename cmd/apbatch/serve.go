@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,7 +38,7 @@ type serveCommand struct {
 	flushInterval                           time.Duration
 }
 
-// env returns the value of an APBATCH_* variable, or def.
+// envOr returns the value of an APBATCH_* variable, or def.
 func (c *serveCommand) envOr(name, def string) string {
 	if v := strings.TrimSpace(c.getenv(name)); v != "" {
 		return v
@@ -108,7 +109,7 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 			if r == "split" {
 				r = "ingest" // the ingest role splits the batches it starts
 			}
-			if !containsString(allRoles, r) {
+			if !slices.Contains(allRoles, r) {
 				return fmt.Errorf("--roles: unknown role %q (roles: %s)", r, strings.Join(allRoles, ", "))
 			}
 			roles = append(roles, r)
@@ -137,7 +138,7 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 		InFlight: c.inFlight, Recipient: c.recipient, Checks: checks, SharedIP: c.sharedIP, FlushInterval: c.flushInterval,
 		Roles: roles,
 	}
-	if containsString(roles, "work") {
+	if slices.Contains(roles, "work") {
 		// The providers' maintenance windows are waited out, in
 		// Europe/Paris time.
 		paris, err := time.LoadLocation("Europe/Paris")
@@ -154,7 +155,7 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	if containsString(roles, "ingest") && !siretPattern.MatchString(c.recipient) {
+	if slices.Contains(roles, "ingest") && !siretPattern.MatchString(c.recipient) {
 		return errors.New("--recipient: give the collectivité's SIRET (14 digits), or APBATCH_RECIPIENT")
 	}
 	st, err := openStack(ctx, cfg)
@@ -171,13 +172,4 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	st.Wait()
 	log.Info().Msg("stopped")
 	return err
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

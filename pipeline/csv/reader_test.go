@@ -249,17 +249,24 @@ func TestParseIdentity(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, errs := schemas.ParseIdentity(tc.fields, today)
-			var cols []string
-			for _, e := range errs {
-				cols = append(cols, e.Column)
-			}
-			if !reflect.DeepEqual(cols, tc.errCol) {
-				t.Errorf("error columns = %v, want %v (%v)", cols, tc.errCol, errs)
-			}
-			if len(tc.errCol) == 0 && !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("identity = %+v\nwant       %+v", got, tc.want)
-			}
+			checkParsed(t, got, errs, tc.want, tc.errCol)
 		})
+	}
+}
+
+// checkParsed compares a parse with the identity and error columns
+// expected (the identity only when no error is).
+func checkParsed(t *testing.T, got schemas.Identity, errs []schemas.FieldError, want schemas.Identity, errCol []string) {
+	t.Helper()
+	var cols []string
+	for _, e := range errs {
+		cols = append(cols, e.Column)
+	}
+	if !reflect.DeepEqual(cols, errCol) {
+		t.Errorf("error columns = %v, want %v (%v)", cols, errCol, errs)
+	}
+	if len(errCol) == 0 && !reflect.DeepEqual(got, want) {
+		t.Errorf("identity = %+v\nwant       %+v", got, want)
 	}
 }
 
@@ -310,16 +317,7 @@ func TestParseFor(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, errs := schemas.ParseFor(tc.check, tc.fields, today)
-			var cols []string
-			for _, e := range errs {
-				cols = append(cols, e.Column)
-			}
-			if !reflect.DeepEqual(cols, tc.errCol) {
-				t.Errorf("error columns = %v, want %v (%v)", cols, tc.errCol, errs)
-			}
-			if len(tc.errCol) == 0 && !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("identity = %+v\nwant       %+v", got, tc.want)
-			}
+			checkParsed(t, got, errs, tc.want, tc.errCol)
 		})
 	}
 }
