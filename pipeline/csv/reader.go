@@ -340,13 +340,21 @@ func (r *Reader) Next() (Row, error) {
 			}
 		}
 		row.Checks = make([]CheckInput, len(r.checks))
+		var dss *CheckInput // the DSS checks share their rules: parsed once
 		for i, c := range r.checks {
+			if c.IsDSS() && dss != nil {
+				row.Checks[i] = CheckInput{Check: c, Identity: dss.Identity, Errors: dss.Errors}
+				continue
+			}
 			id, errs := schemas.ParseFor(c, fields, r.now)
 			ci := CheckInput{Check: c, Identity: id}
 			for _, fe := range errs {
 				ci.Errors = append(ci.Errors, fe.Message(line, r.headers[fe.Column]))
 			}
 			row.Checks[i] = ci
+			if c.IsDSS() {
+				dss = &row.Checks[i]
+			}
 		}
 		return row, nil
 	}
