@@ -46,9 +46,8 @@ func cleanName(s string) string {
 
 // civilityRules are what one route demands of the civil identity.
 type civilityRules struct {
-	// maxPrenoms: more first names are an error, unless keepFirst is set.
-	maxPrenoms int
-	// keepFirst > 0 sends only that many first names (MESRI takes one).
+	// keepFirst > 0 sends only that many first names, the first ones (the
+	// DSS, CNOUS and MEN routes take 3, MESRI 1).
 	keepFirst       int
 	sexRequired     bool
 	communeRequired bool // born in France: commune code, or name and département
@@ -212,8 +211,6 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 	switch {
 	case len(prenoms) == 0:
 		bad(ColPrenoms, "valeur manquante (au moins un prénom est obligatoire)")
-	case rules.maxPrenoms > 0 && len(prenoms) > rules.maxPrenoms:
-		bad(ColPrenoms, "trop de prénoms : l'API en accepte "+strconv.Itoa(rules.maxPrenoms)+" au plus pour cette vérification ; gardez les premiers")
 	default:
 		for _, p := range prenoms {
 			if !namePattern.MatchString(p) {
