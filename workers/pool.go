@@ -97,6 +97,13 @@ type Pool struct {
 	AuditKey []byte
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
+	// AnsweredLog, when set, records the jobs answered beyond the committed
+	// offsets, so that the next owner of a partition (after a crash or a
+	// rebalance) skips them instead of calling the provider again; Group
+	// is the consumer group they are recorded under. Default: nil (such
+	// jobs are called again).
+	AnsweredLog AnsweredLog
+	Group       string
 	// OnCall, when set, is told of every provider call: its latency and
 	// HTTP status (0 for a transport failure). It must be quick and safe for
 	// concurrent use. Default: nil.
@@ -180,6 +187,10 @@ func (p *Pool) Run(ctx context.Context) error {
 		inFlight = 32
 	}
 	acks := newAckTracker()
+	var answered *answeredSets
+	if p.AnsweredLog != nil {
+		answered = &answeredSets{log: p.AnsweredLog, group: p.Group}
+	}
 	sem := make(chan struct{}, inFlight)
 	post := make(chan struct{}, 4*inFlight)
 	// Jobs waiting out an open breaker or a maintenance window give their
@@ -247,9 +258,15 @@ loop:
 			err = ferr
 			break loop
 		case m := <-fetched:
-			acks.fetched(m)
-			rr.push(string(m.Key), m)
 			waitingFetch = false
+			switch {
+			case !acks.fetched(m):
+				// Fetched again after a rebalance: already being processed.
+			case answered.skip(runCtx, log, m):
+				acks.done(m)
+			default:
+				rr.push(string(m.Key), m)
+			}
 		case slot <- struct{}{}:
 			m := rr.pop()
 			wg.Add(1)
@@ -285,6 +302,9 @@ loop:
 	if cerr := p.commit(cctx, acks); cerr != nil && err == nil {
 		err = cerr
 	}
+	if serr := p.saveAnswered(cctx, acks); serr != nil && err == nil {
+		err = serr
+	}
 	select {
 	case perr := <-errc:
 		if err == nil {
@@ -295,17 +315,43 @@ loop:
 	return err
 }
 
+// commitSpacing is the least time between two offset commits: a job done is
+// committed within about that (plus the broker's round trip), which bounds
+// the jobs a killed worker leaves answered but uncommitted, and so the
+// calls its successor repeats, while commits stay few under load.
+const commitSpacing = 5 * time.Millisecond
+
+// commitLoop commits done offsets as soon as jobs finish, at most once per
+// commitSpacing; it sleeps while nothing finishes.
 func (p *Pool) commitLoop(ctx context.Context, log zerolog.Logger, acks *ackTracker, errc chan error) {
-	t := time.NewTicker(50 * time.Millisecond)
+	t := time.NewTimer(0)
 	defer t.Stop()
+	var saved time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			if err := p.commit(ctx, acks); err != nil && ctx.Err() == nil {
-				log.Warn().Err(err).Msg("commit failed; will retry")
+		case <-acks.ready:
+		}
+		if err := p.commit(ctx, acks); err != nil && ctx.Err() == nil {
+			log.Warn().Err(err).Msg("commit failed; will retry")
+			acks.signal()
+		}
+		if p.AnsweredLog != nil {
+			if now := time.Now(); now.Sub(saved) >= answeredEvery {
+				saved = now
+				if err := p.saveAnswered(ctx, acks); err != nil && ctx.Err() == nil {
+					log.Warn().Err(err).Msg("saving answered jobs failed; will retry")
+				}
+			} else if acks.dirty() {
+				acks.signal() // come back to save them
 			}
+		}
+		t.Reset(commitSpacing)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }
@@ -319,6 +365,21 @@ func (p *Pool) commit(ctx context.Context, acks *ackTracker) error {
 		return fmt.Errorf("work: commit job offsets: %w", err)
 	}
 	acks.committed(msgs)
+	return nil
+}
+
+// saveAnswered records the jobs done beyond the committed offsets, for the
+// partitions where they changed (a failed save is retried with the next).
+func (p *Pool) saveAnswered(ctx context.Context, acks *ackTracker) error {
+	if p.AnsweredLog == nil {
+		return nil
+	}
+	for _, ap := range acks.answered() {
+		if err := p.AnsweredLog.SaveAnswered(ctx, p.Group, ap.topic, ap.partition, ap.base, encodeOffsets(ap.offsets)); err != nil {
+			acks.markDirty(ap.topic, ap.partition)
+			return fmt.Errorf("work: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -337,20 +398,35 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 	jlog := log.With().Str("batch_id", job.BatchID).Str("tenant", job.Tenant).Logger()
 	res, calls, err := p.call(ctx, jlog, job, js)
 	js.afterCalls(ctx)
+	// The audit of the calls made and the results are written at the same
+	// time; the job is done (its offset committable) once both are.
+	var audited chan error
 	if p.Audit != nil && len(calls) > 0 {
-		// Calls made are recorded even when the job stops here.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		aerr := p.Audit.RecordCalls(actx, calls)
-		cancel()
-		if aerr != nil {
+		audited = make(chan error, 1)
+		go func() {
+			// Calls made are recorded even when the job stops here.
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			audited <- p.Audit.RecordCalls(actx, calls)
+		}()
+	}
+	waitAudit := func() error {
+		if audited == nil {
+			return nil
+		}
+		if aerr := <-audited; aerr != nil {
 			return fmt.Errorf("work: audit: %w", aerr)
 		}
+		return nil
+	}
+	if err == nil {
+		err = ctx.Err()
 	}
 	if err != nil {
+		if aerr := waitAudit(); aerr != nil {
+			return aerr
+		}
 		return err
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
 	}
 	msgs := make([]kafkago.Message, 0, len(job.Rows))
 	for i, row := range job.Rows {
@@ -365,7 +441,13 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 		msgs = append(msgs, kafkago.Message{Key: []byte(job.BatchID), Value: v})
 	}
 	if err := p.Results.WriteMessages(ctx, msgs...); err != nil {
+		if aerr := waitAudit(); aerr != nil {
+			return aerr
+		}
 		return fmt.Errorf("work: produce %d results of batch %s: %w", len(msgs), job.BatchID, err)
+	}
+	if err := waitAudit(); err != nil {
+		return err
 	}
 	p.progress.done(job.Tenant, job.BatchID, p.now())
 	return nil
@@ -686,20 +768,36 @@ func (r *roundRobin) pop() kafkago.Message {
 type ackTracker struct {
 	mu    sync.Mutex
 	parts map[string]*partAcks
+	ready chan struct{} // signalled when a job is done
 }
 
 type partAcks struct {
 	topic     string
 	partition int
-	pending   []int64 // fetched offsets in order, not yet committed
-	done      map[int64]bool
+	pending   []int64        // fetched offsets in order, not yet committed
+	done      map[int64]bool // pending offsets: true once done
+	next      int64          // the offset after the last committed
+	dirty     bool           // done changed since the answered jobs were saved
 }
 
-func newAckTracker() *ackTracker { return &ackTracker{parts: make(map[string]*partAcks)} }
+func newAckTracker() *ackTracker {
+	return &ackTracker{parts: make(map[string]*partAcks), ready: make(chan struct{}, 1)}
+}
+
+// signal wakes the commit loop without blocking.
+func (a *ackTracker) signal() {
+	select {
+	case a.ready <- struct{}{}:
+	default:
+	}
+}
 
 func partKey(topic string, partition int) string { return fmt.Sprintf("%s/%d", topic, partition) }
 
-func (a *ackTracker) fetched(m kafkago.Message) {
+// fetched tracks a fetched message; it returns false when its offset is
+// already pending (fetched again after a rebalance while being processed
+// or done here), then it must not be processed twice.
+func (a *ackTracker) fetched(m kafkago.Message) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	k := partKey(m.Topic, m.Partition)
@@ -708,7 +806,12 @@ func (a *ackTracker) fetched(m kafkago.Message) {
 		pa = &partAcks{topic: m.Topic, partition: m.Partition, done: make(map[int64]bool)}
 		a.parts[k] = pa
 	}
+	if _, seen := pa.done[m.Offset]; seen {
+		return false
+	}
+	pa.done[m.Offset] = false
 	pa.pending = append(pa.pending, m.Offset)
+	return true
 }
 
 func (a *ackTracker) done(m kafkago.Message) {
@@ -716,7 +819,64 @@ func (a *ackTracker) done(m kafkago.Message) {
 	defer a.mu.Unlock()
 	if pa, ok := a.parts[partKey(m.Topic, m.Partition)]; ok {
 		pa.done[m.Offset] = true
+		pa.dirty = true
 	}
+	a.signal()
+}
+
+// answeredPart is one partition's jobs done beyond its first uncommitted
+// offset, base.
+type answeredPart struct {
+	topic     string
+	partition int
+	base      int64
+	offsets   []int64
+}
+
+// answered returns the partitions whose done jobs changed since the last
+// call, with those jobs.
+func (a *ackTracker) answered() []answeredPart {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []answeredPart
+	for _, pa := range a.parts {
+		if !pa.dirty {
+			continue
+		}
+		pa.dirty = false
+		ap := answeredPart{topic: pa.topic, partition: pa.partition, base: pa.next}
+		if len(pa.pending) > 0 {
+			ap.base = pa.pending[0]
+		}
+		for _, off := range pa.pending {
+			if pa.done[off] {
+				ap.offsets = append(ap.offsets, off)
+			}
+		}
+		out = append(out, ap)
+	}
+	return out
+}
+
+// markDirty has a partition's done jobs saved again.
+func (a *ackTracker) markDirty(topic string, partition int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if pa, ok := a.parts[partKey(topic, partition)]; ok {
+		pa.dirty = true
+	}
+}
+
+// dirty tells whether some partition has done jobs not yet saved.
+func (a *ackTracker) dirty() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, pa := range a.parts {
+		if pa.dirty {
+			return true
+		}
+	}
+	return false
 }
 
 // committable returns, per partition, the message to commit: the last of the
@@ -752,6 +912,7 @@ func (a *ackTracker) committed(msgs []kafkago.Message) {
 			i++
 		}
 		pa.pending = pa.pending[i:]
+		pa.next = m.Offset + 1
 	}
 }
 

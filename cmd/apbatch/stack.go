@@ -157,7 +157,8 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 func newPool(cfg stackConfig, r *kafkago.Reader, w *kafkago.Writer, store *ledger.Store) *workers.Pool {
 	p := &workers.Pool{Jobs: r, Results: w, Client: &workers.Client{BaseURL: cfg.ProviderURL},
 		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, IPLimit: cfg.IPLimit, Share: cfg.Share, MaxInFlight: cfg.InFlight,
-		Schedule: cfg.Schedule, Audit: &workers.GroupCommit{Log: store, Linger: 50 * time.Millisecond}, AuditKey: cfg.AuditKey}
+		Schedule: cfg.Schedule, Audit: &workers.GroupCommit{Log: store, Linger: 10 * time.Millisecond}, AuditKey: cfg.AuditKey,
+		AnsweredLog: store, Group: groupWorkers}
 	if cfg.SharedIP != "" && cfg.IPLimit > 0 {
 		limit := cfg.IPLimit
 		if cfg.Share > 0 && cfg.Share < 1 {

@@ -495,6 +495,38 @@ func (s *Store) LeaseSlot(ctx context.Context, scope string, slot int64, want, l
 	return got, nil
 }
 
+// SaveAnswered records which jobs of a partition a worker has answered
+// (results produced) beyond the first offset it has not committed, base;
+// offsets is their encoding, opaque here. The partition's next owner skips
+// them rather than calling the provider again.
+func (s *Store) SaveAnswered(ctx context.Context, group, topic string, partition int, base int64, offsets string) error {
+	_, err := s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO answered_jobs (consumer_group, topic, partition_no, base_offset, offsets)
+		VALUES (?, ?, ?, ?, ?) ON CONFLICT (consumer_group, topic, partition_no)
+		DO UPDATE SET base_offset = excluded.base_offset, offsets = excluded.offsets`), group, topic, partition, base, offsets)
+	if err != nil {
+		return fmt.Errorf("ledger: save answered jobs of %s/%d: %w", topic, partition, err)
+	}
+	return nil
+}
+
+// Answered returns what SaveAnswered last recorded for the partition
+// (base 0 and no offsets when nothing was).
+func (s *Store) Answered(ctx context.Context, group, topic string, partition int) (base int64, offsets string, err error) {
+	var row struct {
+		Base    int64  `db:"base_offset"`
+		Offsets string `db:"offsets"`
+	}
+	err = s.db.GetContext(ctx, &row, s.db.Rebind(`SELECT base_offset, offsets FROM answered_jobs
+		WHERE consumer_group = ? AND topic = ? AND partition_no = ?`), group, topic, partition)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, "", nil
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("ledger: answered jobs of %s/%d: %w", topic, partition, err)
+	}
+	return row.Base, row.Offsets, nil
+}
+
 // Published returns how many results of the batch are in recorded parts:
 // cheap enough to poll for progress (Counts reads every result).
 func (s *Store) Published(ctx context.Context, batchID string) (int64, error) {

@@ -29,7 +29,7 @@ func stores(t *testing.T) map[string]*Store {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, tbl := range []string{"calls", "result_rows", "parts", "batches", "budget_slots"} {
+		for _, tbl := range []string{"calls", "result_rows", "parts", "batches", "budget_slots", "answered_jobs"} {
 			if _, err := p.db.Exec("DELETE FROM " + tbl); err != nil {
 				t.Fatal(err)
 			}
@@ -100,6 +100,32 @@ func TestStore_BatchLifecycle(t *testing.T) {
 			bs, _ := s.Batches(ctx, StateComplete)
 			if len(bs) != 1 {
 				t.Fatalf("Batches(complete) = %d", len(bs))
+			}
+		})
+	}
+}
+
+func TestStore_Answered(t *testing.T) {
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			if base, offs, err := s.Answered(ctx, "g", "jobs", 3); err != nil || base != 0 || offs != "" {
+				t.Fatalf("nothing saved: %d %q %v", base, offs, err)
+			}
+			for _, want := range []struct {
+				base int64
+				offs string
+			}{{12, "13-14,17"}, {15, "17,19-20"}} {
+				if err := s.SaveAnswered(ctx, "g", "jobs", 3, want.base, want.offs); err != nil {
+					t.Fatal(err)
+				}
+				base, offs, err := s.Answered(ctx, "g", "jobs", 3)
+				if err != nil || base != want.base || offs != want.offs {
+					t.Fatalf("Answered = %d %q %v, want %d %q", base, offs, err, want.base, want.offs)
+				}
+			}
+			if _, offs, _ := s.Answered(ctx, "other", "jobs", 3); offs != "" {
+				t.Errorf("another group sees %q", offs)
 			}
 		})
 	}
