@@ -65,7 +65,9 @@ func TestAnswered_SuccessorSkipsWhatWasAnswered(t *testing.T) {
 	ctx := context.Background()
 	log := zerolog.Nop()
 	mem := &answeredMem{base: map[int]int64{}, offsets: map[int]string{}}
-	msg := func(p int, off int64) kafkago.Message { return kafkago.Message{Topic: "jobs", Partition: p, Offset: off} }
+	msg := func(p int, off int64) kafkago.Message {
+		return kafkago.Message{Topic: "jobs", Partition: p, Offset: off}
+	}
 
 	acks := newAckTracker()
 	for off := int64(10); off < 20; off++ {
