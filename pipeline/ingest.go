@@ -191,7 +191,7 @@ func (in *Ingester) Start(ctx context.Context, up Upload) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("ingest: version of an upload: %w", err)
+			return fmt.Errorf("ingest: version of an upload (key_sha256 %s): %w", KeyDigest(key), withoutKey(err))
 		}
 		up.Version = ObjectVersion(obj.VersionID, obj.ETag, "")
 	}
