@@ -283,6 +283,15 @@ func TestIngester_OneBatchPerVersion(t *testing.T) {
 		t.Fatalf("%d jobs produced, want 1", len(jobs.msgs))
 	}
 
+	// Announced without a version, then deleted before it is read.
+	gone := []byte(`{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"apbatch"},"object":{"key":"incoming/ville/2026-09/parti.csv"}}}]}`)
+	if err := in.Handle(ctx, gone); err != nil {
+		t.Fatalf("event for a deleted object: %v", err)
+	}
+	if bs := batches(); len(bs) != 1 {
+		t.Fatalf("%d batches after an event for a deleted object", len(bs))
+	}
+
 	second := put(roster + "R2;DURAND;Hugo;M;2014-01-20;99100;75056\n")
 	if err := in.Handle(ctx, event(second.ETag, "3")); err != nil {
 		t.Fatal(err)
