@@ -2,15 +2,18 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/rs/zerolog"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/apbatch/apbatch/pipeline/ledger"
+	"github.com/apbatch/apbatch/pipeline/s3"
 	"github.com/apbatch/apbatch/schemas"
 )
 
@@ -21,11 +24,72 @@ type MessageReader interface {
 	CommitMessages(ctx context.Context, msgs ...kafkago.Message) error
 }
 
+// Upload is one object version under incoming/ that a batch verifies.
+type Upload struct {
+	Bucket string
+	Key    IncomingKey
+	// Version identifies the object version (see ObjectVersion); "" when
+	// the notification named none, and the ingester asks S3.
+	Version string
+}
+
+// ErrNotCreated is returned by UploadOf for records that announce no new
+// object (removals, tagging, ACL, restore, replication).
+var ErrNotCreated = errors.New("pipeline: event is not an object creation")
+
+// UploadOf returns the upload an event record announces: the key decoded
+// (URL-decoded unless the emitter sends it raw, see
+// schemas.S3EventRecord.KeyEncoded) and parsed, the version from the version
+// id, else the ETag. The sequencer is not used: versitygw numbers events
+// from 1 at each start, so it would name two uploads alike. It returns
+// ErrNotCreated, ErrNotIncoming (wrapped or not), or a refusal of the key
+// that does not repeat it.
+func UploadOf(rec schemas.S3EventRecord) (Upload, error) {
+	if !rec.ObjectCreated() {
+		return Upload{}, ErrNotCreated
+	}
+	key := rec.S3.Object.Key
+	if rec.KeyEncoded() {
+		var err error
+		if key, err = DecodeEventKey(key); err != nil {
+			return Upload{}, fmt.Errorf("pipeline: event key is not URL-encoded")
+		}
+	}
+	ik, err := ParseIncomingKey(key)
+	if err != nil {
+		return Upload{}, err
+	}
+	return Upload{Bucket: rec.S3.Bucket.Name, Key: ik, Version: ObjectVersion(rec.S3.Object.VersionID, rec.S3.Object.ETag, "")}, nil
+}
+
+// KeyDigest returns a short hash of an object key, to name it in logs
+// without its file name (which may name a person).
+func KeyDigest(key string) string {
+	h := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(h[:6])
+}
+
+// keyTenant returns the tenant part of a key under incoming/, if it looks
+// like one, for logs.
+func keyTenant(key string) string {
+	rest, ok := strings.CutPrefix(key, IncomingPrefix)
+	if !ok {
+		return ""
+	}
+	t, _, _ := strings.Cut(rest, "/")
+	if !namePattern.MatchString(t) {
+		return ""
+	}
+	return t
+}
+
 // Ingester turns S3 event notifications into batches: one batch per object
 // version under incoming/<tenant>/<campaign>/, split at once. The offset of
 // an event is committed only after its batches are split (or refused).
 type Ingester struct {
-	Uploads  MessageReader // topic apbatch.uploads
+	// Uploads reads the topic the bucket notifies (apbatch.uploads unless
+	// configured otherwise).
+	Uploads  MessageReader
 	Ledger   *ledger.Store
 	Splitter *Splitter
 	Log      zerolog.Logger
@@ -39,6 +103,10 @@ type Ingester struct {
 	Period string
 	// Recipient is the SIRET of the collectivité sent with every call.
 	Recipient string
+
+	// mu serialises Start: the event consumer and the watcher may announce
+	// the same upload at once, and one split per batch is enough.
+	mu sync.Mutex
 }
 
 // Run consumes events until ctx ends. It returns nil on cancellation.
@@ -64,62 +132,86 @@ func (in *Ingester) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("ingest: commit event offset %d: %w", m.Offset, err)
 		}
-		log.Debug().Int64("offset", m.Offset).Msg("event done")
+		log.Debug().Int("partition", m.Partition).Int64("offset", m.Offset).Msg("event done")
 	}
 }
 
-// Handle processes one event notification. Malformed events and objects
-// outside incoming/ are logged and skipped; errors returned are transient.
+// Handle processes one event notification (see schemas.DecodeS3Event for
+// the shapes accepted). Malformed events, events other than object
+// creations, other buckets and keys outside incoming/ are logged and
+// skipped; errors returned are transient.
 func (in *Ingester) Handle(ctx context.Context, value []byte) error {
 	log := in.Log.With().Str("component", "ingest").Logger()
-	var ev schemas.S3Event
-	if err := json.Unmarshal(value, &ev); err != nil {
+	ev, err := schemas.DecodeS3Event(value)
+	if err != nil {
 		log.Warn().Err(err).Msg("event is not an S3 notification; skipped")
 		return nil
 	}
+	if len(ev.Records) == 0 {
+		log.Debug().Msg("notification without records (test event?); skipped")
+	}
 	for _, rec := range ev.Records {
-		if !strings.Contains(rec.EventName, "ObjectCreated") {
-			continue
-		}
 		if in.Bucket != "" && rec.S3.Bucket.Name != in.Bucket {
 			log.Debug().Str("bucket", rec.S3.Bucket.Name).Msg("event for another bucket; skipped")
 			continue
 		}
-		key, err := DecodeEventKey(rec.S3.Object.Key)
-		if err != nil {
-			log.Warn().Err(err).Msg("undecodable object key; skipped")
+		up, err := UploadOf(rec)
+		switch {
+		case errors.Is(err, ErrNotCreated):
+			log.Debug().Str("event", rec.EventName).Msg("not an object creation; skipped")
+			continue
+		case errors.Is(err, ErrNotIncoming):
+			log.Debug().Str("key_sha256", KeyDigest(rec.S3.Object.Key)).Msg("object outside incoming/; skipped")
+			continue
+		case err != nil:
+			log.Warn().Err(err).Str("tenant", keyTenant(rec.S3.Object.Key)).Str("key_sha256", KeyDigest(rec.S3.Object.Key)).
+				Msg("upload refused")
 			continue
 		}
-		ik, err := ParseIncomingKey(key)
-		if errors.Is(err, ErrNotIncoming) {
-			continue
-		}
-		if err != nil {
-			log.Warn().Err(err).Msg("upload refused")
-			continue
-		}
-		version := ObjectVersion(rec.S3.Object.VersionID, strings.Trim(rec.S3.Object.ETag, `"`), rec.S3.Object.Sequencer)
-		checks := in.Checks
-		if len(checks) == 0 {
-			checks = []schemas.Check{schemas.CheckQuotientFamilial}
-		}
-		b, created, err := in.Ledger.CreateBatch(ctx, ledger.Batch{
-			Tenant: ik.Tenant, Campaign: ik.Campaign, Checks: schemas.JoinChecks(checks),
-			Bucket: rec.S3.Bucket.Name, ObjectKey: key, ObjectVersion: version,
-			Period: in.Period, Recipient: in.Recipient,
-		})
-		if err != nil {
-			return err
-		}
-		blog := log.With().Str("batch_id", b.ID).Str("tenant", b.Tenant).Str("campaign", b.Campaign).Logger()
-		if !created && b.State != ledger.StateCreated {
-			blog.Info().Str("state", b.State).Msg("object version already has a batch; event ignored")
-			continue
-		}
-		blog.Info().Bool("resumed", !created).Msg("batch started")
-		if err := in.Splitter.Split(ctx, b); err != nil {
+		if err := in.Start(ctx, up); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Start records the upload's batch unless its object version already has
+// one, and splits it; a batch recorded but not split yet (a crash between
+// the two) is split again. An upload without a version is looked up in S3
+// first, and skipped when the object is gone. Errors are transient.
+func (in *Ingester) Start(ctx context.Context, up Upload) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	log := in.Log.With().Str("component", "ingest").Str("tenant", up.Key.Tenant).Str("campaign", up.Key.Campaign).Logger()
+	key := up.Key.String()
+	if up.Version == "" {
+		obj, err := in.Splitter.S3.Head(ctx, key)
+		if errors.Is(err, s3.ErrNotFound) {
+			log.Info().Str("key_sha256", KeyDigest(key)).Msg("announced object is gone; skipped")
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("ingest: version of an upload (key_sha256 %s): %w", KeyDigest(key), withoutKey(err))
+		}
+		up.Version = ObjectVersion(obj.VersionID, obj.ETag, "")
+	}
+	checks := in.Checks
+	if len(checks) == 0 {
+		checks = []schemas.Check{schemas.CheckQuotientFamilial}
+	}
+	b, created, err := in.Ledger.CreateBatch(ctx, ledger.Batch{
+		Tenant: up.Key.Tenant, Campaign: up.Key.Campaign, Checks: schemas.JoinChecks(checks),
+		Bucket: up.Bucket, ObjectKey: key, ObjectVersion: up.Version,
+		Period: in.Period, Recipient: in.Recipient,
+	})
+	if err != nil {
+		return err
+	}
+	blog := log.With().Str("batch_id", b.ID).Logger()
+	if !created && b.State != ledger.StateCreated {
+		blog.Info().Str("state", b.State).Msg("object version already has a batch; event ignored")
+		return nil
+	}
+	blog.Info().Bool("resumed", !created).Msg("batch started")
+	return in.Splitter.Split(ctx, b)
 }

@@ -51,7 +51,8 @@ func (k IncomingKey) String() string {
 }
 
 // ParseIncomingKey parses incoming/<tenant>/<campaign>/<file>. Keys with
-// "..", absolute parts, control characters or unexpected depth are refused.
+// "..", absolute parts, control characters or unexpected depth are refused;
+// errors do not repeat the key (a file name may name a person).
 func ParseIncomingKey(key string) (IncomingKey, error) {
 	if !strings.HasPrefix(key, IncomingPrefix) {
 		return IncomingKey{}, ErrNotIncoming
@@ -63,14 +64,14 @@ func ParseIncomingKey(key string) (IncomingKey, error) {
 	}
 	parts := strings.Split(strings.TrimPrefix(key, IncomingPrefix), "/")
 	if len(parts) != 3 {
-		return IncomingKey{}, fmt.Errorf("pipeline: key %q: want incoming/<tenant>/<campaign>/<file>", key)
+		return IncomingKey{}, fmt.Errorf("pipeline: upload key: want incoming/<tenant>/<campaign>/<file>")
 	}
 	k := IncomingKey{Tenant: parts[0], Campaign: parts[1], File: parts[2]}
 	if !namePattern.MatchString(k.Tenant) || !namePattern.MatchString(k.Campaign) {
-		return IncomingKey{}, fmt.Errorf("pipeline: key %q: tenant and campaign must be letters, digits, '.', '_' or '-'", key)
+		return IncomingKey{}, fmt.Errorf("pipeline: upload key: tenant and campaign must be letters, digits, '.', '_' or '-'")
 	}
 	if k.File == "" || k.File == "." || k.File == ".." || path.Clean(k.File) != k.File {
-		return IncomingKey{}, fmt.Errorf("pipeline: key %q: bad file name", key)
+		return IncomingKey{}, fmt.Errorf("pipeline: upload key: bad file name (empty, \".\", \"..\" or not clean)")
 	}
 	return k, nil
 }
@@ -100,11 +101,14 @@ func PartKey(tenant, campaign, batchID string, n int) string {
 }
 
 // ObjectVersion names the version of an uploaded object that a batch
-// verifies: the S3 version id when the bucket is versioned, else the ETag,
-// else the event's sequencer.
+// verifies: the S3 version id when the bucket is versioned, else the ETag
+// (unquoted: the same content under the same key is the same upload), else
+// the event's sequencer. "null", the version id of objects written while
+// versioning was off or suspended, is no version id.
 func ObjectVersion(versionID, etag, sequencer string) string {
+	etag = strings.Trim(etag, `"`)
 	switch {
-	case versionID != "":
+	case versionID != "" && versionID != "null":
 		return versionID
 	case etag != "":
 		return etag

@@ -32,26 +32,33 @@ type S3Event struct {
 
 // S3EventRecord is one record of an S3Event.
 type S3EventRecord struct {
-	EventVersion string    `json:"eventVersion,omitempty"`
-	EventSource  string    `json:"eventSource,omitempty"`
-	EventTime    time.Time `json:"eventTime,omitempty"`
-	EventName    string    `json:"eventName"`
-	S3           S3Entity  `json:"s3"`
+	EventVersion string `json:"eventVersion,omitempty"`
+	EventSource  string `json:"eventSource,omitempty"`
+	// EventTime is kept as sent (ISO 8601 with AWS, RFC 3339 elsewhere):
+	// apbatch does not rely on it.
+	EventTime string   `json:"eventTime,omitempty"`
+	EventName string   `json:"eventName"`
+	S3        S3Entity `json:"s3"`
 }
 
 // S3Entity names the bucket and the object of an S3EventRecord.
 type S3Entity struct {
-	Bucket S3Bucket `json:"bucket"`
-	Object S3Object `json:"object"`
+	// ConfigurationID names the bucket's notification configuration.
+	ConfigurationID string   `json:"configurationId,omitempty"`
+	Bucket          S3Bucket `json:"bucket"`
+	Object          S3Object `json:"object"`
 }
 
 // S3Bucket is the bucket of an S3Entity.
 type S3Bucket struct {
 	Name string `json:"name"`
+	ARN  string `json:"arn,omitempty"`
 }
 
 // S3Object is the object of an S3Entity. Key is URL-encoded as in AWS
-// notifications.
+// notifications (see S3EventRecord.KeyEncoded for emitters that do not).
+// ETag may be quoted; VersionID is "" or "null" when the bucket is not
+// versioned.
 type S3Object struct {
 	Key       string `json:"key"`
 	Size      int64  `json:"size,omitempty"`

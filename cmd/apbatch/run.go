@@ -372,7 +372,7 @@ func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files 
 			version = fmt.Sprintf("forced-%d", time.Now().UnixNano())
 		}
 		ev := schemas.S3Event{Records: []schemas.S3EventRecord{{
-			EventVersion: "2.1", EventSource: "aws:s3", EventTime: time.Now().UTC(), EventName: "ObjectCreated:Put",
+			EventVersion: "2.1", EventSource: "aws:s3", EventTime: time.Now().UTC().Format(time.RFC3339Nano), EventName: "ObjectCreated:Put",
 			S3: schemas.S3Entity{
 				Bucket: schemas.S3Bucket{Name: st.s3.Bucket()},
 				Object: schemas.S3Object{Key: eventKey(key), Size: info.Size(), ETag: obj.ETag, VersionID: version},

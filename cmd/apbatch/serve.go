@@ -33,6 +33,7 @@ type serveCommand struct {
 	roles, brokers, s3Endpoint, s3Bucket    string
 	db, providerURL, tokenFile, recipient   string
 	checks, sharedIP, logLevel, auditKeyDir string
+	eventsTopic, watchInterval              string
 	rate, ipLimit, inFlight                 int
 	share                                   float64
 	flushInterval                           time.Duration
@@ -62,6 +63,8 @@ func (c *serveCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.providerURL, "provider-url", c.envOr("APBATCH_PROVIDER_URL", workers.ProductionURL), "API Particulier base URL (APBATCH_PROVIDER_URL)")
 	fs.StringVar(&c.tokenFile, "token-file", c.envOr("APBATCH_TOKEN_FILE", ""), "file holding the API token (APBATCH_TOKEN_FILE), or the token in APBATCH_TOKEN")
 	fs.StringVar(&c.recipient, "recipient", c.envOr("APBATCH_RECIPIENT", ""), "SIRET of the collectivité sent with every call (APBATCH_RECIPIENT)")
+	fs.StringVar(&c.eventsTopic, "events-topic", c.envOr("APBATCH_EVENTS_TOPIC", schemas.TopicUploads), "ingest role: Kafka topic the bucket's S3 event notifications reach (APBATCH_EVENTS_TOPIC)")
+	fs.StringVar(&c.watchInterval, "watch-interval", c.envOr("APBATCH_WATCH_INTERVAL", "0"), "ingest role: also list incoming/ this often (e.g. 1m) and start uploads no notification announced, for S3 services without notifications; 0 = off (APBATCH_WATCH_INTERVAL)")
 	fs.StringVar(&c.checks, "checks", c.envOr("APBATCH_CHECKS", "qf"), "checks new batches run (APBATCH_CHECKS)")
 	fs.StringVar(&c.sharedIP, "shared-ip-budget", c.envOr("APBATCH_SHARED_IP_BUDGET", ""), "share --ip-limit through the ledger with the worker processes of the same NAME (APBATCH_SHARED_IP_BUDGET)")
 	fs.StringVar(&c.auditKeyDir, "audit-key-dir", c.envOr("APBATCH_AUDIT_KEY_DIR", "."), "folder of audit.key when APBATCH_AUDIT_KEY is not set")
@@ -80,9 +83,10 @@ func (c *serveCommand) Usage() {
 	head := `Usage: apbatch serve [flags]
 
 Runs pipeline roles as a long-running process on Kafka, S3 and a ledger
-(PostgreSQL to share it between machines): ingest (S3 upload events → batches,
-split into jobs), work (calls under budgets) and write (Parquet parts,
-manifests). "apbatch ingest", "apbatch work" and "apbatch write" run one
+(PostgreSQL to share it between machines): ingest (the bucket's S3 event
+notifications, or listings of incoming/ with --watch-interval, become
+batches split into jobs), work (calls under budgets) and write (Parquet
+parts, manifests). "apbatch ingest", "apbatch work" and "apbatch write" run one
 role each. Every flag has an APBATCH_* variable; secrets (S3 keys, API token,
 audit key) come from the environment or files only. Stops cleanly on SIGTERM.
 
@@ -121,6 +125,13 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	case c.db == "":
 		return errors.New("no ledger: give --db or APBATCH_DB (postgres://... or sqlite://PATH)")
 	}
+	watch, err := time.ParseDuration(c.watchInterval)
+	if err != nil || watch < 0 {
+		return fmt.Errorf("--watch-interval: want a duration such as 30s or 5m, or 0 for off (got %q)", c.watchInterval)
+	}
+	if strings.TrimSpace(c.eventsTopic) == "" {
+		return errors.New("--events-topic: give a topic name")
+	}
 	checks, err := schemas.ParseChecks(c.checks)
 	if err != nil {
 		return fmt.Errorf("--checks: %w", err)
@@ -136,7 +147,7 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 		LedgerURL: c.db, Log: log.With().Str("process", strings.Join(roles, "+")).Logger(),
 		ProviderURL: strings.TrimRight(c.providerURL, "/"), Rate: c.rate, IPLimit: c.ipLimit, Share: c.share,
 		InFlight: c.inFlight, Recipient: c.recipient, Checks: checks, SharedIP: c.sharedIP, FlushInterval: c.flushInterval,
-		Roles: roles,
+		Roles: roles, EventsTopic: strings.TrimSpace(c.eventsTopic), WatchInterval: watch,
 	}
 	if slices.Contains(roles, "work") {
 		// The providers' maintenance windows are waited out, in

@@ -86,6 +86,20 @@ type stackConfig struct {
 	// using the same name.
 	SharedIP      string
 	FlushInterval time.Duration
+	// EventsTopic is the topic the bucket's notifications reach (default
+	// schemas.TopicUploads).
+	EventsTopic string
+	// WatchInterval, when positive, also lists incoming/ at this interval
+	// for uploads no notification announced (pipeline.Watcher).
+	WatchInterval time.Duration
+}
+
+// eventsTopic returns the topic the ingest role consumes.
+func (c stackConfig) eventsTopic() string {
+	if c.EventsTopic != "" {
+		return c.EventsTopic
+	}
+	return schemas.TopicUploads
 }
 
 // stack is the ingest, work and write roles wired to Kafka, S3 and the
@@ -98,10 +112,11 @@ type stack struct {
 	resW    *kafkago.Writer
 	readers []*kafkago.Reader
 
-	ingest *pipeline.Ingester
-	pool   *workers.Pool
-	extra  []*workers.Pool // more worker replicas (bench)
-	writer *pipeline.ResultWriter
+	ingest  *pipeline.Ingester
+	watcher *pipeline.Watcher // nil unless WatchInterval is set
+	pool    *workers.Pool
+	extra   []*workers.Pool // more worker replicas (bench)
+	writer  *pipeline.ResultWriter
 
 	wg sync.WaitGroup
 }
@@ -115,7 +130,11 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 	if err := client.EnsureBucket(ctx); err != nil {
 		return nil, err
 	}
-	if err := kafka.EnsureTopics(ctx, cfg.Kafka, schemas.TopicUploads, schemas.TopicJobs, schemas.TopicResults); err != nil {
+	topics := []string{schemas.TopicUploads, schemas.TopicJobs, schemas.TopicResults}
+	if t := cfg.eventsTopic(); !slices.Contains(topics, t) {
+		topics = append(topics, t)
+	}
+	if err := kafka.EnsureTopics(ctx, cfg.Kafka, topics...); err != nil {
 		return nil, err
 	}
 	store, err := ledger.Open(ctx, cfg.LedgerURL)
@@ -140,7 +159,7 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 		st.readers = append(st.readers, r)
 		return r
 	}
-	upR := reader("ingest", groupIngest, schemas.TopicUploads)
+	upR := reader("ingest", groupIngest, cfg.eventsTopic())
 	jobR := reader("work", groupWorkers, schemas.TopicJobs)
 	resR := reader("write", groupWriters, schemas.TopicResults)
 
@@ -148,6 +167,9 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 		Columns: pipeline.TenantColumns(client)}
 	st.ingest = &pipeline.Ingester{Uploads: upR, Ledger: store, Splitter: splitter, Log: cfg.Log,
 		Bucket: client.Bucket(), Period: cfg.Period, Recipient: cfg.Recipient, Checks: cfg.Checks}
+	if cfg.WatchInterval > 0 {
+		st.watcher = &pipeline.Watcher{S3: client, Ledger: store, Start: st.ingest.Start, Interval: cfg.WatchInterval, Log: cfg.Log}
+	}
 	st.pool = newPool(cfg, jobR, st.resW, store)
 	st.writer = &pipeline.ResultWriter{Results: resR, S3: client, Ledger: store, Log: cfg.Log, FlushInterval: cfg.FlushInterval}
 	return st, nil
@@ -184,7 +206,7 @@ func (st *stack) AddWorkers(cfg stackConfig, n int) {
 func (st *stack) Start(ctx context.Context, only ...string) <-chan error {
 	errc := make(chan error, 3+len(st.extra))
 	roles := map[string]func(context.Context) error{
-		"ingest": st.ingest.Run,
+		"ingest": st.runIngest,
 		"work":   st.pool.Run,
 		"write":  st.writer.Run,
 	}
@@ -212,6 +234,22 @@ func (st *stack) Start(ctx context.Context, only ...string) <-chan error {
 		}()
 	}
 	return errc
+}
+
+// runIngest consumes notifications and, when configured, runs the listing
+// watcher beside them, until ctx ends or one of them fails.
+func (st *stack) runIngest(ctx context.Context) error {
+	if st.watcher == nil {
+		return st.ingest.Run(ctx)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- st.ingest.Run(ctx) }()
+	go func() { errc <- st.watcher.Run(ctx) }()
+	err := <-errc
+	cancel()
+	return errors.Join(err, <-errc)
 }
 
 // Wait waits for the roles started by Start to return.

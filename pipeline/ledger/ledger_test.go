@@ -29,7 +29,7 @@ func stores(t *testing.T) map[string]*Store {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, tbl := range []string{"calls", "result_rows", "parts", "batches", "budget_slots", "answered_jobs"} {
+		for _, tbl := range []string{"calls", "result_rows", "parts", "batches", "budget_slots", "answered_jobs", "watch_cursors"} {
 			if _, err := p.db.Exec("DELETE FROM " + tbl); err != nil {
 				t.Fatal(err)
 			}
@@ -269,5 +269,34 @@ func TestOpen_Concurrently(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+func TestStore_WatchCursor(t *testing.T) {
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			if c, err := s.WatchCursor(ctx, "apbatch", "incoming/"); err != nil || !c.IsZero() {
+				t.Fatalf("new cursor = %v, %v", c, err)
+			}
+			t1 := time.Date(2026, 9, 1, 8, 30, 15, 0, time.UTC)
+			for _, step := range []struct {
+				set, want time.Time
+			}{
+				{set: t1, want: t1},
+				{set: t1.Add(-time.Hour), want: t1}, // never goes back
+				{set: t1.Add(2 * time.Second), want: t1.Add(2 * time.Second)},
+			} {
+				if err := s.AdvanceWatchCursor(ctx, "apbatch", "incoming/", step.set); err != nil {
+					t.Fatal(err)
+				}
+				if c, err := s.WatchCursor(ctx, "apbatch", "incoming/"); err != nil || !c.Equal(step.want) {
+					t.Fatalf("after %v: cursor = %v, %v; want %v", step.set, c, err, step.want)
+				}
+			}
+			if c, err := s.WatchCursor(ctx, "other", "incoming/"); err != nil || !c.IsZero() {
+				t.Fatalf("other bucket's cursor = %v, %v", c, err)
+			}
+		})
 	}
 }

@@ -9,9 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
@@ -116,6 +119,8 @@ type ObjectInfo struct {
 	Size      int64
 	ETag      string
 	VersionID string
+	// LastModified is the service's time of the upload (List and Head).
+	LastModified time.Time
 }
 
 // Put stores body under key. size may be -1 when unknown (body is then
@@ -157,13 +162,20 @@ func (c *Client) Open(ctx context.Context, key string) (io.ReadCloser, ObjectInf
 func (c *Client) Head(ctx context.Context, key string) (ObjectInfo, error) {
 	out, err := c.api.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &c.bucket, Key: &key})
 	if err != nil {
+		// HEAD answers have no body: a missing object is a bare 404.
+		var nf *types.NotFound
+		var re *awshttp.ResponseError
+		if errors.As(err, &nf) || (errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound) {
+			return ObjectInfo{}, fmt.Errorf("s3: head %s: %w", key, ErrNotFound)
+		}
 		return ObjectInfo{}, fmt.Errorf("s3: head %s: %w", key, err)
 	}
 	return ObjectInfo{
-		Key:       key,
-		Size:      aws.ToInt64(out.ContentLength),
-		ETag:      strings.Trim(aws.ToString(out.ETag), `"`),
-		VersionID: aws.ToString(out.VersionId),
+		Key:          key,
+		Size:         aws.ToInt64(out.ContentLength),
+		ETag:         strings.Trim(aws.ToString(out.ETag), `"`),
+		VersionID:    aws.ToString(out.VersionId),
+		LastModified: aws.ToTime(out.LastModified),
 	}, nil
 }
 
@@ -177,7 +189,8 @@ func (c *Client) List(ctx context.Context, prefix string) ([]ObjectInfo, error) 
 			return nil, fmt.Errorf("s3: list %s: %w", prefix, err)
 		}
 		for _, o := range page.Contents {
-			objs = append(objs, ObjectInfo{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), ETag: strings.Trim(aws.ToString(o.ETag), `"`)})
+			objs = append(objs, ObjectInfo{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), ETag: strings.Trim(aws.ToString(o.ETag), `"`),
+				LastModified: aws.ToTime(o.LastModified)})
 		}
 	}
 	return objs, nil
