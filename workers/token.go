@@ -205,21 +205,10 @@ func (e *TokenRefusedError) Error() string {
 // ErrTransport when it gets no answer, and another error for any other
 // answer. It blocks until the answer or ctx's end.
 func (c *Client) Introspect(ctx context.Context, token string) (Introspection, error) {
-	base := c.BaseURL
-	if base == "" {
-		base = ProductionURL
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+IntrospectPath, nil)
+	req, err := c.newRequest(ctx, token, IntrospectPath, nil)
 	if err != nil {
-		return Introspection{}, fmt.Errorf("workers: build request to %s: invalid base URL", IntrospectPath)
+		return Introspection{}, err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Accept", "application/json")
-	ua := c.UserAgent
-	if ua == "" {
-		ua = "apbatch"
-	}
-	req.Header.Set("User-Agent", ua)
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
 		return Introspection{}, transportError(IntrospectPath, err)
