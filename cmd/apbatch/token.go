@@ -178,6 +178,13 @@ func inspectToken(ctx context.Context, baseURL string, embedded bool, token stri
 	return ts
 }
 
+// prolonged reports whether the API accepts a token whose exp has passed:
+// its owner prolonged it, which changes the API's record, not the token.
+// Its real expiry is then unknown.
+func (ts tokenState) prolonged(now time.Time) bool {
+	return ts.fromAPI != "" && !ts.claims.ExpiresAt.IsZero() && !ts.claims.ExpiresAt.After(now)
+}
+
 // unusable explains why a batch cannot run with the token at all; "" when
 // it can.
 func (ts tokenState) unusable(now time.Time) string {
@@ -187,7 +194,7 @@ func (ts tokenState) unusable(now time.Time) string {
 	case ts.decodeErr != nil && ts.fromAPI == "":
 		return "it is not an API Particulier token (" + strings.TrimPrefix(ts.decodeErr.Error(), "workers: decode token: ") +
 			"); the file or variable must hold the token alone"
-	case !ts.claims.ExpiresAt.IsZero() && workers.ExpiryAt(ts.claims.ExpiresAt, now).Expired:
+	case !ts.claims.ExpiresAt.IsZero() && workers.ExpiryAt(ts.claims.ExpiresAt, now).Expired && !ts.prolonged(now):
 		return "it expired on " + ts.claims.ExpiresAt.Format(dateTimeUTC)
 	}
 	return ""
@@ -213,6 +220,9 @@ func (ts tokenState) print(w io.Writer, what string, now time.Time, required []s
 		switch {
 		case c.ExpiresAt.IsZero():
 			fmt.Fprintln(w, "expires:    (no expiry in the token)")
+		case ts.prolonged(now):
+			fmt.Fprintf(w, "expires:    %s, past, but the API still accepts the token: it was prolonged, and its new expiry is not in the token\n",
+				c.ExpiresAt.UTC().Format(dateTimeUTC))
 		case exp.Expired:
 			fmt.Fprintf(w, "expires:    %s (expired %d days ago)\n", c.ExpiresAt.UTC().Format(dateTimeUTC), -exp.DaysLeft)
 		default:
@@ -337,7 +347,7 @@ func (c *runCommand) checkTokens(ctx context.Context, log zerolog.Logger, store 
 				who, schemas.JoinChecks(unserved), strings.Join(lacks, "; "), orNone(strings.Join(ts.scopes, ", ")), tenant)
 		}
 		eta := time.Duration(float64(w.calls) / rate * float64(time.Second))
-		if exp := ts.claims.ExpiresAt; !exp.IsZero() && now.Add(eta).After(exp) {
+		if exp := ts.claims.ExpiresAt; !exp.IsZero() && !ts.prolonged(now) && now.Add(eta).After(exp) {
 			return fmt.Errorf("%s expires on %s, before the batch would end: about %d calls at %.3g per second take %s. "+
 				"Renew the token first, or split the file", who, exp.UTC().Format(dateTimeUTC), w.calls, rate, eta.Round(time.Second))
 		}

@@ -128,6 +128,23 @@ func TestTokenCheck(t *testing.T) {
 		}
 		assertNoToken(t, stdout+stderr, tok)
 	})
+	t.Run("expired token the API still accepts: prolonged", func(t *testing.T) {
+		// The API keeps a prolonged token's new expiry in its records; a
+		// sandbox two days behind plays it.
+		late, err := sandbox.New(sandbox.Config{Now: func() time.Time { return time.Now().Add(-2 * day) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		api := httptest.NewServer(late)
+		defer api.Close()
+		defer late.Close()
+		tok, file := sandboxToken(t, dir, qf, -day)
+		code, stdout, stderr := runApbatchEnv(t, ctx, nil, "token", "check", "--provider-url", api.URL, "--token-file", file)
+		if code != 0 || !strings.Contains(stdout, "past, but the API still accepts the token: it was prolonged") {
+			t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+		}
+		assertNoToken(t, stdout+stderr, tok)
+	})
 	t.Run("per tenant, from the environment", func(t *testing.T) {
 		tok, _ := sandboxToken(t, dir, qf, 10*day)
 		code, stdout, stderr := runApbatchEnv(t, ctx, map[string]string{"APBATCH_TOKEN_VILLE_DE_LYON": tok, "APBATCH_PROVIDER_URL": srv.URL},
