@@ -264,7 +264,7 @@ func (c *runCommand) provider(ctx context.Context, log zerolog.Logger) (string, 
 	if c.providerURL != "" {
 		return strings.TrimRight(c.providerURL, "/"), tokenSources{file: c.tokenFile, dir: c.tokensDir, getenv: c.getenv}.lookup, func() {}, nil
 	}
-	url, stop, err := startSandbox(ctx, sandbox.Config{Log: log.With().Str("component", "sandbox").Logger(),
+	base, stop, err := startSandbox(ctx, sandbox.Config{Log: log.With().Str("component", "sandbox").Logger(),
 		Population: sandbox.NewPopulation(c.population, c.seed)})
 	if err != nil {
 		return "", nil, nil, err
@@ -276,14 +276,14 @@ func (c *runCommand) provider(ctx context.Context, log zerolog.Logger) (string, 
 		return "", nil, nil, err
 	}
 	lookup := func(string) (string, string, error) { return token, "the embedded sandbox", nil }
-	return url, lookup, stop, nil
+	return base, lookup, stop, nil
 }
 
 // tokenLookup returns a tenant's token and where it was found.
 type tokenLookup func(tenant string) (token, from string, err error)
 
 // startSandbox serves a sandbox with cfg on a free local port until stop.
-func startSandbox(ctx context.Context, cfg sandbox.Config) (url string, stop func(), err error) {
+func startSandbox(ctx context.Context, cfg sandbox.Config) (base string, stop func(), err error) {
 	sb, err := sandbox.New(cfg)
 	if err != nil {
 		return "", nil, err

@@ -120,12 +120,12 @@ func (c *tokenCommand) Run(ctx context.Context, args []string) error {
 	}
 	baseURL := strings.TrimRight(c.providerURL, "/")
 	if embedded {
-		url, stop, err := startSandbox(ctx, sandbox.Config{Log: zerolog.Nop()})
+		base, stop, err := startSandbox(ctx, sandbox.Config{Log: zerolog.Nop()})
 		if err != nil {
 			return err
 		}
 		defer stop()
-		baseURL = url
+		baseURL = base
 	}
 	ts := inspectToken(ctx, baseURL, embedded, token)
 	label := "default token"
@@ -179,8 +179,8 @@ func inspectToken(ctx context.Context, baseURL string, embedded bool, token stri
 }
 
 // prolonged reports whether the API accepts a token whose exp has passed:
-// its owner prolonged it, which changes the API's record, not the token.
-// Its real expiry is then unknown.
+// most likely its owner prolonged it, which changes the API's record, not
+// the token. Its real expiry is then unknown, and not held against it.
 func (ts tokenState) prolonged(now time.Time) bool {
 	return ts.fromAPI != "" && !ts.claims.ExpiresAt.IsZero() && !ts.claims.ExpiresAt.After(now)
 }
@@ -190,14 +190,22 @@ func (ts tokenState) prolonged(now time.Time) bool {
 func (ts tokenState) unusable(now time.Time) string {
 	switch {
 	case ts.refused != nil:
-		return fmt.Sprintf("the API refuses it (HTTP %d %s: %s)", ts.refused.HTTPStatus, ts.refused.Code, ts.refused.Message)
+		return fmt.Sprintf("the API refuses it (HTTP %d %s: %s)%s", ts.refused.HTTPStatus, ts.refused.Code, ts.refused.Message, renewAdvice)
 	case ts.decodeErr != nil && ts.fromAPI == "":
-		return "it is not an API Particulier token (" + strings.TrimPrefix(ts.decodeErr.Error(), "workers: decode token: ") +
-			"); the file or variable must hold the token alone"
+		return "it is not an API Particulier token (" + decodeProblem(ts.decodeErr) + "); the file or variable must hold the token alone"
 	case !ts.claims.ExpiresAt.IsZero() && workers.ExpiryAt(ts.claims.ExpiresAt, now).Expired && !ts.prolonged(now):
-		return "it expired on " + ts.claims.ExpiresAt.Format(dateTimeUTC)
+		return "it expired on " + ts.claims.ExpiresAt.Format(dateTimeUTC) + renewAdvice
 	}
 	return ""
+}
+
+// renewAdvice ends the message of a refused or expired token.
+const renewAdvice = "; renew it on the operator's portal, then update its file or Secret"
+
+// decodeProblem is what DecodeToken found wrong, in its fixed words.
+func decodeProblem(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "workers: decode token: ")
+	return strings.TrimSuffix(msg, ": "+workers.ErrMalformedToken.Error())
 }
 
 // dateTimeUTC is how token dates are shown.
@@ -209,7 +217,7 @@ func (ts tokenState) print(w io.Writer, what string, now time.Time, required []s
 	fmt.Fprintf(w, "token:      %s\n", what)
 	c := ts.claims
 	if ts.decodeErr != nil {
-		fmt.Fprintf(w, "claims:     unreadable: %s\n", strings.TrimPrefix(ts.decodeErr.Error(), "workers: decode token: "))
+		fmt.Fprintf(w, "claims:     unreadable: %s\n", decodeProblem(ts.decodeErr))
 	} else {
 		fmt.Fprintf(w, "id (jti):   %s\n", orNone(c.ID))
 		fmt.Fprintf(w, "subject:    %s\n", orNone(c.Subject))
@@ -221,7 +229,7 @@ func (ts tokenState) print(w io.Writer, what string, now time.Time, required []s
 		case c.ExpiresAt.IsZero():
 			fmt.Fprintln(w, "expires:    (no expiry in the token)")
 		case ts.prolonged(now):
-			fmt.Fprintf(w, "expires:    %s, past, but the API still accepts the token: it was prolonged, and its new expiry is not in the token\n",
+			fmt.Fprintf(w, "expires:    %s, past, yet the API still accepts the token: prolonged on the operator's portal? (a new expiry is not written in the token)\n",
 				c.ExpiresAt.UTC().Format(dateTimeUTC))
 		case exp.Expired:
 			fmt.Fprintf(w, "expires:    %s (expired %d days ago)\n", c.ExpiresAt.UTC().Format(dateTimeUTC), -exp.DaysLeft)
@@ -250,7 +258,7 @@ func (ts tokenState) print(w io.Writer, what string, now time.Time, required []s
 		}
 	}
 	if why := ts.unusable(now); why != "" {
-		fmt.Fprintf(w, "error: the token cannot be used: %s; renew it on the operator's portal, then update its file or Secret\n", why)
+		fmt.Fprintf(w, "error: the token cannot be used: %s\n", why)
 		return exitTokenUnusable
 	}
 	if unserved := schemas.Unserved(required, ts.scopes); len(unserved) > 0 {
@@ -331,8 +339,7 @@ func (c *runCommand) checkTokens(ctx context.Context, log zerolog.Logger, store 
 		ts := inspectToken(ctx, providerURL, c.providerURL == "", token)
 		who := fmt.Sprintf("the API token of tenant %q (from %s)", tenant, from)
 		if why := ts.unusable(now); why != "" {
-			return fmt.Errorf("%s cannot be used: %s; renew it on the operator's portal and update its file or variable "+
-				"(apbatch token check --tenant %s shows it)", who, why, tenant)
+			return fmt.Errorf("%s cannot be used: %s (apbatch token check --tenant %s shows it)", who, why, tenant)
 		}
 		if ts.note != "" {
 			log.Warn().Str("tenant", tenant).Str("reason", ts.note).Msg("token scopes read from the token itself")

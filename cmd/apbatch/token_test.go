@@ -140,7 +140,7 @@ func TestTokenCheck(t *testing.T) {
 		defer late.Close()
 		tok, file := sandboxToken(t, dir, qf, -day)
 		code, stdout, stderr := runApbatchEnv(t, ctx, nil, "token", "check", "--provider-url", api.URL, "--token-file", file)
-		if code != 0 || !strings.Contains(stdout, "past, but the API still accepts the token: it was prolonged") {
+		if code != 0 || !strings.Contains(stdout, "past, yet the API still accepts the token: prolonged on the operator's portal?") {
 			t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
 		}
 		assertNoToken(t, stdout+stderr, tok)
