@@ -30,6 +30,21 @@ func runApbatchEnv(t *testing.T, ctx context.Context, vars map[string]string, ar
 	return code, out.String(), errb.String()
 }
 
+// testSandbox serves a sandbox with cfg until the test ends.
+func testSandbox(t *testing.T, cfg sandbox.Config) (*sandbox.Server, *httptest.Server) {
+	t.Helper()
+	sb, err := sandbox.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sb)
+	t.Cleanup(func() {
+		sb.Close()
+		srv.Close()
+	})
+	return sb, srv
+}
+
 // sandboxToken returns a sandbox token with scopes expiring after d, in a
 // file of dir.
 func sandboxToken(t *testing.T, dir string, scopes []string, d time.Duration) (token, file string) {
@@ -62,13 +77,7 @@ func assertNoToken(t *testing.T, out, token string) {
 func TestTokenCheck(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sb, err := sandbox.New(sandbox.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sb)
-	defer srv.Close()
-	defer sb.Close()
+	_, srv := testSandbox(t, sandbox.Config{})
 	dir := t.TempDir()
 	day := 24 * time.Hour
 	qf := []string{"cnaf_quotient_familial", "cnaf_enfants"}
@@ -131,13 +140,7 @@ func TestTokenCheck(t *testing.T) {
 	t.Run("expired token the API still accepts: prolonged", func(t *testing.T) {
 		// The API keeps a prolonged token's new expiry in its records; a
 		// sandbox two days behind plays it.
-		late, err := sandbox.New(sandbox.Config{Now: func() time.Time { return time.Now().Add(-2 * day) }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		api := httptest.NewServer(late)
-		defer api.Close()
-		defer late.Close()
+		_, api := testSandbox(t, sandbox.Config{Now: func() time.Time { return time.Now().Add(-2 * day) }})
 		tok, file := sandboxToken(t, dir, qf, -day)
 		code, stdout, stderr := runApbatchEnv(t, ctx, nil, "token", "check", "--provider-url", api.URL, "--token-file", file)
 		if code != 0 || !strings.Contains(stdout, "past, yet the API still accepts the token: prolonged on the operator's portal?") {
@@ -251,13 +254,7 @@ func TestTokenSources_Lookup(t *testing.T) {
 func TestRun_RefusesTokens(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sb, err := sandbox.New(sandbox.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sb)
-	defer srv.Close()
-	defer sb.Close()
+	sb, srv := testSandbox(t, sandbox.Config{})
 	dir := t.TempDir()
 	cnous := schemas.CheckEtudiantBoursier.Scopes().Route
 	for _, tc := range []struct {
