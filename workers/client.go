@@ -156,21 +156,10 @@ func (c *Client) Call(ctx context.Context, token string, job schemas.Job) (Outco
 		return Outcome{}, fmt.Errorf("workers: unknown check %q", job.Check)
 	}
 	path, q := a.route(job)
-	base := c.BaseURL
-	if base == "" {
-		base = ProductionURL
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+path+"?"+q.Encode(), nil)
+	req, err := c.newRequest(ctx, token, path, q)
 	if err != nil {
-		return Outcome{}, fmt.Errorf("workers: build request to %s: invalid base URL", path)
+		return Outcome{}, err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Accept", "application/json")
-	ua := c.UserAgent
-	if ua == "" {
-		ua = "apbatch"
-	}
-	req.Header.Set("User-Agent", ua)
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
 		return Outcome{Route: path}, transportError(path, err)
@@ -183,6 +172,32 @@ func (c *Client) Call(ctx context.Context, token string, job schemas.Job) (Outco
 	o := classify(resp.StatusCode, resp.Header, body, time.Now(), a.decode)
 	o.Route = path
 	return o, nil
+}
+
+// newRequest builds a GET of path with query q (nil for none) on the API,
+// the token in the Authorization header only. Its error never holds the
+// URL.
+func (c *Client) newRequest(ctx context.Context, token, path string, q url.Values) (*http.Request, error) {
+	base := c.BaseURL
+	if base == "" {
+		base = ProductionURL
+	}
+	u := strings.TrimRight(base, "/") + path
+	if q != nil {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("workers: build request to %s: invalid base URL", path)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "application/json")
+	ua := c.UserAgent
+	if ua == "" {
+		ua = "apbatch"
+	}
+	req.Header.Set("User-Agent", ua)
+	return req, nil
 }
 
 // transportError describes a failed exchange without the request URL, which

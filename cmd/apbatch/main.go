@@ -34,13 +34,32 @@ type command interface {
 type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// environ lists the environment as KEY=value; nil for none.
+	environ func() []string
 }
 
 // errUsage is returned after a command has printed its usage.
 var errUsage = errors.New("usage")
 
+// exitError ends a command with an exit code of its own (documented in its
+// help), after it printed what the code stands for; err, when set, is
+// printed too.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err != nil {
+		return e.err.Error()
+	}
+	return fmt.Sprintf("exit status %d", e.code)
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
 func main() {
-	e := env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	e := env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, environ: os.Environ}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
 		// A second signal stops hard.
@@ -70,6 +89,7 @@ func runMain(ctx context.Context, e env, args []string) int {
 		"write":   &serveCommand{env: e, name: "write"},
 		"broker":  &brokerCommand{env: e},
 		"s3":      &s3Command{env: e},
+		"token":   &tokenCommand{env: e},
 	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) > 1 {
@@ -94,6 +114,13 @@ func runMain(ctx context.Context, e env, args []string) int {
 		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
 			return 2
 		}
+		var ee *exitError
+		if errors.As(err, &ee) {
+			if ee.err != nil {
+				fmt.Fprintf(e.stderr, "apbatch %s: %v\n", args[0], ee.err)
+			}
+			return ee.code
+		}
 		fmt.Fprintf(e.stderr, "apbatch %s: %v\n", args[0], err)
 		return 1
 	}
@@ -114,6 +141,7 @@ Commands:
   status    show batches: results published, calls per second, ETA (--watch to follow)
   results   write a batch's results for agents: CSV or XLSX joined to the input rows, or Parquet
   audit     purge the audit trail of provider calls past its retention
+  token     check an API token: expiry, scopes, the checks it allows (never prints it)
   serve     run pipeline roles as a long-running process (--roles ingest,work,write); also
             ingest, work, write: one role each (Kafka, S3 and the ledger from APBATCH_*)
   broker    serve the embedded Kafka-protocol broker alone (development)

@@ -43,7 +43,7 @@ type runCommand struct {
 	fs *flag.FlagSet
 
 	dataDir, tenant, campaign, period, recipient string
-	providerURL, tokenFile                       string
+	providerURL, tokenFile, tokensDir            string
 	out, summaryJSON, logLevel                   string
 	rate, inFlight, population, ipLimit          int
 	seed                                         uint64
@@ -74,6 +74,7 @@ func (c *runCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.recipient, "recipient", "", "SIRET of the collectivité, sent with every call (default with the embedded sandbox: "+dinumSIRET+")")
 	fs.StringVar(&c.providerURL, "provider-url", "", "API Particulier base URL, e.g. https://particulier.api.gouv.fr (default: the embedded sandbox)")
 	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the API token (or set APBATCH_TOKEN); never pass a token as a flag")
+	fs.StringVar(&c.tokensDir, "tokens-dir", c.getenv("APBATCH_TOKENS_DIR"), "folder of one token per tenant, files <tenant> or <tenant>.token, as a mounted Kubernetes Secret lays them out (APBATCH_TOKENS_DIR); a tenant's token may also be in APBATCH_TOKEN_<TENANT>; both win over --token-file")
 	fs.IntVar(&c.population, "sandbox-population", 10000, "embedded sandbox: synthetic people it answers for (see apbatch sandbox gen)")
 	fs.Uint64Var(&c.seed, "sandbox-seed", 1, "embedded sandbox: seed of its synthetic population")
 	fs.IntVar(&c.rate, "rate", 20, "requests per second per token (the API allows 20)")
@@ -183,7 +184,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 		}
 	}()
 
-	providerURL, token, stopSandbox, err := c.provider(ctx, log)
+	providerURL, tokens, stopSandbox, err := c.provider(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -195,7 +196,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	}
 	st, err := openStack(ctx, stackConfig{
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: log,
-		ProviderURL: providerURL, Tokens: func(string) (string, error) { return token, nil },
+		ProviderURL: providerURL, Tokens: func(tenant string) (string, error) { t, _, err := tokens(tenant); return t, err },
 		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Schedule: schedule, Period: c.period, Recipient: c.recipient, Checks: checks, SharedIP: c.sharedIP, Encoding: c.encoding, Sheet: c.sheet,
 		FlushInterval: c.flushInterval, AuditKey: key,
 	})
@@ -203,6 +204,21 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
+
+	var unfinished []ledger.Batch
+	if len(files) == 0 {
+		if unfinished, err = st.ledger.Batches(ctx, ledger.StateCreated, ledger.StateSplit); err != nil {
+			return err
+		}
+		if len(unfinished) == 0 {
+			fmt.Fprintf(c.stderr, "apbatch run: no unfinished batch in %s; give a FILE to verify\n", c.dataDir)
+			return errUsage
+		}
+	}
+	// Before any call: the token must serve the checks until the end.
+	if err := c.checkTokens(ctx, log, st.ledger, providerURL, tokens, checks, files, unfinished); err != nil {
+		return err
+	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	roleErr := st.Start(runCtx)
@@ -221,14 +237,6 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	}
 	var batches []submitted
 	if len(files) == 0 {
-		unfinished, err := st.ledger.Batches(ctx, ledger.StateCreated, ledger.StateSplit)
-		if err != nil {
-			return err
-		}
-		if len(unfinished) == 0 {
-			fmt.Fprintf(c.stderr, "apbatch run: no unfinished batch in %s; give a FILE to verify\n", c.dataDir)
-			return errUsage
-		}
 		for _, b := range unfinished {
 			batches = append(batches, submitted{key: b.ObjectKey, batchID: b.ID, resumed: true})
 		}
@@ -249,25 +257,41 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	return c.report(ctx, st, final)
 }
 
-// provider returns the API base URL and token: the embedded sandbox's unless
-// --provider-url is given.
-func (c *runCommand) provider(ctx context.Context, log zerolog.Logger) (string, string, func(), error) {
+// provider returns the API base URL and where each tenant's token is: the
+// embedded sandbox and its own token unless --provider-url is given, then
+// the token sources (per tenant, then the default token).
+func (c *runCommand) provider(ctx context.Context, log zerolog.Logger) (string, tokenLookup, func(), error) {
 	if c.providerURL != "" {
-		token, err := readToken(c.tokenFile, c.getenv)
-		if err != nil {
-			return "", "", nil, err
-		}
-		return strings.TrimRight(c.providerURL, "/"), token, func() {}, nil
+		return strings.TrimRight(c.providerURL, "/"), tokenSources{file: c.tokenFile, dir: c.tokensDir, getenv: c.getenv}.lookup, func() {}, nil
 	}
-	sb, err := sandbox.New(sandbox.Config{Log: log.With().Str("component", "sandbox").Logger(),
+	base, stop, err := startSandbox(ctx, sandbox.Config{Log: log.With().Str("component", "sandbox").Logger(),
 		Population: sandbox.NewPopulation(c.population, c.seed)})
 	if err != nil {
-		return "", "", nil, err
+		return "", nil, nil, err
+	}
+	// Like staging's tokens, the embedded sandbox's lasts ten years.
+	token, err := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().AddDate(10, 0, 0))
+	if err != nil {
+		stop()
+		return "", nil, nil, err
+	}
+	lookup := func(string) (string, string, error) { return token, "the embedded sandbox", nil }
+	return base, lookup, stop, nil
+}
+
+// tokenLookup returns a tenant's token and where it was found.
+type tokenLookup func(tenant string) (token, from string, err error)
+
+// startSandbox serves a sandbox with cfg on a free local port until stop.
+func startSandbox(ctx context.Context, cfg sandbox.Config) (base string, stop func(), err error) {
+	sb, err := sandbox.New(cfg)
+	if err != nil {
+		return "", nil, err
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", "", nil, fmt.Errorf("sandbox: listen: %w", err)
+		return "", nil, fmt.Errorf("sandbox: listen: %w", err)
 	}
 	srv := &http.Server{Handler: sb, ReadHeaderTimeout: 10 * time.Second}
 	var wg sync.WaitGroup
@@ -276,19 +300,14 @@ func (c *runCommand) provider(ctx context.Context, log zerolog.Logger) (string, 
 		defer wg.Done()
 		srv.Serve(ln)
 	}()
-	token, err := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(24*time.Hour))
-	if err != nil {
-		srv.Close()
-		return "", "", nil, err
-	}
-	stop := func() {
+	stop = func() {
 		sb.Close()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
 		wg.Wait()
 	}
-	return "http://" + ln.Addr().String(), token, stop, nil
+	return "http://" + ln.Addr().String(), stop, nil
 }
 
 // schedule builds the calls' schedule from --run-window and the providers'

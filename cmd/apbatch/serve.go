@@ -32,6 +32,7 @@ type serveCommand struct {
 	name                                    string // "serve", or the role it stands for
 	roles, brokers, s3Endpoint, s3Bucket    string
 	db, providerURL, tokenFile, recipient   string
+	tokensDir                               string
 	checks, sharedIP, logLevel, auditKeyDir string
 	eventsTopic, watchInterval              string
 	rate, ipLimit, inFlight                 int
@@ -61,7 +62,8 @@ func (c *serveCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.s3Bucket, "s3-bucket", c.envOr("APBATCH_S3_BUCKET", "apbatch"), "bucket of incoming files and results (APBATCH_S3_BUCKET)")
 	fs.StringVar(&c.db, "db", c.envOr("APBATCH_DB", ""), "ledger: postgres://... or sqlite://PATH (APBATCH_DB)")
 	fs.StringVar(&c.providerURL, "provider-url", c.envOr("APBATCH_PROVIDER_URL", workers.ProductionURL), "API Particulier base URL (APBATCH_PROVIDER_URL)")
-	fs.StringVar(&c.tokenFile, "token-file", c.envOr("APBATCH_TOKEN_FILE", ""), "file holding the API token (APBATCH_TOKEN_FILE), or the token in APBATCH_TOKEN")
+	fs.StringVar(&c.tokenFile, "token-file", c.envOr("APBATCH_TOKEN_FILE", ""), "file holding the default API token (APBATCH_TOKEN_FILE), or the token in APBATCH_TOKEN")
+	fs.StringVar(&c.tokensDir, "tokens-dir", c.envOr("APBATCH_TOKENS_DIR", ""), "folder of one API token per tenant, files <tenant> or <tenant>.token: a mounted Kubernetes Secret (APBATCH_TOKENS_DIR); a tenant's token may also be in APBATCH_TOKEN_<TENANT>; both win over the default token; read at each use")
 	fs.StringVar(&c.recipient, "recipient", c.envOr("APBATCH_RECIPIENT", ""), "SIRET of the collectivité sent with every call (APBATCH_RECIPIENT)")
 	fs.StringVar(&c.eventsTopic, "events-topic", c.envOr("APBATCH_EVENTS_TOPIC", schemas.TopicUploads), "ingest role: Kafka topic the bucket's S3 event notifications reach (APBATCH_EVENTS_TOPIC)")
 	fs.StringVar(&c.watchInterval, "watch-interval", c.envOr("APBATCH_WATCH_INTERVAL", "0"), "ingest role: also list incoming/ this often (e.g. 1m) and start uploads no notification announced, for S3 services without notifications; 0 = off (APBATCH_WATCH_INTERVAL)")
@@ -157,11 +159,21 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 			return fmt.Errorf("load Europe/Paris time zone: %w", err)
 		}
 		cfg.Schedule = &workers.Schedule{Location: paris, Maintenance: c.getenv("APBATCH_NO_MAINTENANCE_SKIP") == ""}
-		token, err := readToken(c.tokenFile, c.getenv)
-		if err != nil {
-			return err
+		tokens := tokenSources{file: c.tokenFile, dir: c.tokensDir, getenv: c.getenv}
+		var environ []string
+		if c.environ != nil {
+			environ = c.environ()
 		}
-		cfg.Tokens = func(string) (string, error) { return token, nil }
+		if !tokens.configured(environ) {
+			return errors.New("no API token: give --token-file (APBATCH_TOKEN_FILE) or APBATCH_TOKEN for every tenant, " +
+				"and/or --tokens-dir (APBATCH_TOKENS_DIR) or APBATCH_TOKEN_<TENANT> per tenant")
+		}
+		if c.tokenFile != "" || c.getenv("APBATCH_TOKEN") != "" {
+			if _, _, err := tokens.lookup(""); err != nil {
+				return err
+			}
+		}
+		cfg.Tokens = tokens.source()
 		if cfg.AuditKey, err = auditKey(c.getenv, filepath.Clean(c.auditKeyDir)); err != nil {
 			return err
 		}
