@@ -39,6 +39,8 @@ type Ingester struct {
 	Period string
 	// Recipient is the SIRET of the collectivité sent with every call.
 	Recipient string
+	// Metrics, when set, counts the batches started. Default: nil (none).
+	Metrics *Metrics
 }
 
 // Run consumes events until ctx ends. It returns nil on cancellation.
@@ -117,6 +119,9 @@ func (in *Ingester) Handle(ctx context.Context, value []byte) error {
 			continue
 		}
 		blog.Info().Bool("resumed", !created).Msg("batch started")
+		if created {
+			in.Metrics.batchStarted(b.Tenant)
+		}
 		if err := in.Splitter.Split(ctx, b); err != nil {
 			return err
 		}
