@@ -99,3 +99,17 @@ apbatch_budget_limit_per_second{budget="ip",tenant=""} 10
 		t.Errorf("Usage() two seconds later = %+v, want 10 granted, none recent", u)
 	}
 }
+
+// BenchmarkMetrics_ObserveCall measures what the pool adds to each call.
+func BenchmarkMetrics_ObserveCall(b *testing.B) {
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			m.observeCall(schemas.CheckQuotientFamilial, QuotientFamilialPath, http.StatusOK, 40*time.Millisecond)
+		}
+	})
+}
