@@ -103,6 +103,8 @@ type Ingester struct {
 	Period string
 	// Recipient is the SIRET of the collectivité sent with every call.
 	Recipient string
+	// Metrics, when set, counts the batches started. Default: nil (none).
+	Metrics *Metrics
 
 	// mu serialises Start: the event consumer and the watcher may announce
 	// the same upload at once, and one split per batch is enough.
@@ -213,5 +215,8 @@ func (in *Ingester) Start(ctx context.Context, up Upload) error {
 		return nil
 	}
 	blog.Info().Bool("resumed", !created).Msg("batch started")
+	if created {
+		in.Metrics.batchStarted(b.Tenant)
+	}
 	return in.Splitter.Split(ctx, b)
 }

@@ -52,6 +52,8 @@ type Splitter struct {
 	// Columns, when set, returns a tenant's explicit column mapping
 	// (canonical column → the header its files use), or nil.
 	Columns func(ctx context.Context, tenant string) (map[string]string, error)
+	// Metrics, when set, counts the batches refused. Default: nil (none).
+	Metrics *Metrics
 }
 
 func (s *Splitter) maxSize() int64 {
@@ -233,7 +235,11 @@ func (s *Splitter) scan(ctx context.Context, b ledger.Batch, name string, checks
 
 func (s *Splitter) fail(ctx context.Context, log zerolog.Logger, b ledger.Batch, msg string) error {
 	log.Warn().Str("reason", msg).Msg("batch refused")
-	return s.Ledger.Fail(ctx, b.ID, msg)
+	if err := s.Ledger.Fail(ctx, b.ID, msg); err != nil {
+		return err
+	}
+	s.Metrics.batchFailed(b.Tenant)
+	return nil
 }
 
 // batcher groups messages into WriteMessages calls.

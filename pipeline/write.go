@@ -41,6 +41,9 @@ type ResultWriter struct {
 	MaxBuffered int
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
+	// Metrics, when set, counts the rows written and the batches
+	// completed. Default: nil (none).
+	Metrics *Metrics
 
 	batches map[string]*openBatch
 	pending []kafkago.Message
@@ -169,7 +172,7 @@ func (w *ResultWriter) add(ctx context.Context, log zerolog.Logger, m kafkago.Me
 	}
 	ob, err := w.open(ctx, res.BatchID)
 	if errors.Is(err, ledger.ErrNotFound) {
-		log.Error().Str("batch_id", res.BatchID).Msg("result for an unknown batch dropped")
+		log.Error().Str("batch_id", res.BatchID).Str("tenant", res.Tenant).Msg("result for an unknown batch dropped")
 		return false, nil
 	}
 	if err != nil {
@@ -242,7 +245,7 @@ func (w *ResultWriter) refreshTotals(ctx context.Context, log zerolog.Logger) er
 		if b.State == ledger.StateFailed {
 			// The file was refused after some rows were read: nothing
 			// of it is published.
-			log.Info().Str("batch_id", id).Int("results", len(ob.buf)).Msg("results of a failed batch dropped")
+			log.Info().Str("batch_id", id).Str("tenant", b.Tenant).Int("results", len(ob.buf)).Msg("results of a failed batch dropped")
 			delete(w.batches, id)
 			continue
 		}
@@ -355,6 +358,7 @@ func (w *ResultWriter) writePart(ctx context.Context, log zerolog.Logger, ob *op
 	for _, r := range rows {
 		ob.done[ledger.RowKey{Row: r.RowNumber, Check: r.Check}] = struct{}{}
 	}
+	w.Metrics.rowsWritten(b.Tenant, rows)
 	log.Info().Str("batch_id", b.ID).Str("tenant", b.Tenant).Int("part", n).Int("rows", len(rows)).Msg("part written")
 	return nil
 }
@@ -393,6 +397,7 @@ func (w *ResultWriter) finish(ctx context.Context, log zerolog.Logger, ob *openB
 		return err
 	}
 	ob.b.State = ledger.StateComplete
+	w.Metrics.batchCompleted(b.Tenant, b.CreatedAt, w.now())
 	log.Info().Str("batch_id", b.ID).Str("tenant", b.Tenant).Int64("rows", counts.Rows).
 		Int64("provider_calls", counts.ProviderCalls).Int("parts", len(parts)).Msg("batch complete")
 	return nil

@@ -33,6 +33,7 @@ type Budget struct {
 	now     func() time.Time
 	windows []*window // [0] is the configured one; others are announced
 	paused  time.Time
+	granted int64 // grants since NewBudget
 }
 
 // window is one limit over one period, with its pacing grid and the actual
@@ -149,7 +150,29 @@ func (b *Budget) TryGrant() (time.Duration, bool) {
 		w.push(now)
 		w.next = slots[i].Add(w.per / time.Duration(w.limit))
 	}
+	b.granted++
 	return 0, true
+}
+
+// BudgetUsage is a snapshot of a Budget for metrics.
+type BudgetUsage struct {
+	// Granted is the grants since the budget was made.
+	Granted int64
+	// Recent is the grants in the last period of the configured window.
+	Recent int
+	// Limit is the configured window's current limit, per Period.
+	Limit  int
+	Period time.Duration
+}
+
+// Usage returns the budget's grants and limit. It costs one pass over the
+// configured window's recent grant times.
+func (b *Budget) Usage() BudgetUsage {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	w := b.windows[0]
+	now := b.now()
+	return BudgetUsage{Granted: b.granted, Recent: w.grantedBetween(now.Add(-w.per), now), Limit: w.limit, Period: w.per}
 }
 
 // push records a grant at t, keeping the last len(ring) grants.

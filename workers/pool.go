@@ -108,6 +108,9 @@ type Pool struct {
 	// HTTP status (0 for a transport failure). It must be quick and safe for
 	// concurrent use. Default: nil.
 	OnCall func(check schemas.Check, latency time.Duration, status int)
+	// Metrics, when set, counts the pool's calls and reads its budgets
+	// when scraped. Default: nil (none).
+	Metrics *Metrics
 
 	mu       sync.Mutex
 	breakers map[string]*Breaker
@@ -133,8 +136,8 @@ func (p *Pool) now() time.Time {
 }
 
 // budget returns the budget of token, keyed by a hash so the token itself is
-// not kept as a map key.
-func (p *Pool) budget(token string) *Budget {
+// not kept as a map key. tenant, whose job asks, labels its metrics.
+func (p *Pool) budget(token, tenant string) *Budget {
 	k := sha256.Sum256([]byte(token))
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -149,6 +152,7 @@ func (p *Pool) budget(token string) *Budget {
 		// process before a restart: its first second is left to them.
 		b.PauseUntil(p.now().Add(time.Second + time.Second/100))
 		p.budgets[k] = b
+		p.Metrics.watchBudget(budgetToken, tenant, b)
 	}
 	return b
 }
@@ -173,6 +177,7 @@ func (p *Pool) egress() *Budget {
 	}
 	if p.ipBudget == nil {
 		p.ipBudget = NewBudget(p.share(p.IPLimit, 1000), time.Minute, p.Now)
+		p.Metrics.watchBudget(budgetIP, "", p.ipBudget)
 	}
 	return p.ipBudget
 }
@@ -395,7 +400,7 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 		log.Error().Err(err).Int("partition", m.Partition).Int64("offset", m.Offset).Msg("job message dropped")
 		return nil
 	}
-	jlog := log.With().Str("batch_id", job.BatchID).Str("tenant", job.Tenant).Logger()
+	jlog := log.With().Str("batch_id", job.BatchID).Str("tenant", job.Tenant).Str("check", string(job.Check)).Logger()
 	res, calls, err := p.call(ctx, jlog, job, js)
 	js.afterCalls(ctx)
 	// The audit of the calls made and the results are written at the same
@@ -485,7 +490,7 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job, js
 		res.CheckedAt = p.now().UTC()
 		return res, calls, nil
 	}
-	budget, ip, breaker := p.budget(token), p.egress(), p.breaker(a.ping(job))
+	budget, ip, breaker := p.budget(token, job.Tenant), p.egress(), p.breaker(a.ping(job))
 	var (
 		out      Outcome
 		attempts int32
@@ -547,6 +552,10 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job, js
 		latency := p.now().Sub(sent)
 		if p.OnCall != nil {
 			p.OnCall(job.Check, latency, out.HTTPStatus)
+		}
+		if out.HTTPStatus != 0 || ctx.Err() == nil {
+			// A call cut short by our own stop is no transport failure.
+			p.Metrics.observeCall(job.Check, out.Route, out.HTTPStatus, latency)
 		}
 		if p.Audit != nil && ctx.Err() == nil {
 			calls = append(calls, schemas.CallRecord{At: sent, Tenant: job.Tenant, BatchID: job.BatchID,

@@ -330,6 +330,8 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		},
 		Rate: s.rate, IPLimit: s.ipLimit, InFlight: s.inFlight, AuditKey: []byte("bench-audit-key-not-secret"), Recipient: dinumSIRET, FlushInterval: 5 * time.Second,
 		Checks: checks,
+		// Metrics on, as in production: their cost is part of the figures.
+		Registry: newRegistry(),
 	}
 	if s.sharedIP {
 		cfg.SharedIP = "bench"

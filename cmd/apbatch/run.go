@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/mattn/go-isatty"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	kafkago "github.com/segmentio/kafka-go"
 
@@ -49,7 +50,7 @@ type runCommand struct {
 	seed                                         uint64
 	share                                        float64
 	runWindow, checks, sharedIP, encoding        string
-	tariff, sheet, columns                       string
+	tariff, sheet, columns, metricsAddr          string
 	force                                        bool
 	noMaintenance                                bool
 	flushInterval                                time.Duration
@@ -88,6 +89,7 @@ func (c *runCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.out, "out", "", "copy the result files and manifest into this folder")
 	fs.StringVar(&c.summaryJSON, "summary-json", "", "write a machine-readable summary to this file")
 	fs.StringVar(&c.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", strings.TrimSpace(c.getenv("APBATCH_METRICS_ADDR")), metricsAddrHelp)
 	c.fs = fs
 	return fs
 }
@@ -172,6 +174,22 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 
+	var (
+		reg *prometheus.Registry
+		ms  *metricsServer
+	)
+	if c.metricsAddr != "" {
+		reg = newRegistry()
+		if ms, err = startMetrics(ctx, c.metricsAddr, reg, log); err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			ms.Close(sctx)
+		}()
+	}
+
 	emb := &pipeline.Embedded{DataDir: c.dataDir}
 	if err := emb.Open(ctx); err != nil {
 		return err
@@ -198,7 +216,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: log,
 		ProviderURL: providerURL, Tokens: func(tenant string) (string, error) { t, _, err := tokens(tenant); return t, err },
 		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Schedule: schedule, Period: c.period, Recipient: c.recipient, Checks: checks, SharedIP: c.sharedIP, Encoding: c.encoding, Sheet: c.sheet,
-		FlushInterval: c.flushInterval, AuditKey: key,
+		FlushInterval: c.flushInterval, AuditKey: key, Registry: reg,
 	})
 	if err != nil {
 		return err
@@ -222,7 +240,9 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	roleErr := st.Start(runCtx)
+	ms.SetReady(st.Ready)
 	defer func() {
+		ms.SetReady(nil)
 		cancel()
 		st.Wait()
 	}()

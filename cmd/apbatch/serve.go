@@ -34,7 +34,7 @@ type serveCommand struct {
 	db, providerURL, tokenFile, recipient   string
 	tokensDir                               string
 	checks, sharedIP, logLevel, auditKeyDir string
-	eventsTopic, watchInterval              string
+	eventsTopic, watchInterval, metricsAddr string
 	rate, ipLimit, inFlight                 int
 	share                                   float64
 	flushInterval                           time.Duration
@@ -76,6 +76,7 @@ func (c *serveCommand) flags() *flag.FlagSet {
 	fs.Float64Var(&c.share, "budget-share", 1, "fraction of the budgets to use")
 	fs.DurationVar(&c.flushInterval, "flush-interval", 30*time.Second, "write role: longest time a result waits before its part is written")
 	fs.StringVar(&c.logLevel, "log-level", c.envOr("APBATCH_LOG_LEVEL", "info"), "log level (APBATCH_LOG_LEVEL)")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", c.envOr("APBATCH_METRICS_ADDR", ""), metricsAddrHelp)
 	c.fs = fs
 	return fs
 }
@@ -91,6 +92,9 @@ batches split into jobs), work (calls under budgets) and write (Parquet
 parts, manifests). "apbatch ingest", "apbatch work" and "apbatch write" run one
 role each. Every flag has an APBATCH_* variable; secrets (S3 keys, API token,
 audit key) come from the environment or files only. Stops cleanly on SIGTERM.
+With --metrics-addr (e.g. :9464 in a container), serves Prometheus metrics on
+/metrics, liveness on /healthz and readiness (Kafka, S3 and the ledger
+answer) on /readyz.
 
 Flags:
 `
@@ -181,18 +185,34 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	if slices.Contains(roles, "ingest") && !siretPattern.MatchString(c.recipient) {
 		return errors.New("--recipient: give the collectivité's SIRET (14 digits), or APBATCH_RECIPIENT")
 	}
+	var ms *metricsServer
+	if c.metricsAddr != "" {
+		// Up before the services are reached: /healthz answers and /readyz
+		// says what is awaited while they connect.
+		cfg.Registry = newRegistry()
+		if ms, err = startMetrics(ctx, c.metricsAddr, cfg.Registry, cfg.Log); err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			ms.Close(sctx)
+		}()
+	}
 	st, err := openStack(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	log.Info().Strs("roles", roles).Msg("serving")
+	cfg.Log.Info().Strs("roles", roles).Msg("serving")
 	errc := st.Start(ctx, roles...)
+	ms.SetReady(st.Ready)
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	ms.SetReady(nil)
 	st.Wait()
-	log.Info().Msg("stopped")
+	cfg.Log.Info().Msg("stopped")
 	return err
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	kafkago "github.com/segmentio/kafka-go"
 
@@ -92,6 +93,8 @@ type stackConfig struct {
 	// WatchInterval, when positive, also lists incoming/ at this interval
 	// for uploads no notification announced (pipeline.Watcher).
 	WatchInterval time.Duration
+	// Registry, when set, receives the roles' metrics; nil: no metrics.
+	Registry *prometheus.Registry
 }
 
 // eventsTopic returns the topic the ingest role consumes.
@@ -105,6 +108,7 @@ func (c stackConfig) eventsTopic() string {
 // stack is the ingest, work and write roles wired to Kafka, S3 and the
 // ledger.
 type stack struct {
+	kafka   kafka.Config
 	s3      *s3.Client
 	ledger  *ledger.Store
 	uploads *kafkago.Writer
@@ -117,6 +121,8 @@ type stack struct {
 	pool    *workers.Pool
 	extra   []*workers.Pool // more worker replicas (bench)
 	writer  *pipeline.ResultWriter
+	// metrics of the worker pools; nil without a registry.
+	metrics *workers.Metrics
 
 	wg sync.WaitGroup
 }
@@ -142,6 +148,7 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 		return nil, err
 	}
 	st := &stack{
+		kafka:   cfg.Kafka,
 		s3:      client,
 		ledger:  store,
 		uploads: kafka.NewWriter(cfg.Kafka, schemas.TopicUploads),
@@ -163,21 +170,50 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 	jobR := reader("work", groupWorkers, schemas.TopicJobs)
 	resR := reader("write", groupWriters, schemas.TopicResults)
 
+	var pm *pipeline.Metrics
+	if cfg.Registry != nil {
+		var readers []kafka.StatsReader
+		for _, r := range st.readers {
+			readers = append(readers, r)
+		}
+		if pm, err = pipeline.NewMetrics(cfg.Registry); err == nil {
+			if st.metrics, err = workers.NewMetrics(cfg.Registry); err == nil {
+				err = cfg.Registry.Register(kafka.NewLagCollector(readers...))
+			}
+		}
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+	}
+
 	splitter := &pipeline.Splitter{S3: client, Ledger: store, Jobs: st.jobsW, Results: st.resW, Log: cfg.Log, Encoding: cfg.Encoding, Sheet: cfg.Sheet,
-		Columns: pipeline.TenantColumns(client)}
+		Columns: pipeline.TenantColumns(client), Metrics: pm}
 	st.ingest = &pipeline.Ingester{Uploads: upR, Ledger: store, Splitter: splitter, Log: cfg.Log,
-		Bucket: client.Bucket(), Period: cfg.Period, Recipient: cfg.Recipient, Checks: cfg.Checks}
+		Bucket: client.Bucket(), Period: cfg.Period, Recipient: cfg.Recipient, Checks: cfg.Checks, Metrics: pm}
 	if cfg.WatchInterval > 0 {
 		st.watcher = &pipeline.Watcher{S3: client, Ledger: store, Start: st.ingest.Start, Interval: cfg.WatchInterval, Log: cfg.Log}
 	}
-	st.pool = newPool(cfg, jobR, st.resW, store)
-	st.writer = &pipeline.ResultWriter{Results: resR, S3: client, Ledger: store, Log: cfg.Log, FlushInterval: cfg.FlushInterval}
+	st.pool = newPool(cfg, jobR, st.resW, store, st.metrics)
+	st.writer = &pipeline.ResultWriter{Results: resR, S3: client, Ledger: store, Log: cfg.Log, FlushInterval: cfg.FlushInterval, Metrics: pm}
 	return st, nil
 }
 
+// Ready checks that the services the roles use answer: a Kafka broker,
+// the ledger and the S3 bucket.
+func (st *stack) Ready(ctx context.Context) error {
+	if err := kafka.Ping(ctx, st.kafka); err != nil {
+		return err
+	}
+	if err := st.ledger.Ping(ctx); err != nil {
+		return err
+	}
+	return st.s3.Ping(ctx)
+}
+
 // newPool builds a worker pool consuming jobs from r.
-func newPool(cfg stackConfig, r *kafkago.Reader, w *kafkago.Writer, store *ledger.Store) *workers.Pool {
-	p := &workers.Pool{Jobs: r, Results: w, Client: &workers.Client{BaseURL: cfg.ProviderURL},
+func newPool(cfg stackConfig, r *kafkago.Reader, w *kafkago.Writer, store *ledger.Store, m *workers.Metrics) *workers.Pool {
+	p := &workers.Pool{Jobs: r, Results: w, Client: &workers.Client{BaseURL: cfg.ProviderURL}, Metrics: m,
 		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, IPLimit: cfg.IPLimit, Share: cfg.Share, MaxInFlight: cfg.InFlight,
 		Schedule: cfg.Schedule, Audit: &workers.GroupCommit{Log: store, Linger: 10 * time.Millisecond}, AuditKey: cfg.AuditKey,
 		AnsweredLog: store, Group: groupWorkers}
@@ -197,7 +233,7 @@ func (st *stack) AddWorkers(cfg stackConfig, n int) {
 	for i := 0; i < n; i++ {
 		r := kafka.NewReader(cfg.Kafka, groupWorkers, schemas.TopicJobs)
 		st.readers = append(st.readers, r)
-		st.extra = append(st.extra, newPool(cfg, r, st.resW, st.ledger))
+		st.extra = append(st.extra, newPool(cfg, r, st.resW, st.ledger, st.metrics))
 	}
 }
 

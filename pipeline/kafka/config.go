@@ -95,6 +95,22 @@ func EnsureTopics(ctx context.Context, cfg Config, topics ...string) error {
 	return nil
 }
 
+// Ping checks that one of the brokers accepts a connection.
+func Ping(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	var errs []error
+	for _, b := range cfg.Brokers {
+		conn, err := (&kafkago.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", b)
+		if err == nil {
+			return conn.Close()
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("kafka: no broker reachable: %w", errors.Join(errs...))
+}
+
 // NewWriter returns a kafka-go writer for topic that waits for all in-sync
 // replicas (RequireAll) and hashes keys onto partitions, so that all messages
 // with one key land on one partition. The caller closes it.

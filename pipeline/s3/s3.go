@@ -113,6 +113,14 @@ func (c *Client) EnsureBucket(ctx context.Context) error {
 	return nil
 }
 
+// Ping checks that the service answers and the bucket exists.
+func (c *Client) Ping(ctx context.Context) error {
+	if _, err := c.api.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: &c.bucket}); err != nil {
+		return fmt.Errorf("s3: head bucket %s: %w", c.bucket, err)
+	}
+	return nil
+}
+
 // ObjectInfo describes a stored object.
 type ObjectInfo struct {
 	Key       string
