@@ -76,6 +76,3 @@ func NormalizeHeader(h string) string {
 	}
 	return b.String()
 }
-
-// canonical returns the canonical column a header names, or "".
-func canonical(h string) string { return aliasIndex[NormalizeHeader(h)] }
