@@ -72,11 +72,52 @@ func (in *Ingester) Run(ctx context.Context) error {
 // outside incoming/ are logged and skipped; errors returned are transient.
 func (in *Ingester) Handle(ctx context.Context, value []byte) error {
 	log := in.Log.With().Str("component", "ingest").Logger()
+	checks := in.Checks
+	if len(checks) == 0 {
+		checks = []schemas.Check{schemas.CheckQuotientFamilial}
+	}
+	for _, up := range in.uploads(log, value) {
+		b, created, err := in.Ledger.CreateBatch(ctx, ledger.Batch{
+			Tenant: up.Incoming.Tenant, Campaign: up.Incoming.Campaign, Checks: schemas.JoinChecks(checks),
+			Bucket: up.Bucket, ObjectKey: up.Key, ObjectVersion: up.Version,
+			Period: in.Period, Recipient: in.Recipient,
+		})
+		if err != nil {
+			return err
+		}
+		blog := log.With().Str("batch_id", b.ID).Str("tenant", b.Tenant).Str("campaign", b.Campaign).Logger()
+		if !created && b.State != ledger.StateCreated {
+			blog.Info().Str("state", b.State).Msg("object version already has a batch; event ignored")
+			continue
+		}
+		blog.Info().Bool("resumed", !created).Msg("batch started")
+		if err := in.Splitter.Split(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// upload is one object version an event notification announces under
+// incoming/.
+type upload struct {
+	Bucket   string
+	Key      string // decoded object key
+	Incoming IncomingKey
+	Version  string // see ObjectVersion
+}
+
+// uploads reads an event notification (outside data) into the uploads it
+// announces, in order. A value that is not an S3 notification, records
+// other than object creations, other buckets and refused keys are logged
+// and skipped.
+func (in *Ingester) uploads(log zerolog.Logger, value []byte) []upload {
 	var ev schemas.S3Event
 	if err := json.Unmarshal(value, &ev); err != nil {
 		log.Warn().Err(err).Msg("event is not an S3 notification; skipped")
 		return nil
 	}
+	var out []upload
 	for _, rec := range ev.Records {
 		if !strings.Contains(rec.EventName, "ObjectCreated") {
 			continue
@@ -99,27 +140,12 @@ func (in *Ingester) Handle(ctx context.Context, value []byte) error {
 			continue
 		}
 		version := ObjectVersion(rec.S3.Object.VersionID, strings.Trim(rec.S3.Object.ETag, `"`), rec.S3.Object.Sequencer)
-		checks := in.Checks
-		if len(checks) == 0 {
-			checks = []schemas.Check{schemas.CheckQuotientFamilial}
-		}
-		b, created, err := in.Ledger.CreateBatch(ctx, ledger.Batch{
-			Tenant: ik.Tenant, Campaign: ik.Campaign, Checks: schemas.JoinChecks(checks),
-			Bucket: rec.S3.Bucket.Name, ObjectKey: key, ObjectVersion: version,
-			Period: in.Period, Recipient: in.Recipient,
-		})
-		if err != nil {
-			return err
-		}
-		blog := log.With().Str("batch_id", b.ID).Str("tenant", b.Tenant).Str("campaign", b.Campaign).Logger()
-		if !created && b.State != ledger.StateCreated {
-			blog.Info().Str("state", b.State).Msg("object version already has a batch; event ignored")
+		if hasControl(rec.S3.Bucket.Name) || hasControl(version) {
+			// No store emits these; the ledger could not keep them.
+			log.Warn().Msg("event names its bucket or object version with control characters; skipped")
 			continue
 		}
-		blog.Info().Bool("resumed", !created).Msg("batch started")
-		if err := in.Splitter.Split(ctx, b); err != nil {
-			return err
-		}
+		out = append(out, upload{Bucket: rec.S3.Bucket.Name, Key: key, Incoming: ik, Version: version})
 	}
-	return nil
+	return out
 }

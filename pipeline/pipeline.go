@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -51,15 +52,17 @@ func (k IncomingKey) String() string {
 }
 
 // ParseIncomingKey parses incoming/<tenant>/<campaign>/<file>. Keys with
-// "..", absolute parts, control characters or unexpected depth are refused.
+// "..", absolute parts, control characters, invalid UTF-8 (S3 keys are
+// UTF-8; the ledger stores them as text) or unexpected depth are refused.
 func ParseIncomingKey(key string) (IncomingKey, error) {
 	if !strings.HasPrefix(key, IncomingPrefix) {
 		return IncomingKey{}, ErrNotIncoming
 	}
-	for _, r := range key {
-		if r < 0x20 || r == 0x7f {
-			return IncomingKey{}, fmt.Errorf("pipeline: key has a control character")
-		}
+	if !utf8.ValidString(key) {
+		return IncomingKey{}, fmt.Errorf("pipeline: key is not valid UTF-8")
+	}
+	if hasControl(key) {
+		return IncomingKey{}, fmt.Errorf("pipeline: key has a control character")
 	}
 	parts := strings.Split(strings.TrimPrefix(key, IncomingPrefix), "/")
 	if len(parts) != 3 {
@@ -73,6 +76,12 @@ func ParseIncomingKey(key string) (IncomingKey, error) {
 		return IncomingKey{}, fmt.Errorf("pipeline: key %q: bad file name", key)
 	}
 	return k, nil
+}
+
+// hasControl reports whether s has an ASCII control character (NUL
+// included, which PostgreSQL text refuses).
+func hasControl(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0
 }
 
 // DecodeEventKey decodes an object key as S3 notifications encode it
