@@ -14,14 +14,13 @@ import (
 	"net/url"
 	"path"
 	"regexp"
-	"slices"
 	"strings"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/apbatch/apbatch/pipeline/csv"
 	"github.com/apbatch/apbatch/pipeline/s3"
-	"github.com/apbatch/apbatch/schemas"
 )
 
 // Object key layout in the bucket.
@@ -131,10 +130,8 @@ func ParseColumns(b []byte) (map[string]string, error) {
 	if err := yaml.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("correspondance de colonnes illisible (attendu « colonne_apbatch: En-tête du fichier » par ligne) : %w", err)
 	}
-	for c := range m {
-		if !slices.Contains(schemas.Columns, c) {
-			return nil, fmt.Errorf("correspondance de colonnes : « %s » n'est pas une colonne d'apbatch (colonnes : %s)", c, strings.Join(schemas.Columns, ", "))
-		}
+	if err := csv.CheckColumns(m); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
