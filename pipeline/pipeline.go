@@ -93,11 +93,11 @@ func DecodeEventKey(k string) (string, error) {
 	return s, nil
 }
 
-// ResultFolder returns results/<tenant>/<campaign>/<batch>/.
 // TariffKey is where a tenant's tariff grid (YAML, see schemas.TariffGrid)
 // lives in the bucket; the writer prices QF results with it.
 func TariffKey(tenant string) string { return "config/" + tenant + "/tarifs.yaml" }
 
+// ResultFolder returns results/<tenant>/<campaign>/<batch>/.
 func ResultFolder(tenant, campaign, batchID string) string {
 	return ResultsPrefix + tenant + "/" + campaign + "/" + batchID + "/"
 }
