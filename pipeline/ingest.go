@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 	kafkago "github.com/segmentio/kafka-go"
@@ -59,8 +60,18 @@ func UploadOf(rec schemas.S3EventRecord) (Upload, error) {
 	if err != nil {
 		return Upload{}, err
 	}
-	return Upload{Bucket: rec.S3.Bucket.Name, Key: ik, Version: ObjectVersion(rec.S3.Object.VersionID, rec.S3.Object.ETag, "")}, nil
+	up := Upload{Bucket: rec.S3.Bucket.Name, Key: ik, Version: ObjectVersion(rec.S3.Object.VersionID, rec.S3.Object.ETag, "")}
+	if !storable(up.Bucket) || !storable(up.Version) {
+		// No store emits these; the ledger could not keep them, and the
+		// event would be retried forever.
+		return Upload{}, fmt.Errorf("pipeline: event names its bucket or object version with control characters or invalid UTF-8")
+	}
+	return up, nil
 }
+
+// storable reports whether s is valid UTF-8 without control characters
+// (PostgreSQL text refuses NUL and invalid UTF-8).
+func storable(s string) bool { return utf8.ValidString(s) && !hasControl(s) }
 
 // KeyDigest returns a short hash of an object key, to name it in logs
 // without its file name (which may name a person).

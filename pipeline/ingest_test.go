@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -299,4 +301,49 @@ func TestIngester_OneBatchPerVersion(t *testing.T) {
 	if bs := batches(); len(bs) != 2 || bs[1].ObjectVersion != second.ETag {
 		t.Fatalf("batches = %+v, want a second one for %s", bs, second.ETag)
 	}
+}
+
+// FuzzS3Event: whatever arrives on the events topic, reading it never
+// panics, and every upload it accepts is one the ledger can store and the
+// bucket can serve: a key under incoming/ that parses back to itself, plain
+// tenant and campaign names, text without control characters.
+func FuzzS3Event(f *testing.F) {
+	for _, seed := range []string{awsPut, awsVersioned, awsSuspended, awsMultipart, awsCopy, awsDelete, awsTagging,
+		awsOutside, awsConfig, awsDotDot, awsDotDotFile, awsBadEscape, awsNoVersion, awsViaSNS, eventBridgePut,
+		eventBridgeMultipart, eventBridgeDelete, minioPut, minioGet, minioRetention, versitygwPut, versitygwPlus,
+		versitygwMultipart, versitygwTest, awsTest, `{"Records":null}`, `not json`, ``} {
+		f.Add([]byte(seed))
+	}
+	name := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+	f.Fuzz(func(t *testing.T, value []byte) {
+		ev, err := schemas.DecodeS3Event(value)
+		if err != nil {
+			return
+		}
+		for _, rec := range ev.Records {
+			up, err := UploadOf(rec)
+			if err != nil {
+				continue
+			}
+			key := up.Key.String()
+			again, err := ParseIncomingKey(key)
+			if err != nil || again != up.Key {
+				t.Fatalf("key %q: parsed again %+v, %v; first %+v", key, again, err, up.Key)
+			}
+			if !name.MatchString(up.Key.Tenant) || !name.MatchString(up.Key.Campaign) {
+				t.Fatalf("key %q: tenant %q or campaign %q is not a plain name", key, up.Key.Tenant, up.Key.Campaign)
+			}
+			if f := up.Key.File; f == "" || f == "." || f == ".." || strings.Contains(f, "/") {
+				t.Fatalf("key %q: bad file name %q accepted", key, f)
+			}
+			for field, s := range map[string]string{"key": key, "bucket": up.Bucket, "version": up.Version} {
+				if !storable(s) {
+					t.Fatalf("%s %q accepted: not valid UTF-8 or has a control character", field, s)
+				}
+			}
+			if again, err := UploadOf(rec); err != nil || again != up {
+				t.Fatalf("read twice: %+v then %+v, %v", up, again, err)
+			}
+		}
+	})
 }

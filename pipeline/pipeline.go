@@ -14,13 +14,13 @@ import (
 	"net/url"
 	"path"
 	"regexp"
-	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/apbatch/apbatch/pipeline/csv"
 	"github.com/apbatch/apbatch/pipeline/s3"
-	"github.com/apbatch/apbatch/schemas"
 )
 
 // Object key layout in the bucket.
@@ -51,16 +51,18 @@ func (k IncomingKey) String() string {
 }
 
 // ParseIncomingKey parses incoming/<tenant>/<campaign>/<file>. Keys with
-// "..", absolute parts, control characters or unexpected depth are refused;
+// "..", absolute parts, control characters, invalid UTF-8 (S3 keys are
+// UTF-8; the ledger stores them as text) or unexpected depth are refused;
 // errors do not repeat the key (a file name may name a person).
 func ParseIncomingKey(key string) (IncomingKey, error) {
 	if !strings.HasPrefix(key, IncomingPrefix) {
 		return IncomingKey{}, ErrNotIncoming
 	}
-	for _, r := range key {
-		if r < 0x20 || r == 0x7f {
-			return IncomingKey{}, fmt.Errorf("pipeline: key has a control character")
-		}
+	if !utf8.ValidString(key) {
+		return IncomingKey{}, fmt.Errorf("pipeline: key is not valid UTF-8")
+	}
+	if hasControl(key) {
+		return IncomingKey{}, fmt.Errorf("pipeline: key has a control character")
 	}
 	parts := strings.Split(strings.TrimPrefix(key, IncomingPrefix), "/")
 	if len(parts) != 3 {
@@ -76,6 +78,12 @@ func ParseIncomingKey(key string) (IncomingKey, error) {
 	return k, nil
 }
 
+// hasControl reports whether s has an ASCII control character (NUL
+// included, which PostgreSQL text refuses).
+func hasControl(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0
+}
+
 // DecodeEventKey decodes an object key as S3 notifications encode it
 // (URL-encoded, spaces as '+').
 func DecodeEventKey(k string) (string, error) {
@@ -86,11 +94,11 @@ func DecodeEventKey(k string) (string, error) {
 	return s, nil
 }
 
-// ResultFolder returns results/<tenant>/<campaign>/<batch>/.
 // TariffKey is where a tenant's tariff grid (YAML, see schemas.TariffGrid)
 // lives in the bucket; the writer prices QF results with it.
 func TariffKey(tenant string) string { return "config/" + tenant + "/tarifs.yaml" }
 
+// ResultFolder returns results/<tenant>/<campaign>/<batch>/.
 func ResultFolder(tenant, campaign, batchID string) string {
 	return ResultsPrefix + tenant + "/" + campaign + "/" + batchID + "/"
 }
@@ -126,10 +134,8 @@ func ParseColumns(b []byte) (map[string]string, error) {
 	if err := yaml.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("correspondance de colonnes illisible (attendu « colonne_apbatch: En-tête du fichier » par ligne) : %w", err)
 	}
-	for c := range m {
-		if !slices.Contains(schemas.Columns, c) {
-			return nil, fmt.Errorf("correspondance de colonnes : « %s » n'est pas une colonne d'apbatch (colonnes : %s)", c, strings.Join(schemas.Columns, ", "))
-		}
+	if err := csv.CheckColumns(m); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -22,6 +22,7 @@ func TestParseIncomingKey(t *testing.T) {
 		{key: "incoming/demo/2026-09/..", wantErr: true},
 		{key: "incoming//2026-09/a.csv", wantErr: true},
 		{key: "incoming/demo/2026-09/a\n.csv", wantErr: true},
+		{key: "incoming/demo/2026-09/a\x80.csv", wantErr: true},
 		{key: "incoming/demo/2026-09/", wantErr: true},
 	} {
 		t.Run(tc.key, func(t *testing.T) {

@@ -168,13 +168,9 @@ func (e EventBridgeEvent) Record() S3EventRecord {
 	if op != "" {
 		name += ":" + op
 	}
-	o := e.Detail.Object
 	return S3EventRecord{
 		EventVersion: e.Version, EventSource: "aws:s3", EventTime: e.Time, EventName: name,
-		S3: S3Entity{
-			Bucket: e.Detail.Bucket,
-			Object: S3Object{Key: o.Key, Size: o.Size, ETag: o.ETag, VersionID: o.VersionID, Sequencer: o.Sequencer},
-		},
+		S3: S3Entity{Bucket: e.Detail.Bucket, Object: S3Object(e.Detail.Object)},
 	}
 }
 

@@ -3,6 +3,7 @@ package schemas
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -97,11 +98,11 @@ func (g TariffGrid) Validate() error {
 func Cents(price string) (int64, error) {
 	s := strings.ReplaceAll(strings.TrimSpace(price), ",", ".")
 	euros, frac, hasFrac := strings.Cut(s, ".")
-	if euros == "" || len(frac) > 2 || (hasFrac && frac == "") {
+	if euros == "" || len(frac) > 2 || (hasFrac && frac == "") || !digits(euros) || !digits(frac) {
 		return 0, fmt.Errorf("prix %q invalide (attendu par exemple \"2.10\")", price)
 	}
 	e, err := strconv.ParseInt(euros, 10, 64)
-	if err != nil || e < 0 {
+	if err != nil || e < 0 || e > (math.MaxInt64-99)/100 {
 		return 0, fmt.Errorf("prix %q invalide (attendu par exemple \"2.10\")", price)
 	}
 	c := int64(0)
@@ -114,6 +115,11 @@ func Cents(price string) (int64, error) {
 		}
 	}
 	return e*100 + c, nil
+}
+
+// digits reports whether s has only ASCII digits (no sign).
+func digits(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' }) < 0
 }
 
 // Apply sets the tranche and price of a quotient familial result: its

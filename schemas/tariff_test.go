@@ -1,7 +1,9 @@
 package schemas
 
 import (
+	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -66,4 +68,49 @@ func TestParseTariffGrid_Errors(t *testing.T) {
 			t.Errorf("Cents(%q) = %d, %v", in, got, err)
 		}
 	}
+}
+
+// FuzzParseTariffGrid: whatever a tenant uploads as its tariff grid, the
+// reader never panics, and a grid it accepts prices every QF with one of
+// its codes at a price that is never negative and reads back the same.
+var priceShape = regexp.MustCompile(`^[0-9]+(\.[0-9]{1,2})?$`)
+
+func FuzzParseTariffGrid(f *testing.F) {
+	sample, err := os.ReadFile("../deploy/samples/tarifs-cantine.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(sample, int64(650))
+	f.Add([]byte("version: v1\nbrackets:\n  - {code: A, price: \"3\"}\n"), int64(0))
+	f.Add([]byte("version: v1\nbrackets:\n  - {code: A, qf_max: 10, price: \"2,5\"}\n  - {code: B, price: \"92233720368547758.07\"}\n"), int64(11))
+	f.Add([]byte("version: v1\nbrackets:\n  - {code: A, qf_max: 10, price: \"1.2\"}\n  - {code: B, qf_max: 5, price: \"1\"}\n"), int64(7))
+	f.Add([]byte("version: v1\nbrackets:\n  - {code: A, price: \"92233720368547759\"}\n"), int64(1))
+	f.Add([]byte("version: v1\nbrackets:\n  - {code: A, price: \"+2.+1\"}\n"), int64(1))
+	f.Add([]byte("version: [\nbrackets"), int64(-1))
+	f.Add([]byte{}, int64(0))
+	f.Fuzz(func(t *testing.T, raw []byte, qf int64) {
+		g, err := ParseTariffGrid(raw)
+		if err != nil {
+			return
+		}
+		codes := map[string]bool{}
+		for _, b := range g.Brackets {
+			codes[b.Code] = true
+			c, err := Cents(b.Price)
+			if err != nil || c < 0 {
+				t.Fatalf("accepted price %q reads as %d cents, %v", b.Price, c, err)
+			}
+			if !priceShape.MatchString(strings.ReplaceAll(strings.TrimSpace(b.Price), ",", ".")) {
+				t.Fatalf("accepted price %q is not euros and cents", b.Price)
+			}
+			if again, err := Cents(fmt.Sprintf("%d.%02d", c/100, c%100)); err != nil || again != c {
+				t.Fatalf("price %q: %d cents, written back reads %d, %v", b.Price, c, again, err)
+			}
+		}
+		r := Result{Check: CheckQuotientFamilial, Status: StatusOK, QFValue: &qf}
+		g.Apply(&r)
+		if r.TarifCents == nil || *r.TarifCents < 0 || !codes[r.Tranche] {
+			t.Fatalf("QF %d priced %q at %v", qf, r.Tranche, r.TarifCents)
+		}
+	})
 }

@@ -6,6 +6,7 @@ package workers
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"strconv"
 	"sync"
@@ -308,18 +309,22 @@ func ResetTime(h http.Header, now time.Time) time.Time {
 	return time.Unix(v, 0)
 }
 
+// maxWaitSeconds is the longest wait a time.Duration holds, in seconds.
+const maxWaitSeconds = math.MaxInt64 / 1_000_000_000
+
 // RetryAfter parses Retry-After, in seconds or as an HTTP date. It returns
-// the zero time when absent or unparsable.
+// the zero time when absent or unparsable (a number of seconds no
+// time.Duration holds included).
 func RetryAfter(h http.Header, now time.Time) time.Time {
 	v := h.Get("Retry-After")
 	if v == "" {
 		return time.Time{}
 	}
-	if s, err := strconv.Atoi(v); err == nil {
-		if s < 0 {
-			s = 0
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if s > maxWaitSeconds {
+			return time.Time{}
 		}
-		return now.Add(time.Duration(s) * time.Second)
+		return now.Add(time.Duration(max(s, 0)) * time.Second)
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		return t

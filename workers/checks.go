@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"math"
 	"net/url"
 	"strconv"
 	"strings"
@@ -221,7 +222,7 @@ func decodeCNOUS(data json.RawMessage, _ time.Time, o *Outcome) bool {
 	}
 	if p := d.Periode; p != nil {
 		o.Facts.ScholarshipStart = date(p.DateRentree)
-		if p.Duree != nil {
+		if p.Duree != nil && *p.Duree >= math.MinInt32 && *p.Duree <= math.MaxInt32 {
 			m := int32(*p.Duree)
 			o.Facts.ScholarshipMonths = &m
 		}
@@ -298,7 +299,7 @@ func decodeFranceTravail(data json.RawMessage, now time.Time, o *Outcome) bool {
 	o.Facts.JobseekerRegistered = &registered
 	o.Facts.JobseekerSince = date(in.DateDebut)
 	if in.Categorie != nil {
-		if c, err := strconv.Atoi(scalar(in.Categorie.Code)); err == nil {
+		if c, err := strconv.ParseInt(scalar(in.Categorie.Code), 10, 32); err == nil {
 			c32 := int32(c)
 			o.Facts.JobseekerCategory = &c32
 		}
@@ -342,14 +343,21 @@ func decodeScolarite(data json.RawMessage, _ time.Time, o *Outcome) bool {
 	return true
 }
 
-// scalar returns a JSON string or number as text; "" for null or absent.
+// scalar returns a JSON string or number as text; "" for null, absent,
+// an object or an array (a code is never one: their text could carry
+// anything into the results).
 func scalar(v json.RawMessage) string {
 	s := strings.TrimSpace(string(v))
-	if s == "" || s == "null" {
+	if s == "" || s == "null" || s[0] == '{' || s[0] == '[' {
 		return ""
 	}
-	if uq, err := strconv.Unquote(s); err == nil {
-		return uq
+	if s[0] == '"' {
+		// JSON's escapes, not Go's: "\/" and surrogate pairs included.
+		var text string
+		if json.Unmarshal(v, &text) != nil {
+			return ""
+		}
+		return text
 	}
 	return s
 }

@@ -41,6 +41,10 @@ func TestAdapters_Decode(t *testing.T) {
 			schemas.Facts{JobseekerRegistered: &yes, JobseekerSince: "2024-03-01", JobseekerCategory: i32(1)}, false},
 		{"France Travail registration ended", schemas.CheckFranceTravail, `{"data":{"inscription":{"date_debut":"2024-03-01","date_fin":"2025-03-01","categorie":{"code":"2"}}}}`,
 			schemas.Facts{JobseekerRegistered: &no, JobseekerSince: "2024-03-01", JobseekerCategory: i32(2)}, false},
+		{"France Travail category beyond int32", schemas.CheckFranceTravail, `{"data":{"inscription":{"date_debut":"2024-03-01","categorie":{"code":4294967297}}}}`,
+			schemas.Facts{JobseekerRegistered: &yes, JobseekerSince: "2024-03-01"}, false},
+		{"CNOUS duration beyond int32", schemas.CheckEtudiantBoursier, `{"data":{"est_boursier":true,"periode_versement_bourse":{"duree":1e300}}}`,
+			schemas.Facts{ScholarshipHolder: &yes}, false},
 		{"MEN v5", schemas.CheckScolarite, `{"data":{"est_scolarise":true,"annee_scolaire":"2026-2027","statut_eleve":{"code":"ST"},"est_boursier":true,"echelon_bourse":3,
 			"etablissement":{"code_uai":"0751234A"},"regime_pensionnat":{"code":"2","libelle":"Demi-pensionnaire dans l'établissement"}}}`,
 			schemas.Facts{PupilEnrolled: &yes, SchoolYear: "2026-2027", PupilStatus: "ST", ScholarshipHolder: &yes, ScholarshipLevel: "3",
@@ -110,4 +114,21 @@ func redact(q url.Values) []string {
 		keys = append(keys, k)
 	}
 	return keys
+}
+
+func TestScalar(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{``, ""},
+		{`null`, ""},
+		{` 3 `, "3"},
+		{`"0bis"`, "0bis"},
+		{`"5\/6"`, "5/6"},
+		{`"\ud83c\udf93"`, "\U0001F393"},
+		{`{"echelon":"5"}`, ""},
+		{`["5"]`, ""},
+	} {
+		if got := scalar([]byte(tc.in)); got != tc.want {
+			t.Errorf("scalar(%s) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
 }

@@ -247,7 +247,9 @@ func classify(status int, h http.Header, raw []byte, now time.Time, decode func(
 	o := Outcome{HTTPStatus: status, RequestID: h.Get("X-Request-ID"), Header: h}
 	var b body
 	jsonErr := json.Unmarshal(raw, &b)
-	if len(b.Errors) > 0 {
+	// A 200 answers with its data: an errors member beside it (no route
+	// sends one) must not give an ok result an error code.
+	if status != http.StatusOK && len(b.Errors) > 0 {
 		e := b.Errors[0]
 		o.Code = e.Code
 		o.Provider = e.Meta.Provider
@@ -262,7 +264,7 @@ func classify(status int, h http.Header, raw []byte, now time.Time, decode func(
 			}
 		}
 		o.Message = strings.Join(msgs, " ; ")
-		if s, err := strconv.ParseFloat(strings.Trim(string(e.Meta.RetryIn), `"`), 64); err == nil && s > 0 {
+		if s, err := strconv.ParseFloat(strings.Trim(string(e.Meta.RetryIn), `"`), 64); err == nil && s > 0 && s < maxWaitSeconds {
 			o.RetryAfter = time.Duration(s * float64(time.Second))
 		}
 	}

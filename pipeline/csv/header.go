@@ -1,6 +1,9 @@
 package csv
 
 import (
+	"fmt"
+	"slices"
+	"sort"
 	"strings"
 	"unicode"
 
@@ -77,5 +80,29 @@ func NormalizeHeader(h string) string {
 	return b.String()
 }
 
-// canonical returns the canonical column a header names, or "".
-func canonical(h string) string { return aliasIndex[NormalizeHeader(h)] }
+// CheckColumns checks a tenant's column mapping (canonical column → the
+// header its files use): only apbatch's columns, each to a header with a
+// letter or digit, and no two on one header (which would name a column at
+// random). Messages are in French, for the agents who write mappings.
+func CheckColumns(m map[string]string) error {
+	cols := make([]string, 0, len(m))
+	for c := range m {
+		cols = append(cols, c)
+	}
+	sort.Strings(cols)
+	named := map[string]string{} // normalised header → column
+	for _, c := range cols {
+		if !slices.Contains(schemas.Columns, c) {
+			return fmt.Errorf("correspondance de colonnes : « %s » n'est pas une colonne d'apbatch (colonnes : %s)", c, strings.Join(schemas.Columns, ", "))
+		}
+		key := NormalizeHeader(m[c])
+		if key == "" {
+			return fmt.Errorf("correspondance de colonnes : « %s » : en-tête « %s » vide", c, m[c])
+		}
+		if prev, dup := named[key]; dup {
+			return fmt.Errorf("correspondance de colonnes : « %s » et « %s » ont le même en-tête « %s » ; gardez-en un", prev, c, m[c])
+		}
+		named[key] = c
+	}
+	return nil
+}

@@ -177,10 +177,10 @@ func fromSource(src source, name string, opts Options) (*Reader, error) {
 	rank := map[string]int{} // how specific the header that named a column is
 	retired := false
 	explicit := map[string]string{} // normalised header → canonical column
+	if err := CheckColumns(opts.Columns); err != nil {
+		return nil, &FileError{File: name, Message: err.Error()}
+	}
 	for c, h := range opts.Columns {
-		if !slices.Contains(schemas.Columns, c) {
-			return nil, &FileError{File: name, Message: fmt.Sprintf("correspondance de colonnes : « %s » n'est pas une colonne d'apbatch (colonnes : %s)", c, strings.Join(schemas.Columns, ", "))}
-		}
 		explicit[NormalizeHeader(h)] = c
 	}
 	for i, h := range header {

@@ -331,7 +331,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 		}
 		// v2 has its own 20/s bucket, keyed on the X-Api-Key value.
 		rateKey, scopes = "v2:"+claims.JTI, claims.Scopes
-	default:
+	case authBearer:
 		claims, aerr := s.authenticate(r.Header.Get("Authorization"), now)
 		if aerr != nil {
 			return writeErrors(w, aerr.status, aerr.errs...)
@@ -340,6 +340,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 			return writeErrors(w, http.StatusForbidden, errInsufficientScopes)
 		}
 		rateKey, scopes = claims.JTI, claims.Scopes
+	default:
+		// A route declared with an unknown scheme is never served open.
+		return writeText(w, http.StatusInternalServerError, "internal error")
 	}
 	*key = rateKey
 	v := s.lim.take(rateKey, clientIP(r), now)

@@ -57,21 +57,6 @@ func get(s http.Handler, tok, path string, q url.Values) *httptest.ResponseRecor
 	return rec
 }
 
-// caseQuery builds the request a client sends for a case's params.
-func caseQuery(params map[string]any) url.Values {
-	q := url.Values{"recipient": {"13002526500013"}}
-	for k, v := range params {
-		if list, ok := v.([]any); ok {
-			for _, x := range list {
-				q.Add(k+"[]", fmt.Sprint(x))
-			}
-			continue
-		}
-		q.Set(k, fmt.Sprint(v))
-	}
-	return q
-}
-
 func sortedNames(m map[string]rawCase) []string {
 	names := make([]string, 0, len(m))
 	for n := range m {
