@@ -146,8 +146,9 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	klog := log.With().Str("process", strings.Join(roles, "+")).Logger()
 	cfg := stackConfig{
-		Kafka: kafka.Config{Brokers: strings.Split(c.brokers, ",")},
+		Kafka: kafka.Config{Brokers: strings.Split(c.brokers, ","), Log: &klog},
 		S3: s3.Config{Endpoint: c.s3Endpoint, Bucket: c.s3Bucket, AccessKey: c.getenv("APBATCH_S3_ACCESS_KEY"),
 			SecretKey: c.getenv("APBATCH_S3_SECRET_KEY")},
 		LedgerURL: c.db, Log: log.With().Str("process", strings.Join(roles, "+")).Logger(),

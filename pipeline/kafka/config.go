@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/rs/zerolog"
 	kafkago "github.com/segmentio/kafka-go"
 )
 
@@ -23,6 +24,9 @@ type Config struct {
 	Partitions int
 	// ReplicationFactor of topics apbatch creates. Default: 1.
 	ReplicationFactor int
+	// Log, when set, receives kafka-go's consumer-group events (joins,
+	// assignments: debug level) and errors (warn level). Default: nil.
+	Log *zerolog.Logger
 }
 
 // Validate reports the first missing or invalid field.
@@ -130,7 +134,15 @@ func NewWriter(cfg Config, topic string) *kafkago.Writer {
 // commits (CommitInterval 0: CommitMessages commits synchronously) and
 // timings short enough for quick restarts and rebalances.
 func NewReader(cfg Config, group, topic string) *kafkago.Reader {
+	var logger, errLogger kafkago.Logger
+	if cfg.Log != nil {
+		l := cfg.Log.With().Str("component", "kafka").Str("group", group).Logger()
+		logger = kafkago.LoggerFunc(func(msg string, args ...any) { l.Debug().Msgf(msg, args...) })
+		errLogger = kafkago.LoggerFunc(func(msg string, args ...any) { l.Warn().Msgf(msg, args...) })
+	}
 	return kafkago.NewReader(kafkago.ReaderConfig{
+		Logger:            logger,
+		ErrorLogger:       errLogger,
 		Brokers:           cfg.Brokers,
 		GroupID:           group,
 		Topic:             topic,
