@@ -193,22 +193,28 @@ func containers(t *testing.T, docs []manifestDoc) []container {
 // walkContainers calls fn with every container and init container found in
 // v, at any depth (Deployment, CronJob's jobTemplate, Pod...).
 func walkContainers(v any, fn func(map[string]any)) {
+	walkItems(v, []string{"containers", "initContainers"}, fn)
+}
+
+// walkItems calls fn with every map listed under one of keys, at any depth
+// of v.
+func walkItems(v any, keys []string, fn func(map[string]any)) {
 	switch x := v.(type) {
 	case map[string]any:
 		for k, sub := range x {
-			if k == "containers" || k == "initContainers" {
-				for _, c := range asList(sub) {
-					if m, ok := c.(map[string]any); ok {
+			if slices.Contains(keys, k) {
+				for _, item := range asList(sub) {
+					if m, ok := item.(map[string]any); ok {
 						fn(m)
 					}
 				}
 				continue
 			}
-			walkContainers(sub, fn)
+			walkItems(sub, keys, fn)
 		}
 	case []any:
 		for _, sub := range x {
-			walkContainers(sub, fn)
+			walkItems(sub, keys, fn)
 		}
 	}
 }
@@ -441,12 +447,13 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 func TestDeploy_CheckInvocation(t *testing.T) {
-	tests := []struct {
+	type invocationCase struct {
 		name    string
 		args    []string
 		wantErr string
 		pending bool
-	}{
+	}
+	tests := []invocationCase{
 		{name: "role", args: []string{"work"}},
 		{name: "role with flags", args: []string{"write", "--flush-interval", "30s", "-log-level=debug"}},
 		{name: "serve roles", args: []string{"serve", "--roles", "ingest,work"}},
@@ -465,21 +472,9 @@ func TestDeploy_CheckInvocation(t *testing.T) {
 	}
 	// A pending command is accepted while missing, checked once merged.
 	if _, merged := commands(env{getenv: func(string) string { return "" }})["refresh"]; merged {
-		tests = append(tests,
-			struct {
-				name    string
-				args    []string
-				wantErr string
-				pending bool
-			}{name: "refresh merged: bad flag", args: []string{"refresh", "--no-such-flag"}, wantErr: "not defined"})
+		tests = append(tests, invocationCase{name: "refresh merged: bad flag", args: []string{"refresh", "--no-such-flag"}, wantErr: "not defined"})
 	} else {
-		tests = append(tests,
-			struct {
-				name    string
-				args    []string
-				wantErr string
-				pending bool
-			}{name: "refresh pending", args: []string{"refresh", "--no-such-flag"}, pending: true})
+		tests = append(tests, invocationCase{name: "refresh pending", args: []string{"refresh", "--no-such-flag"}, pending: true})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -826,7 +821,7 @@ func TestDeploy_Kubernetes(t *testing.T) {
 		}
 		for kind, byName := range objs {
 			for name, o := range byName {
-				walkVolumes(o, func(v map[string]any) {
+				walkItems(o, []string{"volumes"}, func(v map[string]any) {
 					if n := dig(v, "secret", "secretName"); n != nil && objs["Secret"][fmt.Sprint(n)] == nil {
 						t.Errorf("%s %s: volume of Secret %v, not defined", kind, name, n)
 					}
@@ -1020,28 +1015,6 @@ func TestDeploy_Kubernetes(t *testing.T) {
 			t.Errorf("%d CronJobs run apbatch refresh, want 1", refreshes)
 		}
 	})
-}
-
-// walkVolumes calls fn with every pod volume in v.
-func walkVolumes(v any, fn func(map[string]any)) {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, sub := range x {
-			if k == "volumes" {
-				for _, vol := range asList(sub) {
-					if m, ok := vol.(map[string]any); ok {
-						fn(m)
-					}
-				}
-				continue
-			}
-			walkVolumes(sub, fn)
-		}
-	case []any:
-		for _, sub := range x {
-			walkVolumes(sub, fn)
-		}
-	}
 }
 
 // cronSchedule is a five-field cron schedule, each field expanded.
