@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/apbatch/apbatch/pipeline/ledger"
@@ -27,7 +28,7 @@ func (c *auditCommand) flags() *flag.FlagSet {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
 	fs.StringVar(&c.dataDir, "data-dir", "./apbatch-data", "folder of the embedded ledger (used when --db is not given)")
-	fs.StringVar(&c.dbURL, "db", "", "ledger URL: postgres://... or sqlite://PATH (default: the SQLite ledger in --data-dir)")
+	fs.StringVar(&c.dbURL, "db", strings.TrimSpace(c.getenv("APBATCH_DB")), "ledger URL: postgres://... or sqlite://PATH (APBATCH_DB; default: the SQLite ledger in --data-dir)")
 	fs.IntVar(&c.months, "older-than-months", 36, "purge: delete call records older than this many months (the terms of use ask for 36)")
 	c.fs = fs
 	return fs

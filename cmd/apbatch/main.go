@@ -74,9 +74,9 @@ func main() {
 	os.Exit(runMain(ctx, e, os.Args[1:]))
 }
 
-// runMain dispatches to a subcommand and returns the exit code.
-func runMain(ctx context.Context, e env, args []string) int {
-	cmds := map[string]command{
+// commands returns apbatch's subcommands by name, each bound to e.
+func commands(e env) map[string]command {
+	return map[string]command{
 		"run":     &runCommand{env: e},
 		"sandbox": &sandboxCommand{env: e},
 		"bench":   &benchCommand{env: e},
@@ -91,6 +91,11 @@ func runMain(ctx context.Context, e env, args []string) int {
 		"s3":      &s3Command{env: e},
 		"token":   &tokenCommand{env: e},
 	}
+}
+
+// runMain dispatches to a subcommand and returns the exit code.
+func runMain(ctx context.Context, e env, args []string) int {
+	cmds := commands(e)
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) > 1 {
 			if c, ok := cmds[args[1]]; ok {
