@@ -178,6 +178,13 @@ func (w *ResultWriter) add(ctx context.Context, log zerolog.Logger, m kafkago.Me
 	if err != nil {
 		return false, err
 	}
+	if res.Tenant != ob.b.Tenant || res.Campaign != ob.b.Campaign {
+		// The prefix comes from the ledger's batch, never from the
+		// message: a result claiming another tenant or campaign than its
+		// batch is corrupt or forged, and kept out of every folder.
+		log.Error().Str("batch_id", res.BatchID).Str("tenant", ob.b.Tenant).Msg("result claims another tenant or campaign than its batch; dropped")
+		return false, nil
+	}
 	k := ledger.RowKey{Row: res.RowNumber, Check: res.Check}
 	if _, dup := ob.done[k]; dup {
 		return false, nil

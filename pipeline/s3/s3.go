@@ -206,6 +206,27 @@ func (c *Client) List(ctx context.Context, prefix string) ([]ObjectInfo, error) 
 	return objs, nil
 }
 
+// Folders returns the names of the "folders" right under prefix (which
+// ends with '/'): the next key segment of the objects below it, sorted.
+func (c *Client) Folders(ctx context.Context, prefix string) ([]string, error) {
+	var out []string
+	delim := "/"
+	p := awss3.NewListObjectsV2Paginator(c.api, &awss3.ListObjectsV2Input{Bucket: &c.bucket, Prefix: &prefix, Delimiter: &delim})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("s3: list folders of %s: %w", prefix, err)
+		}
+		for _, cp := range page.CommonPrefixes {
+			name := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(cp.Prefix), prefix), "/")
+			if name != "" {
+				out = append(out, name)
+			}
+		}
+	}
+	return out, nil
+}
+
 // Delete removes the object at key; a missing object is not an error (S3
 // answers both alike). In a versioned bucket it adds a delete marker: the
 // bucket's lifecycle rules expire the noncurrent versions.

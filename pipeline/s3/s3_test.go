@@ -113,6 +113,10 @@ func TestClient_CopyDelete(t *testing.T) {
 	if err := c.Delete(ctx, src); err != nil {
 		t.Fatalf("deleting a missing object: %v", err)
 	}
+	folders, err := c.Folders(ctx, "quarantine/")
+	if err != nil || len(folders) != 1 || folders[0] != "demo" {
+		t.Fatalf("Folders = %q, %v", folders, err)
+	}
 	if err := c.Copy(ctx, src, dst+".2"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("copying a missing object: err = %v", err)
 	}
