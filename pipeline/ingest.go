@@ -113,7 +113,9 @@ type Ingester struct {
 	// API use the current month. Default: "".
 	Period string
 	// Recipient is the SIRET of the collectivité sent with every call of
-	// a tenant without its own in Recipients.
+	// a tenant without its own in Recipients; "" for none: the uploads of
+	// such a tenant are refused (batch failed) rather than sent under
+	// another collectivité's SIRET.
 	Recipient string
 	// Recipients maps a tenant to its own SIRET, sent with the calls of
 	// its batches instead of Recipient. Default: nil (Recipient for all).
@@ -240,6 +242,10 @@ func (in *Ingester) Start(ctx context.Context, up Upload) error {
 	blog.Info().Bool("resumed", !created).Msg("batch started")
 	if created {
 		in.Metrics.batchStarted(b.Tenant)
+	}
+	if b.Recipient == "" {
+		// Better no call than a call under another collectivité's SIRET.
+		return in.Splitter.fail(ctx, blog, b, "aucun SIRET destinataire (recipient) n'est configuré pour cette collectivité")
 	}
 	return in.Splitter.Split(ctx, b)
 }
