@@ -51,6 +51,11 @@ func ValidTenant(t string) bool { return tenantPattern.MatchString(t) }
 // ErrNotIncoming is returned by ParseIncomingKey for keys outside incoming/.
 var ErrNotIncoming = errors.New("pipeline: key is not an upload under incoming/")
 
+// ErrTenantName is returned when a tenant's configuration is asked for with
+// a name that cannot be a tenant's (see ValidTenant): its key could reach
+// another tenant's folder.
+var ErrTenantName = errors.New("pipeline: not a tenant name (lower-case letters, digits, '-')")
+
 // IncomingKey is the parsed key of an uploaded file.
 type IncomingKey struct {
 	Tenant   string
@@ -187,6 +192,9 @@ func ReadConfig(ctx context.Context, client *s3.Client, key string) ([]byte, err
 // bucket, for Splitter.Columns.
 func TenantColumns(client *s3.Client) func(ctx context.Context, tenant string) (map[string]string, error) {
 	return func(ctx context.Context, tenant string) (map[string]string, error) {
+		if !ValidTenant(tenant) {
+			return nil, &FileError{Message: ErrTenantName.Error()}
+		}
 		raw, err := ReadConfig(ctx, client, ColumnsKey(tenant))
 		if raw == nil || err != nil {
 			return nil, err

@@ -414,6 +414,12 @@ func (w *ResultWriter) finish(ctx context.Context, log zerolog.Logger, ob *openB
 // that does not parse is reported and ignored: results are still written,
 // without prices.
 func (w *ResultWriter) tariff(ctx context.Context, tenant string) (*schemas.TariffGrid, error) {
+	if !ValidTenant(tenant) {
+		// A batch recorded before tenant names were narrowed: its key
+		// could reach another tenant's folder, so no grid.
+		w.Log.Error().Str("component", "write").Err(ErrTenantName).Msg("tariff grid not read")
+		return nil, nil
+	}
 	raw, err := ReadConfig(ctx, w.S3, TariffKey(tenant))
 	if raw == nil || err != nil {
 		return nil, err
