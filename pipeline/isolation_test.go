@@ -205,7 +205,7 @@ func TestIsolation_ResultWriter(t *testing.T) {
 		return kafkago.Message{Value: v, Offset: row}
 	}
 	msgs := []kafkago.Message{
-		result(a.ID, "ville-b", "c", 1),    // forged: A's batch, B's tenant
+		result(a.ID, "ville-b", "c", 1),     // forged: A's batch, B's tenant
 		result(a.ID, "ville-a", "other", 1), // forged: another campaign
 		result(a.ID, "ville-a", "c", 1),
 		result(b.ID, "ville-a", "c", 1), // forged: B's batch, A's tenant
