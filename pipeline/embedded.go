@@ -49,8 +49,12 @@ func (e *Embedded) Kafka() kafka.Config {
 }
 
 // S3 returns the configuration that reaches the embedded S3 server.
-func (e *Embedded) S3() s3.Config {
-	return s3.Config{Endpoint: e.s3.URL(), AccessKey: "apbatch", SecretKey: "apbatch-embedded", Bucket: "apbatch"}
+func (e *Embedded) S3() s3.Config { return EmbeddedS3(e.s3.URL()) }
+
+// EmbeddedS3 returns the configuration that reaches an embedded S3 server
+// (s3.Server, which checks no credentials) at url, bucket "apbatch".
+func EmbeddedS3(url string) s3.Config {
+	return s3.Config{Endpoint: url, AccessKey: "apbatch", SecretKey: "apbatch-embedded", Bucket: "apbatch"}
 }
 
 // LedgerURL returns the SQLite ledger's URL.

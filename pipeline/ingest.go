@@ -88,7 +88,7 @@ func keyTenant(key string) string {
 		return ""
 	}
 	t, _, _ := strings.Cut(rest, "/")
-	if !namePattern.MatchString(t) {
+	if !ValidTenant(t) {
 		return ""
 	}
 	return t
@@ -112,8 +112,14 @@ type Ingester struct {
 	// Period is the QF month new batches ask for, "YYYY-MM"; "" lets the
 	// API use the current month. Default: "".
 	Period string
-	// Recipient is the SIRET of the collectivité sent with every call.
+	// Recipient is the SIRET of the collectivité sent with every call of
+	// a tenant without its own in Recipients; "" for none: the uploads of
+	// such a tenant are refused (batch failed) rather than sent under
+	// another collectivité's SIRET.
 	Recipient string
+	// Recipients maps a tenant to its own SIRET, sent with the calls of
+	// its batches instead of Recipient. Default: nil (Recipient for all).
+	Recipients map[string]string
 	// Metrics, when set, counts the batches started. Default: nil (none).
 	Metrics *Metrics
 
@@ -188,6 +194,14 @@ func (in *Ingester) Handle(ctx context.Context, value []byte) error {
 	return nil
 }
 
+// recipient returns the SIRET sent with the calls of tenant's batches.
+func (in *Ingester) recipient(tenant string) string {
+	if r := in.Recipients[tenant]; r != "" {
+		return r
+	}
+	return in.Recipient
+}
+
 // Start records the upload's batch unless its object version already has
 // one, and splits it; a batch recorded but not split yet (a crash between
 // the two) is split again. An upload without a version is looked up in S3
@@ -215,7 +229,7 @@ func (in *Ingester) Start(ctx context.Context, up Upload) error {
 	b, created, err := in.Ledger.CreateBatch(ctx, ledger.Batch{
 		Tenant: up.Key.Tenant, Campaign: up.Key.Campaign, Checks: schemas.JoinChecks(checks),
 		Bucket: up.Bucket, ObjectKey: key, ObjectVersion: up.Version,
-		Period: in.Period, Recipient: in.Recipient,
+		Period: in.Period, Recipient: in.recipient(up.Key.Tenant),
 	})
 	if err != nil {
 		return err
@@ -228,6 +242,10 @@ func (in *Ingester) Start(ctx context.Context, up Upload) error {
 	blog.Info().Bool("resumed", !created).Msg("batch started")
 	if created {
 		in.Metrics.batchStarted(b.Tenant)
+	}
+	if b.Recipient == "" {
+		// Better no call than a call under another collectivité's SIRET.
+		return in.Splitter.fail(ctx, blog, b, "aucun SIRET destinataire (recipient) n'est configuré pour cette collectivité")
 	}
 	return in.Splitter.Split(ctx, b)
 }

@@ -15,6 +15,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
@@ -33,10 +34,27 @@ const (
 	ManifestName = "_manifest.json"
 )
 
+// namePattern is what a campaign looks like.
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// tenantPattern is what a tenant looks like: lower-case letters, digits and
+// '-' (a DNS label). Narrower than a campaign because a tenant names its
+// token: APBATCH_TOKEN_<TENANT> upper-cases it and turns '-' into '_', and
+// a Secret's files are <tenant> and <tenant>.token; with upper case, '_' or
+// '.' allowed, two tenants ("ville_a" and "ville-a", "x" and "x.token")
+// would read one token.
+var tenantPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// ValidTenant reports whether t can name a tenant (see ParseIncomingKey).
+func ValidTenant(t string) bool { return tenantPattern.MatchString(t) }
 
 // ErrNotIncoming is returned by ParseIncomingKey for keys outside incoming/.
 var ErrNotIncoming = errors.New("pipeline: key is not an upload under incoming/")
+
+// ErrTenantName is returned when a tenant's configuration is asked for with
+// a name that cannot be a tenant's (see ValidTenant): its key could reach
+// another tenant's folder.
+var ErrTenantName = errors.New("pipeline: not a tenant name (lower-case letters, digits, '-')")
 
 // IncomingKey is the parsed key of an uploaded file.
 type IncomingKey struct {
@@ -51,9 +69,12 @@ func (k IncomingKey) String() string {
 }
 
 // ParseIncomingKey parses incoming/<tenant>/<campaign>/<file>. Keys with
-// "..", absolute parts, control characters, invalid UTF-8 (S3 keys are
-// UTF-8; the ledger stores them as text) or unexpected depth are refused;
-// errors do not repeat the key (a file name may name a person).
+// "..", absolute parts, backslashes, control characters (C0, DEL, C1) or
+// bidirectional overrides (which make a name read otherwise in a log),
+// invalid UTF-8 (S3 keys are UTF-8; the ledger stores them as text) or
+// unexpected depth are refused; the tenant is lower-case letters, digits
+// and '-' (see ValidTenant), the campaign letters, digits, '.', '_' or '-'.
+// Errors do not repeat the key (a file name may name a person).
 func ParseIncomingKey(key string) (IncomingKey, error) {
 	if !strings.HasPrefix(key, IncomingPrefix) {
 		return IncomingKey{}, ErrNotIncoming
@@ -64,13 +85,19 @@ func ParseIncomingKey(key string) (IncomingKey, error) {
 	if hasControl(key) {
 		return IncomingKey{}, fmt.Errorf("pipeline: key has a control character")
 	}
+	if strings.ContainsRune(key, '\\') {
+		return IncomingKey{}, fmt.Errorf("pipeline: key has a backslash")
+	}
 	parts := strings.Split(strings.TrimPrefix(key, IncomingPrefix), "/")
 	if len(parts) != 3 {
 		return IncomingKey{}, fmt.Errorf("pipeline: upload key: want incoming/<tenant>/<campaign>/<file>")
 	}
 	k := IncomingKey{Tenant: parts[0], Campaign: parts[1], File: parts[2]}
-	if !namePattern.MatchString(k.Tenant) || !namePattern.MatchString(k.Campaign) {
-		return IncomingKey{}, fmt.Errorf("pipeline: upload key: tenant and campaign must be letters, digits, '.', '_' or '-'")
+	if !ValidTenant(k.Tenant) {
+		return IncomingKey{}, fmt.Errorf("pipeline: upload key: the tenant must be lower-case letters, digits or '-'")
+	}
+	if !namePattern.MatchString(k.Campaign) {
+		return IncomingKey{}, fmt.Errorf("pipeline: upload key: the campaign must be letters, digits, '.', '_' or '-'")
 	}
 	if k.File == "" || k.File == "." || k.File == ".." || path.Clean(k.File) != k.File {
 		return IncomingKey{}, fmt.Errorf("pipeline: upload key: bad file name (empty, \".\", \"..\" or not clean)")
@@ -78,10 +105,13 @@ func ParseIncomingKey(key string) (IncomingKey, error) {
 	return k, nil
 }
 
-// hasControl reports whether s has an ASCII control character (NUL
-// included, which PostgreSQL text refuses).
+// hasControl reports whether s has a control character (C0 with NUL, which
+// PostgreSQL text refuses, DEL, C1) or a bidirectional formatting character
+// (U+200E, U+200F, U+202A–U+202E, U+2066–U+2069).
 func hasControl(s string) bool {
-	return strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0
+	return strings.IndexFunc(s, func(r rune) bool {
+		return unicode.IsControl(r) || r == 0x200e || r == 0x200f || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069)
+	}) >= 0
 }
 
 // DecodeEventKey decodes an object key as S3 notifications encode it
@@ -162,6 +192,9 @@ func ReadConfig(ctx context.Context, client *s3.Client, key string) ([]byte, err
 // bucket, for Splitter.Columns.
 func TenantColumns(client *s3.Client) func(ctx context.Context, tenant string) (map[string]string, error) {
 	return func(ctx context.Context, tenant string) (map[string]string, error) {
+		if !ValidTenant(tenant) {
+			return nil, &FileError{Message: ErrTenantName.Error()}
+		}
 		raw, err := ReadConfig(ctx, client, ColumnsKey(tenant))
 		if raw == nil || err != nil {
 			return nil, err

@@ -178,6 +178,13 @@ func (w *ResultWriter) add(ctx context.Context, log zerolog.Logger, m kafkago.Me
 	if err != nil {
 		return false, err
 	}
+	if res.Tenant != ob.b.Tenant || res.Campaign != ob.b.Campaign {
+		// The prefix comes from the ledger's batch, never from the
+		// message: a result claiming another tenant or campaign than its
+		// batch is corrupt or forged, and kept out of every folder.
+		log.Error().Str("batch_id", res.BatchID).Str("tenant", ob.b.Tenant).Msg("result claims another tenant or campaign than its batch; dropped")
+		return false, nil
+	}
 	k := ledger.RowKey{Row: res.RowNumber, Check: res.Check}
 	if _, dup := ob.done[k]; dup {
 		return false, nil
@@ -407,6 +414,12 @@ func (w *ResultWriter) finish(ctx context.Context, log zerolog.Logger, ob *openB
 // that does not parse is reported and ignored: results are still written,
 // without prices.
 func (w *ResultWriter) tariff(ctx context.Context, tenant string) (*schemas.TariffGrid, error) {
+	if !ValidTenant(tenant) {
+		// A batch recorded before tenant names were narrowed: its key
+		// could reach another tenant's folder, so no grid.
+		w.Log.Error().Str("component", "write").Err(ErrTenantName).Msg("tariff grid not read")
+		return nil, nil
+	}
 	raw, err := ReadConfig(ctx, w.S3, TariffKey(tenant))
 	if raw == nil || err != nil {
 		return nil, err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"path/filepath"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/apbatch/apbatch/pipeline/ledger"
+	"github.com/apbatch/apbatch/schemas"
 )
 
 // auditCommand is "apbatch audit": the audit trail of provider calls.
@@ -29,7 +29,7 @@ func (c *auditCommand) flags() *flag.FlagSet {
 	fs.SetOutput(c.stderr)
 	fs.StringVar(&c.dataDir, "data-dir", "./apbatch-data", "folder of the embedded ledger (used when --db is not given)")
 	fs.StringVar(&c.dbURL, "db", strings.TrimSpace(c.getenv("APBATCH_DB")), "ledger URL: postgres://... or sqlite://PATH (APBATCH_DB; default: the SQLite ledger in --data-dir)")
-	fs.IntVar(&c.months, "older-than-months", 36, "purge: delete call records older than this many months (the terms of use ask for 36)")
+	fs.IntVar(&c.months, "older-than-months", schemas.MinAuditMonths, "purge: delete call records older than this many months, every tenant alike (at least 36, the terms of use's traceability; \"apbatch purge\" applies each tenant's own policy)")
 	c.fs = fs
 	return fs
 }
@@ -58,8 +58,9 @@ func (c *auditCommand) Run(ctx context.Context, args []string) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage
 	}
-	if c.months <= 0 {
-		return errors.New("--older-than-months must be positive")
+	if c.months < schemas.MinAuditMonths {
+		return fmt.Errorf("--older-than-months %d: the terms of use of API Particulier require %d months of traceability; the trail holds no identity, keep it",
+			c.months, schemas.MinAuditMonths)
 	}
 	url := c.dbURL
 	if url == "" {

@@ -81,6 +81,7 @@ func commands(e env) map[string]command {
 		"sandbox": &sandboxCommand{env: e},
 		"bench":   &benchCommand{env: e},
 		"audit":   &auditCommand{env: e},
+		"purge":   &purgeCommand{env: e},
 		"results": &resultsCommand{env: e},
 		"status":  &statusCommand{env: e},
 		"serve":   &serveCommand{env: e, name: "serve"},
@@ -145,7 +146,8 @@ Commands:
   sandbox   serve a faithful API Particulier sandbox, print a token, or generate a roster
   status    show batches: results published, calls per second, ETA (--watch to follow)
   results   write a batch's results for agents: CSV or XLSX joined to the input rows, or Parquet
-  audit     purge the audit trail of provider calls past its retention
+  purge     apply tenants' retention policies: inputs, results, ledger rows, audit trail
+  audit     purge the audit trail of provider calls past its retention (every tenant)
   token     check an API token: expiry, scopes, the checks it allows (never prints it)
   serve     run pipeline roles as a long-running process (--roles ingest,work,write); also
             ingest, work, write: one role each (Kafka, S3 and the ledger from APBATCH_*)

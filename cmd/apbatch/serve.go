@@ -38,6 +38,7 @@ type serveCommand struct {
 	rate, ipLimit, inFlight                 int
 	share                                   float64
 	flushInterval                           time.Duration
+	tenantTokensOnly                        bool
 }
 
 // envOr returns the value of an APBATCH_* variable, or def.
@@ -64,7 +65,8 @@ func (c *serveCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.providerURL, "provider-url", c.envOr("APBATCH_PROVIDER_URL", workers.ProductionURL), "API Particulier base URL (APBATCH_PROVIDER_URL)")
 	fs.StringVar(&c.tokenFile, "token-file", c.envOr("APBATCH_TOKEN_FILE", ""), "file holding the default API token (APBATCH_TOKEN_FILE), or the token in APBATCH_TOKEN")
 	fs.StringVar(&c.tokensDir, "tokens-dir", c.envOr("APBATCH_TOKENS_DIR", ""), "folder of one API token per tenant, files <tenant> or <tenant>.token: a mounted Kubernetes Secret (APBATCH_TOKENS_DIR); a tenant's token may also be in APBATCH_TOKEN_<TENANT>; both win over the default token; read at each use")
-	fs.StringVar(&c.recipient, "recipient", c.envOr("APBATCH_RECIPIENT", ""), "SIRET of the collectivité sent with every call (APBATCH_RECIPIENT)")
+	fs.BoolVar(&c.tenantTokensOnly, "tenant-tokens-only", c.envOr("APBATCH_TENANT_TOKENS_ONLY", "") != "", "work role: never use the default token for a tenant; each tenant's rows go out under its own token or not at all (APBATCH_TENANT_TOKENS_ONLY=1)")
+	fs.StringVar(&c.recipient, "recipient", c.envOr("APBATCH_RECIPIENT", ""), "ingest role: SIRET of the collectivité sent with the calls of tenants without their own APBATCH_RECIPIENT_<TENANT> (APBATCH_RECIPIENT); empty: their uploads are refused")
 	fs.StringVar(&c.eventsTopic, "events-topic", c.envOr("APBATCH_EVENTS_TOPIC", schemas.TopicUploads), "ingest role: Kafka topic the bucket's S3 event notifications reach (APBATCH_EVENTS_TOPIC)")
 	fs.StringVar(&c.watchInterval, "watch-interval", c.envOr("APBATCH_WATCH_INTERVAL", "0"), "ingest role: also list incoming/ this often (e.g. 1m) and start uploads no notification announced, for S3 services without notifications; 0 = off (APBATCH_WATCH_INTERVAL)")
 	fs.StringVar(&c.checks, "checks", c.envOr("APBATCH_CHECKS", "qf"), "checks new batches run (APBATCH_CHECKS)")
@@ -164,7 +166,7 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 			return fmt.Errorf("load Europe/Paris time zone: %w", err)
 		}
 		cfg.Schedule = &workers.Schedule{Location: paris, Maintenance: c.getenv("APBATCH_NO_MAINTENANCE_SKIP") == ""}
-		tokens := tokenSources{file: c.tokenFile, dir: c.tokensDir, getenv: c.getenv}
+		tokens := tokenSources{file: c.tokenFile, dir: c.tokensDir, tenantOnly: c.tenantTokensOnly, getenv: c.getenv}
 		var environ []string
 		if c.environ != nil {
 			environ = c.environ()
@@ -183,8 +185,20 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	if slices.Contains(roles, "ingest") && !siretPattern.MatchString(c.recipient) {
-		return errors.New("--recipient: give the collectivité's SIRET (14 digits), or APBATCH_RECIPIENT")
+	if slices.Contains(roles, "ingest") {
+		var environ []string
+		if c.environ != nil {
+			environ = c.environ()
+		}
+		if cfg.Recipients, err = tenantRecipients(environ); err != nil {
+			return err
+		}
+		switch {
+		case c.recipient == "" && len(cfg.Recipients) == 0:
+			return errors.New("--recipient: give the collectivité's SIRET (14 digits), or APBATCH_RECIPIENT, or one per tenant in APBATCH_RECIPIENT_<TENANT>")
+		case c.recipient != "" && !siretPattern.MatchString(c.recipient):
+			return errors.New("--recipient: give the collectivité's SIRET (14 digits), or APBATCH_RECIPIENT")
+		}
 	}
 	var ms *metricsServer
 	if c.metricsAddr != "" {

@@ -74,6 +74,8 @@ type stackConfig struct {
 	InFlight  int
 	Period    string
 	Recipient string
+	// Recipients maps tenants to their own SIRET (APBATCH_RECIPIENT_<TENANT>).
+	Recipients map[string]string
 	// Checks are the verifications new batches run (default: QF).
 	Checks []schemas.Check
 	// Encoding is the input files' encoding; "" detects it.
@@ -190,7 +192,7 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 	splitter := &pipeline.Splitter{S3: client, Ledger: store, Jobs: st.jobsW, Results: st.resW, Log: cfg.Log, Encoding: cfg.Encoding, Sheet: cfg.Sheet,
 		Columns: pipeline.TenantColumns(client), Metrics: pm}
 	st.ingest = &pipeline.Ingester{Uploads: upR, Ledger: store, Splitter: splitter, Log: cfg.Log,
-		Bucket: client.Bucket(), Period: cfg.Period, Recipient: cfg.Recipient, Checks: cfg.Checks, Metrics: pm}
+		Bucket: client.Bucket(), Period: cfg.Period, Recipient: cfg.Recipient, Recipients: cfg.Recipients, Checks: cfg.Checks, Metrics: pm}
 	if cfg.WatchInterval > 0 {
 		st.watcher = &pipeline.Watcher{S3: client, Ledger: store, Start: st.ingest.Start, Interval: cfg.WatchInterval, Log: cfg.Log}
 	}

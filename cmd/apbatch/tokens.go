@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/apbatch/apbatch/pipeline"
 	"github.com/apbatch/apbatch/workers"
 )
 
@@ -26,8 +27,12 @@ type tokenSources struct {
 	// file holds the default token (--token-file); "" for APBATCH_TOKEN.
 	file string
 	// dir holds one file per tenant (--tokens-dir); "" for none.
-	dir    string
-	getenv func(string) string
+	dir string
+	// tenantOnly refuses the default token to tenants: each must have its
+	// own (--tenant-tokens-only), so that no tenant's rows are ever sent
+	// under a token that is not its own.
+	tenantOnly bool
+	getenv     func(string) string
 }
 
 // tenantFile is what a tenant must look like to name a file: no path
@@ -82,6 +87,13 @@ func (s tokenSources) lookup(tenant string) (token, from string, err error) {
 			}
 		}
 	}
+	if tenant != "" && s.tenantOnly {
+		where := "a file " + tenant + " or " + tenant + ".token in --tokens-dir"
+		if name := tenantEnv(tenant); name != "" {
+			where = name + " or " + where
+		}
+		return "", "", fmt.Errorf("no API token of tenant %q's own (--tenant-tokens-only): put it in %s: %w", tenant, where, workers.ErrNoToken)
+	}
 	if s.file == "" && strings.TrimSpace(s.getenv("APBATCH_TOKEN")) == "" {
 		if tenant == "" {
 			return "", "", fmt.Errorf("no API token: put it in a file given with --token-file, or in APBATCH_TOKEN: %w", workers.ErrNoToken)
@@ -124,4 +136,32 @@ func (s tokenSources) configured(environ []string) bool {
 		}
 	}
 	return false
+}
+
+// tenantRecipientPrefix starts the variable holding one tenant's SIRET:
+// APBATCH_RECIPIENT_<TENANT>, named as tenantEnv names tokens.
+const tenantRecipientPrefix = "APBATCH_RECIPIENT_"
+
+// tenantRecipients returns the tenants' own SIRETs found in environ
+// (APBATCH_RECIPIENT_VILLE_DE_LYON=... for tenant ville-de-lyon). A value
+// that is not a SIRET, or a name that cannot be a tenant's, is an error.
+func tenantRecipients(environ []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range environ {
+		name, v, _ := strings.Cut(kv, "=")
+		rest, ok := strings.CutPrefix(name, tenantRecipientPrefix)
+		if !ok {
+			continue
+		}
+		tenant := strings.ReplaceAll(strings.ToLower(rest), "_", "-")
+		if !pipeline.ValidTenant(tenant) || strings.ToUpper(rest) != rest {
+			return nil, fmt.Errorf("%s: names no tenant (APBATCH_RECIPIENT_ then the tenant upper-cased, '-' as '_')", name)
+		}
+		v = strings.TrimSpace(v)
+		if !siretPattern.MatchString(v) {
+			return nil, fmt.Errorf("%s: want the collectivité's SIRET (14 digits)", name)
+		}
+		out[tenant] = v
+	}
+	return out, nil
 }

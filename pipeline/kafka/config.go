@@ -27,6 +27,32 @@ type Config struct {
 	// Log, when set, receives kafka-go's consumer-group events (joins,
 	// assignments: debug level) and errors (warn level). Default: nil.
 	Log *zerolog.Logger
+	// Retention is the retention.ms apbatch sets on the topics it creates,
+	// by topic; topics it does not create, or not listed, keep the
+	// cluster's default. Default: DefaultRetention().
+	Retention map[string]time.Duration
+}
+
+// DefaultRetention returns how long apbatch's topics keep messages: uploads a
+// week (a notification replayed after a long outage still finds its
+// batch), jobs and results three days (the ledger and S3 hold what is
+// durable; a job holds identities, so it should not outlive its use).
+// Compaction does not suit them: every message is a distinct event.
+func DefaultRetention() map[string]time.Duration {
+	return map[string]time.Duration{
+		"apbatch.uploads": 7 * 24 * time.Hour,
+		"apbatch.jobs":    72 * time.Hour,
+		"apbatch.results": 72 * time.Hour,
+	}
+}
+
+func (c Config) retention(topic string) (time.Duration, bool) {
+	r := c.Retention
+	if r == nil {
+		r = DefaultRetention()
+	}
+	d, ok := r[topic]
+	return d, ok && d > 0
 }
 
 // Validate reports the first missing or invalid field.
@@ -68,11 +94,15 @@ func EnsureTopics(ctx context.Context, cfg Config, topics ...string) error {
 	client := &kafkago.Client{Addr: kafkago.TCP(cfg.Brokers...), Timeout: 10 * time.Second}
 	req := &kafkago.CreateTopicsRequest{}
 	for _, t := range topics {
-		req.Topics = append(req.Topics, kafkago.TopicConfig{
+		tc := kafkago.TopicConfig{
 			Topic:             t,
 			NumPartitions:     cfg.partitions(),
 			ReplicationFactor: cfg.replication(),
-		})
+		}
+		if d, ok := cfg.retention(t); ok {
+			tc.ConfigEntries = append(tc.ConfigEntries, kafkago.ConfigEntry{ConfigName: "retention.ms", ConfigValue: fmt.Sprint(d.Milliseconds())})
+		}
+		req.Topics = append(req.Topics, tc)
 	}
 	var resp *kafkago.CreateTopicsResponse
 	var err error

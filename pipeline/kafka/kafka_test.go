@@ -90,3 +90,37 @@ func TestConfig_Validate(t *testing.T) {
 		})
 	}
 }
+
+// TestEnsureTopics_Retention: topics apbatch creates get their retention.ms,
+// which the broker keeps.
+func TestEnsureTopics_Retention(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b := openBroker(t, t.TempDir())
+	cfg := Config{Brokers: b.Addrs(), Retention: map[string]time.Duration{"short": 90 * time.Minute}}
+	if err := EnsureTopics(ctx, cfg, "short", "apbatch.jobs"); err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureTopics(ctx, Config{Brokers: b.Addrs()}, "apbatch.uploads"); err != nil {
+		t.Fatal(err)
+	}
+	client := &kafkago.Client{Addr: kafkago.TCP(b.Addrs()...)}
+	for topic, want := range map[string]string{"short": "5400000", "apbatch.uploads": "604800000"} {
+		resp, err := client.DescribeConfigs(ctx, &kafkago.DescribeConfigsRequest{Resources: []kafkago.DescribeConfigRequestResource{{
+			ResourceType: kafkago.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"retention.ms"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		for _, r := range resp.Resources {
+			for _, e := range r.ConfigEntries {
+				if e.ConfigName == "retention.ms" {
+					got = e.ConfigValue
+				}
+			}
+		}
+		if got != want {
+			t.Errorf("%s: retention.ms %q, want %s", topic, got, want)
+		}
+	}
+}

@@ -300,3 +300,66 @@ func TestStore_WatchCursor(t *testing.T) {
 		})
 	}
 }
+
+func TestStore_Purge(t *testing.T) {
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			mk := func(tenant, file string, rows int) Batch {
+				b, _, err := s.CreateBatch(ctx, Batch{Tenant: tenant, Campaign: "c", Checks: "quotient_familial", Bucket: "apbatch",
+					ObjectKey: "incoming/" + tenant + "/c/" + file, ObjectVersion: "e"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				st := make([]RowStatus, rows)
+				for i := range st {
+					st[i] = RowStatus{RowNumber: int64(i + 1), Check: schemas.CheckQuotientFamilial, Status: schemas.StatusOK}
+				}
+				if err := s.RecordPart(ctx, Part{BatchID: b.ID, PartNo: 1, ObjectKey: "k", Rows: int64(rows)}, st); err != nil {
+					t.Fatal(err)
+				}
+				return b
+			}
+			a1, a2, b1 := mk("a", "1.csv", 3), mk("a", "2.csv", 2), mk("b", "1.csv", 4)
+			old, recent := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2029, 1, 1, 0, 0, 0, 0, time.UTC)
+			var calls []schemas.CallRecord
+			for _, c := range []struct {
+				tenant string
+				at     time.Time
+			}{{"a", old}, {"a", old}, {"a", recent}, {"b", old}, {"c", old}} {
+				calls = append(calls, schemas.CallRecord{At: c.at, Tenant: c.tenant, BatchID: "x", Check: "quotient_familial"})
+			}
+			if err := s.RecordCalls(ctx, calls); err != nil {
+				t.Fatal(err)
+			}
+			if ts, err := s.Tenants(ctx); err != nil || len(ts) != 3 || ts[0] != "a" || ts[2] != "c" {
+				t.Fatalf("Tenants = %v, %v", ts, err)
+			}
+			cutoff := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+			// b1 belongs to b: a purge of a leaves it alone.
+			req := PurgeRequest{Tenant: "a", Batches: []string{a1.ID, b1.ID}, CallsBefore: cutoff, DryRun: true}
+			want := PurgeCounts{Batches: 1, Parts: 1, ResultRows: 3, Calls: 2}
+			for _, dry := range []bool{true, false} {
+				req.DryRun = dry
+				got, err := s.Purge(ctx, req)
+				if err != nil || got != want {
+					t.Fatalf("Purge (dry run %v) = %+v, %v; want %+v", dry, got, err, want)
+				}
+			}
+			if got, err := s.Purge(ctx, req); err != nil || got != (PurgeCounts{}) {
+				t.Fatalf("second Purge = %+v, %v; want nothing", got, err)
+			}
+			if _, err := s.Batch(ctx, a1.ID); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("purged batch: %v", err)
+			}
+			for _, id := range []string{a2.ID, b1.ID} {
+				if c, err := s.Counts(ctx, id); err != nil || c.Rows == 0 {
+					t.Fatalf("batch %s lost its rows: %+v %v", id, c, err)
+				}
+			}
+			if bs, _ := s.TenantBatches(ctx, "a"); len(bs) != 1 || bs[0].ID != a2.ID {
+				t.Fatalf("TenantBatches(a) = %+v", bs)
+			}
+		})
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 )
 
 // Config locates a bucket.
@@ -202,6 +204,56 @@ func (c *Client) List(ctx context.Context, prefix string) ([]ObjectInfo, error) 
 		}
 	}
 	return objs, nil
+}
+
+// Folders returns the names of the "folders" right under prefix (which
+// ends with '/'): the next key segment of the objects below it, sorted.
+func (c *Client) Folders(ctx context.Context, prefix string) ([]string, error) {
+	var out []string
+	delim := "/"
+	p := awss3.NewListObjectsV2Paginator(c.api, &awss3.ListObjectsV2Input{Bucket: &c.bucket, Prefix: &prefix, Delimiter: &delim})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("s3: list folders of %s: %w", prefix, err)
+		}
+		for _, cp := range page.CommonPrefixes {
+			name := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(cp.Prefix), prefix), "/")
+			if name != "" {
+				out = append(out, name)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Delete removes the object at key; a missing object is not an error (S3
+// answers both alike). In a versioned bucket it adds a delete marker: the
+// bucket's lifecycle rules expire the noncurrent versions.
+func (c *Client) Delete(ctx context.Context, key string) error {
+	if _, err := c.api.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: &c.bucket, Key: &key}); err != nil {
+		return fmt.Errorf("s3: delete %s: %w", key, err)
+	}
+	return nil
+}
+
+// Copy copies the object at src to dst, in the same bucket.
+func (c *Client) Copy(ctx context.Context, src, dst string) error {
+	// CopySource is URL-encoded; '+' too, which some services read as a
+	// space.
+	segs := strings.Split(src, "/")
+	for i, seg := range segs {
+		segs[i] = strings.ReplaceAll(url.PathEscape(seg), "+", "%2B")
+	}
+	source := c.bucket + "/" + strings.Join(segs, "/")
+	if _, err := c.api.CopyObject(ctx, &awss3.CopyObjectInput{Bucket: &c.bucket, Key: &dst, CopySource: &source}); err != nil {
+		var ae smithy.APIError
+		if errors.As(err, &ae) && ae.ErrorCode() == "NoSuchKey" {
+			return fmt.Errorf("s3: copy %s: %w", src, ErrNotFound)
+		}
+		return fmt.Errorf("s3: copy %s to %s: %w", src, dst, err)
+	}
+	return nil
 }
 
 // ErrNotFound is returned (wrapped) when an object does not exist.

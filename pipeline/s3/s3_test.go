@@ -82,3 +82,42 @@ func TestConfig_Validate(t *testing.T) {
 		})
 	}
 }
+
+func TestClient_CopyDelete(t *testing.T) {
+	ctx := context.Background()
+	_, c := openServer(t)
+	body := []byte("nom;prénom\n")
+	src := "incoming/demo/2026-09/liste été+1.csv"
+	if _, err := c.Put(ctx, src, bytes.NewReader(body), int64(len(body)), "text/csv"); err != nil {
+		t.Fatal(err)
+	}
+	dst := "quarantine/demo/2026-09/b1/liste été+1.csv"
+	if err := c.Copy(ctx, src, dst); err != nil {
+		t.Fatal(err)
+	}
+	rc, _, err := c.Open(ctx, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, body) {
+		t.Fatalf("copy holds %q", got)
+	}
+	if err := c.Delete(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Head(ctx, src); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted object: head err = %v", err)
+	}
+	if err := c.Delete(ctx, src); err != nil {
+		t.Fatalf("deleting a missing object: %v", err)
+	}
+	folders, err := c.Folders(ctx, "quarantine/")
+	if err != nil || len(folders) != 1 || folders[0] != "demo" {
+		t.Fatalf("Folders = %q, %v", folders, err)
+	}
+	if err := c.Copy(ctx, src, dst+".2"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("copying a missing object: err = %v", err)
+	}
+}

@@ -65,6 +65,23 @@ type Config struct {
 	Now func() time.Time
 	// Log receives one line per request, without token, query or identity.
 	Log zerolog.Logger
+	// OnRequest, when set, is called for every authenticated data
+	// request with who made it (RequestInfo: the token's id and the
+	// recipient SIRET, never the token nor the identity), for tests that
+	// check which credentials each call used. It must be safe for
+	// concurrent use. Default: nil.
+	OnRequest func(RequestInfo)
+}
+
+// RequestInfo names the caller of one data request.
+type RequestInfo struct {
+	// Path is the route.
+	Path string
+	// TokenID is the token's jti (Bearer and X-Api-Key routes), or a hash
+	// of the token (FranceConnect routes).
+	TokenID string
+	// Recipient is the recipient parameter, a SIRET.
+	Recipient string
 }
 
 // Validate reports the first invalid field.
@@ -345,6 +362,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 		return writeText(w, http.StatusInternalServerError, "internal error")
 	}
 	*key = rateKey
+	if s.cfg.OnRequest != nil {
+		id, _ := strings.CutPrefix(rateKey, "v2:")
+		s.cfg.OnRequest(RequestInfo{Path: p, TokenID: id, Recipient: r.URL.Query().Get("recipient")})
+	}
 	v := s.lim.take(rateKey, clientIP(r), now)
 	if v.banned {
 		// A banned IP gets no answer at all, as in production.
