@@ -18,6 +18,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers driver "pgx"
 	kafkago "github.com/segmentio/kafka-go"
@@ -223,6 +224,70 @@ func checkExactlyOnce(t *testing.T, pop *sandbox.Population, rows int, seen map[
 	t.Logf("%d rows, %s, %d provider calls: %.2f %% made twice", rows, what, calls, float64(calls-int64(rows))*100/float64(rows))
 }
 
+// personalDataIn returns what the logs hold of a secret or of an identity
+// of the population's first rows people: family names, first names (3
+// letters or more) or birth dates as YYYY-MM-DD, DD/MM/YYYY or YYYYMMDD,
+// compared word by word.
+func personalDataIn(logs string, pop *sandbox.Population, rows int, secrets ...string) []string {
+	var found []string
+	for _, s := range secrets {
+		if s != "" && strings.Contains(logs, s) {
+			found = append(found, "a secret")
+		}
+	}
+	personal := map[string]string{}
+	for i := 0; i < rows; i++ {
+		p := pop.Person(i)
+		words := strings.Fields(p.NomNaissance)
+		for _, pr := range p.Prenoms {
+			words = append(words, strings.Fields(pr)...)
+		}
+		for _, w := range words {
+			if len(w) >= 3 {
+				personal[w] = "a name"
+			}
+		}
+		for _, layout := range []string{"2006-01-02", "02/01/2006", "20060102"} {
+			personal[p.Birth.Format(layout)] = "a birth date"
+		}
+	}
+	isWord := func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) || r == '/' || r == '-' }
+	for _, w := range strings.FieldsFunc(logs, func(r rune) bool { return !isWord(r) }) {
+		if kind, ok := personal[w]; ok {
+			found = append(found, kind)
+		}
+	}
+	return found
+}
+
+// assertNoPersonalData fails when the logs hold a secret or an identity
+// value (see personalDataIn).
+func assertNoPersonalData(t *testing.T, logs string, pop *sandbox.Population, rows int, secrets ...string) {
+	t.Helper()
+	if found := personalDataIn(logs, pop, rows, secrets...); len(found) > 0 {
+		t.Errorf("the logs (%d bytes) hold %d personal values or secrets, first %s", len(logs), len(found), found[0])
+	}
+}
+
+func TestPersonalDataIn(t *testing.T) {
+	pop := sandbox.NewPopulation(10, 3)
+	p := pop.Person(4)
+	for _, tc := range []struct {
+		logs string
+		want int
+	}{
+		{`{"level":"info","batch_id":"b1","rows":10,"time":"2026-12-02T00:00:00Z"}`, 0},
+		{`{"msg":"lookup of ` + p.NomNaissance + `"}`, 1},
+		{`{"birth":"` + p.Birth.Format("02/01/2006") + `"}`, 1},
+		{`{"birth":` + p.Birth.Format("20060102") + `}`, 1},
+		{`token=s3cr3t`, 1},
+	} {
+		if got := personalDataIn(tc.logs, pop, 10, "s3cr3t"); len(got) != tc.want {
+			t.Errorf("%s: found %v, want %d", tc.logs, got, tc.want)
+		}
+	}
+}
+
 // TestChaos runs the roles as separate OS processes on the standalone
 // broker and S3 server, kills a random role with SIGKILL every 1 to 3 s for
 // 30 s (restarting it), then checks that every one of 20,000 rows is
@@ -325,6 +390,7 @@ func chaosRoles(t *testing.T, ctx context.Context, bin, db string) {
 		}
 	}
 	checkExactlyOnce(t, pop, rows, seen, dup, apiAddr, fmt.Sprintf("kills %v", kills))
+	assertNoPersonalData(t, ps.logs.String(), pop, rows, tok, strings.Repeat("cd", 32))
 	if strings.Contains(ps.logs.String(), "panic") {
 		t.Errorf("a role panicked:\n%s", ps.logs.String())
 	}
@@ -358,7 +424,7 @@ func TestChaos_KillRun(t *testing.T) {
 	data, out := filepath.Join(dir, "data"), filepath.Join(dir, "out")
 	args := []string{"run", "--data-dir", data, "--provider-url", "http://" + apiAddr, "--recipient", "13002526500013",
 		"--no-maintenance-skip", "--rate", "2000", "--ip-limit", "100000000", "--in-flight", "64", "--flush-interval", "1s",
-		"--log-level", "error"}
+		"--log-level", "debug"}
 	args = append(args, "--campaign", "2026-09")
 	// Killed 2 to 5 s into a run, twice; each restart is the same command,
 	// which resumes the batch of the same file.
@@ -369,8 +435,9 @@ func TestChaos_KillRun(t *testing.T) {
 	}
 	last := exec.CommandContext(ctx, bin, append(args, "--out", out, roster)...)
 	last.Env = ps.environ
-	if b, err := last.CombinedOutput(); err != nil {
-		t.Fatalf("last run: %v\n%s", err, b)
+	lastLogs, err := last.CombinedOutput()
+	if err != nil {
+		t.Fatalf("last run: %v\n%s", err, lastLogs)
 	}
 	seen := make(map[int64]string, rows)
 	var dup int64
@@ -395,4 +462,5 @@ func TestChaos_KillRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkExactlyOnce(t, pop, rows, seen, dup, apiAddr, "run killed twice")
+	assertNoPersonalData(t, ps.logs.String()+string(lastLogs), pop, rows, tok)
 }
