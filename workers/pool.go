@@ -490,6 +490,9 @@ func (p *Pool) open(ctx context.Context, log zerolog.Logger, job *schemas.Job) (
 		return nil, nil
 	}
 	kid := job.Sealed.KeyID
+	if len(kid) > 80 { // the message's: bounded before it is logged and published
+		kid = strings.ToValidUTF8(kid[:80], "") + "…"
+	}
 	err := fmt.Errorf("work: no keyring to open identities: %w", schemas.ErrUnsealable)
 	if p.Identities != nil {
 		err = p.Identities.Open(ctx, job)

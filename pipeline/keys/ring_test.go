@@ -415,3 +415,21 @@ func BenchmarkRing(b *testing.B) {
 		}
 	})
 }
+
+// FuzzRing_Open: whatever a job message's sealed fields hold, Open returns
+// an error (ErrUnsealable) or the identity, and never panics.
+func FuzzRing_Open(f *testing.F) {
+	kek := newKEK(f)
+	r := newRing(f, kek)
+	j := sealed(f, r)
+	f.Add(j.Sealed.KeyID, j.Sealed.DataKey, j.Sealed.Nonce, j.Sealed.Ciphertext)
+	f.Add("local:", []byte{}, []byte{}, []byte{})
+	f.Fuzz(func(t *testing.T, kid string, dk, nonce, ct []byte) {
+		k := newJob()
+		k.Identity = schemas.Identity{}
+		k.Sealed = &schemas.SealedIdentity{KeyID: kid, DataKey: dk, Nonce: nonce, Ciphertext: ct}
+		if err := r.Open(t.Context(), &k); err != nil && !errors.Is(err, schemas.ErrUnsealable) {
+			t.Fatalf("Open = %v, want ErrUnsealable", err)
+		}
+	})
+}
