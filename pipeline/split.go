@@ -54,6 +54,15 @@ type Splitter struct {
 	Columns func(ctx context.Context, tenant string) (map[string]string, error)
 	// Metrics, when set, counts the batches refused. Default: nil (none).
 	Metrics *Metrics
+	// Identities, when set, seals each job's identity before it is
+	// produced (*keys.Ring). Default: nil (identities in clear: tests).
+	Identities IdentitySealer
+}
+
+// IdentitySealer encrypts a job's identity into job.Sealed; *keys.Ring
+// implements it.
+type IdentitySealer interface {
+	Seal(ctx context.Context, job *schemas.Job) error
 }
 
 func (s *Splitter) maxSize() int64 {
@@ -156,6 +165,11 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 				Version: schemas.JobVersion, BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign,
 				Check: in.Check, LookupID: id, Recipient: b.Recipient, Period: p,
 				Identity: in.Identity, Rows: refs,
+			}
+			if s.Identities != nil {
+				if err := s.Identities.Seal(ctx, &job); err != nil {
+					return fmt.Errorf("split: %w", err)
+				}
 			}
 			v, err := json.Marshal(job)
 			if err != nil {

@@ -19,8 +19,10 @@ const (
 )
 
 // Message versions. A reader refuses a message whose version it does not know.
+// Job version 2 may carry its identity sealed (Job.Sealed); readers still
+// take version 1 jobs (identity in clear) produced before an upgrade.
 const (
-	JobVersion    = 1
+	JobVersion    = 2
 	ResultVersion = 1
 )
 
@@ -86,15 +88,19 @@ type Job struct {
 	LookupID  string `json:"lookup_id"`
 	Recipient string `json:"recipient"`
 	// Period is the QF month asked for; zero means the API's default.
-	Period   Period   `json:"period,omitempty"`
+	Period Period `json:"period,omitempty"`
+	// Identity is the person's parameters. Producers seal it (Sealed) and
+	// the wire then has no "identity"; a reader fills it back on opening.
 	Identity Identity `json:"identity"`
-	Rows     []RowRef `json:"rows"`
+	// Sealed is Identity encrypted for transit (see SealedIdentity).
+	Sealed *SealedIdentity `json:"sealed,omitempty"`
+	Rows   []RowRef        `json:"rows"`
 }
 
 // Validate checks the fields a worker relies on.
 func (j Job) Validate() error {
 	switch {
-	case j.Version != JobVersion:
+	case j.Version != JobVersion && j.Version != 1, j.Version == 1 && j.Sealed != nil:
 		return fmt.Errorf("schemas: job version %d, want %d", j.Version, JobVersion)
 	case j.BatchID == "" || j.Tenant == "" || j.LookupID == "":
 		return fmt.Errorf("schemas: job lacks batch_id, tenant or lookup_id")

@@ -50,3 +50,8 @@ const (
 
 // CodeNoToken marks rows of a tenant for which no API token is configured.
 const CodeNoToken = "APB_NO_TOKEN"
+
+// CodeSeal marks rows whose job's sealed identity this worker could not
+// open: its key is not in the worker's keyring (rotated out, another
+// deployment's) or the message was altered.
+const CodeSeal = "APB_SEAL"

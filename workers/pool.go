@@ -41,6 +41,13 @@ type TokenSource func(tenant string) (string, error)
 // ErrNoToken is returned (wrapped) by a TokenSource for an unknown tenant.
 var ErrNoToken = errors.New("no API token for this tenant")
 
+// IdentityOpener decrypts job.Sealed into job.Identity; *keys.Ring
+// implements it. An error wrapping schemas.ErrUnsealable means the job can
+// never be opened here; others are transient.
+type IdentityOpener interface {
+	Open(ctx context.Context, job *schemas.Job) error
+}
+
 // Pool consumes jobs, calls the provider under one Budget per token with up
 // to MaxInFlight calls in flight, produces one result per row of each job,
 // and commits a job's offset only when it and every job before it on its
@@ -111,6 +118,10 @@ type Pool struct {
 	// Metrics, when set, counts the pool's calls and reads its budgets
 	// when scraped. Default: nil (none).
 	Metrics *Metrics
+	// Identities opens the sealed identities of jobs (*keys.Ring).
+	// Default: nil (only jobs in clear are answered; sealed ones get
+	// CodeSeal results).
+	Identities IdentityOpener
 
 	mu       sync.Mutex
 	breakers map[string]*Breaker
@@ -401,7 +412,19 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 		return nil
 	}
 	jlog := log.With().Str("batch_id", job.BatchID).Str("tenant", job.Tenant).Str("check", string(job.Check)).Logger()
-	res, calls, err := p.call(ctx, jlog, job, js)
+	var (
+		res   schemas.Result
+		calls []schemas.CallRecord
+	)
+	unsealable, err := p.open(ctx, jlog, &job)
+	switch {
+	case err != nil:
+		return err // transient: the job is redelivered after a restart
+	case unsealable != nil:
+		res = *unsealable
+	default:
+		res, calls, err = p.call(ctx, jlog, job, js)
+	}
 	js.afterCalls(ctx)
 	// The audit of the calls made and the results are written at the same
 	// time; the job is done (its offset committable) once both are.
@@ -456,6 +479,38 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 	}
 	p.progress.done(job.Tenant, job.BatchID, p.now())
 	return nil
+}
+
+// open opens the job's sealed identity in place. A job that can never be
+// opened (no keyring, a key not in it, an altered message) is answered
+// without a call: the returned result template says why, so that its rows
+// are not lost. The error is transient (a KMS out of reach).
+func (p *Pool) open(ctx context.Context, log zerolog.Logger, job *schemas.Job) (*schemas.Result, error) {
+	if job.Sealed == nil {
+		return nil, nil
+	}
+	kid := job.Sealed.KeyID
+	if len(kid) > 80 { // the message's: bounded before it is logged and published
+		kid = strings.ToValidUTF8(kid[:80], "") + "…"
+	}
+	err := fmt.Errorf("work: no keyring to open identities: %w", schemas.ErrUnsealable)
+	if p.Identities != nil {
+		err = p.Identities.Open(ctx, job)
+	}
+	if err == nil {
+		return nil, nil
+	}
+	if !errors.Is(err, schemas.ErrUnsealable) {
+		return nil, fmt.Errorf("work: open identity of a job of batch %s: %w", job.BatchID, err)
+	}
+	// The error names keys, never the person.
+	log.Error().Err(err).Str("key_id", kid).Int("rows", len(job.Rows)).Msg("job identity cannot be opened; its rows are answered " + schemas.CodeSeal)
+	return &schemas.Result{
+		Version: schemas.ResultVersion, BatchID: job.BatchID, Tenant: job.Tenant, Campaign: job.Campaign, Check: job.Check,
+		Status: schemas.StatusProviderError, ErrorCode: schemas.CodeSeal, CheckedAt: p.now().UTC(),
+		ErrorMessage: "identité chiffrée illisible par ce worker (clé « " + kid + " » absente de son trousseau, ou message altéré) ; " +
+			"vérifiez APBATCH_KEK, APBATCH_KEK_PREVIOUS ou APBATCH_KMS_KEY_ID des workers puis vérifiez le fichier à nouveau",
+	}, nil
 }
 
 // call runs the job's lookup with retries and returns the result template

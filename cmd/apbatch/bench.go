@@ -320,6 +320,11 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		return res, err
 	}
 	defer emb.Close(context.WithoutCancel(ctx))
+	// Identities sealed as in production: their cost is part of the figures.
+	ring, err := keyRing(ctx, func(string) string { return "" }, emb.DataDir)
+	if err != nil {
+		return res, err
+	}
 	cfg := stackConfig{
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: log,
 		ProviderURL: "http://" + ln.Addr().String(), Tokens: func(tenant string) (string, error) {
@@ -332,6 +337,7 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		Checks: checks,
 		// Metrics on, as in production: their cost is part of the figures.
 		Registry: newRegistry(),
+		Keys:     ring,
 	}
 	if s.sharedIP {
 		cfg.SharedIP = "bench"

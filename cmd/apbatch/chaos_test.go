@@ -318,7 +318,7 @@ func chaosRoles(t *testing.T, ctx context.Context, bin, db string) {
 	ps.environ = append(os.Environ(), "APBATCH_KAFKA_BROKERS="+kafkaAddr, "APBATCH_S3_ENDPOINT=http://"+s3Addr,
 		"APBATCH_S3_ACCESS_KEY=k", "APBATCH_S3_SECRET_KEY=s", "APBATCH_DB="+db,
 		"APBATCH_PROVIDER_URL=http://"+apiAddr, "APBATCH_TOKEN="+tok, "APBATCH_RECIPIENT=13002526500013",
-		"APBATCH_AUDIT_KEY="+strings.Repeat("cd", 32), "APBATCH_NO_MAINTENANCE_SKIP=1", "APBATCH_LOG_LEVEL=warn")
+		"APBATCH_AUDIT_KEY="+strings.Repeat("cd", 32), "APBATCH_KEK="+strings.Repeat("5a", 32), "APBATCH_NO_MAINTENANCE_SKIP=1", "APBATCH_LOG_LEVEL=warn")
 	ps.start("broker", "broker", "--data-dir", filepath.Join(dir, "kafka"), "--addr", kafkaAddr)
 	ps.start("s3", "s3", "--dir", filepath.Join(dir, "s3"), "--addr", s3Addr)
 	waitListening(t, ctx, kafkaAddr, s3Addr)

@@ -66,7 +66,7 @@ func TestServe_TenantIsolation(t *testing.T) {
 		"APBATCH_PROVIDER_URL": api.URL, "APBATCH_TENANT_TOKENS_ONLY": "1",
 		"APBATCH_TOKEN_VILLE_A": tokA, "APBATCH_TOKEN_VILLE_B": tokB,
 		"APBATCH_RECIPIENT_VILLE_A": siretA, "APBATCH_RECIPIENT_VILLE_B": siretB,
-		"APBATCH_AUDIT_KEY": strings.Repeat("34", 32), "APBATCH_NO_MAINTENANCE_SKIP": "1", "APBATCH_LOG_LEVEL": "warn",
+		"APBATCH_AUDIT_KEY": strings.Repeat("34", 32), "APBATCH_KEK": strings.Repeat("5a", 32), "APBATCH_NO_MAINTENANCE_SKIP": "1", "APBATCH_LOG_LEVEL": "warn",
 	}
 	client, err := s3.NewClient(ctx, s3.Config{Endpoint: srv.URL(), Bucket: "apbatch", AccessKey: "k", SecretKey: "s"})
 	if err != nil {

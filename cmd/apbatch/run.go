@@ -111,7 +111,9 @@ local folder, a SQLite ledger and the API sandbox, all under --data-dir.
 Each FILE is uploaded to s3://apbatch/incoming/<tenant>/<campaign>/<file>,
 and its upload event starts the batch. Results land in
 s3://apbatch/results/<tenant>/<campaign>/<batch>/. Running again with the
-same file reuses the finished batch.
+same file reuses the finished batch. Identities cross the embedded broker
+sealed under a key kept in --data-dir/kek.key (made on first use) unless
+APBATCH_KEK_FILE, APBATCH_KEK or APBATCH_KMS_KEY_ID names one.
 
 Flags:
 `)
@@ -212,11 +214,15 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	ring, err := keyRing(ctx, c.getenv, emb.DataDir)
+	if err != nil {
+		return err
+	}
 	st, err := openStack(ctx, stackConfig{
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: log,
 		ProviderURL: providerURL, Tokens: func(tenant string) (string, error) { t, _, err := tokens(tenant); return t, err },
 		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Schedule: schedule, Period: c.period, Recipient: c.recipient, Checks: checks, SharedIP: c.sharedIP, Encoding: c.encoding, Sheet: c.sheet,
-		FlushInterval: c.flushInterval, AuditKey: key, Registry: reg,
+		FlushInterval: c.flushInterval, AuditKey: key, Registry: reg, Keys: ring,
 	})
 	if err != nil {
 		return err

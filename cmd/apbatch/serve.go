@@ -98,6 +98,7 @@ With --metrics-addr (e.g. :9464 in a container), serves Prometheus metrics on
 /metrics, liveness on /healthz and readiness (Kafka, S3 and the ledger
 answer) on /readyz.
 
+` + keysHelp + `
 Flags:
 `
 	if c.name != "serve" {
@@ -184,6 +185,12 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 		if cfg.AuditKey, err = auditKey(c.getenv, filepath.Clean(c.auditKeyDir)); err != nil {
 			return err
 		}
+	}
+	if slices.Contains(roles, "ingest") || slices.Contains(roles, "work") {
+		if cfg.Keys, err = keyRing(ctx, c.getenv, ""); err != nil {
+			return err
+		}
+		cfg.Log.Info().Strs("key_ids", cfg.Keys.KeyIDs()).Msg("job identities sealed in Kafka")
 	}
 	if slices.Contains(roles, "ingest") {
 		var environ []string

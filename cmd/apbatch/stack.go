@@ -19,6 +19,7 @@ import (
 
 	"github.com/apbatch/apbatch/pipeline"
 	"github.com/apbatch/apbatch/pipeline/kafka"
+	"github.com/apbatch/apbatch/pipeline/keys"
 	"github.com/apbatch/apbatch/pipeline/ledger"
 	"github.com/apbatch/apbatch/pipeline/s3"
 	"github.com/apbatch/apbatch/schemas"
@@ -97,6 +98,9 @@ type stackConfig struct {
 	WatchInterval time.Duration
 	// Registry, when set, receives the roles' metrics; nil: no metrics.
 	Registry *prometheus.Registry
+	// Keys seals job identities (ingest) and opens them (work); nil:
+	// identities cross Kafka in clear (tests only).
+	Keys *keys.Ring
 }
 
 // eventsTopic returns the topic the ingest role consumes.
@@ -191,6 +195,9 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 
 	splitter := &pipeline.Splitter{S3: client, Ledger: store, Jobs: st.jobsW, Results: st.resW, Log: cfg.Log, Encoding: cfg.Encoding, Sheet: cfg.Sheet,
 		Columns: pipeline.TenantColumns(client), Metrics: pm}
+	if cfg.Keys != nil {
+		splitter.Identities = cfg.Keys
+	}
 	st.ingest = &pipeline.Ingester{Uploads: upR, Ledger: store, Splitter: splitter, Log: cfg.Log,
 		Bucket: client.Bucket(), Period: cfg.Period, Recipient: cfg.Recipient, Recipients: cfg.Recipients, Checks: cfg.Checks, Metrics: pm}
 	if cfg.WatchInterval > 0 {
@@ -219,6 +226,9 @@ func newPool(cfg stackConfig, r *kafkago.Reader, w *kafkago.Writer, store *ledge
 		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, IPLimit: cfg.IPLimit, Share: cfg.Share, MaxInFlight: cfg.InFlight,
 		Schedule: cfg.Schedule, Audit: &workers.GroupCommit{Log: store, Linger: 10 * time.Millisecond}, AuditKey: cfg.AuditKey,
 		AnsweredLog: store, Group: groupWorkers}
+	if cfg.Keys != nil {
+		p.Identities = cfg.Keys
+	}
 	if cfg.SharedIP != "" && cfg.IPLimit > 0 {
 		limit := cfg.IPLimit
 		if cfg.Share > 0 && cfg.Share < 1 {

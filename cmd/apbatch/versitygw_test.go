@@ -131,7 +131,7 @@ func TestVersitygw_NotificationsStartBatches(t *testing.T) {
 		"APBATCH_S3_ENDPOINT": "http://" + s3Addr, "APBATCH_S3_ACCESS_KEY": access, "APBATCH_S3_SECRET_KEY": secret,
 		"APBATCH_DB":           "sqlite://" + filepath.Join(dir, "ledger.db"),
 		"APBATCH_PROVIDER_URL": api.URL, "APBATCH_TOKEN": tok, "APBATCH_RECIPIENT": "13002526500013",
-		"APBATCH_AUDIT_KEY": strings.Repeat("ef", 32), "APBATCH_NO_MAINTENANCE_SKIP": "1", "APBATCH_LOG_LEVEL": "warn",
+		"APBATCH_AUDIT_KEY": strings.Repeat("ef", 32), "APBATCH_KEK": strings.Repeat("5a", 32), "APBATCH_NO_MAINTENANCE_SKIP": "1", "APBATCH_LOG_LEVEL": "warn",
 	}
 	serveLog := &syncBuffer{}
 	var wg sync.WaitGroup

@@ -47,7 +47,7 @@ func TestServe_WatchWithoutNotifications(t *testing.T) {
 		"APBATCH_S3_ENDPOINT": srv.URL(), "APBATCH_S3_ACCESS_KEY": "k", "APBATCH_S3_SECRET_KEY": "s",
 		"APBATCH_DB":           "sqlite://" + filepath.Join(dir, "ledger.db"),
 		"APBATCH_PROVIDER_URL": api.URL, "APBATCH_TOKEN": tok, "APBATCH_RECIPIENT": "13002526500013",
-		"APBATCH_AUDIT_KEY": strings.Repeat("12", 32), "APBATCH_NO_MAINTENANCE_SKIP": "1", "APBATCH_LOG_LEVEL": "warn",
+		"APBATCH_AUDIT_KEY": strings.Repeat("12", 32), "APBATCH_KEK": strings.Repeat("5a", 32), "APBATCH_NO_MAINTENANCE_SKIP": "1", "APBATCH_LOG_LEVEL": "warn",
 	}
 	client, err := s3.NewClient(ctx, s3.Config{Endpoint: srv.URL(), Bucket: "apbatch", AccessKey: "k", SecretKey: "s"})
 	if err != nil {

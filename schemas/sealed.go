@@ -1,0 +1,61 @@
+package schemas
+
+import (
+	"errors"
+	"strconv"
+
+	json "github.com/segmentio/encoding/json"
+)
+
+// SealedIdentity is a job's Identity encrypted for its transit through
+// Kafka (envelope encryption): Ciphertext is the identity's JSON sealed with
+// AES-256-GCM under a data key, with Nonce and the job's IdentityAAD; DataKey
+// is that data key wrapped by the key-encryption key named KeyID (a local
+// key or a KMS key). Every field is opaque to whoever lacks the
+// key-encryption key.
+type SealedIdentity struct {
+	// KeyID names the key-encryption key that wrapped DataKey, e.g.
+	// "local:3f2a…" or "kms:alias/apbatch".
+	KeyID string `json:"kid"`
+	// DataKey is the wrapped data key.
+	DataKey []byte `json:"dk"`
+	// Nonce is the AES-GCM nonce (12 bytes).
+	Nonce []byte `json:"n"`
+	// Ciphertext is the sealed identity JSON and its 16-byte tag.
+	Ciphertext []byte `json:"ct"`
+}
+
+// ErrUnsealable is wrapped by the errors of a sealed identity that can never
+// be opened by the reader at hand: its key-encryption key is not in the
+// reader's keyring, or the message was altered (wrong tag, moved to another
+// job). Other opening errors (a KMS out of reach) are transient.
+var ErrUnsealable = errors.New("sealed identity cannot be opened: unknown key or altered message")
+
+// IdentityAAD returns the additional authenticated data a job's identity is
+// sealed with: the job's tenant, batch, check, period and lookup, so that a
+// sealed identity copied into another job does not open.
+func (j Job) IdentityAAD() []byte {
+	b := make([]byte, 0, 96+len(j.Tenant)+len(j.BatchID))
+	b = append(b, "apbatch.job.identity"...)
+	for _, s := range []string{j.Tenant, j.BatchID, string(j.Check), j.Period.String(), j.LookupID} {
+		b = append(b, 0)
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, ':')
+		b = append(b, s...)
+	}
+	return b
+}
+
+// MarshalJSON encodes the job; a sealed job's plain identity is left out
+// whatever it holds.
+func (j Job) MarshalJSON() ([]byte, error) {
+	type wire Job // without this method
+	if j.Sealed == nil {
+		return json.Marshal(wire(j))
+	}
+	return json.Marshal(struct {
+		wire
+		// Shadows wire.Identity: a nil pointer is omitted.
+		Identity *Identity `json:"identity,omitempty"`
+	}{wire: wire(j)})
+}
