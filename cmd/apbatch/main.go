@@ -59,6 +59,7 @@ func main() {
 func runMain(ctx context.Context, e env, args []string) int {
 	cmds := map[string]command{
 		"run":     &runCommand{env: e},
+		"refresh": &refreshCommand{env: e},
 		"sandbox": &sandboxCommand{env: e},
 		"bench":   &benchCommand{env: e},
 		"audit":   &auditCommand{env: e},
@@ -110,6 +111,8 @@ Usage:
 
 Commands:
   run       verify files end to end (embedded Kafka, S3, ledger and sandbox by default)
+  refresh   verify each tenant's latest roster again for a new campaign (--campaign 2027-09),
+            once per campaign; diff.parquet lists what changed since
   sandbox   serve a faithful API Particulier sandbox, print a token, or generate a roster
   status    show batches: results published, calls per second, ETA (--watch to follow)
   results   write a batch's results for agents: CSV or XLSX joined to the input rows, or Parquet

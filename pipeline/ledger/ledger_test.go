@@ -29,7 +29,7 @@ func stores(t *testing.T) map[string]*Store {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, tbl := range []string{"calls", "result_rows", "parts", "batches", "budget_slots"} {
+		for _, tbl := range []string{"calls", "result_rows", "parts", "refreshes", "batches", "budget_slots"} {
 			if _, err := p.db.Exec("DELETE FROM " + tbl); err != nil {
 				t.Fatal(err)
 			}

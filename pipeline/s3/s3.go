@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -16,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 )
 
 // Config locates a bucket.
@@ -157,6 +159,9 @@ func (c *Client) Open(ctx context.Context, key string) (io.ReadCloser, ObjectInf
 func (c *Client) Head(ctx context.Context, key string) (ObjectInfo, error) {
 	out, err := c.api.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &c.bucket, Key: &key})
 	if err != nil {
+		if isNotFound(err) {
+			return ObjectInfo{}, fmt.Errorf("s3: head %s: %w", key, ErrNotFound)
+		}
 		return ObjectInfo{}, fmt.Errorf("s3: head %s: %w", key, err)
 	}
 	return ObjectInfo{
@@ -165,6 +170,37 @@ func (c *Client) Head(ctx context.Context, key string) (ObjectInfo, error) {
 		ETag:      strings.Trim(aws.ToString(out.ETag), `"`),
 		VersionID: aws.ToString(out.VersionId),
 	}, nil
+}
+
+// Copy copies the object at src to dst inside the bucket, server-side, and
+// describes the copy.
+func (c *Client) Copy(ctx context.Context, src, dst string) (ObjectInfo, error) {
+	// The source is URL-encoded, segment by segment.
+	segs := strings.Split(c.bucket+"/"+src, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	out, err := c.api.CopyObject(ctx, &awss3.CopyObjectInput{Bucket: &c.bucket, Key: &dst, CopySource: aws.String(strings.Join(segs, "/"))})
+	if err != nil {
+		if isNotFound(err) {
+			return ObjectInfo{}, fmt.Errorf("s3: copy %s to %s: %w", src, dst, ErrNotFound)
+		}
+		return ObjectInfo{}, fmt.Errorf("s3: copy %s to %s: %w", src, dst, err)
+	}
+	info := ObjectInfo{Key: dst, VersionID: aws.ToString(out.VersionId)}
+	if out.CopyObjectResult != nil {
+		info.ETag = strings.Trim(aws.ToString(out.CopyObjectResult.ETag), `"`)
+	}
+	// The size (and an ETag the service did not return) from the copy.
+	head, err := c.Head(ctx, dst)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	info.Size = head.Size
+	if info.ETag == "" {
+		info.ETag = head.ETag
+	}
+	return info, nil
 }
 
 // List returns every object whose key starts with prefix, in key order.
@@ -181,6 +217,16 @@ func (c *Client) List(ctx context.Context, prefix string) ([]ObjectInfo, error) 
 		}
 	}
 	return objs, nil
+}
+
+// isNotFound reports whether err says the object does not exist: typed
+// by the SDK, or only by its code (a copy's missing source).
+func isNotFound(err error) bool {
+	var nf *types.NotFound
+	var nsk *types.NoSuchKey
+	var ae smithy.APIError
+	return errors.As(err, &nf) || errors.As(err, &nsk) ||
+		(errors.As(err, &ae) && (ae.ErrorCode() == "NoSuchKey" || ae.ErrorCode() == "NotFound"))
 }
 
 // ErrNotFound is returned (wrapped) when an object does not exist.

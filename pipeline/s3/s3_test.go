@@ -82,3 +82,35 @@ func TestConfig_Validate(t *testing.T) {
 		})
 	}
 }
+
+func TestClient_CopyHead(t *testing.T) {
+	ctx := context.Background()
+	_, c := openServer(t)
+	body := []byte("reference;nom\nF001;É\n")
+	put, err := c.Put(ctx, "incoming/demo/2026-09/liste cantine.csv", bytes.NewReader(body), int64(len(body)), "text/csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := c.Copy(ctx, "incoming/demo/2026-09/liste cantine.csv", "incoming/demo/2027-09/liste cantine.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.ETag != put.ETag || cp.Size != int64(len(body)) || cp.Key != "incoming/demo/2027-09/liste cantine.csv" {
+		t.Fatalf("copy %+v, put %+v", cp, put)
+	}
+	rc, _, err := c.Open(ctx, cp.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, body) {
+		t.Fatalf("copied %q", got)
+	}
+	if _, err := c.Head(ctx, "incoming/demo/missing.csv"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Head(missing) = %v, want ErrNotFound", err)
+	}
+	if _, err := c.Copy(ctx, "incoming/demo/missing.csv", "x"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Copy(missing) = %v, want ErrNotFound", err)
+	}
+}
