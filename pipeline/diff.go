@@ -24,6 +24,30 @@ import (
 // family number pair in order), else by row number. Rows come in row
 // order, then check name.
 func DiffBatches(prev, cur ledger.Batch, prevRows, curRows []schemas.ResultRow) []schemas.DiffRow {
+	return diffResults(prev, cur, compactResults(prevRows), compactResults(curRows))
+}
+
+// compared is what a diff compares of a result: a fraction of its row,
+// so that two large batches fit in memory at once.
+type compared struct {
+	row     int64
+	ref     *string
+	check   string
+	status  string
+	qf      *int64
+	tranche *string
+	tarif   *int64
+}
+
+func compactResults(rows []schemas.ResultRow) []compared {
+	out := make([]compared, len(rows))
+	for i, r := range rows {
+		out[i] = compared{row: r.RowNumber, ref: r.Reference, check: r.Check, status: r.Status, qf: r.QFValue, tranche: r.Tranche, tarif: r.Tarif}
+	}
+	return out
+}
+
+func diffResults(prev, cur ledger.Batch, prevRows, curRows []compared) []schemas.DiffRow {
 	byRef := hasReferences(prevRows) && hasReferences(curRows)
 	old := keyResults(prevRows, byRef)
 	now := keyResults(curRows, byRef)
@@ -38,22 +62,22 @@ func DiffBatches(prev, cur ledger.Batch, prevRows, curRows []schemas.ResultRow) 
 		switch {
 		case !ok:
 			kind = schemas.ChangeAdded
-		case o.Status != n.Status:
+		case o.status != n.status:
 			kind = schemas.ChangeStatus
-		case !sameString(o.Tranche, n.Tranche):
+		case !sameString(o.tranche, n.tranche):
 			kind = schemas.ChangeTranche
-		case !sameInt(o.Tarif, n.Tarif):
+		case !sameInt(o.tarif, n.tarif):
 			kind = schemas.ChangeTarif
-		case o.Tranche == nil && n.Tranche == nil && !sameInt(o.QFValue, n.QFValue):
+		case o.tranche == nil && n.tranche == nil && !sameInt(o.qf, n.qf):
 			kind = schemas.ChangeQF
 		default:
 			continue
 		}
 		d := base(kind)
-		d.Check, d.Reference = n.Check, n.Reference
-		d.RowNumber, d.NewStatus, d.NewQF, d.NewTranche, d.NewTarif = ptr(n.RowNumber), ptr(n.Status), n.QFValue, n.Tranche, n.Tarif
+		d.Check, d.Reference = n.check, n.ref
+		d.RowNumber, d.NewStatus, d.NewQF, d.NewTranche, d.NewTarif = ptr(n.row), ptr(n.status), n.qf, n.tranche, n.tarif
 		if ok {
-			d.PreviousRowNumber, d.OldStatus, d.OldQF, d.OldTranche, d.OldTarif = ptr(o.RowNumber), ptr(o.Status), o.QFValue, o.Tranche, o.Tarif
+			d.PreviousRowNumber, d.OldStatus, d.OldQF, d.OldTranche, d.OldTarif = ptr(o.row), ptr(o.status), o.qf, o.tranche, o.tarif
 		}
 		out = append(out, d)
 	}
@@ -62,8 +86,8 @@ func DiffBatches(prev, cur ledger.Batch, prevRows, curRows []schemas.ResultRow) 
 			continue
 		}
 		d := base(schemas.ChangeRemoved)
-		d.Check, d.Reference = o.Check, o.Reference
-		d.PreviousRowNumber, d.OldStatus, d.OldQF, d.OldTranche, d.OldTarif = ptr(o.RowNumber), ptr(o.Status), o.QFValue, o.Tranche, o.Tarif
+		d.Check, d.Reference = o.check, o.ref
+		d.PreviousRowNumber, d.OldStatus, d.OldQF, d.OldTranche, d.OldTarif = ptr(o.row), ptr(o.status), o.qf, o.tranche, o.tarif
 		out = append(out, d)
 	}
 	at := func(d schemas.DiffRow) int64 {
@@ -91,25 +115,25 @@ type resultKey struct {
 	n     int64 // occurrence of ref, or the row number
 }
 
-func hasReferences(rows []schemas.ResultRow) bool {
+func hasReferences(rows []compared) bool {
 	for _, r := range rows {
-		if r.Reference == nil || *r.Reference == "" {
+		if r.ref == nil || *r.ref == "" {
 			return false
 		}
 	}
 	return len(rows) > 0
 }
 
-func keyResults(rows []schemas.ResultRow, byRef bool) map[resultKey]schemas.ResultRow {
-	sorted := append([]schemas.ResultRow(nil), rows...)
-	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].RowNumber < sorted[j].RowNumber })
-	out := make(map[resultKey]schemas.ResultRow, len(rows))
+func keyResults(rows []compared, byRef bool) map[resultKey]compared {
+	sorted := append([]compared(nil), rows...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].row < sorted[j].row })
+	out := make(map[resultKey]compared, len(rows))
 	seen := map[resultKey]int64{}
 	for _, r := range sorted {
-		k := resultKey{check: r.Check, n: r.RowNumber}
+		k := resultKey{check: r.check, n: r.row}
 		if byRef {
-			c := resultKey{check: r.Check, ref: *r.Reference}
-			k = resultKey{check: r.Check, ref: *r.Reference, n: seen[c]}
+			c := resultKey{check: r.check, ref: *r.ref}
+			k = resultKey{check: r.check, ref: *r.ref, n: seen[c]}
 			seen[c]++
 		}
 		out[k] = r
@@ -134,28 +158,42 @@ func CountChanges(rows []schemas.DiffRow) map[string]int64 {
 
 // BatchResults reads the published part files of batch id.
 func BatchResults(ctx context.Context, client *s3.Client, store *ledger.Store, id string) ([]schemas.ResultRow, error) {
+	var out []schemas.ResultRow
+	err := eachPart(ctx, client, store, id, func(rows []schemas.ResultRow) { out = append(out, rows...) })
+	return out, err
+}
+
+// eachPart calls f with the rows of each published part file of batch id,
+// one part at a time.
+func eachPart(ctx context.Context, client *s3.Client, store *ledger.Store, id string, f func([]schemas.ResultRow)) error {
 	parts, err := store.Parts(ctx, id)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var out []schemas.ResultRow
 	for _, p := range parts {
 		body, _, err := client.Open(ctx, p.ObjectKey)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		raw, err := io.ReadAll(body)
 		body.Close()
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", p.ObjectKey, err)
+			return fmt.Errorf("read %s: %w", p.ObjectKey, err)
 		}
 		rows, err := parquet.Decode(raw)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p.ObjectKey, err)
+			return fmt.Errorf("%s: %w", p.ObjectKey, err)
 		}
-		out = append(out, rows...)
+		f(rows)
 	}
-	return out, nil
+	return nil
+}
+
+// comparedResults reads what a diff compares of batch id's results.
+func comparedResults(ctx context.Context, client *s3.Client, store *ledger.Store, id string) ([]compared, error) {
+	var out []compared
+	err := eachPart(ctx, client, store, id, func(rows []schemas.ResultRow) { out = append(out, compactResults(rows)...) })
+	return out, err
 }
 
 // writeDiff writes diff.parquet for batch b when the tenant has a previous
@@ -170,7 +208,7 @@ func (w *ResultWriter) writeDiff(ctx context.Context, log zerolog.Logger, b ledg
 	if err != nil {
 		return nil, fmt.Errorf("write: previous batch of %s: %w", b.ID, err)
 	}
-	prevRows, err := BatchResults(ctx, w.S3, w.Ledger, prev.ID)
+	prevRows, err := comparedResults(ctx, w.S3, w.Ledger, prev.ID)
 	if errors.Is(err, s3.ErrNotFound) {
 		// Results past their retention: nothing to compare with.
 		log.Warn().Str("batch_id", b.ID).Str("previous_batch_id", prev.ID).Msg("previous results gone; no diff")
@@ -179,11 +217,11 @@ func (w *ResultWriter) writeDiff(ctx context.Context, log zerolog.Logger, b ledg
 	if err != nil {
 		return nil, fmt.Errorf("write: diff of %s: %w", b.ID, err)
 	}
-	curRows, err := BatchResults(ctx, w.S3, w.Ledger, b.ID)
+	curRows, err := comparedResults(ctx, w.S3, w.Ledger, b.ID)
 	if err != nil {
 		return nil, fmt.Errorf("write: diff of %s: %w", b.ID, err)
 	}
-	rows := DiffBatches(prev, b, prevRows, curRows)
+	rows := diffResults(prev, b, prevRows, curRows)
 	var buf bytes.Buffer
 	if err := parquet.EncodeDiff(&buf, rows); err != nil {
 		return nil, fmt.Errorf("write: diff of %s: %w", b.ID, err)

@@ -44,9 +44,10 @@ func TestRefresh_OncePerCampaign(t *testing.T) {
 	}
 	common := []string{"--data-dir", data, "--sandbox-population", "30", "--sandbox-seed", "5", "--flush-interval", "300ms"}
 	first := map[string]string{}
+	checks := map[string]string{"ville-a": "qf", "ville-b": "qf,rsa"}
 	for _, town := range []string{"ville-a", "ville-b"} {
 		sumPath := filepath.Join(dir, town+".json")
-		args := append([]string{"run", "--tenant", town, "--campaign", "2026-09", "--summary-json", sumPath}, common...)
+		args := append([]string{"run", "--tenant", town, "--campaign", "2026-09", "--checks", checks[town], "--summary-json", sumPath}, common...)
 		if code, out, errs := runApbatch(t, ctx, append(args, roster)...); code != 0 {
 			t.Fatalf("run %s: %d\n%s\n%s", town, code, out, errs)
 		}
@@ -70,6 +71,10 @@ func TestRefresh_OncePerCampaign(t *testing.T) {
 	for _, b := range sum.Batches {
 		if b.State != ledger.StateComplete || b.Campaign != "2027-09" || b.RowsTotal != 30 || b.Source != "incoming/"+b.Tenant+"/2027-09/cantine.csv" {
 			t.Errorf("refreshed batch %+v", b)
+		}
+		// The checks of the batch it copies, not the refresh's defaults.
+		if want, _ := schemas.ParseChecks(checks[b.Tenant]); schemas.JoinChecks(b.Checks) != schemas.JoinChecks(want) {
+			t.Errorf("%s: refreshed with checks %v, want %v", b.Tenant, b.Checks, want)
 		}
 		if b.Changes == nil || b.Changes.Total != 0 || b.Changes.PreviousBatchID != first[b.Tenant] || b.Changes.PreviousCampaign != "2026-09" {
 			t.Errorf("%s: changes %+v, want none against %s", b.Tenant, b.Changes, first[b.Tenant])
