@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http/httptest"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	pq "github.com/parquet-go/parquet-go"
 
 	"github.com/apbatch/apbatch/pipeline/ledger"
 	"github.com/apbatch/apbatch/pipeline/parquet"
@@ -244,6 +247,24 @@ func TestRefresh_Diff(t *testing.T) {
 	rows, err := parquet.DecodeDiff(raw)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// An independent Parquet reader agrees.
+	type diffRow struct {
+		RowNumber *int64  `parquet:"row_number,optional"`
+		Change    string  `parquet:"change"`
+		OldQF     *int64  `parquet:"old_qf_value,optional"`
+		NewStatus *string `parquet:"new_status,optional"`
+		NewTarif  *int64  `parquet:"new_tarif,optional"`
+	}
+	other, err := pq.Read[diffRow](bytes.NewReader(raw), int64(len(raw)))
+	if err != nil || len(other) != len(rows) {
+		t.Fatalf("independent reader: %d rows, %v", len(other), err)
+	}
+	for i, o := range other {
+		r := rows[i]
+		if *o.RowNumber != *r.RowNumber || o.Change != r.Change || *o.OldQF != *r.OldQF || *o.NewStatus != *r.NewStatus || *o.NewTarif != *r.NewTarif {
+			t.Errorf("independent reader, row %d: %+v, want %+v", i, o, r)
+		}
 	}
 	if len(rows) != len(want) {
 		t.Fatalf("diff has %d rows, want %d: %+v", len(rows), len(want), rows)
