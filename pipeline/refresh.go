@@ -65,9 +65,19 @@ func (r *Refresher) Refresh(ctx context.Context, tenant, campaign, period string
 	res := RefreshResult{Tenant: tenant}
 	log := r.Log.With().Str("component", "refresh").Str("tenant", tenant).Str("campaign", campaign).Logger()
 	rf, err := r.Ledger.Refresh(ctx, tenant, campaign)
+	if err == nil && rf.BatchID != "" {
+		_, err := r.Ledger.Batch(ctx, rf.BatchID)
+		if err == nil {
+			return r.found(ctx, res, RefreshAlready, rf.BatchID, rf.SourceBatch)
+		}
+		if !errors.Is(err, ledger.ErrNotFound) {
+			return res, err
+		}
+		// Submitted, but no batch yet: the event may have been lost
+		// (stopped before publishing it) or not consumed yet; it is
+		// published again (the ingest starts one batch per version).
+	}
 	switch {
-	case err == nil && rf.BatchID != "":
-		return r.found(ctx, res, RefreshAlready, rf.BatchID, rf.SourceBatch)
 	case err == nil:
 		// Recorded, not submitted (stopped in between): go on.
 	case !errors.Is(err, ledger.ErrNotFound):
