@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 	_ "time/tzdata" // Europe/Paris windows on machines without zoneinfo
@@ -34,6 +35,14 @@ type command interface {
 type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+}
+
+// envOr returns the value of an APBATCH_* variable, or def.
+func (e env) envOr(name, def string) string {
+	if v := strings.TrimSpace(e.getenv(name)); v != "" {
+		return v
+	}
+	return def
 }
 
 // errUsage is returned after a command has printed its usage.

@@ -31,14 +31,6 @@ type refreshCommand struct {
 	brokers, s3Endpoint, s3Bucket, db string
 }
 
-// envOr returns the value of an APBATCH_* variable, or def.
-func (c *refreshCommand) envOr(name, def string) string {
-	if v := strings.TrimSpace(c.getenv(name)); v != "" {
-		return v
-	}
-	return def
-}
-
 func (c *refreshCommand) flags() *flag.FlagSet {
 	if c.fs != nil {
 		return c.fs
