@@ -299,3 +299,31 @@ func TestRefresh_Diff(t *testing.T) {
 		}
 	}
 }
+
+func TestRefresh_FlagErrors(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no campaign", []string{}, "--campaign"},
+		{"bad campaign", []string{"--campaign", "../x"}, "--tenant/--campaign"},
+		{"bad tenant", []string{"--campaign", "2027-09", "--tenant", "a,b/c"}, "--tenant/--campaign"},
+		{"bad period", []string{"--campaign", "2027-09", "--period", "2027-13"}, "--period"},
+		{"a file", []string{"--campaign", "2027-09", "roster.csv"}, "unexpected argument"},
+		{"no ledger", []string{"--campaign", "2027-09"}, "no ledger in"},
+		{"kafka without db", []string{"--campaign", "2027-09", "--kafka", "127.0.0.1:1"}, "--db"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"refresh", "--data-dir", t.TempDir()}, tc.args...)
+			code, stdout, stderr := runApbatch(t, ctx, args...)
+			if code == 0 || !strings.Contains(stdout+stderr, tc.want) {
+				t.Fatalf("exit %d, output:\n%s%s", code, stdout, stderr)
+			}
+		})
+	}
+	if code, stdout, _ := runApbatch(t, ctx, "help", "refresh"); code != 0 || !strings.Contains(stdout, "diff.parquet") || !strings.Contains(stdout, "-campaign") {
+		t.Fatalf("help refresh: exit %d\n%s", code, stdout)
+	}
+}
