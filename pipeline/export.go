@@ -86,28 +86,13 @@ type rowCheck struct {
 
 // results reads the batch's published part files.
 func (e *Exporter) results(ctx context.Context, id string) (map[rowCheck]schemas.ResultRow, error) {
-	parts, err := e.Ledger.Parts(ctx, id)
+	rows, err := BatchResults(ctx, e.S3, e.Ledger, id)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("export: %w", err)
 	}
-	out := make(map[rowCheck]schemas.ResultRow)
-	for _, p := range parts {
-		body, _, err := e.S3.Open(ctx, p.ObjectKey)
-		if err != nil {
-			return nil, fmt.Errorf("export: %w", err)
-		}
-		raw, err := io.ReadAll(body)
-		body.Close()
-		if err != nil {
-			return nil, fmt.Errorf("export: read %s: %w", p.ObjectKey, err)
-		}
-		rows, err := parquet.Decode(raw)
-		if err != nil {
-			return nil, fmt.Errorf("export: %s: %w", p.ObjectKey, err)
-		}
-		for _, r := range rows {
-			out[rowCheck{r.RowNumber, r.Check}] = r
-		}
+	out := make(map[rowCheck]schemas.ResultRow, len(rows))
+	for _, r := range rows {
+		out[rowCheck{r.RowNumber, r.Check}] = r
 	}
 	return out, nil
 }

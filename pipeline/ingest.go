@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/rs/zerolog"
@@ -226,11 +229,15 @@ func (in *Ingester) Start(ctx context.Context, up Upload) error {
 	if len(checks) == 0 {
 		checks = []schemas.Check{schemas.CheckQuotientFamilial}
 	}
-	b, created, err := in.Ledger.CreateBatch(ctx, ledger.Batch{
+	nb := ledger.Batch{
 		Tenant: up.Key.Tenant, Campaign: up.Key.Campaign, Checks: schemas.JoinChecks(checks),
 		Bucket: up.Bucket, ObjectKey: key, ObjectVersion: up.Version,
 		Period: in.Period, Recipient: in.recipient(up.Key.Tenant),
-	})
+	}
+	if err := in.refreshed(ctx, &nb); err != nil {
+		return err
+	}
+	b, created, err := in.Ledger.CreateBatch(ctx, nb)
 	if err != nil {
 		return err
 	}
@@ -248,4 +255,58 @@ func (in *Ingester) Start(ctx context.Context, up Upload) error {
 		return in.Splitter.fail(ctx, blog, b, "aucun SIRET destinataire (recipient) n'est configuré pour cette collectivité")
 	}
 	return in.Splitter.Split(ctx, b)
+}
+
+// refreshed gives b the checks and recipient of the batch whose roster a
+// refresh copied to b's object, and the refresh's period: a refreshed
+// roster is verified as it was, whatever this process's defaults.
+func (in *Ingester) refreshed(ctx context.Context, b *ledger.Batch) error {
+	rf, err := in.Ledger.Refresh(ctx, b.Tenant, b.Campaign)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	// The copy's own event, or the bucket's notification of it (which may
+	// come before the refresh records its batch); not a later upload.
+	if rf.ObjectKey != b.ObjectKey || (rf.BatchID != "" && rf.BatchID != ledger.BatchID(b.Bucket, b.ObjectKey, b.ObjectVersion)) {
+		return nil
+	}
+	src, err := in.Ledger.Batch(ctx, rf.SourceBatch)
+	if err != nil {
+		return err
+	}
+	b.Checks, b.Recipient, b.Period = src.Checks, src.Recipient, rf.Period
+	return nil
+}
+
+// PublishUpload publishes the S3 event notification of an object stored
+// under incoming/ on the uploads topic, as a bucket configured to notify
+// Kafka does; version is the object version the batch will verify.
+func PublishUpload(ctx context.Context, w MessageWriter, bucket, key string, obj s3.ObjectInfo, version string) error {
+	ev := schemas.S3Event{Records: []schemas.S3EventRecord{{
+		EventVersion: "2.1", EventSource: "aws:s3", EventTime: time.Now().UTC().Format(time.RFC3339Nano), EventName: "ObjectCreated:Put",
+		S3: schemas.S3Entity{
+			Bucket: schemas.S3Bucket{Name: bucket},
+			Object: schemas.S3Object{Key: EncodeEventKey(key), Size: obj.Size, ETag: obj.ETag, VersionID: version},
+		},
+	}}}
+	v, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encode upload event: %w", err)
+	}
+	if err := w.WriteMessages(ctx, kafkago.Message{Key: []byte(bucket), Value: v}); err != nil {
+		return fmt.Errorf("publish upload event: %w", err)
+	}
+	return nil
+}
+
+// EncodeEventKey encodes an object key as S3 notifications do.
+func EncodeEventKey(k string) string {
+	segs := strings.Split(k, "/")
+	for i, s := range segs {
+		segs[i] = url.QueryEscape(s)
+	}
+	return strings.Join(segs, "/")
 }

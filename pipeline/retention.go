@@ -181,7 +181,7 @@ func (p *Purger) Purge(ctx context.Context, tenant string) (PurgeReport, error) 
 	resultsCutoff := pol.ResultsCutoff(now)
 	log := p.Log.With().Str("component", "purge").Str("tenant", tenant).Bool("dry_run", p.DryRun).Logger()
 
-	batches, err := p.Ledger.TenantBatches(ctx, tenant)
+	batches, err := p.Ledger.TenantBatches(ctx, tenant, "")
 	if err != nil {
 		return rep, fmt.Errorf("purge: %w", err)
 	}
@@ -260,7 +260,7 @@ func (p *Purger) Purge(ctx context.Context, tenant string) (PurgeReport, error) 
 			rep.Inputs.add(o)
 		case "quarantine":
 			if !p.DryRun {
-				if err := p.S3.Copy(ctx, o.Key, QuarantineKey(ik, b.ID)); err != nil {
+				if _, err := p.S3.Copy(ctx, o.Key, QuarantineKey(ik, b.ID)); err != nil {
 					return rep, fmt.Errorf("purge: quarantine an upload (key_sha256 %s): %w", KeyDigest(o.Key), withoutKey(err))
 				}
 				if err := p.delete(ctx, o.Key); err != nil {

@@ -392,6 +392,11 @@ func (w *ResultWriter) finish(ctx context.Context, log zerolog.Logger, ob *openB
 	if ob.tariff != nil {
 		m.Tariff = ob.tariff.Version
 	}
+	// The diff is written before the manifest: listed there, it is
+	// published with the results.
+	if m.Changes, err = w.writeDiff(ctx, log, b); err != nil {
+		return err
+	}
 	body, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("write: encode manifest of %s: %w", b.ID, err)

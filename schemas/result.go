@@ -151,6 +151,9 @@ type Manifest struct {
 	CallsSaved  int64          `json:"calls_saved"`
 	Files       []ManifestFile `json:"files"`
 	CompletedAt string         `json:"completed_at"`
+	// Changes summarises diff.parquet, written when the tenant has a
+	// previous campaign's batch of the same roster; absent otherwise.
+	Changes *ManifestChanges `json:"changes,omitempty"`
 }
 
 // ManifestFile is one published part file.

@@ -39,12 +39,7 @@ const repoRoot = "../.."
 // written on other branches. A pending command's invocations are accepted
 // while it is missing from the command map; once merged, it is in the map
 // and its flags are checked like any other's.
-var pendingCommands = map[string]string{
-	// apbatch refresh --campaign YYYY-MM [--tenant T] [--period YYYY-MM]:
-	// the September refresh (issue #7), run by the refresh CronJob and the
-	// Compose "refresh" service.
-	"refresh": "the September refresh, on its own branch",
-}
+var pendingCommands = map[string]string{}
 
 // subVerbs are the words some commands require before their flags.
 var subVerbs = map[string][]string{

@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 	_ "time/tzdata" // Europe/Paris windows on machines without zoneinfo
@@ -36,6 +37,14 @@ type env struct {
 	getenv         func(string) string
 	// environ lists the environment as KEY=value; nil for none.
 	environ func() []string
+}
+
+// envOr returns the value of an APBATCH_* variable, or def.
+func (e env) envOr(name, def string) string {
+	if v := strings.TrimSpace(e.getenv(name)); v != "" {
+		return v
+	}
+	return def
 }
 
 // errUsage is returned after a command has printed its usage.
@@ -78,6 +87,7 @@ func main() {
 func commands(e env) map[string]command {
 	return map[string]command{
 		"run":     &runCommand{env: e},
+		"refresh": &refreshCommand{env: e},
 		"sandbox": &sandboxCommand{env: e},
 		"bench":   &benchCommand{env: e},
 		"audit":   &auditCommand{env: e},
@@ -143,6 +153,8 @@ Usage:
 
 Commands:
   run       verify files end to end (embedded Kafka, S3, ledger and sandbox by default)
+  refresh   verify each tenant's latest roster again for a new campaign (--campaign 2027-09),
+            once per campaign; diff.parquet lists what changed since
   sandbox   serve a faithful API Particulier sandbox, print a token, or generate a roster
   status    show batches: results published, calls per second, ETA (--watch to follow)
   results   write a batch's results for agents: CSV or XLSX joined to the input rows, or Parquet

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,13 +19,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/mattn/go-isatty"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/apbatch/apbatch/pipeline"
-	"github.com/apbatch/apbatch/pipeline/csv"
 	"github.com/apbatch/apbatch/pipeline/ledger"
 	"github.com/apbatch/apbatch/pipeline/s3"
 	"github.com/apbatch/apbatch/schemas"
@@ -41,19 +36,12 @@ const dinumSIRET = "13002526500013"
 // runCommand is "apbatch run": the all-in-one mode.
 type runCommand struct {
 	env
+	engineFlags
 	fs *flag.FlagSet
 
-	dataDir, tenant, campaign, period, recipient string
-	providerURL, tokenFile, tokensDir            string
-	out, summaryJSON, logLevel                   string
-	rate, inFlight, population, ipLimit          int
-	seed                                         uint64
-	share                                        float64
-	runWindow, checks, sharedIP, encoding        string
-	tariff, sheet, columns, metricsAddr          string
-	force                                        bool
-	noMaintenance                                bool
-	flushInterval                                time.Duration
+	tenant, campaign, period, recipient string
+	checks, tariff, columns             string
+	force                               bool
 }
 
 func (c *runCommand) flags() *flag.FlagSet {
@@ -62,34 +50,15 @@ func (c *runCommand) flags() *flag.FlagSet {
 	}
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
-	fs.StringVar(&c.dataDir, "data-dir", "./apbatch-data", "folder for the embedded broker, S3 server and SQLite ledger")
 	fs.StringVar(&c.tenant, "tenant", "demo", "collectivité the files belong to (letters, digits, . _ -)")
 	fs.StringVar(&c.campaign, "campaign", time.Now().Format("2006-01"), "campaign the batch belongs to, e.g. 2026-09")
 	fs.StringVar(&c.checks, "checks", "qf", "verifications to run, comma-separated, or all; each row gets one result per check: "+schemas.CheckNames())
-	fs.StringVar(&c.encoding, "encoding", "", "input files' encoding: "+strings.Join(csv.Encodings, ", ")+" (default: detected: a BOM, else UTF-8 when valid, else windows-1252)")
 	fs.StringVar(&c.tariff, "tariff", "", "tariff grid (YAML) of the tenant: prices each QF result with its bracket (tranche) and price per meal (tarif); see deploy/samples/tarifs-cantine.yaml")
 	fs.StringVar(&c.columns, "columns", "", "the tenant's column mapping (YAML, apbatch column: the header its files use), for headers no alias recognises")
 	fs.BoolVar(&c.force, "force", false, "verify the files again as new batches even if the same content was verified in this campaign")
-	fs.StringVar(&c.sheet, "sheet", "", "sheet to read in .xlsx files (default: the first one)")
 	fs.StringVar(&c.period, "period", "", "QF month to ask for, YYYY-MM (default: the API's current month)")
 	fs.StringVar(&c.recipient, "recipient", "", "SIRET of the collectivité, sent with every call (default with the embedded sandbox: "+dinumSIRET+")")
-	fs.StringVar(&c.providerURL, "provider-url", "", "API Particulier base URL, e.g. https://particulier.api.gouv.fr (default: the embedded sandbox)")
-	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the API token (or set APBATCH_TOKEN); never pass a token as a flag")
-	fs.StringVar(&c.tokensDir, "tokens-dir", c.getenv("APBATCH_TOKENS_DIR"), "folder of one token per tenant, files <tenant> or <tenant>.token, as a mounted Kubernetes Secret lays them out (APBATCH_TOKENS_DIR); a tenant's token may also be in APBATCH_TOKEN_<TENANT>; both win over --token-file")
-	fs.IntVar(&c.population, "sandbox-population", 10000, "embedded sandbox: synthetic people it answers for (see apbatch sandbox gen)")
-	fs.Uint64Var(&c.seed, "sandbox-seed", 1, "embedded sandbox: seed of its synthetic population")
-	fs.IntVar(&c.rate, "rate", 20, "requests per second per token (the API allows 20)")
-	fs.IntVar(&c.ipLimit, "ip-limit", 1000, "requests per minute from this machine's IP, all tokens together (the API allows 1000)")
-	fs.StringVar(&c.sharedIP, "shared-ip-budget", "", "share the --ip-limit budget through the ledger with every worker process given the same NAME (replicas behind one egress IP)")
-	fs.Float64Var(&c.share, "budget-share", 1, "fraction of the token's and the IP's budgets to use, e.g. 0.8 leaves 20% for the town's own interactive use")
-	fs.StringVar(&c.runWindow, "run-window", "", "call only within this daily window, Europe/Paris time, e.g. 20:00-07:00 for night-only batches")
-	fs.BoolVar(&c.noMaintenance, "no-maintenance-skip", false, "with --provider-url, call even during the providers' maintenance (CNAF & MSA Sunday 23:00-23:45, MSA 03:00-03:30, MEN 01:10-02:30)")
-	fs.IntVar(&c.inFlight, "in-flight", 32, "provider calls in flight at most")
-	fs.DurationVar(&c.flushInterval, "flush-interval", 10*time.Second, "longest time a result waits before its Parquet part is written")
-	fs.StringVar(&c.out, "out", "", "copy the result files and manifest into this folder")
-	fs.StringVar(&c.summaryJSON, "summary-json", "", "write a machine-readable summary to this file")
-	fs.StringVar(&c.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
-	fs.StringVar(&c.metricsAddr, "metrics-addr", strings.TrimSpace(c.getenv("APBATCH_METRICS_ADDR")), metricsAddrHelp)
+	c.engineFlags.register(fs, c.getenv)
 	c.fs = fs
 	return fs
 }
@@ -160,98 +129,28 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	if !siretPattern.MatchString(c.recipient) {
 		return fmt.Errorf("--recipient: %q is not a SIRET (14 digits)", c.recipient)
 	}
-	if c.share <= 0 || c.share > 1 {
-		return fmt.Errorf("--budget-share %v: want a fraction in (0, 1], e.g. 0.8", c.share)
-	}
-	if c.rate <= 0 || c.inFlight <= 0 || c.ipLimit <= 0 {
-		return errors.New("--rate, --ip-limit and --in-flight must be positive")
-	}
-	schedule, err := c.schedule()
-	if err != nil {
-		return err
-	}
-	console := isatty.IsTerminal(os.Stderr.Fd())
-	log, err := newLogger(c.stderr, c.logLevel, console)
-	if err != nil {
-		return err
-	}
-
-	var (
-		reg *prometheus.Registry
-		ms  *metricsServer
-	)
-	if c.metricsAddr != "" {
-		reg = newRegistry()
-		if ms, err = startMetrics(ctx, c.metricsAddr, reg, log); err != nil {
-			return err
+	var unfinished []ledger.Batch
+	en, err := c.engineFlags.start(ctx, c.env, func(cfg *stackConfig) {
+		cfg.Period, cfg.Recipient, cfg.Checks = c.period, c.recipient, checks
+	}, func(en *engine) error {
+		if len(files) == 0 {
+			var err error
+			if unfinished, err = en.st.ledger.Batches(ctx, ledger.StateCreated, ledger.StateSplit); err != nil {
+				return err
+			}
+			if len(unfinished) == 0 {
+				fmt.Fprintf(c.stderr, "apbatch run: no unfinished batch in %s; give a FILE to verify\n", c.dataDir)
+				return errUsage
+			}
 		}
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			ms.Close(sctx)
-		}()
-	}
-
-	emb := &pipeline.Embedded{DataDir: c.dataDir}
-	if err := emb.Open(ctx); err != nil {
-		return err
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := emb.Close(cctx); err != nil {
-			log.Warn().Err(err).Msg("embedded services did not stop cleanly")
-		}
-	}()
-
-	providerURL, tokens, stopSandbox, err := c.provider(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer stopSandbox()
-
-	key, err := auditKey(c.getenv, emb.DataDir)
-	if err != nil {
-		return err
-	}
-	ring, err := keyRing(ctx, c.getenv, emb.DataDir)
-	if err != nil {
-		return err
-	}
-	st, err := openStack(ctx, stackConfig{
-		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: log,
-		ProviderURL: providerURL, Tokens: func(tenant string) (string, error) { t, _, err := tokens(tenant); return t, err },
-		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Schedule: schedule, Period: c.period, Recipient: c.recipient, Checks: checks, SharedIP: c.sharedIP, Encoding: c.encoding, Sheet: c.sheet,
-		FlushInterval: c.flushInterval, AuditKey: key, Registry: reg, Keys: ring,
+		// Before any call: the token must serve the checks until the end.
+		return c.checkTokens(ctx, en.log, en.st.ledger, en.providerURL, en.tokens, checks, files, unfinished)
 	})
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-
-	var unfinished []ledger.Batch
-	if len(files) == 0 {
-		if unfinished, err = st.ledger.Batches(ctx, ledger.StateCreated, ledger.StateSplit); err != nil {
-			return err
-		}
-		if len(unfinished) == 0 {
-			fmt.Fprintf(c.stderr, "apbatch run: no unfinished batch in %s; give a FILE to verify\n", c.dataDir)
-			return errUsage
-		}
-	}
-	// Before any call: the token must serve the checks until the end.
-	if err := c.checkTokens(ctx, log, st.ledger, providerURL, tokens, checks, files, unfinished); err != nil {
-		return err
-	}
-
-	runCtx, cancel := context.WithCancel(ctx)
-	roleErr := st.Start(runCtx)
-	ms.SetReady(st.Ready)
-	defer func() {
-		ms.SetReady(nil)
-		cancel()
-		st.Wait()
-	}()
+	defer en.Close()
+	st := en.st
 
 	parseTariff := func(b []byte) error { _, err := schemas.ParseTariffGrid(b); return err }
 	parseColumns := func(b []byte) error { _, err := pipeline.ParseColumns(b); return err }
@@ -270,7 +169,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	} else if batches, err = uploadFiles(ctx, st, c.tenant, c.campaign, files, c.force); err != nil {
 		return err
 	}
-	final, err := waitBatches(ctx, st, batches, roleErr, c.progressPrinter(console))
+	final, err := waitBatches(ctx, st, batches, en.roleErr, c.progressPrinter(c.stderr, en.console, []string{c.tenant}))
 	if err != nil {
 		return err
 	}
@@ -280,15 +179,15 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 				"to run other checks on the same file, give another --campaign", filepath.Base(b.ObjectKey), b.Campaign, b.Checks, b.ID)
 		}
 	}
-	return c.report(ctx, st, final)
+	return c.report(ctx, c.stdout, st, final)
 }
 
 // provider returns the API base URL and where each tenant's token is: the
 // embedded sandbox and its own token unless --provider-url is given, then
 // the token sources (per tenant, then the default token).
-func (c *runCommand) provider(ctx context.Context, log zerolog.Logger) (string, tokenLookup, func(), error) {
+func (c *engineFlags) provider(ctx context.Context, log zerolog.Logger, getenv func(string) string) (string, tokenLookup, func(), error) {
 	if c.providerURL != "" {
-		return strings.TrimRight(c.providerURL, "/"), tokenSources{file: c.tokenFile, dir: c.tokensDir, getenv: c.getenv}.lookup, func() {}, nil
+		return strings.TrimRight(c.providerURL, "/"), tokenSources{file: c.tokenFile, dir: c.tokensDir, getenv: getenv}.lookup, func() {}, nil
 	}
 	base, stop, err := startSandbox(ctx, sandbox.Config{Log: log.With().Str("component", "sandbox").Logger(),
 		Population: sandbox.NewPopulation(c.population, c.seed)})
@@ -339,7 +238,7 @@ func startSandbox(ctx context.Context, cfg sandbox.Config) (base string, stop fu
 // schedule builds the calls' schedule from --run-window and the providers'
 // maintenance windows, in Europe/Paris time. The embedded sandbox has no
 // maintenance, so the windows apply only with --provider-url.
-func (c *runCommand) schedule() (*workers.Schedule, error) {
+func (c *engineFlags) schedule() (*workers.Schedule, error) {
 	paris, err := time.LoadLocation("Europe/Paris")
 	if err != nil {
 		return nil, fmt.Errorf("load Europe/Paris time zone: %w", err)
@@ -414,21 +313,10 @@ func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files 
 		if force {
 			// A version of our own: unversioned buckets give the same
 			// ETag to the same content.
-			version = fmt.Sprintf("forced-%d", time.Now().UnixNano())
+			version = fmt.Sprintf("%s%d", pipeline.ForcedVersionPrefix, time.Now().UnixNano())
 		}
-		ev := schemas.S3Event{Records: []schemas.S3EventRecord{{
-			EventVersion: "2.1", EventSource: "aws:s3", EventTime: time.Now().UTC().Format(time.RFC3339Nano), EventName: "ObjectCreated:Put",
-			S3: schemas.S3Entity{
-				Bucket: schemas.S3Bucket{Name: st.s3.Bucket()},
-				Object: schemas.S3Object{Key: eventKey(key), Size: info.Size(), ETag: obj.ETag, VersionID: version},
-			},
-		}}}
-		v, err := json.Marshal(ev)
-		if err != nil {
-			return nil, fmt.Errorf("encode event: %w", err)
-		}
-		if err := st.uploads.WriteMessages(ctx, kafkago.Message{Key: []byte(st.s3.Bucket()), Value: v}); err != nil {
-			return nil, fmt.Errorf("publish upload event: %w", err)
+		if err := pipeline.PublishUpload(ctx, st.uploads, st.s3.Bucket(), key, obj, version); err != nil {
+			return nil, err
 		}
 		out = append(out, submitted{file: f, key: key,
 			batchID: ledger.BatchID(st.s3.Bucket(), key, pipeline.ObjectVersion(version, obj.ETag, ""))})
@@ -453,18 +341,6 @@ func uploadConfig(ctx context.Context, st *stack, flag, path, key string, check 
 		return fmt.Errorf("%s: %w", flag, err)
 	}
 	return nil
-}
-
-// eventKey encodes a key as S3 notifications do.
-func eventKey(k string) string {
-	var sb strings.Builder
-	for _, seg := range strings.Split(k, "/") {
-		if sb.Len() > 0 {
-			sb.WriteByte('/')
-		}
-		sb.WriteString(url.QueryEscape(seg))
-	}
-	return sb.String()
 }
 
 // progress is what waitBatches knows of the batches it waits for.
@@ -539,15 +415,16 @@ func waitBatches(ctx context.Context, st *stack, subs []submitted, roleErr <-cha
 	}
 }
 
-// progressPrinter shows progress and an ETA on stderr: one updated line on
-// a terminal, a line every 5 s otherwise.
-func (c *runCommand) progressPrinter(console bool) func(progress) {
+// progressPrinter shows progress and an ETA on w: one updated line on a
+// terminal, a line every 5 s otherwise. The ETA is the latest of the
+// tenants'.
+func (c *engineFlags) progressPrinter(w io.Writer, console bool, tenants []string) func(progress) {
 	start := time.Now()
 	var lastPlain time.Time
 	return func(pr progress) {
 		if pr.done {
 			if console {
-				fmt.Fprintln(c.stderr)
+				fmt.Fprintln(w)
 			}
 			return
 		}
@@ -555,9 +432,13 @@ func (c *runCommand) progressPrinter(console bool) func(progress) {
 		if pr.lookups > 0 {
 			// At the measured rate once answers come (it reflects the
 			// shares of the budgets), at the configured one before.
-			d, ok := pr.eta[c.tenant]
-			if !ok {
-				d = time.Duration(float64(pr.left[c.tenant]) / (float64(c.rate) * c.share) * float64(time.Second))
+			var d time.Duration
+			for _, t := range tenants {
+				td, ok := pr.eta[t]
+				if !ok {
+					td = time.Duration(float64(pr.left[t]) / (float64(c.rate) * c.share) * float64(time.Second))
+				}
+				d = max(d, td)
 			}
 			eta = (d + c.flushInterval/2).Round(time.Second).String()
 		}
@@ -567,9 +448,9 @@ func (c *runCommand) progressPrinter(console bool) func(progress) {
 		case pr.rows == 0 && time.Since(start) < 2*time.Second:
 			// Nothing known yet: the batch is being split.
 		case console:
-			fmt.Fprintf(c.stderr, "\r%-100s", line)
+			fmt.Fprintf(w, "\r%-100s", line)
 		case time.Since(lastPlain) >= 5*time.Second:
-			fmt.Fprintln(c.stderr, line)
+			fmt.Fprintln(w, line)
 			lastPlain = time.Now()
 		}
 	}
@@ -602,11 +483,13 @@ type batchSummary struct {
 	CallsSaved     int64                                      `json:"calls_saved"`
 	ResultFiles    []string                                   `json:"result_files"`
 	Manifest       string                                     `json:"manifest,omitempty"`
+	// Changes summarises the batch's diff.parquet, when it has one.
+	Changes *schemas.ManifestChanges `json:"changes,omitempty"`
 }
 
 // report prints the summary table, copies results and writes the JSON
 // summary; it fails when a batch failed.
-func (c *runCommand) report(ctx context.Context, st *stack, batches []ledger.Batch) error {
+func (c *engineFlags) report(ctx context.Context, w io.Writer, st *stack, batches []ledger.Batch) error {
 	sum := summary{RowsByStatus: map[schemas.Status]int64{}, ResultFiles: []string{}}
 	var failed []string
 	for _, b := range batches {
@@ -630,6 +513,16 @@ func (c *runCommand) report(ctx context.Context, st *stack, batches []ledger.Bat
 		if b.State == ledger.StateFailed {
 			failed = append(failed, fmt.Sprintf("%s: %s", filepath.Base(b.ObjectKey), b.Error))
 		}
+		var extra []string
+		if b.ManifestKey != "" {
+			m, err := readManifest(ctx, st.s3, b.ManifestKey)
+			if err != nil {
+				return err
+			}
+			if bs.Changes = m.Changes; m.Changes != nil {
+				extra = append(extra, m.Changes.Key)
+			}
+		}
 		sum.Batches = append(sum.Batches, bs)
 		sum.RowsTotal += bs.RowsTotal
 		sum.ProviderCalls += bs.ProviderCalls
@@ -638,7 +531,7 @@ func (c *runCommand) report(ctx context.Context, st *stack, batches []ledger.Bat
 			sum.RowsByStatus[s] += n
 		}
 		if c.out != "" && b.State == ledger.StateComplete {
-			if err := copyResults(ctx, st.s3, b, parts, c.out); err != nil {
+			if err := copyResults(ctx, st.s3, b, parts, extra, c.out); err != nil {
 				return err
 			}
 		}
@@ -646,9 +539,9 @@ func (c *runCommand) report(ctx context.Context, st *stack, batches []ledger.Bat
 	if len(batches) == 1 {
 		sum.BatchID = batches[0].ID
 	}
-	printSummary(c.stdout, sum)
+	printSummary(w, sum)
 	if c.out != "" {
-		fmt.Fprintf(c.stdout, "\nResult files copied to %s\n", c.out)
+		fmt.Fprintf(w, "\nResult files copied to %s\n", c.out)
 	}
 	if c.summaryJSON != "" {
 		body, err := json.MarshalIndent(sum, "", "  ")
@@ -698,16 +591,44 @@ func printSummary(w io.Writer, sum summary) {
 		for _, f := range b.ResultFiles {
 			fmt.Fprintf(w, "  %s\n", f)
 		}
+		if ch := b.Changes; ch != nil {
+			var kinds []string
+			for _, k := range schemas.ChangeKinds {
+				if n := ch.ByKind[k]; n > 0 {
+					kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+				}
+			}
+			detail := ""
+			if len(kinds) > 0 {
+				detail = " (" + strings.Join(kinds, ", ") + ")"
+			}
+			fmt.Fprintf(w, "  %d change(s) since campaign %s%s: s3://apbatch/%s\n", ch.Total, ch.PreviousCampaign, detail, ch.Key)
+		}
 	}
 }
 
-// copyResults downloads a batch's parts and manifest into dir/<batch_id>/.
-func copyResults(ctx context.Context, client *s3.Client, b ledger.Batch, parts []ledger.Part, dir string) error {
+// readManifest reads a batch's published manifest.
+func readManifest(ctx context.Context, client *s3.Client, key string) (schemas.Manifest, error) {
+	var m schemas.Manifest
+	body, _, err := client.Open(ctx, key)
+	if err != nil {
+		return m, err
+	}
+	defer body.Close()
+	if err := json.NewDecoder(body).Decode(&m); err != nil {
+		return m, fmt.Errorf("manifest %s: %w", key, err)
+	}
+	return m, nil
+}
+
+// copyResults downloads a batch's parts, manifest and the extra keys (its
+// diff) into dir/<batch_id>/.
+func copyResults(ctx context.Context, client *s3.Client, b ledger.Batch, parts []ledger.Part, extra []string, dir string) error {
 	dest := filepath.Join(dir, b.ID)
 	if err := os.MkdirAll(dest, 0o750); err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
-	keys := []string{b.ManifestKey}
+	keys := append([]string{b.ManifestKey}, extra...)
 	for _, p := range parts {
 		keys = append(keys, p.ObjectKey)
 	}

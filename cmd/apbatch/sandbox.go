@@ -76,7 +76,9 @@ secret; get one with --print-token. A synthetic population (--population,
 MEN route for their children; "gen" writes it as an input file so a batch
 can be rehearsed on it. /_sandbox/stats reports, per token and IP,
 requests by status, 429s and the most requests seen in any sliding second;
-POST /_sandbox/limits changes the limits while running.
+POST /_sandbox/limits changes the limits while running; POST /_sandbox/people
+changes people of the synthetic population ([{"index": 12, "qf": 450}]) to
+rehearse a refresh.
 
 Flags:
 `)

@@ -41,14 +41,6 @@ type serveCommand struct {
 	tenantTokensOnly                        bool
 }
 
-// envOr returns the value of an APBATCH_* variable, or def.
-func (c *serveCommand) envOr(name, def string) string {
-	if v := strings.TrimSpace(c.getenv(name)); v != "" {
-		return v
-	}
-	return def
-}
-
 func (c *serveCommand) flags() *flag.FlagSet {
 	if c.fs != nil {
 		return c.fs

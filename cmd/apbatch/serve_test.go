@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -108,5 +109,31 @@ func TestServe_RolesAsProcesses(t *testing.T) {
 			t.Logf("%s:\n%s", name, l.String())
 		}
 		t.Fatalf("batch complete with %d results, manifest %q", counts.Rows, b.ManifestKey)
+	}
+
+	// The September refresh submits the roster again to the running
+	// roles, once.
+	refresh := func() string {
+		var out, errb syncBuffer
+		e := env{stdout: &out, stderr: &errb, getenv: func(k string) string { return environ[k] }}
+		if code := runMain(ctx, e, []string{"refresh", "--campaign", "2027-09"}); code != 0 {
+			t.Fatalf("refresh: exit %d\n%s%s", code, out.String(), errb.String())
+		}
+		return out.String()
+	}
+	out := refresh()
+	m := regexp.MustCompile(`ville: new batch (b[0-9a-f]+) for campaign 2027-09`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("refresh output:\n%s", out)
+	}
+	nb := waitComplete(t, ctx, store, m[1])
+	if counts, _ := store.Counts(ctx, nb.ID); counts.Rows != 60 || nb.Checks != b.Checks || nb.Recipient != b.Recipient {
+		t.Fatalf("refreshed batch %+v: %d results", nb, counts.Rows)
+	}
+	if out := refresh(); !strings.Contains(out, "ville: already refreshed for campaign 2027-09: batch "+nb.ID) {
+		t.Fatalf("second refresh output:\n%s", out)
+	}
+	if bs, _ := store.TenantBatches(ctx, "ville", "2027-09"); len(bs) != 1 {
+		t.Fatalf("%d batches in 2027-09", len(bs))
 	}
 }

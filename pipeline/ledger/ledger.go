@@ -623,15 +623,6 @@ func (s *Store) Tenants(ctx context.Context) ([]string, error) {
 	return ts, nil
 }
 
-// TenantBatches returns the tenant's batches in creation order.
-func (s *Store) TenantBatches(ctx context.Context, tenant string) ([]Batch, error) {
-	var bs []Batch
-	if err := s.db.SelectContext(ctx, &bs, s.db.Rebind(`SELECT * FROM batches WHERE tenant = ? ORDER BY created_at, id`), tenant); err != nil {
-		return nil, fmt.Errorf("ledger: batches of a tenant: %w", err)
-	}
-	return bs, nil
-}
-
 // PurgeRequest is what Purge removes from the ledger for one tenant.
 type PurgeRequest struct {
 	Tenant string

@@ -29,7 +29,7 @@ func stores(t *testing.T) map[string]*Store {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, tbl := range []string{"calls", "result_rows", "parts", "batches", "budget_slots", "answered_jobs", "watch_cursors"} {
+		for _, tbl := range []string{"calls", "result_rows", "parts", "refreshes", "batches", "budget_slots", "answered_jobs", "watch_cursors"} {
 			if _, err := p.db.Exec("DELETE FROM " + tbl); err != nil {
 				t.Fatal(err)
 			}
@@ -357,7 +357,7 @@ func TestStore_Purge(t *testing.T) {
 					t.Fatalf("batch %s lost its rows: %+v %v", id, c, err)
 				}
 			}
-			if bs, _ := s.TenantBatches(ctx, "a"); len(bs) != 1 || bs[0].ID != a2.ID {
+			if bs, _ := s.TenantBatches(ctx, "a", ""); len(bs) != 1 || bs[0].ID != a2.ID {
 				t.Fatalf("TenantBatches(a) = %+v", bs)
 			}
 		})

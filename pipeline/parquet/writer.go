@@ -97,3 +97,38 @@ func Decode(b []byte) ([]schemas.ResultRow, error) {
 	}
 	return rows, nil
 }
+
+// EncodeDiff writes diff rows (see schemas.DiffRow) as one complete Parquet
+// file into w; no rows give a file with the schema and no row.
+func EncodeDiff(w io.Writer, rows []schemas.DiffRow) error {
+	pw, err := writer.NewParquetWriterFromWriter(w, new(schemas.DiffRow), 1)
+	if err != nil {
+		return fmt.Errorf("parquet: new diff writer: %w", err)
+	}
+	pw.RowGroupSize = rowGroupSize
+	pw.CompressionType = pqparquet.CompressionCodec_SNAPPY
+	for _, r := range rows {
+		if err := pw.Write(r); err != nil {
+			pw.WriteStop()
+			return fmt.Errorf("parquet: write diff row: %w", err)
+		}
+	}
+	if err := pw.WriteStop(); err != nil {
+		return fmt.Errorf("parquet: finish diff file: %w", err)
+	}
+	return nil
+}
+
+// DecodeDiff reads every row of a file written by EncodeDiff.
+func DecodeDiff(b []byte) ([]schemas.DiffRow, error) {
+	pr, err := reader.NewParquetReader(buffer.NewBufferFileFromBytes(b), new(schemas.DiffRow), 1)
+	if err != nil {
+		return nil, fmt.Errorf("parquet: open diff: %w", err)
+	}
+	defer pr.ReadStop()
+	rows := make([]schemas.DiffRow, pr.GetNumRows())
+	if err := pr.Read(&rows); err != nil {
+		return nil, fmt.Errorf("parquet: read diff: %w", err)
+	}
+	return rows, nil
+}

@@ -172,10 +172,7 @@ func (c *Client) Open(ctx context.Context, key string) (io.ReadCloser, ObjectInf
 func (c *Client) Head(ctx context.Context, key string) (ObjectInfo, error) {
 	out, err := c.api.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &c.bucket, Key: &key})
 	if err != nil {
-		// HEAD answers have no body: a missing object is a bare 404.
-		var nf *types.NotFound
-		var re *awshttp.ResponseError
-		if errors.As(err, &nf) || (errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound) {
+		if isNotFound(err) {
 			return ObjectInfo{}, fmt.Errorf("s3: head %s: %w", key, ErrNotFound)
 		}
 		return ObjectInfo{}, fmt.Errorf("s3: head %s: %w", key, err)
@@ -187,6 +184,38 @@ func (c *Client) Head(ctx context.Context, key string) (ObjectInfo, error) {
 		VersionID:    aws.ToString(out.VersionId),
 		LastModified: aws.ToTime(out.LastModified),
 	}, nil
+}
+
+// Copy copies the object at src to dst inside the bucket, server-side, and
+// describes the copy.
+func (c *Client) Copy(ctx context.Context, src, dst string) (ObjectInfo, error) {
+	// The source is URL-encoded, segment by segment; '+' too, which some
+	// services read as a space.
+	segs := strings.Split(c.bucket+"/"+src, "/")
+	for i, s := range segs {
+		segs[i] = strings.ReplaceAll(url.PathEscape(s), "+", "%2B")
+	}
+	out, err := c.api.CopyObject(ctx, &awss3.CopyObjectInput{Bucket: &c.bucket, Key: &dst, CopySource: aws.String(strings.Join(segs, "/"))})
+	if err != nil {
+		if isNotFound(err) {
+			return ObjectInfo{}, fmt.Errorf("s3: copy %s to %s: %w", src, dst, ErrNotFound)
+		}
+		return ObjectInfo{}, fmt.Errorf("s3: copy %s to %s: %w", src, dst, err)
+	}
+	info := ObjectInfo{Key: dst, VersionID: aws.ToString(out.VersionId)}
+	if out.CopyObjectResult != nil {
+		info.ETag = strings.Trim(aws.ToString(out.CopyObjectResult.ETag), `"`)
+	}
+	// The size (and an ETag the service did not return) from the copy.
+	head, err := c.Head(ctx, dst)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	info.Size = head.Size
+	if info.ETag == "" {
+		info.ETag = head.ETag
+	}
+	return info, nil
 }
 
 // List returns every object whose key starts with prefix, in key order.
@@ -237,23 +266,17 @@ func (c *Client) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// Copy copies the object at src to dst, in the same bucket.
-func (c *Client) Copy(ctx context.Context, src, dst string) error {
-	// CopySource is URL-encoded; '+' too, which some services read as a
-	// space.
-	segs := strings.Split(src, "/")
-	for i, seg := range segs {
-		segs[i] = strings.ReplaceAll(url.PathEscape(seg), "+", "%2B")
-	}
-	source := c.bucket + "/" + strings.Join(segs, "/")
-	if _, err := c.api.CopyObject(ctx, &awss3.CopyObjectInput{Bucket: &c.bucket, Key: &dst, CopySource: &source}); err != nil {
-		var ae smithy.APIError
-		if errors.As(err, &ae) && ae.ErrorCode() == "NoSuchKey" {
-			return fmt.Errorf("s3: copy %s: %w", src, ErrNotFound)
-		}
-		return fmt.Errorf("s3: copy %s to %s: %w", src, dst, err)
-	}
-	return nil
+// isNotFound reports whether err says the object does not exist: typed
+// by the SDK, only by its code (a copy's missing source), or a bare 404
+// (HEAD answers have no body).
+func isNotFound(err error) bool {
+	var nf *types.NotFound
+	var nsk *types.NoSuchKey
+	var ae smithy.APIError
+	var re *awshttp.ResponseError
+	return errors.As(err, &nf) || errors.As(err, &nsk) ||
+		(errors.As(err, &ae) && (ae.ErrorCode() == "NoSuchKey" || ae.ErrorCode() == "NotFound")) ||
+		(errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound)
 }
 
 // ErrNotFound is returned (wrapped) when an object does not exist.

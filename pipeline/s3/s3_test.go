@@ -92,7 +92,7 @@ func TestClient_CopyDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := "quarantine/demo/2026-09/b1/liste été+1.csv"
-	if err := c.Copy(ctx, src, dst); err != nil {
+	if _, err := c.Copy(ctx, src, dst); err != nil {
 		t.Fatal(err)
 	}
 	rc, _, err := c.Open(ctx, dst)
@@ -117,7 +117,39 @@ func TestClient_CopyDelete(t *testing.T) {
 	if err != nil || len(folders) != 1 || folders[0] != "demo" {
 		t.Fatalf("Folders = %q, %v", folders, err)
 	}
-	if err := c.Copy(ctx, src, dst+".2"); !errors.Is(err, ErrNotFound) {
+	if _, err := c.Copy(ctx, src, dst+".2"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("copying a missing object: err = %v", err)
+	}
+}
+
+func TestClient_CopyHead(t *testing.T) {
+	ctx := context.Background()
+	_, c := openServer(t)
+	body := []byte("reference;nom\nF001;É\n")
+	put, err := c.Put(ctx, "incoming/demo/2026-09/liste cantine.csv", bytes.NewReader(body), int64(len(body)), "text/csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := c.Copy(ctx, "incoming/demo/2026-09/liste cantine.csv", "incoming/demo/2027-09/liste cantine.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.ETag != put.ETag || cp.Size != int64(len(body)) || cp.Key != "incoming/demo/2027-09/liste cantine.csv" {
+		t.Fatalf("copy %+v, put %+v", cp, put)
+	}
+	rc, _, err := c.Open(ctx, cp.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, body) {
+		t.Fatalf("copied %q", got)
+	}
+	if _, err := c.Head(ctx, "incoming/demo/missing.csv"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Head(missing) = %v, want ErrNotFound", err)
+	}
+	if _, err := c.Copy(ctx, "incoming/demo/missing.csv", "x"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Copy(missing) = %v, want ErrNotFound", err)
 	}
 }

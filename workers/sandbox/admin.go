@@ -27,6 +27,31 @@ func (s *Server) serveLimits(w http.ResponseWriter, r *http.Request) int {
 	return writeText(w, http.StatusMethodNotAllowed, "GET or POST")
 }
 
+// servePeople applies POST /_sandbox/people: a JSON list of changes to
+// the synthetic population, [{"index": 12, "qf": 450}, {"index": 40,
+// "outcome": "404"}], to rehearse data that moved between two campaigns.
+func (s *Server) servePeople(w http.ResponseWriter, r *http.Request) int {
+	if r.Method != http.MethodPost {
+		return writeText(w, http.StatusMethodNotAllowed, "POST")
+	}
+	if s.cfg.Population == nil {
+		return writeText(w, http.StatusNotFound, "this sandbox serves no synthetic population")
+	}
+	var changes []struct {
+		Index int `json:"index"`
+		Change
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&changes); err != nil {
+		return writeText(w, http.StatusBadRequest, `body must be a JSON list: [{"index": 12, "qf": 450}, {"index": 40, "outcome": "404"}]`)
+	}
+	for _, c := range changes {
+		if err := s.cfg.Population.Amend(c.Index, c.Change); err != nil {
+			return writeText(w, http.StatusBadRequest, err.Error())
+		}
+	}
+	return writeJSON(w, http.StatusOK, map[string]int{"changed": len(changes)})
+}
+
 // Stats returns what GET /_sandbox/stats reports.
 func (s *Server) Stats() Stats { return s.lim.stats(s.cfg.Now()) }
 

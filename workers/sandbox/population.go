@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apbatch/apbatch/schemas"
@@ -28,6 +29,46 @@ type Population struct {
 	// index maps an identity key to 8×person + 0 for the person, or
 	// + 1 to 5 for one of their children.
 	index map[uint64]int64
+
+	mu      sync.RWMutex
+	changes map[int]Change // by person
+}
+
+// Change is what the sources say of a person now, in place of what the seed
+// generated: data moving between two campaigns, to rehearse a refresh. The
+// person's identity does not change.
+type Change struct {
+	// QF, when set, is the person's quotient familial now.
+	QF *int `json:"qf,omitempty"`
+	// Outcome, when set, is the person's outcome now, e.g. OutcomeNoFile
+	// for a dossier closed since.
+	Outcome string `json:"outcome,omitempty"`
+}
+
+// Amend records a change of person i; later answers about them follow it.
+// A second change of the same person replaces the first. Safe for
+// concurrent use with the server's answers.
+func (p *Population) Amend(i int, c Change) error {
+	if i < 0 || i >= p.n {
+		return fmt.Errorf("sandbox: person %d: the population has %d people", i, p.n)
+	}
+	known := c.Outcome == ""
+	for _, ow := range outcomeWeights {
+		known = known || ow.outcome == c.Outcome
+	}
+	if !known {
+		return fmt.Errorf("sandbox: outcome %q: want cnaf, msa, 404, 422, qf0 or qfnull", c.Outcome)
+	}
+	if c.QF != nil && *c.QF < 0 {
+		return fmt.Errorf("sandbox: QF %d must not be negative", *c.QF)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.changes == nil {
+		p.changes = make(map[int]Change)
+	}
+	p.changes[i] = c
+	return nil
 }
 
 // Synthetic outcomes.
@@ -171,6 +212,17 @@ func (p *Population) Person(i int) Person {
 		}
 		ch.Birth = time.Date(2008+r.IntN(18), time.Month(1+r.IntN(12)), 1+r.IntN(28), 0, 0, 0, 0, time.UTC)
 		per.Children = append(per.Children, ch)
+	}
+	p.mu.RLock()
+	c, changed := p.changes[i]
+	p.mu.RUnlock()
+	if changed {
+		if c.QF != nil {
+			per.QF = *c.QF
+		}
+		if c.Outcome != "" {
+			per.Outcome = c.Outcome
+		}
 	}
 	return per
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -194,5 +196,78 @@ func TestPopulation_BenefitRoutes(t *testing.T) {
 				t.Fatalf("%d beneficiaries of %d", beneficiaries, pop.Len())
 			}
 		})
+	}
+}
+
+// TestPopulation_Amend: a change of a person (directly or by POST
+// /_sandbox/people) changes their answers and nobody else's.
+func TestPopulation_Amend(t *testing.T) {
+	pop := sandbox.NewPopulation(200, 3)
+	var cnaf []int
+	for i := 0; i < pop.Len() && len(cnaf) < 3; i++ {
+		if pop.Person(i).Outcome == sandbox.OutcomeCNAF {
+			cnaf = append(cnaf, i)
+		}
+	}
+	before := make([]sandbox.Person, pop.Len())
+	for i := range before {
+		before[i] = pop.Person(i)
+	}
+	sb, err := sandbox.New(sandbox.Config{Population: pop, Limits: sandbox.Limits{PerSecond: 100000, IPPerMinute: 1000000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sb)
+	defer srv.Close()
+	qf := 123
+	if err := pop.Amend(cnaf[0], sandbox.Change{QF: &qf}); err != nil {
+		t.Fatal(err)
+	}
+	body := `[{"index": ` + strconv.Itoa(cnaf[1]) + `, "outcome": "404"}]`
+	resp, err := http.Post(srv.URL+"/_sandbox/people", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /_sandbox/people: %d", resp.StatusCode)
+	}
+	for _, bad := range []string{`[{"index": 999, "qf": 1}]`, `[{"index": 1, "outcome": "dead"}]`, `{`} {
+		resp, err := http.Post(srv.URL+"/_sandbox/people", "application/json", strings.NewReader(bad))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("POST %s: %d, want 400", bad, resp.StatusCode)
+		}
+	}
+	tok, _ := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(time.Hour))
+	client := &workers.Client{BaseURL: srv.URL}
+	for _, tc := range []struct {
+		i      int
+		status schemas.Status
+		qf     int64
+	}{
+		{cnaf[0], schemas.StatusOK, 123},
+		{cnaf[1], schemas.StatusNotFound, 0},
+		{cnaf[2], schemas.StatusOK, int64(before[cnaf[2]].QF)},
+	} {
+		o, err := client.QuotientFamilial(t.Context(), tok, "13002526500013", schemas.Period{}, pop.Person(tc.i).Identity())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Status != tc.status || (tc.status == schemas.StatusOK && (o.QF.Valeur == nil || *o.QF.Valeur != tc.qf)) {
+			t.Errorf("person %d: %s %v, want %s %d", tc.i, o.Status, o.QF.Valeur, tc.status, tc.qf)
+		}
+	}
+	for i, b := range before {
+		a := pop.Person(i)
+		if i != cnaf[0] && i != cnaf[1] && (a.QF != b.QF || a.Outcome != b.Outcome) {
+			t.Errorf("person %d changed", i)
+		}
+		if a.NomNaissance != b.NomNaissance || !a.Birth.Equal(b.Birth) {
+			t.Errorf("person %d: identity changed", i)
+		}
 	}
 }

@@ -301,6 +301,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 		return writeJSON(w, http.StatusOK, s.lim.stats(s.cfg.Now()))
 	case p == "/_sandbox/limits":
 		return s.serveLimits(w, r)
+	case p == "/_sandbox/people":
+		return s.servePeople(w, r)
 	case p == "/api/pings":
 		return writeJSON(w, http.StatusOK, s.pings())
 	case strings.HasPrefix(p, "/api/") && strings.HasSuffix(p, "/ping"):

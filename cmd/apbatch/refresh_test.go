@@ -1,0 +1,329 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	pq "github.com/parquet-go/parquet-go"
+
+	"github.com/apbatch/apbatch/pipeline/ledger"
+	"github.com/apbatch/apbatch/pipeline/parquet"
+	"github.com/apbatch/apbatch/schemas"
+	"github.com/apbatch/apbatch/workers/sandbox"
+)
+
+// readSummary reads a --summary-json file.
+func readSummary(t *testing.T, path string) summary {
+	t.Helper()
+	var sum summary
+	body, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(body, &sum); err != nil {
+		t.Fatalf("%s: %v", body, err)
+	}
+	return sum
+}
+
+// TestRefresh_OncePerCampaign: two towns' rosters refreshed for a new
+// campaign make one batch per town; firing the refresh again starts
+// nothing, and unchanged data gives an empty diff.
+func TestRefresh_OncePerCampaign(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	roster := filepath.Join(dir, "cantine.csv")
+	if code, out, errs := runApbatch(t, ctx, "sandbox", "gen", "--population", "30", "--seed", "5", "-o", roster); code != 0 {
+		t.Fatalf("gen: %d %s %s", code, out, errs)
+	}
+	common := []string{"--data-dir", data, "--sandbox-population", "30", "--sandbox-seed", "5", "--flush-interval", "300ms"}
+	first := map[string]string{}
+	checks := map[string]string{"ville-a": "qf", "ville-b": "qf,rsa"}
+	for _, town := range []string{"ville-a", "ville-b"} {
+		sumPath := filepath.Join(dir, town+".json")
+		args := append([]string{"run", "--tenant", town, "--campaign", "2026-09", "--checks", checks[town], "--summary-json", sumPath}, common...)
+		if code, out, errs := runApbatch(t, ctx, append(args, roster)...); code != 0 {
+			t.Fatalf("run %s: %d\n%s\n%s", town, code, out, errs)
+		}
+		first[town] = readSummary(t, sumPath).BatchID
+	}
+
+	sumPath := filepath.Join(dir, "refresh.json")
+	code, out, errs := runApbatch(t, ctx, append([]string{"refresh", "--campaign", "2027-09", "--summary-json", sumPath}, common...)...)
+	if code != 0 {
+		t.Fatalf("refresh: %d\n%s\n%s", code, out, errs)
+	}
+	for _, town := range []string{"ville-a", "ville-b"} {
+		if !strings.Contains(out, town+": new batch ") || !strings.Contains(out, "cantine.csv of campaign 2026-09 (batch "+first[town]+")") {
+			t.Errorf("refresh output lacks %s's new batch:\n%s", town, out)
+		}
+	}
+	sum := readSummary(t, sumPath)
+	if len(sum.Batches) != 2 {
+		t.Fatalf("%d batches refreshed: %+v", len(sum.Batches), sum)
+	}
+	for _, b := range sum.Batches {
+		if b.State != ledger.StateComplete || b.Campaign != "2027-09" || b.RowsTotal != 30 || b.Source != "incoming/"+b.Tenant+"/2027-09/cantine.csv" {
+			t.Errorf("refreshed batch %+v", b)
+		}
+		// The checks of the batch it copies, not the refresh's defaults.
+		if want, _ := schemas.ParseChecks(checks[b.Tenant]); schemas.JoinChecks(b.Checks) != schemas.JoinChecks(want) {
+			t.Errorf("%s: refreshed with checks %v, want %v", b.Tenant, b.Checks, want)
+		}
+		if b.Changes == nil || b.Changes.Total != 0 || b.Changes.PreviousBatchID != first[b.Tenant] || b.Changes.PreviousCampaign != "2026-09" {
+			t.Errorf("%s: changes %+v, want none against %s", b.Tenant, b.Changes, first[b.Tenant])
+		}
+	}
+
+	// Again, naming a town without any batch.
+	code, out, errs = runApbatch(t, ctx, append([]string{"refresh", "--campaign", "2027-09", "--tenant", "ville-a,ville-b,ville-c"}, common...)...)
+	if code != 0 {
+		t.Fatalf("second refresh: %d\n%s\n%s", code, out, errs)
+	}
+	for _, want := range []string{"ville-a: already refreshed for campaign 2027-09", "ville-b: already refreshed for campaign 2027-09", "ville-c: no roster"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("second refresh output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "new batch") {
+		t.Errorf("second refresh started a batch:\n%s", out)
+	}
+	store, err := ledger.Open(ctx, "sqlite://"+filepath.Join(data, "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for _, town := range []string{"ville-a", "ville-b"} {
+		bs, err := store.TenantBatches(ctx, town, "2027-09")
+		if err != nil || len(bs) != 1 {
+			t.Errorf("%s: %d batches in 2027-09 (%v), want 1", town, len(bs), err)
+		}
+	}
+	all, err := store.Batches(ctx)
+	if err != nil || len(all) != 4 {
+		t.Errorf("%d batches in the ledger (%v), want 4", len(all), err)
+	}
+}
+
+// TestRefresh_Diff: after a campaign, the sources change for four people
+// (three QF that cross a bracket, one dossier closed); the refresh's
+// diff.parquet lists exactly them, with old and new values, and the
+// manifest counts them.
+func TestRefresh_Diff(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	pop := sandbox.NewPopulation(60, 7)
+	sb, err := sandbox.New(sandbox.Config{Population: pop, Limits: sandbox.Limits{PerSecond: 1000, IPPerMinute: 1 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(sb)
+	defer api.Close()
+	tok, err := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(tok), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	roster := filepath.Join(dir, "cantine.csv")
+	f, err := os.Create(roster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pop.WriteCSV(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	const gridPath = "../../deploy/samples/tarifs-cantine.yaml"
+	raw, err := os.ReadFile(gridPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grid, err := schemas.ParseTariffGrid(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	price := func(status schemas.Status, qf *int64) (*string, *int64) {
+		r := schemas.Result{Check: schemas.CheckQuotientFamilial, Status: status, QFValue: qf}
+		grid.Apply(&r)
+		return &r.Tranche, r.TarifCents
+	}
+
+	provider := []string{"--data-dir", filepath.Join(dir, "data"), "--provider-url", api.URL, "--token-file", tokenFile,
+		"--no-maintenance-skip", "--flush-interval", "300ms"}
+	sumPath := filepath.Join(dir, "first.json")
+	args := append([]string{"run", "--tenant", "ville", "--campaign", "2026-09", "--recipient", "13002526500013",
+		"--tariff", gridPath, "--summary-json", sumPath}, provider...)
+	if code, out, errs := runApbatch(t, ctx, append(args, roster)...); code != 0 {
+		t.Fatalf("run: %d\n%s\n%s", code, out, errs)
+	}
+	firstID := readSummary(t, sumPath).BatchID
+
+	// Three CNAF families cross a bracket, a fourth closes its dossier.
+	type change struct {
+		row            int64
+		kind           string
+		oldQF, newQF   *int64
+		newStatus      schemas.Status
+		oldTr, newTr   *string
+		oldTar, newTar *int64
+	}
+	var want []change
+	for i := 0; i < pop.Len() && len(want) < 4; i++ {
+		per := pop.Person(i)
+		if per.Outcome != sandbox.OutcomeCNAF {
+			continue
+		}
+		old := int64(per.QF)
+		c := change{row: int64(i + 1), oldQF: &old}
+		c.oldTr, c.oldTar = price(schemas.StatusOK, &old)
+		if len(want) < 3 {
+			nqf := 1200
+			if old > 700 {
+				nqf = 300
+			}
+			if err := pop.Amend(i, sandbox.Change{QF: &nqf}); err != nil {
+				t.Fatal(err)
+			}
+			n := int64(nqf)
+			c.kind, c.newStatus, c.newQF = schemas.ChangeTranche, schemas.StatusOK, &n
+			c.newTr, c.newTar = price(schemas.StatusOK, &n)
+		} else {
+			if err := pop.Amend(i, sandbox.Change{Outcome: sandbox.OutcomeNoFile}); err != nil {
+				t.Fatal(err)
+			}
+			c.kind, c.newStatus = schemas.ChangeStatus, schemas.StatusNotFound
+			c.newTr, c.newTar = price(schemas.StatusNotFound, nil)
+		}
+		want = append(want, c)
+	}
+
+	out := filepath.Join(dir, "out")
+	sumPath = filepath.Join(dir, "refresh.json")
+	code, stdout, errs := runApbatch(t, ctx, append([]string{"refresh", "--campaign", "2027-09", "--out", out, "--summary-json", sumPath}, provider...)...)
+	if code != 0 {
+		t.Fatalf("refresh: %d\n%s\n%s", code, stdout, errs)
+	}
+	if !strings.Contains(stdout, "4 change(s) since campaign 2026-09 (status 1, tranche 3)") {
+		t.Errorf("refresh output lacks the changes:\n%s", stdout)
+	}
+	sum := readSummary(t, sumPath)
+	if len(sum.Batches) != 1 {
+		t.Fatalf("summary %+v", sum)
+	}
+	b := sum.Batches[0]
+	var m schemas.Manifest
+	mb, err := os.ReadFile(filepath.Join(out, b.BatchID, "_manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(mb, &m); err != nil {
+		t.Fatal(err)
+	}
+	ch := m.Changes
+	if ch == nil || ch.Total != 4 || ch.ByKind[schemas.ChangeTranche] != 3 || ch.ByKind[schemas.ChangeStatus] != 1 || len(ch.ByKind) != 2 ||
+		ch.PreviousBatchID != firstID || ch.PreviousCampaign != "2026-09" || ch.Key != "results/ville/2027-09/"+b.BatchID+"/diff.parquet" {
+		t.Fatalf("manifest changes %+v", ch)
+	}
+	if m.Tariff != grid.Version || m.RowsTotal != 60 {
+		t.Errorf("manifest tariff %q, rows %d", m.Tariff, m.RowsTotal)
+	}
+	raw, err = os.ReadFile(filepath.Join(out, b.BatchID, "diff.parquet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := parquet.DecodeDiff(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An independent Parquet reader agrees.
+	type diffRow struct {
+		RowNumber *int64  `parquet:"row_number,optional"`
+		Change    string  `parquet:"change"`
+		OldQF     *int64  `parquet:"old_qf_value,optional"`
+		NewStatus *string `parquet:"new_status,optional"`
+		NewTarif  *int64  `parquet:"new_tarif,optional"`
+	}
+	other, err := pq.Read[diffRow](bytes.NewReader(raw), int64(len(raw)))
+	if err != nil || len(other) != len(rows) {
+		t.Fatalf("independent reader: %d rows, %v", len(other), err)
+	}
+	for i, o := range other {
+		r := rows[i]
+		if *o.RowNumber != *r.RowNumber || o.Change != r.Change || *o.OldQF != *r.OldQF || *o.NewStatus != *r.NewStatus || *o.NewTarif != *r.NewTarif {
+			t.Errorf("independent reader, row %d: %+v, want %+v", i, o, r)
+		}
+	}
+	if len(rows) != len(want) {
+		t.Fatalf("diff has %d rows, want %d: %+v", len(rows), len(want), rows)
+	}
+	str := func(p *string) string {
+		if p == nil {
+			return "<nil>"
+		}
+		return *p
+	}
+	num := func(p *int64) int64 {
+		if p == nil {
+			return -1
+		}
+		return *p
+	}
+	for i, r := range rows {
+		w := want[i]
+		if r.RowNumber == nil || *r.RowNumber != w.row || r.PreviousRowNumber == nil || *r.PreviousRowNumber != w.row || r.Change != w.kind ||
+			r.Check != string(schemas.CheckQuotientFamilial) || r.BatchID != b.BatchID || r.PreviousBatchID != firstID ||
+			r.Tenant != "ville" || r.Campaign != "2027-09" || r.PreviousCampaign != "2026-09" {
+			t.Errorf("diff row %d: %+v, want row %d %s", i, r, w.row, w.kind)
+		}
+		if str(r.OldStatus) != "ok" || str(r.NewStatus) != string(w.newStatus) || num(r.OldQF) != num(w.oldQF) || num(r.NewQF) != num(w.newQF) ||
+			str(r.OldTranche) != str(w.oldTr) || str(r.NewTranche) != str(w.newTr) || num(r.OldTarif) != num(w.oldTar) || num(r.NewTarif) != num(w.newTar) {
+			t.Errorf("row %d: %s→%s QF %d→%d %s→%s %d→%d; want QF %d→%d %s→%s %d→%d", w.row, str(r.OldStatus), str(r.NewStatus),
+				num(r.OldQF), num(r.NewQF), str(r.OldTranche), str(r.NewTranche), num(r.OldTarif), num(r.NewTarif),
+				num(w.oldQF), num(w.newQF), str(w.oldTr), str(w.newTr), num(w.oldTar), num(w.newTar))
+		}
+		if r.Reference == nil || !strings.HasPrefix(*r.Reference, "SYN-") {
+			t.Errorf("row %d: reference %v", w.row, r.Reference)
+		}
+	}
+}
+
+func TestRefresh_FlagErrors(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no campaign", []string{}, "--campaign"},
+		{"bad campaign", []string{"--campaign", "../x"}, "--tenant/--campaign"},
+		{"bad tenant", []string{"--campaign", "2027-09", "--tenant", "a,b/c"}, "--tenant/--campaign"},
+		{"bad period", []string{"--campaign", "2027-09", "--period", "2027-13"}, "--period"},
+		{"a file", []string{"--campaign", "2027-09", "roster.csv"}, "unexpected argument"},
+		{"no ledger", []string{"--campaign", "2027-09"}, "no ledger in"},
+		{"kafka without db", []string{"--campaign", "2027-09", "--kafka", "127.0.0.1:1"}, "--db"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"refresh", "--data-dir", t.TempDir()}, tc.args...)
+			code, stdout, stderr := runApbatch(t, ctx, args...)
+			if code == 0 || !strings.Contains(stdout+stderr, tc.want) {
+				t.Fatalf("exit %d, output:\n%s%s", code, stdout, stderr)
+			}
+		})
+	}
+	if code, stdout, _ := runApbatch(t, ctx, "help", "refresh"); code != 0 || !strings.Contains(stdout, "diff.parquet") || !strings.Contains(stdout, "-campaign") {
+		t.Fatalf("help refresh: exit %d\n%s", code, stdout)
+	}
+}
