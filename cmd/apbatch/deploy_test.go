@@ -43,7 +43,7 @@ var pendingCommands = map[string]string{}
 
 // subVerbs are the words some commands require before their flags.
 var subVerbs = map[string][]string{
-	"audit": {"purge"},
+	"audit": {"purge", "lookup"},
 	"token": {"check"},
 }
 
@@ -460,7 +460,7 @@ func TestDeploy_CheckInvocation(t *testing.T) {
 		{name: "unknown flag", args: []string{"ingest", "--no-such-flag"}, wantErr: "not defined"},
 		{name: "flag of another command", args: []string{"write", "--campaign", "2026-09"}, wantErr: "not defined"},
 		{name: "bad duration", args: []string{"write", "--flush-interval", "soon"}, wantErr: "invalid value"},
-		{name: "missing verb", args: []string{"audit", "--older-than-months", "36"}, wantErr: "want purge"},
+		{name: "missing verb", args: []string{"audit", "--older-than-months", "36"}, wantErr: "want purge or lookup"},
 		{name: "flag after argument", args: []string{"status", "b1", "--db", "x"}, wantErr: "after an argument"},
 		{name: "argument to a role", args: []string{"work", "extra"}, wantErr: "takes no argument"},
 		{name: "sandbox gen", args: []string{"sandbox", "gen", "-o", "x.csv"}, wantErr: "not checked"},
