@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Broker is an embedded, single-node Kafka-protocol broker (kfake) whose
@@ -24,8 +25,10 @@ type Broker struct {
 	// Addr is the listen address. Default: "127.0.0.1:0" (a free port).
 	Addr string
 
-	mu      sync.Mutex
-	cluster *kfake.Cluster
+	mu          sync.Mutex
+	cluster     *kfake.Cluster
+	stopJanitor context.CancelFunc
+	janitorDone chan struct{}
 }
 
 // Open starts the broker. It returns once the broker accepts connections.
@@ -68,6 +71,18 @@ func (b *Broker) Open(ctx context.Context) error {
 		return fmt.Errorf("kafka: start embedded broker: %w", err)
 	}
 	b.cluster = c
+	// Members of killed processes are evicted even when kfake keeps them
+	// (see janitor).
+	j := newJanitor(c.ListenAddrs()[0])
+	for _, key := range []int16{kmsg.JoinGroup.Int16(), kmsg.SyncGroup.Int16(), kmsg.Heartbeat.Int16()} {
+		c.ControlKey(key, j.observe)
+	}
+	jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	b.stopJanitor, b.janitorDone = cancel, make(chan struct{})
+	go func() {
+		defer close(b.janitorDone)
+		j.run(jctx)
+	}()
 	return ctx.Err()
 }
 
@@ -85,6 +100,11 @@ func (b *Broker) Addrs() []string {
 func (b *Broker) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.stopJanitor != nil {
+		b.stopJanitor()
+		<-b.janitorDone
+		b.stopJanitor = nil
+	}
 	if b.cluster != nil {
 		b.cluster.Close()
 		b.cluster = nil
