@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,12 @@ type FileError struct{ Message string }
 
 func (e *FileError) Error() string { return e.Message }
 
+// jobsFlush is the most jobs produced per call, each call then recorded in
+// the ledger: a split killed between the two produces them again when it
+// resumes, and each is a provider call. It is kafka-go's batch size, so one
+// call is one produce request.
+const jobsFlush = 100
+
 // Splitter streams a batch's object, validates its rows, produces one job per
 // distinct lookup (all rows sharing it listed in the job) and one result per
 // invalid row, then records the row count in the ledger.
@@ -41,7 +48,8 @@ type Splitter struct {
 	Log     zerolog.Logger
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
-	// FlushEvery is how many messages are produced per call. Default: 500.
+	// FlushEvery is how many messages are produced per call. Default: 500
+	// for results; jobs go by at most jobsFlush.
 	FlushEvery int
 	// Encoding is the files' encoding (see csv.Encodings); "" detects it.
 	Encoding string
@@ -139,7 +147,7 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 	}
 
 	// Pass 2: one job per distinct lookup, at its first row, with every row sharing it.
-	jobs := newBatcher(s.Jobs, s.FlushEvery)
+	jobs := newBatcher(s.Jobs, min(cmp.Or(s.FlushEvery, jobsFlush), jobsFlush))
 	// A split resumed after a crash skips the jobs it had produced (the
 	// file is read in the same order): workers do not call for them again.
 	jobs.skip = int(b.JobsProduced)
