@@ -224,7 +224,7 @@ func (st *stack) Ready(ctx context.Context) error {
 func newPool(cfg stackConfig, r *kafkago.Reader, w *kafkago.Writer, store *ledger.Store, m *workers.Metrics) *workers.Pool {
 	p := &workers.Pool{Jobs: r, Results: w, Client: &workers.Client{BaseURL: cfg.ProviderURL}, Metrics: m,
 		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, IPLimit: cfg.IPLimit, Share: cfg.Share, MaxInFlight: cfg.InFlight,
-		Schedule: cfg.Schedule, Audit: &workers.GroupCommit{Log: store, Linger: 10 * time.Millisecond}, AuditKey: cfg.AuditKey,
+		Schedule: cfg.Schedule, Audit: &workers.GroupCommit{Log: store, Linger: 50 * time.Millisecond}, AuditKey: cfg.AuditKey,
 		AnsweredLog: store, Group: groupWorkers}
 	if cfg.Keys != nil {
 		p.Identities = cfg.Keys
