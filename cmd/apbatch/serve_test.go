@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/apbatch/apbatch/pipeline"
+	"github.com/apbatch/apbatch/pipeline/kafka"
 	"github.com/apbatch/apbatch/pipeline/ledger"
+	"github.com/apbatch/apbatch/pipeline/s3"
 	"github.com/apbatch/apbatch/workers/sandbox"
 )
 
@@ -136,4 +138,21 @@ func TestServe_RolesAsProcesses(t *testing.T) {
 	if bs, _ := store.TenantBatches(ctx, "ville", "2027-09"); len(bs) != 1 {
 		t.Fatalf("%d batches in 2027-09", len(bs))
 	}
+}
+
+// embeddedServices opens a Kafka-protocol broker and an S3 server on
+// dir/s3 for a test; both stop when it ends.
+func embeddedServices(t *testing.T, ctx context.Context, dir string) (*kafka.Broker, *s3.Server) {
+	t.Helper()
+	broker := &kafka.Broker{}
+	if err := broker.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { broker.Close() })
+	srv := &s3.Server{Dir: filepath.Join(dir, "s3")}
+	if err := srv.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close(context.Background()) })
+	return broker, srv
 }

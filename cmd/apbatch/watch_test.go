@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/apbatch/apbatch/pipeline"
-	"github.com/apbatch/apbatch/pipeline/kafka"
 	"github.com/apbatch/apbatch/pipeline/ledger"
 	"github.com/apbatch/apbatch/pipeline/s3"
 	"github.com/apbatch/apbatch/workers/sandbox"
@@ -24,16 +23,7 @@ func TestServe_WatchWithoutNotifications(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	broker := &kafka.Broker{}
-	if err := broker.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Close()
-	srv := &s3.Server{Dir: filepath.Join(dir, "s3")}
-	if err := srv.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close(context.Background())
+	broker, srv := embeddedServices(t, ctx, dir)
 	pop := sandbox.NewPopulation(30, 3)
 	sb, err := sandbox.New(sandbox.Config{Population: pop, Limits: sandbox.Limits{PerSecond: 1000, IPPerMinute: 1 << 20}})
 	if err != nil {
