@@ -1,10 +1,12 @@
 package kafka
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
 
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -50,5 +52,54 @@ func TestJanitor_EvictsOnlySilentMembers(t *testing.T) {
 	}
 	if _, ok := j.seen[memberKey{"writers", "killed"}]; ok {
 		t.Error("a member gone from the group is still tracked")
+	}
+}
+
+// The janitor's eviction, a LeaveGroup on a member's behalf, removes that
+// member from the embedded broker's group.
+func TestJanitor_LeaveOnBehalfRemovesTheMember(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b := &Broker{}
+	if err := b.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cfg := Config{Brokers: b.Addrs()}
+	if err := EnsureTopics(ctx, cfg, "t"); err != nil {
+		t.Fatal(err)
+	}
+	r := NewReader(cfg, "g", "t")
+	defer r.Close()
+	go func() { r.FetchMessage(ctx) }() // drives the group membership
+	client := &kafkago.Client{Addr: kafkago.TCP(b.Addrs()[0]), Timeout: 5 * time.Second}
+	members := func() []string {
+		resp, err := client.DescribeGroups(ctx, &kafkago.DescribeGroupsRequest{GroupIDs: []string{"g"}})
+		if err != nil || len(resp.Groups) == 0 {
+			return nil
+		}
+		var ids []string
+		for _, m := range resp.Groups[0].Members {
+			ids = append(ids, m.MemberID)
+		}
+		return ids
+	}
+	var first []string
+	for len(first) == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the reader never joined")
+		}
+		time.Sleep(100 * time.Millisecond)
+		first = members()
+	}
+	if _, err := client.LeaveGroup(ctx, &kafkago.LeaveGroupRequest{GroupID: "g",
+		Members: []kafkago.LeaveGroupRequestMember{{ID: first[0]}}}); err != nil {
+		t.Fatal(err)
+	}
+	for slices.Contains(members(), first[0]) {
+		if ctx.Err() != nil {
+			t.Fatalf("member %s still in the group", first[0])
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
