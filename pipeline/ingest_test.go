@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -217,24 +216,7 @@ func TestDecodeS3Event_NotJSON(t *testing.T) {
 // batch per object version; a new content starts another.
 func TestIngester_OneBatchPerVersion(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	srv := &s3.Server{Dir: filepath.Join(dir, "s3")}
-	if err := srv.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close(context.Background()) })
-	client, err := s3.NewClient(ctx, s3.Config{Endpoint: srv.URL(), Bucket: "apbatch", AccessKey: "k", SecretKey: "s"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := client.EnsureBucket(ctx); err != nil {
-		t.Fatal(err)
-	}
-	store, err := ledger.Open(ctx, "sqlite://"+filepath.Join(dir, "ledger.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	client, store := bucketAndLedger(t)
 	jobs, results := &countingWriter{}, &countingWriter{}
 	in := &Ingester{Ledger: store, Bucket: "apbatch", Log: zerolog.Nop(), Recipient: "13002526500013",
 		Splitter: &Splitter{S3: client, Ledger: store, Jobs: jobs, Results: results, Log: zerolog.Nop()}}

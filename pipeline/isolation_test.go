@@ -19,8 +19,9 @@ import (
 	"github.com/apbatch/apbatch/schemas"
 )
 
-// isolationEnv is a bucket and a ledger for the isolation tests.
-func isolationEnv(t *testing.T) (*s3.Client, *ledger.Store) {
+// bucketAndLedger is an embedded S3 bucket and a SQLite ledger for a
+// test; both close when it ends.
+func bucketAndLedger(t *testing.T) (*s3.Client, *ledger.Store) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -83,7 +84,7 @@ var hostileKeys = []struct{ name, key string }{
 // does), and no batch is ever recorded for one.
 func TestIsolation_Keys(t *testing.T) {
 	ctx := context.Background()
-	client, store := isolationEnv(t)
+	client, store := bucketAndLedger(t)
 	in := &Ingester{Ledger: store, Bucket: "apbatch", Log: zerolog.Nop(), Recipient: "13002526500013",
 		Splitter: &Splitter{S3: client, Ledger: store, Jobs: &countingWriter{}, Results: &countingWriter{}, Log: zerolog.Nop()}}
 	encode := func(k string) string {
@@ -177,7 +178,7 @@ func (r *chanReader) CommitMessages(_ context.Context, msgs ...kafkago.Message) 
 func TestIsolation_ResultWriter(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	client, store := isolationEnv(t)
+	client, store := bucketAndLedger(t)
 	grid, err := os.ReadFile("../deploy/samples/tarifs-cantine.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -273,7 +274,7 @@ func TestIsolation_ResultWriter(t *testing.T) {
 // nothing.
 func TestIsolation_TenantConfig(t *testing.T) {
 	ctx := context.Background()
-	client, _ := isolationEnv(t)
+	client, _ := bucketAndLedger(t)
 	mapping := "nom_naissance: NOM JF\n"
 	if _, err := client.Put(ctx, ColumnsKey("ville-a"), strings.NewReader(mapping), int64(len(mapping)), ""); err != nil {
 		t.Fatal(err)

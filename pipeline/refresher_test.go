@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"testing"
-	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/apbatch/apbatch/pipeline/ledger"
-	"github.com/apbatch/apbatch/pipeline/s3"
 	"github.com/apbatch/apbatch/schemas"
 )
 
@@ -25,27 +22,7 @@ func (e *events) WriteMessages(_ context.Context, msgs ...kafkago.Message) error
 
 func TestRefresher_Refresh(t *testing.T) {
 	ctx := context.Background()
-	srv := &s3.Server{Dir: t.TempDir()}
-	if err := srv.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		srv.Close(cctx)
-	}()
-	client, err := s3.NewClient(ctx, s3.Config{Endpoint: srv.URL(), AccessKey: "a", SecretKey: "s"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := client.EnsureBucket(ctx); err != nil {
-		t.Fatal(err)
-	}
-	store, err := ledger.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "ledger.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	client, store := bucketAndLedger(t)
 	ev := &events{}
 	rf := &Refresher{S3: client, Ledger: store, Uploads: ev}
 

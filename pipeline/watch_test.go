@@ -23,24 +23,7 @@ const watchRoster = "reference;nom_naissance;prenoms;sexe;date_naissance;code_in
 // starts a new batch, and a failed pass leaves its uploads to the next one.
 func TestWatcher_StartsEachVersionOnce(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	srv := &s3.Server{Dir: filepath.Join(dir, "s3")}
-	if err := srv.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close(context.Background()) })
-	client, err := s3.NewClient(ctx, s3.Config{Endpoint: srv.URL(), Bucket: "apbatch", AccessKey: "k", SecretKey: "s"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := client.EnsureBucket(ctx); err != nil {
-		t.Fatal(err)
-	}
-	store, err := ledger.Open(ctx, "sqlite://"+filepath.Join(dir, "ledger.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	client, store := bucketAndLedger(t)
 	in := &Ingester{Ledger: store, Bucket: "apbatch", Log: zerolog.Nop(), Recipient: "13002526500013",
 		Splitter: &Splitter{S3: client, Ledger: store, Jobs: &countingWriter{}, Results: &countingWriter{}, Log: zerolog.Nop()}}
 	put := func(key, body string) s3.ObjectInfo {
