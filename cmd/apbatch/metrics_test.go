@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -103,13 +102,7 @@ func TestServe_Metrics(t *testing.T) {
 	kafkaAddr, s3Addr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	const rows = 40
 	pop := sandbox.NewPopulation(rows, 7)
-	sb, err := sandbox.New(sandbox.Config{Population: pop, Limits: sandbox.Limits{PerSecond: 1000, IPPerMinute: 1 << 20}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(sb)
-	defer api.Close()
-	tok, _ := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(time.Hour))
+	api, tok := fastSandbox(t, pop)
 	environ := map[string]string{
 		"APBATCH_KAFKA_BROKERS": kafkaAddr, "APBATCH_S3_ENDPOINT": "http://" + s3Addr, "APBATCH_S3_ACCESS_KEY": "k",
 		"APBATCH_S3_SECRET_KEY": "s", "APBATCH_DB": "sqlite://" + filepath.Join(dir, "ledger.db"),

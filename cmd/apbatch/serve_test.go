@@ -57,13 +57,7 @@ func TestServe_RolesAsProcesses(t *testing.T) {
 	dir := t.TempDir()
 	kafkaAddr, s3Addr := freeAddr(t), freeAddr(t)
 	pop := sandbox.NewPopulation(60, 4)
-	sb, err := sandbox.New(sandbox.Config{Population: pop, Limits: sandbox.Limits{PerSecond: 1000, IPPerMinute: 1 << 20}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(sb)
-	defer api.Close()
-	tok, _ := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(time.Hour))
+	api, tok := fastSandbox(t, pop)
 	environ := map[string]string{
 		"APBATCH_KAFKA_BROKERS": kafkaAddr, "APBATCH_S3_ENDPOINT": "http://" + s3Addr, "APBATCH_S3_ACCESS_KEY": "k",
 		"APBATCH_S3_SECRET_KEY": "s", "APBATCH_DB": "sqlite://" + filepath.Join(dir, "ledger.db"),
@@ -155,4 +149,21 @@ func embeddedServices(t *testing.T, ctx context.Context, dir string) (*kafka.Bro
 	}
 	t.Cleanup(func() { srv.Close(context.Background()) })
 	return broker, srv
+}
+
+// fastSandbox serves the sandbox of pop, with budgets no test reaches, for
+// the test; it returns the server and a token with every scope.
+func fastSandbox(t *testing.T, pop *sandbox.Population) (*httptest.Server, string) {
+	t.Helper()
+	sb, err := sandbox.New(sandbox.Config{Population: pop, Limits: sandbox.Limits{PerSecond: 1000, IPPerMinute: 1 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(sb)
+	t.Cleanup(api.Close)
+	tok, err := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api, tok
 }

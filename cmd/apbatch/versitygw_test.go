@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -119,13 +118,7 @@ func TestVersitygw_NotificationsStartBatches(t *testing.T) {
 
 	// apbatch: every role in one process, on versitygw and the sandbox.
 	pop := sandbox.NewPopulation(40, 7)
-	sb, err := sandbox.New(sandbox.Config{Population: pop, Limits: sandbox.Limits{PerSecond: 1000, IPPerMinute: 1 << 20}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(sb)
-	defer api.Close()
-	tok, _ := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(time.Hour))
+	api, tok := fastSandbox(t, pop)
 	environ := map[string]string{
 		"APBATCH_KAFKA_BROKERS": broker.Addrs()[0], "APBATCH_EVENTS_TOPIC": topic,
 		"APBATCH_S3_ENDPOINT": "http://" + s3Addr, "APBATCH_S3_ACCESS_KEY": access, "APBATCH_S3_SECRET_KEY": secret,

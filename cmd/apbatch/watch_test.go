@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,13 +24,7 @@ func TestServe_WatchWithoutNotifications(t *testing.T) {
 	dir := t.TempDir()
 	broker, srv := embeddedServices(t, ctx, dir)
 	pop := sandbox.NewPopulation(30, 3)
-	sb, err := sandbox.New(sandbox.Config{Population: pop, Limits: sandbox.Limits{PerSecond: 1000, IPPerMinute: 1 << 20}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(sb)
-	defer api.Close()
-	tok, _ := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(time.Hour))
+	api, tok := fastSandbox(t, pop)
 	environ := map[string]string{
 		"APBATCH_KAFKA_BROKERS": broker.Addrs()[0], "APBATCH_WATCH_INTERVAL": "200ms",
 		"APBATCH_S3_ENDPOINT": srv.URL(), "APBATCH_S3_ACCESS_KEY": "k", "APBATCH_S3_SECRET_KEY": "s",
