@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -10,7 +11,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	json "github.com/segmentio/encoding/json"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/apbatch/apbatch/pipeline/csv"
@@ -118,7 +118,7 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 					Status: schemas.StatusInvalidInput, ErrorCode: schemas.CodeInvalidRow,
 					ErrorMessage: strings.Join(problems, " ; "), CheckedAt: s.now().UTC(),
 				}
-				v, err := json.Marshal(res)
+				v, err := schemas.EncodeResult(&res)
 				if err != nil {
 					return fmt.Errorf("split: encode result: %w", err)
 				}
@@ -156,6 +156,7 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 	}
 	jobs.onFlush = func(ctx context.Context, n int) error { return s.Ledger.SetJobsProduced(ctx, b.ID, int64(n)) }
 	var saved int64 // results that share another row's call
+	var scratch []byte
 	err = s.scan(ctx, b, key.File, checks, func(r csv.Row) error {
 		for i, in := range r.Checks {
 			if len(r.Invalid(i)) > 0 {
@@ -179,10 +180,8 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 					return fmt.Errorf("split: %w", err)
 				}
 			}
-			v, err := json.Marshal(job)
-			if err != nil {
-				return fmt.Errorf("split: encode job: %w", err)
-			}
+			scratch = schemas.AppendJob(scratch[:0], &job)
+			v := bytes.Clone(scratch) // produced later: a value of its own
 			// Key = tenant: one token per tenant, so one budget owner per partition.
 			if err := jobs.add(ctx, kafkago.Message{Key: []byte(b.Tenant), Value: v}); err != nil {
 				return err
