@@ -21,7 +21,7 @@ import (
 
 // bucketAndLedger is an embedded S3 bucket and a SQLite ledger for a
 // test; both close when it ends.
-func bucketAndLedger(t *testing.T) (*s3.Client, *ledger.Store) {
+func bucketAndLedger(t testing.TB) (*s3.Client, *ledger.Store) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()

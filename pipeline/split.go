@@ -1,8 +1,10 @@
 package pipeline
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +12,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	json "github.com/segmentio/encoding/json"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/apbatch/apbatch/pipeline/csv"
@@ -104,7 +105,7 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 	// Pass 1: count rows, emit results for rows a check cannot use, group
 	// the others by lookup (a lookup belongs to one check).
 	checks := b.CheckList()
-	groups := make(map[string][]schemas.RowRef)
+	groups := newLookups()
 	results := newBatcher(s.Results, s.FlushEvery)
 	var rows, invalid int64
 	err = s.scan(ctx, b, key.File, checks, func(r csv.Row) error {
@@ -118,7 +119,7 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 					Status: schemas.StatusInvalidInput, ErrorCode: schemas.CodeInvalidRow,
 					ErrorMessage: strings.Join(problems, " ; "), CheckedAt: s.now().UTC(),
 				}
-				v, err := json.Marshal(res)
+				v, err := schemas.EncodeResult(&res)
 				if err != nil {
 					return fmt.Errorf("split: encode result: %w", err)
 				}
@@ -127,8 +128,7 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 				}
 				continue
 			}
-			id := schemas.LookupID(in.Check, periodFor(in.Check, period), in.Identity)
-			groups[id] = append(groups[id], schemas.RowRef{Number: r.Number, Reference: r.Reference})
+			groups.add(schemas.LookupKey(in.Check, periodFor(in.Check, period), &in.Identity), r.Number, r.Reference)
 		}
 		return nil
 	})
@@ -156,22 +156,22 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 	}
 	jobs.onFlush = func(ctx context.Context, n int) error { return s.Ledger.SetJobsProduced(ctx, b.ID, int64(n)) }
 	var saved int64 // results that share another row's call
+	var scratch []byte
 	err = s.scan(ctx, b, key.File, checks, func(r csv.Row) error {
 		for i, in := range r.Checks {
 			if len(r.Invalid(i)) > 0 {
 				continue
 			}
 			p := periodFor(in.Check, period)
-			id := schemas.LookupID(in.Check, p, in.Identity)
-			refs, ok := groups[id]
+			k := schemas.LookupKey(in.Check, p, &in.Identity)
+			refs, ok := groups.take(k, schemas.RowRef{Number: r.Number, Reference: r.Reference})
 			if !ok {
 				continue // already emitted at an earlier row
 			}
-			delete(groups, id)
 			saved += int64(len(refs) - 1)
 			job := schemas.Job{
 				Version: schemas.JobVersion, BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign,
-				Check: in.Check, LookupID: id, Recipient: b.Recipient, Period: p,
+				Check: in.Check, LookupID: hex.EncodeToString(k[:]), Recipient: b.Recipient, Period: p,
 				Identity: in.Identity, Rows: refs,
 			}
 			if s.Identities != nil {
@@ -179,10 +179,8 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 					return fmt.Errorf("split: %w", err)
 				}
 			}
-			v, err := json.Marshal(job)
-			if err != nil {
-				return fmt.Errorf("split: encode job: %w", err)
-			}
+			scratch = schemas.AppendJob(scratch[:0], &job)
+			v := bytes.Clone(scratch) // produced later: a value of its own
 			// Key = tenant: one token per tenant, so one budget owner per partition.
 			if err := jobs.add(ctx, kafkago.Message{Key: []byte(b.Tenant), Value: v}); err != nil {
 				return err
@@ -196,8 +194,8 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 	if err := jobs.flush(ctx); err != nil {
 		return err
 	}
-	if len(groups) != 0 {
-		return fmt.Errorf("split: batch %s: object changed between passes (%d lookups not found again)", b.ID, len(groups))
+	if n := len(groups.first); n != 0 {
+		return fmt.Errorf("split: batch %s: object changed between passes (%d lookups not found again)", b.ID, n)
 	}
 	if err := s.Ledger.SetSplit(ctx, b.ID, rows, int64(jobs.sent), saved); err != nil {
 		return err
@@ -262,6 +260,52 @@ func (s *Splitter) fail(ctx context.Context, log zerolog.Logger, b ledger.Batch,
 	}
 	s.Metrics.batchFailed(b.Tenant)
 	return nil
+}
+
+// lookups groups a file's rows by lookup (schemas.LookupKey) between the
+// split's two passes. It keeps little per lookup: most have one row, which
+// the second pass reads again, so only the rows after a lookup's first are
+// held.
+type lookups struct {
+	// first maps a lookup to its index in more, or -1 while it has one row.
+	first map[[16]byte]int32
+	// more holds, per lookup seen again, the rows after its first.
+	more [][]schemas.RowRef
+}
+
+func newLookups() *lookups { return &lookups{first: make(map[[16]byte]int32)} }
+
+// add records row n (reference ref) under lookup k.
+func (l *lookups) add(k [16]byte, n int64, ref string) {
+	i, ok := l.first[k]
+	if !ok {
+		l.first[k] = -1
+		return
+	}
+	// A copy: ref is part of its line, which it must not keep whole.
+	row := schemas.RowRef{Number: n, Reference: strings.Clone(ref)}
+	if i < 0 {
+		l.first[k] = int32(len(l.more))
+		l.more = append(l.more, []schemas.RowRef{row})
+		return
+	}
+	l.more[i] = append(l.more[i], row)
+}
+
+// take returns every row of lookup k, first the one the second pass reads
+// (its first row), and forgets the lookup; false when it was taken before.
+func (l *lookups) take(k [16]byte, first schemas.RowRef) ([]schemas.RowRef, bool) {
+	i, ok := l.first[k]
+	if !ok {
+		return nil, false
+	}
+	delete(l.first, k)
+	if i < 0 {
+		return []schemas.RowRef{first}, true
+	}
+	rows := append([]schemas.RowRef{first}, l.more[i]...)
+	l.more[i] = nil
+	return rows, true
 }
 
 // batcher groups messages into WriteMessages calls.

@@ -2,9 +2,12 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/apbatch/apbatch/schemas"
 )
 
 type countingWriter struct{ msgs []kafkago.Message }
@@ -36,5 +39,46 @@ func TestBatcher_ResumesAfterProduced(t *testing.T) {
 	}
 	if len(progress) != 3 || progress[0] != 10 || progress[2] != 15 {
 		t.Fatalf("progress %v", progress)
+	}
+}
+
+// TestLookups: rows sharing a lookup come back together, the second pass's
+// row first, once; a lookup of one row holds no reference between passes.
+func TestLookups(t *testing.T) {
+	a, b, c := [16]byte{1}, [16]byte{2}, [16]byte{3}
+	l := newLookups()
+	for _, r := range []struct {
+		k [16]byte
+		n int64
+	}{{a, 1}, {b, 2}, {a, 3}, {c, 4}, {a, 5}, {b, 6}} {
+		l.add(r.k, r.n, fmt.Sprintf("R%d", r.n))
+	}
+	if len(l.more) != 2 {
+		t.Fatalf("%d lookups hold rows, want 2 (a and b)", len(l.more))
+	}
+	for _, tc := range []struct {
+		k    [16]byte
+		want []int64
+	}{{a, []int64{1, 3, 5}}, {b, []int64{2, 6}}, {c, []int64{4}}, {a, nil}} {
+		first := schemas.RowRef{Reference: "first"}
+		if tc.want != nil {
+			first.Number = tc.want[0]
+		}
+		rows, ok := l.take(tc.k, first)
+		if ok != (tc.want != nil) || len(rows) != len(tc.want) {
+			t.Fatalf("lookup %v: %v %v, want rows %v", tc.k[0], rows, ok, tc.want)
+		}
+		for i, r := range rows {
+			wantRef := fmt.Sprintf("R%d", tc.want[i])
+			if i == 0 {
+				wantRef = "first"
+			}
+			if r.Number != tc.want[i] || r.Reference != wantRef {
+				t.Fatalf("lookup %v row %d = %+v, want %d %s", tc.k[0], i, r, tc.want[i], wantRef)
+			}
+		}
+	}
+	if len(l.first) != 0 {
+		t.Fatalf("%d lookups left", len(l.first))
 	}
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -46,7 +47,7 @@ type ResultWriter struct {
 	Metrics *Metrics
 
 	batches map[string]*openBatch
-	pending []kafkago.Message
+	pending offsets
 }
 
 type openBatch struct {
@@ -54,8 +55,46 @@ type openBatch struct {
 	checks []schemas.Check
 	tariff *schemas.TariffGrid // nil: the tenant has none
 	done   map[ledger.RowKey]struct{}
-	buf    map[ledger.RowKey]schemas.Result
+	// buf holds the results waiting for a part, in arrival order, and
+	// buffered their keys.
+	buf      []schemas.Result
+	buffered map[ledger.RowKey]struct{}
 }
+
+// offsets are the positions of the fetched messages not yet committed: only
+// what a commit needs, not the messages (nor their values).
+type offsets struct {
+	topics []string // distinct topics, in order of arrival
+	pos    []position
+}
+
+type position struct {
+	topic     int32 // index in topics
+	partition int32
+	offset    int64
+}
+
+func (o *offsets) add(m kafkago.Message) {
+	t := slices.Index(o.topics, m.Topic)
+	if t < 0 {
+		t = len(o.topics)
+		o.topics = append(o.topics, m.Topic)
+	}
+	o.pos = append(o.pos, position{topic: int32(t), partition: int32(m.Partition), offset: m.Offset})
+}
+
+func (o *offsets) len() int { return len(o.pos) }
+
+// messages returns the positions as the messages CommitMessages takes.
+func (o *offsets) messages() []kafkago.Message {
+	msgs := make([]kafkago.Message, len(o.pos))
+	for i, p := range o.pos {
+		msgs[i] = kafkago.Message{Topic: o.topics[p.topic], Partition: int(p.partition), Offset: p.offset}
+	}
+	return msgs
+}
+
+func (o *offsets) reset() { o.pos = o.pos[:0] }
 
 func (w *ResultWriter) now() time.Time {
 	if w.Now != nil {
@@ -126,7 +165,7 @@ func (w *ResultWriter) Run(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if complete || len(w.pending) >= maxBuf || w.largestBuffer() >= w.partRows() {
+			if complete || w.pending.len() >= maxBuf || w.largestBuffer() >= w.partRows() {
 				if err := w.flushAll(ctx, log); err != nil {
 					return err
 				}
@@ -136,7 +175,7 @@ func (w *ResultWriter) Run(ctx context.Context) error {
 			if err := w.refreshTotals(ctx, log); err != nil {
 				return err
 			}
-			if len(w.pending) > 0 && w.now().Sub(lastFlush) >= interval {
+			if w.pending.len() > 0 && w.now().Sub(lastFlush) >= interval {
 				if err := w.flushAll(ctx, log); err != nil {
 					return err
 				}
@@ -164,7 +203,7 @@ func (w *ResultWriter) largestBuffer() int {
 // add buffers one message and reports whether its batch now has every row.
 func (w *ResultWriter) add(ctx context.Context, log zerolog.Logger, m kafkago.Message) (bool, error) {
 	// Only the position is kept for the commit, not the value.
-	w.pending = append(w.pending, kafkago.Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
+	w.pending.add(m)
 	res, err := schemas.DecodeResult(m.Value)
 	if err != nil {
 		log.Error().Err(err).Int64("offset", m.Offset).Int("partition", m.Partition).Msg("result message dropped")
@@ -185,15 +224,48 @@ func (w *ResultWriter) add(ctx context.Context, log zerolog.Logger, m kafkago.Me
 		log.Error().Str("batch_id", res.BatchID).Str("tenant", ob.b.Tenant).Msg("result claims another tenant or campaign than its batch; dropped")
 		return false, nil
 	}
+	ob.share(&res)
 	k := ledger.RowKey{Row: res.RowNumber, Check: res.Check}
 	if _, dup := ob.done[k]; dup {
 		return false, nil
 	}
-	if _, dup := ob.buf[k]; dup {
+	if _, dup := ob.buffered[k]; dup {
 		return false, nil
 	}
-	ob.buf[k] = res
+	ob.buffered[k] = struct{}{}
+	if ob.buf == nil {
+		ob.buf = make([]schemas.Result, 0, ob.expected(w.partRows()))
+	}
+	ob.buf = append(ob.buf, res)
 	return ob.complete(), nil
+}
+
+// expected is how many results the batch may still buffer before a part
+// is full, when known: what its buffer is sized for.
+func (ob *openBatch) expected(partRows int) int {
+	n, ok := ob.results()
+	if !ok {
+		return 0
+	}
+	return int(min(max(n-int64(len(ob.done)), 1), int64(partRows)))
+}
+
+// rank is c's place among the batch's checks (0 for another check).
+func (ob *openBatch) rank(c schemas.Check) int {
+	return max(slices.Index(ob.checks, c), 0)
+}
+
+// share points the strings every result of the batch repeats at one copy
+// (the batch's, or the check's and status's names), so that a buffered
+// result holds only its own values.
+func (ob *openBatch) share(r *schemas.Result) {
+	r.BatchID, r.Tenant, r.Campaign = ob.b.ID, ob.b.Tenant, ob.b.Campaign
+	if i := slices.Index(ob.checks, r.Check); i >= 0 {
+		r.Check = ob.checks[i]
+	}
+	if i := slices.Index(schemas.Statuses, r.Status); i >= 0 {
+		r.Status = schemas.Statuses[i]
+	}
 }
 
 // results is how many results the batch publishes: one per row and check.
@@ -227,7 +299,7 @@ func (w *ResultWriter) open(ctx context.Context, id string) (*openBatch, error) 
 	if err != nil {
 		return nil, err
 	}
-	ob := &openBatch{b: b, checks: b.CheckList(), done: done, buf: make(map[ledger.RowKey]schemas.Result)}
+	ob := &openBatch{b: b, checks: b.CheckList(), done: done, buffered: make(map[ledger.RowKey]struct{})}
 	if slices.Contains(ob.checks, schemas.CheckQuotientFamilial) {
 		if ob.tariff, err = w.tariff(ctx, b.Tenant); err != nil {
 			return nil, err
@@ -287,13 +359,13 @@ func (w *ResultWriter) flushAll(ctx context.Context, log zerolog.Logger) error {
 			delete(w.batches, id)
 		}
 	}
-	if len(w.pending) == 0 {
+	if w.pending.len() == 0 {
 		return nil
 	}
-	if err := w.Results.CommitMessages(ctx, w.pending...); err != nil {
-		return fmt.Errorf("write: commit %d result offsets: %w", len(w.pending), err)
+	if err := w.Results.CommitMessages(ctx, w.pending.messages()...); err != nil {
+		return fmt.Errorf("write: commit %d result offsets: %w", w.pending.len(), err)
 	}
-	w.pending = w.pending[:0]
+	w.pending.reset()
 	return nil
 }
 
@@ -301,28 +373,27 @@ func (w *ResultWriter) flushBatch(ctx context.Context, log zerolog.Logger, ob *o
 	if len(ob.buf) == 0 {
 		return nil
 	}
-	rows := make([]schemas.Result, 0, len(ob.buf))
-	for _, r := range ob.buf {
-		rows = append(rows, r)
-	}
-	// Row order, then the batch's check order within a row.
-	order := make(map[schemas.Check]int, len(ob.checks))
-	for i, c := range ob.checks {
-		order[c] = i
-	}
-	sort.Slice(rows, func(i, j int) bool {
-		if rows[i].RowNumber != rows[j].RowNumber {
-			return rows[i].RowNumber < rows[j].RowNumber
+	rows := ob.buf
+	// Row order, then the batch's check order within a row (keys are
+	// unique: no two results compare equal).
+	slices.SortFunc(rows, func(a, b schemas.Result) int {
+		if c := cmp.Compare(a.RowNumber, b.RowNumber); c != 0 {
+			return c
 		}
-		return order[rows[i].Check] < order[rows[j].Check]
+		return cmp.Compare(ob.rank(a.Check), ob.rank(b.Check))
 	})
 	for start := 0; start < len(rows); start += w.partRows() {
 		chunk := rows[start:min(start+w.partRows(), len(rows))]
 		if err := w.writePart(ctx, log, ob, chunk); err != nil {
 			return err
 		}
+		// Written and recorded: buffered no more.
+		for _, r := range chunk {
+			delete(ob.buffered, ledger.RowKey{Row: r.RowNumber, Check: r.Check})
+		}
+		ob.buf = rows[min(start+w.partRows(), len(rows)):]
 	}
-	ob.buf = make(map[ledger.RowKey]schemas.Result)
+	ob.buf = nil
 	return nil
 }
 

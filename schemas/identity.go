@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Identity is the normalised identity pivot of one person, as the v3
@@ -81,35 +82,79 @@ func pad2(n int) string {
 // call. The hash reveals nothing usable about the person without the inputs,
 // but it is still treated as internal (never logged with a tenant's roster).
 func LookupID(check Check, period Period, id Identity) string {
-	h := sha256.New()
+	k := LookupKey(check, period, &id)
+	return hex.EncodeToString(k[:])
+}
+
+// LookupKey is LookupID before its hex encoding: 16 bytes, the key a map of
+// lookups holds for less than the string.
+func LookupKey(check Check, period Period, id *Identity) [16]byte {
+	// The hashed text: for each parameter, its name, NUL, its value trimmed
+	// and upper-cased, NUL.
+	var arr [512]byte
+	b := arr[:0]
 	w := func(k, v string) {
-		h.Write([]byte(k))
-		h.Write([]byte{0})
-		h.Write([]byte(strings.ToUpper(strings.TrimSpace(v))))
-		h.Write([]byte{0})
+		b = append(b, k...)
+		b = append(b, 0)
+		b = appendUpper(b, strings.TrimSpace(v))
+		b = append(b, 0)
 	}
 	w("check", string(check))
-	w("period", period.String())
+	b = append(b, "period\x00"...)
+	if !period.IsZero() {
+		b = strconv.AppendInt(b, int64(period.Year), 10)
+		b = append(b, '-')
+		if period.Month < 10 {
+			b = append(b, '0')
+		}
+		b = strconv.AppendInt(b, int64(period.Month), 10)
+	}
+	b = append(b, 0)
 	w("nomNaissance", id.NomNaissance)
 	w("nomUsage", id.NomUsage)
 	for _, p := range id.Prenoms {
 		w("prenoms[]", p)
 	}
 	w("sexe", id.Sexe)
-	w("annee", strconv.Itoa(id.AnneeNaissance))
-	w("mois", strconv.Itoa(id.MoisNaissance))
-	w("jour", strconv.Itoa(id.JourNaissance))
+	for _, kv := range [3]struct {
+		k string
+		v int
+	}{{"annee", id.AnneeNaissance}, {"mois", id.MoisNaissance}, {"jour", id.JourNaissance}} {
+		b = append(b, kv.k...)
+		b = append(b, 0)
+		b = strconv.AppendInt(b, int64(kv.v), 10)
+		b = append(b, 0)
+	}
 	w("pays", id.CodePaysNaissance)
 	w("commune", id.CodeCommuneNaissance)
 	w("nomCommune", id.NomCommuneNaissance)
 	w("departement", id.CodeDepartementNaissance)
 	// Keys added with the checks beyond the quotient familial are hashed
 	// only when set, so that quotient familial lookups keep their ids.
-	for _, kv := range [][2]string{{"ine", id.INE}, {"identifiant", id.IdentifiantFT},
+	for _, kv := range [4][2]string{{"ine", id.INE}, {"identifiant", id.IdentifiantFT},
 		{"codeEtablissement", id.CodeEtablissement}, {"anneeScolaire", id.AnneeScolaire}} {
 		if kv[1] != "" {
 			w(kv[0], kv[1])
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil))[:32]
+	sum := sha256.Sum256(b)
+	return [16]byte(sum[:16])
+}
+
+// appendUpper appends strings.ToUpper(s), without its allocation when s is
+// ASCII.
+func appendUpper(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return append(b, strings.ToUpper(s)...)
+		}
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
 }

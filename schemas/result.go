@@ -109,6 +109,9 @@ func (r Result) Row() ResultRow {
 // optDate turns "YYYY-MM-DD" into days since 1970-01-01; nil when empty
 // or not a date (the API's "0000-00-00" included).
 func optDate(s string) *int32 {
+	if s == "" {
+		return nil // most results: no time.Parse error to make
+	}
 	t, err := time.Parse(time.DateOnly, s)
 	if err != nil {
 		return nil

@@ -3,8 +3,6 @@ package schemas
 import (
 	"errors"
 	"strconv"
-
-	json "github.com/segmentio/encoding/json"
 )
 
 // SealedIdentity is a job's Identity encrypted for its transit through
@@ -46,16 +44,8 @@ func (j Job) IdentityAAD() []byte {
 	return b
 }
 
-// MarshalJSON encodes the job; a sealed job's plain identity is left out
-// whatever it holds.
+// MarshalJSON encodes the job with AppendJob; a sealed job's plain
+// identity is left out whatever it holds.
 func (j Job) MarshalJSON() ([]byte, error) {
-	type wire Job // without this method
-	if j.Sealed == nil {
-		return json.Marshal(wire(j))
-	}
-	return json.Marshal(struct {
-		wire
-		// Shadows wire.Identity: a nil pointer is omitted.
-		Identity *Identity `json:"identity,omitempty"`
-	}{wire: wire(j)})
+	return AppendJob(make([]byte, 0, 512), &j), nil
 }

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // FieldError is one problem with one input column. Problem is in French, for
@@ -26,12 +27,9 @@ func (e FieldError) Message(line int, header string) string {
 }
 
 var (
-	// namePattern is the API's rule for nomNaissance and each prénom.
-	namePattern    = regexp.MustCompile(`^[a-zA-ZÀ-ÖØ-öø-ÿ' -]+$`)
 	paysPattern    = regexp.MustCompile(`^(99[0-9]{3}|92352)$`)
 	communePattern = regexp.MustCompile(`^([013-9][0-9]|2[AB1-9])[0-9]{3}$`)
 	deptPattern    = regexp.MustCompile(`^(0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-4]|976)$`)
-	spaces         = regexp.MustCompile(`\s+`)
 	apostrophes    = strings.NewReplacer("’", "'", "‘", "'", "ʼ", "'", "\u00a0", " ")
 )
 
@@ -40,8 +38,59 @@ const MaxPrenomsQF = 3
 
 // cleanName trims, folds runs of spaces and replaces typographic apostrophes.
 func cleanName(s string) string {
-	s = apostrophes.Replace(s)
-	return strings.TrimSpace(spaces.ReplaceAllString(s, " "))
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			s = apostrophes.Replace(s) // they are all beyond ASCII
+			break
+		}
+	}
+	return strings.TrimSpace(foldSpaces(s))
+}
+
+// foldSpaces replaces each run of what the regular expression \s matches
+// (tab, line feed, form feed, carriage return, space) with one space,
+// without a regexp's cost.
+func foldSpaces(s string) string {
+	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r' }
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if isSpace(s[i]) && (s[i] != ' ' || (i+1 < len(s) && isSpace(s[i+1]))) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if !isSpace(s[i]) {
+			b = append(b, s[i])
+			continue
+		}
+		b = append(b, ' ')
+		for i+1 < len(s) && isSpace(s[i+1]) {
+			i++
+		}
+	}
+	return string(b)
+}
+
+// validName is validName(s) without the regexp: letters of
+// Latin-1 (not × nor ÷), apostrophe, space and hyphen, at least one.
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', r == '\'', r == ' ', r == '-':
+		case 'À' <= r && r <= 'Ö', 'Ø' <= r && r <= 'ö', 'ø' <= r && r <= 'ÿ':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // civilityRules are what one route demands of the civil identity.
@@ -196,11 +245,11 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 	switch {
 	case id.NomNaissance == "":
 		bad(ColNomNaissance, "valeur manquante (le nom de naissance est obligatoire)")
-	case !namePattern.MatchString(id.NomNaissance):
+	case !validName(id.NomNaissance):
 		bad(ColNomNaissance, "caractères non acceptés par l'API (lettres, accents, espace, tiret et apostrophe seulement ; pas de chiffre)")
 	}
 	id.NomUsage = cleanName(fields[ColNomUsage])
-	if id.NomUsage != "" && !namePattern.MatchString(id.NomUsage) {
+	if id.NomUsage != "" && !validName(id.NomUsage) {
 		bad(ColNomUsage, "caractères non acceptés par l'API (lettres, accents, espace, tiret et apostrophe seulement)")
 	}
 
@@ -213,7 +262,7 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 		bad(ColPrenoms, "valeur manquante (au moins un prénom est obligatoire)")
 	default:
 		for _, p := range prenoms {
-			if !namePattern.MatchString(p) {
+			if !validName(p) {
 				bad(ColPrenoms, "caractères non acceptés par l'API dans un prénom (lettres, accents, tiret et apostrophe seulement)")
 				break
 			}

@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"regexp"
 	"testing"
 	"time"
 )
@@ -57,4 +58,34 @@ func TestCountryCode(t *testing.T) {
 			t.Errorf("CountryCode(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// The regular expressions validName and foldSpaces replaced.
+var (
+	namePattern = regexp.MustCompile(`^[a-zA-ZÀ-ÖØ-öø-ÿ' -]+$`)
+	spaces      = regexp.MustCompile(`\s+`)
+)
+
+func TestNameRules_SameAsRegexps(t *testing.T) {
+	for _, s := range []string{"", " ", "LEFEBVRE", "Jean-Pierre", "d'Artagnan", "LÉA", "Ø", "×", "÷", "ÿ", "Ā", "a1", "a\tb",
+		"  a  \t\n b \r\f ", "\v", "a\u00a0b", "\xff", "caf\xc3", "’", "x  ", " x"} {
+		if got, want := validName(s), namePattern.MatchString(s); got != want {
+			t.Errorf("validName(%q) = %v, want %v", s, got, want)
+		}
+		if got, want := foldSpaces(s), spaces.ReplaceAllString(s, " "); got != want {
+			t.Errorf("foldSpaces(%q) = %q, want %q", s, got, want)
+		}
+	}
+}
+
+func FuzzNameRules(f *testing.F) {
+	f.Add("Jean  Pierre\t’x")
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := validName(s), namePattern.MatchString(s); got != want {
+			t.Fatalf("validName(%q) = %v, want %v", s, got, want)
+		}
+		if got, want := foldSpaces(s), spaces.ReplaceAllString(s, " "); got != want {
+			t.Fatalf("foldSpaces(%q) = %q, want %q", s, got, want)
+		}
+	})
 }

@@ -79,6 +79,9 @@ type Reader struct {
 	headers map[string]string
 	checks  []schemas.Check
 	n       int64
+	// fields is the current row by canonical column, reused row after row:
+	// the parsers read it, none keeps it.
+	fields map[string]string
 }
 
 // maxReference bounds the reference column copied to results.
@@ -323,7 +326,10 @@ func (r *Reader) Next() (Row, error) {
 			row.Errors = []string{fmt.Sprintf("ligne %d : %d champs au lieu de %d (vérifiez le séparateur et les guillemets)", line, len(rec), len(r.header))}
 			return row, nil
 		}
-		fields := make(map[string]string, len(r.cols))
+		if r.fields == nil {
+			r.fields = make(map[string]string, len(r.cols))
+		}
+		fields := r.fields
 		for c, i := range r.cols {
 			fields[c] = rec[i]
 		}

@@ -137,12 +137,10 @@ func (r *Ring) Seal(ctx context.Context, job *schemas.Job) error {
 	if r.current == nil {
 		return errors.New("keys: seal: this ring only opens (no current key-encryption key)")
 	}
-	plain, err := json.Marshal(job.Identity)
-	if err != nil {
-		return fmt.Errorf("keys: seal: encode identity: %w", err)
-	}
+	plain := schemas.AppendIdentity(make([]byte, 0, 256), &job.Identity)
 	dk, err := r.sealingKey(ctx)
 	if err != nil {
+		clear(plain)
 		return err
 	}
 	ns := dk.aead.NonceSize()

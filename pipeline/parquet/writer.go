@@ -1,7 +1,8 @@
 // Package parquet writes apbatch result rows as Parquet files with
-// xitongsys/parquet-go's struct writer. The column types come from the tags
-// of schemas.ResultRow, chosen so that DuckDB, Spark and pandas read strings
-// as strings, nulls as nulls and checked_at as a UTC timestamp.
+// xitongsys/parquet-go's writer. The column types come from the tags of
+// schemas.ResultRow, chosen so that DuckDB, Spark and pandas read strings as
+// strings, nulls as nulls and checked_at as a UTC timestamp; result rows are
+// turned into columns by hand-written encoders (columns.go), not reflection.
 package parquet
 
 import (
@@ -20,10 +21,15 @@ import (
 // rowGroupSize bounds the memory a writer holds before flushing a row group.
 const rowGroupSize = 16 << 20
 
+// chunkRows is how many rows Writer copies into one allocation: parquet-go
+// holds rows until it encodes a few hundred of them.
+const chunkRows = 512
+
 // Writer encodes result rows into one Parquet file written to an io.Writer.
 // It is not safe for concurrent use.
 type Writer struct {
 	pw     *writer.ParquetWriter
+	chunk  []schemas.ResultRow // rows handed to pw; never grown, so pointers stay put
 	rows   int64
 	closed bool
 	err    error
@@ -35,6 +41,11 @@ func NewWriter(w io.Writer) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parquet: new writer: %w", err)
 	}
+	m, err := newRowMarshaller(pw.SchemaHandler)
+	if err != nil {
+		return nil, err
+	}
+	pw.MarshalFunc = m.marshal
 	pw.RowGroupSize = rowGroupSize
 	pw.CompressionType = pqparquet.CompressionCodec_SNAPPY
 	return &Writer{pw: pw}, nil
@@ -45,7 +56,11 @@ func (w *Writer) Write(row schemas.ResultRow) error {
 	if w.closed {
 		return errors.New("parquet: write after close")
 	}
-	if err := w.pw.Write(row); err != nil {
+	if len(w.chunk) == cap(w.chunk) {
+		w.chunk = make([]schemas.ResultRow, 0, chunkRows)
+	}
+	w.chunk = append(w.chunk, row)
+	if err := w.pw.Write(rowRef{&w.chunk[len(w.chunk)-1]}); err != nil {
 		w.err = fmt.Errorf("parquet: write row %d: %w", row.RowNumber, err)
 		return w.err
 	}

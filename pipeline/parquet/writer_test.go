@@ -2,10 +2,14 @@ package parquet
 
 import (
 	"bytes"
+	"io"
+	"reflect"
 	"testing"
 	"time"
 
 	pq "github.com/parquet-go/parquet-go"
+	"github.com/xitongsys/parquet-go/marshal"
+	"github.com/xitongsys/parquet-go/writer"
 
 	"github.com/apbatch/apbatch/schemas"
 )
@@ -181,5 +185,54 @@ func TestDecode_RoundTrip(t *testing.T) {
 	}
 	if len(out) != len(in) || *out[0].Tranche != "E" || *out[0].Tarif != 410 || out[1].QFValue != nil || *out[3].PupilEnrolled != true {
 		t.Fatalf("%+v", out)
+	}
+}
+
+// TestMarshalRows_SameTables: the hand-written column encoders build the
+// very tables parquet-go's reflection marshaller builds, for rows with
+// every optional column set and unset.
+func TestMarshalRows_SameTables(t *testing.T) {
+	rows := sampleRows()
+	full := rows[0]
+	s, i32, i64, b := ptr("x"), ptr[int32](7), ptr[int64](9), ptr(true)
+	full.ErrorCode, full.ErrorMessage, full.Beneficiary, full.BenefitSince, full.C2SWithParticipation = s, s, b, i32, b
+	full.BenefitIncreased, full.ScholarshipHolder, full.ScholarshipLevel, full.ScholarshipStart, full.ScholarshipMonths = b, b, s, i32, i32
+	full.StudentEnrolled, full.StudentRegime, full.EstablishmentUAI, full.JobseekerRegistered, full.JobseekerCategory = b, s, s, b, i32
+	full.JobseekerSince, full.PupilEnrolled, full.SchoolYear, full.PupilStatus, full.BoardingRegime, full.Tarif = i32, b, s, s, s, i64
+	full.NeedsReview = true
+	rows = append(rows, full, schemas.ResultRow{}, rows[1], rows[1])
+
+	pw, err := writer.NewParquetWriterFromWriter(io.Discard, new(schemas.ResultRow), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := newRowMarshaller(pw.SchemaHandler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plain, refs []any
+	for i := range rows {
+		plain = append(plain, rows[i])
+		refs = append(refs, rowRef{&rows[i]})
+	}
+	want, err := marshal.Marshal(plain, pw.SchemaHandler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.marshal(refs, pw.SchemaHandler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(*got) != len(*want) {
+		t.Fatalf("%d tables, want %d", len(*got), len(*want))
+	}
+	for path, w := range *want {
+		g := (*got)[path]
+		if g == nil {
+			t.Fatalf("no table %q", path)
+		}
+		if !reflect.DeepEqual(g, w) {
+			t.Errorf("table %q:\n got %+v\nwant %+v", path, *g, *w)
+		}
 	}
 }
