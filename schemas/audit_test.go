@@ -21,3 +21,15 @@ func TestIdentityHMAC_SearchKeys(t *testing.T) {
 		t.Error("the hash depends on case or spaces")
 	}
 }
+
+func BenchmarkIdentityHMAC(b *testing.B) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	id := Identity{NomNaissance: "LEFEBVRE", Prenoms: []string{"ALEXIS", "Gérôme", "JEAN-PHILIPPE"}, Sexe: "F",
+		AnneeNaissance: 1982, MoisNaissance: 12, JourNaissance: 27, CodePaysNaissance: "99100", CodeCommuneNaissance: "08480"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(IdentityHMAC(key, id)) != 64 {
+			b.Fatal("not a hex SHA-256")
+		}
+	}
+}

@@ -1,7 +1,10 @@
 package workers
 
 import (
+	"bytes"
 	"context"
+	stdjson "encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -12,6 +15,7 @@ import (
 	"time"
 
 	"github.com/apbatch/apbatch/schemas"
+	"github.com/apbatch/apbatch/workers/sandbox"
 )
 
 var lefebvre = schemas.Identity{
@@ -131,6 +135,96 @@ func TestClient_TransportErrorHidesQueryAndToken(t *testing.T) {
 	for _, leak := range []string{"secret-token", "LEFEBVRE", "ALEXIS", "1982", "08480", "nomNaissance", "?"} {
 		if strings.Contains(err.Error(), leak) {
 			t.Fatalf("error %q contains %q", err, leak)
+		}
+	}
+}
+
+// qfAnswer is a 200 answer of the QF route as the API sends it: the
+// nominal body of the catalogue, compacted, with one child, and the headers
+// every answer carries.
+type qfAnswer struct {
+	body   []byte
+	header http.Header
+}
+
+func newQFAnswer(tb testing.TB) qfAnswer {
+	tb.Helper()
+	raw, err := os.ReadFile("testdata/qf-200-nominal.json")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var compact bytes.Buffer
+	if err := stdjson.Compact(&compact, raw); err != nil {
+		tb.Fatal(err)
+	}
+	body := bytes.Replace(compact.Bytes(), []byte(`"enfants":[]`),
+		[]byte(`"enfants":[{"nom_naissance":"LEFEBVRE","nom_usage":null,"prenoms":"LOUISE","date_naissance":"2012-03-04","sexe":"F"}]`), 1)
+	return qfAnswer{body: body, header: http.Header{
+		"Content-Type":        {"application/json; charset=utf-8"},
+		"X-Request-Id":        {"6f1c2b9e-3d4a-4c8e-9b7f-2a5d8e1c0f43"},
+		"Ratelimit-Limit":     {"20"},
+		"Ratelimit-Remaining": {"19"},
+		"Ratelimit-Reset":     {"1"},
+		"X-Response-Cached":   {"false"},
+	}}
+}
+
+// ServeHTTP answers any request with the fixed answer.
+func (a qfAnswer) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	for k, v := range a.header {
+		w.Header()[k] = v
+	}
+	w.Write(a.body)
+}
+
+// RoundTrip answers in memory, as a transport would after reading the
+// answer off the wire (a header map and a body of its own).
+func (a qfAnswer) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: a.header.Clone(), Body: io.NopCloser(bytes.NewReader(a.body)), ContentLength: int64(len(a.body)), Request: r}, nil
+}
+
+// benchToken is a token as long as the API's (a signed JWT with every
+// scope).
+func benchToken(tb testing.TB) string {
+	tb.Helper()
+	tok, err := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(time.Hour))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tok
+}
+
+// BenchmarkClient_CallQF measures one QF call on loopback, net/http's own
+// work included.
+func BenchmarkClient_CallQF(b *testing.B) {
+	srv := httptest.NewServer(newQFAnswer(b))
+	defer srv.Close()
+	c := &Client{BaseURL: srv.URL}
+	tok := benchToken(b)
+	job := schemas.Job{Check: schemas.CheckQuotientFamilial, Recipient: "13002526500013", Identity: lefebvre}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		o, err := c.Call(ctx, tok, job)
+		if err != nil || o.Status != schemas.StatusOK || o.QF == nil || o.QF.Enfants != 1 {
+			b.Fatalf("outcome %+v, error %v", o, err)
+		}
+	}
+}
+
+// BenchmarkClient_CallQFInMemory measures the client alone: the answer
+// comes from memory rather than over a connection.
+func BenchmarkClient_CallQFInMemory(b *testing.B) {
+	c := &Client{BaseURL: "http://api.test", HTTP: &http.Client{Transport: newQFAnswer(b)}}
+	tok := benchToken(b)
+	job := schemas.Job{Check: schemas.CheckQuotientFamilial, Recipient: "13002526500013", Identity: lefebvre}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		o, err := c.Call(ctx, tok, job)
+		if err != nil || o.Status != schemas.StatusOK || o.QF == nil || o.QF.Enfants != 1 {
+			b.Fatalf("outcome %+v, error %v", o, err)
 		}
 	}
 }

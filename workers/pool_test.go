@@ -516,3 +516,58 @@ func waitResults(t *testing.T, fr *fakeResults, n int) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// discardResults is a ResultWriter that keeps nothing.
+type discardResults struct{}
+
+func (discardResults) WriteMessages(context.Context, ...kafkago.Message) error { return nil }
+
+// discardAudit is an AuditLog that keeps nothing.
+type discardAudit struct{}
+
+func (discardAudit) RecordCalls(context.Context, []schemas.CallRecord) error { return nil }
+
+// steppingClock returns a clock that moves step forward at every reading,
+// so that no budget ever makes a benchmark wait.
+func steppingClock(step time.Duration) func() time.Time {
+	var mu sync.Mutex
+	t := time.Now()
+	return func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		t = t.Add(step)
+		return t
+	}
+}
+
+// BenchmarkPool_ProcessQF measures the worker's whole per-job path for a
+// QF job of two rows answered 200 (decode, token, in-flight mark, budgets,
+// call, audit record, results), the API's answer coming from memory.
+func BenchmarkPool_ProcessQF(b *testing.B) {
+	tok := benchToken(b)
+	p := &Pool{Results: discardResults{}, Client: &Client{BaseURL: "http://api.test", HTTP: &http.Client{Transport: newQFAnswer(b)}},
+		Tokens: func(string) (string, error) { return tok, nil }, Log: zerolog.Nop(), IPLimit: -1,
+		Audit: discardAudit{}, AuditKey: []byte("0123456789abcdef0123456789abcdef"), Now: steppingClock(time.Second)}
+	job := schemas.Job{Version: schemas.JobVersion, BatchID: "0f8e7d6c-5b4a-4938-8271-605f4e3d2c1b", Tenant: "sedan", Campaign: "2026-09",
+		Check: schemas.CheckQuotientFamilial, LookupID: schemas.LookupID(schemas.CheckQuotientFamilial, schemas.Period{}, lefebvre),
+		Recipient: "13002526500013", Identity: lefebvre, Rows: []schemas.RowRef{{Number: 12, Reference: "R12"}, {Number: 40, Reference: "R40"}}}
+	v, err := json.Marshal(job)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := kafkago.Message{Topic: schemas.TopicJobs, Key: []byte(job.Tenant), Value: v}
+	ctx := context.Background()
+	log := zerolog.Nop()
+	if err := p.process(ctx, log, m, &jobSlots{}); err != nil { // the token's budget is made
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.process(ctx, log, m, &jobSlots{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if p.Calls() < 2 {
+		b.Fatalf("%d calls", p.Calls())
+	}
+}
