@@ -206,3 +206,14 @@ func TestBudget_AdoptsAnnouncedPerMinuteLimit(t *testing.T) {
 		t.Fatalf("per-second limit raised to %d", b.Limit())
 	}
 }
+
+// TestHeaderNames_Canonical: the names read are net/http's spelling of the
+// API's headers, so that no read canonicalises them.
+func TestHeaderNames_Canonical(t *testing.T) {
+	for api, name := range map[string]string{"RateLimit-Limit": headerRateLimitLimit, "RateLimit-Remaining": headerRateLimitRemaining,
+		"RateLimit-Reset": headerRateLimitReset, "X-Request-ID": headerRequestID} {
+		if c := http.CanonicalHeaderKey(api); c != name {
+			t.Errorf("%s: reads %q, net/http keys it %q", api, name, c)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	stdjson "encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -225,6 +226,109 @@ func BenchmarkClient_CallQFInMemory(b *testing.B) {
 		o, err := c.Call(ctx, tok, job)
 		if err != nil || o.Status != schemas.StatusOK || o.QF == nil || o.QF.Enfants != 1 {
 			b.Fatalf("outcome %+v, error %v", o, err)
+		}
+	}
+}
+
+// TestClient_Request: what goes on the wire is the GET of route's path
+// and encoded query, with the token in the Authorization header only and
+// the JSON and user-agent headers.
+func TestClient_Request(t *testing.T) {
+	for _, ua := range []string{"", "apbatch-test/1"} {
+		var got *http.Request
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got = r.Clone(context.Background())
+			w.WriteHeader(http.StatusNotFound)
+		}))
+		c := &Client{BaseURL: srv.URL + "/", UserAgent: ua}
+		job := schemas.Job{Check: schemas.CheckQuotientFamilial, Recipient: "13002526500013", Period: schemas.Period{Year: 2026, Month: 9}, Identity: lefebvre}
+		for range 2 { // the second call reuses the first's buffers
+			if _, err := c.Call(context.Background(), "tok", job); err != nil {
+				t.Fatal(err)
+			}
+			q := QueryQuotientFamilial(job.Recipient, job.Period, job.Identity)
+			wantUA := ua
+			if wantUA == "" {
+				wantUA = "apbatch"
+			}
+			if want := QuotientFamilialPath + "?" + q.Encode(); got.Method != http.MethodGet || got.RequestURI != want {
+				t.Errorf("%s %s\nwant GET %s", got.Method, got.RequestURI, want)
+			}
+			if got.Header.Get("Authorization") != "Bearer tok" || got.Header.Get("Accept") != "application/json" || got.Header.Get("User-Agent") != wantUA {
+				t.Errorf("headers %v", got.Header)
+			}
+		}
+		srv.Close()
+	}
+}
+
+// TestClient_OutcomeOwnsItsText: an outcome keeps its texts when the
+// client reads the next answer into the same buffer.
+func TestClient_OutcomeOwnsItsText(t *testing.T) {
+	answers := []string{
+		`{"errors":[{"code":"37999","title":"Erreur du fournisseur","detail":"Le fournisseur a répondu une erreur.","meta":{"provider":"CNAF","retry_in":30}}]}`,
+		`{"errors":[{"code":"00000","title":"xxxxxxxxxxxxxxxxxxxxxx","detail":"yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy","meta":{"provider":"ZZZZ","retry_in":99}}]}`,
+	}
+	n := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+		w.Write([]byte(answers[n%2]))
+		n++
+	}))
+	defer srv.Close()
+	c := &Client{BaseURL: srv.URL}
+	job := schemas.Job{Check: schemas.CheckQuotientFamilial, Recipient: "13002526500013", Identity: lefebvre}
+	first, err := c.Call(context.Background(), "tok", job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := first
+	want.Code, want.Message, want.Provider = strings.Clone(first.Code), strings.Clone(first.Message), strings.Clone(first.Provider)
+	for range 3 {
+		if _, err := c.Call(context.Background(), "tok", job); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if first.Code != "37999" || first.Provider != "CNAF" || first.Code != want.Code || first.Message != want.Message || first.Provider != want.Provider {
+		t.Fatalf("first outcome changed: %+v", first)
+	}
+}
+
+// oneByteReader yields its text a byte at a time, then err.
+type oneByteReader struct {
+	text string
+	err  error
+}
+
+func (r *oneByteReader) Read(p []byte) (int, error) {
+	if r.text == "" {
+		return 0, r.err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	p[0] = r.text[0]
+	r.text = r.text[1:]
+	return 1, nil
+}
+
+func TestAppendBody_AsReadAll(t *testing.T) {
+	broken := errors.New("connection reset")
+	for _, tc := range []struct {
+		text  string
+		err   error
+		limit int
+	}{
+		{"", io.EOF, 10}, {"abc", io.EOF, 10}, {"abcdef", io.EOF, 3}, {"abc", io.EOF, 3},
+		{"abc", broken, 10}, {"abcdef", broken, 3}, {strings.Repeat("x", 5000), io.EOF, 4097},
+	} {
+		want, wantErr := io.ReadAll(io.LimitReader(&oneByteReader{tc.text, tc.err}, int64(tc.limit)))
+		for _, dst := range [][]byte{nil, make([]byte, 0, 2), []byte("kept")} {
+			prefix := string(dst)
+			got, err := appendBody(dst, &oneByteReader{tc.text, tc.err}, tc.limit)
+			if string(got) != prefix+string(want) || err != wantErr {
+				t.Errorf("%q (%v), limit %d: %q, %v; want %q, %v", tc.text, tc.err, tc.limit, got, err, prefix+string(want), wantErr)
+			}
 		}
 	}
 }
