@@ -127,9 +127,12 @@ type Pool struct {
 	breakers map[string]*Breaker
 	inFlight map[flightKey]chan struct{} // closed when done
 	tokens   map[tokenKey]*tokenState
-	ipBudget *Budget
-	calls    int64
-	progress progress
+	// tenantKeys holds the key of each tenant's token, and the token it
+	// is the key of, so that a job finds it without hashing.
+	tenantKeys map[string]tenantKey
+	ipBudget   *Budget
+	calls      int64
+	progress   progress
 
 	idHashOnce sync.Once
 	idHash     *schemas.IdentityHasher
@@ -167,6 +170,31 @@ func keyOfToken(token string) tokenKey {
 	var k tokenKey
 	h.Sum(k[:0])
 	return k
+}
+
+// tenantKey is the key of a tenant's token.
+type tenantKey struct {
+	token string
+	key   tokenKey
+}
+
+// keyOf returns the key of tenant's token, hashing the token only when it
+// is not the one last hashed for tenant.
+func (p *Pool) keyOf(tenant, token string) tokenKey {
+	p.mu.Lock()
+	tk, ok := p.tenantKeys[tenant]
+	p.mu.Unlock()
+	if ok && tk.token == token {
+		return tk.key
+	}
+	tk = tenantKey{token: token, key: keyOfToken(token)}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tenantKeys == nil {
+		p.tenantKeys = make(map[string]tenantKey)
+	}
+	p.tenantKeys[tenant] = tk
+	return tk.key
 }
 
 // tokenState is what the pool keeps per token.
@@ -590,7 +618,7 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 	}
 	// The API refuses an identical request while one is running (409
 	// 00015): identical lookups of one token wait for each other.
-	key := keyOfToken(token) // hashed once per job
+	key := p.keyOf(job.Tenant, token)
 	release, err := p.acquire(ctx, key, job.LookupID)
 	if err != nil {
 		return res, calls, nil

@@ -651,3 +651,14 @@ func TestPool_AuditHashesEveryAttempt(t *testing.T) {
 		}
 	}
 }
+
+func TestPool_KeyOf(t *testing.T) {
+	p := &Pool{}
+	for _, tc := range []struct{ tenant, token string }{
+		{"sedan", "tok1"}, {"sedan", "tok1"}, {"charleville", "tok1"}, {"sedan", "tok2"}, {"sedan", "tok1"}, {"charleville", "tok3"},
+	} {
+		if got := p.keyOf(tc.tenant, tc.token); got != keyOfToken(tc.token) {
+			t.Errorf("%s, %s: key of another token", tc.tenant, tc.token)
+		}
+	}
+}
