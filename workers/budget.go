@@ -190,12 +190,17 @@ func (w *window) push(t time.Time) {
 // Wait blocks until a request may be sent and returns nil, or returns
 // ctx.Err() if ctx ends first.
 func (b *Budget) Wait(ctx context.Context) error {
+	var t *time.Timer // one per wait, however many times it is refused
 	for {
 		d, ok := b.TryGrant()
 		if ok {
 			return ctx.Err()
 		}
-		t := time.NewTimer(d)
+		if t == nil {
+			t = time.NewTimer(d)
+		} else {
+			t.Reset(d) // fired and drained: reset as new
+		}
 		select {
 		case <-ctx.Done():
 			t.Stop()
