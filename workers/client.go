@@ -201,8 +201,9 @@ func (c *Client) call(ctx context.Context, auth authorization, job schemas.Job) 
 	}
 	buf := c.buffer()
 	defer c.release(buf)
-	u, path := a.appendTarget(c.appendBase(buf.b[:0]), job)
-	req, err := c.newRequest(ctx, auth, path, string(u))
+	var path string
+	buf.b, path = a.appendTarget(c.appendBase(buf.b[:0]), job)
+	req, err := c.newRequest(ctx, auth, path, string(buf.b))
 	if err != nil {
 		return Outcome{}, err
 	}
