@@ -236,17 +236,17 @@ func (p *Pool) identityHMAC(id schemas.Identity) string {
 // job's batch, tenant and check as a child logger's would be (the same
 // bytes), but only when something is logged, which most jobs do not.
 type jobLog struct {
-	log                   *zerolog.Logger
-	batch, tenant, checkN string
+	log                  *zerolog.Logger
+	batch, tenant, check string
 }
 
 func newJobLog(log *zerolog.Logger, job *schemas.Job) jobLog {
-	return jobLog{log: log, batch: job.BatchID, tenant: job.Tenant, checkN: string(job.Check)}
+	return jobLog{log: log, batch: job.BatchID, tenant: job.Tenant, check: string(job.Check)}
 }
 
 // tag adds the job's fields to e (nil when its level is off).
 func (l jobLog) tag(e *zerolog.Event) *zerolog.Event {
-	return e.Str("batch_id", l.batch).Str("tenant", l.tenant).Str("check", l.checkN)
+	return e.Str("batch_id", l.batch).Str("tenant", l.tenant).Str("check", l.check)
 }
 
 func (l jobLog) Error() *zerolog.Event { return l.tag(l.log.Error()) }
