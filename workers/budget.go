@@ -190,12 +190,17 @@ func (w *window) push(t time.Time) {
 // Wait blocks until a request may be sent and returns nil, or returns
 // ctx.Err() if ctx ends first.
 func (b *Budget) Wait(ctx context.Context) error {
+	var t *time.Timer // one per wait, however many times it is refused
 	for {
 		d, ok := b.TryGrant()
 		if ok {
 			return ctx.Err()
 		}
-		t := time.NewTimer(d)
+		if t == nil {
+			t = time.NewTimer(d)
+		} else {
+			t.Reset(d) // fired and drained: reset as new
+		}
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -227,10 +232,10 @@ func (b *Budget) Observe(status int, h http.Header, sent time.Time) {
 	defer b.mu.Unlock()
 	now := b.now()
 	w := b.windows[0]
-	if v, err := strconv.Atoi(h.Get("RateLimit-Limit")); err == nil && v > 0 {
+	if v, err := strconv.Atoi(h.Get(headerRateLimitLimit)); err == nil && v > 0 {
 		w = b.adopt(v, ResetTime(h, now), now)
 	}
-	remaining, remErr := strconv.Atoi(h.Get("RateLimit-Remaining"))
+	remaining, remErr := strconv.Atoi(h.Get(headerRateLimitRemaining))
 	if status != http.StatusTooManyRequests {
 		if remErr != nil || remaining > 0 {
 			return
@@ -238,7 +243,7 @@ func (b *Budget) Observe(status int, h http.Header, sent time.Time) {
 		if sent.IsZero() {
 			sent = now
 		}
-		serverLimit, err := strconv.Atoi(h.Get("RateLimit-Limit"))
+		serverLimit, err := strconv.Atoi(h.Get(headerRateLimitLimit))
 		if err == nil && serverLimit <= w.grantedBetween(sent.Add(-w.per), sent) {
 			return
 		}
@@ -296,10 +301,18 @@ func (w *window) grantedBetween(from, to time.Time) int {
 	return n
 }
 
+// The RateLimit-* header names as net/http keys them (canonical), so that
+// reading them does not canonicalise them again (two allocations a read).
+const (
+	headerRateLimitLimit     = "Ratelimit-Limit"
+	headerRateLimitRemaining = "Ratelimit-Remaining"
+	headerRateLimitReset     = "Ratelimit-Reset"
+)
+
 // ResetTime parses RateLimit-Reset: a unix timestamp, or a number of seconds
 // from now when the value is below 10^9. It returns the zero time when absent.
 func ResetTime(h http.Header, now time.Time) time.Time {
-	v, err := strconv.ParseInt(h.Get("RateLimit-Reset"), 10, 64)
+	v, err := strconv.ParseInt(h.Get(headerRateLimitReset), 10, 64)
 	if err != nil || v < 0 {
 		return time.Time{}
 	}

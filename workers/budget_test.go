@@ -1,10 +1,13 @@
 package workers
 
 import (
+	"context"
+	"errors"
 	"math/rand/v2"
 	"net/http"
 	"sort"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -204,5 +207,43 @@ func TestBudget_AdoptsAnnouncedPerMinuteLimit(t *testing.T) {
 	b.Observe(200, http.Header{"Ratelimit-Limit": {"50"}, "Ratelimit-Remaining": {"40"}, "Ratelimit-Reset": {"1"}}, clk.t)
 	if b.Limit() != 20 {
 		t.Fatalf("per-second limit raised to %d", b.Limit())
+	}
+}
+
+// TestHeaderNames_Canonical: the names read are net/http's spelling of the
+// API's headers, so that no read canonicalises them.
+func TestHeaderNames_Canonical(t *testing.T) {
+	for api, name := range map[string]string{"RateLimit-Limit": headerRateLimitLimit, "RateLimit-Remaining": headerRateLimitRemaining,
+		"RateLimit-Reset": headerRateLimitReset, "X-Request-ID": headerRequestID} {
+		if c := http.CanonicalHeaderKey(api); c != name {
+			t.Errorf("%s: reads %q, net/http keys it %q", api, name, c)
+		}
+	}
+}
+
+// TestBudget_Wait: waiters refused again and again (several share the
+// budget) are all granted in the end, and a cancelled wait returns ctx's
+// error.
+func TestBudget_Wait(t *testing.T) {
+	bu := NewBudget(200, time.Second, nil)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 3 {
+				if err := bu.Wait(context.Background()); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if u := bu.Usage(); u.Granted != 12 {
+		t.Fatalf("%d grants, want 12", u.Granted)
+	}
+	bu.PauseUntil(time.Now().Add(time.Hour))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := bu.Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait on a cancelled context = %v", err)
 	}
 }

@@ -16,6 +16,11 @@ import (
 type adapter struct {
 	// route returns the path and query of a job's call.
 	route func(j schemas.Job) (string, url.Values)
+	// appendQuery, set for the routes called by the thousand, appends
+	// route's query, encoded, without building the url.Values; path is
+	// then route's (fixed) path.
+	appendQuery func(dst []byte, j schemas.Job) []byte
+	path        string
 	// ping names the provider behind the route for GET /api/{ping}/ping,
 	// and keys its circuit breaker.
 	ping func(j schemas.Job) string
@@ -63,6 +68,21 @@ var adapters = func() map[schemas.Check]adapter {
 	return m
 }()
 
+// appendTarget appends job's path and encoded query (route's) to dst, and
+// returns the path too.
+func (a adapter) appendTarget(dst []byte, j schemas.Job) ([]byte, string) {
+	if a.appendQuery != nil {
+		dst = append(append(dst, a.path...), '?')
+		return a.appendQuery(dst, j), a.path
+	}
+	path, q := a.route(j)
+	dst = append(dst, path...)
+	if q != nil {
+		dst = append(append(dst, '?'), q.Encode()...)
+	}
+	return dst, path
+}
+
 // adapterFor returns the adapter of check, and false for an unknown one.
 func adapterFor(check schemas.Check) (adapter, bool) {
 	a, ok := adapters[check]
@@ -76,6 +96,10 @@ func newAdapter(check schemas.Check) (adapter, bool) {
 		return adapter{
 			route: func(j schemas.Job) (string, url.Values) {
 				return QuotientFamilialPath, QueryQuotientFamilial(j.Recipient, j.Period, j.Identity)
+			},
+			path: QuotientFamilialPath,
+			appendQuery: func(dst []byte, j schemas.Job) []byte {
+				return appendQuotientFamilialQuery(dst, j.Recipient, j.Period, j.Identity)
 			},
 			ping:        func(schemas.Job) string { return QuotientFamilialPing },
 			decode:      decodeQF,
@@ -131,11 +155,89 @@ func newAdapter(check schemas.Check) (adapter, bool) {
 			route: func(j schemas.Job) (string, url.Values) {
 				return r.path, QueryQuotientFamilial(j.Recipient, schemas.Period{}, j.Identity)
 			},
+			path: r.path,
+			appendQuery: func(dst []byte, j schemas.Job) []byte {
+				return appendQuotientFamilialQuery(dst, j.Recipient, schemas.Period{}, j.Identity)
+			},
 			ping:   func(schemas.Job) string { return r.ping },
 			decode: decodeBenefit,
 		}, true
 	}
 	return adapter{}, false
+}
+
+// appendQuotientFamilialQuery appends
+// QueryQuotientFamilial(recipient, period, id).Encode() to dst: the same
+// parameters, escaped alike, in Encode's order (by key).
+func appendQuotientFamilialQuery(dst []byte, recipient string, period schemas.Period, id schemas.Identity) []byte {
+	start := len(dst)
+	param := func(key, value string) { // key is escaped already
+		if len(dst) > start {
+			dst = append(dst, '&')
+		}
+		dst = appendQueryEscape(append(append(dst, key...), '='), value)
+	}
+	number := func(key string, n int) {
+		if len(dst) > start {
+			dst = append(dst, '&')
+		}
+		dst = strconv.AppendInt(append(append(dst, key...), '='), int64(n), 10)
+	}
+	withPeriod := !period.IsZero()
+	birthMonth := id.AnneeNaissance != 0 && id.MoisNaissance != 0
+	byTownName := id.CodeCommuneNaissance == "" && id.NomCommuneNaissance != ""
+	if withPeriod {
+		number("annee", period.Year)
+	}
+	if id.AnneeNaissance != 0 {
+		number("anneeDateNaissance", id.AnneeNaissance)
+	}
+	if id.CodeCommuneNaissance != "" {
+		param("codeCogInseeCommuneNaissance", id.CodeCommuneNaissance)
+	}
+	if byTownName {
+		param("codeCogInseeDepartementNaissance", id.CodeDepartementNaissance)
+	}
+	param("codeCogInseePaysNaissance", id.CodePaysNaissance)
+	if birthMonth && id.JourNaissance != 0 {
+		number("jourDateNaissance", id.JourNaissance)
+	}
+	if withPeriod {
+		number("mois", period.Month)
+	}
+	if birthMonth {
+		number("moisDateNaissance", id.MoisNaissance)
+	}
+	if byTownName {
+		param("nomCommuneNaissance", id.NomCommuneNaissance)
+	}
+	param("nomNaissance", id.NomNaissance)
+	if id.NomUsage != "" {
+		param("nomUsage", id.NomUsage)
+	}
+	for _, p := range id.Prenoms {
+		param("prenoms%5B%5D", p)
+	}
+	param("recipient", recipient)
+	param("sexeEtatCivil", id.Sexe)
+	return dst
+}
+
+// appendQueryEscape appends url.QueryEscape(s) to dst: unreserved bytes
+// as they are, spaces as '+', any other byte %XX.
+func appendQueryEscape(dst []byte, s string) []byte {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.', c == '~':
+			dst = append(dst, c)
+		case c == ' ':
+			dst = append(dst, '+')
+		default:
+			dst = append(dst, '%', hex[c>>4], hex[c&15])
+		}
+	}
+	return dst
 }
 
 // civilityQuery is the identity pivot of the CNOUS and MESRI routes: as
@@ -162,9 +264,9 @@ func decodeQF(data json.RawMessage, _ time.Time, o *Outcome) bool {
 			AnneeCalcul *int32 `json:"annee_calcul"`
 			MoisCalcul  *int32 `json:"mois_calcul"`
 		} `json:"quotient_familial"`
-		Enfants []json.RawMessage `json:"enfants"`
+		Enfants []json.RawMessage `json:"enfants"` // counted only
 	}
-	if json.Unmarshal(data, &d) != nil || d.QuotientFamilial == nil {
+	if unmarshalShared(data, &d) != nil || d.QuotientFamilial == nil {
 		return false
 	}
 	qf := d.QuotientFamilial

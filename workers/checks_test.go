@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,4 +132,64 @@ func TestScalar(t *testing.T) {
 			t.Errorf("scalar(%s) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
+}
+
+// queryCases are identities and periods whose query has every optional
+// part, and bytes that need escaping.
+var queryCases = []struct {
+	period schemas.Period
+	id     schemas.Identity
+}{
+	{schemas.Period{}, lefebvre},
+	{schemas.Period{Year: 2026, Month: 9}, schemas.Identity{NomNaissance: "BERNARD", NomUsage: "DURAND", Prenoms: []string{"ELODIE"}, Sexe: "F",
+		AnneeNaissance: 1990, MoisNaissance: 3, CodePaysNaissance: "99100", NomCommuneNaissance: "Sedan", CodeDepartementNaissance: "08"}},
+	{schemas.Period{Year: 2026}, schemas.Identity{NomNaissance: "D'ARTAGNAN & fils", Prenoms: []string{"Jean Marie", "Zoë+1", "a/b?c=d#e~_.-", ""},
+		AnneeNaissance: 2001, JourNaissance: 4, CodePaysNaissance: "99350", NomCommuneNaissance: "Saint-Étienne"}},
+	{schemas.Period{Month: -1}, schemas.Identity{AnneeNaissance: -3, MoisNaissance: 14, JourNaissance: -2, Sexe: "\x00\xff%", CodeCommuneNaissance: "2A004",
+		NomCommuneNaissance: "ignored", CodeDepartementNaissance: "ignored"}},
+	{schemas.Period{}, schemas.Identity{}},
+}
+
+// TestAppendTarget_SameAsRoute: the routes that build their query without
+// url.Values build the same URL as route and Encode.
+func TestAppendTarget_SameAsRoute(t *testing.T) {
+	for _, c := range schemas.Checks {
+		a, ok := adapterFor(c)
+		if !ok {
+			t.Fatalf("no adapter for %s", c)
+		}
+		for i, tc := range queryCases {
+			job := schemas.Job{Check: c, Recipient: "13002526500013", Period: tc.period, Identity: tc.id}
+			path, q := a.route(job)
+			got, gotPath := a.appendTarget([]byte("http://api.test"), job)
+			if want := "http://api.test" + path + "?" + q.Encode(); string(got) != want || gotPath != path {
+				t.Errorf("%s, case %d: %s %s\nwant %s", c, i, gotPath, got, want)
+			}
+		}
+	}
+}
+
+// FuzzQuotientFamilialQuery: whatever the identity, the QF query built
+// without url.Values is the one url.Values encodes.
+func FuzzQuotientFamilialQuery(f *testing.F) {
+	for _, tc := range queryCases {
+		id := tc.id
+		f.Add(tc.period.Year, tc.period.Month, id.NomNaissance, id.NomUsage, strings.Join(id.Prenoms, "|"), id.AnneeNaissance, id.MoisNaissance,
+			id.JourNaissance, id.CodeCommuneNaissance, id.NomCommuneNaissance)
+	}
+	f.Fuzz(func(t *testing.T, year, month int, nom, usage, prenoms string, y, m, d int, commune, townName string) {
+		id := schemas.Identity{NomNaissance: nom, NomUsage: usage, Sexe: usage, AnneeNaissance: y, MoisNaissance: m, JourNaissance: d,
+			CodePaysNaissance: prenoms, CodeCommuneNaissance: commune, NomCommuneNaissance: townName, CodeDepartementNaissance: nom}
+		if prenoms != "" {
+			id.Prenoms = strings.Split(prenoms, "|")
+		}
+		period := schemas.Period{Year: year, Month: month}
+		want := QueryQuotientFamilial(townName, period, id).Encode()
+		if got := appendQuotientFamilialQuery([]byte("x?"), townName, period, id); string(got) != "x?"+want {
+			t.Fatalf("query %s\nwant     x?%s", got, want)
+		}
+		if got := string(appendQueryEscape(nil, nom)); got != url.QueryEscape(nom) {
+			t.Fatalf("escape %q = %s, want %s", nom, got, url.QueryEscape(nom))
+		}
+	})
 }

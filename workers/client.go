@@ -44,26 +44,57 @@ type Client struct {
 
 	once sync.Once
 	hc   *http.Client
+	// accept and defaultUA are header values every request shares (no
+	// request changes its headers' values).
+	accept, defaultUA []string
+	bufs              sync.Pool // of *buffer
+}
+
+// setup builds what the zero value leaves to defaults; once.
+func (c *Client) setup() {
+	c.hc = c.HTTP
+	if c.hc == nil {
+		c.hc = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          256,
+			MaxIdleConnsPerHost:   256,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   5 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		}}
+	}
+	c.accept = []string{"application/json"}
+	c.defaultUA = []string{"apbatch"}
 }
 
 // httpClient returns HTTP, or the default client built once.
 func (c *Client) httpClient() *http.Client {
-	c.once.Do(func() {
-		c.hc = c.HTTP
-		if c.hc == nil {
-			c.hc = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
-				Proxy:                 http.ProxyFromEnvironment,
-				DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-				ForceAttemptHTTP2:     true,
-				MaxIdleConns:          256,
-				MaxIdleConnsPerHost:   256,
-				IdleConnTimeout:       90 * time.Second,
-				TLSHandshakeTimeout:   5 * time.Second,
-				ExpectContinueTimeout: time.Second,
-			}}
-		}
-	})
+	c.once.Do(c.setup)
 	return c.hc
+}
+
+// buffer holds a call's bytes: its URL, then its answer.
+type buffer struct{ b []byte }
+
+// maxPooledBuffer is the largest buffer kept for another call; a rare
+// large answer does not stay in memory.
+const maxPooledBuffer = 64 << 10
+
+// buffer returns a buffer for one call; give it back with release once
+// nothing refers to its bytes.
+func (c *Client) buffer() *buffer {
+	if b, ok := c.bufs.Get().(*buffer); ok {
+		return b
+	}
+	return &buffer{b: make([]byte, 0, 2048)}
+}
+
+func (c *Client) release(b *buffer) {
+	if cap(b.b) <= maxPooledBuffer {
+		c.bufs.Put(b)
+	}
 }
 
 // QuotientFamilial is the data of a 200 answer of the QF route.
@@ -151,12 +182,28 @@ func (c *Client) QuotientFamilial(ctx context.Context, token, recipient string, 
 // and unknown checks; its text never holds the URL's query (names, birth
 // dates).
 func (c *Client) Call(ctx context.Context, token string, job schemas.Job) (Outcome, error) {
+	return c.call(ctx, bearer(token), job)
+}
+
+// authorization is a token's Authorization header value. The pool builds
+// it once per token rather than once per call (a token is a kilobyte or
+// two).
+type authorization []string
+
+// bearer returns token's Authorization header value.
+func bearer(token string) authorization { return authorization{"Bearer " + token} }
+
+// call is Call with the token's header value built.
+func (c *Client) call(ctx context.Context, auth authorization, job schemas.Job) (Outcome, error) {
 	a, ok := adapterFor(job.Check)
 	if !ok {
 		return Outcome{}, fmt.Errorf("workers: unknown check %q", job.Check)
 	}
-	path, q := a.route(job)
-	req, err := c.newRequest(ctx, token, path, q)
+	buf := c.buffer()
+	defer c.release(buf)
+	var path string
+	buf.b, path = a.appendTarget(c.appendBase(buf.b[:0]), job)
+	req, err := c.newRequest(ctx, auth, path, string(buf.b))
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -165,39 +212,64 @@ func (c *Client) Call(ctx context.Context, token string, job schemas.Job) (Outco
 		return Outcome{Route: path}, transportError(path, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	buf.b, err = appendBody(buf.b[:0], resp.Body, maxBody)
 	if err != nil {
 		return Outcome{Route: path}, transportError(path, err)
 	}
-	o := classify(resp.StatusCode, resp.Header, body, time.Now(), a.decode)
+	// The outcome does not refer to the buffer: classify copies what it
+	// keeps.
+	o := classify(resp.StatusCode, resp.Header, buf.b, time.Now(), a.decode)
 	o.Route = path
 	return o, nil
 }
 
-// newRequest builds a GET of path with query q (nil for none) on the API,
-// the token in the Authorization header only. Its error never holds the
-// URL.
-func (c *Client) newRequest(ctx context.Context, token, path string, q url.Values) (*http.Request, error) {
+// appendBase appends the API's base URL, without a trailing slash.
+func (c *Client) appendBase(dst []byte) []byte {
 	base := c.BaseURL
 	if base == "" {
 		base = ProductionURL
 	}
-	u := strings.TrimRight(base, "/") + path
-	if q != nil {
-		u += "?" + q.Encode()
-	}
+	return append(dst, strings.TrimRight(base, "/")...)
+}
+
+// newRequest builds a GET of u (the API's base URL, path and query) with
+// auth in the Authorization header: the token travels there only. Its
+// error never holds the URL.
+func (c *Client) newRequest(ctx context.Context, auth authorization, path, u string) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("workers: build request to %s: invalid base URL", path)
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Accept", "application/json")
-	ua := c.UserAgent
-	if ua == "" {
-		ua = "apbatch"
+	c.once.Do(c.setup)
+	ua := c.defaultUA
+	if c.UserAgent != "" {
+		ua = []string{c.UserAgent}
 	}
-	req.Header.Set("User-Agent", ua)
+	// Canonical keys, set as Header.Set would.
+	req.Header["Authorization"] = auth
+	req.Header["Accept"] = c.accept
+	req.Header["User-Agent"] = ua
 	return req, nil
+}
+
+// appendBody appends what r yields to dst, up to limit bytes (the rest is
+// left unread), as io.ReadAll of an io.LimitReader would read it.
+func appendBody(dst []byte, r io.Reader, limit int) ([]byte, error) {
+	start := len(dst)
+	for len(dst)-start < limit {
+		if len(dst) == cap(dst) {
+			dst = append(dst, 0)[:len(dst)] // grow
+		}
+		n, err := r.Read(dst[len(dst):min(cap(dst), start+limit)])
+		dst = dst[:len(dst)+n]
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
+	return dst, nil
 }
 
 // transportError describes a failed exchange without the request URL, which
@@ -219,6 +291,24 @@ func transportError(path string, err error) error {
 		return fmt.Errorf("workers: call %s: %s: %w", path, oe.Op, ErrTransport)
 	}
 	return fmt.Errorf("workers: call %s: connection failed: %w", path, ErrTransport)
+}
+
+// headerRequestID is X-Request-ID as net/http keys it, so that reading it
+// does not canonicalise the name again (an allocation per call).
+const headerRequestID = "X-Request-Id"
+
+// errTrailing is unmarshalShared's error for bytes after the JSON value.
+var errTrailing = errors.New("workers: data after the JSON value")
+
+// unmarshalShared is json.Unmarshal (same values, same failures), except
+// that the json.RawMessage values it fills share raw's bytes instead of
+// copying them: for raw members read while raw is unchanged.
+func unmarshalShared(raw []byte, v any) error {
+	rest, err := json.Parse(raw, v, json.DontCopyRawMessage)
+	if len(rest) != 0 && err == nil {
+		err = errTrailing
+	}
+	return err
 }
 
 // ErrTransport marks a call that got no HTTP answer.
@@ -244,9 +334,10 @@ type body struct {
 // classify turns an answer into an Outcome (status first, then the last
 // three digits of the error code, whose provider prefix varies).
 func classify(status int, h http.Header, raw []byte, now time.Time, decode func(json.RawMessage, time.Time, *Outcome) bool) Outcome {
-	o := Outcome{HTTPStatus: status, RequestID: h.Get("X-Request-ID"), Header: h}
+	o := Outcome{HTTPStatus: status, RequestID: h.Get(headerRequestID), Header: h}
 	var b body
-	jsonErr := json.Unmarshal(raw, &b)
+	// The raw members (data, retry_in) are read before raw is.
+	jsonErr := unmarshalShared(raw, &b)
 	// A 200 answers with its data: an errors member beside it (no route
 	// sends one) must not give an ok result an error code.
 	if status != http.StatusOK && len(b.Errors) > 0 {

@@ -1,7 +1,11 @@
 package workers
 
 import (
+	"bytes"
 	"context"
+	stdjson "encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -12,6 +16,7 @@ import (
 	"time"
 
 	"github.com/apbatch/apbatch/schemas"
+	"github.com/apbatch/apbatch/workers/sandbox"
 )
 
 var lefebvre = schemas.Identity{
@@ -131,6 +136,199 @@ func TestClient_TransportErrorHidesQueryAndToken(t *testing.T) {
 	for _, leak := range []string{"secret-token", "LEFEBVRE", "ALEXIS", "1982", "08480", "nomNaissance", "?"} {
 		if strings.Contains(err.Error(), leak) {
 			t.Fatalf("error %q contains %q", err, leak)
+		}
+	}
+}
+
+// qfAnswer is a 200 answer of the QF route as the API sends it: the
+// nominal body of the catalogue, compacted, with one child, and the headers
+// every answer carries.
+type qfAnswer struct {
+	body   []byte
+	header http.Header
+}
+
+func newQFAnswer(tb testing.TB) qfAnswer {
+	tb.Helper()
+	raw, err := os.ReadFile("testdata/qf-200-nominal.json")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var compact bytes.Buffer
+	if err := stdjson.Compact(&compact, raw); err != nil {
+		tb.Fatal(err)
+	}
+	body := bytes.Replace(compact.Bytes(), []byte(`"enfants":[]`),
+		[]byte(`"enfants":[{"nom_naissance":"LEFEBVRE","nom_usage":null,"prenoms":"LOUISE","date_naissance":"2012-03-04","sexe":"F"}]`), 1)
+	return qfAnswer{body: body, header: http.Header{
+		"Content-Type":        {"application/json; charset=utf-8"},
+		"X-Request-Id":        {"6f1c2b9e-3d4a-4c8e-9b7f-2a5d8e1c0f43"},
+		"Ratelimit-Limit":     {"20"},
+		"Ratelimit-Remaining": {"19"},
+		"Ratelimit-Reset":     {"1"},
+		"X-Response-Cached":   {"false"},
+	}}
+}
+
+// ServeHTTP answers any request with the fixed answer.
+func (a qfAnswer) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	for k, v := range a.header {
+		w.Header()[k] = v
+	}
+	w.Write(a.body)
+}
+
+// RoundTrip answers in memory, as a transport would after reading the
+// answer off the wire (a header map and a body of its own).
+func (a qfAnswer) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: a.header.Clone(), Body: io.NopCloser(bytes.NewReader(a.body)), ContentLength: int64(len(a.body)), Request: r}, nil
+}
+
+// benchToken is a token as long as the API's (a signed JWT with every
+// scope).
+func benchToken(tb testing.TB) string {
+	tb.Helper()
+	tok, err := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(time.Hour))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tok
+}
+
+// BenchmarkClient_CallQF measures one QF call on loopback, net/http's own
+// work included.
+func BenchmarkClient_CallQF(b *testing.B) {
+	srv := httptest.NewServer(newQFAnswer(b))
+	defer srv.Close()
+	c := &Client{BaseURL: srv.URL}
+	tok := benchToken(b)
+	job := schemas.Job{Check: schemas.CheckQuotientFamilial, Recipient: "13002526500013", Identity: lefebvre}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		o, err := c.Call(ctx, tok, job)
+		if err != nil || o.Status != schemas.StatusOK || o.QF == nil || o.QF.Enfants != 1 {
+			b.Fatalf("outcome %+v, error %v", o, err)
+		}
+	}
+}
+
+// BenchmarkClient_CallQFInMemory measures the client alone: the answer
+// comes from memory rather than over a connection.
+func BenchmarkClient_CallQFInMemory(b *testing.B) {
+	c := &Client{BaseURL: "http://api.test", HTTP: &http.Client{Transport: newQFAnswer(b)}}
+	tok := benchToken(b)
+	job := schemas.Job{Check: schemas.CheckQuotientFamilial, Recipient: "13002526500013", Identity: lefebvre}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		o, err := c.Call(ctx, tok, job)
+		if err != nil || o.Status != schemas.StatusOK || o.QF == nil || o.QF.Enfants != 1 {
+			b.Fatalf("outcome %+v, error %v", o, err)
+		}
+	}
+}
+
+// TestClient_Request: what goes on the wire is the GET of route's path
+// and encoded query, with the token in the Authorization header only and
+// the JSON and user-agent headers.
+func TestClient_Request(t *testing.T) {
+	for _, ua := range []string{"", "apbatch-test/1"} {
+		var got *http.Request
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got = r.Clone(context.Background())
+			w.WriteHeader(http.StatusNotFound)
+		}))
+		c := &Client{BaseURL: srv.URL + "/", UserAgent: ua}
+		job := schemas.Job{Check: schemas.CheckQuotientFamilial, Recipient: "13002526500013", Period: schemas.Period{Year: 2026, Month: 9}, Identity: lefebvre}
+		for range 2 { // the second call reuses the first's buffers
+			if _, err := c.Call(context.Background(), "tok", job); err != nil {
+				t.Fatal(err)
+			}
+			q := QueryQuotientFamilial(job.Recipient, job.Period, job.Identity)
+			wantUA := ua
+			if wantUA == "" {
+				wantUA = "apbatch"
+			}
+			if want := QuotientFamilialPath + "?" + q.Encode(); got.Method != http.MethodGet || got.RequestURI != want {
+				t.Errorf("%s %s\nwant GET %s", got.Method, got.RequestURI, want)
+			}
+			if got.Header.Get("Authorization") != "Bearer tok" || got.Header.Get("Accept") != "application/json" || got.Header.Get("User-Agent") != wantUA {
+				t.Errorf("headers %v", got.Header)
+			}
+		}
+		srv.Close()
+	}
+}
+
+// TestClient_OutcomeOwnsItsText: an outcome keeps its texts when the
+// client reads the next answer into the same buffer.
+func TestClient_OutcomeOwnsItsText(t *testing.T) {
+	answers := []string{
+		`{"errors":[{"code":"37999","title":"Erreur du fournisseur","detail":"Le fournisseur a répondu une erreur.","meta":{"provider":"CNAF","retry_in":30}}]}`,
+		`{"errors":[{"code":"00000","title":"xxxxxxxxxxxxxxxxxxxxxx","detail":"yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy","meta":{"provider":"ZZZZ","retry_in":99}}]}`,
+	}
+	n := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+		w.Write([]byte(answers[n%2]))
+		n++
+	}))
+	defer srv.Close()
+	c := &Client{BaseURL: srv.URL}
+	job := schemas.Job{Check: schemas.CheckQuotientFamilial, Recipient: "13002526500013", Identity: lefebvre}
+	first, err := c.Call(context.Background(), "tok", job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := first
+	want.Code, want.Message, want.Provider = strings.Clone(first.Code), strings.Clone(first.Message), strings.Clone(first.Provider)
+	for range 3 {
+		if _, err := c.Call(context.Background(), "tok", job); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if first.Code != "37999" || first.Provider != "CNAF" || first.Code != want.Code || first.Message != want.Message || first.Provider != want.Provider {
+		t.Fatalf("first outcome changed: %+v", first)
+	}
+}
+
+// oneByteReader yields its text a byte at a time, then err.
+type oneByteReader struct {
+	text string
+	err  error
+}
+
+func (r *oneByteReader) Read(p []byte) (int, error) {
+	if r.text == "" {
+		return 0, r.err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	p[0] = r.text[0]
+	r.text = r.text[1:]
+	return 1, nil
+}
+
+func TestAppendBody_AsReadAll(t *testing.T) {
+	broken := errors.New("connection reset")
+	for _, tc := range []struct {
+		text  string
+		err   error
+		limit int
+	}{
+		{"", io.EOF, 10}, {"abc", io.EOF, 10}, {"abcdef", io.EOF, 3}, {"abc", io.EOF, 3},
+		{"abc", broken, 10}, {"abcdef", broken, 3}, {strings.Repeat("x", 5000), io.EOF, 4097},
+	} {
+		want, wantErr := io.ReadAll(io.LimitReader(&oneByteReader{tc.text, tc.err}, int64(tc.limit)))
+		for _, dst := range [][]byte{nil, make([]byte, 0, 2), []byte("kept")} {
+			prefix := string(dst)
+			got, err := appendBody(dst, &oneByteReader{tc.text, tc.err}, tc.limit)
+			if string(got) != prefix+string(want) || err != wantErr {
+				t.Errorf("%q (%v), limit %d: %q, %v; want %q, %v", tc.text, tc.err, tc.limit, got, err, prefix+string(want), wantErr)
+			}
 		}
 	}
 }

@@ -125,11 +125,17 @@ type Pool struct {
 
 	mu       sync.Mutex
 	breakers map[string]*Breaker
-	inFlight map[string]chan struct{} // token+lookup → closed when done
-	budgets  map[[32]byte]*Budget
-	ipBudget *Budget
-	calls    int64
-	progress progress
+	inFlight map[flightKey]chan struct{} // closed when done
+	tokens   map[tokenKey]*tokenState
+	// tenantKeys holds the key of each tenant's token, and the token it
+	// is the key of, so that a job finds it without hashing.
+	tenantKeys map[string]tenantKey
+	ipBudget   *Budget
+	calls      int64
+	progress   progress
+
+	idHashOnce sync.Once
+	idHash     *schemas.IdentityHasher
 }
 
 // Calls returns how many provider calls the pool has made.
@@ -146,27 +152,106 @@ func (p *Pool) now() time.Time {
 	return time.Now()
 }
 
-// budget returns the budget of token, keyed by a hash so the token itself is
-// not kept as a map key. tenant, whose job asks, labels its metrics.
-func (p *Pool) budget(token, tenant string) *Budget {
-	k := sha256.Sum256([]byte(token))
+// tokenKey is a token's SHA-256. The pool keys what it keeps per token by
+// it, so that the token itself is not kept as a map key.
+type tokenKey [sha256.Size]byte
+
+// keyOfToken returns token's key. It hashes the token through a small
+// buffer rather than converting it whole to bytes: a token is a kilobyte
+// or two, and every job hashes one.
+func keyOfToken(token string) tokenKey {
+	h := sha256.New()
+	var chunk [128]byte
+	for token != "" {
+		n := copy(chunk[:], token)
+		h.Write(chunk[:n])
+		token = token[n:]
+	}
+	var k tokenKey
+	h.Sum(k[:0])
+	return k
+}
+
+// tenantKey is the key of a tenant's token.
+type tenantKey struct {
+	token string
+	key   tokenKey
+}
+
+// keyOf returns the key of tenant's token, hashing the token only when it
+// is not the one last hashed for tenant.
+func (p *Pool) keyOf(tenant, token string) tokenKey {
+	p.mu.Lock()
+	tk, ok := p.tenantKeys[tenant]
+	p.mu.Unlock()
+	if ok && tk.token == token {
+		return tk.key
+	}
+	tk = tenantKey{token: token, key: keyOfToken(token)}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.budgets == nil {
-		p.budgets = make(map[[32]byte]*Budget)
+	if p.tenantKeys == nil {
+		p.tenantKeys = make(map[string]tenantKey)
 	}
-	b, ok := p.budgets[k]
+	p.tenantKeys[tenant] = tk
+	return tk.key
+}
+
+// tokenState is what the pool keeps per token.
+type tokenState struct {
+	budget *Budget
+	// auth is the token's Authorization header value, built once.
+	auth authorization
+}
+
+// tokenState returns the state of token, whose key is key, made at its
+// first use. tenant, whose job asks, labels its budget's metrics.
+func (p *Pool) tokenState(key tokenKey, token, tenant string) *tokenState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tokens == nil {
+		p.tokens = make(map[tokenKey]*tokenState)
+	}
+	ts, ok := p.tokens[key]
 	if !ok {
-		b = NewBudget(p.share(p.Limit, 20), time.Second, p.Now)
+		b := NewBudget(p.share(p.Limit, 20), time.Second, p.Now)
 		// The token may have been used at full rate until now by the
 		// replica that ran its jobs before a rebalance, or by this
 		// process before a restart: its first second is left to them.
 		b.PauseUntil(p.now().Add(time.Second + time.Second/100))
-		p.budgets[k] = b
+		ts = &tokenState{budget: b, auth: bearer(token)}
+		p.tokens[key] = ts
 		p.Metrics.watchBudget(budgetToken, tenant, b)
 	}
-	return b
+	return ts
 }
+
+// identityHMAC returns the audit trail's hash of id (keyed by AuditKey).
+func (p *Pool) identityHMAC(id schemas.Identity) string {
+	p.idHashOnce.Do(func() { p.idHash = schemas.NewIdentityHasher(p.AuditKey) })
+	return p.idHash.Sum(id)
+}
+
+// jobLog is a job's logger: the pool's, whose entries are tagged with the
+// job's batch, tenant and check as a child logger's would be (the same
+// bytes), but only when something is logged, which most jobs do not.
+type jobLog struct {
+	log                  *zerolog.Logger
+	batch, tenant, check string
+}
+
+func newJobLog(log *zerolog.Logger, job *schemas.Job) jobLog {
+	return jobLog{log: log, batch: job.BatchID, tenant: job.Tenant, check: string(job.Check)}
+}
+
+// tag adds the job's fields to e (nil when its level is off).
+func (l jobLog) tag(e *zerolog.Event) *zerolog.Event {
+	return e.Str("batch_id", l.batch).Str("tenant", l.tenant).Str("check", l.check)
+}
+
+func (l jobLog) Error() *zerolog.Event { return l.tag(l.log.Error()) }
+func (l jobLog) Info() *zerolog.Event  { return l.tag(l.log.Info()) }
+func (l jobLog) Debug() *zerolog.Event { return l.tag(l.log.Debug()) }
 
 // share applies Share to limit (def when limit is 0); at least 1.
 func (p *Pool) share(limit, def int) int {
@@ -411,7 +496,7 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 		log.Error().Err(err).Int("partition", m.Partition).Int64("offset", m.Offset).Msg("job message dropped")
 		return nil
 	}
-	jlog := log.With().Str("batch_id", job.BatchID).Str("tenant", job.Tenant).Str("check", string(job.Check)).Logger()
+	jlog := newJobLog(&log, &job)
 	var (
 		res   schemas.Result
 		calls []schemas.CallRecord
@@ -457,6 +542,7 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 		return err
 	}
 	msgs := make([]kafkago.Message, 0, len(job.Rows))
+	key := []byte(job.BatchID) // the messages share it: the writer only reads keys
 	for i, row := range job.Rows {
 		r := res
 		r.RowNumber = row.Number
@@ -466,7 +552,7 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 		if err != nil {
 			return fmt.Errorf("work: encode result: %w", err)
 		}
-		msgs = append(msgs, kafkago.Message{Key: []byte(job.BatchID), Value: v})
+		msgs = append(msgs, kafkago.Message{Key: key, Value: v})
 	}
 	if err := p.Results.WriteMessages(ctx, msgs...); err != nil {
 		if aerr := waitAudit(); aerr != nil {
@@ -485,7 +571,7 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 // opened (no keyring, a key not in it, an altered message) is answered
 // without a call: the returned result template says why, so that its rows
 // are not lost. The error is transient (a KMS out of reach).
-func (p *Pool) open(ctx context.Context, log zerolog.Logger, job *schemas.Job) (*schemas.Result, error) {
+func (p *Pool) open(ctx context.Context, log jobLog, job *schemas.Job) (*schemas.Result, error) {
 	if job.Sealed == nil {
 		return nil, nil
 	}
@@ -516,7 +602,7 @@ func (p *Pool) open(ctx context.Context, log zerolog.Logger, job *schemas.Job) (
 // call runs the job's lookup with retries and returns the result template
 // (row fields unset) and the record of every call made. The error is the
 // ban guard's or the schedule's.
-func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job, js *jobSlots) (res schemas.Result, calls []schemas.CallRecord, err error) {
+func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlots) (res schemas.Result, calls []schemas.CallRecord, err error) {
 	res = schemas.Result{
 		Version: schemas.ResultVersion, BatchID: job.BatchID, Tenant: job.Tenant, Campaign: job.Campaign,
 		Check: job.Check,
@@ -532,7 +618,8 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job, js
 	}
 	// The API refuses an identical request while one is running (409
 	// 00015): identical lookups of one token wait for each other.
-	release, err := p.acquire(ctx, token, job.LookupID)
+	key := p.keyOf(job.Tenant, token)
+	release, err := p.acquire(ctx, key, job.LookupID)
 	if err != nil {
 		return res, calls, nil
 	}
@@ -545,11 +632,13 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job, js
 		res.CheckedAt = p.now().UTC()
 		return res, calls, nil
 	}
-	budget, ip, breaker := p.budget(token, job.Tenant), p.egress(), p.breaker(a.ping(job))
+	ts := p.tokenState(key, token, job.Tenant)
+	budget, ip, breaker := ts.budget, p.egress(), p.breaker(a.ping(job))
 	var (
 		out      Outcome
 		attempts int32
-		tries    int // attempts that count against the retry policy
+		tries    int    // attempts that count against the retry policy
+		idHMAC   string // the identity's audit hash, computed once
 	)
 	for {
 		if breaker.Open() {
@@ -603,7 +692,7 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job, js
 		p.mu.Unlock()
 		var cerr error
 		sent := p.now()
-		out, cerr = p.Client.Call(ctx, token, job)
+		out, cerr = p.Client.call(ctx, ts.auth, job)
 		latency := p.now().Sub(sent)
 		if p.OnCall != nil {
 			p.OnCall(job.Check, latency, out.HTTPStatus)
@@ -613,10 +702,13 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job, js
 			p.Metrics.observeCall(job.Check, out.Route, out.HTTPStatus, latency)
 		}
 		if p.Audit != nil && ctx.Err() == nil {
+			if idHMAC == "" {
+				idHMAC = p.identityHMAC(job.Identity)
+			}
 			calls = append(calls, schemas.CallRecord{At: sent, Tenant: job.Tenant, BatchID: job.BatchID,
 				RowNumber: job.Rows[0].Number, Rows: len(job.Rows), Check: string(job.Check), Route: out.Route,
 				HTTPStatus: out.HTTPStatus, ErrorCode: out.Code, RequestID: out.RequestID, LatencyMS: latency.Milliseconds(),
-				Attempt: int(attempts), IdentityHMAC: schemas.IdentityHMAC(p.AuditKey, job.Identity)})
+				Attempt: int(attempts), IdentityHMAC: idHMAC})
 		}
 		if ctx.Err() != nil {
 			return res, calls, nil
@@ -689,15 +781,21 @@ func (p *Pool) call(ctx context.Context, log zerolog.Logger, job schemas.Job, js
 	return res, calls, nil
 }
 
-// acquire waits until no identical lookup of token is in flight, then
-// marks this one; release unmarks it. The error is ctx's.
-func (p *Pool) acquire(ctx context.Context, token, lookup string) (func(), error) {
-	h := sha256.Sum256([]byte(token))
-	key := string(h[:8]) + lookup
+// flightKey is a lookup of one token.
+type flightKey struct {
+	token  tokenKey
+	lookup string
+}
+
+// acquire waits until no identical lookup of the token whose key is token
+// is in flight, then marks this one; release unmarks it. The error is
+// ctx's.
+func (p *Pool) acquire(ctx context.Context, token tokenKey, lookup string) (func(), error) {
+	key := flightKey{token, lookup}
 	for {
 		p.mu.Lock()
 		if p.inFlight == nil {
-			p.inFlight = make(map[string]chan struct{})
+			p.inFlight = make(map[flightKey]chan struct{})
 		}
 		busy, ok := p.inFlight[key]
 		if !ok {

@@ -3,6 +3,7 @@ package workers
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -255,18 +256,18 @@ func TestPool_BanGuardStopsCalling(t *testing.T) {
 func TestPool_AcquireSerialisesIdenticalLookups(t *testing.T) {
 	p := &Pool{}
 	ctx := context.Background()
-	release, err := p.acquire(ctx, "tok", "lookup-1")
+	release, err := p.acquire(ctx, keyOfToken("tok"), "lookup-1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := p.acquire(ctx, "tok2", "lookup-1") // another token: independent
+	other, err := p.acquire(ctx, keyOfToken("tok2"), "lookup-1") // another token: independent
 	if err != nil {
 		t.Fatal(err)
 	}
 	other()
 	got := make(chan struct{})
 	go func() {
-		r, _ := p.acquire(ctx, "tok", "lookup-1")
+		r, _ := p.acquire(ctx, keyOfToken("tok"), "lookup-1")
 		close(got)
 		r()
 	}()
@@ -278,9 +279,9 @@ func TestPool_AcquireSerialisesIdenticalLookups(t *testing.T) {
 	release()
 	<-got
 	cctx, cancel := context.WithCancel(ctx)
-	r, _ := p.acquire(ctx, "tok", "lookup-1")
+	r, _ := p.acquire(ctx, keyOfToken("tok"), "lookup-1")
 	cancel()
-	if _, err := p.acquire(cctx, "tok", "lookup-1"); err == nil {
+	if _, err := p.acquire(cctx, keyOfToken("tok"), "lookup-1"); err == nil {
 		t.Fatal("acquire ignored a cancelled context")
 	}
 	r()
@@ -514,5 +515,150 @@ func waitResults(t *testing.T, fr *fakeResults, n int) {
 			t.Fatalf("%d of %d rows answered", got, n)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// discardResults is a ResultWriter that keeps nothing.
+type discardResults struct{}
+
+func (discardResults) WriteMessages(context.Context, ...kafkago.Message) error { return nil }
+
+// discardAudit is an AuditLog that keeps nothing.
+type discardAudit struct{}
+
+func (discardAudit) RecordCalls(context.Context, []schemas.CallRecord) error { return nil }
+
+// steppingClock returns a clock that moves step forward at every reading,
+// so that no budget ever makes a benchmark wait.
+func steppingClock(step time.Duration) func() time.Time {
+	var mu sync.Mutex
+	t := time.Now()
+	return func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		t = t.Add(step)
+		return t
+	}
+}
+
+// BenchmarkPool_ProcessQF measures the worker's whole per-job path for a
+// QF job of two rows answered 200 (decode, token, in-flight mark, budgets,
+// call, audit record, results), the API's answer coming from memory.
+func BenchmarkPool_ProcessQF(b *testing.B) {
+	tok := benchToken(b)
+	p := &Pool{Results: discardResults{}, Client: &Client{BaseURL: "http://api.test", HTTP: &http.Client{Transport: newQFAnswer(b)}},
+		Tokens: func(string) (string, error) { return tok, nil }, Log: zerolog.Nop(), IPLimit: -1,
+		Audit: discardAudit{}, AuditKey: []byte("0123456789abcdef0123456789abcdef"), Now: steppingClock(time.Second)}
+	job := schemas.Job{Version: schemas.JobVersion, BatchID: "0f8e7d6c-5b4a-4938-8271-605f4e3d2c1b", Tenant: "sedan", Campaign: "2026-09",
+		Check: schemas.CheckQuotientFamilial, LookupID: schemas.LookupID(schemas.CheckQuotientFamilial, schemas.Period{}, lefebvre),
+		Recipient: "13002526500013", Identity: lefebvre, Rows: []schemas.RowRef{{Number: 12, Reference: "R12"}, {Number: 40, Reference: "R40"}}}
+	v, err := json.Marshal(job)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := kafkago.Message{Topic: schemas.TopicJobs, Key: []byte(job.Tenant), Value: v}
+	ctx := context.Background()
+	log := zerolog.Nop()
+	if err := p.process(ctx, log, m, &jobSlots{}); err != nil { // the token's budget is made
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.process(ctx, log, m, &jobSlots{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if p.Calls() < 2 {
+		b.Fatalf("%d calls", p.Calls())
+	}
+}
+
+func TestKeyOfToken(t *testing.T) {
+	for _, tok := range []string{"", "tok", strings.Repeat("x", 127), strings.Repeat("y", 128), strings.Repeat("z", 1500)} {
+		if keyOfToken(tok) != sha256.Sum256([]byte(tok)) {
+			t.Errorf("key of a %d-byte token is not its SHA-256", len(tok))
+		}
+	}
+}
+
+// TestJobLog_AsChildLogger: a job's entries are those a child logger with
+// the job's fields would write, byte for byte.
+func TestJobLog_AsChildLogger(t *testing.T) {
+	job := schemas.Job{BatchID: "b1", Tenant: "sedan", Check: schemas.CheckQuotientFamilial}
+	for _, level := range []zerolog.Level{zerolog.DebugLevel, zerolog.InfoLevel, zerolog.ErrorLevel} {
+		var want, got bytes.Buffer
+		child := zerolog.New(&want).Level(level).With().Str("component", "work").Logger().
+			With().Str("batch_id", job.BatchID).Str("tenant", job.Tenant).Str("check", string(job.Check)).Logger()
+		base := zerolog.New(&got).Level(level).With().Str("component", "work").Logger()
+		jl := newJobLog(&base, &job)
+		child.Debug().Int("http_status", 502).Msg("retrying")
+		jl.Debug().Int("http_status", 502).Msg("retrying")
+		child.Info().Str("until", "x").Msg("waiting")
+		jl.Info().Str("until", "x").Msg("waiting")
+		child.Error().Err(errors.New("boom")).Msg("no token for tenant")
+		jl.Error().Err(errors.New("boom")).Msg("no token for tenant")
+		if got.String() != want.String() {
+			t.Errorf("level %s:\n%s\nwant\n%s", level, got.String(), want.String())
+		}
+	}
+}
+
+// recordingAudit keeps the records it is given.
+type recordingAudit struct {
+	mu    sync.Mutex
+	calls []schemas.CallRecord
+}
+
+func (a *recordingAudit) RecordCalls(_ context.Context, calls []schemas.CallRecord) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.calls = append(a.calls, calls...)
+	return nil
+}
+
+// TestPool_AuditHashesEveryAttempt: every attempt's record carries the
+// identity's keyed hash, the one schemas.IdentityHMAC gives.
+func TestPool_AuditHashesEveryAttempt(t *testing.T) {
+	qf := newQFAnswer(t)
+	n := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n++; n == 1 {
+			w.WriteHeader(http.StatusBadGateway)
+			w.Write([]byte(`{"errors":[{"code":"37999","title":"Erreur","meta":{"provider":"CNAF"}}]}`))
+			return
+		}
+		qf.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	audit := &recordingAudit{}
+	key := []byte("audit key")
+	p := &Pool{Results: discardResults{}, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return "tok", nil },
+		Log: zerolog.Nop(), IPLimit: -1, Retry: RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond}, Audit: audit, AuditKey: key,
+		Now: steppingClock(time.Second)}
+	job := schemas.Job{Version: schemas.JobVersion, BatchID: "b1", Tenant: "sedan", Check: schemas.CheckQuotientFamilial, LookupID: "l1",
+		Recipient: "13002526500013", Identity: lefebvre, Rows: []schemas.RowRef{{Number: 1}}}
+	v, _ := json.Marshal(job)
+	if err := p.process(context.Background(), zerolog.Nop(), kafkago.Message{Value: v}, &jobSlots{}); err != nil {
+		t.Fatal(err)
+	}
+	want := schemas.IdentityHMAC(key, lefebvre)
+	if len(audit.calls) != 2 || audit.calls[0].Attempt != 1 || audit.calls[1].Attempt != 2 || audit.calls[1].HTTPStatus != http.StatusOK {
+		t.Fatalf("records %+v", audit.calls)
+	}
+	for _, c := range audit.calls {
+		if c.IdentityHMAC != want {
+			t.Errorf("attempt %d: hash %s, want %s", c.Attempt, c.IdentityHMAC, want)
+		}
+	}
+}
+
+func TestPool_KeyOf(t *testing.T) {
+	p := &Pool{}
+	for _, tc := range []struct{ tenant, token string }{
+		{"sedan", "tok1"}, {"sedan", "tok1"}, {"charleville", "tok1"}, {"sedan", "tok2"}, {"sedan", "tok1"}, {"charleville", "tok3"},
+	} {
+		if got := p.keyOf(tc.tenant, tc.token); got != keyOfToken(tc.token) {
+			t.Errorf("%s, %s: key of another token", tc.tenant, tc.token)
+		}
 	}
 }

@@ -205,7 +205,7 @@ func (e *TokenRefusedError) Error() string {
 // ErrTransport when it gets no answer, and another error for any other
 // answer. It blocks until the answer or ctx's end.
 func (c *Client) Introspect(ctx context.Context, token string) (Introspection, error) {
-	req, err := c.newRequest(ctx, token, IntrospectPath, nil)
+	req, err := c.newRequest(ctx, bearer(token), IntrospectPath, string(c.appendBase(nil))+IntrospectPath)
 	if err != nil {
 		return Introspection{}, err
 	}
