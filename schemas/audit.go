@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 )
 
 // CallRecord is one provider call, as the audit trail keeps it: who asked,
@@ -119,22 +118,4 @@ func (s *identityHash) of(id Identity) string {
 	var text [2 * sha256.Size]byte
 	hex.Encode(text[:], s.sum)
 	return string(text[:])
-}
-
-// appendUpper appends strings.ToUpper(s) to dst, without an intermediate
-// string when s is ASCII.
-func appendUpper(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return append(dst, strings.ToUpper(s)...)
-		}
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
-		}
-		dst = append(dst, c)
-	}
-	return dst
 }

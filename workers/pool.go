@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	json "github.com/segmentio/encoding/json"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/apbatch/apbatch/schemas"
@@ -548,7 +547,7 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 		r.RowNumber = row.Number
 		r.Reference = row.Reference
 		r.Primary = i == 0
-		v, err := json.Marshal(r)
+		v, err := schemas.EncodeResult(&r)
 		if err != nil {
 			return fmt.Errorf("work: encode result: %w", err)
 		}
