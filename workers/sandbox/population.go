@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -371,18 +370,6 @@ func (per Person) answerQF(q map[string][]string, now time.Time) (int, []byte) {
 	if v := first(q, "mois"); v != "" {
 		month, _ = strconv.Atoi(v)
 	}
-	type member struct {
-		NomNaissance string  `json:"nom_naissance"`
-		NomUsage     *string `json:"nom_usage"`
-		Prenoms      string  `json:"prenoms"`
-		DateNaiss    string  `json:"date_naissance"`
-		Sexe         string  `json:"sexe"`
-	}
-	allocs := []member{{NomNaissance: per.NomNaissance, Prenoms: strings.Join(per.Prenoms, " "), DateNaiss: per.Birth.Format("2006-01-02"), Sexe: per.Sexe}}
-	enfants := []member{}
-	for _, c := range per.Children {
-		enfants = append(enfants, member{NomNaissance: per.NomNaissance, Prenoms: c.Prenom, DateNaiss: c.Birth.Format("2006-01-02"), Sexe: c.Sexe})
-	}
 	fournisseur := "CNAF"
 	if per.Outcome == OutcomeMSA {
 		fournisseur = "MSA"
@@ -401,28 +388,63 @@ func (per Person) answerQF(q map[string][]string, now time.Time) (int, []byte) {
 	if per.Sexe == "M" {
 		civ = "Monsieur"
 	}
-	body := map[string]any{
-		"data": map[string]any{
-			"allocataires": allocs,
-			"enfants":      enfants,
-			"adresse": map[string]any{
-				"destinataire": civ + " " + per.NomNaissance + " " + strings.Join(per.Prenoms, " "), "complement_information": nil,
-				"complement_information_geographique": nil, "numero_libelle_voie": "1 RUE DE LA MAIRIE", "lieu_dit": nil,
-				"code_postal_ville": "08000 CHARLEVILLE-MEZIERES", "pays": "FRANCE",
-			},
-			"quotient_familial": map[string]any{
-				"fournisseur": fournisseur, "valeur": valeur, "annee": year, "mois": month,
-				"annee_calcul": now.Year(), "mois_calcul": int(now.Month()),
-			},
-		},
-		"links": map[string]any{},
-		"meta":  map[string]any{},
+	// Keys in sorted order, as json.Marshal writes a map's. The answer
+	// takes about 600 bytes and 110 more per child.
+	b := make([]byte, 0, 640+128*len(per.Children))
+	b = append(b, `{"data":{"adresse":{"code_postal_ville":"08000 CHARLEVILLE-MEZIERES","complement_information":null,`+
+		`"complement_information_geographique":null,"destinataire":"`...)
+	b = append(b, civ...)
+	b = append(b, ' ')
+	b = appendJSONText(b, per.NomNaissance)
+	b = append(b, ' ')
+	b = appendJSONNames(b, per.Prenoms)
+	b = append(b, `","lieu_dit":null,"numero_libelle_voie":"1 RUE DE LA MAIRIE","pays":"FRANCE"},"allocataires":[`...)
+	b = appendQFMember(b, per.NomNaissance, per.Prenoms, per.Birth, per.Sexe)
+	b = append(b, `],"enfants":[`...)
+	for i, c := range per.Children {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendQFMember(b, per.NomNaissance, []string{c.Prenom}, c.Birth, c.Sexe)
 	}
-	b, err := json.Marshal(body)
-	if err != nil {
-		return http.StatusInternalServerError, []byte(`{"errors":[]}`)
+	b = append(b, `],"quotient_familial":{"annee":`...)
+	b = strconv.AppendInt(b, int64(year), 10)
+	b = append(b, `,"annee_calcul":`...)
+	b = strconv.AppendInt(b, int64(now.Year()), 10)
+	b = append(b, `,"fournisseur":"`...)
+	b = append(b, fournisseur...)
+	b = append(b, `","mois":`...)
+	b = strconv.AppendInt(b, int64(month), 10)
+	b = append(b, `,"mois_calcul":`...)
+	b = strconv.AppendInt(b, int64(now.Month()), 10)
+	b = append(b, `,"valeur":`...)
+	b = appendJSONNullableInt(b, valeur)
+	return http.StatusOK, append(b, `}},"links":{},"meta":{}}`...)
+}
+
+// appendQFMember appends one allocataire or enfant of a QF answer, its
+// fields in the order of the API's serializer.
+func appendQFMember(b []byte, nom string, prenoms []string, birth time.Time, sexe string) []byte {
+	b = append(b, `{"nom_naissance":`...)
+	b = appendJSONString(b, nom)
+	b = append(b, `,"nom_usage":null,"prenoms":"`...)
+	b = appendJSONNames(b, prenoms)
+	b = append(b, `","date_naissance":`...)
+	b = appendJSONDate(b, birth)
+	b = append(b, `,"sexe":`...)
+	b = appendJSONString(b, sexe)
+	return append(b, '}')
+}
+
+// appendJSONNames appends first names joined by spaces, escaped.
+func appendJSONNames(b []byte, names []string) []byte {
+	for i, n := range names {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = appendJSONText(b, n)
 	}
-	return http.StatusOK, b
+	return b
 }
 
 // dssNotFound is the 404 of DSS routes, as the sandbox cases write it.
@@ -443,32 +465,46 @@ func (per Person) answerStatus(route string, now time.Time) (int, []byte) {
 	case OutcomeUnknown:
 		return http.StatusUnprocessableEntity, []byte(`{"errors":[{"code":"00355","title":"Impossible d'identifier l'allocataire","detail":"Les paramètres fournis ne permettent pas d'identifier un allocataire.","meta":{}}]}`)
 	}
-	h := fnv.New64a()
-	fmt.Fprintf(h, "%s/%d", route, per.Index)
-	v := h.Sum64()
+	h := newFNV64a()
+	h.writeString(route)
+	h.writeString("/")
+	h.writeInt(per.Index)
+	v := uint64(h)
 	beneficiary := int(v%1000) < benefitRates[route]
-	data := map[string]any{"est_beneficiaire": beneficiary, "date_debut_droit": nil}
-	if beneficiary {
-		data["date_debut_droit"] = now.AddDate(0, -int(v>>10%60)-1, 0).Format("2006-01") + "-01"
-	}
-	flag := func(name string) {
-		if beneficiary {
-			data[name] = v>>20%3 == 0
-		} else {
-			data[name] = nil
-		}
-	}
+	// Keys in sorted order, as json.Marshal writes a map's.
+	b := make([]byte, 0, 160)
+	b = append(b, `{"data":{`...)
 	switch route {
 	case "complementaire_sante_solidaire":
-		flag("avec_participation")
+		b = appendBenefitFlag(b, "avec_participation", beneficiary, v)
 	case "revenu_solidarite_active", "prime_activite":
-		flag("avec_majoration")
+		b = appendBenefitFlag(b, "avec_majoration", beneficiary, v)
 	}
-	b, err := json.Marshal(map[string]any{"data": data, "links": map[string]any{}, "meta": map[string]any{}})
-	if err != nil {
-		return http.StatusInternalServerError, []byte(`{"errors":[]}`)
+	b = append(b, `"date_debut_droit":`...)
+	if beneficiary {
+		b = append(b, '"')
+		b = now.AddDate(0, -int(v>>10%60)-1, 0).AppendFormat(b, "2006-01")
+		b = append(b, `-01"`...)
+	} else {
+		b = append(b, "null"...)
 	}
-	return http.StatusOK, b
+	b = append(b, `,"est_beneficiaire":`...)
+	b = strconv.AppendBool(b, beneficiary)
+	return http.StatusOK, append(b, `},"links":{},"meta":{}}`...)
+}
+
+// appendBenefitFlag appends a benefit's flag key and value, and a comma:
+// null for a person who does not receive it.
+func appendBenefitFlag(b []byte, name string, beneficiary bool, v uint64) []byte {
+	b = append(b, '"')
+	b = append(b, name...)
+	b = append(b, `":`...)
+	if beneficiary {
+		b = strconv.AppendBool(b, v>>20%3 == 0)
+	} else {
+		b = append(b, "null"...)
+	}
+	return append(b, ',')
 }
 
 // WriteChildrenCSV writes the children of people from (included) to to
@@ -507,9 +543,12 @@ func (per Person) answerScolarite(c, v int, q map[string][]string) (int, []byte)
 	year := first(q, "anneeScolaire")
 	start, _ := strconv.Atoi(year[:4])
 	age := start - ch.Birth.Year()
-	h := fnv.New64a()
-	fmt.Fprintf(h, "men/%d/%d", per.Index, c)
-	x := h.Sum64()
+	h := newFNV64a()
+	h.writeString("men/")
+	h.writeInt(per.Index)
+	h.writeString("/")
+	h.writeInt(c)
+	x := uint64(h)
 	switch r := int(x % 1000); {
 	case age < 3 || age > 18 || r < pupilUnknownRate:
 		return http.StatusNotFound, []byte(menNotFound)
@@ -520,29 +559,38 @@ func (per Person) answerScolarite(c, v int, q map[string][]string) (int, []byte)
 		year += "-" + strconv.Itoa(start+1)
 	}
 	boursier := int(x>>10%1000) < pupilBoursierRate
-	var echelon any
+	// Keys in sorted order, as json.Marshal writes a map's.
+	b := make([]byte, 0, 640)
+	b = append(b, `{"data":{"annee_scolaire":`...)
+	b = appendJSONString(b, year)
+	b = append(b, `,"echelon_bourse":`...)
 	if boursier {
-		echelon = int(x>>20%6) + 1
+		b = strconv.AppendInt(b, int64(x>>20%6)+1, 10)
+	} else {
+		b = append(b, "null"...)
 	}
-	data := map[string]any{
-		"identite":                     map[string]any{"nom": per.NomNaissance, "prenom": ch.Prenom, "sexe": ch.Sexe, "date_naissance": ch.Birth.Format("2006-01-02")},
-		"module_elementaire_formation": map[string]any{"code_mef_stat": nil, "libelle": nil},
-		"etablissement":                map[string]any{"code_uai": strings.ToUpper(first(q, "codeEtablissement")), "code_ministere_tutelle": "06"},
-		"annee_scolaire":               year,
-		"est_scolarise":                true,
-		"statut_eleve":                 map[string]any{"code": "ST", "libelle": "SCOLAIRE"},
-		"est_boursier":                 boursier,
-		"echelon_bourse":               echelon,
-	}
+	b = append(b, `,"est_boursier":`...)
+	b = strconv.AppendBool(b, boursier)
+	b = append(b, `,"est_scolarise":true,"etablissement":{"code_ministere_tutelle":"06","code_uai":`...)
+	b = appendJSONString(b, strings.ToUpper(first(q, "codeEtablissement")))
+	b = append(b, `},"identite":{"date_naissance":`...)
+	b = appendJSONDate(b, ch.Birth)
+	b = append(b, `,"nom":`...)
+	b = appendJSONString(b, per.NomNaissance)
+	b = append(b, `,"prenom":`...)
+	b = appendJSONString(b, ch.Prenom)
+	b = append(b, `,"sexe":`...)
+	b = appendJSONString(b, ch.Sexe)
+	b = append(b, `},"module_elementaire_formation":{"code_mef_stat":null,"libelle":null},`...)
 	if v >= 5 {
 		regimes := []struct{ code, label string }{{"2", "Demi-pensionnaire dans l'établissement"}, {"2", "Demi-pensionnaire dans l'établissement"},
 			{"0", "Externe libre"}, {"1", "Externe surveillé"}, {"3", "Interne dans l'établissement"}}
 		rg := regimes[x>>30%uint64(len(regimes))]
-		data["regime_pensionnat"] = map[string]any{"code": rg.code, "libelle": rg.label}
+		b = append(b, `"regime_pensionnat":{"code":`...)
+		b = appendJSONString(b, rg.code)
+		b = append(b, `,"libelle":`...)
+		b = appendJSONString(b, rg.label)
+		b = append(b, "},"...)
 	}
-	b, err := json.Marshal(map[string]any{"data": data, "links": map[string]any{}, "meta": map[string]any{}})
-	if err != nil {
-		return http.StatusInternalServerError, []byte(`{"errors":[]}`)
-	}
-	return http.StatusOK, b
+	return http.StatusOK, append(b, `"statut_eleve":{"code":"ST","libelle":"SCOLAIRE"}},"links":{},"meta":{}}`...)
 }
