@@ -339,9 +339,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 		if !ok || strings.TrimSpace(tok) == "" {
 			return writeErrors(w, http.StatusUnauthorized, errTokenInvalid)
 		}
-		rateKey, scopes = "fc:"+tokenKey(tok), rt.scopes
+		rateKey, scopes = s.tokens.fcRateKey(tok), rt.scopes
 	case authAPIKey:
-		claims, aerr := s.authenticate("Bearer "+r.Header.Get("X-Api-Key"), now)
+		claims, aerr := s.authenticateToken(r.Header.Get("X-Api-Key"), now)
 		if aerr != nil {
 			return writeV2Error(w, http.StatusUnauthorized, "access_denied", aerr.errs[0].Detail)
 		}

@@ -620,3 +620,59 @@ func TestConfig_Validate(t *testing.T) {
 		})
 	}
 }
+
+// TestServer_RememberedTokens: a token verified once is remembered, yet
+// every request still checks its expiry at the request's time, and a
+// forged or blacklisted token is refused however often it comes.
+func TestServer_RememberedTokens(t *testing.T) {
+	now := caseClock
+	leaked := token(t, AllScopes, caseClock.Add(time.Hour))
+	parts := strings.Split(leaked, ".")
+	payload, _ := b64.DecodeString(parts[1])
+	var c claims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(t, Config{Limits: Limits{PerSecond: 1000, IPPerMinute: 100000}, Blacklist: []string{c.JTI}, Now: func() time.Time { return now }})
+	good := token(t, AllScopes, caseClock.Add(time.Hour))
+	forged := parts[0] + "." + parts[1] + "." + b64.EncodeToString([]byte("not the signature"))
+	for _, tc := range []struct {
+		name   string
+		at     time.Time
+		tok    string
+		status int
+		code   string
+	}{
+		{"first use verifies", caseClock, good, 200, ""},
+		{"second use remembered", caseClock.Add(time.Minute), good, 200, ""},
+		{"remembered token expires", caseClock.Add(time.Hour), good, 401, "00103"},
+		{"still expired", caseClock.Add(2 * time.Hour), good, 401, "00103"},
+		{"forged", caseClock, forged, 401, "00101"},
+		{"forged again", caseClock, forged, 401, "00101"},
+		{"blacklisted", caseClock, leaked, 401, "00105"},
+		{"blacklisted again", caseClock, leaked, 401, "00105"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now = tc.at
+			rec := get(s, tc.tok, qfPath, nominal)
+			if rec.Code != tc.status || (tc.code != "" && !strings.Contains(rec.Body.String(), `"code":"`+tc.code+`"`)) {
+				t.Fatalf("status %d body %s; want %d %s", rec.Code, rec.Body, tc.status, tc.code)
+			}
+		})
+	}
+	// The FranceConnect key of a token stays the same from call to call.
+	for i := 0; i < 2; i++ {
+		if rec := get(s, "fc-access-token", "/v3/dss/quotient_familial/france_connect", url.Values{"recipient": {"13002526500013"}}); rec.Code == 401 {
+			t.Fatalf("FranceConnect call %d: %d %s", i, rec.Code, rec.Body)
+		}
+	}
+	n := 0
+	for _, st := range s.Stats().Tokens {
+		if st.Key == "fc:"+tokenKey("fc-access-token") {
+			n = int(st.Requests)
+		}
+	}
+	if n != 2 {
+		t.Fatalf("FranceConnect token counted %d times under its key, want 2: %+v", n, s.Stats().Tokens)
+	}
+}
