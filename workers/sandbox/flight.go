@@ -1,8 +1,10 @@
 package sandbox
 
 import (
+	"encoding/binary"
+	"hash/maphash"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,37 +15,65 @@ import (
 var errInFlight = apiError{Code: "00015", Title: "Requête en cours de traitement",
 	Detail: "Une requête identique est déjà en cours de traitement pour ce jeton. Veuillez réessayer une fois celle-ci terminée.", Meta: map[string]any{}}
 
+// requestSum identifies a data request by its route and canonical query
+// (see canonicalQuery): two 64-bit seeded hashes, so that the response
+// cache keeps 16 bytes per answer rather than the query, and that no
+// string is built per request. Two different requests share a sum with a
+// probability of about 2^-128.
+type requestSum [2]uint64
+
+// flightKey identifies a request in flight: who sends it, and what.
+type flightKey struct {
+	rateKey string
+	sum     requestSum
+}
+
 // flightCache tracks requests in flight and the response cache of DSS
 // routes. Safe for concurrent use.
 type flightCache struct {
+	seeds    [2]maphash.Seed
 	mu       sync.Mutex
-	inFlight map[string]bool
-	cache    map[string]time.Time // key → expiry
+	inFlight map[flightKey]struct{}
+	cache    map[requestSum]time.Time // → expiry
+	// sweepAt is the cache size at which store drops expired entries.
+	sweepAt int
 }
 
+// minSweep is the smallest cache that store sweeps.
+const minSweep = 1024
+
 func newFlightCache() *flightCache {
-	return &flightCache{inFlight: map[string]bool{}, cache: map[string]time.Time{}}
+	return &flightCache{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+		inFlight: map[flightKey]struct{}{}, cache: map[requestSum]time.Time{}, sweepAt: minSweep}
+}
+
+// sum identifies the request for path with query q.
+func (f *flightCache) sum(path string, q url.Values) requestSum {
+	var buf [1024]byte
+	b := appendSized(buf[:0], path)
+	b = appendCanonicalQuery(b, q)
+	return requestSum{maphash.Bytes(f.seeds[0], b), maphash.Bytes(f.seeds[1], b)}
 }
 
 // enter marks key in flight; false if it already is.
-func (f *flightCache) enter(key string) bool {
+func (f *flightCache) enter(key flightKey) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.inFlight[key] {
+	if _, ok := f.inFlight[key]; ok {
 		return false
 	}
-	f.inFlight[key] = true
+	f.inFlight[key] = struct{}{}
 	return true
 }
 
-func (f *flightCache) leave(key string) {
+func (f *flightCache) leave(key flightKey) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.inFlight, key)
 }
 
 // cached reports whether key has a live cached answer and for how long.
-func (f *flightCache) cached(key string, now time.Time) (time.Duration, bool) {
+func (f *flightCache) cached(key requestSum, now time.Time) (time.Duration, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	exp, ok := f.cache[key]
@@ -54,26 +84,47 @@ func (f *flightCache) cached(key string, now time.Time) (time.Duration, bool) {
 	return exp.Sub(now), true
 }
 
-func (f *flightCache) store(key string, exp time.Time) {
+// store caches key's answer until exp. Each time the cache has doubled
+// since the last sweep, it drops the entries expired at now, so that
+// memory follows the live answers at an amortized constant cost.
+func (f *flightCache) store(key requestSum, exp, now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.cache[key] = exp
+	if len(f.cache) < f.sweepAt {
+		return
+	}
+	for k, e := range f.cache {
+		if !now.Before(e) {
+			delete(f.cache, k)
+		}
+	}
+	f.sweepAt = max(2*len(f.cache), minSweep)
 }
 
-// canonicalQuery encodes q with sorted keys and values, recipient included.
-func canonicalQuery(q url.Values) string {
-	keys := make([]string, 0, len(q))
+// appendCanonicalQuery encodes q with sorted keys, each value after its
+// key in the order given, recipient included: two queries with the same
+// parameters encode the same, whatever their order in the URL.
+func appendCanonicalQuery(b []byte, q url.Values) []byte {
+	keys := make([]string, 0, 32)
 	for k := range q {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
-	var sb strings.Builder
+	slices.Sort(keys)
 	for _, k := range keys {
 		for _, v := range q[k] {
-			sb.WriteString(url.QueryEscape(k) + "=" + url.QueryEscape(v) + "&")
+			b = appendSized(b, k)
+			b = appendSized(b, v)
 		}
 	}
-	return sb.String()
+	return b
+}
+
+// appendSized appends s after its length, so that a sequence of strings
+// encodes without ambiguity.
+func appendSized(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 // cacheTTL is how long the API caches a route's successful answers: 24 h

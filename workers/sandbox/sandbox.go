@@ -12,11 +12,13 @@ package sandbox
 import (
 	"crypto/rand"
 	"embed"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io/fs"
 	"net/http"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -98,7 +100,9 @@ func (c Config) Validate() error {
 // route is one data route with its loaded cases.
 type route struct {
 	routeDef
-	cases    []apiCase
+	// byParams indexes the official cases by paramsSignature of their
+	// parameters; the first case in name order wins.
+	byParams map[string]apiCase
 	notFound apiCase
 }
 
@@ -177,7 +181,13 @@ func loadRoute(def routeDef) (*route, error) {
 			}
 		}
 	}
-	r.cases = cases
+	r.byParams = make(map[string]apiCase, len(cases))
+	for _, c := range cases {
+		sig := string(appendParamsSignature(nil, c.params))
+		if _, dup := r.byParams[sig]; !dup {
+			r.byParams[sig] = c
+		}
+	}
 	notFoundDir := def.dir
 	if def.fallback404 != "" {
 		notFoundDir = def.fallback404
@@ -261,22 +271,33 @@ func requestParams(q map[string][]string) map[string][]string {
 	return out
 }
 
-func sameParams(a, b map[string][]string) bool {
-	if len(a) != len(b) {
-		return false
+// appendParamsSignature encodes a parameter set with sorted keys, each
+// with its values in order: two sets have the same signature exactly when
+// they hold the same keys with the same value lists.
+func appendParamsSignature(b []byte, params map[string][]string) []byte {
+	keys := make([]string, 0, 32)
+	for k := range params {
+		keys = append(keys, k)
 	}
-	for k, av := range a {
-		bv, ok := b[k]
-		if !ok || len(av) != len(bv) {
-			return false
-		}
-		for i := range av {
-			if av[i] != bv[i] {
-				return false
-			}
+	slices.Sort(keys)
+	for _, k := range keys {
+		b = appendSized(b, k)
+		b = binary.AppendUvarint(b, uint64(len(params[k])))
+		for _, v := range params[k] {
+			b = appendSized(b, v)
 		}
 	}
-	return true
+	return b
+}
+
+// match returns the official case whose parameters are params, as
+// staging matches them, or the route's 404 case.
+func (r *route) match(params map[string][]string) apiCase {
+	var buf [1024]byte
+	if c, ok := r.byParams[string(appendParamsSignature(buf[:0], params))]; ok {
+		return c
+	}
+	return r.notFound
 }
 
 // ServeHTTP answers one request.
@@ -396,13 +417,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 	}
 	// An identical request (token, route, parameters) still in flight gets
 	// 409, as the API refuses to run one twice at once.
-	flight := *key + " " + p + "?" + canonicalQuery(q)
+	sum := s.state.sum(p, q)
+	flight := flightKey{rateKey: rateKey, sum: sum}
 	if !s.state.enter(flight) {
 		return writeErrors(w, http.StatusConflict, errInFlight)
 	}
 	defer s.state.leave(flight)
-	cacheKey := p + "?" + canonicalQuery(q)
-	cachedFor, cached := s.state.cached(cacheKey, now)
+	cachedFor, cached := s.state.cached(sum, now)
 	if s.cfg.Maintenance {
 		if left := maintenanceLeft(rt.path, now); left > 0 {
 			return writeMaintenance(w, rt, left)
@@ -429,13 +450,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 		}
 	}
 	params := requestParams(q)
-	c := rt.notFound
-	for _, cand := range rt.cases {
-		if sameParams(params, cand.params) {
-			c = cand
-			break
-		}
-	}
+	c := rt.match(params)
 	body := c.body
 	if c.name == rt.notFound.name && rt.path == "/v3/dss/quotient_familial/identite" {
 		if per, ok := s.cfg.Population.Lookup(params); ok {
@@ -467,7 +482,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 			w.Header().Set("X-Response-Cached", "false")
 			w.Header().Set("X-Cache-Expires-in", "")
 			if c.status == http.StatusOK {
-				s.state.store(cacheKey, now.Add(ttl))
+				s.state.store(sum, now.Add(ttl), now)
 			}
 		}
 	}
