@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -245,5 +246,90 @@ func BenchmarkAnswerQF(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		per.answerQF(q, now)
+	}
+}
+
+// referenceParamsKey is the sandbox's first paramsKey, with fmt.
+func referenceParamsKey(q map[string][]string) uint64 {
+	h := fnv.New64a()
+	for _, k := range keyParams {
+		fmt.Fprintf(h, "%s=%s;", k, strings.Join(q[k], ","))
+	}
+	if p := q["prenoms"]; len(p) > 0 {
+		fmt.Fprintf(h, "prenom=%s;", p[0])
+	}
+	return h.Sum64()
+}
+
+// TestKeys_SameAsWithMaps: the identity keys computed from a person's
+// fields are those of their parameter sets, and both are the sums the
+// first, fmt-based paramsKey gave.
+func TestKeys_SameAsWithMaps(t *testing.T) {
+	for _, per := range answerPeople(t) {
+		if got, want := per.key(), referenceParamsKey(per.Params()); got != want || paramsKey(per.Params()) != want {
+			t.Fatalf("person %d: key %x, paramsKey %x, want %x", per.Index, got, paramsKey(per.Params()), want)
+		}
+		for c := range per.Children {
+			if got, want := per.childKey(c), referenceParamsKey(per.ChildParams(c)); got != want || paramsKey(per.ChildParams(c)) != want {
+				t.Fatalf("child %d of person %d: key %x, want %x", c, per.Index, got, want)
+			}
+		}
+	}
+	for _, q := range []map[string][]string{{}, {"prenoms": {"a", "b"}, "nomNaissance": {"x", "y"}}, {"moisDateNaissance": {""}}} {
+		if got, want := paramsKey(q), referenceParamsKey(q); got != want {
+			t.Fatalf("%v: %x, want %x", q, got, want)
+		}
+	}
+}
+
+func FuzzAppendLower(f *testing.F) {
+	for _, s := range []string{"", "MARTIN", "LÉA", "ÀÖØÞ", "İSTANBUL", "\xff\xfe", "\ufffd", "ΣΑΣ", "ǅ"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := string(appendLower([]byte("x"), s)), "x"+strings.ToLower(s); got != want {
+			t.Fatalf("%q: %q, want %q", s, got, want)
+		}
+	})
+}
+
+// referenceRequestParams is the sandbox's first requestParams.
+func referenceRequestParams(q map[string][]string) map[string][]string {
+	out := make(map[string][]string, len(q))
+	for k, vs := range q {
+		if k == "recipient" {
+			continue
+		}
+		k = strings.TrimSuffix(k, "[]")
+		for _, v := range vs {
+			out[k] = append(out[k], strings.ToLower(v))
+		}
+	}
+	return out
+}
+
+func TestRequestParams(t *testing.T) {
+	for _, q := range []map[string][]string{
+		{},
+		{"recipient": {"13002526500013"}},
+		nominal,
+		{"recipient": {"1"}, "nomNaissance": {"LEFÈVRE"}, "prenoms[]": {"ÉLODIE", "Anne", "x\xffY"}, "sexeEtatCivil": {"F"}, "empty": {}, "blank": {""}},
+		// Both spellings: the lists are merged (in either order).
+		{"prenoms[]": {"A", "B"}, "prenoms": {"C"}, "nomNaissance[]": {"D"}},
+	} {
+		got, want := requestParams(q), referenceRequestParams(q)
+		if len(got) != len(want) {
+			t.Fatalf("%v: %v, want %v", q, got, want)
+		}
+		for k, w := range want {
+			g := append([]string(nil), got[k]...)
+			if _, both := q[k+"[]"]; both {
+				slices.Sort(g)
+				w = slices.Sorted(slices.Values(w))
+			}
+			if !slices.Equal(g, w) {
+				t.Fatalf("%v: %s = %q, want %q", q, k, got[k], want[k])
+			}
+		}
 	}
 }

@@ -71,24 +71,3 @@ func appendJSONDate(b []byte, t time.Time) []byte {
 	b = t.AppendFormat(b, "2006-01-02")
 	return append(b, '"')
 }
-
-// fnv64a is hash/fnv's 64-bit FNV-1a, on the stack.
-type fnv64a uint64
-
-func newFNV64a() fnv64a { return 14695981039346656037 }
-
-func (h *fnv64a) writeString(s string) {
-	for i := 0; i < len(s); i++ {
-		*h ^= fnv64a(s[i])
-		*h *= 1099511628211
-	}
-}
-
-// writeInt writes n in decimal, as fmt's %d does.
-func (h *fnv64a) writeInt(n int) {
-	var buf [20]byte
-	for _, c := range strconv.AppendInt(buf[:0], int64(n), 10) {
-		*h ^= fnv64a(c)
-		*h *= 1099511628211
-	}
-}

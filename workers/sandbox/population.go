@@ -3,7 +3,6 @@ package sandbox
 import (
 	"bufio"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -119,9 +118,9 @@ func NewPopulation(n int, seed uint64) *Population {
 	}
 	for i := 0; i < n; i++ {
 		per := p.Person(i)
-		add(paramsKey(per.Params()), int64(i)*8)
+		add(per.key(), int64(i)*8)
 		for c := range per.Children {
-			add(paramsKey(per.ChildParams(c)), int64(i)*8+int64(c)+1)
+			add(per.childKey(c), int64(i)*8+int64(c)+1)
 		}
 	}
 	return p
@@ -160,10 +159,11 @@ func (p *Population) Person(i int) Person {
 	r := rand.New(rand.NewPCG(p.seed, uint64(i)*0x9e3779b97f4a7c15+1))
 	pick := func(l []string) string { return l[r.IntN(len(l))] }
 	per := Person{Index: i, NomNaissance: pick(surnames)}
+	per.Prenoms = make([]string, 1, 3)
 	if r.IntN(2) == 0 {
-		per.Sexe, per.Prenoms = "F", []string{pick(womenNames)}
+		per.Sexe, per.Prenoms[0] = "F", pick(womenNames)
 	} else {
-		per.Sexe, per.Prenoms = "M", []string{pick(menNames)}
+		per.Sexe, per.Prenoms[0] = "M", pick(menNames)
 	}
 	names := womenNames
 	if per.Sexe == "M" {
@@ -203,6 +203,9 @@ func (p *Population) Person(i int) Person {
 	for n < len(kids)-1 && k >= kids[n] {
 		k -= kids[n]
 		n++
+	}
+	if n > 0 {
+		per.Children = make([]Child, 0, n)
 	}
 	for c := 0; c < n; c++ {
 		ch := Child{Sexe: "F", Prenom: pick(womenNames)}
@@ -269,16 +272,15 @@ func (per Person) Params() map[string][]string {
 // taken by every route), the first first name only (MESRI takes one).
 var keyParams = []string{"nomNaissance", "sexeEtatCivil", "anneeDateNaissance", "moisDateNaissance", "jourDateNaissance"}
 
-// paramsKey hashes the parameters of a request that designate a person.
-func paramsKey(q map[string][]string) uint64 {
-	h := fnv.New64a()
-	for _, k := range keyParams {
-		fmt.Fprintf(h, "%s=%s;", k, strings.Join(q[k], ","))
-	}
-	if p := q["prenoms"]; len(p) > 0 {
-		fmt.Fprintf(h, "prenom=%s;", p[0])
-	}
-	return h.Sum64()
+// key is paramsKey(per.Params()).
+func (per Person) key() uint64 {
+	return identityKey(per.NomNaissance, per.Sexe, per.Prenoms[0], per.Birth, per.DateParts)
+}
+
+// childKey is paramsKey(per.ChildParams(c)).
+func (per Person) childKey(c int) uint64 {
+	ch := per.Children[c]
+	return identityKey(per.NomNaissance, ch.Sexe, ch.Prenom, ch.Birth, 3)
 }
 
 // Lookup finds the person a request's parameter set designates. Children

@@ -257,15 +257,40 @@ func normalizeCase(p map[string]any) map[string][]string {
 
 // requestParams is the provider-side parameter set of a request: every
 // parameter but recipient, "prenoms[]" keyed "prenoms", values lower-cased.
+// The values are cut from one lower-cased string and their lists from one
+// array: a few allocations whatever the request.
 func requestParams(q map[string][]string) map[string][]string {
-	out := make(map[string][]string, len(q))
+	keys := make([]string, 0, 16) // in the order lowered holds their values
+	ends := make([]int, 0, 32)    // where each value ends in lowered
+	lowered := make([]byte, 0, 512)
 	for k, vs := range q {
-		if k == "recipient" {
+		if k == "recipient" || len(vs) == 0 {
 			continue
 		}
-		k = strings.TrimSuffix(k, "[]")
+		keys = append(keys, k)
 		for _, v := range vs {
-			out[k] = append(out[k], strings.ToLower(v))
+			lowered = appendLower(lowered, v)
+			ends = append(ends, len(lowered))
+		}
+	}
+	text := string(lowered)
+	values := make([]string, len(ends))
+	from := 0
+	for i, end := range ends {
+		values[i], from = text[from:end], end
+	}
+	out := make(map[string][]string, len(keys))
+	for _, k := range keys {
+		n := len(q[k])
+		// A full slice expression: appending "prenoms[]" to "prenoms"
+		// copies rather than overwrite the next list.
+		mine := values[:n:n]
+		values = values[n:]
+		k = strings.TrimSuffix(k, "[]")
+		if prev, ok := out[k]; ok {
+			out[k] = append(prev, mine...)
+		} else {
+			out[k] = mine
 		}
 	}
 	return out
