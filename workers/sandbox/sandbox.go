@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"embed"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -325,11 +326,25 @@ func (r *route) match(params map[string][]string) apiCase {
 	return r.notFound
 }
 
+// The response headers of data answers, as Header.Set canonicalizes their
+// names (so, as they go on the wire): the hot path sets the map entries
+// directly, which skips canonicalizing them again on every request.
+const (
+	hdrRequestID          = "X-Request-Id"
+	hdrRateLimitLimit     = "Ratelimit-Limit"
+	hdrRateLimitRemaining = "Ratelimit-Remaining"
+	hdrRateLimitReset     = "Ratelimit-Reset"
+	hdrRetryAfter         = "Retry-After"
+	hdrResponseCached     = "X-Response-Cached"
+	hdrCacheExpiresIn     = "X-Cache-Expires-In"
+	hdrContentType        = "Content-Type"
+)
+
 // ServeHTTP answers one request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := s.cfg.Now()
 	reqID := newUUID()
-	w.Header().Set("X-Request-ID", reqID)
+	w.Header()[hdrRequestID] = []string{reqID}
 	var key string
 	status := s.serve(w, r, &key)
 	if key != "" && status != 0 {
@@ -423,11 +438,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 		}
 		return 0
 	}
-	w.Header().Set("RateLimit-Limit", strconv.Itoa(v.limit))
-	w.Header().Set("RateLimit-Remaining", strconv.Itoa(v.remaining))
-	w.Header().Set("RateLimit-Reset", strconv.FormatInt(v.reset, 10))
+	h := w.Header()
+	// One array holds the three values, each header a slice of it.
+	rl := []string{strconv.Itoa(v.limit), strconv.Itoa(v.remaining), strconv.FormatInt(v.reset, 10)}
+	h[hdrRateLimitLimit], h[hdrRateLimitRemaining], h[hdrRateLimitReset] = rl[0:1:1], rl[1:2:2], rl[2:3:3]
 	if !v.allowed {
-		w.Header().Set("Retry-After", strconv.FormatInt(max(v.reset-now.Unix(), 0), 10))
+		h[hdrRetryAfter] = []string{strconv.FormatInt(max(v.reset-now.Unix(), 0), 10)}
 		if rt.isV2() {
 			return writeJSON(w, http.StatusTooManyRequests, map[string]any{"errors": []string{errTooManyRequests.Detail}})
 		}
@@ -496,22 +512,22 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 		body = maskData(rt.path, body, scopes)
 	}
 	if c.status == http.StatusTooManyRequests {
-		w.Header().Set("Retry-After", "1")
+		h[hdrRetryAfter] = []string{"1"}
 	}
 	if ttl := rt.cacheTTL(); ttl > 0 {
 		// DSS answers are cached by path and parameters, whatever the token.
 		if cached {
-			w.Header().Set("X-Response-Cached", "true")
-			w.Header().Set("X-Cache-Expires-in", strconv.Itoa(int(cachedFor.Seconds())))
+			h[hdrResponseCached] = []string{"true"}
+			h[hdrCacheExpiresIn] = []string{strconv.Itoa(int(cachedFor.Seconds()))}
 		} else {
-			w.Header().Set("X-Response-Cached", "false")
-			w.Header().Set("X-Cache-Expires-in", "")
+			h[hdrResponseCached] = []string{"false"}
+			h[hdrCacheExpiresIn] = []string{""}
 			if c.status == http.StatusOK {
 				s.state.store(sum, now.Add(ttl), now)
 			}
 		}
 	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	h[hdrContentType] = []string{"application/json; charset=utf-8"}
 	w.WriteHeader(c.status)
 	w.Write(body)
 	return c.status
@@ -585,5 +601,15 @@ func newUUID() string {
 	rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	var out [36]byte
+	hex.Encode(out[0:8], b[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], b[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], b[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], b[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:36], b[10:16])
+	return string(out[:])
 }

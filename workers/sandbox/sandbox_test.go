@@ -676,3 +676,31 @@ func TestServer_RememberedTokens(t *testing.T) {
 		t.Fatalf("FranceConnect token counted %d times under its key, want 2: %+v", n, s.Stats().Tokens)
 	}
 }
+
+// TestServer_HeaderNamesCanonical: the header names the hot path sets
+// directly are those Header.Set would store, so the bytes on the wire are
+// the same, and every header of an answer has its canonical name.
+func TestServer_HeaderNamesCanonical(t *testing.T) {
+	for _, h := range []string{hdrRequestID, hdrRateLimitLimit, hdrRateLimitRemaining, hdrRateLimitReset, hdrRetryAfter,
+		hdrResponseCached, hdrCacheExpiresIn, hdrContentType} {
+		if c := http.CanonicalHeaderKey(h); c != h {
+			t.Errorf("header %q is stored as %q by Header.Set", h, c)
+		}
+	}
+	s := newServer(t, Config{Limits: Limits{PerSecond: 1, IPPerMinute: 100000}})
+	tok := token(t, AllScopes, caseClock.Add(time.Hour))
+	for i, want := range []int{200, 429} {
+		rec := get(s, tok, qfPath, nominal)
+		if rec.Code != want {
+			t.Fatalf("call %d: %d, want %d", i, rec.Code, want)
+		}
+		for k := range rec.Header() {
+			if c := http.CanonicalHeaderKey(k); c != k {
+				t.Errorf("call %d: header %q, canonical %q", i, k, c)
+			}
+		}
+		if id := rec.Header().Get("X-Request-ID"); !uuidPattern.MatchString(id) || id[14] != '4' {
+			t.Errorf("call %d: request id %q is no version 4 UUID", i, id)
+		}
+	}
+}
