@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,17 +14,24 @@ import (
 var errInFlight = apiError{Code: "00015", Title: "Requête en cours de traitement",
 	Detail: "Une requête identique est déjà en cours de traitement pour ce jeton. Veuillez réessayer une fois celle-ci terminée.", Meta: map[string]any{}}
 
-// requestSum identifies a data request by its route and canonical query
-// (see canonicalQuery): two 64-bit seeded hashes, so that the response
-// cache keeps 16 bytes per answer rather than the query, and that no
-// string is built per request. Two different requests share a sum with a
-// probability of about 2^-128.
+// requestSum identifies the parameters of a data request, recipient
+// included, whatever their order in the URL: two seeded 64-bit sums over
+// the parameters (see paramSum), so that the response cache keeps 16 bytes
+// per answer rather than the query, and that no string is built per
+// request. Two different parameter sets share a sum with a probability of
+// about 2^-128.
 type requestSum [2]uint64
 
 // flightKey identifies a request in flight: who sends it, and what.
 type flightKey struct {
 	rateKey string
-	sum     requestSum
+	cacheKey
+}
+
+// cacheKey identifies a request whatever its token.
+type cacheKey struct {
+	path string
+	sum  requestSum
 }
 
 // flightCache tracks requests in flight and the response cache of DSS
@@ -34,7 +40,7 @@ type flightCache struct {
 	seeds    [2]maphash.Seed
 	mu       sync.Mutex
 	inFlight map[flightKey]struct{}
-	cache    map[requestSum]time.Time // → expiry
+	cache    map[cacheKey]time.Time // → expiry
 	// sweepAt is the cache size at which store drops expired entries.
 	sweepAt int
 }
@@ -44,15 +50,17 @@ const minSweep = 1024
 
 func newFlightCache() *flightCache {
 	return &flightCache{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
-		inFlight: map[flightKey]struct{}{}, cache: map[requestSum]time.Time{}, sweepAt: minSweep}
+		inFlight: map[flightKey]struct{}{}, cache: map[cacheKey]time.Time{}, sweepAt: minSweep}
 }
 
-// sum identifies the request for path with query q.
-func (f *flightCache) sum(path string, q url.Values) requestSum {
-	var buf [1024]byte
-	b := appendSized(buf[:0], path)
-	b = appendCanonicalQuery(b, q)
-	return requestSum{maphash.Bytes(f.seeds[0], b), maphash.Bytes(f.seeds[1], b)}
+// key identifies the request for path with query q.
+func (f *flightCache) key(path string, q url.Values) cacheKey {
+	k := cacheKey{path: path}
+	for name, vs := range q {
+		k.sum[0] += paramSum(f.seeds[0], name, vs)
+		k.sum[1] += paramSum(f.seeds[1], name, vs)
+	}
+	return k
 }
 
 // enter marks key in flight; false if it already is.
@@ -73,7 +81,7 @@ func (f *flightCache) leave(key flightKey) {
 }
 
 // cached reports whether key has a live cached answer and for how long.
-func (f *flightCache) cached(key requestSum, now time.Time) (time.Duration, bool) {
+func (f *flightCache) cached(key cacheKey, now time.Time) (time.Duration, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	exp, ok := f.cache[key]
@@ -87,7 +95,7 @@ func (f *flightCache) cached(key requestSum, now time.Time) (time.Duration, bool
 // store caches key's answer until exp. Each time the cache has doubled
 // since the last sweep, it drops the entries expired at now, so that
 // memory follows the live answers at an amortized constant cost.
-func (f *flightCache) store(key requestSum, exp, now time.Time) {
+func (f *flightCache) store(key cacheKey, exp, now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.cache[key] = exp
@@ -102,22 +110,16 @@ func (f *flightCache) store(key requestSum, exp, now time.Time) {
 	f.sweepAt = max(2*len(f.cache), minSweep)
 }
 
-// appendCanonicalQuery encodes q with sorted keys, each value after its
-// key in the order given, recipient included: two queries with the same
-// parameters encode the same, whatever their order in the URL.
-func appendCanonicalQuery(b []byte, q url.Values) []byte {
-	keys := make([]string, 0, 32)
-	for k := range q {
-		keys = append(keys, k)
+// paramSum hashes one parameter with seed: its name, then its values in
+// order. Summing it over the parameters of a set gives a sum that does not
+// depend on the order of the parameters.
+func paramSum(seed maphash.Seed, name string, values []string) uint64 {
+	var buf [256]byte
+	b := appendSized(buf[:0], name)
+	for _, v := range values {
+		b = appendSized(b, v)
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		for _, v := range q[k] {
-			b = appendSized(b, k)
-			b = appendSized(b, v)
-		}
-	}
-	return b
+	return maphash.Bytes(seed, b)
 }
 
 // appendSized appends s after its length, so that a sequence of strings

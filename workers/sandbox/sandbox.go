@@ -12,14 +12,13 @@ package sandbox
 import (
 	"crypto/rand"
 	"embed"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"io/fs"
 	"net/http"
 	"path"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -101,9 +100,10 @@ func (c Config) Validate() error {
 // route is one data route with its loaded cases.
 type route struct {
 	routeDef
-	// byParams indexes the official cases by paramsSignature of their
-	// parameters; the first case in name order wins.
-	byParams map[string]apiCase
+	// byParams indexes the official cases, in name order, by the sum of
+	// their parameters (see paramsSum).
+	byParams map[uint64][]apiCase
+	seed     maphash.Seed
 	notFound apiCase
 }
 
@@ -162,7 +162,7 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Calls() int64 { return s.calls.Load() }
 
 func loadRoute(def routeDef) (*route, error) {
-	r := &route{routeDef: def}
+	r := &route{routeDef: def, seed: maphash.MakeSeed()}
 	if def.dir == "" {
 		body := def.notFoundBody
 		if body == "" {
@@ -182,12 +182,10 @@ func loadRoute(def routeDef) (*route, error) {
 			}
 		}
 	}
-	r.byParams = make(map[string]apiCase, len(cases))
+	r.byParams = make(map[uint64][]apiCase, len(cases))
 	for _, c := range cases {
-		sig := string(appendParamsSignature(nil, c.params))
-		if _, dup := r.byParams[sig]; !dup {
-			r.byParams[sig] = c
-		}
+		sum := r.paramsSum(c.params)
+		r.byParams[sum] = append(r.byParams[sum], c)
 	}
 	notFoundDir := def.dir
 	if def.fallback404 != "" {
@@ -297,31 +295,42 @@ func requestParams(q map[string][]string) map[string][]string {
 	return out
 }
 
-// appendParamsSignature encodes a parameter set with sorted keys, each
-// with its values in order: two sets have the same signature exactly when
-// they hold the same keys with the same value lists.
-func appendParamsSignature(b []byte, params map[string][]string) []byte {
-	keys := make([]string, 0, 32)
-	for k := range params {
-		keys = append(keys, k)
+func sameParams(a, b map[string][]string) bool {
+	if len(a) != len(b) {
+		return false
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		b = appendSized(b, k)
-		b = binary.AppendUvarint(b, uint64(len(params[k])))
-		for _, v := range params[k] {
-			b = appendSized(b, v)
+	for k, av := range a {
+		bv, ok := b[k]
+		if !ok || len(av) != len(bv) {
+			return false
+		}
+		for i := range av {
+			if av[i] != bv[i] {
+				return false
+			}
 		}
 	}
-	return b
+	return true
 }
 
-// match returns the official case whose parameters are params, as
-// staging matches them, or the route's 404 case.
+// paramsSum is the sum of paramSum over a parameter set: the same for the
+// same parameters whatever their order, seldom the same for others.
+func (r *route) paramsSum(params map[string][]string) uint64 {
+	var sum uint64
+	for k, vs := range params {
+		sum += paramSum(r.seed, k, vs)
+	}
+	return sum
+}
+
+// match returns the first official case whose parameters are params, as
+// staging matches them (exactly: the sum only finds the candidates), or
+// the route's 404 case.
 func (r *route) match(params map[string][]string) apiCase {
-	var buf [1024]byte
-	if c, ok := r.byParams[string(appendParamsSignature(buf[:0], params))]; ok {
-		return c
+	for _, c := range r.byParams[r.paramsSum(params)] {
+		if sameParams(params, c.params) {
+			return c
+		}
 	}
 	return r.notFound
 }
@@ -425,9 +434,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 		return writeText(w, http.StatusInternalServerError, "internal error")
 	}
 	*key = rateKey
+	q := queryValues(r.URL.RawQuery)
 	if s.cfg.OnRequest != nil {
 		id, _ := strings.CutPrefix(rateKey, "v2:")
-		s.cfg.OnRequest(RequestInfo{Path: p, TokenID: id, Recipient: r.URL.Query().Get("recipient")})
+		s.cfg.OnRequest(RequestInfo{Path: p, TokenID: id, Recipient: q.Get("recipient")})
 	}
 	v := s.lim.take(rateKey, clientIP(r), now)
 	if v.banned {
@@ -449,7 +459,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 		}
 		return writeErrors(w, http.StatusTooManyRequests, errTooManyRequests)
 	}
-	q := r.URL.Query()
 	if errs := rt.validate(q, now); len(errs) > 0 {
 		if rt.isV2() {
 			return writeV2Error(w, http.StatusBadRequest, "bad_request", errs[0].Detail)
@@ -458,13 +467,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 	}
 	// An identical request (token, route, parameters) still in flight gets
 	// 409, as the API refuses to run one twice at once.
-	sum := s.state.sum(p, q)
-	flight := flightKey{rateKey: rateKey, sum: sum}
+	reqKey := s.state.key(rt.path, q)
+	flight := flightKey{rateKey: rateKey, cacheKey: reqKey}
 	if !s.state.enter(flight) {
 		return writeErrors(w, http.StatusConflict, errInFlight)
 	}
 	defer s.state.leave(flight)
-	cachedFor, cached := s.state.cached(sum, now)
+	cachedFor, cached := s.state.cached(reqKey, now)
 	if s.cfg.Maintenance {
 		if left := maintenanceLeft(rt.path, now); left > 0 {
 			return writeMaintenance(w, rt, left)
@@ -523,7 +532,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 			h[hdrResponseCached] = []string{"false"}
 			h[hdrCacheExpiresIn] = []string{""}
 			if c.status == http.StatusOK {
-				s.state.store(sum, now.Add(ttl), now)
+				s.state.store(reqKey, now.Add(ttl), now)
 			}
 		}
 	}
