@@ -49,7 +49,8 @@ func (l Limits) withDefaults() Limits {
 // the current windows, the recent arrival times (for the sliding maximum
 // reported by stats) and outcomes.
 type counter struct {
-	recent     []time.Time // arrivals in the last second, oldest first
+	recent     []time.Time // arrivals, oldest first: those of the last second from recentHead on
+	recentHead int
 	maxPerSec  int         // most arrivals seen in any sliding second
 	minuteLog  []time.Time // arrivals in the last minute (sliding mode and IP)
 	secStart   int64
@@ -83,12 +84,18 @@ func (c *counter) arrive(now time.Time) {
 		c.arrivals = append(c.arrivals, now)
 	}
 	cut := now.Add(-time.Second)
-	i := 0
-	for i < len(c.recent) && !c.recent[i].After(cut) {
-		i++
+	for c.recentHead < len(c.recent) && !c.recent[c.recentHead].After(cut) {
+		c.recentHead++
 	}
-	c.recent = append(c.recent[i:], now)
-	c.maxPerSec = max(c.maxPerSec, len(c.recent))
+	// The arrivals past the second go once they are half the slice:
+	// moving the others down costs no more than the appends since, and
+	// the slice keeps its array.
+	if c.recentHead > 0 && c.recentHead >= len(c.recent)/2 {
+		c.recent = c.recent[:copy(c.recent, c.recent[c.recentHead:])]
+		c.recentHead = 0
+	}
+	c.recent = append(c.recent, now)
+	c.maxPerSec = max(c.maxPerSec, len(c.recent)-c.recentHead)
 }
 
 // limiter holds every counter. Safe for concurrent use.

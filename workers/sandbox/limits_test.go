@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -153,5 +154,46 @@ func TestLimits_ChangeWhileRunning(t *testing.T) {
 	tok := token(t, AllScopes, caseClock.Add(time.Hour))
 	if rec := get(s, tok, ftPath, ftQuery); rec.Header().Get("RateLimit-Limit") != "250" {
 		t.Fatalf("new limit not announced: %v", rec.Header())
+	}
+}
+
+// TestCounter_MaxInAnySecond: the most arrivals seen within one second
+// (the second ending at an arrival), however the arrivals come.
+func TestCounter_MaxInAnySecond(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	for _, tc := range []struct {
+		name string
+		gaps []time.Duration // between arrivals
+	}{
+		{"one", nil},
+		{"a second apart", []time.Duration{time.Second, time.Second, time.Second}},
+		{"burst then quiet", []time.Duration{ms(1), ms(1), ms(1), 2 * time.Second, ms(500)}},
+		{"just under a second", []time.Duration{ms(999), ms(1), ms(998)}},
+		{"simultaneous", []time.Duration{0, 0, 0, time.Second, 0}},
+		{"steady 10 per second", slices.Repeat([]time.Duration{ms(100)}, 50)},
+		{"quiet then burst", append(slices.Repeat([]time.Duration{ms(300)}, 20), slices.Repeat([]time.Duration{ms(10)}, 30)...)},
+		{"waves", slices.Repeat(append(slices.Repeat([]time.Duration{ms(2)}, 40), 3*time.Second), 5)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCounter()
+			arrivals := []time.Time{caseClock}
+			for _, g := range tc.gaps {
+				arrivals = append(arrivals, arrivals[len(arrivals)-1].Add(g))
+			}
+			want := 0
+			for i, a := range arrivals {
+				c.arrive(a)
+				n := 0
+				for _, b := range arrivals[:i+1] {
+					if b.After(a.Add(-time.Second)) {
+						n++
+					}
+				}
+				want = max(want, n)
+			}
+			if c.maxPerSec != want {
+				t.Fatalf("max in any second %d, want %d", c.maxPerSec, want)
+			}
+		})
 	}
 }
