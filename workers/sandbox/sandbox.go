@@ -104,6 +104,7 @@ type route struct {
 	// their parameters (see paramsSum).
 	byParams map[uint64][]apiCase
 	seed     maphash.Seed
+	ping     string // pingName, once for all
 	notFound apiCase
 }
 
@@ -163,6 +164,7 @@ func (s *Server) Calls() int64 { return s.calls.Load() }
 
 func loadRoute(def routeDef) (*route, error) {
 	r := &route{routeDef: def, seed: maphash.MakeSeed()}
+	r.ping = r.pingName()
 	if def.dir == "" {
 		body := def.notFoundBody
 		if body == "" {
@@ -351,7 +353,11 @@ const (
 
 // ServeHTTP answers one request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := s.cfg.Now()
+	line := s.cfg.Log.Debug() // nil when debug lines are off
+	var start time.Time
+	if line != nil {
+		start = s.cfg.Now()
+	}
 	reqID := newUUID()
 	w.Header()[hdrRequestID] = []string{reqID}
 	var key string
@@ -359,9 +365,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if key != "" && status != 0 {
 		s.lim.answered(key, clientIP(r), status)
 	}
-	// The path is logged, never the query (identities) or the token.
-	s.cfg.Log.Debug().Str("path", r.URL.Path).Int("status", status).Str("request_id", reqID).
-		Dur("took", s.cfg.Now().Sub(start)).Msg("sandbox answer")
+	if line != nil {
+		// The path is logged, never the query (identities) or the token.
+		line.Str("path", r.URL.Path).Int("status", status).Str("request_id", reqID).
+			Dur("took", s.cfg.Now().Sub(start)).Msg("sandbox answer")
+	}
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int {
@@ -479,7 +487,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 			return writeMaintenance(w, rt, left)
 		}
 	}
-	if rt.pingName() != "" && s.inOutage(rt.pingName()) {
+	if rt.ping != "" && s.inOutage(rt.ping) {
 		provider, prefix := rt.provider()
 		return writeErrors(w, http.StatusBadGateway, apiError{Code: prefix + "001", Title: "Fournisseur de données indisponible",
 			Detail: "Le fournisseur de données est temporairement indisponible. Veuillez réessayer plus tard.", Meta: map[string]any{"provider": provider}})

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"gopkg.in/yaml.v3"
 )
 
@@ -702,5 +703,29 @@ func TestServer_HeaderNamesCanonical(t *testing.T) {
 		if id := rec.Header().Get("X-Request-ID"); !uuidPattern.MatchString(id) || id[14] != '4' {
 			t.Errorf("call %d: request id %q is no version 4 UUID", i, id)
 		}
+	}
+}
+
+// TestServer_LogLine: one debug line per answer, with the path, status and
+// request id, never the query (identities) nor the token.
+func TestServer_LogLine(t *testing.T) {
+	var buf bytes.Buffer
+	s := newServer(t, Config{Log: zerolog.New(&buf).Level(zerolog.DebugLevel)})
+	tok := token(t, AllScopes, caseClock.Add(time.Hour))
+	rec := get(s, tok, qfPath, nominal)
+	line := buf.String()
+	if strings.Count(line, "\n") != 1 || !strings.Contains(line, `"path":"`+qfPath+`"`) || !strings.Contains(line, `"status":200`) ||
+		!strings.Contains(line, `"request_id":"`+rec.Header().Get("X-Request-ID")+`"`) || !strings.Contains(line, `"took":`) {
+		t.Fatalf("log line %s", line)
+	}
+	for _, secret := range []string{tok, "LEFEBVRE", "1982", "recipient"} {
+		if strings.Contains(line, secret) {
+			t.Fatalf("log line holds %q: %s", secret, line)
+		}
+	}
+	buf.Reset()
+	quiet := newServer(t, Config{Log: zerolog.New(&buf).Level(zerolog.InfoLevel)})
+	if get(quiet, tok, qfPath, nominal); buf.Len() != 0 {
+		t.Fatalf("debug line at info level: %s", buf.String())
 	}
 }
