@@ -333,3 +333,41 @@ func TestRequestParams(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteCSV_SameAsFmt: the rosters are the lines the first, fmt-based
+// writers gave.
+func TestWriteCSV_SameAsFmt(t *testing.T) {
+	pop := NewPopulation(300, 5)
+	var want, wantPupils bytes.Buffer
+	fmt.Fprintln(&want, "reference;nom_naissance;prenoms;sexe;date_naissance;code_insee_pays_naissance;code_insee_commune_naissance")
+	fmt.Fprintln(&wantPupils, "reference;nom_naissance;prenoms;sexe;date_naissance;code_etablissement")
+	for i := 0; i < pop.Len(); i++ {
+		per := pop.Person(i)
+		date := per.Birth.Format("2006-01-02")
+		switch per.DateParts {
+		case 2:
+			date = per.Birth.Format("01/2006")
+		case 1:
+			date = per.Birth.Format("2006")
+		}
+		fmt.Fprintf(&want, "SYN-%07d;%s;%s;%s;%s;%s;%s\n", i+1, per.NomNaissance, strings.Join(per.Prenoms, " "), per.Sexe, date, per.Pays, per.Commune)
+		for c, ch := range per.Children {
+			fmt.Fprintf(&wantPupils, "SYN-%07d-%d;%s;%s;%s;%s;%s\n", i+1, c+1, per.NomNaissance, ch.Prenom, ch.Sexe, ch.Birth.Format("2006-01-02"), per.School(c))
+		}
+	}
+	var got, gotPupils bytes.Buffer
+	if err := pop.WriteCSV(&got); err != nil {
+		t.Fatal(err)
+	}
+	if err := pop.WriteChildrenCSV(&gotPupils, 0, pop.Len()); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) || !bytes.Equal(gotPupils.Bytes(), wantPupils.Bytes()) {
+		t.Fatalf("rosters differ:\n%s\nwant\n%s", got.String()[:300], want.String()[:300])
+	}
+	for _, n := range []int{1, 999, 1234567, 12345678, 987654321} {
+		if got, want := string(appendReference(nil, n)), fmt.Sprintf("SYN-%07d", n); got != want {
+			t.Errorf("reference %d: %s, want %s", n, got, want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package sandbox_test
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -70,5 +71,16 @@ func BenchmarkNewPopulation(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		sandbox.NewPopulation(1000, uint64(i))
+	}
+}
+
+// BenchmarkWriteCSV writes the roster of a bench, per 1000 people.
+func BenchmarkWriteCSV(b *testing.B) {
+	pop := sandbox.NewPopulation(1000, 1)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if err := pop.WriteCSV(io.Discard); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -339,21 +339,47 @@ func (p *Population) WriteCSV(w io.Writer) error { return p.WriteCSVRange(w, 0, 
 func (p *Population) WriteCSVRange(w io.Writer, from, to int) error {
 	bw := bufio.NewWriterSize(w, 1<<16)
 	fmt.Fprintln(bw, "reference;nom_naissance;prenoms;sexe;date_naissance;code_insee_pays_naissance;code_insee_commune_naissance")
+	line := make([]byte, 0, 256)
 	for i := max(from, 0); i < min(to, p.n); i++ {
 		per := p.Person(i)
-		date := per.Birth.Format("2006-01-02")
+		layout := "2006-01-02"
 		switch per.DateParts {
 		case 2:
-			date = per.Birth.Format("01/2006")
+			layout = "01/2006"
 		case 1:
-			date = per.Birth.Format("2006")
+			layout = "2006"
 		}
-		fmt.Fprintf(bw, "SYN-%07d;%s;%s;%s;%s;%s;%s\n", i+1, per.NomNaissance, strings.Join(per.Prenoms, " "), per.Sexe, date, per.Pays, per.Commune)
+		line = appendReference(line[:0], i+1)
+		line = append(append(line, ';'), per.NomNaissance...)
+		line = append(line, ';')
+		for j, prenom := range per.Prenoms {
+			if j > 0 {
+				line = append(line, ' ')
+			}
+			line = append(line, prenom...)
+		}
+		line = append(append(line, ';'), per.Sexe...)
+		line = per.Birth.AppendFormat(append(line, ';'), layout)
+		line = append(append(line, ';'), per.Pays...)
+		line = append(append(line, ';'), per.Commune...)
+		bw.Write(append(line, '\n'))
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("sandbox: write population: %w", err)
 	}
 	return nil
+}
+
+// appendReference appends a synthetic roster reference: "SYN-" and n on
+// at least 7 digits, zero-padded.
+func appendReference(b []byte, n int) []byte {
+	var digits [20]byte
+	d := strconv.AppendInt(digits[:0], int64(n), 10)
+	b = append(b, "SYN-"...)
+	for pad := 7 - len(d); pad > 0; pad-- {
+		b = append(b, '0')
+	}
+	return append(b, d...)
 }
 
 // answerQF builds the QF route's answer for a person, for the period asked
@@ -515,10 +541,18 @@ func appendBenefitFlag(b []byte, name string, beneficiary bool, v uint64) []byte
 func (p *Population) WriteChildrenCSV(w io.Writer, from, to int) error {
 	bw := bufio.NewWriterSize(w, 1<<16)
 	fmt.Fprintln(bw, "reference;nom_naissance;prenoms;sexe;date_naissance;code_etablissement")
+	line := make([]byte, 0, 128)
 	for i := max(from, 0); i < min(to, p.n); i++ {
 		per := p.Person(i)
 		for c, ch := range per.Children {
-			fmt.Fprintf(bw, "SYN-%07d-%d;%s;%s;%s;%s;%s\n", i+1, c+1, per.NomNaissance, ch.Prenom, ch.Sexe, ch.Birth.Format("2006-01-02"), per.School(c))
+			line = appendReference(line[:0], i+1)
+			line = strconv.AppendInt(append(line, '-'), int64(c+1), 10)
+			line = append(append(line, ';'), per.NomNaissance...)
+			line = append(append(line, ';'), ch.Prenom...)
+			line = append(append(line, ';'), ch.Sexe...)
+			line = ch.Birth.AppendFormat(append(line, ';'), "2006-01-02")
+			line = append(append(line, ';'), per.School(c)...)
+			bw.Write(append(line, '\n'))
 		}
 	}
 	if err := bw.Flush(); err != nil {
