@@ -17,9 +17,9 @@ var errInFlight = apiError{Code: "00015", Title: "Requête en cours de traitemen
 // requestSum identifies the parameters of a data request, recipient
 // included, whatever their order in the URL: two seeded 64-bit sums over
 // the parameters (see paramSum), so that the response cache keeps 16 bytes
-// per answer rather than the query, and that no string is built per
-// request. Two different parameter sets share a sum with a probability of
-// about 2^-128.
+// per answer rather than its query (identities included), and that no
+// string is built per request. Two different parameter sets share a sum
+// with a probability of about 2^-128.
 type requestSum [2]uint64
 
 // flightKey identifies a request in flight: who sends it, and what.
