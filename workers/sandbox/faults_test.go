@@ -125,18 +125,18 @@ func TestFlightCache_DropsExpiredAnswers(t *testing.T) {
 	// Answers stored a second apart, each cached for one minute.
 	for i := 0; i < 10*minSweep; i++ {
 		now := start.Add(time.Duration(i) * time.Second)
-		f.store(f.key(qfPath, q(i)), now.Add(time.Minute), now)
+		f.store(f.sum(qfPath, q(i)), now.Add(time.Minute), now)
 	}
 	end := start.Add(10 * minSweep * time.Second)
 	if n := len(f.cache); n > 2*minSweep {
 		t.Fatalf("%d answers cached, want at most %d", n, 2*minSweep)
 	}
 	for i := 10*minSweep - 50; i < 10*minSweep; i++ {
-		if _, ok := f.cached(f.key(qfPath, q(i)), end); !ok {
+		if _, ok := f.cached(f.sum(qfPath, q(i)), end); !ok {
 			t.Fatalf("answer %d, still live, was dropped", i)
 		}
 	}
-	if _, ok := f.cached(f.key(qfPath, q(0)), end); ok {
+	if _, ok := f.cached(f.sum(qfPath, q(0)), end); ok {
 		t.Fatal("expired answer served from the cache")
 	}
 	// The same parameters are the same request whatever their order in the
@@ -146,16 +146,16 @@ func TestFlightCache_DropsExpiredAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	same, _ := url.ParseQuery("b=3&a=1&a=2")
-	if f.key(qfPath, a) != f.key(qfPath, same) {
+	if f.sum(qfPath, a) != f.sum(qfPath, same) {
 		t.Fatal("the same parameters in another order are another request")
 	}
 	for _, other := range []string{"a=2&a=1&b=3", "a=1&a=2", "a=1&a=2&b=3&b=3", "a=12&b=3", "a=1&a=2&b=", "a=1&a=2&c=3", "ab=3&a=1&a=2"} {
 		o, _ := url.ParseQuery(other)
-		if f.key(qfPath, a) == f.key(qfPath, o) {
+		if f.sum(qfPath, a) == f.sum(qfPath, o) {
 			t.Errorf("%s is the same request as %s", other, a.Encode())
 		}
 	}
-	if f.key(qfPath, a) == f.key(ftPath, a) {
+	if f.sum(qfPath, a) == f.sum(ftPath, a) {
 		t.Error("the same parameters on two routes are the same request")
 	}
 }

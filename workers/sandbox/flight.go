@@ -14,24 +14,19 @@ import (
 var errInFlight = apiError{Code: "00015", Title: "Requête en cours de traitement",
 	Detail: "Une requête identique est déjà en cours de traitement pour ce jeton. Veuillez réessayer une fois celle-ci terminée.", Meta: map[string]any{}}
 
-// requestSum identifies the parameters of a data request, recipient
-// included, whatever their order in the URL: two seeded 64-bit sums over
-// the parameters (see paramSum), so that the response cache keeps 16 bytes
-// per answer rather than its query (identities included), and that no
-// string is built per request. Two different parameter sets share a sum
-// with a probability of about 2^-128.
+// requestSum identifies a data request whatever its token: its route and
+// its parameters, recipient included, whatever their order in the URL. It
+// is two seeded 64-bit sums over the route and the parameters (see
+// paramSum), so that the response cache keeps 16 bytes per answer rather
+// than its query (identities included), and that no string is built per
+// request. Two different requests share a sum with a probability of about
+// 2^-128.
 type requestSum [2]uint64
 
 // flightKey identifies a request in flight: who sends it, and what.
 type flightKey struct {
 	rateKey string
-	cacheKey
-}
-
-// cacheKey identifies a request whatever its token.
-type cacheKey struct {
-	path string
-	sum  requestSum
+	sum     requestSum
 }
 
 // flightCache tracks requests in flight and the response cache of DSS
@@ -40,7 +35,13 @@ type flightCache struct {
 	seeds    [2]maphash.Seed
 	mu       sync.Mutex
 	inFlight map[flightKey]struct{}
-	cache    map[cacheKey]time.Time // → expiry
+	// cache maps a request to the expiry of its cached answer, as an
+	// offset from base (the first answer's time): 8 bytes without pointer
+	// rather than a time.Time. Offsets are measured as Time.Sub measures
+	// (on the monotonic clock when there is one), so that base.Add gives
+	// back the expiry as the comparisons need it.
+	cache map[requestSum]time.Duration
+	base  time.Time
 	// sweepAt is the cache size at which store drops expired entries.
 	sweepAt int
 }
@@ -50,17 +51,18 @@ const minSweep = 1024
 
 func newFlightCache() *flightCache {
 	return &flightCache{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
-		inFlight: map[flightKey]struct{}{}, cache: map[cacheKey]time.Time{}, sweepAt: minSweep}
+		inFlight: map[flightKey]struct{}{}, cache: map[requestSum]time.Duration{}, sweepAt: minSweep}
 }
 
-// key identifies the request for path with query q.
-func (f *flightCache) key(path string, q url.Values) cacheKey {
-	k := cacheKey{path: path}
+// sum identifies the request for path with query q. The path counts as a
+// parameter without values, which no parsed query has.
+func (f *flightCache) sum(path string, q url.Values) requestSum {
+	s := requestSum{paramSum(f.seeds[0], path, nil), paramSum(f.seeds[1], path, nil)}
 	for name, vs := range q {
-		k.sum[0] += paramSum(f.seeds[0], name, vs)
-		k.sum[1] += paramSum(f.seeds[1], name, vs)
+		s[0] += paramSum(f.seeds[0], name, vs)
+		s[1] += paramSum(f.seeds[1], name, vs)
 	}
-	return k
+	return s
 }
 
 // enter marks key in flight; false if it already is.
@@ -81,10 +83,11 @@ func (f *flightCache) leave(key flightKey) {
 }
 
 // cached reports whether key has a live cached answer and for how long.
-func (f *flightCache) cached(key cacheKey, now time.Time) (time.Duration, bool) {
+func (f *flightCache) cached(key requestSum, now time.Time) (time.Duration, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	exp, ok := f.cache[key]
+	offset, ok := f.cache[key]
+	exp := f.base.Add(offset)
 	if !ok || !now.Before(exp) {
 		delete(f.cache, key)
 		return 0, false
@@ -95,15 +98,18 @@ func (f *flightCache) cached(key cacheKey, now time.Time) (time.Duration, bool) 
 // store caches key's answer until exp. Each time the cache has doubled
 // since the last sweep, it drops the entries expired at now, so that
 // memory follows the live answers at an amortized constant cost.
-func (f *flightCache) store(key cacheKey, exp, now time.Time) {
+func (f *flightCache) store(key requestSum, exp, now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.cache[key] = exp
+	if len(f.cache) == 0 {
+		f.base = now
+	}
+	f.cache[key] = exp.Sub(f.base)
 	if len(f.cache) < f.sweepAt {
 		return
 	}
-	for k, e := range f.cache {
-		if !now.Before(e) {
+	for k, offset := range f.cache {
+		if !now.Before(f.base.Add(offset)) {
 			delete(f.cache, k)
 		}
 	}

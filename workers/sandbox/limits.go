@@ -65,7 +65,13 @@ type counter struct {
 	bannedTill time.Time
 	first      time.Time
 	last       time.Time
-	arrivals   []time.Time // every arrival, up to maxArrivals
+	// arrivals are every arrival, up to maxArrivals, as offsets from
+	// arrivalsBase (the first one): 8 bytes without pointer each rather
+	// than a time.Time. Offsets are measured as Time.Sub measures (on the
+	// monotonic clock when there is one), so that arrivalsBase.Add gives
+	// back each arrival as the comparisons need it.
+	arrivals     []time.Duration
+	arrivalsBase time.Time
 }
 
 // maxArrivals bounds the arrival log of one counter.
@@ -80,8 +86,11 @@ func (c *counter) arrive(now time.Time) {
 		c.first = now
 	}
 	c.last = now
+	if len(c.arrivals) == 0 {
+		c.arrivalsBase = now
+	}
 	if len(c.arrivals) < maxArrivals {
-		c.arrivals = append(c.arrivals, now)
+		c.arrivals = append(c.arrivals, now.Sub(c.arrivalsBase))
 	}
 	cut := now.Add(-time.Second)
 	for c.recentHead < len(c.recent) && !c.recent[c.recentHead].After(cut) {
@@ -299,7 +308,8 @@ func (l *limiter) tokenCountsBetween(from, to time.Time) map[string]int64 {
 	defer l.mu.Unlock()
 	out := make(map[string]int64, len(l.tokens))
 	for k, c := range l.tokens {
-		for _, t := range c.arrivals {
+		for _, offset := range c.arrivals {
+			t := c.arrivalsBase.Add(offset)
 			if !t.Before(from) && t.Before(to) {
 				out[k]++
 			}

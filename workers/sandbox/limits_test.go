@@ -197,3 +197,57 @@ func TestCounter_MaxInAnySecond(t *testing.T) {
 		})
 	}
 }
+
+// TestServer_TokenCountsBetween: per token, the requests that arrived in
+// [from, to), on a test clock and on the real one.
+func TestServer_TokenCountsBetween(t *testing.T) {
+	c := &clock{t: caseClock}
+	s := newServer(t, Config{Limits: Limits{PerSecond: 1000, IPPerMinute: 100000}, Now: c.now})
+	a, b := token(t, AllScopes, caseClock.Add(time.Hour)), token(t, AllScopes, caseClock.Add(time.Hour))
+	at := func(d time.Duration) time.Time { return caseClock.Add(d) }
+	for _, call := range []struct {
+		at  time.Duration
+		tok string
+	}{{0, a}, {time.Second, a}, {time.Second, b}, {2 * time.Second, b}, {3 * time.Second, a}} {
+		c.t = at(call.at)
+		get(s, call.tok, ftPath, ftQuery)
+	}
+	keys := map[string]string{}
+	for _, st := range s.Stats().Tokens {
+		if st.First.Equal(caseClock) {
+			keys["a"] = st.Key
+		} else {
+			keys["b"] = st.Key
+		}
+	}
+	for _, tc := range []struct {
+		from, to time.Duration
+		a, b     int64
+	}{
+		{0, 4 * time.Second, 3, 2},
+		{time.Second, 2 * time.Second, 1, 1},
+		{time.Second + 1, 3 * time.Second, 0, 1},
+		{-time.Hour, 0, 0, 0},
+		{3 * time.Second, 3*time.Second + 1, 1, 0},
+	} {
+		got := s.TokenCountsBetween(at(tc.from), at(tc.to))
+		if got[keys["a"]] != tc.a || got[keys["b"]] != tc.b {
+			t.Errorf("[%v, %v): %v, want a %d b %d", tc.from, tc.to, got, tc.a, tc.b)
+		}
+	}
+
+	live := newServer(t, Config{Limits: Limits{PerSecond: 1000, IPPerMinute: 100000}, Now: time.Now})
+	tok := token(t, AllScopes, time.Now().Add(time.Hour))
+	before := time.Now()
+	for i := 0; i < 5; i++ {
+		get(live, tok, ftPath, ftQuery)
+	}
+	after := time.Now()
+	var n int64
+	for _, v := range live.TokenCountsBetween(before, after.Add(time.Nanosecond)) {
+		n += v
+	}
+	if n != 5 {
+		t.Fatalf("%d requests counted on the real clock, want 5", n)
+	}
+}

@@ -475,8 +475,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 	}
 	// An identical request (token, route, parameters) still in flight gets
 	// 409, as the API refuses to run one twice at once.
-	reqKey := s.state.key(rt.path, q)
-	flight := flightKey{rateKey: rateKey, cacheKey: reqKey}
+	reqKey := s.state.sum(rt.path, q)
+	flight := flightKey{rateKey: rateKey, sum: reqKey}
 	if !s.state.enter(flight) {
 		return writeErrors(w, http.StatusConflict, errInFlight)
 	}
