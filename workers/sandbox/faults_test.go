@@ -3,7 +3,9 @@ package sandbox
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -111,5 +113,49 @@ func TestServer_InFlightConflictAndCache(t *testing.T) {
 	// Routes outside DSS carry no cache headers.
 	if rec := get(s, tok, ftPath, ftQuery); rec.Header().Get("X-Response-Cached") != "" {
 		t.Fatalf("France Travail cache headers: %v", rec.Header())
+	}
+}
+
+// TestFlightCache_DropsExpiredAnswers: the response cache does not keep
+// answers past their expiry forever, and keeps the live ones.
+func TestFlightCache_DropsExpiredAnswers(t *testing.T) {
+	f := newFlightCache()
+	start := caseClock
+	q := func(i int) url.Values { return url.Values{"recipient": {"13002526500013"}, "i": {strconv.Itoa(i)}} }
+	// Answers stored a second apart, each cached for one minute.
+	for i := 0; i < 10*minSweep; i++ {
+		now := start.Add(time.Duration(i) * time.Second)
+		f.store(f.sum(qfPath, q(i)), now.Add(time.Minute), now)
+	}
+	end := start.Add(10 * minSweep * time.Second)
+	if n := len(f.cache); n > 2*minSweep {
+		t.Fatalf("%d answers cached, want at most %d", n, 2*minSweep)
+	}
+	for i := 10*minSweep - 50; i < 10*minSweep; i++ {
+		if _, ok := f.cached(f.sum(qfPath, q(i)), end); !ok {
+			t.Fatalf("answer %d, still live, was dropped", i)
+		}
+	}
+	if _, ok := f.cached(f.sum(qfPath, q(0)), end); ok {
+		t.Fatal("expired answer served from the cache")
+	}
+	// The same parameters are the same request whatever their order in the
+	// URL; another route, value order or split is not.
+	a, err := url.ParseQuery("a=1&a=2&b=3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	same, _ := url.ParseQuery("b=3&a=1&a=2")
+	if f.sum(qfPath, a) != f.sum(qfPath, same) {
+		t.Fatal("the same parameters in another order are another request")
+	}
+	for _, other := range []string{"a=2&a=1&b=3", "a=1&a=2", "a=1&a=2&b=3&b=3", "a=12&b=3", "a=1&a=2&b=", "a=1&a=2&c=3", "ab=3&a=1&a=2"} {
+		o, _ := url.ParseQuery(other)
+		if f.sum(qfPath, a) == f.sum(qfPath, o) {
+			t.Errorf("%s is the same request as %s", other, a.Encode())
+		}
+	}
+	if f.sum(qfPath, a) == f.sum(ftPath, a) {
+		t.Error("the same parameters on two routes are the same request")
 	}
 }

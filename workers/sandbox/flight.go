@@ -1,8 +1,9 @@
 package sandbox
 
 import (
+	"encoding/binary"
+	"hash/maphash"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,40 +14,80 @@ import (
 var errInFlight = apiError{Code: "00015", Title: "Requête en cours de traitement",
 	Detail: "Une requête identique est déjà en cours de traitement pour ce jeton. Veuillez réessayer une fois celle-ci terminée.", Meta: map[string]any{}}
 
+// requestSum identifies a data request whatever its token: its route and
+// its parameters, recipient included, whatever their order in the URL. It
+// is two seeded 64-bit sums over the route and the parameters (see
+// paramSum), so that the response cache keeps 16 bytes per answer rather
+// than its query (identities included), and that no string is built per
+// request. Two different requests share a sum with a probability of about
+// 2^-128.
+type requestSum [2]uint64
+
+// flightKey identifies a request in flight: who sends it, and what.
+type flightKey struct {
+	rateKey string
+	sum     requestSum
+}
+
 // flightCache tracks requests in flight and the response cache of DSS
 // routes. Safe for concurrent use.
 type flightCache struct {
+	seeds    [2]maphash.Seed
 	mu       sync.Mutex
-	inFlight map[string]bool
-	cache    map[string]time.Time // key → expiry
+	inFlight map[flightKey]struct{}
+	// cache maps a request to the expiry of its cached answer, as an
+	// offset from base (the first answer's time): 8 bytes without pointer
+	// rather than a time.Time. Offsets are measured as Time.Sub measures
+	// (on the monotonic clock when there is one), so that base.Add gives
+	// back the expiry as the comparisons need it.
+	cache map[requestSum]time.Duration
+	base  time.Time
+	// sweepAt is the cache size at which store drops expired entries.
+	sweepAt int
 }
 
+// minSweep is the smallest cache that store sweeps.
+const minSweep = 1024
+
 func newFlightCache() *flightCache {
-	return &flightCache{inFlight: map[string]bool{}, cache: map[string]time.Time{}}
+	return &flightCache{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+		inFlight: map[flightKey]struct{}{}, cache: map[requestSum]time.Duration{}, sweepAt: minSweep}
+}
+
+// sum identifies the request for path with query q. The path counts as a
+// parameter without values, which no parsed query has.
+func (f *flightCache) sum(path string, q url.Values) requestSum {
+	s := requestSum{paramSum(f.seeds[0], path, nil), paramSum(f.seeds[1], path, nil)}
+	for name, vs := range q {
+		s[0] += paramSum(f.seeds[0], name, vs)
+		s[1] += paramSum(f.seeds[1], name, vs)
+	}
+	return s
 }
 
 // enter marks key in flight; false if it already is.
-func (f *flightCache) enter(key string) bool {
+func (f *flightCache) enter(key flightKey) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.inFlight[key] {
+	if _, ok := f.inFlight[key]; ok {
 		return false
 	}
-	f.inFlight[key] = true
+	f.inFlight[key] = struct{}{}
 	return true
 }
 
-func (f *flightCache) leave(key string) {
+func (f *flightCache) leave(key flightKey) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.inFlight, key)
 }
 
 // cached reports whether key has a live cached answer and for how long.
-func (f *flightCache) cached(key string, now time.Time) (time.Duration, bool) {
+func (f *flightCache) cached(key requestSum, now time.Time) (time.Duration, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	exp, ok := f.cache[key]
+	offset, ok := f.cache[key]
+	exp := f.base.Add(offset)
 	if !ok || !now.Before(exp) {
 		delete(f.cache, key)
 		return 0, false
@@ -54,26 +95,44 @@ func (f *flightCache) cached(key string, now time.Time) (time.Duration, bool) {
 	return exp.Sub(now), true
 }
 
-func (f *flightCache) store(key string, exp time.Time) {
+// store caches key's answer until exp. Each time the cache has doubled
+// since the last sweep, it drops the entries expired at now, so that
+// memory follows the live answers at an amortized constant cost.
+func (f *flightCache) store(key requestSum, exp, now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.cache[key] = exp
-}
-
-// canonicalQuery encodes q with sorted keys and values, recipient included.
-func canonicalQuery(q url.Values) string {
-	keys := make([]string, 0, len(q))
-	for k := range q {
-		keys = append(keys, k)
+	if len(f.cache) == 0 {
+		f.base = now
 	}
-	sort.Strings(keys)
-	var sb strings.Builder
-	for _, k := range keys {
-		for _, v := range q[k] {
-			sb.WriteString(url.QueryEscape(k) + "=" + url.QueryEscape(v) + "&")
+	f.cache[key] = exp.Sub(f.base)
+	if len(f.cache) < f.sweepAt {
+		return
+	}
+	for k, offset := range f.cache {
+		if !now.Before(f.base.Add(offset)) {
+			delete(f.cache, k)
 		}
 	}
-	return sb.String()
+	f.sweepAt = max(2*len(f.cache), minSweep)
+}
+
+// paramSum hashes one parameter with seed: its name, then its values in
+// order. Summing it over the parameters of a set gives a sum that does not
+// depend on the order of the parameters.
+func paramSum(seed maphash.Seed, name string, values []string) uint64 {
+	var buf [256]byte
+	b := appendSized(buf[:0], name)
+	for _, v := range values {
+		b = appendSized(b, v)
+	}
+	return maphash.Bytes(seed, b)
+}
+
+// appendSized appends s after its length, so that a sequence of strings
+// encodes without ambiguity.
+func appendSized(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 // cacheTTL is how long the API caches a route's successful answers: 24 h

@@ -49,7 +49,8 @@ func (l Limits) withDefaults() Limits {
 // the current windows, the recent arrival times (for the sliding maximum
 // reported by stats) and outcomes.
 type counter struct {
-	recent     []time.Time // arrivals in the last second, oldest first
+	recent     []time.Time // arrivals, oldest first: those of the last second from recentHead on
+	recentHead int
 	maxPerSec  int         // most arrivals seen in any sliding second
 	minuteLog  []time.Time // arrivals in the last minute (sliding mode and IP)
 	secStart   int64
@@ -64,7 +65,13 @@ type counter struct {
 	bannedTill time.Time
 	first      time.Time
 	last       time.Time
-	arrivals   []time.Time // every arrival, up to maxArrivals
+	// arrivals are every arrival, up to maxArrivals, as offsets from
+	// arrivalsBase (the first one): 8 bytes without pointer each rather
+	// than a time.Time. Offsets are measured as Time.Sub measures (on the
+	// monotonic clock when there is one), so that arrivalsBase.Add gives
+	// back each arrival as the comparisons need it.
+	arrivals     []time.Duration
+	arrivalsBase time.Time
 }
 
 // maxArrivals bounds the arrival log of one counter.
@@ -79,16 +86,25 @@ func (c *counter) arrive(now time.Time) {
 		c.first = now
 	}
 	c.last = now
+	if len(c.arrivals) == 0 {
+		c.arrivalsBase = now
+	}
 	if len(c.arrivals) < maxArrivals {
-		c.arrivals = append(c.arrivals, now)
+		c.arrivals = append(c.arrivals, now.Sub(c.arrivalsBase))
 	}
 	cut := now.Add(-time.Second)
-	i := 0
-	for i < len(c.recent) && !c.recent[i].After(cut) {
-		i++
+	for c.recentHead < len(c.recent) && !c.recent[c.recentHead].After(cut) {
+		c.recentHead++
 	}
-	c.recent = append(c.recent[i:], now)
-	c.maxPerSec = max(c.maxPerSec, len(c.recent))
+	// The arrivals past the second go once they are half the slice:
+	// moving the others down costs no more than the appends since, and
+	// the slice keeps its array.
+	if c.recentHead > 0 && c.recentHead >= len(c.recent)/2 {
+		c.recent = c.recent[:copy(c.recent, c.recent[c.recentHead:])]
+		c.recentHead = 0
+	}
+	c.recent = append(c.recent, now)
+	c.maxPerSec = max(c.maxPerSec, len(c.recent)-c.recentHead)
 }
 
 // limiter holds every counter. Safe for concurrent use.
@@ -292,7 +308,8 @@ func (l *limiter) tokenCountsBetween(from, to time.Time) map[string]int64 {
 	defer l.mu.Unlock()
 	out := make(map[string]int64, len(l.tokens))
 	for k, c := range l.tokens {
-		for _, t := range c.arrivals {
+		for _, offset := range c.arrivals {
+			t := c.arrivalsBase.Add(offset)
 			if !t.Before(from) && t.Before(to) {
 				out[k]++
 			}

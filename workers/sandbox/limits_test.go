@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -153,5 +154,100 @@ func TestLimits_ChangeWhileRunning(t *testing.T) {
 	tok := token(t, AllScopes, caseClock.Add(time.Hour))
 	if rec := get(s, tok, ftPath, ftQuery); rec.Header().Get("RateLimit-Limit") != "250" {
 		t.Fatalf("new limit not announced: %v", rec.Header())
+	}
+}
+
+// TestCounter_MaxInAnySecond: the most arrivals seen within one second
+// (the second ending at an arrival), however the arrivals come.
+func TestCounter_MaxInAnySecond(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	for _, tc := range []struct {
+		name string
+		gaps []time.Duration // between arrivals
+	}{
+		{"one", nil},
+		{"a second apart", []time.Duration{time.Second, time.Second, time.Second}},
+		{"burst then quiet", []time.Duration{ms(1), ms(1), ms(1), 2 * time.Second, ms(500)}},
+		{"just under a second", []time.Duration{ms(999), ms(1), ms(998)}},
+		{"simultaneous", []time.Duration{0, 0, 0, time.Second, 0}},
+		{"steady 10 per second", slices.Repeat([]time.Duration{ms(100)}, 50)},
+		{"quiet then burst", append(slices.Repeat([]time.Duration{ms(300)}, 20), slices.Repeat([]time.Duration{ms(10)}, 30)...)},
+		{"waves", slices.Repeat(append(slices.Repeat([]time.Duration{ms(2)}, 40), 3*time.Second), 5)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCounter()
+			arrivals := []time.Time{caseClock}
+			for _, g := range tc.gaps {
+				arrivals = append(arrivals, arrivals[len(arrivals)-1].Add(g))
+			}
+			want := 0
+			for i, a := range arrivals {
+				c.arrive(a)
+				n := 0
+				for _, b := range arrivals[:i+1] {
+					if b.After(a.Add(-time.Second)) {
+						n++
+					}
+				}
+				want = max(want, n)
+			}
+			if c.maxPerSec != want {
+				t.Fatalf("max in any second %d, want %d", c.maxPerSec, want)
+			}
+		})
+	}
+}
+
+// TestServer_TokenCountsBetween: per token, the requests that arrived in
+// [from, to), on a test clock and on the real one.
+func TestServer_TokenCountsBetween(t *testing.T) {
+	c := &clock{t: caseClock}
+	s := newServer(t, Config{Limits: Limits{PerSecond: 1000, IPPerMinute: 100000}, Now: c.now})
+	a, b := token(t, AllScopes, caseClock.Add(time.Hour)), token(t, AllScopes, caseClock.Add(time.Hour))
+	at := func(d time.Duration) time.Time { return caseClock.Add(d) }
+	for _, call := range []struct {
+		at  time.Duration
+		tok string
+	}{{0, a}, {time.Second, a}, {time.Second, b}, {2 * time.Second, b}, {3 * time.Second, a}} {
+		c.t = at(call.at)
+		get(s, call.tok, ftPath, ftQuery)
+	}
+	keys := map[string]string{}
+	for _, st := range s.Stats().Tokens {
+		if st.First.Equal(caseClock) {
+			keys["a"] = st.Key
+		} else {
+			keys["b"] = st.Key
+		}
+	}
+	for _, tc := range []struct {
+		from, to time.Duration
+		a, b     int64
+	}{
+		{0, 4 * time.Second, 3, 2},
+		{time.Second, 2 * time.Second, 1, 1},
+		{time.Second + 1, 3 * time.Second, 0, 1},
+		{-time.Hour, 0, 0, 0},
+		{3 * time.Second, 3*time.Second + 1, 1, 0},
+	} {
+		got := s.TokenCountsBetween(at(tc.from), at(tc.to))
+		if got[keys["a"]] != tc.a || got[keys["b"]] != tc.b {
+			t.Errorf("[%v, %v): %v, want a %d b %d", tc.from, tc.to, got, tc.a, tc.b)
+		}
+	}
+
+	live := newServer(t, Config{Limits: Limits{PerSecond: 1000, IPPerMinute: 100000}, Now: time.Now})
+	tok := token(t, AllScopes, time.Now().Add(time.Hour))
+	before := time.Now()
+	for i := 0; i < 5; i++ {
+		get(live, tok, ftPath, ftQuery)
+	}
+	after := time.Now()
+	var n int64
+	for _, v := range live.TokenCountsBetween(before, after.Add(time.Nanosecond)) {
+		n += v
+	}
+	if n != 5 {
+		t.Fatalf("%d requests counted on the real clock, want 5", n)
 	}
 }

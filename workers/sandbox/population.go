@@ -2,9 +2,7 @@ package sandbox
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -120,9 +118,9 @@ func NewPopulation(n int, seed uint64) *Population {
 	}
 	for i := 0; i < n; i++ {
 		per := p.Person(i)
-		add(paramsKey(per.Params()), int64(i)*8)
+		add(per.key(), int64(i)*8)
 		for c := range per.Children {
-			add(paramsKey(per.ChildParams(c)), int64(i)*8+int64(c)+1)
+			add(per.childKey(c), int64(i)*8+int64(c)+1)
 		}
 	}
 	return p
@@ -161,10 +159,11 @@ func (p *Population) Person(i int) Person {
 	r := rand.New(rand.NewPCG(p.seed, uint64(i)*0x9e3779b97f4a7c15+1))
 	pick := func(l []string) string { return l[r.IntN(len(l))] }
 	per := Person{Index: i, NomNaissance: pick(surnames)}
+	per.Prenoms = make([]string, 1, 3)
 	if r.IntN(2) == 0 {
-		per.Sexe, per.Prenoms = "F", []string{pick(womenNames)}
+		per.Sexe, per.Prenoms[0] = "F", pick(womenNames)
 	} else {
-		per.Sexe, per.Prenoms = "M", []string{pick(menNames)}
+		per.Sexe, per.Prenoms[0] = "M", pick(menNames)
 	}
 	names := womenNames
 	if per.Sexe == "M" {
@@ -204,6 +203,9 @@ func (p *Population) Person(i int) Person {
 	for n < len(kids)-1 && k >= kids[n] {
 		k -= kids[n]
 		n++
+	}
+	if n > 0 {
+		per.Children = make([]Child, 0, n)
 	}
 	for c := 0; c < n; c++ {
 		ch := Child{Sexe: "F", Prenom: pick(womenNames)}
@@ -270,16 +272,15 @@ func (per Person) Params() map[string][]string {
 // taken by every route), the first first name only (MESRI takes one).
 var keyParams = []string{"nomNaissance", "sexeEtatCivil", "anneeDateNaissance", "moisDateNaissance", "jourDateNaissance"}
 
-// paramsKey hashes the parameters of a request that designate a person.
-func paramsKey(q map[string][]string) uint64 {
-	h := fnv.New64a()
-	for _, k := range keyParams {
-		fmt.Fprintf(h, "%s=%s;", k, strings.Join(q[k], ","))
-	}
-	if p := q["prenoms"]; len(p) > 0 {
-		fmt.Fprintf(h, "prenom=%s;", p[0])
-	}
-	return h.Sum64()
+// key is paramsKey(per.Params()).
+func (per Person) key() uint64 {
+	return identityKey(per.NomNaissance, per.Sexe, per.Prenoms[0], per.Birth, per.DateParts)
+}
+
+// childKey is paramsKey(per.ChildParams(c)).
+func (per Person) childKey(c int) uint64 {
+	ch := per.Children[c]
+	return identityKey(per.NomNaissance, ch.Sexe, ch.Prenom, ch.Birth, 3)
 }
 
 // Lookup finds the person a request's parameter set designates. Children
@@ -338,21 +339,47 @@ func (p *Population) WriteCSV(w io.Writer) error { return p.WriteCSVRange(w, 0, 
 func (p *Population) WriteCSVRange(w io.Writer, from, to int) error {
 	bw := bufio.NewWriterSize(w, 1<<16)
 	fmt.Fprintln(bw, "reference;nom_naissance;prenoms;sexe;date_naissance;code_insee_pays_naissance;code_insee_commune_naissance")
+	line := make([]byte, 0, 256)
 	for i := max(from, 0); i < min(to, p.n); i++ {
 		per := p.Person(i)
-		date := per.Birth.Format("2006-01-02")
+		layout := "2006-01-02"
 		switch per.DateParts {
 		case 2:
-			date = per.Birth.Format("01/2006")
+			layout = "01/2006"
 		case 1:
-			date = per.Birth.Format("2006")
+			layout = "2006"
 		}
-		fmt.Fprintf(bw, "SYN-%07d;%s;%s;%s;%s;%s;%s\n", i+1, per.NomNaissance, strings.Join(per.Prenoms, " "), per.Sexe, date, per.Pays, per.Commune)
+		line = appendReference(line[:0], i+1)
+		line = append(append(line, ';'), per.NomNaissance...)
+		line = append(line, ';')
+		for j, prenom := range per.Prenoms {
+			if j > 0 {
+				line = append(line, ' ')
+			}
+			line = append(line, prenom...)
+		}
+		line = append(append(line, ';'), per.Sexe...)
+		line = per.Birth.AppendFormat(append(line, ';'), layout)
+		line = append(append(line, ';'), per.Pays...)
+		line = append(append(line, ';'), per.Commune...)
+		bw.Write(append(line, '\n'))
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("sandbox: write population: %w", err)
 	}
 	return nil
+}
+
+// appendReference appends a synthetic roster reference: "SYN-" and n on
+// at least 7 digits, zero-padded.
+func appendReference(b []byte, n int) []byte {
+	var digits [20]byte
+	d := strconv.AppendInt(digits[:0], int64(n), 10)
+	b = append(b, "SYN-"...)
+	for pad := 7 - len(d); pad > 0; pad-- {
+		b = append(b, '0')
+	}
+	return append(b, d...)
 }
 
 // answerQF builds the QF route's answer for a person, for the period asked
@@ -370,18 +397,6 @@ func (per Person) answerQF(q map[string][]string, now time.Time) (int, []byte) {
 	}
 	if v := first(q, "mois"); v != "" {
 		month, _ = strconv.Atoi(v)
-	}
-	type member struct {
-		NomNaissance string  `json:"nom_naissance"`
-		NomUsage     *string `json:"nom_usage"`
-		Prenoms      string  `json:"prenoms"`
-		DateNaiss    string  `json:"date_naissance"`
-		Sexe         string  `json:"sexe"`
-	}
-	allocs := []member{{NomNaissance: per.NomNaissance, Prenoms: strings.Join(per.Prenoms, " "), DateNaiss: per.Birth.Format("2006-01-02"), Sexe: per.Sexe}}
-	enfants := []member{}
-	for _, c := range per.Children {
-		enfants = append(enfants, member{NomNaissance: per.NomNaissance, Prenoms: c.Prenom, DateNaiss: c.Birth.Format("2006-01-02"), Sexe: c.Sexe})
 	}
 	fournisseur := "CNAF"
 	if per.Outcome == OutcomeMSA {
@@ -401,28 +416,63 @@ func (per Person) answerQF(q map[string][]string, now time.Time) (int, []byte) {
 	if per.Sexe == "M" {
 		civ = "Monsieur"
 	}
-	body := map[string]any{
-		"data": map[string]any{
-			"allocataires": allocs,
-			"enfants":      enfants,
-			"adresse": map[string]any{
-				"destinataire": civ + " " + per.NomNaissance + " " + strings.Join(per.Prenoms, " "), "complement_information": nil,
-				"complement_information_geographique": nil, "numero_libelle_voie": "1 RUE DE LA MAIRIE", "lieu_dit": nil,
-				"code_postal_ville": "08000 CHARLEVILLE-MEZIERES", "pays": "FRANCE",
-			},
-			"quotient_familial": map[string]any{
-				"fournisseur": fournisseur, "valeur": valeur, "annee": year, "mois": month,
-				"annee_calcul": now.Year(), "mois_calcul": int(now.Month()),
-			},
-		},
-		"links": map[string]any{},
-		"meta":  map[string]any{},
+	// Keys in sorted order, as json.Marshal writes a map's. The answer
+	// takes about 600 bytes and 110 more per child.
+	b := make([]byte, 0, 640+128*len(per.Children))
+	b = append(b, `{"data":{"adresse":{"code_postal_ville":"08000 CHARLEVILLE-MEZIERES","complement_information":null,`+
+		`"complement_information_geographique":null,"destinataire":"`...)
+	b = append(b, civ...)
+	b = append(b, ' ')
+	b = appendJSONText(b, per.NomNaissance)
+	b = append(b, ' ')
+	b = appendJSONNames(b, per.Prenoms)
+	b = append(b, `","lieu_dit":null,"numero_libelle_voie":"1 RUE DE LA MAIRIE","pays":"FRANCE"},"allocataires":[`...)
+	b = appendQFMember(b, per.NomNaissance, per.Prenoms, per.Birth, per.Sexe)
+	b = append(b, `],"enfants":[`...)
+	for i, c := range per.Children {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendQFMember(b, per.NomNaissance, []string{c.Prenom}, c.Birth, c.Sexe)
 	}
-	b, err := json.Marshal(body)
-	if err != nil {
-		return http.StatusInternalServerError, []byte(`{"errors":[]}`)
+	b = append(b, `],"quotient_familial":{"annee":`...)
+	b = strconv.AppendInt(b, int64(year), 10)
+	b = append(b, `,"annee_calcul":`...)
+	b = strconv.AppendInt(b, int64(now.Year()), 10)
+	b = append(b, `,"fournisseur":"`...)
+	b = append(b, fournisseur...)
+	b = append(b, `","mois":`...)
+	b = strconv.AppendInt(b, int64(month), 10)
+	b = append(b, `,"mois_calcul":`...)
+	b = strconv.AppendInt(b, int64(now.Month()), 10)
+	b = append(b, `,"valeur":`...)
+	b = appendJSONNullableInt(b, valeur)
+	return http.StatusOK, append(b, `}},"links":{},"meta":{}}`...)
+}
+
+// appendQFMember appends one allocataire or enfant of a QF answer, its
+// fields in the order of the API's serializer.
+func appendQFMember(b []byte, nom string, prenoms []string, birth time.Time, sexe string) []byte {
+	b = append(b, `{"nom_naissance":`...)
+	b = appendJSONString(b, nom)
+	b = append(b, `,"nom_usage":null,"prenoms":"`...)
+	b = appendJSONNames(b, prenoms)
+	b = append(b, `","date_naissance":`...)
+	b = appendJSONDate(b, birth)
+	b = append(b, `,"sexe":`...)
+	b = appendJSONString(b, sexe)
+	return append(b, '}')
+}
+
+// appendJSONNames appends first names joined by spaces, escaped.
+func appendJSONNames(b []byte, names []string) []byte {
+	for i, n := range names {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = appendJSONText(b, n)
 	}
-	return http.StatusOK, b
+	return b
 }
 
 // dssNotFound is the 404 of DSS routes, as the sandbox cases write it.
@@ -443,32 +493,46 @@ func (per Person) answerStatus(route string, now time.Time) (int, []byte) {
 	case OutcomeUnknown:
 		return http.StatusUnprocessableEntity, []byte(`{"errors":[{"code":"00355","title":"Impossible d'identifier l'allocataire","detail":"Les paramètres fournis ne permettent pas d'identifier un allocataire.","meta":{}}]}`)
 	}
-	h := fnv.New64a()
-	fmt.Fprintf(h, "%s/%d", route, per.Index)
-	v := h.Sum64()
+	h := newFNV64a()
+	h.writeString(route)
+	h.writeString("/")
+	h.writeInt(per.Index)
+	v := uint64(h)
 	beneficiary := int(v%1000) < benefitRates[route]
-	data := map[string]any{"est_beneficiaire": beneficiary, "date_debut_droit": nil}
-	if beneficiary {
-		data["date_debut_droit"] = now.AddDate(0, -int(v>>10%60)-1, 0).Format("2006-01") + "-01"
-	}
-	flag := func(name string) {
-		if beneficiary {
-			data[name] = v>>20%3 == 0
-		} else {
-			data[name] = nil
-		}
-	}
+	// Keys in sorted order, as json.Marshal writes a map's.
+	b := make([]byte, 0, 160)
+	b = append(b, `{"data":{`...)
 	switch route {
 	case "complementaire_sante_solidaire":
-		flag("avec_participation")
+		b = appendBenefitFlag(b, "avec_participation", beneficiary, v)
 	case "revenu_solidarite_active", "prime_activite":
-		flag("avec_majoration")
+		b = appendBenefitFlag(b, "avec_majoration", beneficiary, v)
 	}
-	b, err := json.Marshal(map[string]any{"data": data, "links": map[string]any{}, "meta": map[string]any{}})
-	if err != nil {
-		return http.StatusInternalServerError, []byte(`{"errors":[]}`)
+	b = append(b, `"date_debut_droit":`...)
+	if beneficiary {
+		b = append(b, '"')
+		b = now.AddDate(0, -int(v>>10%60)-1, 0).AppendFormat(b, "2006-01")
+		b = append(b, `-01"`...)
+	} else {
+		b = append(b, "null"...)
 	}
-	return http.StatusOK, b
+	b = append(b, `,"est_beneficiaire":`...)
+	b = strconv.AppendBool(b, beneficiary)
+	return http.StatusOK, append(b, `},"links":{},"meta":{}}`...)
+}
+
+// appendBenefitFlag appends a benefit's flag key and value, and a comma:
+// null for a person who does not receive it.
+func appendBenefitFlag(b []byte, name string, beneficiary bool, v uint64) []byte {
+	b = append(b, '"')
+	b = append(b, name...)
+	b = append(b, `":`...)
+	if beneficiary {
+		b = strconv.AppendBool(b, v>>20%3 == 0)
+	} else {
+		b = append(b, "null"...)
+	}
+	return append(b, ',')
 }
 
 // WriteChildrenCSV writes the children of people from (included) to to
@@ -477,10 +541,18 @@ func (per Person) answerStatus(route string, now time.Time) (int, []byte) {
 func (p *Population) WriteChildrenCSV(w io.Writer, from, to int) error {
 	bw := bufio.NewWriterSize(w, 1<<16)
 	fmt.Fprintln(bw, "reference;nom_naissance;prenoms;sexe;date_naissance;code_etablissement")
+	line := make([]byte, 0, 128)
 	for i := max(from, 0); i < min(to, p.n); i++ {
 		per := p.Person(i)
 		for c, ch := range per.Children {
-			fmt.Fprintf(bw, "SYN-%07d-%d;%s;%s;%s;%s;%s\n", i+1, c+1, per.NomNaissance, ch.Prenom, ch.Sexe, ch.Birth.Format("2006-01-02"), per.School(c))
+			line = appendReference(line[:0], i+1)
+			line = strconv.AppendInt(append(line, '-'), int64(c+1), 10)
+			line = append(append(line, ';'), per.NomNaissance...)
+			line = append(append(line, ';'), ch.Prenom...)
+			line = append(append(line, ';'), ch.Sexe...)
+			line = ch.Birth.AppendFormat(append(line, ';'), "2006-01-02")
+			line = append(append(line, ';'), per.School(c)...)
+			bw.Write(append(line, '\n'))
 		}
 	}
 	if err := bw.Flush(); err != nil {
@@ -507,9 +579,12 @@ func (per Person) answerScolarite(c, v int, q map[string][]string) (int, []byte)
 	year := first(q, "anneeScolaire")
 	start, _ := strconv.Atoi(year[:4])
 	age := start - ch.Birth.Year()
-	h := fnv.New64a()
-	fmt.Fprintf(h, "men/%d/%d", per.Index, c)
-	x := h.Sum64()
+	h := newFNV64a()
+	h.writeString("men/")
+	h.writeInt(per.Index)
+	h.writeString("/")
+	h.writeInt(c)
+	x := uint64(h)
 	switch r := int(x % 1000); {
 	case age < 3 || age > 18 || r < pupilUnknownRate:
 		return http.StatusNotFound, []byte(menNotFound)
@@ -520,29 +595,38 @@ func (per Person) answerScolarite(c, v int, q map[string][]string) (int, []byte)
 		year += "-" + strconv.Itoa(start+1)
 	}
 	boursier := int(x>>10%1000) < pupilBoursierRate
-	var echelon any
+	// Keys in sorted order, as json.Marshal writes a map's.
+	b := make([]byte, 0, 640)
+	b = append(b, `{"data":{"annee_scolaire":`...)
+	b = appendJSONString(b, year)
+	b = append(b, `,"echelon_bourse":`...)
 	if boursier {
-		echelon = int(x>>20%6) + 1
+		b = strconv.AppendInt(b, int64(x>>20%6)+1, 10)
+	} else {
+		b = append(b, "null"...)
 	}
-	data := map[string]any{
-		"identite":                     map[string]any{"nom": per.NomNaissance, "prenom": ch.Prenom, "sexe": ch.Sexe, "date_naissance": ch.Birth.Format("2006-01-02")},
-		"module_elementaire_formation": map[string]any{"code_mef_stat": nil, "libelle": nil},
-		"etablissement":                map[string]any{"code_uai": strings.ToUpper(first(q, "codeEtablissement")), "code_ministere_tutelle": "06"},
-		"annee_scolaire":               year,
-		"est_scolarise":                true,
-		"statut_eleve":                 map[string]any{"code": "ST", "libelle": "SCOLAIRE"},
-		"est_boursier":                 boursier,
-		"echelon_bourse":               echelon,
-	}
+	b = append(b, `,"est_boursier":`...)
+	b = strconv.AppendBool(b, boursier)
+	b = append(b, `,"est_scolarise":true,"etablissement":{"code_ministere_tutelle":"06","code_uai":`...)
+	b = appendJSONString(b, strings.ToUpper(first(q, "codeEtablissement")))
+	b = append(b, `},"identite":{"date_naissance":`...)
+	b = appendJSONDate(b, ch.Birth)
+	b = append(b, `,"nom":`...)
+	b = appendJSONString(b, per.NomNaissance)
+	b = append(b, `,"prenom":`...)
+	b = appendJSONString(b, ch.Prenom)
+	b = append(b, `,"sexe":`...)
+	b = appendJSONString(b, ch.Sexe)
+	b = append(b, `},"module_elementaire_formation":{"code_mef_stat":null,"libelle":null},`...)
 	if v >= 5 {
 		regimes := []struct{ code, label string }{{"2", "Demi-pensionnaire dans l'établissement"}, {"2", "Demi-pensionnaire dans l'établissement"},
 			{"0", "Externe libre"}, {"1", "Externe surveillé"}, {"3", "Interne dans l'établissement"}}
 		rg := regimes[x>>30%uint64(len(regimes))]
-		data["regime_pensionnat"] = map[string]any{"code": rg.code, "libelle": rg.label}
+		b = append(b, `"regime_pensionnat":{"code":`...)
+		b = appendJSONString(b, rg.code)
+		b = append(b, `,"libelle":`...)
+		b = appendJSONString(b, rg.label)
+		b = append(b, "},"...)
 	}
-	b, err := json.Marshal(map[string]any{"data": data, "links": map[string]any{}, "meta": map[string]any{}})
-	if err != nil {
-		return http.StatusInternalServerError, []byte(`{"errors":[]}`)
-	}
-	return http.StatusOK, b
+	return http.StatusOK, append(b, `"statut_eleve":{"code":"ST","libelle":"SCOLAIRE"}},"links":{},"meta":{}}`...)
 }

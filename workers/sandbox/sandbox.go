@@ -12,8 +12,10 @@ package sandbox
 import (
 	"crypto/rand"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"io/fs"
 	"net/http"
 	"path"
@@ -98,7 +100,11 @@ func (c Config) Validate() error {
 // route is one data route with its loaded cases.
 type route struct {
 	routeDef
-	cases    []apiCase
+	// byParams indexes the official cases, in name order, by the sum of
+	// their parameters (see paramsSum).
+	byParams map[uint64][]apiCase
+	seed     maphash.Seed
+	ping     string // pingName, once for all
 	notFound apiCase
 }
 
@@ -157,7 +163,8 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Calls() int64 { return s.calls.Load() }
 
 func loadRoute(def routeDef) (*route, error) {
-	r := &route{routeDef: def}
+	r := &route{routeDef: def, seed: maphash.MakeSeed()}
+	r.ping = r.pingName()
 	if def.dir == "" {
 		body := def.notFoundBody
 		if body == "" {
@@ -177,7 +184,11 @@ func loadRoute(def routeDef) (*route, error) {
 			}
 		}
 	}
-	r.cases = cases
+	r.byParams = make(map[uint64][]apiCase, len(cases))
+	for _, c := range cases {
+		sum := r.paramsSum(c.params)
+		r.byParams[sum] = append(r.byParams[sum], c)
+	}
 	notFoundDir := def.dir
 	if def.fallback404 != "" {
 		notFoundDir = def.fallback404
@@ -247,15 +258,40 @@ func normalizeCase(p map[string]any) map[string][]string {
 
 // requestParams is the provider-side parameter set of a request: every
 // parameter but recipient, "prenoms[]" keyed "prenoms", values lower-cased.
+// The values are cut from one lower-cased string and their lists from one
+// array: a few allocations whatever the request.
 func requestParams(q map[string][]string) map[string][]string {
-	out := make(map[string][]string, len(q))
+	keys := make([]string, 0, 16) // in the order lowered holds their values
+	ends := make([]int, 0, 32)    // where each value ends in lowered
+	lowered := make([]byte, 0, 512)
 	for k, vs := range q {
-		if k == "recipient" {
+		if k == "recipient" || len(vs) == 0 {
 			continue
 		}
-		k = strings.TrimSuffix(k, "[]")
+		keys = append(keys, k)
 		for _, v := range vs {
-			out[k] = append(out[k], strings.ToLower(v))
+			lowered = appendLower(lowered, v)
+			ends = append(ends, len(lowered))
+		}
+	}
+	text := string(lowered)
+	values := make([]string, len(ends))
+	from := 0
+	for i, end := range ends {
+		values[i], from = text[from:end], end
+	}
+	out := make(map[string][]string, len(keys))
+	for _, k := range keys {
+		n := len(q[k])
+		// A full slice expression: appending "prenoms[]" to "prenoms"
+		// copies rather than overwrite the next list.
+		mine := values[:n:n]
+		values = values[n:]
+		k = strings.TrimSuffix(k, "[]")
+		if prev, ok := out[k]; ok {
+			out[k] = append(prev, mine...)
+		} else {
+			out[k] = mine
 		}
 	}
 	return out
@@ -279,19 +315,61 @@ func sameParams(a, b map[string][]string) bool {
 	return true
 }
 
+// paramsSum is the sum of paramSum over a parameter set: the same for the
+// same parameters whatever their order, seldom the same for others.
+func (r *route) paramsSum(params map[string][]string) uint64 {
+	var sum uint64
+	for k, vs := range params {
+		sum += paramSum(r.seed, k, vs)
+	}
+	return sum
+}
+
+// match returns the first official case whose parameters are params, as
+// staging matches them (exactly: the sum only finds the candidates), or
+// the route's 404 case.
+func (r *route) match(params map[string][]string) apiCase {
+	for _, c := range r.byParams[r.paramsSum(params)] {
+		if sameParams(params, c.params) {
+			return c
+		}
+	}
+	return r.notFound
+}
+
+// The response headers of data answers, as Header.Set canonicalizes their
+// names (so, as they go on the wire): the hot path sets the map entries
+// directly, which skips canonicalizing them again on every request.
+const (
+	hdrRequestID          = "X-Request-Id"
+	hdrRateLimitLimit     = "Ratelimit-Limit"
+	hdrRateLimitRemaining = "Ratelimit-Remaining"
+	hdrRateLimitReset     = "Ratelimit-Reset"
+	hdrRetryAfter         = "Retry-After"
+	hdrResponseCached     = "X-Response-Cached"
+	hdrCacheExpiresIn     = "X-Cache-Expires-In"
+	hdrContentType        = "Content-Type"
+)
+
 // ServeHTTP answers one request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := s.cfg.Now()
+	line := s.cfg.Log.Debug() // nil when debug lines are off
+	var start time.Time
+	if line != nil {
+		start = s.cfg.Now()
+	}
 	reqID := newUUID()
-	w.Header().Set("X-Request-ID", reqID)
+	w.Header()[hdrRequestID] = []string{reqID}
 	var key string
 	status := s.serve(w, r, &key)
 	if key != "" && status != 0 {
 		s.lim.answered(key, clientIP(r), status)
 	}
-	// The path is logged, never the query (identities) or the token.
-	s.cfg.Log.Debug().Str("path", r.URL.Path).Int("status", status).Str("request_id", reqID).
-		Dur("took", s.cfg.Now().Sub(start)).Msg("sandbox answer")
+	if line != nil {
+		// The path is logged, never the query (identities) or the token.
+		line.Str("path", r.URL.Path).Int("status", status).Str("request_id", reqID).
+			Dur("took", s.cfg.Now().Sub(start)).Msg("sandbox answer")
+	}
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int {
@@ -339,9 +417,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 		if !ok || strings.TrimSpace(tok) == "" {
 			return writeErrors(w, http.StatusUnauthorized, errTokenInvalid)
 		}
-		rateKey, scopes = "fc:"+tokenKey(tok), rt.scopes
+		rateKey, scopes = s.tokens.fcRateKey(tok), rt.scopes
 	case authAPIKey:
-		claims, aerr := s.authenticate("Bearer "+r.Header.Get("X-Api-Key"), now)
+		claims, aerr := s.authenticateToken(r.Header.Get("X-Api-Key"), now)
 		if aerr != nil {
 			return writeV2Error(w, http.StatusUnauthorized, "access_denied", aerr.errs[0].Detail)
 		}
@@ -364,9 +442,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 		return writeText(w, http.StatusInternalServerError, "internal error")
 	}
 	*key = rateKey
+	q := queryValues(r.URL.RawQuery)
 	if s.cfg.OnRequest != nil {
 		id, _ := strings.CutPrefix(rateKey, "v2:")
-		s.cfg.OnRequest(RequestInfo{Path: p, TokenID: id, Recipient: r.URL.Query().Get("recipient")})
+		s.cfg.OnRequest(RequestInfo{Path: p, TokenID: id, Recipient: q.Get("recipient")})
 	}
 	v := s.lim.take(rateKey, clientIP(r), now)
 	if v.banned {
@@ -377,17 +456,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 		}
 		return 0
 	}
-	w.Header().Set("RateLimit-Limit", strconv.Itoa(v.limit))
-	w.Header().Set("RateLimit-Remaining", strconv.Itoa(v.remaining))
-	w.Header().Set("RateLimit-Reset", strconv.FormatInt(v.reset, 10))
+	h := w.Header()
+	// One array holds the three values, each header a slice of it.
+	rl := []string{strconv.Itoa(v.limit), strconv.Itoa(v.remaining), strconv.FormatInt(v.reset, 10)}
+	h[hdrRateLimitLimit], h[hdrRateLimitRemaining], h[hdrRateLimitReset] = rl[0:1:1], rl[1:2:2], rl[2:3:3]
 	if !v.allowed {
-		w.Header().Set("Retry-After", strconv.FormatInt(max(v.reset-now.Unix(), 0), 10))
+		h[hdrRetryAfter] = []string{strconv.FormatInt(max(v.reset-now.Unix(), 0), 10)}
 		if rt.isV2() {
 			return writeJSON(w, http.StatusTooManyRequests, map[string]any{"errors": []string{errTooManyRequests.Detail}})
 		}
 		return writeErrors(w, http.StatusTooManyRequests, errTooManyRequests)
 	}
-	q := r.URL.Query()
 	if errs := rt.validate(q, now); len(errs) > 0 {
 		if rt.isV2() {
 			return writeV2Error(w, http.StatusBadRequest, "bad_request", errs[0].Detail)
@@ -396,19 +475,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 	}
 	// An identical request (token, route, parameters) still in flight gets
 	// 409, as the API refuses to run one twice at once.
-	flight := *key + " " + p + "?" + canonicalQuery(q)
+	reqKey := s.state.sum(rt.path, q)
+	flight := flightKey{rateKey: rateKey, sum: reqKey}
 	if !s.state.enter(flight) {
 		return writeErrors(w, http.StatusConflict, errInFlight)
 	}
 	defer s.state.leave(flight)
-	cacheKey := p + "?" + canonicalQuery(q)
-	cachedFor, cached := s.state.cached(cacheKey, now)
+	cachedFor, cached := s.state.cached(reqKey, now)
 	if s.cfg.Maintenance {
 		if left := maintenanceLeft(rt.path, now); left > 0 {
 			return writeMaintenance(w, rt, left)
 		}
 	}
-	if rt.pingName() != "" && s.inOutage(rt.pingName()) {
+	if rt.ping != "" && s.inOutage(rt.ping) {
 		provider, prefix := rt.provider()
 		return writeErrors(w, http.StatusBadGateway, apiError{Code: prefix + "001", Title: "Fournisseur de données indisponible",
 			Detail: "Le fournisseur de données est temporairement indisponible. Veuillez réessayer plus tard.", Meta: map[string]any{"provider": provider}})
@@ -429,13 +508,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 		}
 	}
 	params := requestParams(q)
-	c := rt.notFound
-	for _, cand := range rt.cases {
-		if sameParams(params, cand.params) {
-			c = cand
-			break
-		}
-	}
+	c := rt.match(params)
 	body := c.body
 	if c.name == rt.notFound.name && rt.path == "/v3/dss/quotient_familial/identite" {
 		if per, ok := s.cfg.Population.Lookup(params); ok {
@@ -456,22 +529,22 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 		body = maskData(rt.path, body, scopes)
 	}
 	if c.status == http.StatusTooManyRequests {
-		w.Header().Set("Retry-After", "1")
+		h[hdrRetryAfter] = []string{"1"}
 	}
 	if ttl := rt.cacheTTL(); ttl > 0 {
 		// DSS answers are cached by path and parameters, whatever the token.
 		if cached {
-			w.Header().Set("X-Response-Cached", "true")
-			w.Header().Set("X-Cache-Expires-in", strconv.Itoa(int(cachedFor.Seconds())))
+			h[hdrResponseCached] = []string{"true"}
+			h[hdrCacheExpiresIn] = []string{strconv.Itoa(int(cachedFor.Seconds()))}
 		} else {
-			w.Header().Set("X-Response-Cached", "false")
-			w.Header().Set("X-Cache-Expires-in", "")
+			h[hdrResponseCached] = []string{"false"}
+			h[hdrCacheExpiresIn] = []string{""}
 			if c.status == http.StatusOK {
-				s.state.store(cacheKey, now.Add(ttl))
+				s.state.store(reqKey, now.Add(ttl), now)
 			}
 		}
 	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	h[hdrContentType] = []string{"application/json; charset=utf-8"}
 	w.WriteHeader(c.status)
 	w.Write(body)
 	return c.status
@@ -545,5 +618,15 @@ func newUUID() string {
 	rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	var out [36]byte
+	hex.Encode(out[0:8], b[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], b[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], b[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], b[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:36], b[10:16])
+	return string(out[:])
 }

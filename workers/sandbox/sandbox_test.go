@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"gopkg.in/yaml.v3"
 )
 
@@ -618,5 +619,113 @@ func TestConfig_Validate(t *testing.T) {
 				t.Fatalf("New: %v, want ok %v", err, tc.ok)
 			}
 		})
+	}
+}
+
+// TestServer_RememberedTokens: a token verified once is remembered, yet
+// every request still checks its expiry at the request's time, and a
+// forged or blacklisted token is refused however often it comes.
+func TestServer_RememberedTokens(t *testing.T) {
+	now := caseClock
+	leaked := token(t, AllScopes, caseClock.Add(time.Hour))
+	parts := strings.Split(leaked, ".")
+	payload, _ := b64.DecodeString(parts[1])
+	var c claims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(t, Config{Limits: Limits{PerSecond: 1000, IPPerMinute: 100000}, Blacklist: []string{c.JTI}, Now: func() time.Time { return now }})
+	good := token(t, AllScopes, caseClock.Add(time.Hour))
+	forged := parts[0] + "." + parts[1] + "." + b64.EncodeToString([]byte("not the signature"))
+	for _, tc := range []struct {
+		name   string
+		at     time.Time
+		tok    string
+		status int
+		code   string
+	}{
+		{"first use verifies", caseClock, good, 200, ""},
+		{"second use remembered", caseClock.Add(time.Minute), good, 200, ""},
+		{"remembered token expires", caseClock.Add(time.Hour), good, 401, "00103"},
+		{"still expired", caseClock.Add(2 * time.Hour), good, 401, "00103"},
+		{"forged", caseClock, forged, 401, "00101"},
+		{"forged again", caseClock, forged, 401, "00101"},
+		{"blacklisted", caseClock, leaked, 401, "00105"},
+		{"blacklisted again", caseClock, leaked, 401, "00105"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now = tc.at
+			rec := get(s, tc.tok, qfPath, nominal)
+			if rec.Code != tc.status || (tc.code != "" && !strings.Contains(rec.Body.String(), `"code":"`+tc.code+`"`)) {
+				t.Fatalf("status %d body %s; want %d %s", rec.Code, rec.Body, tc.status, tc.code)
+			}
+		})
+	}
+	// The FranceConnect key of a token stays the same from call to call.
+	for i := 0; i < 2; i++ {
+		if rec := get(s, "fc-access-token", "/v3/dss/quotient_familial/france_connect", url.Values{"recipient": {"13002526500013"}}); rec.Code == 401 {
+			t.Fatalf("FranceConnect call %d: %d %s", i, rec.Code, rec.Body)
+		}
+	}
+	n := 0
+	for _, st := range s.Stats().Tokens {
+		if st.Key == "fc:"+tokenKey("fc-access-token") {
+			n = int(st.Requests)
+		}
+	}
+	if n != 2 {
+		t.Fatalf("FranceConnect token counted %d times under its key, want 2: %+v", n, s.Stats().Tokens)
+	}
+}
+
+// TestServer_HeaderNamesCanonical: the header names the hot path sets
+// directly are those Header.Set would store, so the bytes on the wire are
+// the same, and every header of an answer has its canonical name.
+func TestServer_HeaderNamesCanonical(t *testing.T) {
+	for _, h := range []string{hdrRequestID, hdrRateLimitLimit, hdrRateLimitRemaining, hdrRateLimitReset, hdrRetryAfter,
+		hdrResponseCached, hdrCacheExpiresIn, hdrContentType} {
+		if c := http.CanonicalHeaderKey(h); c != h {
+			t.Errorf("header %q is stored as %q by Header.Set", h, c)
+		}
+	}
+	s := newServer(t, Config{Limits: Limits{PerSecond: 1, IPPerMinute: 100000}})
+	tok := token(t, AllScopes, caseClock.Add(time.Hour))
+	for i, want := range []int{200, 429} {
+		rec := get(s, tok, qfPath, nominal)
+		if rec.Code != want {
+			t.Fatalf("call %d: %d, want %d", i, rec.Code, want)
+		}
+		for k := range rec.Header() {
+			if c := http.CanonicalHeaderKey(k); c != k {
+				t.Errorf("call %d: header %q, canonical %q", i, k, c)
+			}
+		}
+		if id := rec.Header().Get("X-Request-ID"); !uuidPattern.MatchString(id) || id[14] != '4' {
+			t.Errorf("call %d: request id %q is no version 4 UUID", i, id)
+		}
+	}
+}
+
+// TestServer_LogLine: one debug line per answer, with the path, status and
+// request id, never the query (identities) nor the token.
+func TestServer_LogLine(t *testing.T) {
+	var buf bytes.Buffer
+	s := newServer(t, Config{Log: zerolog.New(&buf).Level(zerolog.DebugLevel)})
+	tok := token(t, AllScopes, caseClock.Add(time.Hour))
+	rec := get(s, tok, qfPath, nominal)
+	line := buf.String()
+	if strings.Count(line, "\n") != 1 || !strings.Contains(line, `"path":"`+qfPath+`"`) || !strings.Contains(line, `"status":200`) ||
+		!strings.Contains(line, `"request_id":"`+rec.Header().Get("X-Request-ID")+`"`) || !strings.Contains(line, `"took":`) {
+		t.Fatalf("log line %s", line)
+	}
+	for _, secret := range []string{tok, "LEFEBVRE", "1982", "recipient"} {
+		if strings.Contains(line, secret) {
+			t.Fatalf("log line holds %q: %s", secret, line)
+		}
+	}
+	buf.Reset()
+	quiet := newServer(t, Config{Log: zerolog.New(&buf).Level(zerolog.InfoLevel)})
+	if get(quiet, tok, qfPath, nominal); buf.Len() != 0 {
+		t.Fatalf("debug line at info level: %s", buf.String())
 	}
 }

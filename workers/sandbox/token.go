@@ -56,15 +56,21 @@ type authError struct {
 	errs   []apiError
 }
 
-// authenticate checks a Bearer token: signature, UUID uid/jti, blacklist,
-// expiry. Like production, which caches the decoded user for an hour, a
-// verified token is remembered (the blacklist and expiry are still checked).
+// authenticate checks the token of an Authorization header ("Bearer "
+// and the token); see authenticateToken.
 func (s *Server) authenticate(authorization string, now time.Time) (claims, *authError) {
-	invalid := &authError{status: http.StatusUnauthorized, errs: []apiError{errTokenInvalid}}
 	tok, ok := strings.CutPrefix(authorization, "Bearer ")
 	if !ok {
-		return claims{}, invalid
+		return claims{}, &authError{status: http.StatusUnauthorized, errs: []apiError{errTokenInvalid}}
 	}
+	return s.authenticateToken(tok, now)
+}
+
+// authenticateToken checks a token: signature, UUID uid/jti, blacklist,
+// expiry. Like production, which caches the decoded user for an hour, a
+// verified token is remembered (the blacklist and expiry are still checked
+// on every request).
+func (s *Server) authenticateToken(tok string, now time.Time) (claims, *authError) {
 	c, ok := s.tokens.get(tok)
 	if !ok {
 		var aerr *authError
@@ -113,26 +119,53 @@ func (s *Server) verify(tok string) (claims, *authError) {
 	return c, nil
 }
 
-// tokenCache remembers verified tokens, keyed by a hash of the token.
+// tokenCacheSize bounds each map of a tokenCache: past it, the map starts
+// afresh.
+const tokenCacheSize = 10000
+
+// tokenCache remembers, per token, its verified claims and the key
+// FranceConnect routes count it under, so that neither the signature nor
+// the hash is computed again on every request. Safe for concurrent use;
+// the zero value is ready.
 type tokenCache struct {
-	mu sync.Mutex
-	m  map[string]claims
+	mu     sync.RWMutex
+	claims map[string]claims
+	fcKeys map[string]string
 }
 
 func (tc *tokenCache) get(tok string) (claims, bool) {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	c, ok := tc.m[tokenKey(tok)]
+	tc.mu.RLock()
+	defer tc.mu.RUnlock()
+	c, ok := tc.claims[tok]
 	return c, ok
 }
 
 func (tc *tokenCache) put(tok string, c claims) {
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
-	if tc.m == nil || len(tc.m) > 10000 {
-		tc.m = make(map[string]claims)
+	if tc.claims == nil || len(tc.claims) >= tokenCacheSize {
+		tc.claims = make(map[string]claims)
 	}
-	tc.m[tokenKey(tok)] = c
+	tc.claims[tok] = c
+}
+
+// fcRateKey returns "fc:" and tokenKey(tok), the key a FranceConnect
+// token is counted under, computed once per token.
+func (tc *tokenCache) fcRateKey(tok string) string {
+	tc.mu.RLock()
+	k, ok := tc.fcKeys[tok]
+	tc.mu.RUnlock()
+	if ok {
+		return k
+	}
+	k = "fc:" + tokenKey(tok)
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if tc.fcKeys == nil || len(tc.fcKeys) >= tokenCacheSize {
+		tc.fcKeys = make(map[string]string)
+	}
+	tc.fcKeys[tok] = k
+	return k
 }
 
 // tokenKey identifies a token without keeping it.

@@ -10,18 +10,64 @@ import (
 const titleUnprocessable = "Entité non traitable"
 
 var (
-	civilityName = regexp.MustCompile(`^[a-zA-ZÀ-ÖØ-öø-ÿ' -]+$`)
-	siretPattern = regexp.MustCompile(`^[0-9]{14}$`)
-	paysCOG      = regexp.MustCompile(`^(99[0-9]{3}|92352)$`)
-	communeCOG   = regexp.MustCompile(`^([013-9][0-9]|2[AB1-9])[0-9]{3}$`)
-	departement  = regexp.MustCompile(`^(0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-4]|976)$`)
-	fourDigits   = regexp.MustCompile(`^[0-9]{4}$`)
+	departement = regexp.MustCompile(`^(0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-4]|976)$`)
+	fourDigits  = regexp.MustCompile(`^[0-9]{4}$`)
 )
+
+// The checks of every identity request are written out rather than
+// regular expressions (the tests hold the expressions they follow).
+
+// isCivilityName matches ^[a-zA-ZÀ-ÖØ-öø-ÿ' -]+$: Latin letters, with
+// the accented ones of Latin-1 (not × nor ÷), apostrophes, spaces and
+// hyphens.
+func isCivilityName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', r == '\'', r == ' ', r == '-':
+		case 'À' <= r && r <= 'ÿ' && r != '×' && r != '÷':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// allDigits reports whether s is only ASCII digits.
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// isPaysCOG matches ^(99[0-9]{3}|92352)$: a foreign country's COG code.
+func isPaysCOG(s string) bool {
+	return len(s) == 5 && (s == "92352" || s[:2] == "99" && allDigits(s[2:]))
+}
+
+// isCommuneCOG matches ^([013-9][0-9]|2[AB1-9])[0-9]{3}$: a commune's
+// COG code, Corsica's 2A and 2B included.
+func isCommuneCOG(s string) bool {
+	if len(s) != 5 || !allDigits(s[2:]) {
+		return false
+	}
+	switch d, c := s[0], s[1]; {
+	case d == '2':
+		return c == 'A' || c == 'B' || '1' <= c && c <= '9'
+	default:
+		return '0' <= d && d <= '9' && '0' <= c && c <= '9'
+	}
+}
 
 // ValidSIRET reports whether s is 14 digits passing the Luhn check (La
 // Poste's establishments, SIREN 356000000, use a sum of digits divisible by 5).
 func ValidSIRET(s string) bool {
-	if !siretPattern.MatchString(s) {
+	if len(s) != 14 || !allDigits(s) {
 		return false
 	}
 	if strings.HasPrefix(s, "356000000") {
@@ -57,16 +103,16 @@ func validateQF(q map[string][]string, now time.Time) []apiError {
 	if !ValidSIRET(get("recipient")) {
 		errs = append(errs, paramError("00210", titleUnprocessable, "Le paramètre recipient n'est pas un siret valide", "recipient"))
 	}
-	if nom := get("nomNaissance"); nom == "" || !civilityName.MatchString(nom) {
+	if nom := get("nomNaissance"); nom == "" || !isCivilityName(nom) {
 		errs = append(errs, paramError("00420", titleUnprocessable, "Le nom de naissance est manquant", "nomNaissance"))
 	}
-	if nu := get("nomUsage"); nu != "" && !civilityName.MatchString(nu) {
+	if nu := get("nomUsage"); nu != "" && !isCivilityName(nu) {
 		errs = append(errs, paramError("00366", titleUnprocessable, "Un ou plusieurs paramètres de civilité ne sont pas correctement formatés", "nomUsage"))
 	}
 	prenoms := q["prenoms[]"]
 	badPrenom := len(prenoms) == 0 || len(prenoms) > 3
 	for _, p := range prenoms {
-		if !civilityName.MatchString(p) {
+		if !isCivilityName(p) {
 			badPrenom = true
 		}
 	}
@@ -80,14 +126,14 @@ func validateQF(q map[string][]string, now time.Time) []apiError {
 		errs = append(errs, paramError("00427", titleUnprocessable, "Le sexe de l'état civil est manquant", "sexeEtatCivil"))
 	}
 	pays := get("codeCogInseePaysNaissance")
-	if !paysCOG.MatchString(pays) {
+	if !isPaysCOG(pays) {
 		errs = append(errs, paramError("00400", titleUnprocessable, "Le code pays INSEE n'est pas correctement formaté", "codeCogInseePaysNaissance"))
 	}
 	annee, anneeOK := dateErrors(q, now, &errs)
 	commune, nomCommune, dept := get("codeCogInseeCommuneNaissance"), get("nomCommuneNaissance"), strings.ToUpper(get("codeCogInseeDepartementNaissance"))
 	switch {
 	case commune != "":
-		if !communeCOG.MatchString(strings.ToUpper(commune)) {
+		if !isCommuneCOG(strings.ToUpper(commune)) {
 			errs = append(errs, paramError("00365", titleUnprocessable, "Le lieu de naissance n'est pas correctement formaté", "codeCogInseeCommuneNaissance"))
 		}
 		if dept != "" && !departement.MatchString(dept) {
@@ -208,13 +254,13 @@ func validateFT(q map[string][]string, _ time.Time) []apiError {
 // names, full birth date, optional sex and birth place.
 func civilityErrors(q map[string][]string, now time.Time, maxPrenoms int, sexRequired bool) []apiError {
 	errs := recipientErrors(q)
-	if nom := first(q, "nomNaissance"); nom == "" || !civilityName.MatchString(nom) {
+	if nom := first(q, "nomNaissance"); nom == "" || !isCivilityName(nom) {
 		errs = append(errs, paramError("00420", titleUnprocessable, "Le nom de naissance est manquant", "nomNaissance"))
 	}
 	prenoms := q["prenoms[]"]
 	bad := len(prenoms) == 0 || len(prenoms) > maxPrenoms
 	for _, p := range prenoms {
-		bad = bad || !civilityName.MatchString(p)
+		bad = bad || !isCivilityName(p)
 	}
 	if bad {
 		errs = append(errs, paramError("00421", titleUnprocessable, "Le(s) prenom(s) est manquant", "prenoms"))
@@ -230,7 +276,7 @@ func civilityErrors(q map[string][]string, now time.Time, maxPrenoms int, sexReq
 	if (sexRequired && sexe == "") || (sexe != "" && sexe != "M" && sexe != "F") {
 		errs = append(errs, paramError("00427", titleUnprocessable, "Le sexe de l'état civil est manquant", "sexeEtatCivil"))
 	}
-	if c := first(q, "codeCogInseeCommuneNaissance"); c != "" && !communeCOG.MatchString(strings.ToUpper(c)) {
+	if c := first(q, "codeCogInseeCommuneNaissance"); c != "" && !isCommuneCOG(strings.ToUpper(c)) {
 		errs = append(errs, paramError("00426", titleUnprocessable, "Le code cog de la commune de naissance est manquant", "codeCogInseeCommuneNaissance"))
 	}
 	return errs
