@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -359,6 +360,39 @@ func TestStore_Purge(t *testing.T) {
 			}
 			if bs, _ := s.TenantBatches(ctx, "a", ""); len(bs) != 1 || bs[0].ID != a2.ID {
 				t.Fatalf("TenantBatches(a) = %+v", bs)
+			}
+		})
+	}
+}
+
+// TestStore_RecordCallsSizes writes batches of sizes that take one, several
+// and the largest INSERT statements, and reads every record back in order.
+func TestStore_RecordCallsSizes(t *testing.T) {
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			for _, n := range []int{1, 3, 256, 300, 700} {
+				calls := benchCalls(n)
+				batch := fmt.Sprintf("b%d", n)
+				for i := range calls {
+					calls[i].BatchID = batch
+				}
+				if err := s.RecordCalls(ctx, calls); err != nil {
+					t.Fatalf("RecordCalls(%d) = %v", n, err)
+				}
+				got, err := s.BatchCalls(ctx, batch)
+				if err != nil || len(got) != n {
+					t.Fatalf("BatchCalls after %d = %d records, %v", n, len(got), err)
+				}
+				for i := range got {
+					if got[i].RowNumber != calls[i].RowNumber || got[i].IdentityHMAC != calls[i].IdentityHMAC || !got[i].At.Equal(calls[i].At) {
+						t.Fatalf("record %d of %d = %+v, want %+v", i, n, got[i], calls[i])
+					}
+				}
+			}
+			last := benchCalls(700)[699]
+			if got, err := s.CallsOf(ctx, last.IdentityHMAC); err != nil || len(got) != 1 || got[0].BatchID != "b700" {
+				t.Fatalf("CallsOf = %+v, %v", got, err)
 			}
 		})
 	}
