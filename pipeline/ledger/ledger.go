@@ -151,11 +151,14 @@ func Open(ctx context.Context, dbURL string) (*Store, error) {
 		// Statement journals and temporary sort tables in memory, not in
 		// temporary files (nothing durable lives there).
 		q.Add("_pragma", "temp_store(MEMORY)")
-		// Checkpoint the WAL into the database every 10,000 pages (40 MiB
-		// of WAL at most) rather than 1,000: a page the audit inserts
+		// Checkpoint the WAL into the database every 10,000 pages (about
+		// 40 MiB of WAL) rather than 1,000: a page the audit inserts
 		// rewrite in many commits is copied back once per checkpoint, and
-		// checkpoints (each with an fsync) are ten times rarer. Commits
-		// stay as durable: they are in the WAL either way.
+		// checkpoints (each with an fsync) are ten times rarer. A commit
+		// still survives a killed process (it is in the WAL when it
+		// returns); a power loss, which may drop the commits made since
+		// the last checkpoint (see synchronous above), may drop up to
+		// ten times more of them.
 		q.Add("_pragma", "wal_autocheckpoint(10000)")
 		q.Add("_time_format", "sqlite")
 		driver, dsn, dialect = "sqlite", "file:"+path+"?"+q.Encode(), "sqlite"
