@@ -60,3 +60,43 @@ func BenchmarkRecordCalls(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*rows), "cpu-ns/row")
 }
+
+// BenchmarkRecordPart records 100,000 result rows of one batch in parts of
+// 25,000 (the result writer's default part size) into a fresh SQLite
+// ledger: one op is the whole batch.
+func BenchmarkRecordPart(b *testing.B) {
+	const rows, part = 100_000, 25_000
+	ctx := context.Background()
+	statuses := make([]RowStatus, rows)
+	for i := range statuses {
+		statuses[i] = RowStatus{RowNumber: int64(i + 1), Check: schemas.CheckQuotientFamilial, Status: schemas.StatusOK, Calls: 1}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var cpu time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		s, err := Open(ctx, "sqlite://"+filepath.Join(b.TempDir(), "ledger.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		batch, _, err := s.CreateBatch(ctx, Batch{Tenant: "demo", Campaign: "2026-09", Checks: "quotient_familial",
+			Bucket: "apbatch", ObjectKey: "incoming/demo/2026-09/a.csv", ObjectVersion: "v1"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		before := processCPU()
+		for j := 0; j < rows; j += part {
+			p := Part{BatchID: batch.ID, PartNo: j/part + 1, ObjectKey: fmt.Sprint("part-", j), Rows: part}
+			if err := s.RecordPart(ctx, p, statuses[j:min(j+part, rows)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cpu += processCPU() - before
+		b.StopTimer()
+		s.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*rows), "cpu-ns/row")
+}

@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers driver "pgx"
@@ -108,10 +107,9 @@ type Store struct {
 	dialect string
 	now     func() time.Time
 
-	// callInserts holds RecordCalls' prepared INSERT statements by row
-	// count (SQLite only), see callInsertStatements.
-	callsMu     sync.Mutex
-	callInserts map[int]*sql.Stmt
+	// insertCalls and insertRows are the multi-row INSERTs of
+	// RecordCalls and RecordPart.
+	insertCalls, insertRows *bulkInsert
 }
 
 // Open connects to the ledger at dbURL and applies pending migrations.
@@ -193,17 +191,36 @@ func Open(ctx context.Context, dbURL string) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	// On SQLite, a statement of a thousand rows costs more to parse than to
+	// run: prepare the bulk inserts once. (The PostgreSQL driver caches
+	// statements by text on each connection.)
+	insertCalls := `INSERT INTO calls (at, tenant, batch_id, row_number, rows, check_name, route,
+		http_status, error_code, request_id, latency_ms, attempt, identity_hmac) VALUES `
+	if dialect == "sqlite" {
+		// A failing row then aborts the whole transaction (what
+		// PostgreSQL does and what RecordCalls wants) rather than only the
+		// statement, which spares SQLite a statement journal: a copy of
+		// every page the statement changes.
+		insertCalls = strings.Replace(insertCalls, "INSERT INTO", "INSERT OR ROLLBACK INTO", 1)
+	}
+	s.insertCalls = &bulkInsert{head: insertCalls, columns: 13, rebind: db.Rebind}
+	s.insertRows = &bulkInsert{head: `INSERT INTO result_rows (batch_id, row_number, check_name, status, calls, part_no) VALUES `,
+		tail: ` ON CONFLICT DO NOTHING`, columns: 6, rebind: db.Rebind}
+	if dialect == "sqlite" {
+		for _, b := range []*bulkInsert{s.insertCalls, s.insertRows} {
+			if err := b.prepare(ctx, db.DB); err != nil {
+				s.Close()
+				return nil, fmt.Errorf("ledger: prepare inserts: %w", err)
+			}
+		}
+	}
 	return s, nil
 }
 
 // Close closes the database.
 func (s *Store) Close() error {
-	s.callsMu.Lock()
-	for _, st := range s.callInserts {
-		st.Close()
-	}
-	s.callInserts = nil
-	s.callsMu.Unlock()
+	s.insertCalls.close()
+	s.insertRows.close()
 	return s.db.Close()
 }
 
@@ -405,27 +422,21 @@ func (s *Store) RecordPart(ctx context.Context, p Part, rows []RowStatus) error 
 		VALUES (:batch_id, :part_no, :object_key, :rows, :size, :created_at)`, p); err != nil {
 		return fmt.Errorf("ledger: record part %s/%d: %w", p.BatchID, p.PartNo, err)
 	}
-	const chunk = 500
-	for i := 0; i < len(rows); i += chunk {
-		end := min(i+chunk, len(rows))
-		var sb strings.Builder
-		sb.WriteString(`INSERT INTO result_rows (batch_id, row_number, check_name, status, calls, part_no) VALUES `)
-		args := make([]any, 0, 6*(end-i))
-		for j, r := range rows[i:end] {
-			if j > 0 {
-				sb.WriteString(",")
-			}
-			sb.WriteString("(?, ?, ?, ?, ?, ?)")
+	args := make([]any, 0, s.insertRows.columns*min(len(rows), maxRowsPerInsert))
+	for rest := rows; len(rest) > 0; {
+		n := rowsPerInsert(len(rest))
+		args = args[:0]
+		for _, r := range rest[:n] {
 			args = append(args, p.BatchID, r.RowNumber, string(r.Check), string(r.Status), r.Calls, p.PartNo)
 		}
-		sb.WriteString(` ON CONFLICT DO NOTHING`)
-		res, err := tx.ExecContext(ctx, tx.Rebind(sb.String()), args...)
+		res, err := s.insertRows.exec(ctx, tx, n, args)
 		if err != nil {
 			return fmt.Errorf("ledger: record rows of part %s/%d: %w", p.BatchID, p.PartNo, err)
 		}
-		if n, _ := res.RowsAffected(); n != int64(end-i) {
+		if m, _ := res.RowsAffected(); m != int64(n) {
 			return fmt.Errorf("ledger: part %s/%d: %w", p.BatchID, p.PartNo, ErrDuplicateRow)
 		}
+		rest = rest[n:]
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("ledger: commit part %s/%d: %w", p.BatchID, p.PartNo, err)
@@ -589,29 +600,20 @@ func (s *Store) RecordCalls(ctx context.Context, calls []schemas.CallRecord) err
 	if len(calls) == 0 {
 		return nil
 	}
-	stmts, err := s.callInsertStatements(ctx)
-	if err != nil {
-		return fmt.Errorf("ledger: record %d calls: %w", len(calls), err)
-	}
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("ledger: record %d calls: %w", len(calls), err)
 	}
 	defer tx.Rollback()
-	args := make([]any, 0, callColumns*min(len(calls), maxCallsPerInsert))
+	args := make([]any, 0, s.insertCalls.columns*min(len(calls), maxRowsPerInsert))
 	for rest := calls; len(rest) > 0; {
-		n := callsPerInsert(len(rest))
+		n := rowsPerInsert(len(rest))
 		args = args[:0]
 		for _, c := range rest[:n] {
 			args = append(args, c.At.UTC(), c.Tenant, c.BatchID, c.RowNumber, c.Rows, c.Check, c.Route,
 				c.HTTPStatus, c.ErrorCode, c.RequestID, c.LatencyMS, c.Attempt, c.IdentityHMAC)
 		}
-		if st := stmts[n]; st != nil {
-			_, err = tx.StmtContext(ctx, st).ExecContext(ctx, args...)
-		} else {
-			_, err = tx.ExecContext(ctx, s.insertCallsSQL(n), args...)
-		}
-		if err != nil {
+		if _, err := s.insertCalls.exec(ctx, tx, n, args); err != nil {
 			return fmt.Errorf("ledger: record %d calls: %w", n, err)
 		}
 		rest = rest[n:]
@@ -620,77 +622,6 @@ func (s *Store) RecordCalls(ctx context.Context, calls []schemas.CallRecord) err
 		return fmt.Errorf("ledger: record %d calls: %w", len(calls), err)
 	}
 	return nil
-}
-
-// callColumns is how many values one audit record binds.
-const callColumns = 13
-
-// maxCallsPerInsert bounds the rows of one INSERT statement (its bound
-// values stay far under both databases' limits).
-const maxCallsPerInsert = 256
-
-// callsPerInsert returns how many of n pending records the next INSERT
-// takes: the largest power of two not above n (and maxCallsPerInsert).
-// Statements of a few fixed sizes, each parsed once, then serve any batch
-// size in at most log2(maxCallsPerInsert)+1 statements.
-func callsPerInsert(n int) int {
-	size := maxCallsPerInsert
-	for size > n {
-		size /= 2
-	}
-	return size
-}
-
-// insertCallsSQL returns the INSERT statement of n audit records. On
-// SQLite, OR ROLLBACK makes a failing row abort the whole transaction
-// (what PostgreSQL does and what RecordCalls wants) instead of only the
-// statement, which spares SQLite a statement journal: a copy of every page
-// the statement changes.
-func (s *Store) insertCallsSQL(n int) string {
-	var sb strings.Builder
-	sb.WriteString(`INSERT `)
-	if s.dialect == "sqlite" {
-		sb.WriteString(`OR ROLLBACK `)
-	}
-	sb.WriteString(`INTO calls (at, tenant, batch_id, row_number, rows, check_name, route,
-		http_status, error_code, request_id, latency_ms, attempt, identity_hmac) VALUES `)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			sb.WriteString(",")
-		}
-		sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-	}
-	return s.db.Rebind(sb.String())
-}
-
-// callInsertStatements returns, on SQLite, the INSERT statements of
-// RecordCalls by row count, prepared on first use and kept: parsing a
-// statement of thousands of placeholders costs more than running it. It
-// returns nil on PostgreSQL, whose driver caches statements by text on each
-// connection. Call it outside a transaction: SQLite's only connection would
-// be busy.
-func (s *Store) callInsertStatements(ctx context.Context) (map[int]*sql.Stmt, error) {
-	if s.dialect != "sqlite" {
-		return nil, nil
-	}
-	s.callsMu.Lock()
-	defer s.callsMu.Unlock()
-	if s.callInserts != nil {
-		return s.callInserts, nil
-	}
-	stmts := make(map[int]*sql.Stmt)
-	for n := maxCallsPerInsert; n >= 1; n /= 2 {
-		st, err := s.db.PrepareContext(ctx, s.insertCallsSQL(n))
-		if err != nil {
-			for _, st := range stmts {
-				st.Close()
-			}
-			return nil, err
-		}
-		stmts[n] = st
-	}
-	s.callInserts = stmts
-	return stmts, nil
 }
 
 // CallsOf returns the audit trail of one identity hash, oldest first.

@@ -397,3 +397,40 @@ func TestStore_RecordCallsSizes(t *testing.T) {
 		})
 	}
 }
+
+// TestStore_RecordPartSizes records parts that take several INSERT
+// statements; a row already published in a later statement fails the whole
+// part.
+func TestStore_RecordPartSizes(t *testing.T) {
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			b, _, err := s.CreateBatch(ctx, Batch{Tenant: "demo", Campaign: "2026-09", Checks: "quotient_familial",
+				Bucket: "apbatch", ObjectKey: "incoming/demo/2026-09/sizes.csv", ObjectVersion: "v1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows := func(from, n int) []RowStatus {
+				var rs []RowStatus
+				for i := from; i < from+n; i++ {
+					rs = append(rs, RowStatus{RowNumber: int64(i), Check: schemas.CheckQuotientFamilial, Status: schemas.StatusOK, Calls: 1})
+				}
+				return rs
+			}
+			if err := s.RecordPart(ctx, Part{BatchID: b.ID, PartNo: 1, ObjectKey: "k1", Rows: 300}, rows(1, 300)); err != nil {
+				t.Fatal(err)
+			}
+			// Rows 301-600 are new but 300 (the last row) is not.
+			err = s.RecordPart(ctx, Part{BatchID: b.ID, PartNo: 2, ObjectKey: "k2", Rows: 301}, append(rows(301, 300), rows(300, 1)...))
+			if !errors.Is(err, ErrDuplicateRow) {
+				t.Fatalf("RecordPart with a published row = %v", err)
+			}
+			if err := s.RecordPart(ctx, Part{BatchID: b.ID, PartNo: 2, ObjectKey: "k2", Rows: 700}, rows(301, 700)); err != nil {
+				t.Fatal(err)
+			}
+			if c, err := s.Counts(ctx, b.ID); err != nil || c.Rows != 1000 || c.ProviderCalls != 1000 {
+				t.Fatalf("Counts = %+v, %v", c, err)
+			}
+		})
+	}
+}
