@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"testing"
@@ -121,6 +122,50 @@ func TestEnsureTopics_Retention(t *testing.T) {
 		}
 		if got != want {
 			t.Errorf("%s: retention.ms %q, want %s", topic, got, want)
+		}
+	}
+}
+
+// TestReader_LargerThanFetch: a record batch, or a message, larger than
+// FetchMaxBytes still reaches the reader whole (the broker returns a
+// fetch's first batch whatever its size).
+func TestReader_LargerThanFetch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b := openBroker(t, t.TempDir())
+	cfg := Config{Brokers: b.Addrs()}
+	if err := EnsureTopics(ctx, cfg, "big"); err != nil {
+		t.Fatal(err)
+	}
+	w := NewWriter(cfg, "big")
+	defer w.Close()
+	big := bytes.Repeat([]byte{'j'}, FetchMaxBytes+FetchMaxBytes/2)
+	var want []kafkago.Message
+	for _, write := range [][]kafkago.Message{
+		// One batch of 100 messages, together three times FetchMaxBytes.
+		func() (ms []kafkago.Message) {
+			for i := 0; i < 100; i++ {
+				ms = append(ms, kafkago.Message{Key: []byte("k"), Value: big[:3*FetchMaxBytes/100]})
+			}
+			return ms
+		}(),
+		{{Key: []byte("k"), Value: big}}, // one message larger than a fetch
+		{{Key: []byte("k"), Value: []byte("small")}},
+	} {
+		if err := w.WriteMessages(ctx, write...); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, write...)
+	}
+	r := NewReader(cfg, "g", "big")
+	defer r.Close()
+	for i, wm := range want {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if !bytes.Equal(m.Value, wm.Value) {
+			t.Fatalf("message %d: %d bytes, want %d", i, len(m.Value), len(wm.Value))
 		}
 	}
 }

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -359,6 +360,76 @@ func TestStore_Purge(t *testing.T) {
 			}
 			if bs, _ := s.TenantBatches(ctx, "a", ""); len(bs) != 1 || bs[0].ID != a2.ID {
 				t.Fatalf("TenantBatches(a) = %+v", bs)
+			}
+		})
+	}
+}
+
+// TestStore_RecordCallsSizes writes batches of sizes that take one, several
+// and the largest INSERT statements, and reads every record back in order.
+func TestStore_RecordCallsSizes(t *testing.T) {
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			for _, n := range []int{1, 3, 256, 300, 700} {
+				calls := benchCalls(n)
+				batch := fmt.Sprintf("b%d", n)
+				for i := range calls {
+					calls[i].BatchID = batch
+				}
+				if err := s.RecordCalls(ctx, calls); err != nil {
+					t.Fatalf("RecordCalls(%d) = %v", n, err)
+				}
+				got, err := s.BatchCalls(ctx, batch)
+				if err != nil || len(got) != n {
+					t.Fatalf("BatchCalls after %d = %d records, %v", n, len(got), err)
+				}
+				for i := range got {
+					if got[i].RowNumber != calls[i].RowNumber || got[i].IdentityHMAC != calls[i].IdentityHMAC || !got[i].At.Equal(calls[i].At) {
+						t.Fatalf("record %d of %d = %+v, want %+v", i, n, got[i], calls[i])
+					}
+				}
+			}
+			last := benchCalls(700)[699]
+			if got, err := s.CallsOf(ctx, last.IdentityHMAC); err != nil || len(got) != 1 || got[0].BatchID != "b700" {
+				t.Fatalf("CallsOf = %+v, %v", got, err)
+			}
+		})
+	}
+}
+
+// TestStore_RecordPartSizes records parts that take several INSERT
+// statements; a row already published in a later statement fails the whole
+// part.
+func TestStore_RecordPartSizes(t *testing.T) {
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			b, _, err := s.CreateBatch(ctx, Batch{Tenant: "demo", Campaign: "2026-09", Checks: "quotient_familial",
+				Bucket: "apbatch", ObjectKey: "incoming/demo/2026-09/sizes.csv", ObjectVersion: "v1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows := func(from, n int) []RowStatus {
+				var rs []RowStatus
+				for i := from; i < from+n; i++ {
+					rs = append(rs, RowStatus{RowNumber: int64(i), Check: schemas.CheckQuotientFamilial, Status: schemas.StatusOK, Calls: 1})
+				}
+				return rs
+			}
+			if err := s.RecordPart(ctx, Part{BatchID: b.ID, PartNo: 1, ObjectKey: "k1", Rows: 300}, rows(1, 300)); err != nil {
+				t.Fatal(err)
+			}
+			// Rows 301-600 are new but 300 (the last row) is not.
+			err = s.RecordPart(ctx, Part{BatchID: b.ID, PartNo: 2, ObjectKey: "k2", Rows: 301}, append(rows(301, 300), rows(300, 1)...))
+			if !errors.Is(err, ErrDuplicateRow) {
+				t.Fatalf("RecordPart with a published row = %v", err)
+			}
+			if err := s.RecordPart(ctx, Part{BatchID: b.ID, PartNo: 2, ObjectKey: "k2", Rows: 700}, rows(301, 700)); err != nil {
+				t.Fatal(err)
+			}
+			if c, err := s.Counts(ctx, b.ID); err != nil || c.Rows != 1000 || c.ProviderCalls != 1000 {
+				t.Fatalf("Counts = %+v, %v", c, err)
 			}
 		})
 	}
