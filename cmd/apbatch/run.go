@@ -356,7 +356,8 @@ type progress struct {
 // waitBatches polls the ledger until every batch is complete or failed,
 // calling report about twice a second.
 func waitBatches(ctx context.Context, st *stack, subs []submitted, roleErr <-chan error, report func(progress)) ([]ledger.Batch, error) {
-	tick := time.NewTicker(500 * time.Millisecond)
+	// Polled often: a batch is seen complete at most 100 ms after it is.
+	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		var (
