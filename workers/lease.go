@@ -41,6 +41,13 @@ type tokenLease struct {
 	otherUntil time.Time
 }
 
+// holds reports whether the pool's lease runs at now.
+func (l *tokenLease) holds(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return now.Before(l.until)
+}
+
 // holderID returns this pool's lease holder name, random per pool.
 func (p *Pool) holderID() string {
 	p.holderOnce.Do(func() {

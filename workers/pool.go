@@ -718,6 +718,11 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 				return res, calls, err
 			}
 		}
+		if p.Leases != nil && !ts.lease.holds(p.now()) {
+			// The IP's budget made the call wait past the token's lease:
+			// another worker may have it now. Take it again first.
+			continue
+		}
 		attempts++
 		p.mu.Lock()
 		p.calls++
