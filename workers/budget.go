@@ -6,6 +6,7 @@ package workers
 
 import (
 	"context"
+	"errors"
 	"math"
 	"net/http"
 	"strconv"
@@ -35,6 +36,26 @@ type Budget struct {
 	windows []*window // [0] is the configured one; others are announced
 	paused  time.Time
 	granted int64 // grants since NewBudget
+	// gate, once gated, is when grants stop: the end of the lease under
+	// which this budget's token is used (SetGate).
+	gate     time.Time
+	gateLead time.Duration
+	gated    bool
+}
+
+// ErrGateClosed is returned by Wait when the budget's gate (SetGate) is
+// reached before a grant: whoever set it must extend it first.
+var ErrGateClosed = errors.New("budget: the token's lease ends before the next grant")
+
+// SetGate makes every grant happen before until (and none at all while it
+// is in the past): the end of the lease under which the budget's token is
+// used. When the next grant would come at or after until, Wait returns
+// ErrGateClosed lead before until (at once if that is past), so that the
+// lease can be extended while it still runs.
+func (b *Budget) SetGate(until time.Time, lead time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.gate, b.gateLead, b.gated = until, lead, true
 }
 
 // window is one limit over one period, with its pacing grid and the actual
@@ -133,6 +154,13 @@ func (w *window) earliest(now time.Time) time.Time {
 // TryGrant grants a request now and returns (0, true), or returns how long
 // to wait before asking again and false.
 func (b *Budget) TryGrant() (time.Duration, bool) {
+	d, ok, _ := b.tryGrant()
+	return d, ok
+}
+
+// tryGrant is TryGrant, also reporting when the gate comes first (closed;
+// wait is then the time left before Wait must report it).
+func (b *Budget) tryGrant() (wait time.Duration, ok, closed bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
@@ -144,15 +172,22 @@ func (b *Budget) TryGrant() (time.Duration, bool) {
 			earliest = slots[i]
 		}
 	}
+	at := now // when the next grant would be
+	if earliest.After(now) {
+		at = earliest
+	}
+	if b.gated && !at.Before(b.gate) {
+		return max(b.gate.Add(-b.gateLead).Sub(now), 0), false, true
+	}
 	if now.Before(earliest) {
-		return earliest.Sub(now), false
+		return earliest.Sub(now), false, false
 	}
 	for i, w := range b.windows {
 		w.push(now)
 		w.next = slots[i].Add(w.per / time.Duration(w.limit))
 	}
 	b.granted++
-	return 0, true
+	return 0, true, false
 }
 
 // BudgetUsage is a snapshot of a Budget for metrics.
@@ -188,13 +223,19 @@ func (w *window) push(t time.Time) {
 }
 
 // Wait blocks until a request may be sent and returns nil, or returns
-// ctx.Err() if ctx ends first.
+// ctx.Err() if ctx ends first, or ErrGateClosed when the gate comes first.
 func (b *Budget) Wait(ctx context.Context) error {
 	var t *time.Timer // one per wait, however many times it is refused
 	for {
-		d, ok := b.TryGrant()
+		d, ok, closed := b.tryGrant()
 		if ok {
 			return ctx.Err()
+		}
+		if closed && d <= 0 {
+			if t != nil {
+				t.Stop()
+			}
+			return ErrGateClosed
 		}
 		if t == nil {
 			t = time.NewTimer(d)

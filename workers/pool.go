@@ -3,6 +3,7 @@ package workers
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -110,6 +111,14 @@ type Pool struct {
 	// jobs are called again).
 	AnsweredLog AnsweredLog
 	Group       string
+	// Leases, when set, makes pools take turns with each token: a pool
+	// calls with a token only while it holds the token's lease, so that
+	// two pools never call with it at once, even when a rebalance leaves
+	// jobs of one tenant with two of them. A pool taking a lease right
+	// after another holder leaves it a second first; a token nobody used
+	// needs no wait. Default: nil (each pool leaves a token's first second
+	// to whoever used it before: a rebalance, a restart).
+	Leases TokenLeases
 	// OnCall, when set, is told of every provider call: its latency and
 	// HTTP status (0 for a transport failure). It must be quick and safe for
 	// concurrent use. Default: nil.
@@ -135,6 +144,8 @@ type Pool struct {
 
 	idHashOnce sync.Once
 	idHash     *schemas.IdentityHasher
+	holderOnce sync.Once
+	holder     string
 }
 
 // Calls returns how many provider calls the pool has made.
@@ -201,6 +212,8 @@ type tokenState struct {
 	budget *Budget
 	// auth is the token's Authorization header value, built once.
 	auth authorization
+	// lease is the token's lease, with Leases.
+	lease tokenLease
 }
 
 // tokenState returns the state of token, whose key is key, made at its
@@ -214,11 +227,17 @@ func (p *Pool) tokenState(key tokenKey, token, tenant string) *tokenState {
 	ts, ok := p.tokens[key]
 	if !ok {
 		b := NewBudget(p.share(p.Limit, 20), time.Second, p.Now)
-		// The token may have been used at full rate until now by the
-		// replica that ran its jobs before a rebalance, or by this
-		// process before a restart: its first second is left to them.
-		b.PauseUntil(p.now().Add(time.Second + time.Second/100))
+		if p.Leases == nil {
+			// The token may have been used at full rate until now by the
+			// replica that ran its jobs before a rebalance, or by this
+			// process before a restart: its first second is left to them.
+			// (With leases, the last holder's end says whether it is.)
+			b.PauseUntil(p.now().Add(time.Second + time.Second/100))
+		} else {
+			b.SetGate(time.Time{}, 0) // no grant before the lease is taken
+		}
 		ts = &tokenState{budget: b, auth: bearer(token)}
+		ts.lease.key = hex.EncodeToString(key[:])
 		p.tokens[key] = ts
 		p.Metrics.watchBudget(budgetToken, tenant, b)
 	}
@@ -404,6 +423,9 @@ loop:
 	}
 	if serr := p.saveAnswered(cctx, acks); serr != nil && err == nil {
 		err = serr
+	}
+	if lerr := p.releaseLeases(cctx); lerr != nil && err == nil {
+		err = lerr
 	}
 	select {
 	case perr := <-errc:
@@ -669,7 +691,18 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 		if ctx.Err() != nil {
 			return res, calls, nil
 		}
+		if p.Leases != nil {
+			if err := p.holdLease(ctx, log, ts, js); err != nil {
+				if ctx.Err() != nil {
+					return res, calls, nil
+				}
+				return res, calls, err
+			}
+		}
 		if err := budget.Wait(ctx); err != nil {
+			if errors.Is(err, ErrGateClosed) {
+				continue // renew the lease first
+			}
 			return res, calls, nil
 		}
 		if ip != nil {
@@ -684,6 +717,11 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 				}
 				return res, calls, err
 			}
+		}
+		if p.Leases != nil && !ts.lease.holds(p.now()) {
+			// The IP's budget made the call wait past the token's lease:
+			// another worker may have it now. Take it again first.
+			continue
 		}
 		attempts++
 		p.mu.Lock()

@@ -30,7 +30,7 @@ func stores(t *testing.T) map[string]*Store {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, tbl := range []string{"calls", "result_rows", "parts", "refreshes", "batches", "budget_slots", "answered_jobs", "watch_cursors"} {
+		for _, tbl := range []string{"calls", "result_rows", "parts", "refreshes", "batches", "budget_slots", "answered_jobs", "watch_cursors", "token_leases"} {
 			if _, err := p.db.Exec("DELETE FROM " + tbl); err != nil {
 				t.Fatal(err)
 			}
