@@ -76,8 +76,9 @@ func foldSpaces(s string) string {
 	return string(b)
 }
 
-// validName is validName(s) without the regexp: letters of
-// Latin-1 (not × nor ÷), apostrophe, space and hyphen, at least one.
+// validName reports whether s matches ^[a-zA-ZÀ-ÖØ-öø-ÿ' -]+$ (written out,
+// without a regexp): letters of Latin-1 (not × nor ÷), apostrophe, space and
+// hyphen, at least one.
 func validName(s string) bool {
 	if s == "" {
 		return false

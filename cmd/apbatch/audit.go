@@ -117,11 +117,7 @@ func (c *auditCommand) lookup(ctx context.Context, files []string) error {
 	if err != nil {
 		return err
 	}
-	url, err := ledgerURL(c.dbURL, c.dataDir)
-	if err != nil {
-		return err
-	}
-	store, err := ledger.Open(ctx, url)
+	store, err := openLedger(ctx, c.dbURL, c.dataDir)
 	if err != nil {
 		return err
 	}

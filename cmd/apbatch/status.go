@@ -60,11 +60,7 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	url, err := ledgerURL(c.dbURL, c.dataDir)
-	if err != nil {
-		return err
-	}
-	store, err := ledger.Open(ctx, url)
+	store, err := openLedger(ctx, c.dbURL, c.dataDir)
 	if err != nil {
 		return err
 	}
@@ -157,6 +153,16 @@ func (c *statusCommand) print(ctx context.Context, w io.Writer, store *ledger.St
 		}
 	}
 	return pending, nil
+}
+
+// openLedger opens the ledger at db, or the SQLite ledger of dataDir when db
+// is "" (see ledgerURL).
+func openLedger(ctx context.Context, db, dataDir string) (*ledger.Store, error) {
+	url, err := ledgerURL(db, dataDir)
+	if err != nil {
+		return nil, err
+	}
+	return ledger.Open(ctx, url)
 }
 
 // ledgerURL is --db, or the SQLite ledger of --data-dir, which must exist
