@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers driver "pgx"
@@ -110,6 +111,12 @@ type Store struct {
 	// insertCalls and insertRows are the multi-row INSERTs of
 	// RecordCalls and RecordPart.
 	insertCalls, insertRows *bulkInsert
+
+	// unindexed counts the calls recorded since the identity index was
+	// last extended (identities.go), which happens every identityRun.
+	unindexedMu sync.Mutex
+	unindexed   int
+	identityRun int
 }
 
 // Open connects to the ledger at dbURL and applies pending migrations.
@@ -186,7 +193,7 @@ func Open(ctx context.Context, dbURL string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("ledger: connect %s: %w", dialect, err)
 	}
-	s := &Store{db: db, dialect: dialect, now: time.Now}
+	s := &Store{db: db, dialect: dialect, now: time.Now, identityRun: defaultIdentityRun}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -220,9 +227,13 @@ func Open(ctx context.Context, dbURL string) (*Store, error) {
 
 // Close closes the database.
 func (s *Store) Close() error {
+	ierr := s.indexOnClose()
 	s.insertCalls.close()
 	s.insertRows.close()
-	return s.db.Close()
+	if err := s.db.Close(); err != nil {
+		return err
+	}
+	return ierr
 }
 
 // Ping checks that the database answers.
@@ -622,22 +633,27 @@ func (s *Store) RecordCalls(ctx context.Context, calls []schemas.CallRecord) err
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("ledger: record %d calls: %w", len(calls), err)
 	}
+	s.notedCalls(ctx, len(calls))
 	return nil
-}
-
-// CallsOf returns the audit trail of one identity hash, oldest first.
-func (s *Store) CallsOf(ctx context.Context, identityHMAC string) ([]schemas.CallRecord, error) {
-	var out []schemas.CallRecord
-	if err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT * FROM calls WHERE identity_hmac = ? ORDER BY at`), identityHMAC); err != nil {
-		return nil, fmt.Errorf("ledger: calls of an identity: %w", err)
-	}
-	return out, nil
 }
 
 // PurgeCalls deletes audit records older than before and returns how many.
 func (s *Store) PurgeCalls(ctx context.Context, before time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM calls WHERE at < ?`), before.UTC())
+	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
+		return 0, fmt.Errorf("ledger: purge calls: %w", err)
+	}
+	defer tx.Rollback()
+	if s.dialect == "sqlite" {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM call_identities WHERE at < ?`, before.UTC()); err != nil {
+			return 0, fmt.Errorf("ledger: purge calls: %w", err)
+		}
+	}
+	res, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM calls WHERE at < ?`), before.UTC())
+	if err != nil {
+		return 0, fmt.Errorf("ledger: purge calls: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("ledger: purge calls: %w", err)
 	}
 	n, _ := res.RowsAffected()
@@ -716,6 +732,13 @@ func (s *Store) Purge(ctx context.Context, r PurgeRequest) (PurgeCounts, error) 
 		}
 	}
 	if !r.CallsBefore.IsZero() {
+		if s.dialect == "sqlite" {
+			var indexed int64
+			if err := exec(&indexed, `DELETE FROM call_identities WHERE call_id IN
+				(SELECT id FROM calls WHERE tenant = ? AND at < ?)`, r.Tenant, r.CallsBefore.UTC()); err != nil {
+				return c, err
+			}
+		}
 		if err := exec(&c.Calls, `DELETE FROM calls WHERE tenant = ? AND at < ?`, r.Tenant, r.CallsBefore.UTC()); err != nil {
 			return c, err
 		}
@@ -741,7 +764,7 @@ func (s *Store) CallsSince(ctx context.Context, batchID string, since time.Time)
 // BatchCalls returns the audit trail of one batch, oldest first.
 func (s *Store) BatchCalls(ctx context.Context, batchID string) ([]schemas.CallRecord, error) {
 	var out []schemas.CallRecord
-	if err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT * FROM calls WHERE batch_id = ? ORDER BY at`), batchID); err != nil {
+	if err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT `+callColumns+` FROM calls WHERE batch_id = ? ORDER BY at`), batchID); err != nil {
 		return nil, fmt.Errorf("ledger: calls of batch %s: %w", batchID, err)
 	}
 	return out, nil
