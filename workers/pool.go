@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -361,6 +362,43 @@ func (p *Pool) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	// A job runs on a goroutine kept for the next jobs once it is done
+	// (at most inFlight of them wait idle): starting one per job, and
+	// growing its stack each time, cost more than the handover.
+	idle := make(chan kafkago.Message)
+	var idlers atomic.Int32
+	runJob := func(m kafkago.Message) {
+		defer wg.Done()
+		js := &jobSlots{call: sem, parked: parked, post: post, held: true}
+		defer js.releaseAll()
+		if perr := p.process(runCtx, log, m, js); perr != nil {
+			if runCtx.Err() == nil {
+				select {
+				case errc <- perr:
+				default:
+				}
+				cancel()
+			}
+			return
+		}
+		acks.done(m)
+	}
+	runJobs := func(m kafkago.Message) {
+		for {
+			runJob(m)
+			if idlers.Add(1) > int32(inFlight) {
+				idlers.Add(-1)
+				return
+			}
+			select {
+			case m = <-idle:
+				idlers.Add(-1)
+			case <-runCtx.Done():
+				idlers.Add(-1)
+				return
+			}
+		}
+	}
 	rr := newRoundRobin()
 	var err error
 	waitingFetch := true
@@ -389,22 +427,11 @@ loop:
 		case slot <- struct{}{}:
 			m := rr.pop()
 			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				js := &jobSlots{call: sem, parked: parked, post: post, held: true}
-				defer js.releaseAll()
-				if perr := p.process(runCtx, log, m, js); perr != nil {
-					if runCtx.Err() == nil {
-						select {
-						case errc <- perr:
-						default:
-						}
-						cancel()
-					}
-					return
-				}
-				acks.done(m)
-			}()
+			select {
+			case idle <- m:
+			default:
+				go runJobs(m)
+			}
 		}
 		if !waitingFetch && rr.len() < lookahead {
 			waitingFetch = true
