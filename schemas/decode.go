@@ -3,6 +3,7 @@ package schemas
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -104,6 +105,10 @@ func (d *fastDecoder) rawString() (s []byte, escaped bool) {
 	b := d.b
 	start, ascii := d.i, true
 	for i := start; i < len(b); i++ {
+		i += plainRun(b[i:])
+		if i == len(b) {
+			break
+		}
 		switch c := b[i]; {
 		case c == '"':
 			s = b[start:i]
@@ -126,6 +131,28 @@ func (d *fastDecoder) rawString() (s []byte, escaped bool) {
 	}
 	d.fail()
 	return nil, false
+}
+
+// plainRun returns how many bytes at the start of s a string holds as
+// they are and are ASCII: from space to DEL, except the quote and the
+// backslash. It tests eight bytes at a time (the "has a byte less than"
+// trick: exact for bytes below 0x80, which the first term rules out).
+func plainRun(s []byte) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := binary.LittleEndian.Uint64(s[i:])
+		quote, backslash := w^(ones*'"'), w^(ones*'\\')
+		if (w|(w-ones*0x20)&^w|(quote-ones)&^quote|(backslash-ones)&^backslash)&highs != 0 {
+			break
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			break
+		}
+	}
+	return i
 }
 
 // str consumes a string and returns its value.
@@ -334,11 +361,25 @@ func (d *fastDecoder) base64Bytes() []byte {
 		d.i += 4
 		return nil
 	}
-	s, escaped := d.rawString()
-	if escaped || d.failed {
+	if !d.next('"') {
 		d.fail()
 		return nil
 	}
+	// No need to scan the string for escapes or control characters: the
+	// decoder refuses a backslash and any byte beyond its alphabet, except
+	// the line breaks it skips, which JSON refuses unescaped.
+	s := d.b[d.i:]
+	n := bytes.IndexByte(s, '"')
+	if n < 0 {
+		d.fail()
+		return nil
+	}
+	s = s[:n]
+	if bytes.IndexByte(s, '\n') >= 0 || bytes.IndexByte(s, '\r') >= 0 {
+		d.fail()
+		return nil
+	}
+	d.i += n + 1
 	v := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
 	n, err := base64.StdEncoding.Decode(v, s)
 	if err != nil {

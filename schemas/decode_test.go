@@ -310,3 +310,22 @@ func FuzzDecodeJob(f *testing.F) {
 		}
 	})
 }
+
+// TestPlainRun: eight bytes at a time, plainRun stops at the first byte a
+// byte-by-byte scan stops at, whatever the byte and its place.
+func TestPlainRun(t *testing.T) {
+	for c := range 256 {
+		special := c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf
+		for at := range 20 {
+			s := []byte(strings.Repeat("a~ ", 7))
+			s[at] = byte(c)
+			want := len(s)
+			if special {
+				want = at
+			}
+			if got := plainRun(s); got != want {
+				t.Fatalf("byte %#x at %d: plainRun = %d, want %d", c, at, got, want)
+			}
+		}
+	}
+}
