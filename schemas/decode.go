@@ -415,8 +415,12 @@ func optNumber[T int32 | int64](d *fastDecoder, name string) *T {
 	return &v
 }
 
-// providers are the Result.Provider values, shared rather than copied.
-var providers = []string{"CNAF", "MSA"}
+// Frequent values shared rather than copied: Result.Provider's, and the
+// birth country of most identities.
+var (
+	providers = []string{"CNAF", "MSA"}
+	france    = []string{"99100"}
+)
 
 // fastDecodeResult reads b as AppendResult writes it. ok is false when b
 // is laid out otherwise: only the library can then tell what it holds.
@@ -530,6 +534,17 @@ func fastDecodeJob(b []byte) (j Job, ok bool) {
 	return j, true
 }
 
+// fastDecodeIdentity reads b as AppendIdentity writes it; ok is false when
+// b is laid out otherwise. Its strings are copies: b can be cleared after.
+func fastDecodeIdentity(b []byte) (id Identity, ok bool) {
+	d := fastDecoder{b: b}
+	d.identity(&id)
+	if d.failed || d.i != len(b) {
+		return Identity{}, false
+	}
+	return id, true
+}
+
 // sealed reads a SealedIdentity object.
 func (d *fastDecoder) sealed() *SealedIdentity {
 	var s SealedIdentity
@@ -564,7 +579,7 @@ func (d *fastDecoder) identity(id *Identity) {
 		id.JourNaissance = number[int](d)
 	}
 	d.need("code_pays_naissance")
-	id.CodePaysNaissance = d.str()
+	id.CodePaysNaissance = oneOf(d, france)
 	id.CodeCommuneNaissance = d.optString("code_commune_naissance")
 	id.NomCommuneNaissance = d.optString("nom_commune_naissance")
 	id.CodeDepartementNaissance = d.optString("code_departement_naissance")

@@ -25,6 +25,14 @@ func sameJobDecode(t *testing.T, b []byte) {
 	sameOutcome(t, b, got, gerr, want, werr)
 }
 
+// sameIdentityDecode is sameResultDecode for sealed identities.
+func sameIdentityDecode(t *testing.T, b []byte) {
+	t.Helper()
+	want, werr := decodeIdentityJSON(b)
+	got, gerr := DecodeIdentity(b)
+	sameOutcome(t, b, got, gerr, want, werr)
+}
+
 func sameOutcome[T any](t *testing.T, b []byte, got T, gerr error, want T, werr error) {
 	t.Helper()
 	if (gerr == nil) != (werr == nil) || gerr != nil && gerr.Error() != werr.Error() {
@@ -168,6 +176,27 @@ func TestFastDecode_EncoderOutput(t *testing.T) {
 		}
 		sameJobDecode(t, b)
 	}
+	for _, b := range identitySeeds(t) {
+		if _, ok := fastDecodeIdentity(b); !ok {
+			t.Errorf("fast path refused %s", b)
+		}
+		sameIdentityDecode(t, b)
+	}
+}
+
+// identitySeeds are the identities of the plain job seeds.
+func identitySeeds(t testing.TB) [][]byte {
+	var out [][]byte
+	for _, b := range jobSeeds(t) {
+		j, err := decodeJobJSON(b)
+		if err == nil && j.Sealed == nil {
+			out = append(out, AppendIdentity(nil, &j.Identity))
+		}
+	}
+	if len(out) < 2 {
+		t.Fatalf("%d identity seeds", len(out))
+	}
+	return out
 }
 
 // TestFastDecode_Fallback: valid JSON in another layout, or values the
@@ -284,14 +313,19 @@ func FuzzDecodeResult(f *testing.F) {
 	})
 }
 
-// FuzzDecodeJob: the same for jobs, sealed or not.
+// FuzzDecodeJob: the same for jobs, sealed or not, and for the identities
+// sealed jobs carry (raw is also read as one).
 func FuzzDecodeJob(f *testing.F) {
 	for i, b := range jobSeeds(f) {
 		f.Add(b, "quotient_familial", "LEFEBVRE", int64(i), int32(2026), ^uint64(0)>>i)
 	}
+	for i, b := range identitySeeds(f) {
+		f.Add(b, "99100", "JEAN PIERRE", int64(i), int32(12), ^uint64(0)>>(i+3))
+	}
 	f.Add([]byte(`{"v":2}`), "é\n\"<", "\u2028", int64(-1), int32(-1<<31), uint64(0x5555555555555555))
 	f.Fuzz(func(t *testing.T, raw []byte, s1, s2 string, n int64, m int32, present uint64) {
 		sameJobDecode(t, raw)
+		sameIdentityDecode(t, raw)
 
 		var j Job
 		fs := fields{s1: s1, s2: s2, n: n, m: m, present: present}
@@ -307,6 +341,17 @@ func FuzzDecodeJob(f *testing.F) {
 		sameJobDecode(t, b)
 		if fs.validStrings() && !reflect.DeepEqual(got, j) {
 			t.Fatalf("%s:\n got %+v\nwant %+v", b, got, j)
+		}
+
+		fs.fill(reflect.ValueOf(&j.Identity).Elem())
+		b = AppendIdentity(nil, &j.Identity)
+		id, ok := fastDecodeIdentity(b)
+		if !ok {
+			t.Fatalf("fast path refused the encoder's %s", b)
+		}
+		sameIdentityDecode(t, b)
+		if fs.validStrings() && !reflect.DeepEqual(id, j.Identity) {
+			t.Fatalf("%s:\n got %+v\nwant %+v", b, id, j.Identity)
 		}
 	})
 }

@@ -245,3 +245,21 @@ func decodeResultJSON(b []byte) (Result, error) {
 	}
 	return r, r.Validate()
 }
+
+// DecodeIdentity decodes an identity as a sealed job carries it (see
+// AppendIdentity), by hand when laid out as AppendIdentity writes it, else
+// through the library, with the same result. The identity's strings never
+// alias b. An error may quote b: it must not reach a log.
+func DecodeIdentity(b []byte) (Identity, error) {
+	if id, ok := fastDecodeIdentity(b); ok {
+		return id, nil
+	}
+	return decodeIdentityJSON(b)
+}
+
+// decodeIdentityJSON is DecodeIdentity through the library alone.
+func decodeIdentityJSON(b []byte) (Identity, error) {
+	var id Identity
+	err := json.Unmarshal(b, &id)
+	return id, err
+}
