@@ -12,11 +12,12 @@ import (
 )
 
 // The hot messages have hand-written decoders too: they read the exact
-// layout AppendResult and AppendJob write (fields in struct order, omitempty
-// fields left out, no whitespace) in one pass. Anything else, even valid
-// JSON (fields in another order, an unknown or repeated field, spaces, a
-// null, a number beyond the field's type, a surrogate escape...), makes
-// them give up, and DecodeResult and DecodeJob then use the library: what
+// layout AppendResult, AppendJob and AppendIdentity write (fields in struct
+// order, omitempty fields left out, no whitespace) in one pass. Anything
+// else, even valid JSON (fields in another order, an unknown or repeated
+// field, spaces, a null where the encoders write none, a number beyond the
+// field's type, a surrogate escape...), makes them give up, and
+// DecodeResult, DecodeJob and DecodeIdentity then use the library: what
 // the fast path accepts it decodes exactly as the library does (FuzzDecode*
 // hold it to that), and whatever it refuses keeps the library's result.
 
