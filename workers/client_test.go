@@ -326,3 +326,40 @@ func TestAppendBody_AsReadAll(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkClassifyQF measures the reading of a QF answer: the envelope
+// pass (data kept raw), the data pass (decodeQF), and both (classify).
+func BenchmarkClassifyQF(b *testing.B) {
+	a := newQFAnswer(b)
+	now := time.Now()
+	b.Run("envelope", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var v body
+			if err := unmarshalShared(a.body, &v); err != nil || len(v.Data) == 0 {
+				b.Fatal(err)
+			}
+		}
+	})
+	var v body
+	if err := unmarshalShared(a.body, &v); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("data", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var o Outcome
+			if !decodeQF(v.Data, now, &o) {
+				b.Fatal("not decoded")
+			}
+		}
+	})
+	b.Run("classify", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if o := classify(http.StatusOK, a.header, a.body, now, decodeQF); o.Status != schemas.StatusOK {
+				b.Fatalf("outcome %+v", o)
+			}
+		}
+	})
+}

@@ -22,8 +22,6 @@ import (
 	"io"
 	"sync"
 
-	json "github.com/segmentio/encoding/json"
-
 	"github.com/apbatch/apbatch/schemas"
 )
 
@@ -212,8 +210,7 @@ func (r *Ring) Open(ctx context.Context, job *schemas.Job) error {
 	if err != nil {
 		return fmt.Errorf("keys: open: %w", schemas.ErrUnsealable)
 	}
-	var id schemas.Identity
-	err = json.Unmarshal(plain, &id)
+	id, err := schemas.DecodeIdentity(plain)
 	clear(plain)
 	if err != nil {
 		return fmt.Errorf("keys: open: decode identity: %w", schemas.ErrUnsealable)
