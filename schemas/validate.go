@@ -26,12 +26,73 @@ func (e FieldError) Message(line int, header string) string {
 	return "ligne " + strconv.Itoa(line) + ", colonne « " + header + " » : " + e.Problem
 }
 
-var (
-	paysPattern    = regexp.MustCompile(`^(99[0-9]{3}|92352)$`)
-	communePattern = regexp.MustCompile(`^([013-9][0-9]|2[AB1-9])[0-9]{3}$`)
-	deptPattern    = regexp.MustCompile(`^(0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-4]|976)$`)
-	apostrophes    = strings.NewReplacer("’", "'", "‘", "'", "ʼ", "'", "\u00a0", " ")
-)
+var apostrophes = strings.NewReplacer("’", "'", "‘", "'", "ʼ", "'", "\u00a0", " ")
+
+// apostropheChars are the characters apostrophes replaces.
+const apostropheChars = "’‘ʼ\u00a0"
+
+// The code checks below are written out, without a regexp (a row runs
+// several of them); validate_test.go fuzzes each against its expression.
+
+// isDigits reports whether s is only ASCII digits (true when empty).
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// validPaysCode reports whether s matches ^(99[0-9]{3}|92352)$: a COG code
+// of a country.
+func validPaysCode(s string) bool {
+	return len(s) == 5 && (s == "92352" || s[0] == '9' && s[1] == '9' && isDigits(s[2:]))
+}
+
+// validCommuneCode reports whether s matches
+// ^([013-9][0-9]|2[AB1-9])[0-9]{3}$: a COG code of a commune.
+func validCommuneCode(s string) bool {
+	if len(s) != 5 || !isDigits(s[2:]) {
+		return false
+	}
+	switch c0, c1 := s[0], s[1]; {
+	case c0 == '2':
+		return c1 == 'A' || c1 == 'B' || '1' <= c1 && c1 <= '9'
+	default:
+		return isDigits(s[:2])
+	}
+}
+
+// validDepartement reports whether s matches
+// ^(0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-4]|976)$.
+func validDepartement(s string) bool {
+	switch {
+	case s == "2A" || s == "2B":
+		return true
+	case len(s) == 2 && isDigits(s):
+		return s != "00" && s <= "95"
+	case len(s) == 3 && s[0] == '9' && s[1] == '7':
+		return '1' <= s[2] && s[2] <= '4' || s[2] == '6'
+	}
+	return false
+}
+
+// validUAI reports whether s matches ^[0-9]{7}[A-Z]$: a school's code.
+func validUAI(s string) bool {
+	return len(s) == 8 && isDigits(s[:7]) && 'A' <= s[7] && s[7] <= 'Z'
+}
+
+// isExcelSerial reports whether s matches ^[0-9]{5}(\.[0-9]+)?$: a date as
+// a spreadsheet stores it, days since 1899-12-30 (1927 onwards has 5
+// digits), a time of day as a fraction.
+func isExcelSerial(s string) bool {
+	if len(s) < 5 || !isDigits(s[:5]) {
+		return false
+	}
+	frac := s[5:]
+	return frac == "" || len(frac) >= 2 && frac[0] == '.' && isDigits(frac[1:])
+}
 
 // MaxPrenomsQF is how many first names the QF route accepts.
 const MaxPrenomsQF = 3
@@ -40,7 +101,11 @@ const MaxPrenomsQF = 3
 func cleanName(s string) string {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
-			s = apostrophes.Replace(s) // they are all beyond ASCII
+			// They are all beyond ASCII; Replace copies s even when it
+			// has none (accented names mostly).
+			if strings.ContainsAny(s[i:], apostropheChars) {
+				s = apostrophes.Replace(s)
+			}
 			break
 		}
 	}
@@ -153,7 +218,7 @@ func ParseFor(check Check, fields map[string]string, now time.Time) (Identity, [
 		switch {
 		case uai == "":
 			errs = append(errs, FieldError{Column: ColCodeEtablissement, Problem: "valeur manquante (code UAI de l'école ou de l'établissement, par exemple 0751234A)"})
-		case !uaiPattern.MatchString(uai):
+		case !validUAI(uai):
 			errs = append(errs, FieldError{Column: ColCodeEtablissement, Problem: "code UAI invalide : 7 chiffres et une lettre, par exemple 0751234A"})
 		}
 		id.CodeEtablissement = uai
@@ -178,10 +243,6 @@ var (
 		regexp.MustCompile(`^[0-9A-Z]{10}[0-9]$`),             // base 36
 		regexp.MustCompile(`^[0-9]{4}A[0-9]{5}[A-HJ-NPR-Z]$`), // SIFA
 	}
-	uaiPattern = regexp.MustCompile(`^[0-9]{7}[A-Z]$`)
-	// excelSerial is a date as a spreadsheet stores it: days since
-	// 1899-12-30 (1927 onwards has 5 digits), a time of day as a fraction.
-	excelSerial       = regexp.MustCompile(`^[0-9]{5}(\.[0-9]+)?$`)
 	schoolYearPattern = regexp.MustCompile(`^([0-9]{4})(-([0-9]{4}))?$`)
 )
 
@@ -297,7 +358,7 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 	case "", "FR", "FRA":
 		id.CodePaysNaissance = CodePaysFrance
 	}
-	if !paysPattern.MatchString(id.CodePaysNaissance) {
+	if !validPaysCode(id.CodePaysNaissance) {
 		if code := CountryCode(id.CodePaysNaissance); code != "" {
 			id.CodePaysNaissance = code
 		} else {
@@ -319,7 +380,7 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 	if id.CodePaysNaissance == CodePaysFrance {
 		switch {
 		case commune != "":
-			if communePattern.MatchString(commune) {
+			if validCommuneCode(commune) {
 				id.CodeCommuneNaissance = commune
 			} else {
 				bad(ColCommuneNaissance, "code commune INSEE (COG) invalide : 5 caractères, par exemple 08480 ou 2A004 ; un code postal n'est pas un code INSEE")
@@ -328,7 +389,7 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 			if nomCommune == "" {
 				bad(ColNomCommuneNaissance, "valeur manquante : avec le département, le nom de la commune de naissance est obligatoire")
 			}
-			if !deptPattern.MatchString(dept) {
+			if !validDepartement(dept) {
 				bad(ColDepartementNaissance, "département invalide (01 à 95, 2A, 2B, 971 à 974 ou 976)")
 			}
 			if id.AnneeNaissance == 0 {
@@ -358,6 +419,10 @@ func ParseSexe(s string) string {
 // fold upper-cases s and drops accents, spaces and dots ("Féminin" →
 // "FEMININ", "M." → "M").
 func fold(s string) string {
+	s = strings.TrimSpace(s)
+	if isFolded(s) {
+		return s // most values: upper-case ASCII codes, "M", "99100"
+	}
 	var b strings.Builder
 	for _, r := range strings.ToUpper(strings.TrimSpace(s)) {
 		switch r {
@@ -379,6 +444,17 @@ func fold(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// isFolded reports whether fold leaves s (trimmed) as it is: ASCII with
+// no lower-case letter, space or dot.
+func isFolded(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= utf8.RuneSelf || 'a' <= c && c <= 'z' || c == ' ' || c == '.' {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseBirthDate parses YYYY-MM-DD, DD/MM/YYYY, MM/YYYY or YYYY. An empty
@@ -418,30 +494,31 @@ func ParseBirthDate(raw string, now time.Time) (year, month, day int, problem st
 	}
 	var ok1, ok2, ok3 bool
 	switch {
-	case excelSerial.MatchString(s):
+	case isExcelSerial(s):
 		s, _, _ = strings.Cut(s, ".")
 		// An Excel serial date (days since 1899-12-30): what a
 		// spreadsheet cell formatted as a number shows.
 		n, _ := strconv.Atoi(s)
 		t := time.Date(1899, 12, 30, 0, 0, 0, 0, time.UTC).AddDate(0, 0, n)
 		year, month, day, ok1, ok2, ok3 = t.Year(), int(t.Month()), t.Day(), true, true, true
-	case strings.Count(s, "-") == 2 && len(strings.Split(s, "-")[0]) == 4:
-		p := strings.Split(s, "-")
-		year, ok1 = atoi(p[0], 4)
-		month, ok2 = atoi(p[1], 2)
-		day, ok3 = atoi(p[2], 2)
+	case strings.Count(s, "-") == 2 && strings.IndexByte(s, '-') == 4:
+		y, md, _ := strings.Cut(s, "-")
+		m, d, _ := strings.Cut(md, "-")
+		year, ok1 = atoi(y, 4)
+		month, ok2 = atoi(m, 2)
+		day, ok3 = atoi(d, 2)
 	case strings.Count(s, "/") == 2, strings.Count(s, "-") == 2, strings.Count(s, ".") == 2:
-		p := strings.FieldsFunc(s, func(r rune) bool { return r == '/' || r == '-' || r == '.' })
-		if len(p) != 3 {
+		p, ok := dateFields(s)
+		if !ok {
 			break
 		}
 		day, ok1 = atoi(p[0], 2)
 		month, ok2 = atoi(p[1], 2)
 		year, ok3 = year4(p[2])
 	case strings.Count(s, "/") == 1:
-		p := strings.Split(s, "/")
-		month, ok1 = atoi(p[0], 2)
-		year, ok2 = atoi(p[1], 4)
+		m, y, _ := strings.Cut(s, "/")
+		month, ok1 = atoi(m, 2)
+		year, ok2 = atoi(y, 4)
 		ok3 = true
 	default:
 		year, ok1 = atoi(s, 4)
@@ -469,4 +546,27 @@ func ParseBirthDate(raw string, now time.Time) (year, month, day int, problem st
 		return 0, 0, 0, "date de naissance dans le futur"
 	}
 	return year, month, day, ""
+}
+
+// dateFields splits s on '/', '-' and '.', dropping empty fields, as
+// strings.FieldsFunc does, without its slice; false unless there are
+// exactly three fields.
+func dateFields(s string) (p [3]string, ok bool) {
+	n, start := 0, -1
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) && s[i] != '/' && s[i] != '-' && s[i] != '.' {
+			if start < 0 {
+				start = i
+			}
+			continue
+		}
+		if start < 0 {
+			continue
+		}
+		if n == len(p) {
+			return p, false
+		}
+		p[n], n, start = s[start:i], n+1, -1
+	}
+	return p, n == len(p)
 }
