@@ -129,6 +129,10 @@ func (r *Ring) rand() io.Reader {
 	return rand.Reader
 }
 
+// sealRoom is the identity JSON Seal makes room for (most take 150 to 250
+// bytes).
+const sealRoom = 256
+
 // Seal encrypts job's identity into job.Sealed and clears job.Identity.
 // Binding the ciphertext to the job (IdentityAAD), it must be called once
 // the job's tenant, batch, check, period and lookup are set. It calls the
@@ -137,19 +141,20 @@ func (r *Ring) Seal(ctx context.Context, job *schemas.Job) error {
 	if r.current == nil {
 		return errors.New("keys: seal: this ring only opens (no current key-encryption key)")
 	}
-	plain := schemas.AppendIdentity(make([]byte, 0, 256), &job.Identity)
 	dk, err := r.sealingKey(ctx)
 	if err != nil {
-		clear(plain)
 		return err
 	}
+	// One allocation: the nonce, then the identity sealed in place (the
+	// ciphertext overwrites the plain text; a larger identity than room
+	// was made for is appended elsewhere, and sealed there).
 	ns := dk.aead.NonceSize()
-	buf := make([]byte, ns, ns+len(plain)+dk.aead.Overhead())
+	buf := make([]byte, ns, ns+sealRoom+dk.aead.Overhead())
 	if _, err := io.ReadFull(r.rand(), buf); err != nil {
 		return fmt.Errorf("keys: seal: nonce: %w", err)
 	}
-	ct := dk.aead.Seal(buf[ns:], buf[:ns], plain, job.IdentityAAD())
-	clear(plain)
+	plain := schemas.AppendIdentity(buf[ns:], &job.Identity)
+	ct := dk.aead.Seal(plain[:0], buf[:ns], plain, job.IdentityAAD())
 	job.Sealed = &schemas.SealedIdentity{KeyID: dk.kid, DataKey: dk.wrapped, Nonce: buf[:ns:ns], Ciphertext: ct}
 	job.Identity = schemas.Identity{}
 	return nil
