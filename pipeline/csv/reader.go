@@ -71,17 +71,26 @@ func (r Row) Invalid(i int) []string {
 
 // Reader streams the rows of one file. It is not safe for concurrent use.
 type Reader struct {
-	name    string
-	now     time.Time
-	src     source
-	header  []string
-	cols    map[string]int // canonical column → index
+	name   string
+	now    time.Time
+	src    source
+	header []string
+	cols   map[string]int // canonical column → index
+	// colList is cols as a slice, which a row's copy ranges over faster
+	// than the map.
+	colList []column
 	headers map[string]string
 	checks  []schemas.Check
 	n       int64
 	// fields is the current row by canonical column, reused row after row:
 	// the parsers read it, none keeps it.
 	fields map[string]string
+}
+
+// column is one canonical column and its index in a record.
+type column struct {
+	name  string
+	index int
 }
 
 // maxReference bounds the reference column copied to results.
@@ -229,6 +238,9 @@ func fromSource(src source, name string, opts Options) (*Reader, error) {
 		return nil, &FileError{File: name, Message: fmt.Sprintf("aucune des %d colonnes de la première ligne n'est reconnue ; "+
 			"le fichier doit commencer par une ligne d'en-tête nommant les colonnes (%s)", len(header), strings.Join(requiredHint, ", "))}
 	}
+	for c, i := range rd.cols {
+		rd.colList = append(rd.colList, column{name: c, index: i})
+	}
 	if len(missing) > 0 {
 		found := make([]string, 0, len(header))
 		for _, h := range header {
@@ -330,8 +342,8 @@ func (r *Reader) Next() (Row, error) {
 			r.fields = make(map[string]string, len(r.cols))
 		}
 		fields := r.fields
-		for c, i := range r.cols {
-			fields[c] = rec[i]
+		for _, c := range r.colList {
+			fields[c.name] = rec[c.index]
 		}
 		row.Reference = strings.TrimSpace(fields[schemas.ColReference])
 		if utf8.RuneCountInString(row.Reference) > maxReference || !utf8.ValidString(row.Reference) {
