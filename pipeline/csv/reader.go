@@ -160,15 +160,25 @@ type csvSource struct{ r *stdcsv.Reader }
 
 func (c csvSource) Read() ([]string, int, error) {
 	rec, err := c.r.Read()
-	var pe *stdcsv.ParseError
-	switch {
-	case err == nil:
+	if err == nil {
 		line, _ := c.r.FieldPos(0)
 		return rec, line, nil
-	case errors.As(err, &pe):
+	}
+	if pe := parseError(err); pe != nil {
 		return rec, pe.StartLine, err
 	}
 	return rec, 0, err
+}
+
+// parseError returns err's *stdcsv.ParseError, or nil. A helper, so that
+// the variable errors.As needs (which escapes) is only made for an error,
+// not for every row.
+func parseError(err error) *stdcsv.ParseError {
+	var pe *stdcsv.ParseError
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return nil
 }
 
 // fromSource reads and maps the header of src, then checks that the
@@ -317,7 +327,10 @@ func (r *Reader) Next() (Row, error) {
 			return Row{}, io.EOF
 		}
 		var pe *stdcsv.ParseError
-		if err != nil && !errors.As(err, &pe) {
+		if err != nil {
+			pe = parseError(err)
+		}
+		if err != nil && pe == nil {
 			var fe *FileError
 			if errors.As(err, &fe) {
 				return Row{}, err
