@@ -182,7 +182,7 @@ var (
 // the day the batch runs (a full birth date must be before it). Every problem
 // is reported, not only the first.
 func ParseIdentity(fields map[string]string, now time.Time) (Identity, []FieldError) {
-	return parseCivility(fields, now, dssRules)
+	return parseCivility(fieldsOf(fields), now, dssRules)
 }
 
 // ParseFor builds what check sends for one row, and validates it with the
@@ -191,20 +191,25 @@ func ParseIdentity(fields map[string]string, now time.Time) (Identity, []FieldEr
 // Travail its username; scolarite the identity, the school (UAI) and the
 // school year (default: the one of now).
 func ParseFor(check Check, fields map[string]string, now time.Time) (Identity, []FieldError) {
+	return ParseFields(check, fieldsOf(fields), now)
+}
+
+// ParseFields is ParseFor on a row held in Fields.
+func ParseFields(check Check, f *Fields, now time.Time) (Identity, []FieldError) {
 	switch check {
 	case CheckEtudiantBoursier, CheckStatutEtudiant:
-		if ine := strings.ToUpper(strings.TrimSpace(fields[ColINE])); ine != "" {
+		if ine := strings.ToUpper(strings.TrimSpace(f[iINE])); ine != "" {
 			if !ValidINE(ine) {
 				return Identity{}, []FieldError{{Column: ColINE, Problem: "INE invalide : 11 caractères, par exemple 1234567890A (ou laissez vide pour chercher par l'identité)"}}
 			}
 			return Identity{INE: ine}, nil
 		}
 		if check == CheckEtudiantBoursier {
-			return parseCivility(fields, now, cnousRules)
+			return parseCivility(f, now, cnousRules)
 		}
-		return parseCivility(fields, now, mesriRules)
+		return parseCivility(f, now, mesriRules)
 	case CheckFranceTravail:
-		v := strings.TrimSpace(fields[ColIdentifiantFT])
+		v := strings.TrimSpace(f[iIdentifiantFT])
 		switch {
 		case v == "":
 			return Identity{}, []FieldError{{Column: ColIdentifiantFT, Problem: "valeur manquante (identifiant du compte France Travail de la personne)"}}
@@ -213,8 +218,8 @@ func ParseFor(check Check, fields map[string]string, now time.Time) (Identity, [
 		}
 		return Identity{IdentifiantFT: v}, nil
 	case CheckScolarite:
-		id, errs := parseCivility(fields, now, scolariteRules)
-		uai := strings.ToUpper(strings.TrimSpace(fields[ColCodeEtablissement]))
+		id, errs := parseCivility(f, now, scolariteRules)
+		uai := strings.ToUpper(strings.TrimSpace(f[iCodeEtablissement]))
 		switch {
 		case uai == "":
 			errs = append(errs, FieldError{Column: ColCodeEtablissement, Problem: "valeur manquante (code UAI de l'école ou de l'établissement, par exemple 0751234A)"})
@@ -222,7 +227,7 @@ func ParseFor(check Check, fields map[string]string, now time.Time) (Identity, [
 			errs = append(errs, FieldError{Column: ColCodeEtablissement, Problem: "code UAI invalide : 7 chiffres et une lettre, par exemple 0751234A"})
 		}
 		id.CodeEtablissement = uai
-		year := strings.TrimSpace(fields[ColAnneeScolaire])
+		year := strings.TrimSpace(f[iAnneeScolaire])
 		switch {
 		case year == "":
 			year = SchoolYear(now)
@@ -232,7 +237,7 @@ func ParseFor(check Check, fields map[string]string, now time.Time) (Identity, [
 		id.AnneeScolaire = year
 		return id, errs
 	default:
-		return parseCivility(fields, now, dssRules)
+		return parseCivility(f, now, dssRules)
 	}
 }
 
@@ -298,24 +303,24 @@ func splitPrenoms(s string) []string {
 }
 
 // parseCivility builds and validates the civil identity under rules.
-func parseCivility(fields map[string]string, now time.Time, rules civilityRules) (Identity, []FieldError) {
+func parseCivility(f *Fields, now time.Time, rules civilityRules) (Identity, []FieldError) {
 	var id Identity
 	var errs []FieldError
 	bad := func(col, problem string) { errs = append(errs, FieldError{Column: col, Problem: problem}) }
 
-	id.NomNaissance = cleanName(fields[ColNomNaissance])
+	id.NomNaissance = cleanName(f[iNomNaissance])
 	switch {
 	case id.NomNaissance == "":
 		bad(ColNomNaissance, "valeur manquante (le nom de naissance est obligatoire)")
 	case !validName(id.NomNaissance):
 		bad(ColNomNaissance, "caractères non acceptés par l'API (lettres, accents, espace, tiret et apostrophe seulement ; pas de chiffre)")
 	}
-	id.NomUsage = cleanName(fields[ColNomUsage])
+	id.NomUsage = cleanName(f[iNomUsage])
 	if id.NomUsage != "" && !validName(id.NomUsage) {
 		bad(ColNomUsage, "caractères non acceptés par l'API (lettres, accents, espace, tiret et apostrophe seulement)")
 	}
 
-	prenoms := splitPrenoms(cleanName(fields[ColPrenoms]))
+	prenoms := splitPrenoms(cleanName(f[iPrenoms]))
 	if rules.keepFirst > 0 && len(prenoms) > rules.keepFirst {
 		prenoms = prenoms[:rules.keepFirst]
 	}
@@ -332,7 +337,7 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 	}
 	id.Prenoms = prenoms
 
-	raw := strings.TrimSpace(fields[ColSexe])
+	raw := strings.TrimSpace(f[iSexe])
 	switch sexe := ParseSexe(raw); {
 	case sexe != "":
 		id.Sexe = sexe
@@ -344,7 +349,7 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 		bad(ColSexe, "valeur non reconnue (attendu M ou F, Masculin ou Féminin, H ou F, 1 ou 2)")
 	}
 
-	y, m, d, problem := ParseBirthDate(fields[ColDateNaissance], now)
+	y, m, d, problem := ParseBirthDate(f[iDateNaissance], now)
 	switch {
 	case problem != "":
 		bad(ColDateNaissance, problem)
@@ -353,7 +358,7 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 	}
 	id.AnneeNaissance, id.MoisNaissance, id.JourNaissance = y, m, d
 
-	id.CodePaysNaissance = strings.TrimSpace(fields[ColPaysNaissance])
+	id.CodePaysNaissance = strings.TrimSpace(f[iPaysNaissance])
 	switch fold(id.CodePaysNaissance) {
 	case "", "FR", "FRA":
 		id.CodePaysNaissance = CodePaysFrance
@@ -366,14 +371,14 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 		}
 	}
 
-	commune := strings.ToUpper(strings.TrimSpace(fields[ColCommuneNaissance]))
+	commune := strings.ToUpper(strings.TrimSpace(f[iCommuneNaissance]))
 	if len(commune) == 4 && strings.Trim(commune, "0123456789") == "" {
 		// A spreadsheet cell typed as a number loses the leading zero of
 		// départements 01 to 09 (08480 → 8480); no COG code has 4 digits.
 		commune = "0" + commune
 	}
-	nomCommune := cleanName(fields[ColNomCommuneNaissance])
-	dept := strings.ToUpper(strings.TrimSpace(fields[ColDepartementNaissance]))
+	nomCommune := cleanName(f[iNomCommuneNaissance])
+	dept := strings.ToUpper(strings.TrimSpace(f[iDepartementNaissance]))
 	if len(dept) == 1 && dept[0] >= '1' && dept[0] <= '9' {
 		dept = "0" + dept
 	}

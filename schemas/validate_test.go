@@ -205,3 +205,34 @@ func BenchmarkParseFor(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseFields is BenchmarkParseFor on rows already in Fields, as
+// the file reader holds them.
+func BenchmarkParseFields(b *testing.B) {
+	now := time.Date(2026, 9, 14, 10, 0, 0, 0, time.UTC)
+	rows := make([]*Fields, len(benchRows))
+	for i, r := range benchRows {
+		rows[i] = fieldsOf(r)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, errs := ParseFields(CheckQuotientFamilial, rows[i%len(rows)], now); len(errs) > 0 && i < len(rows) {
+			b.Fatalf("row %d: %v", i, errs)
+		}
+	}
+}
+
+func TestFieldIndex(t *testing.T) {
+	for col, want := range map[string]int{ColReference: iReference, ColNomNaissance: iNomNaissance, ColNomUsage: iNomUsage,
+		ColPrenoms: iPrenoms, ColSexe: iSexe, ColDateNaissance: iDateNaissance, ColPaysNaissance: iPaysNaissance,
+		ColCommuneNaissance: iCommuneNaissance, ColNomCommuneNaissance: iNomCommuneNaissance,
+		ColDepartementNaissance: iDepartementNaissance, ColINE: iINE, ColIdentifiantFT: iIdentifiantFT,
+		ColCodeEtablissement: iCodeEtablissement, ColAnneeScolaire: iAnneeScolaire, "nom": -1} {
+		if got := FieldIndex(col); got != want {
+			t.Errorf("FieldIndex(%q) = %d, want %d", col, got, want)
+		}
+	}
+	if len(Columns) != numColumns {
+		t.Errorf("%d columns, Fields holds %d", len(Columns), numColumns)
+	}
+}

@@ -76,21 +76,19 @@ type Reader struct {
 	src    source
 	header []string
 	cols   map[string]int // canonical column → index
-	// colList is cols as a slice, which a row's copy ranges over faster
-	// than the map.
+	// colList is cols as a slice, with each column's place in fields.
 	colList []column
 	headers map[string]string
 	checks  []schemas.Check
 	n       int64
 	// fields is the current row by canonical column, reused row after row:
 	// the parsers read it, none keeps it.
-	fields map[string]string
+	fields schemas.Fields
 }
 
-// column is one canonical column and its index in a record.
+// column is one canonical column: its index in a record and in Fields.
 type column struct {
-	name  string
-	index int
+	index, field int
 }
 
 // maxReference bounds the reference column copied to results.
@@ -249,7 +247,9 @@ func fromSource(src source, name string, opts Options) (*Reader, error) {
 			"le fichier doit commencer par une ligne d'en-tête nommant les colonnes (%s)", len(header), strings.Join(requiredHint, ", "))}
 	}
 	for c, i := range rd.cols {
-		rd.colList = append(rd.colList, column{name: c, index: i})
+		if f := schemas.FieldIndex(c); f >= 0 {
+			rd.colList = append(rd.colList, column{index: i, field: f})
+		}
 	}
 	if len(missing) > 0 {
 		found := make([]string, 0, len(header))
@@ -351,14 +351,11 @@ func (r *Reader) Next() (Row, error) {
 			row.Errors = []string{fmt.Sprintf("ligne %d : %d champs au lieu de %d (vérifiez le séparateur et les guillemets)", line, len(rec), len(r.header))}
 			return row, nil
 		}
-		if r.fields == nil {
-			r.fields = make(map[string]string, len(r.cols))
-		}
-		fields := r.fields
+		fields := &r.fields
 		for _, c := range r.colList {
-			fields[c.name] = rec[c.index]
+			fields[c.field] = rec[c.index]
 		}
-		row.Reference = strings.TrimSpace(fields[schemas.ColReference])
+		row.Reference = strings.TrimSpace(fields[schemas.FieldIndex(schemas.ColReference)])
 		if utf8.RuneCountInString(row.Reference) > maxReference || !utf8.ValidString(row.Reference) {
 			row.Errors = append(row.Errors, schemas.FieldError{Column: schemas.ColReference,
 				Problem: "référence trop longue ou mal encodée (" + strconv.Itoa(maxReference) + " caractères UTF-8 au plus)"}.Message(line, r.headers[schemas.ColReference]))
@@ -377,7 +374,7 @@ func (r *Reader) Next() (Row, error) {
 				row.Checks[i] = CheckInput{Check: c, Identity: dss.Identity, Errors: dss.Errors}
 				continue
 			}
-			id, errs := schemas.ParseFor(c, fields, r.now)
+			id, errs := schemas.ParseFields(c, fields, r.now)
 			ci := CheckInput{Check: c, Identity: id}
 			for _, fe := range errs {
 				ci.Errors = append(ci.Errors, fe.Message(line, r.headers[fe.Column]))
