@@ -159,6 +159,9 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 	jobs.onFlush = func(ctx context.Context, n int) error { return s.Ledger.SetJobsProduced(ctx, b.ID, int64(n)) }
 	var saved int64 // results that share another row's call
 	var scratch []byte
+	// One job reused: sealing takes its address, which would otherwise
+	// make one on the heap per job.
+	var job schemas.Job
 	err = s.scan(ctx, b, key.File, checks, func(r csv.Row) error {
 		for i, in := range r.Checks {
 			if len(r.Invalid(i)) > 0 {
@@ -171,7 +174,7 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 				continue // already emitted at an earlier row
 			}
 			saved += int64(len(refs) - 1)
-			job := schemas.Job{
+			job = schemas.Job{
 				Version: schemas.JobVersion, BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign,
 				Check: in.Check, LookupID: hex.EncodeToString(k[:]), Recipient: b.Recipient, Period: p,
 				Identity: in.Identity, Rows: refs,
