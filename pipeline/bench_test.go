@@ -188,3 +188,39 @@ func BenchmarkResultWriter(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/row")
 }
+
+// BenchmarkResultWriter_TotalUnknown buffers the 25,000 results of a batch
+// whose split has not ended (its row count is not known yet: the writer
+// cannot size its buffer), then writes them as one part.
+func BenchmarkResultWriter_TotalUnknown(b *testing.B) {
+	const n = 25000
+	ctx := context.Background()
+	client, store := bucketAndLedger(b)
+	log := zerolog.Nop()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		i++
+		batch, _, err := store.CreateBatch(ctx, ledger.Batch{Tenant: "ville-a", Campaign: "2026-09", Checks: "quotient_familial",
+			Bucket: "apbatch", ObjectKey: "incoming/ville-a/2026-09/liste.csv", ObjectVersion: strconv.Itoa(i)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := &benchReader{msgs: benchResults(b, batch.ID, n), done: make(chan struct{})}
+		w := &ResultWriter{Results: r, S3: client, Ledger: store, Log: log, batches: make(map[string]*openBatch)}
+		b.StartTimer()
+		for _, m := range r.msgs {
+			if _, err := w.add(ctx, log, m); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := w.flushAll(ctx, log); err != nil {
+			b.Fatal(err)
+		}
+		if r.committed != n {
+			b.Fatalf("%d offsets committed", r.committed)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/row")
+}

@@ -85,7 +85,7 @@ func (m *Metrics) batchCompleted(tenant string, created, now time.Time) {
 }
 
 // rowsWritten counts the results of one part.
-func (m *Metrics) rowsWritten(tenant string, rows []schemas.Result) {
+func (m *Metrics) rowsWritten(tenant string, rows []*schemas.Result) {
 	if m == nil {
 		return
 	}

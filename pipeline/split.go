@@ -107,6 +107,8 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 	checks := b.CheckList()
 	groups := newLookups()
 	results := newBatcher(s.Results, s.FlushEvery)
+	// Message keys: one copy each for all the messages (none changes them).
+	batchKey, tenantKey := []byte(b.ID), []byte(b.Tenant)
 	var rows, invalid int64
 	err = s.scan(ctx, b, key.File, checks, func(r csv.Row) error {
 		rows++
@@ -123,7 +125,7 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 				if err != nil {
 					return fmt.Errorf("split: encode result: %w", err)
 				}
-				if err := results.add(ctx, kafkago.Message{Key: []byte(b.ID), Value: v}); err != nil {
+				if err := results.add(ctx, kafkago.Message{Key: batchKey, Value: v}); err != nil {
 					return err
 				}
 				continue
@@ -157,6 +159,9 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 	jobs.onFlush = func(ctx context.Context, n int) error { return s.Ledger.SetJobsProduced(ctx, b.ID, int64(n)) }
 	var saved int64 // results that share another row's call
 	var scratch []byte
+	// One job reused: sealing takes its address, which would otherwise
+	// make one on the heap per job.
+	var job schemas.Job
 	err = s.scan(ctx, b, key.File, checks, func(r csv.Row) error {
 		for i, in := range r.Checks {
 			if len(r.Invalid(i)) > 0 {
@@ -169,7 +174,7 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 				continue // already emitted at an earlier row
 			}
 			saved += int64(len(refs) - 1)
-			job := schemas.Job{
+			job = schemas.Job{
 				Version: schemas.JobVersion, BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign,
 				Check: in.Check, LookupID: hex.EncodeToString(k[:]), Recipient: b.Recipient, Period: p,
 				Identity: in.Identity, Rows: refs,
@@ -182,7 +187,7 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 			scratch = schemas.AppendJob(scratch[:0], &job)
 			v := bytes.Clone(scratch) // produced later: a value of its own
 			// Key = tenant: one token per tenant, so one budget owner per partition.
-			if err := jobs.add(ctx, kafkago.Message{Key: []byte(b.Tenant), Value: v}); err != nil {
+			if err := jobs.add(ctx, kafkago.Message{Key: tenantKey, Value: v}); err != nil {
 				return err
 			}
 		}

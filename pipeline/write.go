@@ -57,8 +57,55 @@ type openBatch struct {
 	done   map[ledger.RowKey]struct{}
 	// buf holds the results waiting for a part, in arrival order, and
 	// buffered their keys.
-	buf      []schemas.Result
+	buf      resultBuffer
 	buffered map[ledger.RowKey]struct{}
+}
+
+// Chunk sizes of a resultBuffer whose batch total is not known yet: the
+// first chunks are small (a small batch holds little), each later one as
+// large as all before it, up to maxResultChunk (2 MB of results).
+const (
+	firstResultChunk = 64
+	maxResultChunk   = 4096
+)
+
+// resultBuffer holds results in chunks that are never grown: appending
+// copies none of the results held. A batch still being split (its total
+// unknown) cannot size one slice up front, and growing one by append would
+// copy every result it holds at each growth (about five times its size
+// allocated in all).
+type resultBuffer struct {
+	chunks [][]schemas.Result
+	n      int
+}
+
+func (b *resultBuffer) len() int { return b.n }
+
+// add appends a copy of r. want, when positive, is how many results are
+// still expected: the size of a new chunk; otherwise chunks double.
+func (b *resultBuffer) add(r *schemas.Result, want int) {
+	last := len(b.chunks) - 1
+	if last < 0 || len(b.chunks[last]) == cap(b.chunks[last]) {
+		size := want
+		if size <= 0 {
+			size = min(max(b.n, firstResultChunk), maxResultChunk)
+		}
+		b.chunks = append(b.chunks, make([]schemas.Result, 0, size))
+		last++
+	}
+	b.chunks[last] = append(b.chunks[last], *r)
+	b.n++
+}
+
+// all returns a pointer to every result held, in arrival order.
+func (b *resultBuffer) all() []*schemas.Result {
+	out := make([]*schemas.Result, 0, b.n)
+	for _, c := range b.chunks {
+		for i := range c {
+			out = append(out, &c[i])
+		}
+	}
+	return out
 }
 
 // offsets are the positions of the fetched messages not yet committed: only
@@ -195,7 +242,7 @@ func (w *ResultWriter) partRows() int {
 func (w *ResultWriter) largestBuffer() int {
 	n := 0
 	for _, ob := range w.batches {
-		n = max(n, len(ob.buf))
+		n = max(n, ob.buf.len())
 	}
 	return n
 }
@@ -233,15 +280,12 @@ func (w *ResultWriter) add(ctx context.Context, log zerolog.Logger, m kafkago.Me
 		return false, nil
 	}
 	ob.buffered[k] = struct{}{}
-	if ob.buf == nil {
-		ob.buf = make([]schemas.Result, 0, ob.expected(w.partRows()))
-	}
-	ob.buf = append(ob.buf, res)
+	ob.buf.add(&res, ob.expected(w.partRows())-ob.buf.len())
 	return ob.complete(), nil
 }
 
-// expected is how many results the batch may still buffer before a part
-// is full, when known: what its buffer is sized for.
+// expected is how many results the batch may buffer before a part is full,
+// when known (0 otherwise): what its buffer is sized for.
 func (ob *openBatch) expected(partRows int) int {
 	n, ok := ob.results()
 	if !ok {
@@ -278,7 +322,7 @@ func (ob *openBatch) results() (int64, bool) {
 
 func (ob *openBatch) complete() bool {
 	n, ok := ob.results()
-	return ok && int64(len(ob.done)+len(ob.buf)) >= n
+	return ok && int64(len(ob.done)+ob.buf.len()) >= n
 }
 
 // published reports whether every result of the batch is in a part.
@@ -324,7 +368,7 @@ func (w *ResultWriter) refreshTotals(ctx context.Context, log zerolog.Logger) er
 		if b.State == ledger.StateFailed {
 			// The file was refused after some rows were read: nothing
 			// of it is published.
-			log.Info().Str("batch_id", id).Str("tenant", b.Tenant).Int("results", len(ob.buf)).Msg("results of a failed batch dropped")
+			log.Info().Str("batch_id", id).Str("tenant", b.Tenant).Int("results", ob.buf.len()).Msg("results of a failed batch dropped")
 			delete(w.batches, id)
 			continue
 		}
@@ -370,13 +414,14 @@ func (w *ResultWriter) flushAll(ctx context.Context, log zerolog.Logger) error {
 }
 
 func (w *ResultWriter) flushBatch(ctx context.Context, log zerolog.Logger, ob *openBatch) error {
-	if len(ob.buf) == 0 {
+	if ob.buf.len() == 0 {
 		return nil
 	}
-	rows := ob.buf
+	// Pointers are sorted, not the results (each a few hundred bytes).
+	rows := ob.buf.all()
 	// Row order, then the batch's check order within a row (keys are
 	// unique: no two results compare equal).
-	slices.SortFunc(rows, func(a, b schemas.Result) int {
+	slices.SortFunc(rows, func(a, b *schemas.Result) int {
 		if c := cmp.Compare(a.RowNumber, b.RowNumber); c != 0 {
 			return c
 		}
@@ -385,19 +430,24 @@ func (w *ResultWriter) flushBatch(ctx context.Context, log zerolog.Logger, ob *o
 	for start := 0; start < len(rows); start += w.partRows() {
 		chunk := rows[start:min(start+w.partRows(), len(rows))]
 		if err := w.writePart(ctx, log, ob, chunk); err != nil {
+			// What is not written stays buffered.
+			var rest resultBuffer
+			for _, r := range rows[start:] {
+				rest.add(r, len(rows)-start)
+			}
+			ob.buf = rest
 			return err
 		}
 		// Written and recorded: buffered no more.
 		for _, r := range chunk {
 			delete(ob.buffered, ledger.RowKey{Row: r.RowNumber, Check: r.Check})
 		}
-		ob.buf = rows[min(start+w.partRows(), len(rows)):]
 	}
-	ob.buf = nil
+	ob.buf = resultBuffer{}
 	return nil
 }
 
-func (w *ResultWriter) writePart(ctx context.Context, log zerolog.Logger, ob *openBatch, rows []schemas.Result) error {
+func (w *ResultWriter) writePart(ctx context.Context, log zerolog.Logger, ob *openBatch, rows []*schemas.Result) error {
 	b := ob.b
 	n, err := w.Ledger.NextPartNo(ctx, b.ID)
 	if err != nil {
@@ -409,7 +459,8 @@ func (w *ResultWriter) writePart(ctx context.Context, log zerolog.Logger, ob *op
 		return fmt.Errorf("write: %w", err)
 	}
 	statuses := make([]ledger.RowStatus, 0, len(rows))
-	for _, r := range rows {
+	for _, p := range rows {
+		r := *p // the price goes to the part, not to the buffered result
 		if ob.tariff != nil {
 			ob.tariff.Apply(&r)
 		}

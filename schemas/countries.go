@@ -67,8 +67,15 @@ var countryCodes = func() map[string]string {
 // countryKey folds a country name: upper case, no accents, no spaces,
 // dots, hyphens or apostrophes ("Côte d'Ivoire" → "COTEDIVOIRE").
 func countryKey(s string) string {
-	return strings.NewReplacer("-", "", "'", "", "’", "").Replace(fold(s))
+	s = fold(s)
+	if !strings.ContainsAny(s, "-'’") { // Replace copies s even when it has none
+		return s
+	}
+	return countryPunct.Replace(s)
 }
+
+// countryPunct drops what countryKey ignores beyond fold's.
+var countryPunct = strings.NewReplacer("-", "", "'", "", "’", "")
 
 // CountryCode returns the COG code of a country named as rosters write it,
 // or "" when the name is not known.

@@ -67,14 +67,18 @@ func (p Period) String() string {
 	if p.IsZero() {
 		return ""
 	}
-	return strconv.Itoa(p.Year) + "-" + pad2(p.Month)
+	var arr [24]byte
+	return string(p.appendTo(arr[:0]))
 }
 
-func pad2(n int) string {
-	if n < 10 {
-		return "0" + strconv.Itoa(n)
+// appendTo appends "YYYY-MM" (the month on two digits at least).
+func (p Period) appendTo(b []byte) []byte {
+	b = strconv.AppendInt(b, int64(p.Year), 10)
+	b = append(b, '-')
+	if p.Month < 10 {
+		b = append(b, '0')
 	}
-	return strconv.Itoa(n)
+	return strconv.AppendInt(b, int64(p.Month), 10)
 }
 
 // LookupID is the identity of one provider call: a hash of the check, the
@@ -102,12 +106,7 @@ func LookupKey(check Check, period Period, id *Identity) [16]byte {
 	w("check", string(check))
 	b = append(b, "period\x00"...)
 	if !period.IsZero() {
-		b = strconv.AppendInt(b, int64(period.Year), 10)
-		b = append(b, '-')
-		if period.Month < 10 {
-			b = append(b, '0')
-		}
-		b = strconv.AppendInt(b, int64(period.Month), 10)
+		b = period.appendTo(b)
 	}
 	b = append(b, 0)
 	w("nomNaissance", id.NomNaissance)

@@ -83,3 +83,29 @@ func BenchmarkLookupID(b *testing.B) {
 		LookupID(CheckQuotientFamilial, Period{Year: 2026, Month: 9}, id)
 	}
 }
+
+// periodStringRef is how Period.String was written before appendTo.
+func periodStringRef(p Period) string {
+	if p.IsZero() {
+		return ""
+	}
+	pad2 := func(n int) string {
+		if n < 10 {
+			return "0" + strconv.Itoa(n)
+		}
+		return strconv.Itoa(n)
+	}
+	return strconv.Itoa(p.Year) + "-" + pad2(p.Month)
+}
+
+func FuzzPeriodString(f *testing.F) {
+	for _, p := range []Period{{}, {Year: 2026, Month: 9}, {Year: 2026, Month: 12}, {Year: 5, Month: -1}, {Month: 3}, {Year: -2026, Month: -12}} {
+		f.Add(p.Year, p.Month)
+	}
+	f.Fuzz(func(t *testing.T, y, m int) {
+		p := Period{Year: y, Month: m}
+		if got, want := p.String(), periodStringRef(p); got != want {
+			t.Fatalf("Period%+v.String() = %q, want %q", p, got, want)
+		}
+	})
+}

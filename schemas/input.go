@@ -1,5 +1,7 @@
 package schemas
 
+import "slices"
+
 // Canonical input columns. An input file names them in its header row (in any
 // order); unknown columns are ignored.
 const (
@@ -34,3 +36,41 @@ var Columns = []string{
 
 // CodePaysFrance is the COG code of France, the default birth country.
 const CodePaysFrance = "99100"
+
+// Fields holds one row's raw values by canonical column, each at its
+// column's place in Columns (FieldIndex); a column the file lacks is "".
+// Parsing a row from it costs no map lookup.
+type Fields [numColumns]string
+
+// Places of the canonical columns in Columns, and so in Fields.
+const (
+	iReference = iota
+	iNomNaissance
+	iNomUsage
+	iPrenoms
+	iSexe
+	iDateNaissance
+	iPaysNaissance
+	iCommuneNaissance
+	iNomCommuneNaissance
+	iDepartementNaissance
+	iINE
+	iIdentifiantFT
+	iCodeEtablissement
+	iAnneeScolaire
+	numColumns
+)
+
+// FieldIndex returns column's place in Fields, or -1 when column is not a
+// canonical column.
+func FieldIndex(column string) int { return slices.Index(Columns, column) }
+
+// fieldsOf places the canonical columns of m in Fields (the other keys are
+// ignored).
+func fieldsOf(m map[string]string) *Fields {
+	var f Fields
+	for i, c := range Columns {
+		f[i] = m[c]
+	}
+	return &f
+}

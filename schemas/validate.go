@@ -26,12 +26,73 @@ func (e FieldError) Message(line int, header string) string {
 	return "ligne " + strconv.Itoa(line) + ", colonne « " + header + " » : " + e.Problem
 }
 
-var (
-	paysPattern    = regexp.MustCompile(`^(99[0-9]{3}|92352)$`)
-	communePattern = regexp.MustCompile(`^([013-9][0-9]|2[AB1-9])[0-9]{3}$`)
-	deptPattern    = regexp.MustCompile(`^(0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-4]|976)$`)
-	apostrophes    = strings.NewReplacer("’", "'", "‘", "'", "ʼ", "'", "\u00a0", " ")
-)
+var apostrophes = strings.NewReplacer("’", "'", "‘", "'", "ʼ", "'", "\u00a0", " ")
+
+// apostropheChars are the characters apostrophes replaces.
+const apostropheChars = "’‘ʼ\u00a0"
+
+// The code checks below are written out, without a regexp (a row runs
+// several of them); validate_test.go fuzzes each against its expression.
+
+// isDigits reports whether s is only ASCII digits (true when empty).
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// validPaysCode reports whether s matches ^(99[0-9]{3}|92352)$: a COG code
+// of a country.
+func validPaysCode(s string) bool {
+	return len(s) == 5 && (s == "92352" || s[0] == '9' && s[1] == '9' && isDigits(s[2:]))
+}
+
+// validCommuneCode reports whether s matches
+// ^([013-9][0-9]|2[AB1-9])[0-9]{3}$: a COG code of a commune.
+func validCommuneCode(s string) bool {
+	if len(s) != 5 || !isDigits(s[2:]) {
+		return false
+	}
+	switch c0, c1 := s[0], s[1]; {
+	case c0 == '2':
+		return c1 == 'A' || c1 == 'B' || '1' <= c1 && c1 <= '9'
+	default:
+		return isDigits(s[:2])
+	}
+}
+
+// validDepartement reports whether s matches
+// ^(0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-4]|976)$.
+func validDepartement(s string) bool {
+	switch {
+	case s == "2A" || s == "2B":
+		return true
+	case len(s) == 2 && isDigits(s):
+		return s != "00" && s <= "95"
+	case len(s) == 3 && s[0] == '9' && s[1] == '7':
+		return '1' <= s[2] && s[2] <= '4' || s[2] == '6'
+	}
+	return false
+}
+
+// validUAI reports whether s matches ^[0-9]{7}[A-Z]$: a school's code.
+func validUAI(s string) bool {
+	return len(s) == 8 && isDigits(s[:7]) && 'A' <= s[7] && s[7] <= 'Z'
+}
+
+// isExcelSerial reports whether s matches ^[0-9]{5}(\.[0-9]+)?$: a date as
+// a spreadsheet stores it, days since 1899-12-30 (1927 onwards has 5
+// digits), a time of day as a fraction.
+func isExcelSerial(s string) bool {
+	if len(s) < 5 || !isDigits(s[:5]) {
+		return false
+	}
+	frac := s[5:]
+	return frac == "" || len(frac) >= 2 && frac[0] == '.' && isDigits(frac[1:])
+}
 
 // MaxPrenomsQF is how many first names the QF route accepts.
 const MaxPrenomsQF = 3
@@ -40,7 +101,11 @@ const MaxPrenomsQF = 3
 func cleanName(s string) string {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
-			s = apostrophes.Replace(s) // they are all beyond ASCII
+			// They are all beyond ASCII; Replace copies s even when it
+			// has none (accented names mostly).
+			if strings.ContainsAny(s[i:], apostropheChars) {
+				s = apostrophes.Replace(s)
+			}
 			break
 		}
 	}
@@ -117,7 +182,7 @@ var (
 // the day the batch runs (a full birth date must be before it). Every problem
 // is reported, not only the first.
 func ParseIdentity(fields map[string]string, now time.Time) (Identity, []FieldError) {
-	return parseCivility(fields, now, dssRules)
+	return parseCivility(fieldsOf(fields), now, dssRules)
 }
 
 // ParseFor builds what check sends for one row, and validates it with the
@@ -126,20 +191,25 @@ func ParseIdentity(fields map[string]string, now time.Time) (Identity, []FieldEr
 // Travail its username; scolarite the identity, the school (UAI) and the
 // school year (default: the one of now).
 func ParseFor(check Check, fields map[string]string, now time.Time) (Identity, []FieldError) {
+	return ParseFields(check, fieldsOf(fields), now)
+}
+
+// ParseFields is ParseFor on a row held in Fields.
+func ParseFields(check Check, f *Fields, now time.Time) (Identity, []FieldError) {
 	switch check {
 	case CheckEtudiantBoursier, CheckStatutEtudiant:
-		if ine := strings.ToUpper(strings.TrimSpace(fields[ColINE])); ine != "" {
+		if ine := strings.ToUpper(strings.TrimSpace(f[iINE])); ine != "" {
 			if !ValidINE(ine) {
 				return Identity{}, []FieldError{{Column: ColINE, Problem: "INE invalide : 11 caractères, par exemple 1234567890A (ou laissez vide pour chercher par l'identité)"}}
 			}
 			return Identity{INE: ine}, nil
 		}
 		if check == CheckEtudiantBoursier {
-			return parseCivility(fields, now, cnousRules)
+			return parseCivility(f, now, cnousRules)
 		}
-		return parseCivility(fields, now, mesriRules)
+		return parseCivility(f, now, mesriRules)
 	case CheckFranceTravail:
-		v := strings.TrimSpace(fields[ColIdentifiantFT])
+		v := strings.TrimSpace(f[iIdentifiantFT])
 		switch {
 		case v == "":
 			return Identity{}, []FieldError{{Column: ColIdentifiantFT, Problem: "valeur manquante (identifiant du compte France Travail de la personne)"}}
@@ -148,16 +218,16 @@ func ParseFor(check Check, fields map[string]string, now time.Time) (Identity, [
 		}
 		return Identity{IdentifiantFT: v}, nil
 	case CheckScolarite:
-		id, errs := parseCivility(fields, now, scolariteRules)
-		uai := strings.ToUpper(strings.TrimSpace(fields[ColCodeEtablissement]))
+		id, errs := parseCivility(f, now, scolariteRules)
+		uai := strings.ToUpper(strings.TrimSpace(f[iCodeEtablissement]))
 		switch {
 		case uai == "":
 			errs = append(errs, FieldError{Column: ColCodeEtablissement, Problem: "valeur manquante (code UAI de l'école ou de l'établissement, par exemple 0751234A)"})
-		case !uaiPattern.MatchString(uai):
+		case !validUAI(uai):
 			errs = append(errs, FieldError{Column: ColCodeEtablissement, Problem: "code UAI invalide : 7 chiffres et une lettre, par exemple 0751234A"})
 		}
 		id.CodeEtablissement = uai
-		year := strings.TrimSpace(fields[ColAnneeScolaire])
+		year := strings.TrimSpace(f[iAnneeScolaire])
 		switch {
 		case year == "":
 			year = SchoolYear(now)
@@ -167,7 +237,7 @@ func ParseFor(check Check, fields map[string]string, now time.Time) (Identity, [
 		id.AnneeScolaire = year
 		return id, errs
 	default:
-		return parseCivility(fields, now, dssRules)
+		return parseCivility(f, now, dssRules)
 	}
 }
 
@@ -178,10 +248,6 @@ var (
 		regexp.MustCompile(`^[0-9A-Z]{10}[0-9]$`),             // base 36
 		regexp.MustCompile(`^[0-9]{4}A[0-9]{5}[A-HJ-NPR-Z]$`), // SIFA
 	}
-	uaiPattern = regexp.MustCompile(`^[0-9]{7}[A-Z]$`)
-	// excelSerial is a date as a spreadsheet stores it: days since
-	// 1899-12-30 (1927 onwards has 5 digits), a time of day as a fraction.
-	excelSerial       = regexp.MustCompile(`^[0-9]{5}(\.[0-9]+)?$`)
 	schoolYearPattern = regexp.MustCompile(`^([0-9]{4})(-([0-9]{4}))?$`)
 )
 
@@ -237,24 +303,24 @@ func splitPrenoms(s string) []string {
 }
 
 // parseCivility builds and validates the civil identity under rules.
-func parseCivility(fields map[string]string, now time.Time, rules civilityRules) (Identity, []FieldError) {
+func parseCivility(f *Fields, now time.Time, rules civilityRules) (Identity, []FieldError) {
 	var id Identity
 	var errs []FieldError
 	bad := func(col, problem string) { errs = append(errs, FieldError{Column: col, Problem: problem}) }
 
-	id.NomNaissance = cleanName(fields[ColNomNaissance])
+	id.NomNaissance = cleanName(f[iNomNaissance])
 	switch {
 	case id.NomNaissance == "":
 		bad(ColNomNaissance, "valeur manquante (le nom de naissance est obligatoire)")
 	case !validName(id.NomNaissance):
 		bad(ColNomNaissance, "caractères non acceptés par l'API (lettres, accents, espace, tiret et apostrophe seulement ; pas de chiffre)")
 	}
-	id.NomUsage = cleanName(fields[ColNomUsage])
+	id.NomUsage = cleanName(f[iNomUsage])
 	if id.NomUsage != "" && !validName(id.NomUsage) {
 		bad(ColNomUsage, "caractères non acceptés par l'API (lettres, accents, espace, tiret et apostrophe seulement)")
 	}
 
-	prenoms := splitPrenoms(cleanName(fields[ColPrenoms]))
+	prenoms := splitPrenoms(cleanName(f[iPrenoms]))
 	if rules.keepFirst > 0 && len(prenoms) > rules.keepFirst {
 		prenoms = prenoms[:rules.keepFirst]
 	}
@@ -271,7 +337,7 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 	}
 	id.Prenoms = prenoms
 
-	raw := strings.TrimSpace(fields[ColSexe])
+	raw := strings.TrimSpace(f[iSexe])
 	switch sexe := ParseSexe(raw); {
 	case sexe != "":
 		id.Sexe = sexe
@@ -283,7 +349,7 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 		bad(ColSexe, "valeur non reconnue (attendu M ou F, Masculin ou Féminin, H ou F, 1 ou 2)")
 	}
 
-	y, m, d, problem := ParseBirthDate(fields[ColDateNaissance], now)
+	y, m, d, problem := ParseBirthDate(f[iDateNaissance], now)
 	switch {
 	case problem != "":
 		bad(ColDateNaissance, problem)
@@ -292,12 +358,12 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 	}
 	id.AnneeNaissance, id.MoisNaissance, id.JourNaissance = y, m, d
 
-	id.CodePaysNaissance = strings.TrimSpace(fields[ColPaysNaissance])
+	id.CodePaysNaissance = strings.TrimSpace(f[iPaysNaissance])
 	switch fold(id.CodePaysNaissance) {
 	case "", "FR", "FRA":
 		id.CodePaysNaissance = CodePaysFrance
 	}
-	if !paysPattern.MatchString(id.CodePaysNaissance) {
+	if !validPaysCode(id.CodePaysNaissance) {
 		if code := CountryCode(id.CodePaysNaissance); code != "" {
 			id.CodePaysNaissance = code
 		} else {
@@ -305,21 +371,21 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 		}
 	}
 
-	commune := strings.ToUpper(strings.TrimSpace(fields[ColCommuneNaissance]))
+	commune := strings.ToUpper(strings.TrimSpace(f[iCommuneNaissance]))
 	if len(commune) == 4 && strings.Trim(commune, "0123456789") == "" {
 		// A spreadsheet cell typed as a number loses the leading zero of
 		// départements 01 to 09 (08480 → 8480); no COG code has 4 digits.
 		commune = "0" + commune
 	}
-	nomCommune := cleanName(fields[ColNomCommuneNaissance])
-	dept := strings.ToUpper(strings.TrimSpace(fields[ColDepartementNaissance]))
+	nomCommune := cleanName(f[iNomCommuneNaissance])
+	dept := strings.ToUpper(strings.TrimSpace(f[iDepartementNaissance]))
 	if len(dept) == 1 && dept[0] >= '1' && dept[0] <= '9' {
 		dept = "0" + dept
 	}
 	if id.CodePaysNaissance == CodePaysFrance {
 		switch {
 		case commune != "":
-			if communePattern.MatchString(commune) {
+			if validCommuneCode(commune) {
 				id.CodeCommuneNaissance = commune
 			} else {
 				bad(ColCommuneNaissance, "code commune INSEE (COG) invalide : 5 caractères, par exemple 08480 ou 2A004 ; un code postal n'est pas un code INSEE")
@@ -328,7 +394,7 @@ func parseCivility(fields map[string]string, now time.Time, rules civilityRules)
 			if nomCommune == "" {
 				bad(ColNomCommuneNaissance, "valeur manquante : avec le département, le nom de la commune de naissance est obligatoire")
 			}
-			if !deptPattern.MatchString(dept) {
+			if !validDepartement(dept) {
 				bad(ColDepartementNaissance, "département invalide (01 à 95, 2A, 2B, 971 à 974 ou 976)")
 			}
 			if id.AnneeNaissance == 0 {
@@ -358,6 +424,10 @@ func ParseSexe(s string) string {
 // fold upper-cases s and drops accents, spaces and dots ("Féminin" →
 // "FEMININ", "M." → "M").
 func fold(s string) string {
+	s = strings.TrimSpace(s)
+	if isFolded(s) {
+		return s // most values: upper-case ASCII codes, "M", "99100"
+	}
 	var b strings.Builder
 	for _, r := range strings.ToUpper(strings.TrimSpace(s)) {
 		switch r {
@@ -379,6 +449,17 @@ func fold(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// isFolded reports whether fold leaves s (trimmed) as it is: ASCII with
+// no lower-case letter, space or dot.
+func isFolded(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= utf8.RuneSelf || 'a' <= c && c <= 'z' || c == ' ' || c == '.' {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseBirthDate parses YYYY-MM-DD, DD/MM/YYYY, MM/YYYY or YYYY. An empty
@@ -418,30 +499,31 @@ func ParseBirthDate(raw string, now time.Time) (year, month, day int, problem st
 	}
 	var ok1, ok2, ok3 bool
 	switch {
-	case excelSerial.MatchString(s):
+	case isExcelSerial(s):
 		s, _, _ = strings.Cut(s, ".")
 		// An Excel serial date (days since 1899-12-30): what a
 		// spreadsheet cell formatted as a number shows.
 		n, _ := strconv.Atoi(s)
 		t := time.Date(1899, 12, 30, 0, 0, 0, 0, time.UTC).AddDate(0, 0, n)
 		year, month, day, ok1, ok2, ok3 = t.Year(), int(t.Month()), t.Day(), true, true, true
-	case strings.Count(s, "-") == 2 && len(strings.Split(s, "-")[0]) == 4:
-		p := strings.Split(s, "-")
-		year, ok1 = atoi(p[0], 4)
-		month, ok2 = atoi(p[1], 2)
-		day, ok3 = atoi(p[2], 2)
+	case strings.Count(s, "-") == 2 && strings.IndexByte(s, '-') == 4:
+		y, md, _ := strings.Cut(s, "-")
+		m, d, _ := strings.Cut(md, "-")
+		year, ok1 = atoi(y, 4)
+		month, ok2 = atoi(m, 2)
+		day, ok3 = atoi(d, 2)
 	case strings.Count(s, "/") == 2, strings.Count(s, "-") == 2, strings.Count(s, ".") == 2:
-		p := strings.FieldsFunc(s, func(r rune) bool { return r == '/' || r == '-' || r == '.' })
-		if len(p) != 3 {
+		p, ok := dateFields(s)
+		if !ok {
 			break
 		}
 		day, ok1 = atoi(p[0], 2)
 		month, ok2 = atoi(p[1], 2)
 		year, ok3 = year4(p[2])
 	case strings.Count(s, "/") == 1:
-		p := strings.Split(s, "/")
-		month, ok1 = atoi(p[0], 2)
-		year, ok2 = atoi(p[1], 4)
+		m, y, _ := strings.Cut(s, "/")
+		month, ok1 = atoi(m, 2)
+		year, ok2 = atoi(y, 4)
 		ok3 = true
 	default:
 		year, ok1 = atoi(s, 4)
@@ -469,4 +551,27 @@ func ParseBirthDate(raw string, now time.Time) (year, month, day int, problem st
 		return 0, 0, 0, "date de naissance dans le futur"
 	}
 	return year, month, day, ""
+}
+
+// dateFields splits s on '/', '-' and '.', dropping empty fields, as
+// strings.FieldsFunc does, without its slice; false unless there are
+// exactly three fields.
+func dateFields(s string) (p [3]string, ok bool) {
+	n, start := 0, -1
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) && s[i] != '/' && s[i] != '-' && s[i] != '.' {
+			if start < 0 {
+				start = i
+			}
+			continue
+		}
+		if start < 0 {
+			continue
+		}
+		if n == len(p) {
+			return p, false
+		}
+		p[n], n, start = s[start:i], n+1, -1
+	}
+	return p, n == len(p)
 }

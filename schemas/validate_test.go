@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -88,4 +89,150 @@ func FuzzNameRules(f *testing.F) {
 			t.Fatalf("foldSpaces(%q) = %q, want %q", s, got, want)
 		}
 	})
+}
+
+// The regular expressions the code checks replaced, and the fold and the
+// date splitting they replaced.
+var (
+	paysPattern    = regexp.MustCompile(`^(99[0-9]{3}|92352)$`)
+	communePattern = regexp.MustCompile(`^([013-9][0-9]|2[AB1-9])[0-9]{3}$`)
+	deptPattern    = regexp.MustCompile(`^(0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-4]|976)$`)
+	uaiPattern     = regexp.MustCompile(`^[0-9]{7}[A-Z]$`)
+	excelSerial    = regexp.MustCompile(`^[0-9]{5}(\.[0-9]+)?$`)
+)
+
+func foldRef(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToUpper(strings.TrimSpace(s)) {
+		switch r {
+		case ' ', '.', '\u00a0':
+			continue
+		case 'É', 'È', 'Ê', 'Ë':
+			r = 'E'
+		case 'Ç':
+			r = 'C'
+		case 'À', 'Â':
+			r = 'A'
+		case 'Î', 'Ï':
+			r = 'I'
+		case 'Ô':
+			r = 'O'
+		case 'Ù', 'Û', 'Ü':
+			r = 'U'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func dateFieldsRef(s string) ([3]string, bool) {
+	var p [3]string
+	f := strings.FieldsFunc(s, func(r rune) bool { return r == '/' || r == '-' || r == '.' })
+	if len(f) != 3 {
+		return p, false
+	}
+	copy(p[:], f)
+	return p, true
+}
+
+// sameAsReference fails t when a hand-written check differs from what it
+// replaced on s.
+func sameAsReference(t *testing.T, s string) {
+	t.Helper()
+	for _, c := range []struct {
+		name string
+		got  func(string) bool
+		re   *regexp.Regexp
+	}{
+		{"validPaysCode", validPaysCode, paysPattern}, {"validCommuneCode", validCommuneCode, communePattern},
+		{"validDepartement", validDepartement, deptPattern}, {"validUAI", validUAI, uaiPattern},
+		{"isExcelSerial", isExcelSerial, excelSerial},
+	} {
+		if got, want := c.got(s), c.re.MatchString(s); got != want {
+			t.Errorf("%s(%q) = %v, want %v", c.name, s, got, want)
+		}
+	}
+	if got, want := fold(s), foldRef(s); got != want {
+		t.Errorf("fold(%q) = %q, want %q", s, got, want)
+	}
+	if got, want := cleanName(s), strings.TrimSpace(foldSpaces(apostrophes.Replace(s))); got != want {
+		t.Errorf("cleanName(%q) = %q, want %q", s, got, want)
+	}
+	if got, want := countryKey(s), countryPunct.Replace(foldRef(s)); got != want {
+		t.Errorf("countryKey(%q) = %q, want %q", s, got, want)
+	}
+	gotP, gotOK := dateFields(s)
+	if wantP, wantOK := dateFieldsRef(s); gotOK != wantOK || gotOK && gotP != wantP {
+		t.Errorf("dateFields(%q) = %q %v, want %q %v", s, gotP, gotOK, wantP, wantOK)
+	}
+}
+
+var codeSamples = []string{"", "99100", "99350", "92352", "92353", "9910", "991000", "98100", "08480", "2A004", "2B123", "20123",
+	"21000", "2C004", "75056", "A5056", "0", "00", "01", "09", "10", "89", "90", "95", "96", "2A", "2B", "2C", "971", "974", "975",
+	"976", "977", "97", "0751234A", "0751234a", "075123AA", "07512345", "41887", "41887.5", "41887.", "41887.25x", "4188",
+	"418870", " M ", "m.", "Féminin", "Mme", "F\u00a0", "ß", "\xff", "a\tb", "05/09/2014", "5//9/14", "/05-09.2014/", "1-2-3-4",
+	"2014-09-05", "--", "a/b", "é/è/ê", "d’Artagnan", "Côte d'Ivoire", "A\u00a0B", "LÉA ‘X", "Guinée-Bissau"}
+
+func TestCodeChecks_SameAsReference(t *testing.T) {
+	for _, s := range codeSamples {
+		sameAsReference(t, s)
+	}
+}
+
+func FuzzCodeChecks(f *testing.F) {
+	for _, s := range codeSamples {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) { sameAsReference(t, s) })
+}
+
+// benchRows are rows as rosters hold them: most born in France with a
+// commune code, some abroad by country name, some with a partial date.
+var benchRows = []map[string]string{
+	{ColNomNaissance: "MARTIN", ColPrenoms: "JEAN PIERRE", ColSexe: "M", ColDateNaissance: "1984-05-17", ColPaysNaissance: "99100", ColCommuneNaissance: "08480"},
+	{ColNomNaissance: "Lefèvre", ColPrenoms: "Léa, Marie", ColSexe: "F", ColDateNaissance: "17/05/1984", ColPaysNaissance: "", ColCommuneNaissance: "2A004"},
+	{ColNomNaissance: "DUBOIS", ColPrenoms: "HUGO", ColSexe: "M", ColDateNaissance: "05/1990", ColPaysNaissance: "99350"},
+	{ColNomNaissance: "BENALI", ColPrenoms: "YASMINE", ColSexe: "Féminin", ColDateNaissance: "1990", ColPaysNaissance: "Maroc"},
+}
+
+// BenchmarkParseFor parses and validates rows for the quotient familial.
+func BenchmarkParseFor(b *testing.B) {
+	now := time.Date(2026, 9, 14, 10, 0, 0, 0, time.UTC)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, errs := ParseFor(CheckQuotientFamilial, benchRows[i%len(benchRows)], now); len(errs) > 0 && i < len(benchRows) {
+			b.Fatalf("row %d: %v", i, errs)
+		}
+	}
+}
+
+// BenchmarkParseFields is BenchmarkParseFor on rows already in Fields, as
+// the file reader holds them.
+func BenchmarkParseFields(b *testing.B) {
+	now := time.Date(2026, 9, 14, 10, 0, 0, 0, time.UTC)
+	rows := make([]*Fields, len(benchRows))
+	for i, r := range benchRows {
+		rows[i] = fieldsOf(r)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, errs := ParseFields(CheckQuotientFamilial, rows[i%len(rows)], now); len(errs) > 0 && i < len(rows) {
+			b.Fatalf("row %d: %v", i, errs)
+		}
+	}
+}
+
+func TestFieldIndex(t *testing.T) {
+	for col, want := range map[string]int{ColReference: iReference, ColNomNaissance: iNomNaissance, ColNomUsage: iNomUsage,
+		ColPrenoms: iPrenoms, ColSexe: iSexe, ColDateNaissance: iDateNaissance, ColPaysNaissance: iPaysNaissance,
+		ColCommuneNaissance: iCommuneNaissance, ColNomCommuneNaissance: iNomCommuneNaissance,
+		ColDepartementNaissance: iDepartementNaissance, ColINE: iINE, ColIdentifiantFT: iIdentifiantFT,
+		ColCodeEtablissement: iCodeEtablissement, ColAnneeScolaire: iAnneeScolaire, "nom": -1} {
+		if got := FieldIndex(col); got != want {
+			t.Errorf("FieldIndex(%q) = %d, want %d", col, got, want)
+		}
+	}
+	if len(Columns) != numColumns {
+		t.Errorf("%d columns, Fields holds %d", len(Columns), numColumns)
+	}
 }

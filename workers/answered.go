@@ -83,7 +83,7 @@ type answeredSets struct {
 	group string
 
 	mu    sync.Mutex
-	parts map[string][]offsetRange // nil slice once loaded and empty
+	parts map[topicPartition][]offsetRange // nil slice once loaded and empty
 }
 
 // skip tells whether m was answered by the partition's previous owner. On a
@@ -96,7 +96,7 @@ func (a *answeredSets) skip(ctx context.Context, log zerolog.Logger, m kafkago.M
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.parts == nil {
-		a.parts = make(map[string][]offsetRange)
+		a.parts = make(map[topicPartition][]offsetRange)
 	}
 	ranges, loaded := a.parts[k]
 	if !loaded {

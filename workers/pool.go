@@ -993,7 +993,7 @@ func (r *roundRobin) pop() kafkago.Message {
 // that only the highest offset below which everything is done is committed.
 type ackTracker struct {
 	mu    sync.Mutex
-	parts map[string]*partAcks
+	parts map[topicPartition]*partAcks
 	ready chan struct{} // signalled when a job is done
 }
 
@@ -1007,7 +1007,7 @@ type partAcks struct {
 }
 
 func newAckTracker() *ackTracker {
-	return &ackTracker{parts: make(map[string]*partAcks), ready: make(chan struct{}, 1)}
+	return &ackTracker{parts: make(map[topicPartition]*partAcks), ready: make(chan struct{}, 1)}
 }
 
 // signal wakes the commit loop without blocking.
@@ -1018,7 +1018,15 @@ func (a *ackTracker) signal() {
 	}
 }
 
-func partKey(topic string, partition int) string { return fmt.Sprintf("%s/%d", topic, partition) }
+// topicPartition is a partition's key in the maps that track one.
+type topicPartition struct {
+	topic     string
+	partition int
+}
+
+func partKey(topic string, partition int) topicPartition {
+	return topicPartition{topic: topic, partition: partition}
+}
 
 // fetched tracks a fetched message; it returns false when its offset is
 // already pending (fetched again after a rebalance while being processed

@@ -662,3 +662,20 @@ func TestPool_KeyOf(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAckTracker tracks a message from its fetch to its commit, as
+// the pool does for every job: three partitions, commits every 100 jobs.
+func BenchmarkAckTracker(b *testing.B) {
+	a := newAckTracker()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		m := kafkago.Message{Topic: "apbatch.jobs", Partition: i % 3, Offset: int64(i / 3)}
+		if !a.fetched(m) {
+			b.Fatalf("offset %d fetched twice", m.Offset)
+		}
+		a.done(m)
+		if i%100 == 99 {
+			a.committed(a.committable())
+		}
+	}
+}

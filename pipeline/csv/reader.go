@@ -71,17 +71,24 @@ func (r Row) Invalid(i int) []string {
 
 // Reader streams the rows of one file. It is not safe for concurrent use.
 type Reader struct {
-	name    string
-	now     time.Time
-	src     source
-	header  []string
-	cols    map[string]int // canonical column → index
+	name   string
+	now    time.Time
+	src    source
+	header []string
+	cols   map[string]int // canonical column → index
+	// colList is cols as a slice, with each column's place in fields.
+	colList []column
 	headers map[string]string
 	checks  []schemas.Check
 	n       int64
 	// fields is the current row by canonical column, reused row after row:
 	// the parsers read it, none keeps it.
-	fields map[string]string
+	fields schemas.Fields
+}
+
+// column is one canonical column: its index in a record and in Fields.
+type column struct {
+	index, field int
 }
 
 // maxReference bounds the reference column copied to results.
@@ -151,15 +158,25 @@ type csvSource struct{ r *stdcsv.Reader }
 
 func (c csvSource) Read() ([]string, int, error) {
 	rec, err := c.r.Read()
-	var pe *stdcsv.ParseError
-	switch {
-	case err == nil:
+	if err == nil {
 		line, _ := c.r.FieldPos(0)
 		return rec, line, nil
-	case errors.As(err, &pe):
+	}
+	if pe := parseError(err); pe != nil {
 		return rec, pe.StartLine, err
 	}
 	return rec, 0, err
+}
+
+// parseError returns err's *stdcsv.ParseError, or nil. A helper, so that
+// the variable errors.As needs (which escapes) is only made for an error,
+// not for every row.
+func parseError(err error) *stdcsv.ParseError {
+	var pe *stdcsv.ParseError
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return nil
 }
 
 // fromSource reads and maps the header of src, then checks that the
@@ -228,6 +245,11 @@ func fromSource(src source, name string, opts Options) (*Reader, error) {
 		// echoed (it holds names and birth dates).
 		return nil, &FileError{File: name, Message: fmt.Sprintf("aucune des %d colonnes de la première ligne n'est reconnue ; "+
 			"le fichier doit commencer par une ligne d'en-tête nommant les colonnes (%s)", len(header), strings.Join(requiredHint, ", "))}
+	}
+	for c, i := range rd.cols {
+		if f := schemas.FieldIndex(c); f >= 0 {
+			rd.colList = append(rd.colList, column{index: i, field: f})
+		}
 	}
 	if len(missing) > 0 {
 		found := make([]string, 0, len(header))
@@ -305,7 +327,10 @@ func (r *Reader) Next() (Row, error) {
 			return Row{}, io.EOF
 		}
 		var pe *stdcsv.ParseError
-		if err != nil && !errors.As(err, &pe) {
+		if err != nil {
+			pe = parseError(err)
+		}
+		if err != nil && pe == nil {
 			var fe *FileError
 			if errors.As(err, &fe) {
 				return Row{}, err
@@ -326,14 +351,11 @@ func (r *Reader) Next() (Row, error) {
 			row.Errors = []string{fmt.Sprintf("ligne %d : %d champs au lieu de %d (vérifiez le séparateur et les guillemets)", line, len(rec), len(r.header))}
 			return row, nil
 		}
-		if r.fields == nil {
-			r.fields = make(map[string]string, len(r.cols))
+		fields := &r.fields
+		for _, c := range r.colList {
+			fields[c.field] = rec[c.index]
 		}
-		fields := r.fields
-		for c, i := range r.cols {
-			fields[c] = rec[i]
-		}
-		row.Reference = strings.TrimSpace(fields[schemas.ColReference])
+		row.Reference = strings.TrimSpace(fields[schemas.FieldIndex(schemas.ColReference)])
 		if utf8.RuneCountInString(row.Reference) > maxReference || !utf8.ValidString(row.Reference) {
 			row.Errors = append(row.Errors, schemas.FieldError{Column: schemas.ColReference,
 				Problem: "référence trop longue ou mal encodée (" + strconv.Itoa(maxReference) + " caractères UTF-8 au plus)"}.Message(line, r.headers[schemas.ColReference]))
@@ -352,7 +374,7 @@ func (r *Reader) Next() (Row, error) {
 				row.Checks[i] = CheckInput{Check: c, Identity: dss.Identity, Errors: dss.Errors}
 				continue
 			}
-			id, errs := schemas.ParseFor(c, fields, r.now)
+			id, errs := schemas.ParseFields(c, fields, r.now)
 			ci := CheckInput{Check: c, Identity: id}
 			for _, fe := range errs {
 				ci.Errors = append(ci.Errors, fe.Message(line, r.headers[fe.Column]))

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -432,4 +433,31 @@ func FuzzRing_Open(f *testing.F) {
 			t.Fatalf("Open = %v, want ErrUnsealable", err)
 		}
 	})
+}
+
+// TestSeal_AnySize: identities that fit the room Seal makes, fill it to
+// the byte, or exceed it open to what was sealed.
+func TestSeal_AnySize(t *testing.T) {
+	kek := newKEK(t)
+	producer, consumer := newRing(t, kek), newRing(t, kek)
+	base := len(schemas.AppendIdentity(nil, &person))
+	for _, extra := range []int{0, 1, sealRoom - 16 - base - len(`,"nom_usage":""`) - 1, sealRoom - 16 - base - len(`,"nom_usage":""`),
+		sealRoom - base - len(`,"nom_usage":""`), sealRoom, 3 * sealRoom} {
+		t.Run(strconv.Itoa(extra), func(t *testing.T) {
+			j := newJob()
+			if extra > 0 {
+				j.Identity.NomUsage = strings.Repeat("A", extra)
+			}
+			want := j.Identity
+			if err := producer.Seal(t.Context(), &j); err != nil {
+				t.Fatal(err)
+			}
+			if err := consumer.Open(t.Context(), &j); err != nil {
+				t.Fatal(err)
+			}
+			if got, wantJSON := schemas.AppendIdentity(nil, &j.Identity), schemas.AppendIdentity(nil, &want); !bytes.Equal(got, wantJSON) {
+				t.Fatalf("opened %s, want %s", got, wantJSON)
+			}
+		})
+	}
 }

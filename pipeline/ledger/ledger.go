@@ -435,11 +435,12 @@ func (s *Store) RecordPart(ctx context.Context, p Part, rows []RowStatus) error 
 		return fmt.Errorf("ledger: record part %s/%d: %w", p.BatchID, p.PartNo, err)
 	}
 	args := make([]any, 0, s.insertRows.columns*min(len(rows), maxRowsPerInsert))
+	batchID, partNo := any(p.BatchID), any(p.PartNo) // boxed once, not per row
 	for rest := rows; len(rest) > 0; {
 		n := rowsPerInsert(len(rest))
 		args = args[:0]
 		for _, r := range rest[:n] {
-			args = append(args, p.BatchID, r.RowNumber, string(r.Check), string(r.Status), r.Calls, p.PartNo)
+			args = append(args, batchID, r.RowNumber, string(r.Check), string(r.Status), r.Calls, partNo)
 		}
 		res, err := s.insertRows.exec(ctx, tx, n, args)
 		if err != nil {
