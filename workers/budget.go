@@ -64,13 +64,14 @@ type window struct {
 	ceiling int // configured or first announced limit; never exceeded
 	limit   int // current limit, lowered by RateLimit-Limit
 	per     time.Duration
-	ring    []time.Time // actual grant times, oldest at head; 4 limits long
+	ring    []time.Time // actual grant times, oldest at head; up to size long
+	size    int         // 4 limits
 	head    int
 	count   int
 	next    time.Time // next pacing slot
 }
 
-// MaxLimit is the largest limit a Budget accepts (it keeps 4 × limit grant
+// MaxLimit is the largest limit a Budget accepts (it keeps up to 4 × limit grant
 // times); larger limits are clamped.
 const MaxLimit = 1_000_000
 
@@ -78,8 +79,9 @@ func newWindow(limit int, per time.Duration) *window {
 	limit = min(limit, MaxLimit)
 	// The ring holds more than one window of grants, so that an answer
 	// arriving seconds later can still count the grants of its request's
-	// window (Observe).
-	return &window{ceiling: limit, limit: limit, per: per, ring: make([]time.Time, 4*limit)}
+	// window (Observe). It grows with the grants: a high limit never
+	// reached costs no memory.
+	return &window{ceiling: limit, limit: limit, per: per, size: 4 * limit}
 }
 
 // NewBudget returns a budget of limit requests per period per. limit <= 0
@@ -211,13 +213,16 @@ func (b *Budget) Usage() BudgetUsage {
 	return BudgetUsage{Granted: b.granted, Recent: w.grantedBetween(now.Add(-w.per), now), Limit: w.limit, Period: w.per}
 }
 
-// push records a grant at t, keeping the last len(ring) grants.
+// push records a grant at t, keeping the last size grants.
 func (w *window) push(t time.Time) {
-	if w.count < len(w.ring) {
-		w.ring[(w.head+w.count)%len(w.ring)] = t
+	if len(w.ring) < w.size {
+		// Still growing: nothing was dropped yet, so head is 0 and every
+		// slot is taken (count is len(ring)).
+		w.ring = append(w.ring, t)
 		w.count++
 		return
 	}
+	// Full: the newest grant takes the oldest's slot.
 	w.ring[w.head] = t
 	w.head = (w.head + 1) % len(w.ring)
 }

@@ -247,3 +247,34 @@ func TestBudget_Wait(t *testing.T) {
 		t.Fatalf("Wait on a cancelled context = %v", err)
 	}
 }
+
+// TestBudget_RingGrowsWithGrants: a window keeps its last 4 × limit grant
+// times in a ring that grows with the grants, so that a limit far above
+// what is reached costs no memory, and then wraps, oldest first.
+func TestBudget_RingGrowsWithGrants(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	huge := NewBudget(MaxLimit, time.Second, clk.now)
+	for i := 0; i < 10; i++ {
+		grant(clk, huge, func() time.Duration { return 0 })
+	}
+	if w := huge.windows[0]; len(w.ring) != 10 || w.count != 10 || cap(w.ring) > 64 {
+		t.Fatalf("after 10 grants under a limit of %d: ring of %d (cap %d), count %d", MaxLimit, len(w.ring), cap(w.ring), w.count)
+	}
+	b := NewBudget(3, time.Second, clk.now)
+	var grants []time.Time
+	for i := 0; i < 30; i++ {
+		grants = append(grants, grant(clk, b, func() time.Duration { return 0 }))
+	}
+	w := b.windows[0]
+	if len(w.ring) != 12 || w.count != 12 {
+		t.Fatalf("after 30 grants under a limit of 3: ring of %d, count %d; want 12, 12", len(w.ring), w.count)
+	}
+	for i := 0; i < w.count; i++ {
+		if got, want := w.ring[(w.head+i)%len(w.ring)], grants[18+i]; !got.Equal(want) {
+			t.Fatalf("ring[%d] = %v, want grant %d at %v", i, got, 18+i, want)
+		}
+	}
+	if got := maxInWindow(grants, time.Second); got > 3 {
+		t.Fatalf("%d grants in one sliding second, limit 3", got)
+	}
+}
