@@ -24,6 +24,7 @@ type engineFlags struct {
 	dataDir, providerURL, tokenFile     string
 	tokensDir, metricsAddr              string
 	out, summaryJSON, logLevel          string
+	memoryLimit                         string
 	rate, inFlight, population, ipLimit int
 	seed                                uint64
 	share                               float64
@@ -56,6 +57,7 @@ func (c *engineFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.summaryJSON, "summary-json", "", "write a machine-readable summary to this file")
 	fs.StringVar(&c.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", strings.TrimSpace(getenv("APBATCH_METRICS_ADDR")), metricsAddrHelp)
+	memoryLimitFlag(fs, getenv, &c.memoryLimit)
 }
 
 // validate checks the budgets.
@@ -66,7 +68,8 @@ func (c *engineFlags) validate() error {
 	if c.rate <= 0 || c.inFlight <= 0 || c.ipLimit <= 0 {
 		return errors.New("--rate, --ip-limit and --in-flight must be positive")
 	}
-	return nil
+	_, err := parseMemoryLimit(c.memoryLimit)
+	return err
 }
 
 // engine is the embedded services and every role, running in this
@@ -99,6 +102,9 @@ func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig),
 	}
 	en := &engine{console: isatty.IsTerminal(os.Stderr.Fd())}
 	if en.log, err = newLogger(e.stderr, c.logLevel, en.console); err != nil {
+		return nil, err
+	}
+	if _, err := applyMemoryLimit(c.memoryLimit, e.getenv); err != nil {
 		return nil, err
 	}
 	defer func() {

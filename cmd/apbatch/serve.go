@@ -35,6 +35,7 @@ type serveCommand struct {
 	tokensDir                               string
 	checks, sharedIP, logLevel, auditKeyDir string
 	eventsTopic, watchInterval, metricsAddr string
+	memoryLimit                             string
 	rate, ipLimit, inFlight                 int
 	share                                   float64
 	flushInterval                           time.Duration
@@ -71,6 +72,7 @@ func (c *serveCommand) flags() *flag.FlagSet {
 	fs.DurationVar(&c.flushInterval, "flush-interval", 30*time.Second, "write role: longest time a result waits before its part is written")
 	fs.StringVar(&c.logLevel, "log-level", c.envOr("APBATCH_LOG_LEVEL", "info"), "log level (APBATCH_LOG_LEVEL)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", c.envOr("APBATCH_METRICS_ADDR", ""), metricsAddrHelp)
+	memoryLimitFlag(fs, c.getenv, &c.memoryLimit)
 	c.fs = fs
 	return fs
 }
@@ -132,6 +134,9 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	}
 	if strings.TrimSpace(c.eventsTopic) == "" {
 		return errors.New("--events-topic: give a topic name")
+	}
+	if _, err := applyMemoryLimit(c.memoryLimit, c.getenv); err != nil {
+		return err
 	}
 	checks, err := schemas.ParseChecks(c.checks)
 	if err != nil {
