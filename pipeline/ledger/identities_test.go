@@ -175,3 +175,36 @@ func TestMigrate_CallIdentities(t *testing.T) {
 		t.Fatalf("CallsOf after upgrade = %+v, %v", got, err)
 	}
 }
+
+// TestStore_IdentityIndexPrefix: the index keys the first 64 bits of the
+// hash; two hashes sharing them still each get their own calls only.
+func TestStore_IdentityIndexPrefix(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.identityRun = 2
+	one, two := "0123456789abcdef"+"11", "0123456789abcdef"+"22"
+	at := time.Date(2026, 9, 1, 8, 0, 0, 0, time.UTC)
+	for i, who := range []string{one, two, one} {
+		c := schemas.CallRecord{At: at.Add(time.Duration(i) * time.Minute), Tenant: "a", BatchID: "b", RowNumber: int64(i + 1),
+			Rows: 1, Check: "quotient_familial", Route: "/r", HTTPStatus: 200, Attempt: 1, IdentityHMAC: who}
+		if err := s.RecordCalls(ctx, []schemas.CallRecord{c}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Calls 1 and 2 are indexed, call 3 is past the index's end.
+	for who, want := range map[string]int{one: 2, two: 1} {
+		got, err := s.CallsOf(ctx, who)
+		if err != nil || len(got) != want {
+			t.Fatalf("CallsOf(%s) = %d calls, %v; want %d", who, len(got), err, want)
+		}
+		for _, c := range got {
+			if c.IdentityHMAC != who {
+				t.Fatalf("CallsOf(%s) returned a call of %s", who, c.IdentityHMAC)
+			}
+		}
+	}
+}

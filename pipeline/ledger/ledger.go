@@ -646,7 +646,7 @@ func (s *Store) PurgeCalls(ctx context.Context, before time.Time) (int64, error)
 	}
 	defer tx.Rollback()
 	if s.dialect == "sqlite" {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM call_identities WHERE at < ?`, before.UTC()); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM call_identities WHERE call_id IN (SELECT id FROM calls WHERE at < ?)`, before.UTC()); err != nil {
 			return 0, fmt.Errorf("ledger: purge calls: %w", err)
 		}
 	}

@@ -1,7 +1,8 @@
 -- The audit trail's identity index, kept in sorted runs behind the calls
 -- (pipeline/ledger/identities.go says why). Calls get an id that only grows
 -- (AUTOINCREMENT: never reused, even once every call was purged, and kept
--- by VACUUM), call_identities is the index, call_identities_upto the
+-- by VACUUM), call_identities is the index (the first 16 hex digits of the
+-- identity hash, 64 bits, then the call id), call_identities_upto the
 -- highest call id it holds.
 CREATE TABLE calls_v12 (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -28,12 +29,11 @@ DROP TABLE calls;
 ALTER TABLE calls_v12 RENAME TO calls;
 CREATE INDEX calls_tenant_at ON calls (tenant, at);
 CREATE TABLE call_identities (
-    identity_hmac TEXT NOT NULL,
-    at            DATETIME NOT NULL,
-    call_id       INTEGER NOT NULL,
-    PRIMARY KEY (identity_hmac, at, call_id)
+    identity_prefix TEXT NOT NULL,
+    call_id         INTEGER NOT NULL,
+    PRIMARY KEY (identity_prefix, call_id)
 ) WITHOUT ROWID;
-INSERT INTO call_identities (identity_hmac, at, call_id)
-    SELECT identity_hmac, at, id FROM calls ORDER BY identity_hmac, at, id;
+INSERT INTO call_identities (identity_prefix, call_id)
+    SELECT substr(identity_hmac, 1, 16), id FROM calls ORDER BY 1, 2;
 CREATE TABLE call_identities_upto (upto INTEGER NOT NULL);
 INSERT INTO call_identities_upto (upto) SELECT COALESCE(MAX(id), 0) FROM calls
