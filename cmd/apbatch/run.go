@@ -424,10 +424,7 @@ func (c *engineFlags) progressPrinter(w io.Writer, console bool, tenants []strin
 	start := time.Now()
 	var lastLine time.Time
 	return func(pr progress) {
-		if pr.done {
-			if console {
-				fmt.Fprintln(w)
-			}
+		if pr.done && !console {
 			return
 		}
 		eta := "?"
@@ -444,9 +441,15 @@ func (c *engineFlags) progressPrinter(w io.Writer, console bool, tenants []strin
 			}
 			eta = (d + c.flushInterval/2).Round(time.Second).String()
 		}
-		line := fmt.Sprintf("apbatch: %d/%d lookups called, %d/%d results published, %s elapsed, ETA %s",
-			min(pr.calls, pr.lookups), pr.lookups, pr.published, pr.rows, time.Since(start).Round(time.Second), eta)
+		line := fmt.Sprintf("apbatch: %d/%d lookups called, %d/%d results published, %s elapsed",
+			min(pr.calls, pr.lookups), pr.lookups, pr.published, pr.rows, time.Since(start).Round(time.Second))
+		if !pr.done {
+			line += ", ETA " + eta
+		}
 		switch {
+		case pr.done:
+			// The last state, then the line is left as it is.
+			fmt.Fprintf(w, "\r%-100s\n", line)
 		case pr.rows == 0 && time.Since(start) < 2*time.Second:
 			// Nothing known yet: the batch is being split.
 		case console:
