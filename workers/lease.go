@@ -65,7 +65,14 @@ func (p *Pool) holderID() string {
 // the job waits parked (its call slot goes to other tenants' jobs).
 func (p *Pool) holdLease(ctx context.Context, log jobLog, ts *tokenState, js *jobSlots) error {
 	for {
-		wait, err := p.renewLease(ctx, ts)
+		wait, took, err := p.renewLease(ctx, ts)
+		if took.from != "" {
+			// Rare (a rebalance, a replica stopped): worth a line, to
+			// follow a token's calls from one worker to another.
+			log.Info().Str("holder", p.holderID()).Str("previous_holder", took.from).
+				Str("previous_until", took.until.Format(time.RFC3339Nano)).Str("calls_from", took.pause.Format(time.RFC3339Nano)).
+				Msg("took the token's lease from another worker")
+		}
 		if err != nil || wait == 0 {
 			return err
 		}
@@ -79,37 +86,46 @@ func (p *Pool) holdLease(ctx context.Context, log jobLog, ts *tokenState, js *jo
 	}
 }
 
+// takeover is a lease taken from another holder: its name, the end of its
+// lease, and when this pool's calls may start.
+type takeover struct {
+	from         string
+	until, pause time.Time
+}
+
 // renewLease takes or renews ts's lease when less than leaseRenewal is
 // left. It returns 0 when the pool holds it, else how long to wait before
-// trying again.
-func (p *Pool) renewLease(ctx context.Context, ts *tokenState) (time.Duration, error) {
+// trying again, and the takeover when it took the lease from another pool.
+func (p *Pool) renewLease(ctx context.Context, ts *tokenState) (time.Duration, takeover, error) {
 	l := &ts.lease
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := p.now()
 	if l.until.Sub(now) > leaseRenewal {
-		return 0, nil
+		return 0, takeover{}, nil
 	}
 	if now.Before(l.otherUntil) {
-		return l.otherUntil.Sub(now) + leaseRetry, nil
+		return l.otherUntil.Sub(now) + leaseRetry, takeover{}, nil
 	}
 	until := now.Add(leaseTerm)
 	prevHolder, prevUntil, ok, err := p.Leases.LeaseToken(ctx, l.key, p.holderID(), now, until)
 	if err != nil {
-		return 0, fmt.Errorf("work: token lease: %w", err)
+		return 0, takeover{}, fmt.Errorf("work: token lease: %w", err)
 	}
 	if !ok {
 		l.otherUntil = prevUntil
-		return max(prevUntil.Sub(now), 0) + leaseRetry, nil
+		return max(prevUntil.Sub(now), 0) + leaseRetry, takeover{}, nil
 	}
+	var took takeover
 	if prevHolder != "" && prevHolder != p.holderID() {
 		// The last holder may have called until its lease ended: the
 		// token's next second is left to those calls.
-		ts.budget.PauseUntil(prevUntil.Add(time.Second + time.Second/100))
+		took = takeover{from: prevHolder, until: prevUntil, pause: prevUntil.Add(time.Second + time.Second/100)}
+		ts.budget.PauseUntil(took.pause)
 	}
 	l.until = until
 	ts.budget.SetGate(until, leaseRenewal)
-	return 0, nil
+	return 0, took, nil
 }
 
 // releaseLeases ends the leases the pool holds, at now: every call it made

@@ -74,7 +74,7 @@ func TestPool_RenewLease(t *testing.T) {
 			if tt.prev != nil {
 				leases.leases = map[string]memLease{ts.lease.key: *tt.prev}
 			}
-			wait, err := p.renewLease(context.Background(), ts)
+			wait, _, err := p.renewLease(context.Background(), ts)
 			if err != nil {
 				t.Fatal(err)
 			}
