@@ -12,9 +12,9 @@ import (
 // A limit with the slower pace below saves 5–8 % of the CPU of a batch
 // without rate limits (bench raw, 200MiB: peak RSS about 260 MB), but
 // workers calling the API then send less precisely on time: against the
-// sandbox's sliding-window limit, 5 runs of `bench --scenario sliding` in 8
-// saw 21 requests in one second and a 429 with a 200MiB limit, none in 8
-// without. It is for the roles that make no API call (ingest, write).
+// sandbox's sliding-window limit, 5 runs of `bench --scenario sliding` in 9
+// saw 21 requests in one second and a 429 with a 200MiB limit, 1 in 9
+// without (several benches side by side). It is for the roles that make no API call (ingest, write).
 const defaultMemoryLimit = "off"
 
 // gcPercentUnderLimit is the collector's pace (GOGC) under a memory limit:
