@@ -353,12 +353,18 @@ type progress struct {
 	eta  map[string]time.Duration
 }
 
+// pollInterval is the time between two polls of n batches by waitBatches:
+// 25 ms a batch (two indexed reads each), at most a second. One batch is
+// seen complete within 25 ms (bench's wall times include it); a refresh of
+// hundreds of towns does not keep the ledger busy answering polls.
+func pollInterval(n int) time.Duration {
+	return min(time.Duration(max(n, 1))*25*time.Millisecond, time.Second)
+}
+
 // waitBatches polls the ledger until every batch is complete or failed,
 // calling report at each poll.
 func waitBatches(ctx context.Context, st *stack, subs []submitted, roleErr <-chan error, report func(progress)) ([]ledger.Batch, error) {
-	// Polled often (two indexed reads a batch): a batch is seen complete
-	// at most 25 ms after it is, which is what bench's wall times include.
-	tick := time.NewTicker(25 * time.Millisecond)
+	tick := time.NewTicker(pollInterval(len(subs)))
 	defer tick.Stop()
 	for {
 		var (

@@ -680,3 +680,16 @@ func TestRun_ResumeAfterInterrupt(t *testing.T) {
 		t.Errorf("--force reused batch %s", id)
 	}
 }
+
+// TestPollInterval: one batch is polled every 25 ms, many less often per
+// batch, never less than once a second.
+func TestPollInterval(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		want time.Duration
+	}{{0, 25 * time.Millisecond}, {1, 25 * time.Millisecond}, {4, 100 * time.Millisecond}, {40, time.Second}, {200, time.Second}} {
+		if got := pollInterval(tc.n); got != tc.want {
+			t.Errorf("pollInterval(%d) = %v, want %v", tc.n, got, tc.want)
+		}
+	}
+}
