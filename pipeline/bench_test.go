@@ -146,6 +146,18 @@ func benchResults(b testing.TB, batchID string, n int) []kafkago.Message {
 	return msgs
 }
 
+// benchBatch records the i-th version of a roster of ville-a, for the
+// writer benchmarks.
+func benchBatch(b *testing.B, store *ledger.Store, i int) ledger.Batch {
+	b.Helper()
+	batch, _, err := store.CreateBatch(context.Background(), ledger.Batch{Tenant: "ville-a", Campaign: "2026-09", Checks: "quotient_familial",
+		Bucket: "apbatch", ObjectKey: "incoming/ville-a/2026-09/liste.csv", ObjectVersion: strconv.Itoa(i)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return batch
+}
+
 // BenchmarkResultWriter writes the 25,000 results of a batch: decoding,
 // one Parquet part, its upload and ledger records, the manifest.
 func BenchmarkResultWriter(b *testing.B) {
@@ -157,11 +169,7 @@ func BenchmarkResultWriter(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		i++
-		batch, _, err := store.CreateBatch(ctx, ledger.Batch{Tenant: "ville-a", Campaign: "2026-09", Checks: "quotient_familial",
-			Bucket: "apbatch", ObjectKey: "incoming/ville-a/2026-09/liste.csv", ObjectVersion: strconv.Itoa(i)})
-		if err != nil {
-			b.Fatal(err)
-		}
+		batch := benchBatch(b, store, i)
 		if err := store.SetSplit(ctx, batch.ID, n, n, 0); err != nil {
 			b.Fatal(err)
 		}
@@ -202,11 +210,7 @@ func BenchmarkResultWriter_TotalUnknown(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		i++
-		batch, _, err := store.CreateBatch(ctx, ledger.Batch{Tenant: "ville-a", Campaign: "2026-09", Checks: "quotient_familial",
-			Bucket: "apbatch", ObjectKey: "incoming/ville-a/2026-09/liste.csv", ObjectVersion: strconv.Itoa(i)})
-		if err != nil {
-			b.Fatal(err)
-		}
+		batch := benchBatch(b, store, i)
 		r := &benchReader{msgs: benchResults(b, batch.ID, n), done: make(chan struct{})}
 		w := &ResultWriter{Results: r, S3: client, Ledger: store, Log: log, batches: make(map[string]*openBatch)}
 		b.StartTimer()
