@@ -23,9 +23,14 @@ import (
 //     not bank slots either);
 //   - sliding window on actual grant times: a grant is refused until the
 //     limit-th previous grant is at least per + guard old, guard being
-//     per/100. Timers fire late by a variable amount; checking actual times
-//     with a margin keeps jitter from squeezing limit+1 requests into one
-//     window as seen by the server.
+//     per/100 and at least deliveryJitter. Timers fire late, and requests
+//     reach the server after variable delays; checking actual times with a
+//     margin keeps both from squeezing limit+1 requests into one window as
+//     seen by the server.
+//
+// A request that must also fit another budget (the egress IP's) is granted
+// by both at the same instant (WaitWith): each budget's grant times are
+// then the request's send time, whichever made it wait.
 //
 // A pause (after a 429 or RateLimit-Remaining: 0) holds every grant until it
 // ends. The zero value is not usable; build one with NewBudget. A Budget is
@@ -146,50 +151,93 @@ func (w *window) earliest(now time.Time) time.Time {
 	}
 	if w.count >= w.limit {
 		oldest := w.ring[(w.head+w.count-w.limit)%len(w.ring)]
-		if t := oldest.Add(w.per + w.per/100); t.After(slot) {
+		if t := oldest.Add(w.per + max(w.per/100, deliveryJitter)); t.After(slot) {
 			slot = t
 		}
 	}
 	return slot
 }
 
+// deliveryJitter is how much later than its neighbours a request may reach
+// the server, over the time from its grant: the sliding-window guard never
+// goes below it. Measured on the sandbox with three benches sharing two
+// cores: up to 13.3 ms; 15 ms keeps the per-second budget usable at 98.5 %.
+const deliveryJitter = 15 * time.Millisecond
+
 // TryGrant grants a request now and returns (0, true), or returns how long
 // to wait before asking again and false.
 func (b *Budget) TryGrant() (time.Duration, bool) {
-	d, ok, _ := b.tryGrant()
+	d, ok, _ := b.tryGrant(nil, time.Time{}, true)
 	return d, ok
 }
 
-// tryGrant is TryGrant, also reporting when the gate comes first (closed;
-// wait is then the time left before Wait must report it).
-func (b *Budget) tryGrant() (wait time.Duration, ok, closed bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := b.now()
-	earliest := b.paused
-	slots := make([]time.Time, len(b.windows))
-	for i, w := range b.windows {
-		slots[i] = w.earliest(now)
-		if slots[i].After(earliest) {
-			earliest = slots[i]
+// ErrDeadline is returned by WaitWith when the grant would come at or after
+// its deadline.
+var ErrDeadline = errors.New("budget: no grant before the deadline")
+
+// next returns when b allows the next grant (b.mu held).
+func (b *Budget) next(now time.Time) time.Time {
+	at := b.paused
+	for _, w := range b.windows {
+		if slot := w.earliest(now); slot.After(at) {
+			at = slot
 		}
 	}
-	at := now // when the next grant would be
-	if earliest.After(now) {
-		at = earliest
-	}
-	if b.gated && !at.Before(b.gate) {
-		return max(b.gate.Add(-b.gateLead).Sub(now), 0), false, true
-	}
-	if now.Before(earliest) {
-		return earliest.Sub(now), false, false
-	}
-	for i, w := range b.windows {
+	return at
+}
+
+// take records a grant at now, which next allowed (b.mu held).
+func (b *Budget) take(now time.Time) {
+	for _, w := range b.windows {
+		// The pacing grid goes on from the slot, not from now: a late
+		// grant does not push the next ones back.
+		slot := w.earliest(now)
 		w.push(now)
-		w.next = slots[i].Add(w.per / time.Duration(w.limit))
+		w.next = slot.Add(w.per / time.Duration(w.limit))
 	}
 	b.granted++
-	return 0, true, false
+}
+
+// tryGrant grants a request now, by b and other (nil: none) together, or
+// says how long to wait. With take false it only says whether both would
+// grant. stop is ErrGateClosed when b's gate comes first (wait is then the
+// time left before Wait must report it), or ErrDeadline when deadline
+// (zero: none) does.
+func (b *Budget) tryGrant(other *Budget, deadline time.Time, take bool) (wait time.Duration, ok bool, stop error) {
+	// Always b, then other: other is the egress IP's budget, never a
+	// token's, so two requests never lock the same pair in both orders.
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if other != nil {
+		other.mu.Lock()
+		defer other.mu.Unlock()
+	}
+	now := b.now()
+	at := b.next(now)
+	if other != nil {
+		if o := other.next(now); o.After(at) {
+			at = o
+		}
+	}
+	if at.Before(now) {
+		at = now // when the next grant would be
+	}
+	if b.gated && !at.Before(b.gate) {
+		return max(b.gate.Add(-b.gateLead).Sub(now), 0), false, ErrGateClosed
+	}
+	if !deadline.IsZero() && !at.Before(deadline) {
+		return 0, false, ErrDeadline
+	}
+	if at.After(now) {
+		return at.Sub(now), false, nil
+	}
+	if take {
+		b.take(now)
+		if other != nil {
+			other.take(now)
+		}
+	}
+	return 0, true, nil
 }
 
 // BudgetUsage is a snapshot of a Budget for metrics.
@@ -230,17 +278,38 @@ func (w *window) push(t time.Time) {
 // Wait blocks until a request may be sent and returns nil, or returns
 // ctx.Err() if ctx ends first, or ErrGateClosed when the gate comes first.
 func (b *Budget) Wait(ctx context.Context) error {
+	return b.wait(ctx, nil, time.Time{}, true)
+}
+
+// WaitWith is Wait for a request that other (nil: none) must grant too: b
+// and other grant it at the same instant, or neither does. It returns
+// ErrDeadline, at once, when the grant would come at or after deadline
+// (zero: none). other must be the egress IP's budget, never a token's.
+func (b *Budget) WaitWith(ctx context.Context, other *Budget, deadline time.Time) error {
+	return b.wait(ctx, other, deadline, true)
+}
+
+// WaitReady blocks until b and other (nil: none) would grant a request,
+// without granting it: to take a unit of another, slower budget only
+// when this one is ready to spend it.
+func (b *Budget) WaitReady(ctx context.Context, other *Budget) error {
+	return b.wait(ctx, other, time.Time{}, false)
+}
+
+func (b *Budget) wait(ctx context.Context, other *Budget, deadline time.Time, take bool) error {
 	var t *time.Timer // one per wait, however many times it is refused
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
 	for {
-		d, ok, closed := b.tryGrant()
+		d, ok, stop := b.tryGrant(other, deadline, take)
 		if ok {
 			return ctx.Err()
 		}
-		if closed && d <= 0 {
-			if t != nil {
-				t.Stop()
-			}
-			return ErrGateClosed
+		if stop != nil && d <= 0 {
+			return stop
 		}
 		if t == nil {
 			t = time.NewTimer(d)
@@ -249,7 +318,6 @@ func (b *Budget) Wait(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			return ctx.Err()
 		case <-t.C:
 		}

@@ -278,3 +278,78 @@ func TestBudget_RingGrowsWithGrants(t *testing.T) {
 		t.Fatalf("%d grants in one sliding second, limit 3", got)
 	}
 }
+
+// ringTimes returns the grant times a budget's configured window holds.
+func ringTimes(b *Budget) []time.Time {
+	w := b.windows[0]
+	out := make([]time.Time, 0, w.count)
+	for i := 0; i < w.count; i++ {
+		out = append(out, w.ring[(w.head+i)%len(w.ring)])
+	}
+	return out
+}
+
+// TestBudget_GrantsWithAnother: a request that needs a token's budget and
+// the IP's is granted by both at the same instant, or by neither: each
+// budget's grant times are the requests' send times, whichever budget made
+// them wait. A deadline refuses at once, and a readiness check takes
+// nothing.
+func TestBudget_GrantsWithAnother(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	token := NewBudget(4, time.Second, clk.now)
+	ip := NewBudget(3, time.Second, clk.now)
+	ip.PauseUntil(t0.Add(300 * time.Millisecond))
+	var sent []time.Time
+	for len(sent) < 12 {
+		d, ok, stop := token.tryGrant(ip, time.Time{}, true)
+		if stop != nil {
+			t.Fatal(stop)
+		}
+		if ok {
+			sent = append(sent, clk.t)
+			continue
+		}
+		clk.t = clk.t.Add(d)
+	}
+	if !sent[0].Equal(t0.Add(300 * time.Millisecond)) {
+		t.Fatalf("first grant at %v, want at the end of the IP's pause", sent[0].Sub(t0))
+	}
+	for name, b := range map[string]*Budget{"token": token, "ip": ip} {
+		got := ringTimes(b)
+		if len(got) != len(sent) {
+			t.Fatalf("%s budget counted %d grants, want %d", name, len(got), len(sent))
+		}
+		for i := range got {
+			if !got[i].Equal(sent[i]) {
+				t.Fatalf("%s budget's grant %d at %v, request sent at %v", name, i, got[i].Sub(t0), sent[i].Sub(t0))
+			}
+		}
+	}
+	if got := maxInWindow(sent, time.Second); got > 3 {
+		t.Fatalf("%d requests in one sliding second, the IP allows 3", got)
+	}
+
+	// The IP's next grant is about 350 ms away: a deadline before it
+	// refuses at once, and neither budget counts anything.
+	before := token.Usage().Granted
+	if _, ok, stop := token.tryGrant(ip, clk.t.Add(100*time.Millisecond), true); ok || !errors.Is(stop, ErrDeadline) {
+		t.Fatalf("grant before a deadline too close = %v, %v; want ErrDeadline", ok, stop)
+	}
+	ctx := context.Background()
+	if err := token.WaitWith(ctx, ip, clk.t.Add(100*time.Millisecond)); !errors.Is(err, ErrDeadline) {
+		t.Fatalf("WaitWith before a deadline too close = %v; want ErrDeadline at once", err)
+	}
+	clk.t = clk.t.Add(time.Second)
+	if err := token.WaitReady(ctx, ip); err != nil {
+		t.Fatal(err)
+	}
+	if token.Usage().Granted != before || ip.Usage().Granted != before {
+		t.Fatalf("a refused or readiness-only request was counted: token %d, ip %d grants, want %d", token.Usage().Granted, ip.Usage().Granted, before)
+	}
+	if err := token.WaitWith(ctx, ip, clk.t.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if token.Usage().Granted != before+1 || ip.Usage().Granted != before+1 {
+		t.Fatal("a granted request was not counted by both budgets")
+	}
+}

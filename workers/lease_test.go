@@ -124,7 +124,8 @@ func TestBudget_Gate(t *testing.T) {
 			if tt.pause > 0 {
 				b.PauseUntil(now.Add(tt.pause))
 			}
-			wait, ok, closed := b.tryGrant()
+			wait, ok, stop := b.tryGrant(nil, time.Time{}, true)
+			closed := errors.Is(stop, ErrGateClosed)
 			if ok != tt.wantOK || closed != tt.wantClosed || wait != tt.wantWait {
 				t.Fatalf("tryGrant = %v, %v, %v; want %v, %v, %v", wait, ok, closed, tt.wantWait, tt.wantOK, tt.wantClosed)
 			}

@@ -215,6 +215,45 @@ type tokenState struct {
 	auth authorization
 	// lease is the token's lease, with Leases.
 	lease tokenLease
+	// turn is held by the job of this token asking its budgets (grant).
+	turn chan struct{}
+}
+
+// grant waits until the token's budget, the egress IP's (nil: none) and
+// the IP's shared budget, with SharedIP, all let a request of ts go, and
+// takes it from each. The token's and the IP's budgets grant it together,
+// at the instant the request leaves: a grant followed by another wait would
+// send the request later than its budget counted it (waiting for the
+// shared budget's next slot after the token's grant let the slot's start
+// release one token's requests in a burst: 33 in one second). One job of a
+// token at a time asks, so the IP's units go round the tokens, and a
+// shared unit is taken only when the token can spend it before its slot
+// ends. The error is ctx's, ErrGateClosed (renew the lease first) or the
+// shared budget's.
+func (p *Pool) grant(ctx context.Context, ts *tokenState, ip *Budget) error {
+	select {
+	case ts.turn <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-ts.turn }()
+	if p.SharedIP == nil {
+		return ts.budget.WaitWith(ctx, ip, time.Time{})
+	}
+	for {
+		if err := ts.budget.WaitReady(ctx, ip); err != nil {
+			return err
+		}
+		until, err := p.SharedIP.Wait(ctx)
+		if err != nil {
+			return err
+		}
+		if err := ts.budget.WaitWith(ctx, ip, until); !errors.Is(err, ErrDeadline) {
+			return err
+		}
+		// The unit's slot ended before the budgets allowed the call (a
+		// pause came): it is lost; take one in a later slot.
+	}
 }
 
 // tokenState returns the state of token, whose key is key, made at its
@@ -237,7 +276,7 @@ func (p *Pool) tokenState(key tokenKey, token, tenant string) *tokenState {
 		} else {
 			b.SetGate(time.Time{}, 0) // no grant before the lease is taken
 		}
-		ts = &tokenState{budget: b, auth: bearer(token)}
+		ts = &tokenState{budget: b, auth: bearer(token), turn: make(chan struct{}, 1)}
 		ts.lease.key = hex.EncodeToString(key[:])
 		p.tokens[key] = ts
 		p.Metrics.watchBudget(budgetToken, tenant, b)
@@ -726,28 +765,19 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 				return res, calls, err
 			}
 		}
-		if err := budget.Wait(ctx); err != nil {
+		if err := p.grant(ctx, ts, ip); err != nil {
 			if errors.Is(err, ErrGateClosed) {
 				continue // renew the lease first
 			}
-			return res, calls, nil
-		}
-		if ip != nil {
-			if err := ip.Wait(ctx); err != nil {
+			if ctx.Err() != nil {
 				return res, calls, nil
 			}
-		}
-		if p.SharedIP != nil {
-			if err := p.SharedIP.Wait(ctx); err != nil {
-				if ctx.Err() != nil {
-					return res, calls, nil
-				}
-				return res, calls, err
-			}
+			return res, calls, err
 		}
 		if p.Leases != nil && !ts.lease.holds(p.now()) {
-			// The IP's budget made the call wait past the token's lease:
-			// another worker may have it now. Take it again first.
+			// Granted just before the lease's end (the budget's gate),
+			// which has passed since: another worker may have the token
+			// now. Take the lease again first.
 			continue
 		}
 		attempts++

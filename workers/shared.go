@@ -59,9 +59,11 @@ func (s *SharedLimit) capacity(i int64) int {
 }
 
 // Wait blocks until a unit of the current slot is leased, waiting for the
-// next slot while the current one is full. It returns ctx's error when
-// ctx ends, or the leaser's.
-func (s *SharedLimit) Wait(ctx context.Context) error {
+// next slot while the current one is full, and returns the slot's end: the
+// call must leave before it, or the slots' sums no longer hold (a unit not
+// used by then is lost, which is safe). It returns ctx's error when ctx
+// ends, or the leaser's.
+func (s *SharedLimit) Wait(ctx context.Context) (until time.Time, err error) {
 	_, slotLen := s.durations()
 	for {
 		now := time.Now()
@@ -75,10 +77,10 @@ func (s *SharedLimit) Wait(ctx context.Context) error {
 		if !full {
 			got, err := s.Leaser.LeaseSlot(ctx, s.Scope, slot, 1, s.capacity(slot))
 			if err != nil {
-				return fmt.Errorf("work: shared budget %s: %w", s.Scope, err)
+				return time.Time{}, fmt.Errorf("work: shared budget %s: %w", s.Scope, err)
 			}
 			if got > 0 {
-				return nil
+				return time.Unix(0, (slot+1)*int64(slotLen)), nil
 			}
 			s.mu.Lock()
 			s.spent = slot
@@ -89,7 +91,7 @@ func (s *SharedLimit) Wait(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return ctx.Err()
+			return time.Time{}, ctx.Err()
 		case <-t.C:
 		}
 	}

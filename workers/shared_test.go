@@ -95,8 +95,66 @@ func TestSharedLimit_WaitsForTheNextSlot(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for i := 0; i < 3; i++ {
-		if err := s.Wait(ctx); err != nil {
+		before := time.Now()
+		until, err := s.Wait(ctx)
+		if err != nil {
 			t.Fatal(err)
+		}
+		// The unit is its slot's: usable until the slot ends, which had
+		// started when Wait returned.
+		if until.UnixNano()%int64(s.Slot) != 0 || !until.After(before) || until.Add(-s.Slot).After(time.Now()) {
+			t.Fatalf("unit usable until %v (asked at %v), want the end of the current 20 ms slot", until, before)
+		}
+	}
+}
+
+// stampLeaser is a memLeaser that notes when it gives each unit.
+type stampLeaser struct {
+	memLeaser
+	mu     sync.Mutex
+	leased []time.Time
+}
+
+func (s *stampLeaser) LeaseSlot(ctx context.Context, scope string, slot int64, want, limit int) (int, error) {
+	got, err := s.memLeaser.LeaseSlot(ctx, scope, slot, want, limit)
+	if got > 0 {
+		s.mu.Lock()
+		s.leased = append(s.leased, time.Now())
+		s.mu.Unlock()
+	}
+	return got, err
+}
+
+// TestPool_GrantTakesTheTokenLast: with a shared IP budget, the token's
+// budget grants each request after its shared unit is leased, so that
+// waiting for a unit never sends a request later than the token's budget
+// counted it. (Granted first, one token's requests piled up behind a full
+// slot and left together when the next began: 33 in one second.)
+func TestPool_GrantTakesTheTokenLast(t *testing.T) {
+	leaser := &stampLeaser{}
+	// 610 a minute in 100 ms slots: one unit a slot, at the slot's start.
+	p := &Pool{SharedIP: &SharedLimit{Leaser: leaser, Scope: "ip:x", Limit: 610, Slot: 100 * time.Millisecond}}
+	ts := &tokenState{budget: NewBudget(20, time.Second, nil), turn: make(chan struct{}, 1)}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 2 {
+				if err := p.grant(ctx, ts, nil); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	grants := ringTimes(ts.budget)
+	if len(grants) != 8 || len(leaser.leased) != 8 {
+		t.Fatalf("%d grants for %d units, want 8 and 8", len(grants), len(leaser.leased))
+	}
+	for i := range grants {
+		if grants[i].Before(leaser.leased[i]) {
+			t.Fatalf("request %d granted by the token's budget %v before its shared unit", i, leaser.leased[i].Sub(grants[i]))
 		}
 	}
 }
