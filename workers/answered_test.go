@@ -3,7 +3,9 @@ package workers
 import (
 	"context"
 	"testing"
+	"time"
 
+	"github.com/apbatch/apbatch/schemas"
 	"github.com/rs/zerolog"
 	kafkago "github.com/segmentio/kafka-go"
 )
@@ -112,5 +114,61 @@ func TestAnswered_SuccessorSkipsWhatWasAnswered(t *testing.T) {
 	// Another partition has no record.
 	if next.skip(ctx, log, msg(1, 13)) {
 		t.Error("skipped a job of a partition with no record")
+	}
+}
+
+// TestAnswered_ElsewhereAfterTakeover: after a rebalance, the worker that
+// lost a partition answers the jobs it had fetched from it while the new
+// owner waits for the token's lease. The new owner, once it takes the
+// lease, reads the record again and skips what was answered: offsets below
+// the saved base (committed) and the saved offsets. A record about other
+// messages (offsets reset) counts only once saved again.
+func TestAnswered_ElsewhereAfterTakeover(t *testing.T) {
+	ctx := context.Background()
+	log := newJobLog(&zerolog.Logger{}, &schemas.Job{})
+	mem := &answeredMem{base: map[int]int64{0: 12, 1: 100}, offsets: map[int]string{0: "13-14,17", 1: "101"}}
+	msg := func(p int, off int64) *kafkago.Message {
+		return &kafkago.Message{Topic: "jobs", Partition: p, Offset: off}
+	}
+	a := &answeredSets{log: mem, group: "g"}
+	for off := int64(12); off < 40; off++ {
+		a.skip(ctx, zerolog.Nop(), *msg(0, off))
+	}
+	a.skip(ctx, zerolog.Nop(), *msg(1, 0)) // reset below the record: stale
+
+	// The previous holder goes on, commits up to 25 and answers 27 and 29.
+	mem.base[0], mem.offsets[0] = 25, "27,29"
+	takeover := t0
+	for _, tt := range []struct {
+		off  int64
+		want bool
+	}{{12, true}, {20, true}, {24, true}, {25, false}, {26, false}, {27, true}, {29, true}, {30, false}} {
+		if got := a.answeredElsewhere(ctx, log, msg(0, tt.off), takeover, takeover); got != tt.want {
+			t.Errorf("offset %d answered elsewhere: %v, want %v", tt.off, got, tt.want)
+		}
+	}
+	// Read once per takeover: a later save is seen at the next one.
+	mem.base[0], mem.offsets[0] = 31, ""
+	if a.answeredElsewhere(ctx, log, msg(0, 30), takeover, takeover.Add(time.Second)) {
+		t.Error("the record was read again within one takeover")
+	}
+	if !a.answeredElsewhere(ctx, log, msg(0, 30), takeover.Add(time.Minute), takeover.Add(time.Minute)) {
+		t.Error("a later takeover did not read the record again")
+	}
+
+	// The stale record of partition 1 skips nothing until saved again.
+	if a.answeredElsewhere(ctx, log, msg(1, 1), takeover, takeover) || a.answeredElsewhere(ctx, log, msg(1, 101), takeover, takeover) {
+		t.Error("a record from before an offset reset skipped a job")
+	}
+	mem.base[1], mem.offsets[1] = 4, "6"
+	later := takeover.Add(time.Hour)
+	for off, want := range map[int64]bool{3: true, 4: false, 5: false, 6: true, 101: false} {
+		if got := a.answeredElsewhere(ctx, log, msg(1, off), later, later); got != want {
+			t.Errorf("partition 1 offset %d answered elsewhere: %v, want %v", off, got, want)
+		}
+	}
+	// A partition never fetched, and no log: nothing is skipped.
+	if a.answeredElsewhere(ctx, log, msg(2, 1), later, later) || (*answeredSets)(nil).answeredElsewhere(ctx, log, msg(0, 20), later, later) {
+		t.Error("skipped a job with no record")
 	}
 }

@@ -39,6 +39,17 @@ type tokenLease struct {
 	until time.Time
 	// otherUntil is the end of another holder's lease, when one was found.
 	otherUntil time.Time
+	// takenOver is when calls could start after the pool last took the
+	// lease from another holder (zero: never).
+	takenOver time.Time
+}
+
+// lastTakeover returns when calls could start after the pool last took the
+// lease from another holder, or the zero time.
+func (l *tokenLease) lastTakeover() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.takenOver
 }
 
 // holds reports whether the pool's lease runs at now.
@@ -122,6 +133,7 @@ func (p *Pool) renewLease(ctx context.Context, ts *tokenState) (time.Duration, t
 		// token's next second is left to those calls.
 		took = takeover{from: prevHolder, until: prevUntil, pause: prevUntil.Add(time.Second + time.Second/100)}
 		ts.budget.PauseUntil(took.pause)
+		l.takenOver = took.pause
 	}
 	l.until = until
 	ts.budget.SetGate(until, leaseRenewal)

@@ -147,6 +147,9 @@ type Pool struct {
 	idHash     *schemas.IdentityHasher
 	holderOnce sync.Once
 	holder     string
+	// answered is Run's record of the jobs other workers answered (nil
+	// without AnsweredLog); set before Run starts a job.
+	answered *answeredSets
 }
 
 // Calls returns how many provider calls the pool has made.
@@ -219,10 +222,32 @@ type tokenState struct {
 	turn chan struct{}
 }
 
-// grant waits until the token's budget, the egress IP's (nil: none) and
-// the IP's shared budget, with SharedIP, all let a request of ts go, and
-// takes it from each. The token's and the IP's budgets grant it together,
-// at the instant the request leaves: a grant followed by another wait would
+// errAnsweredElsewhere is call's error for a job another worker answered.
+var errAnsweredElsewhere = errors.New("work: job answered by another worker")
+
+// answeredElsewhere tells whether another worker answered m, the job's
+// message, which this pool may have fetched before it took the token's
+// lease at since: the job waits (parked) for since, when the previous
+// holder's calls are over, then reads what it answered. The error is ctx's.
+func (p *Pool) answeredElsewhere(ctx context.Context, log jobLog, js *jobSlots, m *kafkago.Message, since time.Time) (bool, error) {
+	if m == nil || p.answered == nil {
+		return false, nil
+	}
+	if p.now().Before(since) {
+		if err := js.park(ctx, func() error { return sleepUntil(ctx, p.now(), since) }); err != nil {
+			return false, err
+		}
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+	}
+	return p.answered.answeredElsewhere(ctx, log, m, since, p.now()), nil
+}
+
+// grant waits until the token's budget and the egress IP's (ip, nil: none;
+// SharedIP when set) let a request of ts go, and takes it from each. The
+// token's and the IP's budgets grant it together, at the instant the
+// request leaves: a grant followed by another wait would
 // send the request later than its budget counted it (waiting for the
 // shared budget's next slot after the token's grant let the slot's start
 // release one token's requests in a burst: 33 in one second). One job of a
@@ -241,14 +266,14 @@ func (p *Pool) grant(ctx context.Context, ts *tokenState, ip *Budget) error {
 		return ts.budget.WaitWith(ctx, ip, time.Time{})
 	}
 	for {
-		if err := ts.budget.WaitReady(ctx, ip); err != nil {
+		if err := ts.budget.WaitReady(ctx, nil); err != nil {
 			return err
 		}
 		until, err := p.SharedIP.Wait(ctx)
 		if err != nil {
 			return err
 		}
-		if err := ts.budget.WaitWith(ctx, ip, until); !errors.Is(err, ErrDeadline) {
+		if err := ts.budget.WaitWith(ctx, nil, until); !errors.Is(err, ErrDeadline) {
 			return err
 		}
 		// The unit's slot ended before the budgets allowed the call (a
@@ -310,6 +335,7 @@ func (l jobLog) tag(e *zerolog.Event) *zerolog.Event {
 func (l jobLog) Error() *zerolog.Event { return l.tag(l.log.Error()) }
 func (l jobLog) Info() *zerolog.Event  { return l.tag(l.log.Info()) }
 func (l jobLog) Debug() *zerolog.Event { return l.tag(l.log.Debug()) }
+func (l jobLog) Warn() *zerolog.Event  { return l.tag(l.log.Warn()) }
 
 // share applies Share to limit (def when limit is 0); at least 1.
 func (p *Pool) share(limit, def int) int {
@@ -322,11 +348,16 @@ func (p *Pool) share(limit, def int) int {
 	return limit
 }
 
-// egress returns the per-IP budget, or nil when disabled.
+// egress returns the per-IP budget of this process, or nil when disabled
+// or when the IP's budget is SharedIP: every process's calls count there,
+// and with one job per token asking for its units (grant), they go round
+// the tokens of every process alike. (A budget per process on top split
+// the IP between processes instead: the town alone on its replica got
+// half the IP, three towns on the other the rest.)
 func (p *Pool) egress() *Budget {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.IPLimit < 0 {
+	if p.IPLimit < 0 || p.SharedIP != nil {
 		return nil
 	}
 	if p.ipBudget == nil {
@@ -350,6 +381,7 @@ func (p *Pool) Run(ctx context.Context) error {
 	if p.AnsweredLog != nil {
 		answered = &answeredSets{log: p.AnsweredLog, group: p.Group}
 	}
+	p.answered = answered
 	sem := make(chan struct{}, inFlight)
 	post := make(chan struct{}, 4*inFlight)
 	// Jobs waiting out an open breaker or a maintenance window give their
@@ -595,7 +627,12 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 	case unsealable != nil:
 		res = *unsealable
 	default:
-		res, calls, err = p.call(ctx, jlog, job, js)
+		res, calls, err = p.call(ctx, jlog, job, js, &m)
+	}
+	if errors.Is(err, errAnsweredElsewhere) {
+		// Its results were produced by the worker that answered it.
+		jlog.Debug().Msg("job answered by the token's previous holder: skipped")
+		return nil
 	}
 	js.afterCalls(ctx)
 	// The audit of the calls made and the results are written at the same
@@ -689,7 +726,7 @@ func (p *Pool) open(ctx context.Context, log jobLog, job *schemas.Job) (*schemas
 // call runs the job's lookup with retries and returns the result template
 // (row fields unset) and the record of every call made. The error is the
 // ban guard's or the schedule's.
-func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlots) (res schemas.Result, calls []schemas.CallRecord, err error) {
+func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlots, m *kafkago.Message) (res schemas.Result, calls []schemas.CallRecord, err error) {
 	res = schemas.Result{
 		Version: schemas.ResultVersion, BatchID: job.BatchID, Tenant: job.Tenant, Campaign: job.Campaign,
 		Check: job.Check,
@@ -763,6 +800,17 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 					return res, calls, nil
 				}
 				return res, calls, err
+			}
+		}
+		if attempts == 0 && p.Leases != nil {
+			if since := ts.lease.lastTakeover(); !since.IsZero() {
+				skip, err := p.answeredElsewhere(ctx, log, js, m, since)
+				if err != nil {
+					return res, calls, nil
+				}
+				if skip {
+					return res, calls, errAnsweredElsewhere
+				}
 			}
 		}
 		if err := p.grant(ctx, ts, ip); err != nil {
