@@ -126,7 +126,8 @@ Runs named scenarios through the whole pipeline (embedded Kafka, S3 and
 ledger) against an in-process sandbox, and prints per scenario: rows, wall
 time, rows/s end to end, calls/s the API saw, the share of the budget used,
 the most requests the API saw in any sliding second, 429s, p50/p99 call
-latency and peak memory.
+latency, peak memory, and the CPU time used per row (steadier than rows/s
+on a machine whose speed varies; the in-process sandbox and broker count).
 
 Scenarios:
 `)
@@ -148,6 +149,7 @@ type benchResult struct {
 	extraCalls            int64
 	rows                  int
 	wall                  time.Duration
+	cpu                   time.Duration // the process's, sandbox and broker included
 	callsPerSec, budget   float64
 	limit, maxInSecond    int
 	tooMany               int64
@@ -228,6 +230,11 @@ func (c *benchCommand) Run(ctx context.Context, args []string) error {
 	}
 	for _, r := range results {
 		fmt.Fprintf(c.stdout, "%s: %d calls beyond one per row and check, %d results in provider_error", r.name, r.extraCalls, r.failedRows)
+		if r.cpu > 0 && r.rows > 0 {
+			// Steadier than rows/s on a machine whose speed varies: the
+			// sandbox and the broker run in the process and count too.
+			fmt.Fprintf(c.stdout, "; CPU %.1f s (%.0f µs per row, sandbox and broker included)", r.cpu.Seconds(), float64(r.cpu.Microseconds())/float64(r.rows))
+		}
 		if r.outage > 0 {
 			fmt.Fprintf(c.stdout, "; during the %s QF outage: %d QF calls (probes aside), %d RSA calls; after it: %d QF calls, %d RSA calls",
 				r.outage, r.downCalls, r.otherCalls, r.qfAfter, r.otherAfter)
@@ -392,7 +399,7 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		cancel()
 		st.Wait()
 	}()
-	start := time.Now()
+	start, cpuStart := time.Now(), cpuTime()
 	var (
 		changedAt, settledAt time.Time
 		atChange, atSettle   sandbox.CounterStats
@@ -472,6 +479,7 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		return res, err
 	}
 	res.wall = time.Since(start)
+	res.cpu = cpuTime() - cpuStart
 	for _, b := range final {
 		if b.State != "complete" {
 			return res, fmt.Errorf("batch %s did not complete: %s", b.ID, b.Error)

@@ -578,7 +578,7 @@ func TestBench_Smoke(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	for _, want := range []string{"SCENARIO", "MAX IN 1S", "one-token  40 ", "raw        300 "} {
+	for _, want := range []string{"SCENARIO", "MAX IN 1S", "one-token  40 ", "raw        300 ", "µs per row"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}
