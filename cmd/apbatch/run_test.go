@@ -682,14 +682,25 @@ func TestRun_ResumeAfterInterrupt(t *testing.T) {
 }
 
 // TestPollInterval: one batch is polled every 25 ms, many less often per
-// batch, never less than once a second.
+// batch, a long wait at least a thousandth of its time apart, never less
+// than once a second.
 func TestPollInterval(t *testing.T) {
 	for _, tc := range []struct {
-		n    int
-		want time.Duration
-	}{{0, 25 * time.Millisecond}, {1, 25 * time.Millisecond}, {4, 100 * time.Millisecond}, {40, time.Second}, {200, time.Second}} {
-		if got := pollInterval(tc.n); got != tc.want {
-			t.Errorf("pollInterval(%d) = %v, want %v", tc.n, got, tc.want)
+		n       int
+		elapsed time.Duration
+		want    time.Duration
+	}{
+		{0, 0, 25 * time.Millisecond},
+		{1, 0, 25 * time.Millisecond},
+		{1, 10 * time.Second, 25 * time.Millisecond},
+		{1, 3 * time.Minute, 180 * time.Millisecond},
+		{1, time.Hour, time.Second},
+		{4, 0, 100 * time.Millisecond},
+		{40, 0, time.Second},
+		{200, time.Minute, time.Second},
+	} {
+		if got := pollInterval(tc.n, tc.elapsed); got != tc.want {
+			t.Errorf("pollInterval(%d, %v) = %v, want %v", tc.n, tc.elapsed, got, tc.want)
 		}
 	}
 }
