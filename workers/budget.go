@@ -161,7 +161,9 @@ func (w *window) earliest(now time.Time) time.Time {
 // deliveryJitter is how much later than its neighbours a request may reach
 // the server, over the time from its grant: the sliding-window guard never
 // goes below it. Measured on the sandbox with three benches sharing two
-// cores: up to 13.3 ms; 15 ms keeps the per-second budget usable at 98.5 %.
+// cores: up to 13.3 ms (more under a memory limit, whose longer collections
+// delay the bench's in-process sandbox); 15 ms keeps the per-second budget
+// usable at 98.5 %.
 const deliveryJitter = 15 * time.Millisecond
 
 // TryGrant grants a request now and returns (0, true), or returns how long

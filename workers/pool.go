@@ -247,14 +247,13 @@ func (p *Pool) answeredElsewhere(ctx context.Context, log jobLog, js *jobSlots, 
 // grant waits until the token's budget and the egress IP's (ip, nil: none;
 // SharedIP when set) let a request of ts go, and takes it from each. The
 // token's and the IP's budgets grant it together, at the instant the
-// request leaves: a grant followed by another wait would
-// send the request later than its budget counted it (waiting for the
-// shared budget's next slot after the token's grant let the slot's start
-// release one token's requests in a burst: 33 in one second). One job of a
-// token at a time asks, so the IP's units go round the tokens, and a
-// shared unit is taken only when the token can spend it before its slot
-// ends. The error is ctx's, ErrGateClosed (renew the lease first) or the
-// shared budget's.
+// request leaves: a grant followed by another wait would send the request
+// later than its budget counted it (waiting for the shared budget's next
+// slot after the token's grant let the slot's start release one token's
+// requests in a burst: 33 in one second). One job of a token at a time
+// asks, so the IP's units go round the tokens, and a shared unit is taken
+// only when the token can spend it before its slot ends. The error is
+// ctx's, ErrGateClosed (renew the lease first) or the shared budget's.
 func (p *Pool) grant(ctx context.Context, ts *tokenState, ip *Budget) error {
 	select {
 	case ts.turn <- struct{}{}:
