@@ -158,3 +158,43 @@ func TestPool_GrantTakesTheTokenLast(t *testing.T) {
 		}
 	}
 }
+
+// pausingLeaser pauses a budget when it gives its first unit, as a 429
+// answered to another call would between the unit and the grant.
+type pausingLeaser struct {
+	stampLeaser
+	budget *Budget
+	pause  time.Duration
+	once   sync.Once
+}
+
+func (p *pausingLeaser) LeaseSlot(ctx context.Context, scope string, slot int64, want, limit int) (int, error) {
+	got, err := p.stampLeaser.LeaseSlot(ctx, scope, slot, want, limit)
+	if got > 0 {
+		p.once.Do(func() { p.budget.PauseUntil(time.Now().Add(p.pause)) })
+	}
+	return got, err
+}
+
+// TestPool_GrantLosesAUnitItCannotSpend: a shared unit is spent before its
+// slot ends or not at all. When the token is paused past the slot's end
+// after the unit was taken, the unit is left and the call takes one of a
+// slot after the pause.
+func TestPool_GrantLosesAUnitItCannotSpend(t *testing.T) {
+	budget := NewBudget(20, time.Second, nil)
+	leaser := &pausingLeaser{budget: budget, pause: 300 * time.Millisecond}
+	p := &Pool{SharedIP: &SharedLimit{Leaser: leaser, Scope: "ip:x", Limit: 6100, Slot: 100 * time.Millisecond}}
+	ts := &tokenState{budget: budget, turn: make(chan struct{}, 1)}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.grant(ctx, ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	grants := ringTimes(budget)
+	if len(leaser.leased) != 2 || len(grants) != 1 {
+		t.Fatalf("%d units taken, %d grants; want 2 units (the first lost) and 1 grant", len(leaser.leased), len(grants))
+	}
+	if lost, used := leaser.leased[0], leaser.leased[1]; used.Sub(lost) < 300*time.Millisecond || grants[0].Before(used) {
+		t.Fatalf("second unit %v after the first, granted %v after it; want after the 300 ms pause, then granted", used.Sub(lost), grants[0].Sub(used))
+	}
+}
