@@ -59,6 +59,11 @@ type openBatch struct {
 	// buffered their keys.
 	buf      resultBuffer
 	buffered map[ledger.RowKey]struct{}
+	// counts are the rows this writer recorded in parts: when they are
+	// all the batch's parts hold, the manifest takes them rather than
+	// reading every result row back (0.1 s per 100,000 rows on SQLite,
+	// after the last result).
+	counts ledger.Counts
 }
 
 // Chunk sizes of a resultBuffer whose batch total is not known yet: the
@@ -487,6 +492,9 @@ func (w *ResultWriter) writePart(ctx context.Context, log zerolog.Logger, ob *op
 	for _, r := range rows {
 		ob.done[ledger.RowKey{Row: r.RowNumber, Check: r.Check}] = struct{}{}
 	}
+	for _, st := range statuses {
+		ob.counts.Add(st.Check, st.Status, 1, int64(st.Calls))
+	}
 	w.Metrics.rowsWritten(b.Tenant, rows)
 	log.Info().Str("batch_id", b.ID).Str("tenant", b.Tenant).Int("part", n).Int("rows", len(rows)).Msg("part written")
 	return nil
@@ -494,13 +502,20 @@ func (w *ResultWriter) writePart(ctx context.Context, log zerolog.Logger, ob *op
 
 func (w *ResultWriter) finish(ctx context.Context, log zerolog.Logger, ob *openBatch) error {
 	b := ob.b
-	counts, err := w.Ledger.Counts(ctx, b.ID)
-	if err != nil {
-		return err
-	}
 	parts, err := w.Ledger.Parts(ctx, b.ID)
 	if err != nil {
 		return err
+	}
+	counts, inParts := ob.counts, int64(0)
+	for _, p := range parts {
+		inParts += p.Rows
+	}
+	if counts.Rows != inParts || counts.ByStatus == nil {
+		// Some parts were recorded by another writer, or before a
+		// restart: count what the ledger holds.
+		if counts, err = w.Ledger.Counts(ctx, b.ID); err != nil {
+			return err
+		}
 	}
 	m := schemas.Manifest{
 		SchemaVersion: schemas.ResultSchemaVersion, BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign,

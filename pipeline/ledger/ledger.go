@@ -502,16 +502,26 @@ func (s *Store) Counts(ctx context.Context, batchID string) (Counts, error) {
 	}
 	c := Counts{ByStatus: make(map[schemas.Status]int64), ByCheck: make(map[schemas.Check]map[schemas.Status]int64)}
 	for _, r := range rows {
-		c.ByStatus[schemas.Status(r.Status)] += r.N
-		ck := schemas.Check(r.Check)
-		if c.ByCheck[ck] == nil {
-			c.ByCheck[ck] = make(map[schemas.Status]int64)
-		}
-		c.ByCheck[ck][schemas.Status(r.Status)] = r.N
-		c.Rows += r.N
-		c.ProviderCalls += r.Calls
+		c.Add(schemas.Check(r.Check), schemas.Status(r.Status), r.N, r.Calls)
 	}
 	return c, nil
+}
+
+// Add counts n rows of check with status, which took calls provider calls.
+func (c *Counts) Add(check schemas.Check, status schemas.Status, n, calls int64) {
+	if c.ByStatus == nil {
+		c.ByStatus = make(map[schemas.Status]int64)
+	}
+	if c.ByCheck == nil {
+		c.ByCheck = make(map[schemas.Check]map[schemas.Status]int64)
+	}
+	c.ByStatus[status] += n
+	if c.ByCheck[check] == nil {
+		c.ByCheck[check] = make(map[schemas.Status]int64)
+	}
+	c.ByCheck[check][status] += n
+	c.Rows += n
+	c.ProviderCalls += calls
 }
 
 // LeaseSlot takes up to want units of slot (a time slot of a shared
