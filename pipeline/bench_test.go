@@ -158,6 +158,26 @@ func benchBatch(b *testing.B, store *ledger.Store, i int) ledger.Batch {
 	return batch
 }
 
+// runWriter runs w until it has committed every message of r, then stops
+// it.
+func runWriter(tb testing.TB, ctx context.Context, w *ResultWriter, r *benchReader) {
+	tb.Helper()
+	wctx, stop := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(wctx) }()
+	select {
+	case <-r.done:
+	case err := <-errc:
+		tb.Fatalf("writer stopped: %v", err)
+	case <-ctx.Done():
+		tb.Fatal("results not committed")
+	}
+	stop()
+	if err := <-errc; err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // BenchmarkResultWriter writes the 25,000 results of a batch: decoding,
 // one Parquet part, its upload and ledger records, the manifest.
 func BenchmarkResultWriter(b *testing.B) {
@@ -175,19 +195,8 @@ func BenchmarkResultWriter(b *testing.B) {
 		}
 		r := &benchReader{msgs: benchResults(b, batch.ID, n), done: make(chan struct{})}
 		w := &ResultWriter{Results: r, S3: client, Ledger: store, Log: zerolog.Nop(), FlushInterval: time.Hour}
-		rctx, cancel := context.WithCancel(ctx)
-		errc := make(chan error, 1)
 		b.StartTimer()
-		go func() { errc <- w.Run(rctx) }()
-		select {
-		case <-r.done:
-		case err := <-errc:
-			b.Fatalf("writer stopped: %v", err)
-		}
-		cancel()
-		if err := <-errc; err != nil {
-			b.Fatal(err)
-		}
+		runWriter(b, ctx, w, r)
 		b.StopTimer()
 		if got, _ := store.Batch(ctx, batch.ID); got.State != ledger.StateComplete {
 			b.Fatalf("batch %s", got.State)

@@ -41,20 +41,7 @@ func TestResultWriter_ManifestCounts(t *testing.T) {
 				}
 				r := &benchReader{msgs: msgs[part[0]:part[1]], done: make(chan struct{})}
 				w := &ResultWriter{Results: r, S3: client, Ledger: store, Log: zerolog.Nop(), FlushInterval: 20 * time.Millisecond, PartRows: 400}
-				wctx, stop := context.WithCancel(ctx)
-				errc := make(chan error, 1)
-				go func() { errc <- w.Run(wctx) }()
-				select {
-				case <-r.done:
-				case err := <-errc:
-					t.Fatalf("writer stopped: %v", err)
-				case <-ctx.Done():
-					t.Fatal("results not committed")
-				}
-				stop()
-				if err := <-errc; err != nil {
-					t.Fatal(err)
-				}
+				runWriter(t, ctx, w, r)
 			}
 			got, err := store.Batch(ctx, batch.ID)
 			if err != nil || got.State != ledger.StateComplete {

@@ -269,8 +269,8 @@ func TestBudget_RingGrowsWithGrants(t *testing.T) {
 	if len(w.ring) != 12 || w.count != 12 {
 		t.Fatalf("after 30 grants under a limit of 3: ring of %d, count %d; want 12, 12", len(w.ring), w.count)
 	}
-	for i := 0; i < w.count; i++ {
-		if got, want := w.ring[(w.head+i)%len(w.ring)], grants[18+i]; !got.Equal(want) {
+	for i, got := range ringTimes(b) {
+		if want := grants[18+i]; !got.Equal(want) {
 			t.Fatalf("ring[%d] = %v, want grant %d at %v", i, got, 18+i, want)
 		}
 	}
