@@ -109,7 +109,7 @@ func (c *benchCommand) flags() *flag.FlagSet {
 	fs.DurationVar(&c.duration, "duration", 3*time.Minute, "length of rate-limited scenarios (their roster holds rate × duration rows)")
 	fs.IntVar(&c.rawRows, "raw-rows", 100000, "rows of the raw scenario")
 	fs.BoolVar(&c.keep, "keep", false, "keep each scenario's data folder (printed)")
-	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the scenarios to this file (go tool pprof)")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the scenarios to this file (go tool pprof; the sandbox's goroutines are labelled service=sandbox, the embedded broker's and S3's service=embedded: -tags shows the shares, -tagignore service=sandbox apbatch's own)")
 	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile to this file when each scenario's batches complete (go tool pprof)")
 	fs.StringVar(&c.logLevel, "log-level", "error", "log level: debug, info, warn, error")
 	memoryLimitFlag(fs, c.getenv, &c.memoryLimit)
@@ -313,7 +313,10 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		return res, fmt.Errorf("sandbox: listen: %w", err)
 	}
 	srv := &http.Server{Handler: sb, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
+	// The sandbox's goroutines carry a profile label, so that a CPU profile
+	// tells the API's share from apbatch's (go tool pprof -tagignore
+	// service=sandbox).
+	go pprof.Do(ctx, pprof.Labels("service", "sandbox"), func(context.Context) { srv.Serve(ln) })
 	defer func() {
 		sb.Close()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -331,7 +334,8 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 
 	resetPeakRSS()
 	emb := &pipeline.Embedded{DataDir: filepath.Join(dir, "data")}
-	if err := emb.Open(ctx); err != nil {
+	pprof.Do(ctx, pprof.Labels("service", "embedded"), func(ctx context.Context) { err = emb.Open(ctx) })
+	if err != nil {
 		return res, err
 	}
 	defer emb.Close(context.WithoutCancel(ctx))
