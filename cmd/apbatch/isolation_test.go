@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -132,25 +133,36 @@ func TestServe_TenantIsolation(t *testing.T) {
 	}
 
 	// Who called: exactly ville-a's and ville-b's credentials, as many
-	// times as the audit trail says each tenant called.
+	// times as the audit trail says each tenant called. A job's audit
+	// records and its results are written at the same time, so the batch
+	// can be complete a moment before its last calls' records are: the
+	// trail is read until it holds every call the API saw (or the test's
+	// deadline passes).
 	claimsA, _ := workers.DecodeToken(tokA)
 	claimsB, _ := workers.DecodeToken(tokB)
-	want := map[caller]int{}
-	for tenant, c := range map[string]caller{"ville-a": {claimsA.ID, siretA}, "ville-b": {claimsB.ID, siretB}} {
-		calls, err := store.BatchCalls(ctx, ids[tenant])
-		if err != nil || len(calls) == 0 {
-			t.Fatalf("%s: %d calls in the audit trail, %v", tenant, len(calls), err)
-		}
-		for _, call := range calls {
-			if call.Tenant != tenant {
-				t.Errorf("%s's batch has a call recorded for %s", tenant, call.Tenant)
+	var want, got map[caller]int
+	for {
+		want = map[caller]int{}
+		for tenant, c := range map[string]caller{"ville-a": {claimsA.ID, siretA}, "ville-b": {claimsB.ID, siretB}} {
+			calls, err := store.BatchCalls(ctx, ids[tenant])
+			if err != nil || len(calls) == 0 {
+				t.Fatalf("%s: %d calls in the audit trail, %v", tenant, len(calls), err)
 			}
+			for _, call := range calls {
+				if call.Tenant != tenant {
+					t.Errorf("%s's batch has a call recorded for %s", tenant, call.Tenant)
+				}
+			}
+			want[c] = len(calls)
 		}
-		want[c] = len(calls)
+		mu.Lock()
+		got = maps.Clone(seen)
+		mu.Unlock()
+		if maps.Equal(got, want) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	mu.Lock()
-	got := seen
-	mu.Unlock()
 	t.Logf("requests by caller: %v", got)
 	if len(got) != len(want) {
 		t.Errorf("the API saw callers %v, want %v", got, want)
