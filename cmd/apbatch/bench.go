@@ -109,7 +109,7 @@ func (c *benchCommand) flags() *flag.FlagSet {
 	fs.DurationVar(&c.duration, "duration", 3*time.Minute, "length of rate-limited scenarios (their roster holds rate × duration rows)")
 	fs.IntVar(&c.rawRows, "raw-rows", 100000, "rows of the raw scenario")
 	fs.BoolVar(&c.keep, "keep", false, "keep each scenario's data folder (printed)")
-	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the scenarios to this file (go tool pprof; the sandbox's goroutines are labelled service=sandbox, the embedded broker's and S3's service=embedded: -tags shows the shares, -tagignore service=sandbox apbatch's own)")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the scenarios to this file (go tool pprof; the sandbox's goroutines are labelled service=sandbox, the embedded broker's and S3's service=embedded: -tags shows the shares; -tagignore 'service=sandbox|embedded' leaves apbatch's own)")
 	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile to this file when each scenario's batches complete (go tool pprof)")
 	fs.StringVar(&c.logLevel, "log-level", "error", "log level: debug, info, warn, error")
 	memoryLimitFlag(fs, c.getenv, &c.memoryLimit)

@@ -16,6 +16,7 @@ import (
 	"github.com/apbatch/apbatch/pipeline"
 	"github.com/apbatch/apbatch/pipeline/ledger"
 	"github.com/apbatch/apbatch/pipeline/s3"
+	"github.com/apbatch/apbatch/schemas"
 	"github.com/apbatch/apbatch/workers"
 	"github.com/apbatch/apbatch/workers/sandbox"
 )
@@ -140,20 +141,17 @@ func TestServe_TenantIsolation(t *testing.T) {
 	// deadline passes).
 	claimsA, _ := workers.DecodeToken(tokA)
 	claimsB, _ := workers.DecodeToken(tokB)
+	callers := map[string]caller{"ville-a": {claimsA.ID, siretA}, "ville-b": {claimsB.ID, siretB}}
 	var want, got map[caller]int
+	trail := map[string][]schemas.CallRecord{}
 	for {
 		want = map[caller]int{}
-		for tenant, c := range map[string]caller{"ville-a": {claimsA.ID, siretA}, "ville-b": {claimsB.ID, siretB}} {
+		for tenant, c := range callers {
 			calls, err := store.BatchCalls(ctx, ids[tenant])
 			if err != nil || len(calls) == 0 {
 				t.Fatalf("%s: %d calls in the audit trail, %v", tenant, len(calls), err)
 			}
-			for _, call := range calls {
-				if call.Tenant != tenant {
-					t.Errorf("%s's batch has a call recorded for %s", tenant, call.Tenant)
-				}
-			}
-			want[c] = len(calls)
+			trail[tenant], want[c] = calls, len(calls)
 		}
 		mu.Lock()
 		got = maps.Clone(seen)
@@ -162,6 +160,13 @@ func TestServe_TenantIsolation(t *testing.T) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	for tenant, calls := range trail {
+		for _, call := range calls {
+			if call.Tenant != tenant {
+				t.Errorf("%s's batch has a call recorded for %s", tenant, call.Tenant)
+			}
+		}
 	}
 	t.Logf("requests by caller: %v", got)
 	if len(got) != len(want) {
