@@ -46,34 +46,22 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 		return nil
 	}
 	js.afterCalls(ctx)
-	// The audit of the calls made and the results are written at the same
-	// time; the job is done (its offset committable) once both are.
-	var audited chan error
+	// The calls made are audited before their results are produced, so that
+	// a result implies its calls' records in the trail (a batch complete is
+	// a batch audited), and the job is done (its offset committable) as soon
+	// as its results are. Calls are recorded even when the job stops here.
 	if p.Audit != nil && len(calls) > 0 {
-		audited = make(chan error, 1)
-		go func() {
-			// Calls made are recorded even when the job stops here.
-			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			audited <- p.Audit.RecordCalls(actx, calls)
-		}()
-	}
-	waitAudit := func() error {
-		if audited == nil {
-			return nil
-		}
-		if aerr := <-audited; aerr != nil {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		aerr := p.Audit.RecordCalls(actx, calls)
+		cancel()
+		if aerr != nil {
 			return fmt.Errorf("work: audit: %w", aerr)
 		}
-		return nil
 	}
 	if err == nil {
 		err = ctx.Err()
 	}
 	if err != nil {
-		if aerr := waitAudit(); aerr != nil {
-			return aerr
-		}
 		return err
 	}
 	msgs := make([]kafkago.Message, 0, len(job.Rows))
@@ -90,13 +78,7 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 		msgs = append(msgs, kafkago.Message{Key: key, Value: v})
 	}
 	if err := p.Results.WriteMessages(ctx, msgs...); err != nil {
-		if aerr := waitAudit(); aerr != nil {
-			return aerr
-		}
 		return fmt.Errorf("work: produce %d results of batch %s: %w", len(msgs), job.BatchID, err)
-	}
-	if err := waitAudit(); err != nil {
-		return err
 	}
 	p.progress.done(job.Tenant, job.BatchID, p.now())
 	return nil

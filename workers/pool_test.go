@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -649,6 +650,64 @@ func TestPool_AuditHashesEveryAttempt(t *testing.T) {
 		if c.IdentityHMAC != want {
 			t.Errorf("attempt %d: hash %s, want %s", c.Attempt, c.IdentityHMAC, want)
 		}
+	}
+}
+
+// auditFirst is a ResultWriter that notes how many audit records existed
+// when results were produced.
+type auditFirst struct {
+	audit   *recordingAudit
+	written []int // audit records at each WriteMessages
+}
+
+func (w *auditFirst) WriteMessages(context.Context, ...kafkago.Message) error {
+	w.audit.mu.Lock()
+	defer w.audit.mu.Unlock()
+	w.written = append(w.written, len(w.audit.calls))
+	return nil
+}
+
+// failingAudit is an AuditLog whose writes fail.
+type failingAudit struct{}
+
+func (failingAudit) RecordCalls(context.Context, []schemas.CallRecord) error {
+	return errors.New("ledger unreachable")
+}
+
+// TestPool_AuditsBeforeResults: a job's calls are in the audit trail
+// before its results are produced (a complete batch is an audited one),
+// and a job whose calls cannot be audited produces no results (it is
+// redelivered).
+func TestPool_AuditsBeforeResults(t *testing.T) {
+	srv := httptest.NewServer(newQFAnswer(t))
+	defer srv.Close()
+	job := schemas.Job{Version: schemas.JobVersion, BatchID: "b1", Tenant: "sedan", Check: schemas.CheckQuotientFamilial, LookupID: "l1",
+		Recipient: "13002526500013", Identity: lefebvre, Rows: []schemas.RowRef{{Number: 1}, {Number: 7}}}
+	v, _ := json.Marshal(job)
+	for _, tc := range []struct {
+		name        string
+		failing     bool
+		wantWritten []int
+	}{
+		{"audited", false, []int{1}},
+		{"audit fails", true, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			audit := &recordingAudit{}
+			results := &auditFirst{audit: audit}
+			p := &Pool{Results: results, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return "tok", nil },
+				Log: zerolog.Nop(), IPLimit: -1, Audit: audit, AuditKey: []byte("audit key"), Now: steppingClock(time.Second)}
+			if tc.failing {
+				p.Audit = failingAudit{}
+			}
+			err := p.process(context.Background(), zerolog.Nop(), kafkago.Message{Value: v}, &jobSlots{})
+			if (err != nil) != tc.failing {
+				t.Fatalf("process: %v", err)
+			}
+			if !slices.Equal(results.written, tc.wantWritten) {
+				t.Errorf("audit records when results were produced: %v, want %v", results.written, tc.wantWritten)
+			}
+		})
 	}
 }
 

@@ -16,7 +16,6 @@ import (
 	"github.com/apbatch/apbatch/pipeline"
 	"github.com/apbatch/apbatch/pipeline/ledger"
 	"github.com/apbatch/apbatch/pipeline/s3"
-	"github.com/apbatch/apbatch/schemas"
 	"github.com/apbatch/apbatch/workers"
 	"github.com/apbatch/apbatch/workers/sandbox"
 )
@@ -134,40 +133,27 @@ func TestServe_TenantIsolation(t *testing.T) {
 	}
 
 	// Who called: exactly ville-a's and ville-b's credentials, as many
-	// times as the audit trail says each tenant called. A job's audit
-	// records and its results are written at the same time, so the batch
-	// can be complete a moment before its last calls' records are: the
-	// trail is read until it holds every call the API saw (or the test's
-	// deadline passes).
+	// times as the audit trail says each tenant called. A job's calls are
+	// audited before its results are produced, so the trail of a complete
+	// batch holds all of them.
 	claimsA, _ := workers.DecodeToken(tokA)
 	claimsB, _ := workers.DecodeToken(tokB)
-	callers := map[string]caller{"ville-a": {claimsA.ID, siretA}, "ville-b": {claimsB.ID, siretB}}
-	var want, got map[caller]int
-	trail := map[string][]schemas.CallRecord{}
-	for {
-		want = map[caller]int{}
-		for tenant, c := range callers {
-			calls, err := store.BatchCalls(ctx, ids[tenant])
-			if err != nil || len(calls) == 0 {
-				t.Fatalf("%s: %d calls in the audit trail, %v", tenant, len(calls), err)
-			}
-			trail[tenant], want[c] = calls, len(calls)
+	want := map[caller]int{}
+	for tenant, c := range map[string]caller{"ville-a": {claimsA.ID, siretA}, "ville-b": {claimsB.ID, siretB}} {
+		calls, err := store.BatchCalls(ctx, ids[tenant])
+		if err != nil || len(calls) == 0 {
+			t.Fatalf("%s: %d calls in the audit trail, %v", tenant, len(calls), err)
 		}
-		mu.Lock()
-		got = maps.Clone(seen)
-		mu.Unlock()
-		if maps.Equal(got, want) || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	for tenant, calls := range trail {
 		for _, call := range calls {
 			if call.Tenant != tenant {
 				t.Errorf("%s's batch has a call recorded for %s", tenant, call.Tenant)
 			}
 		}
+		want[c] = len(calls)
 	}
+	mu.Lock()
+	got := maps.Clone(seen)
+	mu.Unlock()
 	t.Logf("requests by caller: %v", got)
 	if len(got) != len(want) {
 		t.Errorf("the API saw callers %v, want %v", got, want)
