@@ -604,15 +604,19 @@ func TestJobLog_AsChildLogger(t *testing.T) {
 	}
 }
 
-// recordingAudit keeps the records it is given.
+// recordingAudit keeps the records it is given, or fails with err.
 type recordingAudit struct {
 	mu    sync.Mutex
 	calls []schemas.CallRecord
+	err   error
 }
 
 func (a *recordingAudit) RecordCalls(_ context.Context, calls []schemas.CallRecord) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.err != nil {
+		return a.err
+	}
 	a.calls = append(a.calls, calls...)
 	return nil
 }
@@ -667,13 +671,6 @@ func (w *auditFirst) WriteMessages(context.Context, ...kafkago.Message) error {
 	return nil
 }
 
-// failingAudit is an AuditLog whose writes fail.
-type failingAudit struct{}
-
-func (failingAudit) RecordCalls(context.Context, []schemas.CallRecord) error {
-	return errors.New("ledger unreachable")
-}
-
 // TestPool_AuditsBeforeResults: a job's calls are in the audit trail
 // before its results are produced (a complete batch is an audited one),
 // and a job whose calls cannot be audited produces no results (it is
@@ -686,22 +683,19 @@ func TestPool_AuditsBeforeResults(t *testing.T) {
 	v, _ := json.Marshal(job)
 	for _, tc := range []struct {
 		name        string
-		failing     bool
+		auditErr    error
 		wantWritten []int
 	}{
-		{"audited", false, []int{1}},
-		{"audit fails", true, nil},
+		{"audited", nil, []int{1}},
+		{"audit fails", errors.New("ledger unreachable"), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			audit := &recordingAudit{}
+			audit := &recordingAudit{err: tc.auditErr}
 			results := &auditFirst{audit: audit}
 			p := &Pool{Results: results, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return "tok", nil },
 				Log: zerolog.Nop(), IPLimit: -1, Audit: audit, AuditKey: []byte("audit key"), Now: steppingClock(time.Second)}
-			if tc.failing {
-				p.Audit = failingAudit{}
-			}
 			err := p.process(context.Background(), zerolog.Nop(), kafkago.Message{Value: v}, &jobSlots{})
-			if (err != nil) != tc.failing {
+			if !errors.Is(err, tc.auditErr) { // nil wants nil
 				t.Fatalf("process: %v", err)
 			}
 			if !slices.Equal(results.written, tc.wantWritten) {
