@@ -95,7 +95,7 @@ func (c *benchCommand) scenarioList() []scenario {
 		// machine reaches: it grants without pacing, but its bookkeeping
 		// is still paid on every call.
 		{name: "raw", about: "no limit (workers' budget at its maximum), no latency: pipeline overhead only",
-			limits: sandbox.Limits{PerSecond: 1 << 30, IPPerMinute: 1 << 30}, rate: workers.MaxLimit, ipLimit: -1, inFlight: 256, rows: c.rawRows},
+			limits: sandbox.Limits{PerSecond: 1 << 30, IPPerMinute: 1 << 30}, rate: workers.MaxLimit, ipLimit: -1, inFlight: 32, rows: c.rawRows},
 	}
 }
 
