@@ -37,7 +37,8 @@ type Client struct {
 	// HTTP is the HTTP client. Default: a client with a 15 s timeout that
 	// keeps up to 256 idle connections to the API, so that calls in flight
 	// reuse connections instead of paying a TLS handshake each (Go's
-	// default transport keeps only 2 per host).
+	// default transport keeps only 2 per host), and asks for answers
+	// uncompressed (a few hundred bytes of JSON each).
 	HTTP *http.Client
 	// UserAgent is sent with every call. Default: "apbatch".
 	UserAgent string
@@ -58,6 +59,7 @@ func (c *Client) setup() {
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			ForceAttemptHTTP2:     true,
+			DisableCompression:    true,
 			MaxIdleConns:          256,
 			MaxIdleConnsPerHost:   256,
 			IdleConnTimeout:       90 * time.Second,
