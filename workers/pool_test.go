@@ -732,3 +732,52 @@ func BenchmarkAckTracker(b *testing.B) {
 		}
 	}
 }
+
+// barrierAudit holds every RecordCalls until n of them wait together, as a
+// group commit gathering n jobs' records would.
+type barrierAudit struct {
+	mu      sync.Mutex
+	waiting int
+	n       int
+	full    chan struct{}
+}
+
+func (a *barrierAudit) RecordCalls(ctx context.Context, _ []schemas.CallRecord) error {
+	a.mu.Lock()
+	if a.waiting++; a.waiting == a.n {
+		close(a.full)
+	}
+	a.mu.Unlock()
+	select {
+	case <-a.full:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestPool_CallsGoOnWhileAuditsGather: jobs whose calls are over wait for
+// the audit's commit without holding call slots, however many gather: with
+// one call in flight, 64 jobs reach an audit that commits only once all 64
+// wait. (Until stop 16 only 4 × MaxInFlight jobs could wait: the fifth
+// kept its call slot and the pool stalled until the audit gave up.)
+func TestPool_CallsGoOnWhileAuditsGather(t *testing.T) {
+	const jobs = 64
+	pop := sandbox.NewPopulation(jobs, 3)
+	sb, _ := sandbox.New(sandbox.Config{Population: pop, Limits: sandbox.Limits{PerSecond: 1 << 20, IPPerMinute: 1 << 30}})
+	srv := httptest.NewServer(sb)
+	defer srv.Close()
+	tok, _ := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(time.Hour))
+	fj, fr := jobsFor(t, pop, jobs), &fakeResults{}
+	pool := &Pool{Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return tok, nil },
+		Log: zerolog.Nop(), Limit: MaxLimit, IPLimit: -1, MaxInFlight: 1,
+		Audit: &barrierAudit{n: jobs, full: make(chan struct{})}, AuditKey: []byte("audit key")}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- pool.Run(ctx) }()
+	waitResults(t, fr, jobs)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
