@@ -2,11 +2,14 @@ package pipeline
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	stdcsv "encoding/csv"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,14 +59,14 @@ func (e *Exporter) Export(ctx context.Context, id, format string, w io.Writer) (
 	}
 	switch format {
 	case FormatParquet:
-		var all []schemas.ResultRow
-		for n := int64(1); n <= *b.RowsTotal; n++ {
-			for _, c := range b.CheckList() {
-				if r, ok := results[rowCheck{n, string(c)}]; ok {
-					all = append(all, r)
-				}
-			}
+		// In row order, then the batch's order of checks.
+		rank := map[string]int{}
+		for i, c := range b.CheckList() {
+			rank[string(c)] = i
 		}
+		all := slices.SortedFunc(maps.Values(results), func(a, b schemas.ResultRow) int {
+			return cmp.Or(cmp.Compare(a.RowNumber, b.RowNumber), cmp.Compare(rank[a.Check], rank[b.Check]))
+		})
 		return len(all), parquet.Encode(w, all)
 	case FormatCSV, FormatXLSX:
 	default:

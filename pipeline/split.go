@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 	kafkago "github.com/segmentio/kafka-go"
@@ -112,27 +114,24 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 	var rows, invalid int64
 	err = s.scan(ctx, b, key.File, checks, func(r csv.Row) error {
 		rows++
-		for i, in := range r.Checks {
-			if problems := r.Invalid(i); len(problems) > 0 {
+		return eachCheck(r, checks, func(in *csv.CheckInput, problems []string) error {
+			if len(problems) > 0 {
 				invalid++
 				res := schemas.Result{
 					Version: schemas.ResultVersion, BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign,
 					RowNumber: r.Number, Reference: r.Reference, Check: in.Check,
 					Status: schemas.StatusInvalidInput, ErrorCode: schemas.CodeInvalidRow,
-					ErrorMessage: strings.Join(problems, " ; "), CheckedAt: s.now().UTC(),
+					ErrorMessage: joinProblems(problems), CheckedAt: s.now().UTC(),
 				}
 				v, err := schemas.EncodeResult(&res)
 				if err != nil {
 					return fmt.Errorf("split: encode result: %w", err)
 				}
-				if err := results.add(ctx, kafkago.Message{Key: batchKey, Value: v}); err != nil {
-					return err
-				}
-				continue
+				return results.add(ctx, kafkago.Message{Key: batchKey, Value: v})
 			}
 			groups.add(schemas.LookupKey(in.Check, periodFor(in.Check, period), &in.Identity), r.Number, r.Reference)
-		}
-		return nil
+			return nil
+		})
 	})
 	var fe *FileError
 	if errors.As(err, &fe) {
@@ -163,15 +162,15 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 	// make one on the heap per job.
 	var job schemas.Job
 	err = s.scan(ctx, b, key.File, checks, func(r csv.Row) error {
-		for i, in := range r.Checks {
-			if len(r.Invalid(i)) > 0 {
-				continue
+		return eachCheck(r, checks, func(in *csv.CheckInput, problems []string) error {
+			if len(problems) > 0 {
+				return nil // its result was produced by the first pass
 			}
 			p := periodFor(in.Check, period)
 			k := schemas.LookupKey(in.Check, p, &in.Identity)
 			refs, ok := groups.take(k, schemas.RowRef{Number: r.Number, Reference: r.Reference})
 			if !ok {
-				continue // already emitted at an earlier row
+				return nil // already emitted at an earlier row
 			}
 			saved += int64(len(refs) - 1)
 			job = schemas.Job{
@@ -187,11 +186,8 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 			scratch = schemas.AppendJob(scratch[:0], &job)
 			v := bytes.Clone(scratch) // produced later: a value of its own
 			// Key = tenant: one token per tenant, so one budget owner per partition.
-			if err := jobs.add(ctx, kafkago.Message{Key: tenantKey, Value: v}); err != nil {
-				return err
-			}
-		}
-		return nil
+			return jobs.add(ctx, kafkago.Message{Key: tenantKey, Value: v})
+		})
 	})
 	if err != nil {
 		return err
@@ -208,6 +204,51 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 	log.Info().Int64("rows", rows).Int64("invalid", invalid).Int("lookups", jobs.sent).
 		Dur("took", s.now().Sub(start)).Msg("batch split")
 	return nil
+}
+
+// eachCheck calls fn once for each of the batch's checks, in order, with
+// what the row gives that check and its problems (none: a lookup to call;
+// some: an invalid result). Both passes of the split go through it, and
+// the writer waits for rows × checks results: every row read gets exactly
+// one outcome per check, whatever the reader made of it.
+func eachCheck(r csv.Row, checks []schemas.Check, fn func(in *csv.CheckInput, problems []string) error) error {
+	for i, c := range checks {
+		var in *csv.CheckInput
+		if i < len(r.Checks) && r.Checks[i].Check == c {
+			in = &r.Checks[i]
+		}
+		problems := r.Invalid(i)
+		if in == nil {
+			// The reader gave this check nothing: a bug, but the row still
+			// gets its result rather than a batch that never ends.
+			in = &csv.CheckInput{Check: c}
+			if len(problems) == 0 {
+				problems = []string{"ligne " + strconv.Itoa(r.Line) + " : ligne illisible ; vérifiez-la dans le fichier"}
+			}
+		}
+		if err := fn(in, problems); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxProblems bounds the message of an invalid result (it travels in a
+// Kafka message and a Parquet cell).
+const maxProblems = 1000
+
+// joinProblems is a row's problems as one message, at most maxProblems
+// bytes, cut at a character.
+func joinProblems(problems []string) string {
+	msg := strings.Join(problems, " ; ")
+	if len(msg) <= maxProblems {
+		return msg
+	}
+	cut := maxProblems - len(" …")
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + " …"
 }
 
 // scan streams the batch's object row by row.

@@ -141,6 +141,25 @@ func foldSpaces(s string) string {
 	return string(b)
 }
 
+// Bounds of the names a row may send: no civil-status name comes near
+// them, and a longer value is a broken line (a missing quote or separator
+// that merged several cells), not a name to send to the API.
+const (
+	MaxNameLength    = 100 // a name: nom de naissance, nom d'usage, commune
+	MaxPrenomsLength = 200 // the prénoms cell, every first name
+)
+
+// tooLong reports whether s has more than n characters.
+func tooLong(s string, n int) bool {
+	return len(s) > n && utf8.RuneCountInString(s) > n
+}
+
+// longProblem says that a value is too long, without echoing it.
+func longProblem(s string, n int) string {
+	return "valeur trop longue (" + strconv.Itoa(utf8.RuneCountInString(s)) + " caractères, " + strconv.Itoa(n) +
+		" au plus) ; un guillemet ou un séparateur manquant a peut-être fusionné plusieurs cellules"
+}
+
 // validName reports whether s matches ^[a-zA-ZÀ-ÖØ-öø-ÿ' -]+$ (written out,
 // without a regexp): letters of Latin-1 (not × nor ÷), apostrophe, space and
 // hyphen, at least one.
@@ -312,21 +331,29 @@ func parseCivility(f *Fields, now time.Time, rules civilityRules) (Identity, []F
 	switch {
 	case id.NomNaissance == "":
 		bad(ColNomNaissance, "valeur manquante (le nom de naissance est obligatoire)")
+	case tooLong(id.NomNaissance, MaxNameLength):
+		bad(ColNomNaissance, longProblem(id.NomNaissance, MaxNameLength))
 	case !validName(id.NomNaissance):
 		bad(ColNomNaissance, "caractères non acceptés par l'API (lettres, accents, espace, tiret et apostrophe seulement ; pas de chiffre)")
 	}
 	id.NomUsage = cleanName(f[iNomUsage])
-	if id.NomUsage != "" && !validName(id.NomUsage) {
+	switch {
+	case tooLong(id.NomUsage, MaxNameLength):
+		bad(ColNomUsage, longProblem(id.NomUsage, MaxNameLength))
+	case id.NomUsage != "" && !validName(id.NomUsage):
 		bad(ColNomUsage, "caractères non acceptés par l'API (lettres, accents, espace, tiret et apostrophe seulement)")
 	}
 
-	prenoms := splitPrenoms(cleanName(f[iPrenoms]))
+	cleaned := cleanName(f[iPrenoms])
+	prenoms := splitPrenoms(cleaned)
 	if rules.keepFirst > 0 && len(prenoms) > rules.keepFirst {
 		prenoms = prenoms[:rules.keepFirst]
 	}
 	switch {
 	case len(prenoms) == 0:
 		bad(ColPrenoms, "valeur manquante (au moins un prénom est obligatoire)")
+	case tooLong(cleaned, MaxPrenomsLength):
+		bad(ColPrenoms, longProblem(cleaned, MaxPrenomsLength))
 	default:
 		for _, p := range prenoms {
 			if !validName(p) {
@@ -378,6 +405,10 @@ func parseCivility(f *Fields, now time.Time, rules civilityRules) (Identity, []F
 		commune = "0" + commune
 	}
 	nomCommune := cleanName(f[iNomCommuneNaissance])
+	if tooLong(nomCommune, MaxNameLength) {
+		bad(ColNomCommuneNaissance, longProblem(nomCommune, MaxNameLength))
+		nomCommune = ""
+	}
 	dept := strings.ToUpper(strings.TrimSpace(f[iDepartementNaissance]))
 	if len(dept) == 1 && dept[0] >= '1' && dept[0] <= '9' {
 		dept = "0" + dept

@@ -204,8 +204,9 @@ func checkExactlyOnce(t *testing.T, pop *sandbox.Population, rows int, seen map[
 		case sandbox.OutcomeUnknown:
 			want = string(schemas.StatusIdentityUnresolved)
 		}
-		if got := seen[int64(i+1)]; got != want {
-			t.Fatalf("row %d: %s, want %s", i+1, got, want)
+		// row_number is the file's line: the header is line 1.
+		if got := seen[int64(i+2)]; got != want {
+			t.Fatalf("row %d: %s, want %s", i+2, got, want)
 		}
 	}
 	resp, err := http.Get("http://" + apiAddr + "/_sandbox/stats")

@@ -187,7 +187,7 @@ func TestRefresh_Diff(t *testing.T) {
 			continue
 		}
 		old := int64(per.QF)
-		c := change{row: int64(i + 1), oldQF: &old}
+		c := change{row: int64(i + 2), oldQF: &old} // row_number is the line: header = 1
 		c.oldTr, c.oldTar = price(schemas.StatusOK, &old)
 		if len(want) < 3 {
 			nqf := 1200

@@ -183,7 +183,7 @@ func TestRun_SampleEndToEnd(t *testing.T) {
 		t.Helper()
 		for i, s := range sample {
 			if s["nom_naissance"] == nom && s["prenoms"] == prenoms {
-				return byRow[int64(i+1)]
+				return byRow[int64(i+2)] // the line: header = 1
 			}
 		}
 		t.Fatalf("sample has no %s %s", nom, prenoms)
@@ -385,7 +385,7 @@ func TestRun_TownRoster(t *testing.T) {
 		t.Fatalf("xlsx export: %v %v", xrows, err)
 	}
 	pq, err := parquet.ReadFile[resultRow](filepath.Join(dir, "resultats.parquet"))
-	if err != nil || len(pq) != 18 || pq[0].RowNumber != 1 || pq[17].RowNumber != 18 {
+	if err != nil || len(pq) != 18 || pq[0].RowNumber != 2 || pq[17].RowNumber != 19 {
 		t.Fatalf("parquet export: %d rows, %v", len(pq), err)
 	}
 }

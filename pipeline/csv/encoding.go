@@ -76,7 +76,7 @@ func validUTF8Prefix(b []byte) bool {
 }
 
 // binary reports whether b looks like a binary file rather than text: NUL
-// bytes, or the signatures of the formats people upload by mistake.
+// bytes (more than one in 64), or the signatures of the formats people upload by mistake.
 func binary(b []byte) string {
 	switch {
 	case bytes.HasPrefix(b, []byte("PK\x03\x04")):
@@ -85,7 +85,9 @@ func binary(b []byte) string {
 		return "un ancien classeur Excel (.xls)"
 	case bytes.HasPrefix(b, []byte("%PDF")):
 		return "un PDF"
-	case bytes.IndexByte(b, 0) >= 0:
+	case bytes.Count(b, []byte{0}) > len(b)/64:
+		// Text has no NUL byte; a stray one spoils its line only (the
+		// reader refuses that row), many of them a binary file.
 		return "un fichier binaire"
 	}
 	return ""

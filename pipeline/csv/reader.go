@@ -31,10 +31,12 @@ func (e *FileError) Error() string { return "fichier « " + e.File + " » : " + 
 
 // Row is one data row.
 type Row struct {
-	// Number is the 1-based data row number: the header and blank lines are
-	// not counted. It is the row's identity in results.
+	// Number is the row's identity in results (row_number): the line of
+	// the file where the row starts, the header being line 1 (a sheet's
+	// row number in a workbook). Blank lines have no row, so numbers may
+	// skip; every message about the row names the same line.
 	Number int64
-	// Line is the 1-based line of the file where the row starts.
+	// Line is Number as an int, for messages.
 	Line      int
 	Reference string
 	// Errors holds the problems that spoil the row for every check (a
@@ -80,7 +82,6 @@ type Reader struct {
 	colList []column
 	headers map[string]string
 	checks  []schemas.Check
-	n       int64
 	// fields is the current row by canonical column, reused row after row:
 	// the parsers read it, none keeps it.
 	fields schemas.Fields
@@ -318,8 +319,14 @@ func missingFor(check schemas.Check, has func(string) bool) []string {
 // Header returns the file's header as written.
 func (r *Reader) Header() []string { return r.header }
 
+// MaxRowBytes bounds a data row: a longer one is a broken line (a
+// missing quote or line break that merged lines), refused for itself, so
+// that no row can make a message too large for the API or Kafka.
+const MaxRowBytes = 16 << 10
+
 // Next returns the next data row, or io.EOF after the last one. Row problems
-// are reported in Row.Errors; the error is for I/O failures only.
+// are reported in Row.Errors; the error is for I/O failures only. Every row
+// has one CheckInput per check of the reader, whatever its problems.
 func (r *Reader) Next() (Row, error) {
 	for {
 		rec, line, err := r.src.Read()
@@ -340,51 +347,84 @@ func (r *Reader) Next() (Row, error) {
 		if err == nil && blank(rec) {
 			continue
 		}
-		r.n++
-		row := Row{Number: r.n, Line: line, Record: rec}
 		if pe != nil {
-			row.Line = pe.StartLine
-			row.Errors = []string{"ligne " + strconv.Itoa(pe.StartLine) + " : " + describeParseError(err)}
+			line = pe.StartLine
+		}
+		row := Row{Number: int64(line), Line: line, Record: rec}
+		if problem := r.broken(rec, err); problem != "" {
+			row.Errors = []string{"ligne " + strconv.Itoa(line) + " : " + problem}
+			row.Checks = make([]CheckInput, len(r.checks))
+			for i, c := range r.checks {
+				row.Checks[i].Check = c
+			}
 			return row, nil
 		}
-		if len(rec) != len(r.header) {
-			row.Errors = []string{fmt.Sprintf("ligne %d : %d champs au lieu de %d (vérifiez le séparateur et les guillemets)", line, len(rec), len(r.header))}
-			return row, nil
-		}
-		fields := &r.fields
-		for _, c := range r.colList {
-			fields[c.field] = rec[c.index]
-		}
-		row.Reference = strings.TrimSpace(fields[schemas.FieldIndex(schemas.ColReference)])
-		if utf8.RuneCountInString(row.Reference) > maxReference || !utf8.ValidString(row.Reference) {
-			row.Errors = append(row.Errors, schemas.FieldError{Column: schemas.ColReference,
-				Problem: "référence trop longue ou mal encodée (" + strconv.Itoa(maxReference) + " caractères UTF-8 au plus)"}.Message(line, r.headers[schemas.ColReference]))
-			row.Reference = ""
-		}
-		for _, v := range rec {
-			if !utf8.ValidString(v) {
-				row.Errors = append(row.Errors, "ligne "+strconv.Itoa(line)+" : texte mal encodé ; enregistrez le fichier en « CSV UTF-8 »")
-				break
-			}
-		}
-		row.Checks = make([]CheckInput, len(r.checks))
-		var dss *CheckInput // the DSS checks share their rules: parsed once
-		for i, c := range r.checks {
-			if c.IsDSS() && dss != nil {
-				row.Checks[i] = CheckInput{Check: c, Identity: dss.Identity, Errors: dss.Errors}
-				continue
-			}
-			id, errs := schemas.ParseFields(c, fields, r.now)
-			ci := CheckInput{Check: c, Identity: id}
-			for _, fe := range errs {
-				ci.Errors = append(ci.Errors, fe.Message(line, r.headers[fe.Column]))
-			}
-			row.Checks[i] = ci
-			if c.IsDSS() {
-				dss = &row.Checks[i]
-			}
-		}
+		r.parse(&row)
 		return row, nil
+	}
+}
+
+// broken says why a record cannot be read as a row at all ("" when it
+// can): a CSV syntax error, a count of fields other than the header's, a
+// size beyond MaxRowBytes, a NUL byte, the header again.
+func (r *Reader) broken(rec []string, err error) string {
+	if err != nil {
+		return describeParseError(err)
+	}
+	size := 0
+	for _, v := range rec {
+		size += len(v)
+	}
+	switch {
+	case size > MaxRowBytes:
+		return fmt.Sprintf("ligne trop longue (%d Kio, %d Kio au plus) ; un guillemet ou un retour à la ligne manque sans doute", size>>10, MaxRowBytes>>10)
+	case len(rec) != len(r.header):
+		return fmt.Sprintf("%d champs au lieu de %d — le séparateur ou les guillemets sont à vérifier", len(rec), len(r.header))
+	case slices.ContainsFunc(rec, func(v string) bool { return strings.IndexByte(v, 0) >= 0 }):
+		return "caractère nul dans la ligne (fichier abîmé ?) ; enregistrez le fichier à nouveau depuis le tableur"
+	case slices.EqualFunc(rec, r.header, func(a, b string) bool {
+		return strings.TrimSpace(a) == strings.TrimSpace(strings.TrimPrefix(b, "\ufeff"))
+	}):
+		return "la ligne d'en-tête est répétée ; supprimez cette ligne"
+	}
+	return ""
+}
+
+// parse reads a well-formed row's values for each check.
+func (r *Reader) parse(row *Row) {
+	line, rec := row.Line, row.Record
+	fields := &r.fields
+	for _, c := range r.colList {
+		fields[c.field] = rec[c.index]
+	}
+	row.Reference = strings.TrimSpace(fields[schemas.FieldIndex(schemas.ColReference)])
+	if utf8.RuneCountInString(row.Reference) > maxReference || !utf8.ValidString(row.Reference) {
+		row.Errors = append(row.Errors, schemas.FieldError{Column: schemas.ColReference,
+			Problem: "référence trop longue ou mal encodée (" + strconv.Itoa(maxReference) + " caractères UTF-8 au plus)"}.Message(line, r.headers[schemas.ColReference]))
+		row.Reference = ""
+	}
+	for _, v := range rec {
+		if !utf8.ValidString(v) {
+			row.Errors = append(row.Errors, "ligne "+strconv.Itoa(line)+" : texte mal encodé ; enregistrez le fichier en « CSV UTF-8 »")
+			break
+		}
+	}
+	row.Checks = make([]CheckInput, len(r.checks))
+	var dss *CheckInput // the DSS checks share their rules: parsed once
+	for i, c := range r.checks {
+		if c.IsDSS() && dss != nil {
+			row.Checks[i] = CheckInput{Check: c, Identity: dss.Identity, Errors: dss.Errors}
+			continue
+		}
+		id, errs := schemas.ParseFields(c, fields, r.now)
+		ci := CheckInput{Check: c, Identity: id}
+		for _, fe := range errs {
+			ci.Errors = append(ci.Errors, fe.Message(line, r.headers[fe.Column]))
+		}
+		row.Checks[i] = ci
+		if c.IsDSS() {
+			dss = &row.Checks[i]
+		}
 	}
 }
 
