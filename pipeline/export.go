@@ -46,7 +46,7 @@ func (e *Exporter) Export(ctx context.Context, id, format string, w io.Writer) (
 	if err != nil {
 		return 0, err
 	}
-	if b.State != ledger.StateComplete {
+	if !b.Published() {
 		msg := "le lot " + id + " n'est pas terminé (état : " + b.State + ")"
 		if b.Error != "" {
 			msg += " : " + b.Error
@@ -167,6 +167,9 @@ func resultColumns(c schemas.Check, prefixed bool) []string {
 func resultValues(c schemas.Check, r schemas.ResultRow) []string {
 	msg := deref(r.ErrorMessage)
 	status := statusLabels[r.Status]
+	if r.Status == "" {
+		status = "non vérifiée (lot annulé)"
+	}
 	if c == schemas.CheckQuotientFamilial {
 		qf, tarif, review := "", "", ""
 		if r.QFValue != nil {

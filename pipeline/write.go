@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	json "github.com/segmentio/encoding/json"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/apbatch/apbatch/pipeline/ledger"
@@ -227,6 +226,9 @@ func (w *ResultWriter) Run(ctx context.Context) error {
 			if err := w.refreshTotals(ctx, log); err != nil {
 				return err
 			}
+			if err := w.publishCancelledBatches(ctx, log); err != nil {
+				return err
+			}
 			if w.pending.len() > 0 && w.now().Sub(lastFlush) >= interval {
 				if err := w.flushAll(ctx, log); err != nil {
 					return err
@@ -268,6 +270,13 @@ func (w *ResultWriter) add(ctx context.Context, log zerolog.Logger, m kafkago.Me
 	}
 	if err != nil {
 		return false, err
+	}
+	if ob.b.State == ledger.StateCancelled && ob.b.ManifestKey != "" {
+		// Published as cancelled: a late result (a call in flight when
+		// the batch was cancelled) stays out of it.
+		delete(w.batches, ob.b.ID)
+		log.Debug().Str("batch_id", ob.b.ID).Msg("result of a cancelled batch dropped")
+		return false, nil
 	}
 	if res.Tenant != ob.b.Tenant || res.Campaign != ob.b.Campaign {
 		// The prefix comes from the ledger's batch, never from the
@@ -517,15 +526,14 @@ func (w *ResultWriter) finish(ctx context.Context, log zerolog.Logger, ob *openB
 			return err
 		}
 	}
-	m := schemas.Manifest{
-		SchemaVersion: schemas.ResultSchemaVersion, BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign,
-		Checks: ob.checks, Source: b.ObjectKey, RowsTotal: *b.RowsTotal, ResultsTotal: counts.Rows,
-		RowsByStatus: counts.ByStatus, ResultsByCheck: counts.ByCheck,
-		ProviderCalls: counts.ProviderCalls, CallsSaved: b.CallsSaved, CompletedAt: w.now().UTC().Format(time.RFC3339),
+	// Cancelled since it was opened: published as such.
+	if cur, err := w.Ledger.Batch(ctx, b.ID); err != nil {
+		return err
+	} else if cur.State == ledger.StateCancelled {
+		ob.b = cur
+		return w.publishCancelled(ctx, log, ob)
 	}
-	for _, p := range parts {
-		m.Files = append(m.Files, schemas.ManifestFile{Key: p.ObjectKey, Rows: p.Rows, Size: p.Size})
-	}
+	m := newManifest(b, parts, counts, schemas.ManifestComplete, w.now())
 	if ob.tariff != nil {
 		m.Tariff = ob.tariff.Version
 	}
@@ -534,12 +542,8 @@ func (w *ResultWriter) finish(ctx context.Context, log zerolog.Logger, ob *openB
 	if m.Changes, err = w.writeDiff(ctx, log, b); err != nil {
 		return err
 	}
-	body, err := json.MarshalIndent(m, "", "  ")
+	key, err := putManifest(ctx, w.S3, m)
 	if err != nil {
-		return fmt.Errorf("write: encode manifest of %s: %w", b.ID, err)
-	}
-	key := ResultFolder(b.Tenant, b.Campaign, b.ID) + ManifestName
-	if _, err := w.S3.Put(ctx, key, bytes.NewReader(body), int64(len(body)), "application/json"); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
 	if err := w.Ledger.Complete(ctx, b.ID, key); err != nil {

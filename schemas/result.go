@@ -127,6 +127,12 @@ func optString(s string) *string {
 	return &s
 }
 
+// Manifest states.
+const (
+	ManifestComplete  = "complete"
+	ManifestCancelled = "cancelled"
+)
+
 // Manifest is the content of _manifest.json, written last in a batch's
 // result folder: a part file is published only once listed here.
 type Manifest struct {
@@ -154,6 +160,10 @@ type Manifest struct {
 	CallsSaved  int64          `json:"calls_saved"`
 	Files       []ManifestFile `json:"files"`
 	CompletedAt string         `json:"completed_at"`
+	// State is ManifestComplete (one result per row and check) or
+	// ManifestCancelled (the batch was cancelled: the rows answered
+	// before are published, the others have no result).
+	State string `json:"state"`
 	// Changes summarises diff.parquet, written when the tenant has a
 	// previous campaign's batch of the same roster; absent otherwise.
 	Changes *ManifestChanges `json:"changes,omitempty"`

@@ -45,6 +45,10 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 		jlog.Debug().Msg("job answered by the token's previous holder: skipped")
 		return nil
 	}
+	cancelled := errors.Is(err, errCancelled)
+	if cancelled {
+		err = nil
+	}
 	js.afterCalls(ctx)
 	// The calls made are audited before their results are produced, so that
 	// a result implies its calls' records in the trail (a batch complete is
@@ -63,6 +67,11 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 	}
 	if err != nil {
 		return err
+	}
+	if cancelled {
+		// Its batch is published without it: no result, no more call.
+		jlog.Debug().Msg("batch cancelled: job skipped")
+		return nil
 	}
 	msgs := make([]kafkago.Message, 0, len(job.Rows))
 	key := []byte(job.BatchID) // the messages share it: the writer only reads keys
@@ -206,6 +215,9 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 				}
 			}
 		}
+		if p.cancelled(ctx, job.BatchID) {
+			return res, calls, errCancelled
+		}
 		if err := p.grant(ctx, ts, ip); err != nil {
 			if errors.Is(err, ErrGateClosed) {
 				continue // renew the lease first
@@ -220,6 +232,9 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 			// which has passed since: another worker may have the token
 			// now. Take the lease again first.
 			continue
+		}
+		if p.cancelled(ctx, job.BatchID) {
+			return res, calls, errCancelled
 		}
 		attempts++
 		p.mu.Lock()
@@ -314,6 +329,11 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 		}
 	}
 	return res, calls, nil
+}
+
+// cancelled reports whether the batch of a job was cancelled.
+func (p *Pool) cancelled(ctx context.Context, batchID string) bool {
+	return p.Cancelled != nil && p.Cancelled(ctx, batchID)
 }
 
 // flightKey is a lookup of one token.

@@ -98,6 +98,11 @@ type Pool struct {
 	// ProbeEvery is the pause between two pings of a provider whose
 	// breaker is open. Default: 5s.
 	ProbeEvery time.Duration
+	// Cancelled, when set, tells whether a job's batch was cancelled
+	// (*pipeline.Cancellations): its jobs then make no call and produce no
+	// result. Asked before a job waits for its budget and again just
+	// before each call. Default: nil (batches are never cancelled).
+	Cancelled func(ctx context.Context, batchID string) bool
 	// Audit receives every call's record before the job's results are
 	// produced. Default: nil (no audit trail).
 	Audit AuditLog
@@ -221,6 +226,9 @@ type tokenState struct {
 	// turn is held by the job of this token asking its budgets (grant).
 	turn chan struct{}
 }
+
+// errCancelled is call's error for a job whose batch was cancelled.
+var errCancelled = errors.New("work: batch cancelled")
 
 // errAnsweredElsewhere is call's error for a job another worker answered.
 var errAnsweredElsewhere = errors.New("work: job answered by another worker")

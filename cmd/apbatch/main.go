@@ -94,6 +94,7 @@ func commands(e env) map[string]command {
 		"purge":   &purgeCommand{env: e},
 		"results": &resultsCommand{env: e},
 		"status":  &statusCommand{env: e},
+		"cancel":  &cancelCommand{env: e},
 		"serve":   &serveCommand{env: e, name: "serve"},
 		"ingest":  &serveCommand{env: e, name: "ingest"},
 		"work":    &serveCommand{env: e, name: "work"},
@@ -156,7 +157,8 @@ Commands:
   refresh   verify each tenant's latest roster again for a new campaign (--campaign 2027-09),
             once per campaign; diff.parquet lists what changed since
   sandbox   serve a faithful API Particulier sandbox, print a token, or generate a roster
-  status    show batches: results published, calls per second, ETA (--watch to follow)
+  status    show batches: results published, calls per second, ETA, stalled ones (--watch to follow)
+  cancel    cancel a batch: no more calls for it, what it has is published as cancelled
   results   write a batch's results for agents: CSV or XLSX joined to the input rows, or Parquet
   purge     apply tenants' retention policies: inputs, results, ledger rows, audit trail
   audit     purge the audit trail of provider calls past its retention (every tenant)

@@ -385,7 +385,7 @@ func waitBatches(ctx context.Context, st *stack, subs []submitted, roleErr <-cha
 				return nil, err
 			}
 			final = append(final, b)
-			if b.State != ledger.StateComplete && b.State != ledger.StateFailed {
+			if !b.Ended() {
 				pending = true
 			}
 			if b.LookupsTotal != nil {
@@ -549,7 +549,7 @@ func (c *engineFlags) report(ctx context.Context, w io.Writer, st *stack, batche
 		for s, n := range bs.RowsByStatus {
 			sum.RowsByStatus[s] += n
 		}
-		if c.out != "" && b.State == ledger.StateComplete {
+		if c.out != "" && b.Published() {
 			if err := copyResults(ctx, st.s3, b, parts, extra, c.out); err != nil {
 				return err
 			}

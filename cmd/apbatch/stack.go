@@ -225,7 +225,8 @@ func newPool(cfg stackConfig, r *kafkago.Reader, w *kafkago.Writer, store *ledge
 	p := &workers.Pool{Jobs: r, Results: w, Client: &workers.Client{BaseURL: cfg.ProviderURL}, Metrics: m,
 		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, IPLimit: cfg.IPLimit, Share: cfg.Share, MaxInFlight: cfg.InFlight,
 		Schedule: cfg.Schedule, Audit: &workers.GroupCommit{Log: store, Linger: 50 * time.Millisecond}, AuditKey: cfg.AuditKey,
-		AnsweredLog: store, Group: groupWorkers, Leases: store}
+		AnsweredLog: store, Group: groupWorkers, Leases: store,
+		Cancelled: (&pipeline.Cancellations{Ledger: store}).Cancelled}
 	if cfg.Keys != nil {
 		p.Identities = cfg.Keys
 	}

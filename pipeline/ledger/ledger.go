@@ -33,6 +33,10 @@ const (
 	StateSplit    = "split"    // rows counted, jobs produced
 	StateComplete = "complete" // every row published, manifest written
 	StateFailed   = "failed"   // file-level failure; Error says why
+	// StateCancelled: stopped by `apbatch cancel`; no call is made for it
+	// since, and what it had is published with a manifest saying so
+	// (ManifestKey set once it is).
+	StateCancelled = "cancelled"
 )
 
 // ErrNotFound is returned when a batch does not exist.
@@ -82,6 +86,16 @@ type Part struct {
 	Size      int64     `db:"size"`
 	CreatedAt time.Time `db:"created_at"`
 }
+
+// Published reports whether the batch's results are published: complete,
+// or cancelled with its manifest written.
+func (b Batch) Published() bool {
+	return b.State == StateComplete || b.State == StateCancelled && b.ManifestKey != ""
+}
+
+// Ended reports whether nothing more happens to the batch: published, or
+// failed.
+func (b Batch) Ended() bool { return b.Published() || b.State == StateFailed }
 
 // CheckList returns the batch's checks.
 func (b Batch) CheckList() []schemas.Check { return schemas.SplitChecks(b.Checks) }
@@ -388,10 +402,11 @@ func (s *Store) SetJobsProduced(ctx context.Context, id string, n int64) error {
 	return nil
 }
 
-// Fail marks the batch failed with a message for the user (no personal data).
+// Fail marks the batch failed with a message for the user (no personal
+// data), unless it is complete or cancelled.
 func (s *Store) Fail(ctx context.Context, id, msg string) error {
-	_, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE batches SET state = ?, error = ?, completed_at = ? WHERE id = ? AND state <> ?`),
-		StateFailed, msg, s.now().UTC(), id, StateComplete)
+	_, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE batches SET state = ?, error = ?, completed_at = ? WHERE id = ? AND state NOT IN (?, ?)`),
+		StateFailed, msg, s.now().UTC(), id, StateComplete, StateCancelled)
 	if err != nil {
 		return fmt.Errorf("ledger: fail batch %s: %w", id, err)
 	}
@@ -406,6 +421,40 @@ func (s *Store) Complete(ctx context.Context, id, manifestKey string) error {
 		return fmt.Errorf("ledger: complete batch %s: %w", id, err)
 	}
 	return nil
+}
+
+// Cancel marks a batch that has not ended cancelled, with msg for the
+// user; false when it had ended (complete, failed or cancelled already).
+func (s *Store) Cancel(ctx context.Context, id, msg string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE batches SET state = ?, error = ? WHERE id = ? AND state IN (?, ?)`),
+		StateCancelled, msg, id, StateCreated, StateSplit)
+	if err != nil {
+		return false, fmt.Errorf("ledger: cancel batch %s: %w", id, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// Unpublished returns the cancelled batches whose manifest is not written
+// yet.
+func (s *Store) Unpublished(ctx context.Context) ([]Batch, error) {
+	var bs []Batch
+	if err := s.db.SelectContext(ctx, &bs, s.db.Rebind(`SELECT * FROM batches WHERE state = ? AND manifest_key = '' ORDER BY created_at, id`), StateCancelled); err != nil {
+		return nil, fmt.Errorf("ledger: cancelled batches: %w", err)
+	}
+	return bs, nil
+}
+
+// PublishCancelled records the manifest of a cancelled batch; false when
+// it had one already.
+func (s *Store) PublishCancelled(ctx context.Context, id, manifestKey string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE batches SET manifest_key = ?, completed_at = ? WHERE id = ? AND state = ? AND manifest_key = ''`),
+		manifestKey, s.now().UTC(), id, StateCancelled)
+	if err != nil {
+		return false, fmt.Errorf("ledger: publish cancelled batch %s: %w", id, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
 }
 
 // NextPartNo returns the number the batch's next part file takes.

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/apbatch/apbatch/pipeline"
+	"github.com/apbatch/apbatch/pipeline/ledger"
+	"github.com/apbatch/apbatch/pipeline/s3"
+)
+
+// cancelCommand is "apbatch cancel": stops a batch for good.
+type cancelCommand struct {
+	env
+	fs *flag.FlagSet
+
+	dataDir, db, s3Endpoint, s3Bucket string
+	wait                              time.Duration
+}
+
+func (c *cancelCommand) flags() *flag.FlagSet {
+	if c.fs != nil {
+		return c.fs
+	}
+	fs := flag.NewFlagSet("cancel", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	fs.StringVar(&c.dataDir, "data-dir", "./apbatch-data", "folder of the embedded services (used when --db is not given)")
+	fs.StringVar(&c.db, "db", strings.TrimSpace(c.getenv("APBATCH_DB")), "ledger URL of the role processes (APBATCH_DB; default: the SQLite ledger in --data-dir)")
+	fs.StringVar(&c.s3Endpoint, "s3-endpoint", c.envOr("APBATCH_S3_ENDPOINT", ""), "with --db: S3 endpoint URL; empty for AWS (APBATCH_S3_ENDPOINT; keys in APBATCH_S3_ACCESS_KEY and APBATCH_S3_SECRET_KEY)")
+	fs.StringVar(&c.s3Bucket, "s3-bucket", c.envOr("APBATCH_S3_BUCKET", "apbatch"), "with --db: the bucket (APBATCH_S3_BUCKET)")
+	fs.DurationVar(&c.wait, "wait", 5*time.Second, "how long to let a running write role publish the batch before publishing it from here")
+	c.fs = fs
+	return fs
+}
+
+// Usage prints the command's help.
+func (c *cancelCommand) Usage() {
+	printUsage(c.stdout, c.stderr, c.flags(), `Usage: apbatch cancel [flags] BATCH
+
+Cancels a batch that has not ended (see apbatch status): the workers make
+no call for it any more (within a second; a call already sent ends), and
+its results so far are published with a manifest whose state is
+"cancelled": the rows checked before are in the results, the others have
+none. A running write role publishes it; if none does within --wait, this
+command publishes the parts already written. "apbatch run" without a file
+never resumes a cancelled batch; upload the file again (run --force) to
+verify it anew.
+
+Flags:
+`)
+}
+
+// Run runs the command.
+func (c *cancelCommand) Run(ctx context.Context, args []string) error {
+	fs := c.flags()
+	fs.Usage = c.Usage
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(c.stderr, "apbatch cancel: donnez l'identifiant du lot à annuler (apbatch status les liste)")
+		return errUsage
+	}
+	id := fs.Arg(0)
+	s3cfg := s3.Config{Endpoint: c.s3Endpoint, Bucket: c.s3Bucket, AccessKey: c.getenv("APBATCH_S3_ACCESS_KEY"), SecretKey: c.getenv("APBATCH_S3_SECRET_KEY")}
+	dbURL := c.db
+	if dbURL == "" {
+		var err error
+		if dbURL, err = ledgerURL("", c.dataDir); err != nil {
+			return err
+		}
+		srv := &s3.Server{Dir: filepath.Join(c.dataDir, "s3")}
+		if err := srv.Open(ctx); err != nil {
+			return err
+		}
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			srv.Close(cctx)
+		}()
+		s3cfg = pipeline.EmbeddedS3(srv.URL())
+	}
+	client, err := s3.NewClient(ctx, s3cfg)
+	if err != nil {
+		return err
+	}
+	store, err := ledger.Open(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	b, err := pipeline.CancelBatch(ctx, client, store, id, c.wait)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		return fmt.Errorf("aucun lot %s dans le registre ; apbatch status liste les lots", id)
+	case errors.Is(err, pipeline.ErrNotCancellable):
+		return fmt.Errorf("le lot %s est déjà terminé (état : %s) : il n'y a rien à annuler", id, b.State)
+	case err != nil:
+		return err
+	}
+	counts, err := store.Counts(ctx, id)
+	if err != nil {
+		return err
+	}
+	expected := "?"
+	if b.RowsTotal != nil {
+		expected = fmt.Sprint(*b.RowsTotal * int64(len(b.CheckList())))
+	}
+	fmt.Fprintf(c.stdout, "lot %s (%s) annulé : %d résultats publiés sur %s attendus ; plus aucun appel ne sera fait pour ce lot.\n",
+		id, filepath.Base(b.ObjectKey), counts.Rows, expected)
+	if c.db == "" {
+		fmt.Fprintf(c.stdout, "Résultats obtenus avant l'annulation : apbatch results -o resultats.xlsx %s\n", id)
+	}
+	return nil
+}
