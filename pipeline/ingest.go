@@ -97,6 +97,10 @@ func keyTenant(key string) string {
 	return t
 }
 
+// maxSplitAttempts is how many splits of a batch may fail before the
+// batch is refused.
+const maxSplitAttempts = 3
+
 // Ingester turns S3 event notifications into batches: one batch per object
 // version under incoming/<tenant>/<campaign>/, split at once. The offset of
 // an event is committed only after its batches are split (or refused).
@@ -253,6 +257,16 @@ func (in *Ingester) Start(ctx context.Context, up Upload) error {
 	if b.Recipient == "" {
 		// Better no call than a call under another collectivité's SIRET.
 		return in.Splitter.fail(ctx, blog, b, "aucun SIRET destinataire (recipient) n'est configuré pour cette collectivité")
+	}
+	// A file whose split fails every time (a crash it causes, an error
+	// that is not transient after all) must not stop the role on each
+	// restart: after maxSplitAttempts, the batch is refused.
+	n, err := in.Ledger.StartSplit(ctx, b.ID)
+	if err != nil {
+		return err
+	}
+	if n > maxSplitAttempts {
+		return in.Splitter.fail(ctx, blog, b, fmt.Sprintf("le découpage de ce fichier a échoué %d fois ; vérifiez-le (ouvrez-le dans un tableur et enregistrez-le à nouveau en CSV), puis déposez-le à nouveau", n-1))
 	}
 	return in.Splitter.Split(ctx, b)
 }

@@ -137,6 +137,9 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 	if errors.As(err, &fe) {
 		return s.fail(ctx, log, b, fe.Message)
 	}
+	if tooLarge(err) {
+		return s.fail(ctx, log, b, tooLargeMessage)
+	}
 	if err != nil {
 		return err
 	}
@@ -189,10 +192,13 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 			return jobs.add(ctx, kafkago.Message{Key: tenantKey, Value: v})
 		})
 	})
-	if err != nil {
-		return err
+	if err == nil {
+		err = jobs.flush(ctx)
 	}
-	if err := jobs.flush(ctx); err != nil {
+	if tooLarge(err) {
+		return s.fail(ctx, log, b, tooLargeMessage)
+	}
+	if err != nil {
 		return err
 	}
 	if n := len(groups.first); n != 0 {
@@ -249,6 +255,30 @@ func joinProblems(problems []string) string {
 		cut--
 	}
 	return msg[:cut] + " …"
+}
+
+// tooLargeMessage says why a batch whose messages Kafka refuses failed.
+const tooLargeMessage = "une ligne du fichier produit un message plus grand que ce que la file de messages accepte ; vérifiez les lignes très longues du fichier, puis déposez-le à nouveau"
+
+// tooLarge reports whether err is Kafka refusing a message for its size:
+// a refusal that comes back on every try, so the batch fails rather than
+// stop the role each time.
+func tooLarge(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, kafkago.MessageSizeTooLarge) {
+		return true
+	}
+	var we kafkago.WriteErrors
+	if errors.As(err, &we) {
+		for _, e := range we {
+			if errors.Is(e, kafkago.MessageSizeTooLarge) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // scan streams the batch's object row by row.

@@ -2,10 +2,15 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/apbatch/apbatch/pipeline/ledger"
 
 	"github.com/apbatch/apbatch/schemas"
 )
@@ -80,5 +85,52 @@ func TestLookups(t *testing.T) {
 	}
 	if len(l.first) != 0 {
 		t.Fatalf("%d lookups left", len(l.first))
+	}
+}
+
+// failingWriter refuses every write with err.
+type failingWriter struct{ err error }
+
+func (f failingWriter) WriteMessages(context.Context, ...kafkago.Message) error { return f.err }
+
+// TestIngester_NoPoisonPill: a file whose split fails the same way every
+// time ends failed, with its reason, instead of stopping the ingest role
+// on every restart.
+func TestIngester_NoPoisonPill(t *testing.T) {
+	roster := "reference;nom_naissance;prenoms;sexe;date_naissance;code_insee_pays_naissance;code_insee_commune_naissance\n" +
+		"R1;MARTIN;Léa;F;2015-04-02;99100;75056\n"
+	for _, tc := range []struct {
+		name  string
+		err   error
+		tries int // Start calls that return the error before the batch fails
+		want  string
+	}{
+		{"message too large", kafkago.WriteErrors{kafkago.MessageSizeTooLarge}, 0, "plus grand que"},
+		{"error on every try", errors.New("boom"), maxSplitAttempts, "a échoué 3 fois"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			client, store := bucketAndLedger(t)
+			in := &Ingester{Ledger: store, Bucket: "apbatch", Log: zerolog.Nop(), Recipient: "13002526500013",
+				Splitter: &Splitter{S3: client, Ledger: store, Jobs: failingWriter{tc.err}, Results: &countingWriter{}, Log: zerolog.Nop()}}
+			const key = "incoming/ville/2026-09/cantine.csv"
+			obj, err := client.Put(ctx, key, strings.NewReader(roster), int64(len(roster)), "text/csv")
+			if err != nil {
+				t.Fatal(err)
+			}
+			up := Upload{Bucket: "apbatch", Key: IncomingKey{Tenant: "ville", Campaign: "2026-09", File: "cantine.csv"}, Version: ObjectVersion(obj.VersionID, obj.ETag, "")}
+			for i := 0; i < tc.tries; i++ {
+				if err := in.Start(ctx, up); err == nil {
+					t.Fatalf("try %d: no error", i+1)
+				}
+			}
+			if err := in.Start(ctx, up); err != nil {
+				t.Fatalf("the last try still fails: %v", err)
+			}
+			bs, err := store.Batches(ctx)
+			if err != nil || len(bs) != 1 || bs[0].State != ledger.StateFailed || !strings.Contains(bs[0].Error, tc.want) {
+				t.Fatalf("batches %+v, %v", bs, err)
+			}
+		})
 	}
 }

@@ -33,6 +33,10 @@ type ResultWriter struct {
 	// FlushInterval bounds how long a result waits in memory before its
 	// part is written. Default: 30s.
 	FlushInterval time.Duration
+	// StallAfter is how long an unfinished batch may go without progress
+	// before the watchdog logs it, once, at error level (see Stalled).
+	// Default: DefaultStallAfter; negative: no watchdog.
+	StallAfter time.Duration
 	// PartRows is the largest part file, in rows; it also bounds the
 	// results a batch buffers in memory. Default: 25000.
 	PartRows int
@@ -190,6 +194,10 @@ func (w *ResultWriter) Run(ctx context.Context) error {
 		}
 	}()
 
+	dog := &watchdog{after: w.StallAfter, every: min(max(w.StallAfter/15, time.Second), time.Minute)}
+	if dog.after == 0 {
+		dog.after = DefaultStallAfter
+	}
 	tick := time.NewTicker(min(interval, time.Second))
 	defer tick.Stop()
 	lastFlush := w.now()
@@ -227,6 +235,9 @@ func (w *ResultWriter) Run(ctx context.Context) error {
 				return err
 			}
 			if err := w.publishCancelledBatches(ctx, log); err != nil {
+				return err
+			}
+			if err := dog.check(ctx, w.Ledger, log, w.now()); err != nil {
 				return err
 			}
 			if w.pending.len() > 0 && w.now().Sub(lastFlush) >= interval {

@@ -26,6 +26,8 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 		log.Error().Err(err).Int("partition", m.Partition).Int64("offset", m.Offset).Msg("job message dropped")
 		return nil
 	}
+	p.held.add(job.BatchID)
+	defer p.held.done(job.BatchID)
 	jlog := newJobLog(&log, &job)
 	var (
 		res   schemas.Result

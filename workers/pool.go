@@ -103,6 +103,12 @@ type Pool struct {
 	// result. Asked before a job waits for its budget and again just
 	// before each call. Default: nil (batches are never cancelled).
 	Cancelled func(ctx context.Context, batchID string) bool
+	// Activity, when set, is told every ActivityEvery (default 30s) which
+	// batches the pool holds jobs of, calling or waiting for a budget, a
+	// breaker or a run window: the watchdog's sign that they progress.
+	// Default: nil.
+	Activity      ActivityLog
+	ActivityEvery time.Duration
 	// Audit receives every call's record before the job's results are
 	// produced. Default: nil (no audit trail).
 	Audit AuditLog
@@ -155,6 +161,8 @@ type Pool struct {
 	// answered is Run's record of the jobs other workers answered (nil
 	// without AnsweredLog); set before Run starts a job.
 	answered *answeredSets
+	// held counts the jobs in process per batch, for Activity.
+	held heldBatches
 }
 
 // Calls returns how many provider calls the pool has made.
@@ -409,6 +417,7 @@ func (p *Pool) Run(ctx context.Context) error {
 		defer close(commitDone)
 		p.commitLoop(runCtx, log, acks, errc)
 	}()
+	go p.heartbeat(runCtx, log)
 
 	// Jobs are fetched ahead into one queue per tenant (the message key)
 	// and dispatched round-robin, so that a small town's batch is not

@@ -310,45 +310,14 @@ func TestRun_BrokenLines(t *testing.T) {
 func TestServe_BrokenLines(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	broker, srv := embeddedServices(t, ctx, dir)
-	api, tok := fastSandbox(t, sandbox.NewPopulation(20, 3))
-	environ := map[string]string{
-		"APBATCH_KAFKA_BROKERS": broker.Addrs()[0], "APBATCH_WATCH_INTERVAL": "200ms",
-		"APBATCH_S3_ENDPOINT": srv.URL(), "APBATCH_S3_ACCESS_KEY": "k", "APBATCH_S3_SECRET_KEY": "s",
-		"APBATCH_DB":           "sqlite://" + filepath.Join(dir, "ledger.db"),
-		"APBATCH_PROVIDER_URL": api.URL, "APBATCH_TOKEN": tok, "APBATCH_RECIPIENT": "13002526500013",
-		"APBATCH_AUDIT_KEY": strings.Repeat("34", 32), "APBATCH_KEK": strings.Repeat("5a", 32),
-		"APBATCH_NO_MAINTENANCE_SKIP": "1", "APBATCH_LOG_LEVEL": "warn",
-	}
-	client, err := s3.NewClient(ctx, s3.Config{Endpoint: srv.URL(), Bucket: "apbatch", AccessKey: "k", SecretKey: "s"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := client.EnsureBucket(ctx); err != nil {
-		t.Fatal(err)
-	}
+	environ, client := roleServices(t, ctx)
 	corpus := brokenCorpus(t)
 	ids := map[string]string{}
 	for _, f := range corpus {
-		key := pipeline.IncomingKey{Tenant: "ville-a", Campaign: "2026-09", File: f.name}.String()
-		obj, err := client.Put(ctx, key, bytes.NewReader(f.body), int64(len(f.body)), "text/csv")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[f.name] = ledger.BatchID("apbatch", key, pipeline.ObjectVersion(obj.VersionID, obj.ETag, ""))
+		ids[f.name] = putRoster(t, ctx, client, "ville-a", f.name, f.body)
 	}
-	serveLog := &syncBuffer{}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		e := env{stdout: io.Discard, stderr: serveLog, getenv: func(k string) string { return environ[k] }}
-		if code := runMain(ctx, e, []string{"serve", "--roles", "ingest,work,write", "--flush-interval", "300ms"}); code != 0 && ctx.Err() == nil {
-			t.Errorf("serve: exit %d\n%s", code, serveLog.String())
-		}
-	}()
-	defer func() { cancel(); wg.Wait() }()
+	serveLog, stop := startServe(t, ctx, environ, "ingest,work,write")
+	defer stop()
 	store, err := ledger.Open(ctx, environ["APBATCH_DB"])
 	if err != nil {
 		t.Fatal(err)
@@ -381,5 +350,104 @@ func TestServe_BrokenLines(t *testing.T) {
 			rows = *b.RowsTotal
 		}
 		checkCorpusBatch(t, f, batchSummary{BatchID: b.ID, State: b.State, Error: b.Error, RowsTotal: rows}, results, 1)
+	}
+}
+
+// roleServices starts a broker, an S3 server and a fast sandbox for role
+// processes, and returns their environment and a client of the bucket.
+func roleServices(t *testing.T, ctx context.Context) (map[string]string, *s3.Client) {
+	t.Helper()
+	dir := t.TempDir()
+	broker, srv := embeddedServices(t, ctx, dir)
+	api, tok := fastSandbox(t, sandbox.NewPopulation(20, 3))
+	environ := map[string]string{
+		"APBATCH_KAFKA_BROKERS": broker.Addrs()[0], "APBATCH_WATCH_INTERVAL": "200ms",
+		"APBATCH_S3_ENDPOINT": srv.URL(), "APBATCH_S3_ACCESS_KEY": "k", "APBATCH_S3_SECRET_KEY": "s",
+		"APBATCH_DB":           "sqlite://" + filepath.Join(dir, "ledger.db"),
+		"APBATCH_PROVIDER_URL": api.URL, "APBATCH_TOKEN": tok, "APBATCH_RECIPIENT": "13002526500013",
+		"APBATCH_AUDIT_KEY": strings.Repeat("34", 32), "APBATCH_KEK": strings.Repeat("5a", 32),
+		"APBATCH_NO_MAINTENANCE_SKIP": "1", "APBATCH_LOG_LEVEL": "warn",
+	}
+	client, err := s3.NewClient(ctx, s3.Config{Endpoint: srv.URL(), Bucket: "apbatch", AccessKey: "k", SecretKey: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.EnsureBucket(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return environ, client
+}
+
+// putRoster uploads a roster as a town would and returns its batch's id.
+func putRoster(t *testing.T, ctx context.Context, client *s3.Client, tenant, name string, body []byte) string {
+	t.Helper()
+	key := pipeline.IncomingKey{Tenant: tenant, Campaign: "2026-09", File: name}.String()
+	obj, err := client.Put(ctx, key, bytes.NewReader(body), int64(len(body)), "text/csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ledger.BatchID("apbatch", key, pipeline.ObjectVersion(obj.VersionID, obj.ETag, ""))
+}
+
+// startServe runs `apbatch serve --roles roles` in the test's process
+// until stop, its logs in the buffer returned.
+func startServe(t *testing.T, ctx context.Context, environ map[string]string, roles string) (*syncBuffer, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	serveLog := &syncBuffer{}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e := env{stdout: io.Discard, stderr: serveLog, getenv: func(k string) string { return environ[k] }}
+		if code := runMain(ctx, e, []string{"serve", "--roles", roles, "--flush-interval", "300ms"}); code != 0 && ctx.Err() == nil {
+			t.Errorf("serve: exit %d\n%s", code, serveLog.String())
+		}
+	}()
+	return serveLog, func() { cancel(); wg.Wait() }
+}
+
+// TestWatchdog_Stalled: a batch no worker takes (the work role is not
+// running) is logged once at error level and shown bloqué by status, with
+// what to do; a batch whose jobs a worker holds is not.
+func TestWatchdog_Stalled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	environ, client := roleServices(t, ctx)
+	environ["APBATCH_STALL_AFTER"] = "1s"
+	id := putRoster(t, ctx, client, "ville-a", "cantine.csv", []byte(corpusHeader+"\n"+corpusRow("A1", "MARTIN")+"\n"))
+	serveLog, stop := startServe(t, ctx, environ, "ingest,write")
+	defer stop()
+	for strings.Count(serveLog.String(), "batch stalled") == 0 {
+		if ctx.Err() != nil {
+			t.Fatalf("no stall logged:\n%s", serveLog.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second) // the watchdog looks again, and says nothing more
+	if n := strings.Count(serveLog.String(), "batch stalled"); n != 1 || !strings.Contains(serveLog.String(), `"level":"error"`) {
+		t.Errorf("stall logged %d times:\n%s", n, serveLog.String())
+	}
+	e := env{stdout: &syncBuffer{}, stderr: &syncBuffer{}, getenv: func(k string) string { return environ[k] }}
+	out := &syncBuffer{}
+	e.stdout = out
+	if code := runMain(ctx, e, []string{"status", id}); code != 0 || !strings.Contains(out.String(), "bloqué") ||
+		!strings.Contains(out.String(), "apbatch cancel "+id) {
+		t.Fatalf("status: exit %d\n%s", code, out.String())
+	}
+
+	// A worker holding its jobs keeps it alive.
+	store, err := ledger.Open(ctx, environ["APBATCH_DB"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.Active(ctx, []string{id}); err != nil {
+		t.Fatal(err)
+	}
+	out2 := &syncBuffer{}
+	e.stdout = out2
+	if code := runMain(ctx, e, []string{"status", "--stall-after", "1m", id}); code != 0 || strings.Contains(out2.String(), "bloqué") {
+		t.Fatalf("status of a held batch: exit %d\n%s", code, out2.String())
 	}
 }

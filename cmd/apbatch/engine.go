@@ -31,7 +31,7 @@ type engineFlags struct {
 	runWindow, sharedIP, encoding       string
 	sheet                               string
 	noMaintenance                       bool
-	flushInterval                       time.Duration
+	flushInterval, stallAfter           time.Duration
 }
 
 // register declares the flags on fs; getenv gives the defaults some
@@ -53,6 +53,7 @@ func (c *engineFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.BoolVar(&c.noMaintenance, "no-maintenance-skip", false, "with --provider-url, call even during the providers' maintenance (CNAF & MSA Sunday 23:00-23:45, MSA 03:00-03:30, MEN 01:10-02:30)")
 	fs.IntVar(&c.inFlight, "in-flight", 32, "provider calls in flight at most")
 	fs.DurationVar(&c.flushInterval, "flush-interval", 10*time.Second, "longest time a result waits before its Parquet part is written")
+	stallAfterFlag(fs, getenv, &c.stallAfter)
 	fs.StringVar(&c.out, "out", "", "copy the result files, diff and manifest into this folder")
 	fs.StringVar(&c.summaryJSON, "summary-json", "", "write a machine-readable summary to this file")
 	fs.StringVar(&c.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
@@ -156,7 +157,7 @@ func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig),
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: en.log,
 		ProviderURL: providerURL, Tokens: func(tenant string) (string, error) { t, _, err := tokens(tenant); return t, err },
 		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Schedule: schedule,
-		SharedIP: c.sharedIP, Encoding: c.encoding, Sheet: c.sheet, FlushInterval: c.flushInterval, AuditKey: key,
+		SharedIP: c.sharedIP, Encoding: c.encoding, Sheet: c.sheet, FlushInterval: c.flushInterval, StallAfter: c.stallAfter, AuditKey: key,
 		Registry: reg, Keys: ring,
 	}
 	if tune != nil {

@@ -38,7 +38,7 @@ type serveCommand struct {
 	memoryLimit                             string
 	rate, ipLimit, inFlight                 int
 	share                                   float64
-	flushInterval                           time.Duration
+	flushInterval, stallAfter               time.Duration
 	tenantTokensOnly                        bool
 }
 
@@ -70,6 +70,7 @@ func (c *serveCommand) flags() *flag.FlagSet {
 	fs.IntVar(&c.inFlight, "in-flight", 32, "provider calls in flight at most")
 	fs.Float64Var(&c.share, "budget-share", 1, "fraction of the budgets to use")
 	fs.DurationVar(&c.flushInterval, "flush-interval", 30*time.Second, "write role: longest time a result waits before its part is written")
+	stallAfterFlag(fs, c.getenv, &c.stallAfter)
 	fs.StringVar(&c.logLevel, "log-level", c.envOr("APBATCH_LOG_LEVEL", "info"), "log level (APBATCH_LOG_LEVEL)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", c.envOr("APBATCH_METRICS_ADDR", ""), metricsAddrHelp)
 	memoryLimitFlag(fs, c.getenv, &c.memoryLimit)
@@ -153,7 +154,7 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 			SecretKey: c.getenv("APBATCH_S3_SECRET_KEY")},
 		LedgerURL: c.db, Log: log.With().Str("process", strings.Join(roles, "+")).Logger(),
 		ProviderURL: strings.TrimRight(c.providerURL, "/"), Rate: c.rate, IPLimit: c.ipLimit, Share: c.share,
-		InFlight: c.inFlight, Recipient: c.recipient, Checks: checks, SharedIP: c.sharedIP, FlushInterval: c.flushInterval,
+		InFlight: c.inFlight, Recipient: c.recipient, Checks: checks, SharedIP: c.sharedIP, FlushInterval: c.flushInterval, StallAfter: c.stallAfter,
 		Roles: roles, EventsTopic: strings.TrimSpace(c.eventsTopic), WatchInterval: watch,
 	}
 	if slices.Contains(roles, "work") {

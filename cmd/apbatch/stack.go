@@ -90,6 +90,8 @@ type stackConfig struct {
 	// using the same name.
 	SharedIP      string
 	FlushInterval time.Duration
+	// StallAfter is the watchdog's delay (pipeline.ResultWriter).
+	StallAfter time.Duration
 	// EventsTopic is the topic the bucket's notifications reach (default
 	// schemas.TopicUploads).
 	EventsTopic string
@@ -204,7 +206,7 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 		st.watcher = &pipeline.Watcher{S3: client, Ledger: store, Start: st.ingest.Start, Interval: cfg.WatchInterval, Log: cfg.Log}
 	}
 	st.pool = newPool(cfg, jobR, st.resW, store, st.metrics)
-	st.writer = &pipeline.ResultWriter{Results: resR, S3: client, Ledger: store, Log: cfg.Log, FlushInterval: cfg.FlushInterval, Metrics: pm}
+	st.writer = &pipeline.ResultWriter{Results: resR, S3: client, Ledger: store, Log: cfg.Log, FlushInterval: cfg.FlushInterval, StallAfter: cfg.StallAfter, Metrics: pm}
 	return st, nil
 }
 
@@ -226,7 +228,7 @@ func newPool(cfg stackConfig, r *kafkago.Reader, w *kafkago.Writer, store *ledge
 		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, IPLimit: cfg.IPLimit, Share: cfg.Share, MaxInFlight: cfg.InFlight,
 		Schedule: cfg.Schedule, Audit: &workers.GroupCommit{Log: store, Linger: 50 * time.Millisecond}, AuditKey: cfg.AuditKey,
 		AnsweredLog: store, Group: groupWorkers, Leases: store,
-		Cancelled: (&pipeline.Cancellations{Ledger: store}).Cancelled}
+		Cancelled: (&pipeline.Cancellations{Ledger: store}).Cancelled, Activity: store}
 	if cfg.Keys != nil {
 		p.Identities = cfg.Keys
 	}

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/apbatch/apbatch/pipeline"
 	"github.com/apbatch/apbatch/pipeline/ledger"
 	"github.com/apbatch/apbatch/schemas"
 )
@@ -22,7 +23,7 @@ type statusCommand struct {
 	fs *flag.FlagSet
 
 	dataDir, dbURL string
-	watch          time.Duration
+	watch, stallAfter time.Duration
 	rate           int
 }
 
@@ -36,6 +37,7 @@ func (c *statusCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.dbURL, "db", strings.TrimSpace(c.getenv("APBATCH_DB")), "ledger URL: postgres://... or sqlite://PATH (APBATCH_DB; default: the SQLite ledger in --data-dir)")
 	fs.DurationVar(&c.watch, "watch", 0, "refresh every this long (e.g. 2s) until every batch shown is finished")
 	fs.IntVar(&c.rate, "rate", 20, "the token's budget, calls per second, for the ETA before calls are measured")
+	stallAfterFlag(fs, c.getenv, &c.stallAfter)
 	c.fs = fs
 	return fs
 }
@@ -106,10 +108,14 @@ func (c *statusCommand) print(ctx context.Context, w io.Writer, store *ledger.St
 		fmt.Fprintln(w, "no batch yet")
 		return false, nil
 	}
+	now := time.Now()
+	stalled, err := pipeline.Stalled(ctx, store, now, c.stallAfter)
+	if err != nil {
+		return false, err
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BATCH\tTENANT\tFILE\tSTATE\tRESULTS\tOK\tNOT FOUND\tINVALID\tERRORS\tCALLS/S\tETA")
 	pending := false
-	now := time.Now()
 	for _, b := range batches {
 		counts, err := store.Counts(ctx, b.ID)
 		if err != nil {
@@ -139,7 +145,11 @@ func (c *statusCommand) print(ctx context.Context, w io.Writer, store *ledger.St
 			pending = true
 		}
 		errs := counts.ByStatus[schemas.StatusProviderError] + counts.ByStatus[schemas.StatusUnauthorized]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%s\t%d\t%d\t%d\t%d\t%s\t%s\n", b.ID, b.Tenant, filepath.Base(b.ObjectKey), b.State,
+		state := b.State
+		if _, ok := stalled[b.ID]; ok {
+			state = "bloqué"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%s\t%d\t%d\t%d\t%d\t%s\t%s\n", b.ID, b.Tenant, filepath.Base(b.ObjectKey), state,
 			counts.Rows, expected, counts.ByStatus[schemas.StatusOK],
 			counts.ByStatus[schemas.StatusNotFound]+counts.ByStatus[schemas.StatusIdentityUnresolved],
 			counts.ByStatus[schemas.StatusInvalidInput], errs, rate, eta)
@@ -148,11 +158,26 @@ func (c *statusCommand) print(ctx context.Context, w io.Writer, store *ledger.St
 		return false, err
 	}
 	for _, b := range batches {
-		if b.Error != "" {
+		switch reason, ok := stalled[b.ID]; {
+		case ok:
+			fmt.Fprintf(w, "\n%s (%s) bloqué : %s\n", b.ID, filepath.Base(b.ObjectKey), reason)
+		case b.State == ledger.StateCancelled:
+			fmt.Fprintf(w, "\n%s (%s) annulé : %s\n", b.ID, filepath.Base(b.ObjectKey), b.Error)
+		case b.Error != "":
 			fmt.Fprintf(w, "\n%s (%s) refused: %s\n", b.ID, filepath.Base(b.ObjectKey), b.Error)
 		}
 	}
 	return pending, nil
+}
+
+// stallAfterFlag registers --stall-after, the watchdog's delay.
+func stallAfterFlag(fs *flag.FlagSet, getenv func(string) string, d *time.Duration) {
+	def := pipeline.DefaultStallAfter
+	if v, err := time.ParseDuration(strings.TrimSpace(getenv("APBATCH_STALL_AFTER"))); err == nil && v > 0 {
+		def = v
+	}
+	fs.DurationVar(d, "stall-after", def, "report a batch stalled (bloqué) after this long without progress: no split, call, result, nor job held by a worker, "+
+		"waits for a budget, a breaker or a run window included (APBATCH_STALL_AFTER)")
 }
 
 // openLedger opens the ledger at db, or the SQLite ledger of dataDir when db

@@ -68,6 +68,13 @@ type Batch struct {
 	CreatedAt    time.Time  `db:"created_at"`
 	SplitAt      *time.Time `db:"split_at"`
 	CompletedAt  *time.Time `db:"completed_at"`
+	// ActiveAt is the last time a worker held one of its jobs.
+	ActiveAt *time.Time `db:"active_at"`
+	// SplitAttempts counts the splits started.
+	SplitAttempts int `db:"split_attempts"`
+	// PricedFrom, for a batch that re-prices another's results with a new
+	// tariff grid (no call made), is that batch.
+	PricedFrom string `db:"priced_from"`
 }
 
 // BatchID derives a batch id from the object version it verifies, so that
@@ -396,7 +403,7 @@ func (s *Store) SetSplit(ctx context.Context, id string, rows, lookups, saved in
 // SetJobsProduced records that a batch's split has produced its first n
 // jobs, so that a split resumed after a crash does not produce them again.
 func (s *Store) SetJobsProduced(ctx context.Context, id string, n int64) error {
-	if _, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE batches SET jobs_produced = ? WHERE id = ? AND state = ?`), n, id, StateCreated); err != nil {
+	if _, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE batches SET jobs_produced = ?, active_at = ? WHERE id = ? AND state = ?`), n, s.now().UTC(), id, StateCreated); err != nil {
 		return fmt.Errorf("ledger: split progress of %s: %w", id, err)
 	}
 	return nil
@@ -421,6 +428,50 @@ func (s *Store) Complete(ctx context.Context, id, manifestKey string) error {
 		return fmt.Errorf("ledger: complete batch %s: %w", id, err)
 	}
 	return nil
+}
+
+// Active records that the batches ids, when unfinished, are being worked
+// on: a worker holds some of their jobs.
+func (s *Store) Active(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	q, args, err := sqlx.In(`UPDATE batches SET active_at = ? WHERE id IN (?) AND state IN (?)`, s.now().UTC(), ids, []string{StateCreated, StateSplit})
+	if err != nil {
+		return fmt.Errorf("ledger: activity: %w", err)
+	}
+	if _, err := s.db.ExecContext(ctx, s.db.Rebind(q), args...); err != nil {
+		return fmt.Errorf("ledger: activity: %w", err)
+	}
+	return nil
+}
+
+// StartSplit counts one more split of batch id and returns how many were
+// started, this one included.
+func (s *Store) StartSplit(ctx context.Context, id string) (int, error) {
+	if _, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE batches SET split_attempts = split_attempts + 1 WHERE id = ?`), id); err != nil {
+		return 0, fmt.Errorf("ledger: start split of %s: %w", id, err)
+	}
+	var n int
+	if err := s.db.GetContext(ctx, &n, s.db.Rebind(`SELECT split_attempts FROM batches WHERE id = ?`), id); err != nil {
+		return 0, fmt.Errorf("ledger: start split of %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// Stalled returns the unfinished batches with no sign of progress since
+// before: created, split, held by a worker and part written all earlier.
+func (s *Store) Stalled(ctx context.Context, before time.Time) ([]Batch, error) {
+	var bs []Batch
+	before = before.UTC()
+	err := s.db.SelectContext(ctx, &bs, s.db.Rebind(`SELECT * FROM batches b WHERE state IN (?, ?) AND created_at < ?
+		AND (split_at IS NULL OR split_at < ?) AND (active_at IS NULL OR active_at < ?)
+		AND NOT EXISTS (SELECT 1 FROM parts p WHERE p.batch_id = b.id AND p.created_at >= ?)
+		ORDER BY created_at, id`), StateCreated, StateSplit, before, before, before, before)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: stalled batches: %w", err)
+	}
+	return bs, nil
 }
 
 // Cancel marks a batch that has not ended cancelled, with msg for the
