@@ -234,11 +234,11 @@ func (w *ResultWriter) Run(ctx context.Context) error {
 			if err := w.refreshTotals(ctx, log); err != nil {
 				return err
 			}
-			if err := w.publishCancelledBatches(ctx, log); err != nil {
+			if err := w.publishCancelledBatches(ctx, log); err != nil && ctx.Err() == nil {
 				return err
 			}
-			if err := dog.check(ctx, w.Ledger, log, w.now()); err != nil {
-				return err
+			if err := dog.check(ctx, w.Ledger, log, w.now()); err != nil && ctx.Err() == nil {
+				log.Warn().Err(err).Msg("watchdog: stalled batches not read")
 			}
 			if w.pending.len() > 0 && w.now().Sub(lastFlush) >= interval {
 				if err := w.flushAll(ctx, log); err != nil {

@@ -22,9 +22,9 @@ type statusCommand struct {
 	env
 	fs *flag.FlagSet
 
-	dataDir, dbURL string
+	dataDir, dbURL    string
 	watch, stallAfter time.Duration
-	rate           int
+	rate              int
 }
 
 func (c *statusCommand) flags() *flag.FlagSet {
