@@ -164,6 +164,9 @@ type Manifest struct {
 	// ManifestCancelled (the batch was cancelled: the rows answered
 	// before are published, the others have no result).
 	State string `json:"state"`
+	// PricedFrom, for results re-priced with a new tariff grid (no call
+	// made), is the batch whose results they re-price.
+	PricedFrom string `json:"priced_from,omitempty"`
 	// Changes summarises diff.parquet, written when the tenant has a
 	// previous campaign's batch of the same roster; absent otherwise.
 	Changes *ManifestChanges `json:"changes,omitempty"`

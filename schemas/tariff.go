@@ -127,27 +127,48 @@ func digits(s string) bool {
 // null, the not_found policy when the family has no dossier or could not
 // be identified. Other results and checks are left alone.
 func (g TariffGrid) Apply(r *Result) {
-	if r.Check != CheckQuotientFamilial {
+	if code, cents, ok := g.Price(r.Check, r.Status, r.NeedsReview, r.QFValue); ok {
+		r.Tranche, r.TarifCents = code, &cents
+	}
+}
+
+// ApplyRow prices a published result row as Apply does a result: it
+// re-prices results already written (a new grid needs no new call), and
+// clears the price of a row the grid does not price.
+func (g TariffGrid) ApplyRow(r *ResultRow) {
+	if r.Check != string(CheckQuotientFamilial) {
 		return
 	}
-	set := func(code, price string) {
+	r.Tranche, r.Tarif = nil, nil
+	if code, cents, ok := g.Price(Check(r.Check), Status(r.Status), r.NeedsReview, r.QFValue); ok {
+		r.Tranche, r.Tarif = &code, &cents
+	}
+}
+
+// Price is the bracket and price, in cents, of a result of check with
+// status, review flag and QF; false when the grid does not price it.
+func (g TariffGrid) Price(check Check, status Status, review bool, qf *int64) (string, int64, bool) {
+	if check != CheckQuotientFamilial {
+		return "", 0, false
+	}
+	set := func(code, price string) (string, int64, bool) {
 		c, err := Cents(price)
 		if err != nil || code == "" {
-			return
+			return "", 0, false
 		}
-		r.Tranche, r.TarifCents = code, &c
+		return code, c, true
 	}
 	switch {
-	case r.Status == StatusOK && !r.NeedsReview && r.QFValue != nil:
+	case status == StatusOK && !review && qf != nil:
 		for _, b := range g.Brackets {
-			if b.QFMax == nil || *r.QFValue <= *b.QFMax {
-				set(b.Code, b.Price)
-				return
+			if b.QFMax == nil || *qf <= *b.QFMax {
+				return set(b.Code, b.Price)
 			}
 		}
-	case r.Status == StatusOK && g.QFMissing != nil:
-		set(g.QFMissing.Tranche, g.QFMissing.Price)
-	case (r.Status == StatusNotFound || r.Status == StatusIdentityUnresolved) && g.NotFound != nil:
-		set(g.NotFound.Tranche, g.NotFound.Price)
+	case status == StatusOK && g.QFMissing != nil:
+		return set(g.QFMissing.Tranche, g.QFMissing.Price)
+	case (status == StatusNotFound || status == StatusIdentityUnresolved) && g.NotFound != nil:
+		return set(g.NotFound.Tranche, g.NotFound.Price)
 	}
+	return "", 0, false
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -179,7 +180,43 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 				"to run other checks on the same file, give another --campaign", filepath.Base(b.ObjectKey), b.Campaign, b.Checks, b.ID)
 		}
 	}
+	if final, err = c.reprice(ctx, st, final); err != nil {
+		return err
+	}
 	return c.report(ctx, c.stdout, st, final)
+}
+
+// reprice gives the batches verified before with another grid the prices
+// of --tariff, from their stored results (no call), and says so.
+func (c *runCommand) reprice(ctx context.Context, st *stack, final []ledger.Batch) ([]ledger.Batch, error) {
+	if c.tariff == "" {
+		return final, nil
+	}
+	raw, err := os.ReadFile(c.tariff)
+	if err != nil {
+		return nil, fmt.Errorf("--tariff: %w", err)
+	}
+	grid, err := schemas.ParseTariffGrid(raw)
+	if err != nil {
+		return nil, fmt.Errorf("--tariff: %w", err)
+	}
+	out := make([]ledger.Batch, len(final))
+	for i, b := range final {
+		out[i] = b
+		if b.State != ledger.StateComplete || !slices.Contains(b.CheckList(), schemas.CheckQuotientFamilial) {
+			continue
+		}
+		nb, changed, err := pipeline.Reprice(ctx, st.s3, st.ledger, b, grid, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		if changed {
+			fmt.Fprintf(c.stderr, "apbatch : %s déjà vérifié (lot %s) ; nouveaux tarifs de la grille « %s » appliqués aux résultats enregistrés, sans nouvel appel : lot %s\n",
+				filepath.Base(b.ObjectKey), b.ID, grid.Version, nb.ID)
+			out[i] = nb
+		}
+	}
+	return out, nil
 }
 
 // provider returns the API base URL and where each tenant's token is: the

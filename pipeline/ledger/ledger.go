@@ -347,8 +347,8 @@ func (s *Store) CreateBatch(ctx context.Context, b Batch) (Batch, bool, error) {
 	}
 	b.CreatedAt = s.now().UTC()
 	res, err := s.db.NamedExecContext(ctx, `INSERT INTO batches
-		(id, tenant, campaign, check_name, bucket, object_key, object_version, period, recipient, state, created_at)
-		VALUES (:id, :tenant, :campaign, :check_name, :bucket, :object_key, :object_version, :period, :recipient, :state, :created_at)
+		(id, tenant, campaign, check_name, bucket, object_key, object_version, period, recipient, state, created_at, priced_from)
+		VALUES (:id, :tenant, :campaign, :check_name, :bucket, :object_key, :object_version, :period, :recipient, :state, :created_at, :priced_from)
 		ON CONFLICT DO NOTHING`, b)
 	if err != nil {
 		return Batch{}, false, fmt.Errorf("ledger: create batch: %w", err)
