@@ -81,7 +81,11 @@ local folder, a SQLite ledger and the API sandbox, all under --data-dir.
 Each FILE is uploaded to s3://apbatch/incoming/<tenant>/<campaign>/<file>,
 and its upload event starts the batch. Results land in
 s3://apbatch/results/<tenant>/<campaign>/<batch>/. Running again with the
-same file reuses the finished batch. Identities cross the embedded broker
+same file reuses the finished batch; with a new --tariff grid, its stored
+results are re-priced without any call, as a new batch. A line the file
+breaks (wrong separator, stray quote) is a row to correct, never a stop;
+"apbatch cancel BATCH" stops a batch, "apbatch status" shows the stalled
+ones (--stall-after). Identities cross the embedded broker
 sealed under a key kept in --data-dir/kek.key (made on first use) unless
 APBATCH_KEK_FILE, APBATCH_KEK or APBATCH_KMS_KEY_ID names one.
 
