@@ -120,3 +120,30 @@ func TestRun_NewGridReprices(t *testing.T) {
 		t.Errorf("export holds the old prices:\n%s", text)
 	}
 }
+
+// TestRun_NewMappingRefusesReuse: a roster verified before, run with
+// another column mapping, is not reused silently: the mapping can change
+// the identities read.
+func TestRun_NewMappingRefusesReuse(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "data")
+	mapping := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a, b := mapping("a.yaml", "nom_usage: nom_usage\n"), mapping("b.yaml", "reference: reference\n")
+	for i, tc := range []struct {
+		mapping string
+		ok      bool
+	}{{a, true}, {b, false}, {b, true}} {
+		code, _, stderr := runApbatch(t, ctx, "run", "--data-dir", dataDir, "--flush-interval", "300ms", "--columns", tc.mapping, samplePath)
+		if (code == 0) != tc.ok || !tc.ok && !strings.Contains(stderr, "autre correspondance de colonnes") {
+			t.Fatalf("run %d (--columns %s): exit %d\n%s", i+1, filepath.Base(tc.mapping), code, stderr)
+		}
+	}
+}

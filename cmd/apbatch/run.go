@@ -162,6 +162,21 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	if err := uploadConfig(ctx, st, "--tariff", c.tariff, pipeline.TariffKey(c.tenant), parseTariff); err != nil {
 		return err
 	}
+	// A new column mapping changes what is read of a file verified before:
+	// its batch is not reused silently (below).
+	started := time.Now()
+	mappingChanged := false
+	if c.columns != "" {
+		prev, err := pipeline.ReadConfig(ctx, st.s3, pipeline.ColumnsKey(c.tenant))
+		if err != nil {
+			return err
+		}
+		cur, err := os.ReadFile(c.columns)
+		if err != nil {
+			return fmt.Errorf("--columns: %w", err)
+		}
+		mappingChanged = !bytes.Equal(prev, cur)
+	}
 	if err := uploadConfig(ctx, st, "--columns", c.columns, pipeline.ColumnsKey(c.tenant), parseColumns); err != nil {
 		return err
 	}
@@ -182,6 +197,11 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 		if len(files) > 0 && b.Checks != schemas.JoinChecks(checks) {
 			return fmt.Errorf("%s was already verified in campaign %s with --checks %s (batch %s); "+
 				"to run other checks on the same file, give another --campaign", filepath.Base(b.ObjectKey), b.Campaign, b.Checks, b.ID)
+		}
+		if len(files) > 0 && mappingChanged && b.CreatedAt.Before(started) {
+			return fmt.Errorf("%s a déjà été vérifié pour la campagne %s (lot %s) avec une autre correspondance de colonnes ; "+
+				"la nouvelle peut changer les identités lues et demande de nouveaux appels : relancez avec --force (ou une autre --campaign)",
+				filepath.Base(b.ObjectKey), b.Campaign, b.ID)
 		}
 	}
 	if final, err = c.reprice(ctx, st, final); err != nil {
