@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/apbatch/apbatch/pipeline/csv"
 	"github.com/apbatch/apbatch/pipeline/ledger"
 
 	"github.com/apbatch/apbatch/schemas"
@@ -132,5 +135,48 @@ func TestIngester_NoPoisonPill(t *testing.T) {
 				t.Fatalf("batches %+v, %v", bs, err)
 			}
 		})
+	}
+}
+
+// FuzzEachCheck: whatever the file, every row the reader yields gets
+// exactly one outcome per check of the batch from the splitter (a lookup
+// or an invalid result), so that the writer's rows × checks is reached.
+func FuzzEachCheck(f *testing.F) {
+	hdr := "reference;nom_naissance;prenoms;sexe;date_naissance;code_insee_pays_naissance;code_insee_commune_naissance;identifiant_france_travail\n"
+	f.Add(hdr + "R1;MARTIN;Léa;F;2015-04-02;99100;75056;FT1\n")
+	f.Add(hdr + "R1,MARTIN,Léa,F\nR2;\"MAR\"TIN;Léa;F;;;;\n" + hdr)
+	f.Add(hdr + "R1;DU\x00RAND;Léa;F;2015-04-02;99100;75056;FT1\r\nR2;\"open\n")
+	checks := []schemas.Check{schemas.CheckQuotientFamilial, schemas.CheckFranceTravail, schemas.CheckC2S}
+	f.Fuzz(func(t *testing.T, in string) {
+		r, err := csv.Open(strings.NewReader(in), "fuzz.csv", csv.Options{Checks: checks})
+		if err != nil {
+			return
+		}
+		for i := 0; i < 1000; i++ {
+			row, err := r.Next()
+			if err != nil {
+				return
+			}
+			var got []schemas.Check
+			if err := eachCheck(row, checks, func(in *csv.CheckInput, problems []string) error {
+				got = append(got, in.Check)
+				if len(problems) > 0 && joinProblems(problems) == "" {
+					t.Fatalf("line %d: an invalid result without a message", row.Line)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, checks) {
+				t.Fatalf("line %d: outcomes for %v, want %v", row.Line, got, checks)
+			}
+		}
+	})
+}
+
+func TestJoinProblems_Bounded(t *testing.T) {
+	long := []string{strings.Repeat("é", 2000)}
+	if msg := joinProblems(long); len(msg) > maxProblems || !utf8.ValidString(msg) {
+		t.Fatalf("%d bytes, valid %v", len(msg), utf8.ValidString(msg))
 	}
 }
