@@ -228,22 +228,36 @@ func deref(s *string) string {
 	return *s
 }
 
-// writeCSV writes what Excel opens as is: UTF-8 with a BOM, ';', CRLF.
+// safeRecord returns rec's cells through SafeCell, in a new slice.
+func safeRecord(rec []string) []string {
+	out := make([]string, len(rec))
+	for i, v := range rec {
+		out[i] = SafeCell(v)
+	}
+	return out
+}
+
+// writeCSV writes what Excel opens as is: UTF-8 with a BOM, ';', CRLF,
+// every cell through SafeCell.
 func writeCSV(w io.Writer, header []string, rows [][]string) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString("\ufeff")
 	cw := stdcsv.NewWriter(bw)
 	cw.Comma = ';'
 	cw.UseCRLF = true
-	cw.Write(header)
-	cw.WriteAll(rows)
+	cw.Write(safeRecord(header))
+	for _, r := range rows {
+		cw.Write(safeRecord(r))
+	}
+	cw.Flush()
 	if err := cw.Error(); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
 	return bw.Flush()
 }
 
-// writeXLSX writes one sheet, the header in bold and frozen.
+// writeXLSX writes one sheet, the header in bold and frozen, every cell a
+// text cell through SafeCell (never a formula).
 func writeXLSX(w io.Writer, header []string, rows [][]string) error {
 	f := excelize.NewFile()
 	defer f.Close()
@@ -257,7 +271,7 @@ func writeXLSX(w io.Writer, header []string, rows [][]string) error {
 	row := func(n int, vals []string, style int) error {
 		cells := make([]any, len(vals))
 		for i, v := range vals {
-			cells[i] = excelize.Cell{Value: v, StyleID: style}
+			cells[i] = excelize.Cell{Value: SafeCell(v), StyleID: style}
 		}
 		cell, _ := excelize.CoordinatesToCellName(1, n)
 		return sw.SetRow(cell, cells)
