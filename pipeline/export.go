@@ -35,6 +35,9 @@ type Exporter struct {
 	Ledger *ledger.Store
 	// Encoding and Sheet read the input file as the splitter did.
 	Encoding, Sheet string
+	// TmpDir receives the workbook parts too large for memory, read or
+	// written. Default: "" (the system's temporary folder).
+	TmpDir string
 }
 
 // Export writes batch id in format to w and returns the rows written.
@@ -76,7 +79,7 @@ func (e *Exporter) Export(ctx context.Context, id, format string, w io.Writer) (
 	if format == FormatCSV {
 		return len(rows), writeCSV(w, header, rows)
 	}
-	return len(rows), writeXLSX(w, header, rows)
+	return len(rows), writeXLSX(w, header, rows, e.TmpDir)
 }
 
 type rowCheck struct {
@@ -109,8 +112,8 @@ func (e *Exporter) joined(ctx context.Context, b ledger.Batch, results map[rowCh
 	if err != nil {
 		return nil, nil, err
 	}
-	opts := csv.Options{Checks: b.CheckList(), Encoding: e.Encoding, Sheet: e.Sheet, Now: time.Now()}
-	r, err := csv.OpenFile(body, key.File, opts)
+	opts := csv.Options{Checks: b.CheckList(), Encoding: e.Encoding, Sheet: e.Sheet, TmpDir: e.TmpDir, Now: time.Now()}
+	r, err := csv.OpenFile(ctx, body, key.File, opts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("export: %w", err)
 	}
@@ -258,8 +261,8 @@ func writeCSV(w io.Writer, header []string, rows [][]string) error {
 
 // writeXLSX writes one sheet, the header in bold and frozen, every cell a
 // text cell through SafeCell (never a formula).
-func writeXLSX(w io.Writer, header []string, rows [][]string) error {
-	f := excelize.NewFile()
+func writeXLSX(w io.Writer, header []string, rows [][]string, tmpDir string) error {
+	f := excelize.NewFile(excelize.Options{TmpDir: tmpDir})
 	defer f.Close()
 	const sheet = "Résultats"
 	f.SetSheetName("Sheet1", sheet)

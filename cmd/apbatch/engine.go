@@ -138,6 +138,16 @@ func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig),
 			en.log.Warn().Err(err).Msg("embedded services did not stop cleanly")
 		}
 	})
+	// A process killed while reading a workbook left its unpacked sheets.
+	if n, size, err := pipeline.ClearTmp(emb.DataDir, time.Now(), false); err != nil {
+		return nil, err
+	} else if n > 0 {
+		en.log.Info().Int("files", n).Int64("bytes", size).Msg("removed the temporary files of an earlier run")
+	}
+	tmpDir, err := pipeline.MakeTmpDir(emb.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	providerURL, tokens, stopSandbox, err := c.provider(ctx, en.log, e.getenv)
 	if err != nil {
 		return nil, err
@@ -156,7 +166,7 @@ func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig),
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: en.log,
 		ProviderURL: providerURL, Tokens: func(tenant string) (string, error) { t, _, err := tokens(tenant); return t, err },
 		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Schedule: schedule,
-		SharedIP: c.sharedIP, Encoding: c.encoding, Sheet: c.sheet, FlushInterval: c.flushInterval, AuditKey: key,
+		SharedIP: c.sharedIP, Encoding: c.encoding, Sheet: c.sheet, TmpDir: tmpDir, FlushInterval: c.flushInterval, AuditKey: key,
 		Registry: reg, Keys: ring,
 	}
 	if tune != nil {
