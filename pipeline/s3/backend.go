@@ -59,3 +59,17 @@ func (b *stagedBackend) PutObject(bucket, key string, meta map[string]string, in
 	}
 	return res, nil
 }
+
+// ListBucket lists as S3 does: a prefix naming a folder that does not
+// exist lists nothing. The afero backend answers NoSuchBucket there (it
+// reads the prefix's folder), which failed "apbatch purge" on a data
+// folder without quarantine/.
+func (b *stagedBackend) ListBucket(bucket string, prefix *gofakes3.Prefix, page gofakes3.ListBucketPage) (*gofakes3.ObjectList, error) {
+	list, err := b.MultiBucketBackend.ListBucket(bucket, prefix, page)
+	if gofakes3.HasErrorCode(err, gofakes3.ErrNoSuchBucket) {
+		if ok, berr := b.MultiBucketBackend.BucketExists(bucket); berr == nil && ok {
+			return gofakes3.NewObjectList(), nil
+		}
+	}
+	return list, err
+}

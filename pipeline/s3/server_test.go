@@ -129,3 +129,16 @@ func openOn(t *testing.T, srv *Server) *Client {
 	}
 	return c
 }
+
+// TestServer_ListMissingFolder: listing a prefix no object has lists
+// nothing, with or without a delimiter, rather than "NoSuchBucket".
+func TestServer_ListMissingFolder(t *testing.T) {
+	ctx := context.Background()
+	c := openOn(t, &Server{Dir: t.TempDir()})
+	if objs, err := c.List(ctx, "quarantine/"); err != nil || len(objs) != 0 {
+		t.Fatalf("List = %v, %v", objs, err)
+	}
+	if folders, err := c.Folders(ctx, "quarantine/"); err != nil || len(folders) != 0 {
+		t.Fatalf("Folders = %v, %v", folders, err)
+	}
+}
