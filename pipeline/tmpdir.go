@@ -26,15 +26,14 @@ func MakeTmpDir(dataDir string) (string, error) {
 	return dir, nil
 }
 
-// ClearTmp removes the files of dataDir's TmpDir last modified before
+// ClearTmp removes the files of dir (a TmpDir) last modified before
 // before: the leftovers of a process that stopped while reading or writing
 // a workbook (excelize removes its files itself otherwise). Give the
 // current time when no other process uses the data folder (on start), and
 // an earlier one when some may (purge: a workbook is read in minutes).
 // With dry set it only counts them. It returns the files removed (or to
 // remove) and their bytes; a missing folder holds nothing.
-func ClearTmp(dataDir string, before time.Time, dry bool) (files int, size int64, err error) {
-	dir := TmpDir(dataDir)
+func ClearTmp(dir string, before time.Time, dry bool) (files int, size int64, err error) {
 	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if errors.Is(err, fs.ErrNotExist) && p != dir {
 			return nil // removed meanwhile by its owner

@@ -139,7 +139,7 @@ func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig),
 		}
 	})
 	// A process killed while reading a workbook left its unpacked sheets.
-	if n, size, err := pipeline.ClearTmp(emb.DataDir, time.Now(), false); err != nil {
+	if n, size, err := pipeline.ClearTmp(pipeline.TmpDir(emb.DataDir), time.Now(), false); err != nil {
 		return nil, err
 	} else if n > 0 {
 		en.log.Info().Int("files", n).Int64("bytes", size).Msg("removed the temporary files of an earlier run")

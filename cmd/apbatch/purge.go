@@ -139,7 +139,7 @@ func (c *purgeCommand) Run(ctx context.Context, args []string) error {
 		s3cfg = pipeline.EmbeddedS3(srv.URL())
 		// An hour ago, whatever --now: no read of a workbook in progress
 		// lasts that long.
-		n, size, err := pipeline.ClearTmp(c.dataDir, time.Now().Add(-time.Hour), c.dryRun)
+		n, size, err := pipeline.ClearTmp(pipeline.TmpDir(c.dataDir), time.Now().Add(-time.Hour), c.dryRun)
 		if err != nil {
 			return err
 		}
