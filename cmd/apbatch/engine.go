@@ -166,9 +166,10 @@ func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig),
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: en.log,
 		ProviderURL: providerURL, Tokens: func(tenant string) (string, error) { t, _, err := tokens(tenant); return t, err },
 		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Schedule: schedule,
-		SharedIP: c.sharedIP, Encoding: c.encoding, Sheet: c.sheet, TmpDir: tmpDir, FlushInterval: c.flushInterval, AuditKey: key,
+		SharedIP: c.sharedIP, Encoding: c.encoding, Sheet: c.sheet, FlushInterval: c.flushInterval, AuditKey: key,
 		Registry: reg, Keys: ring,
 	}
+	cfg.TmpDir = tmpDir
 	if tune != nil {
 		tune(&cfg)
 	}

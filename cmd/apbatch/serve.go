@@ -166,8 +166,9 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 		LedgerURL: c.db, Log: log.With().Str("process", strings.Join(roles, "+")).Logger(),
 		ProviderURL: strings.TrimRight(c.providerURL, "/"), Rate: c.rate, IPLimit: c.ipLimit, Share: c.share,
 		InFlight: c.inFlight, Recipient: c.recipient, Checks: checks, SharedIP: c.sharedIP, FlushInterval: c.flushInterval,
-		Roles: roles, EventsTopic: strings.TrimSpace(c.eventsTopic), WatchInterval: watch, TmpDir: c.tmpDir,
+		Roles: roles, EventsTopic: strings.TrimSpace(c.eventsTopic), WatchInterval: watch,
 	}
+	cfg.TmpDir = c.tmpDir
 	if slices.Contains(roles, "work") {
 		// The providers' maintenance windows are waited out, in
 		// Europe/Paris time.
