@@ -38,6 +38,9 @@ type Exporter struct {
 	Ledger *ledger.Store
 	// Encoding and Sheet read the input file as the splitter did.
 	Encoding, Sheet string
+	// TmpDir receives the workbook parts too large for memory, read or
+	// written. Default: "" (the system's temporary folder).
+	TmpDir string
 }
 
 // Export writes batch id in format to w and returns the rows written.
@@ -79,7 +82,7 @@ func (e *Exporter) Export(ctx context.Context, id, format string, w io.Writer) (
 	if format == FormatCSV {
 		return len(rows), writeCSV(w, header, rows)
 	}
-	return len(rows), writeXLSX(w, header, rows)
+	return len(rows), writeXLSX(w, header, rows, e.TmpDir)
 }
 
 type rowCheck struct {
@@ -112,8 +115,8 @@ func (e *Exporter) joined(ctx context.Context, b ledger.Batch, results map[rowCh
 	if err != nil {
 		return nil, nil, err
 	}
-	opts := csv.Options{Checks: b.CheckList(), Encoding: e.Encoding, Sheet: e.Sheet, Now: time.Now()}
-	r, err := csv.OpenFile(body, key.File, opts)
+	opts := csv.Options{Checks: b.CheckList(), Encoding: e.Encoding, Sheet: e.Sheet, TmpDir: e.TmpDir, Now: time.Now()}
+	r, err := csv.OpenFile(ctx, body, key.File, opts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("export: %w", err)
 	}
@@ -234,24 +237,38 @@ func deref(s *string) string {
 	return *s
 }
 
-// writeCSV writes what Excel opens as is: UTF-8 with a BOM, ';', CRLF.
+// safeRecord returns rec's cells through SafeCell, in a new slice.
+func safeRecord(rec []string) []string {
+	out := make([]string, len(rec))
+	for i, v := range rec {
+		out[i] = SafeCell(v)
+	}
+	return out
+}
+
+// writeCSV writes what Excel opens as is: UTF-8 with a BOM, ';', CRLF,
+// every cell through SafeCell.
 func writeCSV(w io.Writer, header []string, rows [][]string) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString("\ufeff")
 	cw := stdcsv.NewWriter(bw)
 	cw.Comma = ';'
 	cw.UseCRLF = true
-	cw.Write(header)
-	cw.WriteAll(rows)
+	cw.Write(safeRecord(header))
+	for _, r := range rows {
+		cw.Write(safeRecord(r))
+	}
+	cw.Flush()
 	if err := cw.Error(); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
 	return bw.Flush()
 }
 
-// writeXLSX writes one sheet, the header in bold and frozen.
-func writeXLSX(w io.Writer, header []string, rows [][]string) error {
-	f := excelize.NewFile()
+// writeXLSX writes one sheet, the header in bold and frozen, every cell a
+// text cell through SafeCell (never a formula).
+func writeXLSX(w io.Writer, header []string, rows [][]string, tmpDir string) error {
+	f := excelize.NewFile(excelize.Options{TmpDir: tmpDir})
 	defer f.Close()
 	const sheet = "Résultats"
 	f.SetSheetName("Sheet1", sheet)
@@ -263,7 +280,7 @@ func writeXLSX(w io.Writer, header []string, rows [][]string) error {
 	row := func(n int, vals []string, style int) error {
 		cells := make([]any, len(vals))
 		for i, v := range vals {
-			cells[i] = excelize.Cell{Value: v, StyleID: style}
+			cells[i] = excelize.Cell{Value: SafeCell(v), StyleID: style}
 		}
 		cell, _ := excelize.CoordinatesToCellName(1, n)
 		return sw.SetRow(cell, cells)

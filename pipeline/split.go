@@ -60,6 +60,9 @@ type Splitter struct {
 	Sheet string
 	// MaxSize refuses larger files. Default: 200 MB.
 	MaxSize int64
+	// TmpDir receives the workbook parts too large for memory (see
+	// csv.Options). Default: "" (the system's temporary folder).
+	TmpDir string
 	// Columns, when set, returns a tenant's explicit column mapping
 	// (canonical column → the header its files use), or nil.
 	Columns func(ctx context.Context, tenant string) (map[string]string, error)
@@ -283,7 +286,7 @@ func tooLarge(err error) bool {
 
 // scan streams the batch's object row by row.
 func (s *Splitter) scan(ctx context.Context, b ledger.Batch, name string, checks []schemas.Check, fn func(csv.Row) error) error {
-	opts := csv.Options{Now: s.now(), Checks: checks, Encoding: s.Encoding, Sheet: s.Sheet}
+	opts := csv.Options{Now: s.now(), Checks: checks, Encoding: s.Encoding, Sheet: s.Sheet, TmpDir: s.TmpDir}
 	body, info, err := s.S3.Open(ctx, b.ObjectKey)
 	if errors.Is(err, s3.ErrNotFound) {
 		return &FileError{Message: fmt.Sprintf("fichier « %s » introuvable dans le bucket ; déposez-le à nouveau", name)}
@@ -300,7 +303,7 @@ func (s *Splitter) scan(ctx context.Context, b ledger.Batch, name string, checks
 			return err
 		}
 	}
-	r, err := csv.OpenFile(body, name, opts)
+	r, err := csv.OpenFile(ctx, body, name, opts)
 	if err != nil {
 		var ce *csv.FileError
 		if errors.As(err, &ce) {

@@ -116,7 +116,8 @@ type Outcome struct {
 	Status     schemas.Status
 	// Code is the first error code (e.g. "37003", "00355"); "" on 200.
 	Code string
-	// Message joins the API's error details; it never holds personal data.
+	// Message is the API's error titles with their codes, bounded
+	// (errorSummary): never the free text (detail) that may echo the query.
 	Message  string
 	Provider string
 	QF       *QuotientFamilial
@@ -320,7 +321,7 @@ var ErrTransport = errors.New("no answer from the API")
 type apiError struct {
 	Code   string `json:"code"`
 	Title  string `json:"title"`
-	Detail string `json:"detail"`
+	Detail string `json:"detail"` // never copied: it may echo the query
 	Meta   struct {
 		Provider string          `json:"provider"`
 		RetryIn  json.RawMessage `json:"retry_in"`
@@ -344,19 +345,11 @@ func classify(status int, h http.Header, raw []byte, now time.Time, decode func(
 	// sends one) must not give an ok result an error code.
 	if status != http.StatusOK && len(b.Errors) > 0 {
 		e := b.Errors[0]
-		o.Code = e.Code
-		o.Provider = e.Meta.Provider
-		var msgs []string
-		for _, e := range b.Errors {
-			m := strings.TrimSpace(e.Title)
-			if e.Detail != "" && e.Detail != e.Title {
-				m = strings.TrimSpace(m + " : " + e.Detail)
-			}
-			if m != "" {
-				msgs = append(msgs, m)
-			}
-		}
-		o.Message = strings.Join(msgs, " ; ")
+		// Only codes and titles travel (errorSummary): detail and meta
+		// may echo the person's identity.
+		o.Code = errorCode(e.Code)
+		o.Provider = providerName(e.Meta.Provider)
+		o.Message = errorSummary(b.Errors)
 		if s, err := strconv.ParseFloat(strings.Trim(string(e.Meta.RetryIn), `"`), 64); err == nil && s > 0 && s < maxWaitSeconds {
 			o.RetryAfter = time.Duration(s * float64(time.Second))
 		}

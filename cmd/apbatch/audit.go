@@ -127,7 +127,7 @@ func (c *auditCommand) lookup(ctx context.Context, files []string) error {
 		return fmt.Errorf("open %s: %w", files[0], err)
 	}
 	defer f.Close()
-	r, err := csv.OpenFile(f, filepath.Base(files[0]), csv.Options{Now: time.Now(), Checks: checks})
+	r, err := csv.OpenFile(ctx, f, filepath.Base(files[0]), csv.Options{Now: time.Now(), Checks: checks})
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -312,7 +311,7 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	if err != nil {
 		return res, fmt.Errorf("sandbox: listen: %w", err)
 	}
-	srv := &http.Server{Handler: sb, ReadHeaderTimeout: 10 * time.Second}
+	srv := sb.HTTPServer()
 	// The sandbox's goroutines carry a profile label, so that a CPU profile
 	// tells the API's share from apbatch's (go tool pprof -tagignore
 	// service=sandbox).

@@ -139,6 +139,16 @@ func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig),
 			en.log.Warn().Err(err).Msg("embedded services did not stop cleanly")
 		}
 	})
+	// A process killed while reading a workbook left its unpacked sheets.
+	if n, size, err := pipeline.ClearTmp(pipeline.TmpDir(emb.DataDir), time.Now(), false); err != nil {
+		return nil, err
+	} else if n > 0 {
+		en.log.Info().Int("files", n).Int64("bytes", size).Msg("removed the temporary files of an earlier run")
+	}
+	tmpDir, err := pipeline.MakeTmpDir(emb.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	providerURL, tokens, stopSandbox, err := c.provider(ctx, en.log, e.getenv)
 	if err != nil {
 		return nil, err
@@ -160,6 +170,7 @@ func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig),
 		SharedIP: c.sharedIP, Encoding: c.encoding, Sheet: c.sheet, FlushInterval: c.flushInterval, StallAfter: c.stallAfter, AuditKey: key,
 		Registry: reg, Keys: ring,
 	}
+	cfg.TmpDir = tmpDir
 	if tune != nil {
 		tune(&cfg)
 	}

@@ -80,6 +80,10 @@ campaign's latest published roster, which "apbatch refresh" re-reads
 (keep-latest, the default). Whatever the mode, a roster goes with its
 results once they expire. Uploads whose batch still runs are kept.
 
+Without --db it also removes the temporary files of workbooks that a
+stopped process left in --data-dir/tmp (unpacked sheets, in clear), once
+an hour old.
+
 A batch's age is its end in the ledger (completed_at); objects the ledger
 does not know age from their S3 LastModified. Running it again removes
 nothing more. Schedule it daily (a Kubernetes CronJob). Exit status 1 when
@@ -118,6 +122,7 @@ func (c *purgeCommand) Run(ctx context.Context, args []string) error {
 	}
 	s3cfg := s3.Config{Endpoint: c.s3Endpoint, Bucket: c.s3Bucket, AccessKey: c.getenv("APBATCH_S3_ACCESS_KEY"), SecretKey: c.getenv("APBATCH_S3_SECRET_KEY")}
 	dbURL := c.db
+	var tmpNote string
 	if dbURL == "" {
 		if dbURL, err = ledgerURL("", c.dataDir); err != nil {
 			return err
@@ -132,6 +137,15 @@ func (c *purgeCommand) Run(ctx context.Context, args []string) error {
 			srv.Close(cctx)
 		}()
 		s3cfg = pipeline.EmbeddedS3(srv.URL())
+		// An hour ago, whatever --now: no read of a workbook in progress
+		// lasts that long.
+		n, size, err := pipeline.ClearTmp(pipeline.TmpDir(c.dataDir), time.Now().Add(-time.Hour), c.dryRun)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			tmpNote = fmt.Sprintf("temporary workbook files in %s: %d (%s)", pipeline.TmpDir(c.dataDir), n, bytesText(size))
+		}
 	}
 	client, err := s3.NewClient(ctx, s3cfg)
 	if err != nil {
@@ -181,6 +195,12 @@ func (c *purgeCommand) Run(ctx context.Context, args []string) error {
 		}
 	} else {
 		printPurge(c.stdout, reports, c.dryRun)
+		if tmpNote != "" {
+			fmt.Fprintln(c.stdout, tmpNote)
+		}
+	}
+	if tmpNote != "" {
+		log.Info().Str("component", "purge").Msg(tmpNote)
 	}
 	if len(failed) > 0 {
 		return errors.Join(failed...)

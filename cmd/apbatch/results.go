@@ -110,7 +110,11 @@ func (c *resultsCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("-o: %w", err)
 	}
-	n, err := (&pipeline.Exporter{S3: client, Ledger: store}).Export(ctx, id, format, f)
+	tmpDir, err := pipeline.MakeTmpDir(c.dataDir)
+	if err != nil {
+		return err
+	}
+	n, err := (&pipeline.Exporter{S3: client, Ledger: store, TmpDir: tmpDir}).Export(ctx, id, format, f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

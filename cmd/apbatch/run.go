@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -279,7 +278,7 @@ func startSandbox(ctx context.Context, cfg sandbox.Config) (base string, stop fu
 	if err != nil {
 		return "", nil, fmt.Errorf("sandbox: listen: %w", err)
 	}
-	srv := &http.Server{Handler: sb, ReadHeaderTimeout: 10 * time.Second}
+	srv := sb.HTTPServer()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

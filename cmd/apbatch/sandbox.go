@@ -135,7 +135,7 @@ func (c *sandboxCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", c.addr, err)
 	}
-	srv := &http.Server{Handler: sb, ReadHeaderTimeout: 10 * time.Second}
+	srv := sb.HTTPServer()
 	log.Info().Str("component", "sandbox").Str("url", "http://"+ln.Addr().String()).Msg("sandbox serving")
 	fmt.Fprintf(c.stdout, "sandbox serving on http://%s (token: apbatch sandbox --print-token)\n", ln.Addr())
 	errc := make(chan error, 1)

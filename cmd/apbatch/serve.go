@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/mattn/go-isatty"
 
+	"github.com/apbatch/apbatch/pipeline"
 	"github.com/apbatch/apbatch/pipeline/kafka"
 	"github.com/apbatch/apbatch/pipeline/s3"
 	"github.com/apbatch/apbatch/schemas"
@@ -35,7 +37,7 @@ type serveCommand struct {
 	tokensDir                               string
 	checks, sharedIP, logLevel, auditKeyDir string
 	eventsTopic, watchInterval, metricsAddr string
-	memoryLimit                             string
+	memoryLimit, tmpDir                     string
 	rate, ipLimit, inFlight                 int
 	share                                   float64
 	flushInterval, stallAfter               time.Duration
@@ -62,6 +64,7 @@ func (c *serveCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.recipient, "recipient", c.envOr("APBATCH_RECIPIENT", ""), "ingest role: SIRET of the collectivité sent with the calls of tenants without their own APBATCH_RECIPIENT_<TENANT> (APBATCH_RECIPIENT); empty: their uploads are refused")
 	fs.StringVar(&c.eventsTopic, "events-topic", c.envOr("APBATCH_EVENTS_TOPIC", schemas.TopicUploads), "ingest role: Kafka topic the bucket's S3 event notifications reach (APBATCH_EVENTS_TOPIC)")
 	fs.StringVar(&c.watchInterval, "watch-interval", c.envOr("APBATCH_WATCH_INTERVAL", "0"), "ingest role: also list incoming/ this often (e.g. 1m) and start uploads no notification announced, for S3 services without notifications; 0 = off (APBATCH_WATCH_INTERVAL)")
+	fs.StringVar(&c.tmpDir, "tmp-dir", c.envOr("APBATCH_TMP_DIR", ""), "ingest role: folder of this process alone for the unpacked sheets of large workbooks, emptied on start (APBATCH_TMP_DIR; default: the system's temporary folder)")
 	fs.StringVar(&c.checks, "checks", c.envOr("APBATCH_CHECKS", "qf"), "checks new batches run (APBATCH_CHECKS)")
 	fs.StringVar(&c.sharedIP, "shared-ip-budget", c.envOr("APBATCH_SHARED_IP_BUDGET", ""), "share --ip-limit through the ledger with the worker processes of the same NAME (APBATCH_SHARED_IP_BUDGET)")
 	fs.StringVar(&c.auditKeyDir, "audit-key-dir", c.envOr("APBATCH_AUDIT_KEY_DIR", "."), "folder of audit.key when APBATCH_AUDIT_KEY is not set")
@@ -148,6 +151,15 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	klog := log.With().Str("process", strings.Join(roles, "+")).Logger()
+	if c.tmpDir != "" {
+		// What a killed process of this folder left behind.
+		if _, _, err := pipeline.ClearTmp(c.tmpDir, time.Now(), false); err != nil {
+			return fmt.Errorf("--tmp-dir: %w", err)
+		}
+		if err := os.MkdirAll(c.tmpDir, 0o700); err != nil {
+			return fmt.Errorf("--tmp-dir: %w", err)
+		}
+	}
 	cfg := stackConfig{
 		Kafka: kafka.Config{Brokers: strings.Split(c.brokers, ","), Log: &klog},
 		S3: s3.Config{Endpoint: c.s3Endpoint, Bucket: c.s3Bucket, AccessKey: c.getenv("APBATCH_S3_ACCESS_KEY"),
@@ -157,6 +169,7 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 		InFlight: c.inFlight, Recipient: c.recipient, Checks: checks, SharedIP: c.sharedIP, FlushInterval: c.flushInterval, StallAfter: c.stallAfter,
 		Roles: roles, EventsTopic: strings.TrimSpace(c.eventsTopic), WatchInterval: watch,
 	}
+	cfg.TmpDir = c.tmpDir
 	if slices.Contains(roles, "work") {
 		// The providers' maintenance windows are waited out, in
 		// Europe/Paris time.

@@ -83,6 +83,9 @@ type stackConfig struct {
 	Encoding string
 	// Sheet is the sheet read in XLSX files; "" is the first one.
 	Sheet string
+	// TmpDir receives the temporary files of large workbooks; "" is the
+	// system's temporary folder.
+	TmpDir string
 	// Roles are the roles this process runs; nil means all of them.
 	Roles []string
 	// SharedIP, when set, names the egress IP whose per-IP budget the
@@ -195,7 +198,7 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 		}
 	}
 
-	splitter := &pipeline.Splitter{S3: client, Ledger: store, Jobs: st.jobsW, Results: st.resW, Log: cfg.Log, Encoding: cfg.Encoding, Sheet: cfg.Sheet,
+	splitter := &pipeline.Splitter{S3: client, Ledger: store, Jobs: st.jobsW, Results: st.resW, Log: cfg.Log, Encoding: cfg.Encoding, Sheet: cfg.Sheet, TmpDir: cfg.TmpDir,
 		Columns: pipeline.TenantColumns(client), Metrics: pm}
 	if cfg.Keys != nil {
 		splitter.Identities = cfg.Keys

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/apbatch/apbatch/pipeline"
 	"github.com/apbatch/apbatch/pipeline/csv"
 	"github.com/apbatch/apbatch/pipeline/ledger"
 	"github.com/apbatch/apbatch/schemas"
@@ -311,7 +312,7 @@ func (c *runCommand) checkTokens(ctx context.Context, log zerolog.Logger, store 
 		w.calls += max(calls, 0)
 	}
 	for _, f := range files {
-		rows, err := estimateRows(f, c.sheet)
+		rows, err := estimateRows(ctx, f, c.sheet, pipeline.TmpDir(c.dataDir))
 		if err != nil {
 			// The batch will say what is wrong with the file.
 			log.Debug().Err(err).Str("file", filepath.Base(f)).Msg("rows not estimated")
@@ -367,8 +368,10 @@ func (c *runCommand) checkTokens(ctx context.Context, log zerolog.Logger, store 
 
 // estimateRows estimates a roster's data rows: its lines but the header
 // for a CSV (a quoted field over several lines counts more), the rows of
-// the sheet for a workbook.
-func estimateRows(path, sheet string) (int64, error) {
+// the sheet with content for a workbook (read within csv.OpenXLSX's
+// limits: a workbook beyond them is not estimated, its batch says why).
+// ctx ends the read; tmpDir receives a large workbook's parts.
+func estimateRows(ctx context.Context, path, sheet, tmpDir string) (int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
@@ -377,7 +380,7 @@ func estimateRows(path, sheet string) (int64, error) {
 	br := bufio.NewReader(f)
 	head, _ := br.Peek(4)
 	if csv.IsXLSX(path, head) {
-		r, err := csv.OpenXLSX(br, filepath.Base(path), csv.Options{Sheet: sheet, Now: time.Now()})
+		r, err := csv.OpenXLSX(ctx, br, filepath.Base(path), csv.Options{Sheet: sheet, Now: time.Now(), TmpDir: tmpDir})
 		if err != nil {
 			return 0, err
 		}

@@ -314,7 +314,7 @@ func TestEstimateRows(t *testing.T) {
 			if err := os.WriteFile(p, []byte(tc.body), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if got, err := estimateRows(p, ""); err != nil || got != tc.want {
+			if got, err := estimateRows(context.Background(), p, "", t.TempDir()); err != nil || got != tc.want {
 				t.Fatalf("got %d, %v; want %d", got, err, tc.want)
 			}
 		})

@@ -105,6 +105,9 @@ type Options struct {
 	Encoding string
 	// Sheet is the sheet of a workbook to read; "" is the first one.
 	Sheet string
+	// TmpDir receives the parts of a workbook too large to keep in
+	// memory. Default: "" (the system's temporary folder).
+	TmpDir string
 	// Columns maps canonical columns to the headers a tenant's files use
 	// for them, beyond the aliases; it wins over them.
 	Columns map[string]string

@@ -2,6 +2,7 @@ package csv
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -440,7 +441,7 @@ func FuzzOpenXLSX(f *testing.F) {
 	f.Add([]byte("PK\x03\x04"))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		r, err := OpenXLSX(bytes.NewReader(in), "fuzz.xlsx", Options{Now: today})
+		r, err := OpenXLSX(context.Background(), bytes.NewReader(in), "fuzz.xlsx", Options{Now: today})
 		if err != nil {
 			var fe *FileError
 			if !errors.As(err, &fe) {
@@ -516,7 +517,7 @@ func TestMalformedCorpus(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, err := OpenFile(bytes.NewReader(raw), name, Options{Now: today})
+			r, err := OpenFile(context.Background(), bytes.NewReader(raw), name, Options{Now: today})
 			got := "ok"
 			switch {
 			case err != nil:

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -22,6 +23,13 @@ type Server struct {
 	Dir string
 	// Addr is the listen address. Default: "127.0.0.1:0" (a free port).
 	Addr string
+	// ReadTimeout bounds the reading of a whole request, body included:
+	// a client sending slower is cut. Default: 5 minutes.
+	ReadTimeout time.Duration
+	// IdleTimeout closes keep-alive connections left idle. Default: 2
+	// minutes. Responses have no write timeout: the splitter streams a
+	// roster for as long as its batch takes.
+	IdleTimeout time.Duration
 
 	mu   sync.Mutex
 	srv  *http.Server
@@ -43,10 +51,19 @@ func (s *Server) Open(ctx context.Context) error {
 	if err := os.MkdirAll(s.Dir, 0o750); err != nil {
 		return fmt.Errorf("s3: create %s: %w", s.Dir, err)
 	}
-	backend, err := s3afero.MultiBucket(afero.NewBasePathFs(afero.NewOsFs(), s.Dir))
+	afs, err := s3afero.MultiBucket(afero.NewBasePathFs(afero.NewOsFs(), s.Dir))
 	if err != nil {
 		return fmt.Errorf("s3: open folder backend: %w", err)
 	}
+	// Staging files of uploads cut by a crash are left over: remove them.
+	staging := filepath.Join(s.Dir, "staging")
+	if err := os.RemoveAll(staging); err != nil {
+		return fmt.Errorf("s3: clear staging folder: %w", err)
+	}
+	if err := os.MkdirAll(staging, 0o700); err != nil {
+		return fmt.Errorf("s3: create staging folder: %w", err)
+	}
+	backend := &stagedBackend{MultiBucketBackend: afs, dir: staging}
 	fake := gofakes3.New(backend, gofakes3.WithAutoBucket(true), gofakes3.WithLogger(gofakes3.DiscardLog()))
 	addr := s.Addr
 	if addr == "" {
@@ -58,7 +75,8 @@ func (s *Server) Open(ctx context.Context) error {
 		return fmt.Errorf("s3: listen %s: %w", addr, err)
 	}
 	s.ln = ln
-	s.srv = &http.Server{Handler: fake.Server(), ReadHeaderTimeout: 10 * time.Second}
+	s.srv = &http.Server{Handler: fake.Server(), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: orDefault(s.ReadTimeout, 5*time.Minute), IdleTimeout: orDefault(s.IdleTimeout, 2*time.Minute)}
 	s.done = make(chan error, 1)
 	s.wg.Add(1)
 	go func() {
@@ -68,6 +86,13 @@ func (s *Server) Open(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }
 
 // URL returns the endpoint URL to give the SDK (http://host:port).

@@ -159,6 +159,20 @@ func New(cfg Config) (*Server, error) {
 		state: newFlightCache(), done: make(chan struct{})}, nil
 }
 
+// HTTPServer returns an http.Server for s with bounded reads: headers
+// within 10 s, a whole request within 30 s (the API's requests are GETs),
+// keep-alive connections closed after 2 idle minutes; an answer must be
+// written within 2 minutes beyond the slowest one the faults draw.
+func (s *Server) HTTPServer() *http.Server {
+	slowest := s.cfg.Faults.ProviderTimeout
+	if slowest <= 0 {
+		slowest = 10 * time.Second
+	}
+	slowest += 10 * s.cfg.Faults.LatencyP99
+	return &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 2*time.Minute + slowest, IdleTimeout: 2 * time.Minute}
+}
+
 // Calls returns how many data requests were answered, whatever the status.
 func (s *Server) Calls() int64 { return s.calls.Load() }
 
