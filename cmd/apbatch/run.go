@@ -312,10 +312,18 @@ func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files 
 		version := obj.VersionID
 		if force {
 			// A version of our own: unversioned buckets give the same
-			// ETag to the same content.
+			// ETag to the same content. The ingest refuses such versions
+			// from notifications (anyone producing one could run a roster
+			// again), so this process starts the batch itself.
 			version = fmt.Sprintf("%s%d", pipeline.ForcedVersionPrefix, time.Now().UnixNano())
-		}
-		if err := pipeline.PublishUpload(ctx, st.uploads, st.s3.Bucket(), key, obj, version); err != nil {
+			ik, err := pipeline.ParseIncomingKey(key)
+			if err != nil {
+				return nil, err
+			}
+			if err := st.ingest.Start(ctx, pipeline.Upload{Bucket: st.s3.Bucket(), Key: ik, Version: version, ETag: obj.ETag}); err != nil {
+				return nil, err
+			}
+		} else if err := pipeline.PublishUpload(ctx, st.uploads, st.s3.Bucket(), key, obj, version); err != nil {
 			return nil, err
 		}
 		out = append(out, submitted{file: f, key: key,

@@ -48,6 +48,9 @@ type Batch struct {
 	Bucket        string `db:"bucket"`
 	ObjectKey     string `db:"object_key"`
 	ObjectVersion string `db:"object_version"`
+	// ObjectETag is the ETag of the version verified (unquoted); "" for
+	// batches recorded before it was kept.
+	ObjectETag string `db:"object_etag"`
 	Period        string `db:"period"`
 	Recipient     string `db:"recipient"`
 	State         string `db:"state"`
@@ -326,8 +329,8 @@ func (s *Store) CreateBatch(ctx context.Context, b Batch) (Batch, bool, error) {
 	}
 	b.CreatedAt = s.now().UTC()
 	res, err := s.db.NamedExecContext(ctx, `INSERT INTO batches
-		(id, tenant, campaign, check_name, bucket, object_key, object_version, period, recipient, state, created_at)
-		VALUES (:id, :tenant, :campaign, :check_name, :bucket, :object_key, :object_version, :period, :recipient, :state, :created_at)
+		(id, tenant, campaign, check_name, bucket, object_key, object_version, object_etag, period, recipient, state, created_at)
+		VALUES (:id, :tenant, :campaign, :check_name, :bucket, :object_key, :object_version, :object_etag, :period, :recipient, :state, :created_at)
 		ON CONFLICT DO NOTHING`, b)
 	if err != nil {
 		return Batch{}, false, fmt.Errorf("ledger: create batch: %w", err)

@@ -153,3 +153,59 @@ func TestClient_CopyHead(t *testing.T) {
 		t.Fatalf("Copy(missing) = %v, want ErrNotFound", err)
 	}
 }
+
+// TestClient_PinnedVersion: a key replaced by other content no longer
+// serves the version pinned by its ETag, nor a version id the (unversioned)
+// embedded server does not keep; the current content still opens.
+func TestClient_PinnedVersion(t *testing.T) {
+	ctx := context.Background()
+	_, c := openServer(t)
+	const key, dst = "incoming/demo/2026-09/x.csv", "incoming/demo/2026-10/x.csv"
+	first, err := c.Put(ctx, key, bytes.NewReader([]byte("famille A\n")), 10, "text/csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := c.Put(ctx, key, bytes.NewReader([]byte("famille B!\n")), 11, "text/csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		v    Version
+		gone bool
+	}{
+		{"current etag", Version{ETag: second.ETag}, false},
+		{"current etag quoted", Version{ETag: `"` + second.ETag + `"`}, false},
+		{"replaced etag", Version{ETag: first.ETag}, true},
+		{"version id not kept", Version{ID: "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY", ETag: second.ETag}, true},
+		{"nothing pinned", Version{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc, _, err := c.OpenVersion(ctx, key, tc.v)
+			if tc.gone != errors.Is(err, ErrNotFound) || (!tc.gone && err != nil) {
+				t.Fatalf("OpenVersion: %v, want gone %v", err, tc.gone)
+			}
+			if err == nil {
+				got, _ := io.ReadAll(rc)
+				rc.Close()
+				if string(got) != "famille B!\n" {
+					t.Fatalf("read %q", got)
+				}
+			}
+			if _, err := c.HeadVersion(ctx, key, tc.v); tc.gone != errors.Is(err, ErrNotFound) || (!tc.gone && err != nil) {
+				t.Fatalf("HeadVersion: %v, want gone %v", err, tc.gone)
+			}
+			_, err = c.CopyVersion(ctx, key, tc.v, dst)
+			if tc.gone != errors.Is(err, ErrNotFound) || (!tc.gone && err != nil) {
+				t.Fatalf("CopyVersion: %v, want gone %v", err, tc.gone)
+			}
+			if _, err := c.Head(ctx, dst); tc.gone != errors.Is(err, ErrNotFound) {
+				t.Fatalf("copy after CopyVersion (gone %v): %v", tc.gone, err)
+			}
+			c.Delete(ctx, dst)
+		})
+	}
+	if _, _, err := c.OpenVersion(ctx, "incoming/demo/2026-09/absent.csv", Version{ETag: first.ETag}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("absent key: %v", err)
+	}
+}
