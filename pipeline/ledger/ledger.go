@@ -50,12 +50,12 @@ type Batch struct {
 	ObjectVersion string `db:"object_version"`
 	// ObjectETag is the ETag of the version verified (unquoted); "" for
 	// batches recorded before it was kept.
-	ObjectETag string `db:"object_etag"`
-	Period        string `db:"period"`
-	Recipient     string `db:"recipient"`
-	State         string `db:"state"`
-	RowsTotal     *int64 `db:"rows_total"`
-	LookupsTotal  *int64 `db:"lookups_total"`
+	ObjectETag   string `db:"object_etag"`
+	Period       string `db:"period"`
+	Recipient    string `db:"recipient"`
+	State        string `db:"state"`
+	RowsTotal    *int64 `db:"rows_total"`
+	LookupsTotal *int64 `db:"lookups_total"`
 	// CallsSaved is how many results share another row's call (the same
 	// person, check and period in one file).
 	CallsSaved int64 `db:"calls_saved"`
