@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -122,7 +121,11 @@ func (c *purgeCommand) Run(ctx context.Context, args []string) error {
 		if dbURL, err = ledgerURL("", c.dataDir); err != nil {
 			return err
 		}
-		srv := &s3.Server{Dir: filepath.Join(c.dataDir, "s3")}
+		creds, err := pipeline.LoadCredentials(c.dataDir)
+		if err != nil {
+			return err
+		}
+		srv := creds.S3Server(c.dataDir)
 		if err := srv.Open(ctx); err != nil {
 			return err
 		}
@@ -131,7 +134,7 @@ func (c *purgeCommand) Run(ctx context.Context, args []string) error {
 			defer cancel()
 			srv.Close(cctx)
 		}()
-		s3cfg = pipeline.EmbeddedS3(srv.URL())
+		s3cfg = creds.S3Config(srv.URL())
 	}
 	client, err := s3.NewClient(ctx, s3cfg)
 	if err != nil {

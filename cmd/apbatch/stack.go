@@ -310,7 +310,7 @@ func (st *stack) Close() error {
 		errs = append(errs, r.Close())
 	}
 	for _, w := range []*kafkago.Writer{st.uploads, st.jobsW, st.resW} {
-		errs = append(errs, w.Close())
+		errs = append(errs, kafka.CloseWriter(w))
 	}
 	errs = append(errs, st.ledger.Close())
 	return errors.Join(errs...)

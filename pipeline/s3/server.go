@@ -17,11 +17,18 @@ import (
 
 // Server is an embedded S3 service over HTTP whose buckets are folders of
 // Dir and whose objects are plain files (gofakes3 with its afero backend).
+// With AccessKey and SecretKey set, it serves only requests signed with
+// them (AWS Signature Version 4, in the Authorization header or a presigned
+// URL) and answers any other with 403 AccessDenied.
 type Server struct {
 	// Dir holds one folder per bucket. Required.
 	Dir string
 	// Addr is the listen address. Default: "127.0.0.1:0" (a free port).
 	Addr string
+	// AccessKey and SecretKey are the only credentials the server
+	// accepts. Default: "" (no check: any client, signed or not, is
+	// served; for development servers only).
+	AccessKey, SecretKey string
 
 	mu   sync.Mutex
 	srv  *http.Server
@@ -47,7 +54,14 @@ func (s *Server) Open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("s3: open folder backend: %w", err)
 	}
+	if (s.AccessKey == "") != (s.SecretKey == "") {
+		return errors.New("s3: server AccessKey and SecretKey go together")
+	}
 	fake := gofakes3.New(backend, gofakes3.WithAutoBucket(true), gofakes3.WithLogger(gofakes3.DiscardLog()))
+	handler := fake.Server()
+	if s.AccessKey != "" {
+		handler = requireSignature(&sigV4{accessKey: s.AccessKey, secretKey: s.SecretKey, now: time.Now}, handler)
+	}
 	addr := s.Addr
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -58,7 +72,7 @@ func (s *Server) Open(ctx context.Context) error {
 		return fmt.Errorf("s3: listen %s: %w", addr, err)
 	}
 	s.ln = ln
-	s.srv = &http.Server{Handler: fake.Server(), ReadHeaderTimeout: 10 * time.Second}
+	s.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	s.done = make(chan error, 1)
 	s.wg.Add(1)
 	go func() {
@@ -103,4 +117,15 @@ func (s *Server) Close(ctx context.Context) error {
 		return fmt.Errorf("s3: close server: %w", err)
 	}
 	return nil
+}
+
+// requireSignature serves only the requests v verifies.
+func requireSignature(v *sigV4, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := v.verify(r); err != nil {
+			accessDenied(w, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
