@@ -98,8 +98,8 @@ type stackConfig struct {
 	WatchInterval time.Duration
 	// Registry, when set, receives the roles' metrics; nil: no metrics.
 	Registry *prometheus.Registry
-	// Keys seals job identities (ingest) and opens them (work); nil:
-	// identities cross Kafka in clear (tests only).
+	// Keys seals job identities (ingest) and opens them (work); nil: the
+	// splitter produces jobs in clear, which workers drop without a call.
 	Keys *keys.Ring
 }
 
