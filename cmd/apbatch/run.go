@@ -82,7 +82,9 @@ and its upload event starts the batch. Results land in
 s3://apbatch/results/<tenant>/<campaign>/<batch>/. Running again with the
 same file reuses the finished batch. Identities cross the embedded broker
 sealed under a key kept in --data-dir/kek.key (made on first use) unless
-APBATCH_KEK_FILE, APBATCH_KEK or APBATCH_KMS_KEY_ID names one.
+APBATCH_KEK_FILE, APBATCH_KEK or APBATCH_KMS_KEY_ID names one. The embedded
+S3 server and broker serve only clients holding the credentials of
+--data-dir/services.key (made on first use, mode 0600).
 
 Flags:
 `)
