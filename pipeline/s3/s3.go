@@ -189,33 +189,7 @@ func (c *Client) Head(ctx context.Context, key string) (ObjectInfo, error) {
 // Copy copies the object at src to dst inside the bucket, server-side, and
 // describes the copy.
 func (c *Client) Copy(ctx context.Context, src, dst string) (ObjectInfo, error) {
-	// The source is URL-encoded, segment by segment; '+' too, which some
-	// services read as a space.
-	segs := strings.Split(c.bucket+"/"+src, "/")
-	for i, s := range segs {
-		segs[i] = strings.ReplaceAll(url.PathEscape(s), "+", "%2B")
-	}
-	out, err := c.api.CopyObject(ctx, &awss3.CopyObjectInput{Bucket: &c.bucket, Key: &dst, CopySource: aws.String(strings.Join(segs, "/"))})
-	if err != nil {
-		if isNotFound(err) {
-			return ObjectInfo{}, fmt.Errorf("s3: copy %s to %s: %w", src, dst, ErrNotFound)
-		}
-		return ObjectInfo{}, fmt.Errorf("s3: copy %s to %s: %w", src, dst, err)
-	}
-	info := ObjectInfo{Key: dst, VersionID: aws.ToString(out.VersionId)}
-	if out.CopyObjectResult != nil {
-		info.ETag = strings.Trim(aws.ToString(out.CopyObjectResult.ETag), `"`)
-	}
-	// The size (and an ETag the service did not return) from the copy.
-	head, err := c.Head(ctx, dst)
-	if err != nil {
-		return ObjectInfo{}, err
-	}
-	info.Size = head.Size
-	if info.ETag == "" {
-		info.ETag = head.ETag
-	}
-	return info, nil
+	return c.CopyVersion(ctx, src, Version{}, dst)
 }
 
 // List returns every object whose key starts with prefix, in key order.
@@ -356,6 +330,8 @@ func (c *Client) HeadVersion(ctx context.Context, key string, v Version) (Object
 // single-part ETag pinned), the copy is deleted and the error wraps
 // ErrNotFound, as when the version is gone.
 func (c *Client) CopyVersion(ctx context.Context, src string, v Version, dst string) (ObjectInfo, error) {
+	// The source is URL-encoded, segment by segment; '+' too, which some
+	// services read as a space.
 	segs := strings.Split(c.bucket+"/"+src, "/")
 	for i, s := range segs {
 		segs[i] = strings.ReplaceAll(url.PathEscape(s), "+", "%2B")
@@ -368,7 +344,7 @@ func (c *Client) CopyVersion(ctx context.Context, src string, v Version, dst str
 		CopySourceIfMatch: v.ifMatch()})
 	if err != nil {
 		if versionGone(err, v) {
-			return ObjectInfo{}, fmt.Errorf("s3: copy %s at its pinned version to %s: %w", src, dst, ErrNotFound)
+			return ObjectInfo{}, fmt.Errorf("s3: copy %s to %s: %w", src, dst, ErrNotFound)
 		}
 		return ObjectInfo{}, fmt.Errorf("s3: copy %s to %s: %w", src, dst, err)
 	}
