@@ -85,6 +85,15 @@ func (e *Exporter) Export(ctx context.Context, id, format string, w io.Writer) (
 	return len(rows), writeXLSX(w, header, rows, e.TmpDir)
 }
 
+// ErrInputReplaced is returned (wrapped, with what to do) by a CSV or XLSX
+// export whose batch's input file is no longer in the bucket as it was
+// verified: replaced by another file under the same name, or deleted.
+var ErrInputReplaced = errors.New("le fichier déposé pour ce lot a été remplacé ou supprimé depuis")
+
+// replacedHint says what agents can do instead.
+const replacedHint = "ses lignes ne peuvent plus être jointes à ses résultats sans risque de mélanger des familles ; " +
+	"exportez les résultats seuls (-o resultats.parquet), ou exportez le lot du fichier déposé ensuite"
+
 type rowCheck struct {
 	n     int64
 	check string
@@ -106,9 +115,19 @@ func (e *Exporter) results(ctx context.Context, id string) (map[rowCheck]schemas
 // joined reads the input file again and puts each row's results after its
 // original columns.
 func (e *Exporter) joined(ctx context.Context, b ledger.Batch, results map[rowCheck]schemas.ResultRow) ([]string, [][]string, error) {
-	body, _, err := e.S3.Open(ctx, b.ObjectKey)
+	// Exactly the version the batch verified: the rows are joined to its
+	// results by number, so another file under the same name would give
+	// one family's results to another.
+	pin := PinnedVersion(b)
+	if !Pinned(pin) {
+		return nil, nil, fmt.Errorf("%w : %s", ErrInputReplaced, replacedHint)
+	}
+	body, _, err := e.S3.OpenVersion(ctx, b.ObjectKey, pin)
+	if errors.Is(err, s3.ErrNotFound) {
+		return nil, nil, fmt.Errorf("%w : %s", ErrInputReplaced, replacedHint)
+	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("export: the input file is gone (%w); export the Parquet results instead", err)
+		return nil, nil, fmt.Errorf("export: %w", err)
 	}
 	defer body.Close()
 	key, err := ParseIncomingKey(b.ObjectKey)

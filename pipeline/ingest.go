@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +36,11 @@ type Upload struct {
 	// Version identifies the object version (see ObjectVersion); "" when
 	// the notification named none, and the ingester asks S3.
 	Version string
+	// VersionID and ETag are what the notification (or S3) says of the
+	// version: its S3 version id ("" in an unversioned bucket) and its
+	// unquoted ETag. The ingester checks them against the object as S3
+	// has it before any batch is recorded.
+	VersionID, ETag string
 }
 
 // ErrNotCreated is returned by UploadOf for records that announce no new
@@ -63,8 +69,12 @@ func UploadOf(rec schemas.S3EventRecord) (Upload, error) {
 	if err != nil {
 		return Upload{}, err
 	}
-	up := Upload{Bucket: rec.S3.Bucket.Name, Key: ik, Version: ObjectVersion(rec.S3.Object.VersionID, rec.S3.Object.ETag, "")}
-	if !storable(up.Bucket) || !storable(up.Version) {
+	up := Upload{Bucket: rec.S3.Bucket.Name, Key: ik, Version: ObjectVersion(rec.S3.Object.VersionID, rec.S3.Object.ETag, ""),
+		ETag: strings.Trim(rec.S3.Object.ETag, `"`)}
+	if v := rec.S3.Object.VersionID; v != "null" {
+		up.VersionID = v
+	}
+	if !storable(up.Bucket) || !storable(up.Version) || !storable(up.ETag) {
 		// No store emits these; the ledger could not keep them, and the
 		// event would be retried forever.
 		return Upload{}, fmt.Errorf("pipeline: event names its bucket or object version with control characters or invalid UTF-8")
@@ -193,6 +203,13 @@ func (in *Ingester) Handle(ctx context.Context, value []byte) error {
 			log.Warn().Err(err).Str("tenant", keyTenant(rec.S3.Object.Key)).Str("key_sha256", KeyDigest(rec.S3.Object.Key)).
 				Msg("upload refused")
 			continue
+		case strings.HasPrefix(up.Version, ForcedVersionPrefix):
+			// Only "run --force", in its own process, makes such versions
+			// up (Start, without an event): a notification naming one is
+			// forged to run a roster again.
+			log.Warn().Str("tenant", up.Key.Tenant).Str("key_sha256", KeyDigest(rec.S3.Object.Key)).
+				Msg("event names a version no S3 service makes; skipped, no batch")
+			continue
 		}
 		if err := in.Start(ctx, up); err != nil {
 			return err
@@ -227,7 +244,9 @@ func (in *Ingester) Start(ctx context.Context, up Upload) error {
 		if err != nil {
 			return fmt.Errorf("ingest: version of an upload (key_sha256 %s): %w", KeyDigest(key), withoutKey(err))
 		}
-		up.Version = ObjectVersion(obj.VersionID, obj.ETag, "")
+		up.Version, up.VersionID, up.ETag = ObjectVersion(obj.VersionID, obj.ETag, ""), obj.VersionID, obj.ETag
+	} else if gone, err := in.verify(ctx, log, &up); gone || err != nil {
+		return err
 	}
 	checks := in.Checks
 	if len(checks) == 0 {
@@ -235,7 +254,7 @@ func (in *Ingester) Start(ctx context.Context, up Upload) error {
 	}
 	nb := ledger.Batch{
 		Tenant: up.Key.Tenant, Campaign: up.Key.Campaign, Checks: schemas.JoinChecks(checks),
-		Bucket: up.Bucket, ObjectKey: key, ObjectVersion: up.Version,
+		Bucket: up.Bucket, ObjectKey: key, ObjectVersion: up.Version, ObjectETag: up.ETag,
 		Period: in.Period, Recipient: in.recipient(up.Key.Tenant),
 	}
 	if err := in.refreshed(ctx, &nb); err != nil {
@@ -269,6 +288,45 @@ func (in *Ingester) Start(ctx context.Context, up Upload) error {
 		return in.Splitter.fail(ctx, blog, b, fmt.Sprintf("le découpage de ce fichier a échoué %d fois ; vérifiez-le (ouvrez-le dans un tableur et enregistrez-le à nouveau en CSV), puis déposez-le à nouveau", n-1))
 	}
 	return in.Splitter.Split(ctx, b)
+}
+
+// verify checks that the version up names exists as S3 has it (HEAD with
+// its version id and If-Match on its ETag), and completes up's ETag from
+// S3. When it does not exist (a forged event, or an upload replaced before
+// its event was read in an unversioned bucket) no batch is started: gone
+// is true, and a batch recorded for it but never split is failed. Errors
+// are transient.
+func (in *Ingester) verify(ctx context.Context, log zerolog.Logger, up *Upload) (gone bool, err error) {
+	key := up.Key.String()
+	pin := s3.Version{ID: up.VersionID, ETag: up.ETag}
+	if strings.HasPrefix(up.Version, ForcedVersionPrefix) {
+		pin.ID = ""
+	}
+	obj, err := in.Splitter.S3.HeadVersion(ctx, key, pin)
+	if err == nil {
+		up.ETag = obj.ETag
+		return false, nil
+	}
+	if !errors.Is(err, s3.ErrNotFound) {
+		return false, fmt.Errorf("ingest: check the version of an upload (key_sha256 %s): %w", KeyDigest(key), withoutKey(err))
+	}
+	id := ledger.BatchID(up.Bucket, key, up.Version)
+	b, berr := in.Ledger.Batch(ctx, id)
+	switch {
+	case berr == nil && b.State == ledger.StateCreated:
+		return true, in.Splitter.fail(ctx, log.With().Str("batch_id", id).Logger(), b, goneMessage(path.Base(key)))
+	case berr != nil && !errors.Is(berr, ledger.ErrNotFound):
+		return false, berr
+	}
+	log.Warn().Str("key_sha256", KeyDigest(key)).Bool("has_version_id", pin.ID != "").
+		Msg("announced object version does not exist in the bucket (replaced, deleted, or a forged event); skipped, no batch")
+	return true, nil
+}
+
+// goneMessage tells agents that the file a batch verified is no longer in
+// the bucket as it was.
+func goneMessage(name string) string {
+	return "le fichier « " + name + " » déposé pour ce lot a été remplacé ou supprimé depuis ; déposez-le à nouveau pour le vérifier"
 }
 
 // refreshed gives b the checks and recipient of the batch whose roster a

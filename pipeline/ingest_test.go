@@ -329,3 +329,114 @@ func FuzzS3Event(f *testing.F) {
 		}
 	})
 }
+
+// TestIngester_RefusesVersionsTheBucketLacks: an event naming a version
+// the bucket does not hold (a version id of an unversioned bucket, an ETag
+// that is not the object's, a version only "run --force" makes up) starts
+// no batch and is not an error (its offset is committed); the event of the
+// object as S3 has it still starts one, pinned to its ETag.
+func TestIngester_RefusesVersionsTheBucketLacks(t *testing.T) {
+	ctx := context.Background()
+	client, store := bucketAndLedger(t)
+	jobs, results := &countingWriter{}, &countingWriter{}
+	in := &Ingester{Ledger: store, Bucket: "apbatch", Log: zerolog.Nop(), Recipient: "13002526500013",
+		Splitter: &Splitter{S3: client, Ledger: store, Jobs: jobs, Results: results, Log: zerolog.Nop()}}
+	const key = "incoming/ville/2026-09/cantine.csv"
+	roster := "reference;nom_naissance;prenoms;sexe;date_naissance;code_insee_pays_naissance;code_insee_commune_naissance\n" +
+		"R1;MARTIN;Léa;F;2015-04-02;99100;75056\n"
+	obj, err := client.Put(ctx, key, bytes.NewReader([]byte(roster)), int64(len(roster)), "text/csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	event := func(etag, versionID string) []byte {
+		return []byte(`{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"apbatch"},
+			"object":{"key":"` + key + `","eTag":"` + etag + `","versionId":"` + versionID + `"}}}]}`)
+	}
+	for _, tc := range []struct {
+		name, etag, versionID string
+	}{
+		{"version id unknown to the bucket", obj.ETag, "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"},
+		{"version id alone", "", "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"},
+		{"another content's etag", "0123456789abcdef0123456789abcdef", ""},
+		{"version made up by run --force", obj.ETag, ForcedVersionPrefix + "1767225600000000000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := in.Handle(ctx, event(tc.etag, tc.versionID)); err != nil {
+				t.Fatalf("Handle: %v (the event would be read again forever)", err)
+			}
+			if bs, err := store.Batches(ctx); err != nil || len(bs) != 0 {
+				t.Fatalf("batches = %+v, %v; want none", bs, err)
+			}
+			if len(jobs.msgs) != 0 {
+				t.Fatalf("%d jobs produced", len(jobs.msgs))
+			}
+		})
+	}
+	if err := in.Handle(ctx, event(obj.ETag, "")); err != nil {
+		t.Fatal(err)
+	}
+	bs, err := store.Batches(ctx)
+	if err != nil || len(bs) != 1 || bs[0].ObjectETag != obj.ETag || bs[0].State != ledger.StateSplit {
+		t.Fatalf("batches = %+v, %v; want one split, pinned to %s", bs, err, obj.ETag)
+	}
+}
+
+// TestIngester_ReplacedBeforeSplit: a batch recorded but not split yet
+// (a crash in between) whose file was replaced since fails with a message
+// for agents; it never splits the new file's rows under the old batch.
+func TestIngester_ReplacedBeforeSplit(t *testing.T) {
+	ctx := context.Background()
+	client, store := bucketAndLedger(t)
+	jobs := &countingWriter{}
+	in := &Ingester{Ledger: store, Bucket: "apbatch", Log: zerolog.Nop(), Recipient: "13002526500013",
+		Splitter: &Splitter{S3: client, Ledger: store, Jobs: jobs, Results: &countingWriter{}, Log: zerolog.Nop()}}
+	const key = "incoming/ville/2026-09/cantine.csv"
+	put := func(body string) s3.ObjectInfo {
+		t.Helper()
+		obj, err := client.Put(ctx, key, bytes.NewReader([]byte(body)), int64(len(body)), "text/csv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return obj
+	}
+	header := "reference;nom_naissance;prenoms;sexe;date_naissance;code_insee_pays_naissance;code_insee_commune_naissance\n"
+	first := put(header + "R1;MARTIN;Léa;F;2015-04-02;99100;75056\n")
+	b, _, err := store.CreateBatch(ctx, ledger.Batch{Tenant: "ville", Campaign: "2026-09", Checks: "quotient_familial", Bucket: "apbatch",
+		ObjectKey: key, ObjectVersion: first.ETag, ObjectETag: first.ETag, Recipient: "13002526500013"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(header + "R9;DURAND;Hugo;M;2014-01-20;99100;75056\n")
+	ik, _ := ParseIncomingKey(key)
+	if err := in.Start(ctx, Upload{Bucket: "apbatch", Key: ik, Version: first.ETag, ETag: first.ETag}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := store.Batch(ctx, b.ID)
+	if err != nil || got.State != ledger.StateFailed || !strings.Contains(got.Error, "remplacé ou supprimé") || len(jobs.msgs) != 0 {
+		t.Fatalf("batch %+v, %v; %d jobs; want failed, no job", got, err, len(jobs.msgs))
+	}
+}
+
+func TestPinnedVersion(t *testing.T) {
+	const etag = "5bdbb6e3e9f1873bc57aec2932291506"
+	for _, tc := range []struct {
+		name          string
+		version, etag string
+		want          s3.Version
+	}{
+		{"unversioned", etag, etag, s3.Version{ETag: etag}},
+		{"versioned", "096fKKXTRTtl3on89fVO.nfljtsv6qko", etag, s3.Version{ID: "096fKKXTRTtl3on89fVO.nfljtsv6qko", ETag: etag}},
+		{"forced", ForcedVersionPrefix + "17", etag, s3.Version{ETag: etag}},
+		{"forced, recorded before etags", ForcedVersionPrefix + "17", "", s3.Version{}},
+		{"etag, recorded before etags", etag, "", s3.Version{ETag: etag}},
+		{"multipart etag, recorded before etags", etag + "-12", "", s3.Version{ETag: etag + "-12"}},
+		{"version id, recorded before etags", "096fKKXTRTtl3on89fVO.nfljtsv6qko", "", s3.Version{ID: "096fKKXTRTtl3on89fVO.nfljtsv6qko"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := PinnedVersion(ledger.Batch{ObjectVersion: tc.version, ObjectETag: tc.etag})
+			if got != tc.want {
+				t.Fatalf("PinnedVersion = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/apbatch/apbatch/pipeline/csv"
+	"github.com/apbatch/apbatch/pipeline/ledger"
 	"github.com/apbatch/apbatch/pipeline/s3"
 )
 
@@ -153,6 +154,36 @@ func ObjectVersion(versionID, etag, sequencer string) string {
 	}
 	return sequencer
 }
+
+// etagPattern is the shape of the ETags S3 services give uploads: an MD5
+// in hex, with "-<parts>" for a multipart upload.
+var etagPattern = regexp.MustCompile(`^[0-9a-fA-F]{32}(-[0-9]+)?$`)
+
+// PinnedVersion returns the object version batch b verifies, as the S3
+// client pins it: its version id (when ObjectVersion is one) and its ETag.
+// Batches recorded before their ETag was kept pin ObjectVersion as an ETag
+// when it has the shape of one, else as a version id. A version made up by
+// "run --force" is no version id: only the ETag pins it.
+func PinnedVersion(b ledger.Batch) s3.Version {
+	v, etag := b.ObjectVersion, strings.Trim(b.ObjectETag, `"`)
+	// A re-priced batch reads its source's roster.
+	v, _, _ = strings.Cut(v, PricedVersionSep)
+	switch {
+	case strings.HasPrefix(v, ForcedVersionPrefix):
+		return s3.Version{ETag: etag}
+	case etag != "" && v == etag:
+		return s3.Version{ETag: etag}
+	case etag != "":
+		return s3.Version{ID: v, ETag: etag}
+	case etagPattern.MatchString(v):
+		return s3.Version{ETag: v}
+	}
+	return s3.Version{ID: v}
+}
+
+// Pinned reports whether v pins anything (a batch made up by "run --force"
+// before ETags were kept pins nothing, and cannot be read again safely).
+func Pinned(v s3.Version) bool { return v.ID != "" || v.ETag != "" }
 
 // ColumnsKey is where a tenant's explicit column mapping lives in the
 // bucket: YAML, canonical column → the header its files use.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -130,7 +129,14 @@ func (r *Refresher) Refresh(ctx context.Context, tenant, campaign, period string
 	// A copy left by a refresh stopped before its event is reused.
 	obj, err := r.S3.Head(ctx, rf.ObjectKey)
 	if errors.Is(err, s3.ErrNotFound) {
-		obj, err = r.S3.Copy(ctx, src.ObjectKey, rf.ObjectKey)
+		pin := PinnedVersion(src)
+		if !Pinned(pin) {
+			res.Outcome = RefreshRosterGone
+			return res, nil
+		}
+		// The very version the source batch verified, whatever the key
+		// holds now.
+		obj, err = r.S3.CopyVersion(ctx, src.ObjectKey, pin, rf.ObjectKey)
 		if errors.Is(err, s3.ErrNotFound) {
 			res.Outcome = RefreshRosterGone
 			return res, nil
@@ -144,7 +150,7 @@ func (r *Refresher) Refresh(ctx context.Context, tenant, campaign, period string
 	if err := r.Ledger.SetRefreshBatch(ctx, tenant, campaign, id); err != nil {
 		return res, err
 	}
-	if err := PublishUpload(ctx, r.Uploads, r.S3.Bucket(), rf.ObjectKey, obj, version); err != nil {
+	if err := PublishUpload(ctx, r.Uploads, r.S3.Bucket(), rf.ObjectKey, obj, obj.VersionID); err != nil {
 		return res, fmt.Errorf("refresh %s: %w", tenant, err)
 	}
 	log.Info().Str("batch_id", id).Str("source_batch_id", src.ID).Msg("roster submitted again")
@@ -163,18 +169,23 @@ func (r *Refresher) found(ctx context.Context, res RefreshResult, outcome, id, s
 	return res, nil
 }
 
-// sourceIntact reports whether the bucket still holds the file src
-// verified: the same version, or the same content (ETag) in an unversioned
-// bucket. Versions made up by "run --force" cannot be checked; they pass.
+// sourceIntact reports whether the bucket still holds the version of the
+// file src verified (its version id, or its content by ETag in an
+// unversioned bucket). A version made up by "run --force" before ETags were
+// recorded cannot be checked: it does not pass.
 func (r *Refresher) sourceIntact(ctx context.Context, src ledger.Batch) (bool, error) {
-	obj, err := r.S3.Head(ctx, src.ObjectKey)
+	pin := PinnedVersion(src)
+	if !Pinned(pin) {
+		return false, nil
+	}
+	_, err := r.S3.HeadVersion(ctx, src.ObjectKey, pin)
 	if errors.Is(err, s3.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("refresh %s: %w", src.Tenant, err)
 	}
-	return obj.VersionID == src.ObjectVersion || obj.ETag == src.ObjectVersion || strings.HasPrefix(src.ObjectVersion, ForcedVersionPrefix), nil
+	return true, nil
 }
 
 // ForcedVersionPrefix starts the object versions "run --force" makes up so

@@ -56,7 +56,7 @@ func Reprice(ctx context.Context, client *s3.Client, store *ledger.Store, src le
 		return src, false, nil
 	}
 	b, _, err := store.CreateBatch(ctx, ledger.Batch{ID: id, Tenant: src.Tenant, Campaign: src.Campaign, Checks: src.Checks,
-		Bucket: src.Bucket, ObjectKey: src.ObjectKey, ObjectVersion: version, Period: src.Period, Recipient: src.Recipient, PricedFrom: src.ID})
+		Bucket: src.Bucket, ObjectKey: src.ObjectKey, ObjectVersion: version, ObjectETag: src.ObjectETag, Period: src.Period, Recipient: src.Recipient, PricedFrom: src.ID})
 	if err != nil {
 		return src, false, err
 	}

@@ -287,9 +287,10 @@ func tooLarge(err error) bool {
 // scan streams the batch's object row by row.
 func (s *Splitter) scan(ctx context.Context, b ledger.Batch, name string, checks []schemas.Check, fn func(csv.Row) error) error {
 	opts := csv.Options{Now: s.now(), Checks: checks, Encoding: s.Encoding, Sheet: s.Sheet, TmpDir: s.TmpDir}
-	body, info, err := s.S3.Open(ctx, b.ObjectKey)
+	// The version the batch verifies, not whatever the key holds by now.
+	body, info, err := s.S3.OpenVersion(ctx, b.ObjectKey, PinnedVersion(b))
 	if errors.Is(err, s3.ErrNotFound) {
-		return &FileError{Message: fmt.Sprintf("fichier « %s » introuvable dans le bucket ; déposez-le à nouveau", name)}
+		return &FileError{Message: goneMessage(name)}
 	}
 	if err != nil {
 		return fmt.Errorf("split: %w", err)

@@ -147,7 +147,10 @@ func (w *Watcher) Pass(ctx context.Context) (int, error) {
 		if err != nil {
 			return started, fmt.Errorf("watch: head an upload (key_sha256 %s): %w", KeyDigest(o.Key), withoutKey(err))
 		}
-		up := Upload{Bucket: bucket, Key: ik, Version: ObjectVersion(head.VersionID, head.ETag, "")}
+		up := Upload{Bucket: bucket, Key: ik, Version: ObjectVersion(head.VersionID, head.ETag, ""), VersionID: head.VersionID, ETag: head.ETag}
+		if up.VersionID == "null" {
+			up.VersionID = ""
+		}
 		if done, err := w.done(ctx, bucket, o.Key, up.Version); err != nil || done {
 			if err != nil {
 				return started, err

@@ -19,8 +19,9 @@ const (
 )
 
 // Message versions. A reader refuses a message whose version it does not know.
-// Job version 2 may carry its identity sealed (Job.Sealed); readers still
-// take version 1 jobs (identity in clear) produced before an upgrade.
+// Job version 2 carries its identity sealed (Job.Sealed); version 1 jobs
+// (identity in clear) still decode, but workers drop every job in clear
+// without a call (see workers.Pool.AllowClearJobs).
 const (
 	JobVersion    = 2
 	ResultVersion = 1

@@ -30,16 +30,30 @@ type SealedIdentity struct {
 var ErrUnsealable = errors.New("sealed identity cannot be opened: unknown key or altered message")
 
 // IdentityAAD returns the additional authenticated data a job's identity is
-// sealed with: the job's tenant, batch, check, period and lookup, so that a
-// sealed identity copied into another job does not open.
+// sealed with: every field a worker acts on besides the identity (tenant,
+// batch, campaign, check, period, lookup, recipient, and each row's number
+// and reference), so that a sealed identity copied into another job, or a
+// job altered on its way (its rows pointed at other lines, its SIRET
+// changed), does not open and is never called. The label names this
+// binding's version: jobs sealed under an earlier one do not open either.
 func (j Job) IdentityAAD() []byte {
-	b := make([]byte, 0, 96+len(j.Tenant)+len(j.BatchID))
-	b = append(b, "apbatch.job.identity"...)
-	for _, s := range []string{j.Tenant, j.BatchID, string(j.Check), j.Period.String(), j.LookupID} {
+	b := make([]byte, 0, 128+len(j.Tenant)+len(j.BatchID)+len(j.Campaign)+len(j.Recipient)+24*len(j.Rows))
+	b = append(b, "apbatch.job.identity.v2"...)
+	field := func(s string) {
 		b = append(b, 0)
 		b = strconv.AppendInt(b, int64(len(s)), 10)
 		b = append(b, ':')
 		b = append(b, s...)
+	}
+	for _, s := range []string{j.Tenant, j.BatchID, j.Campaign, string(j.Check), j.Period.String(), j.LookupID, j.Recipient} {
+		field(s)
+	}
+	b = append(b, 0)
+	b = strconv.AppendInt(b, int64(len(j.Rows)), 10)
+	for _, r := range j.Rows {
+		b = append(b, 0)
+		b = strconv.AppendInt(b, r.Number, 10)
+		field(r.Reference)
 	}
 	return b
 }

@@ -85,26 +85,36 @@ func TestJob_Validate_Versions(t *testing.T) {
 }
 
 func TestJob_IdentityAAD(t *testing.T) {
-	j := Job{Tenant: "demo", BatchID: "b1", Check: CheckQuotientFamilial, LookupID: "l1", Period: Period{Year: 2026, Month: 9}}
+	j := Job{Tenant: "demo", BatchID: "b1", Campaign: "2026-09", Check: CheckQuotientFamilial, LookupID: "l1",
+		Recipient: "13002526500013", Period: Period{Year: 2026, Month: 9}, Rows: []RowRef{{Number: 3, Reference: "F1"}, {Number: 7}}}
 	base := string(j.IdentityAAD())
-	for name, change := range map[string]func(*Job){
-		"tenant":  func(j *Job) { j.Tenant = "other" },
-		"batch":   func(j *Job) { j.BatchID = "b2" },
-		"check":   func(j *Job) { j.Check = CheckRSA },
-		"period":  func(j *Job) { j.Period = Period{} },
-		"lookup":  func(j *Job) { j.LookupID = "l2" },
-		"shifted": func(j *Job) { j.Tenant, j.BatchID = "demob", "1" },
+	for _, tc := range []struct {
+		name   string
+		change func(*Job)
+	}{
+		{"tenant", func(j *Job) { j.Tenant = "other" }},
+		{"batch", func(j *Job) { j.BatchID = "b2" }},
+		{"campaign", func(j *Job) { j.Campaign = "2027-09" }},
+		{"check", func(j *Job) { j.Check = CheckRSA }},
+		{"period", func(j *Job) { j.Period = Period{} }},
+		{"lookup", func(j *Job) { j.LookupID = "l2" }},
+		{"recipient", func(j *Job) { j.Recipient = "21750001600019" }},
+		{"shifted", func(j *Job) { j.Tenant, j.BatchID = "demob", "1" }},
+		{"row number", func(j *Job) { j.Rows = []RowRef{{Number: 4, Reference: "F1"}, {Number: 7}} }},
+		{"row reference", func(j *Job) { j.Rows = []RowRef{{Number: 3, Reference: "F2"}, {Number: 7}} }},
+		{"row added", func(j *Job) { j.Rows = append(append([]RowRef(nil), j.Rows...), RowRef{Number: 9}) }},
+		{"row dropped", func(j *Job) { j.Rows = j.Rows[:1] }},
+		{"reference moved", func(j *Job) { j.Rows = []RowRef{{Number: 3}, {Number: 7, Reference: "F1"}} }},
 	} {
-		k := j
-		change(&k)
-		if string(k.IdentityAAD()) == base {
-			t.Errorf("%s: same AAD", name)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			k := j
+			tc.change(&k)
+			if string(k.IdentityAAD()) == base {
+				t.Errorf("same AAD")
+			}
+		})
 	}
-	// Rows are not bound: a job's rows are its own business.
-	k := j
-	k.Rows = []RowRef{{Number: 9}}
-	if string(k.IdentityAAD()) != base {
-		t.Error("rows changed the AAD")
+	if k := j; string(k.IdentityAAD()) != base {
+		t.Error("AAD not deterministic")
 	}
 }

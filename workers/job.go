@@ -29,6 +29,14 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 	p.held.add(job.BatchID)
 	defer p.held.done(job.BatchID)
 	jlog := newJobLog(&log, &job)
+	if job.Sealed == nil && !p.AllowClearJobs {
+		// Never called, never answered: whoever produced it has no
+		// sealing key (see AllowClearJobs). The log names the job, never
+		// its identity.
+		jlog.Error().Int("version", job.Version).Int("rows", len(job.Rows)).Int("partition", m.Partition).Int64("offset", m.Offset).
+			Msg("job carries its identity in clear (not sealed): dropped without a call nor a result")
+		return nil
+	}
 	var (
 		res   schemas.Result
 		calls []schemas.CallRecord

@@ -164,7 +164,7 @@ func TestPool_LeasesTakeTurns(t *testing.T) {
 		fj := &fakeJobs{committed: map[int]int64{}, msgs: all.msgs[i*20 : (i+1)*20]}
 		results[i] = &fakeResults{}
 		sp := &spans[i]
-		pool := &Pool{Jobs: fj, Results: results[i], Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return tok, nil },
+		pool := &Pool{AllowClearJobs: true, Jobs: fj, Results: results[i], Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return tok, nil },
 			Log: zerolog.Nop(), Limit: 1000, IPLimit: -1, MaxInFlight: 4, Leases: leases,
 			OnCall: func(_ schemas.Check, latency time.Duration, _ int) {
 				sent := time.Now().Add(-latency)

@@ -138,10 +138,20 @@ type Pool struct {
 	// Metrics, when set, counts the pool's calls and reads its budgets
 	// when scraped. Default: nil (none).
 	Metrics *Metrics
-	// Identities opens the sealed identities of jobs (*keys.Ring).
-	// Default: nil (only jobs in clear are answered; sealed ones get
-	// CodeSeal results).
+	// Identities opens the sealed identities of jobs (*keys.Ring); the
+	// seal binds each identity to its job's fields, so a job forged or
+	// altered without the sealing key does not open and is never called.
+	// Default: nil (sealed jobs get CodeSeal results without a call).
 	Identities IdentityOpener
+	// AllowClearJobs makes the pool answer jobs whose identity travels in
+	// clear (no Sealed: version 1, or version 2 unsealed). For tests only:
+	// producers seal every identity, so such a job is forged (anyone able
+	// to produce to the jobs topic could look up anybody under a tenant's
+	// token) or comes from a producer without keys. Without it, a clear
+	// job is dropped: logged, committed, no call, no result (its rows get
+	// no result: a forged job must not write into a batch either).
+	// Default: false.
+	AllowClearJobs bool
 
 	mu       sync.Mutex
 	breakers map[string]*Breaker

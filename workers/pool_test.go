@@ -151,7 +151,7 @@ func TestPool_AgainstSandbox(t *testing.T) {
 	}
 	fr := &fakeResults{}
 	var logs bytes.Buffer
-	pool := &Pool{Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL},
+	pool := &Pool{AllowClearJobs: true, Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL},
 		Tokens: func(string) (string, error) { return tok, nil }, Log: zerolog.New(&logs).Level(zerolog.DebugLevel),
 		Retry: RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond}, ProbeEvery: 10 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -234,7 +234,7 @@ func TestPool_BanGuardStopsCalling(t *testing.T) {
 		fj.msgs = append(fj.msgs, kafkago.Message{Topic: "jobs", Offset: int64(i), Value: v})
 	}
 	fr := &fakeResults{}
-	pool := &Pool{Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return tok, nil },
+	pool := &Pool{AllowClearJobs: true, Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return tok, nil },
 		Log: zerolog.Nop(), Limit: 1000, MaxInFlight: 4, Retry: RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond},
 		ProbeEvery: 10 * time.Millisecond}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -325,7 +325,7 @@ func TestPool_OutageResumesWithoutFailingRows(t *testing.T) {
 	defer srv.Close()
 	tok, _ := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(time.Hour))
 	fj, fr := jobsFor(t, pop, 60), &fakeResults{}
-	pool := &Pool{Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return tok, nil },
+	pool := &Pool{AllowClearJobs: true, Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return tok, nil },
 		Log: zerolog.Nop(), Limit: 1000, IPLimit: -1, MaxInFlight: 8, ProbeEvery: 50 * time.Millisecond, BreakerThreshold: 3,
 		// Short backoff: a threshold no higher than the attempts is what
 		// keeps rows from failing, not timing.
@@ -365,7 +365,7 @@ func TestPool_OutageDoesNotStopOtherChecks(t *testing.T) {
 		v, _ := json.Marshal(job)
 		fj.msgs = append(fj.msgs, kafkago.Message{Topic: "jobs", Offset: int64(30 + i), Value: v})
 	}
-	pool := &Pool{Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return tok, nil },
+	pool := &Pool{AllowClearJobs: true, Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return tok, nil },
 		Log: zerolog.Nop(), Limit: 1000, IPLimit: -1, MaxInFlight: 2, ProbeEvery: 20 * time.Millisecond, BreakerThreshold: 2,
 		Retry: RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond}}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -411,7 +411,7 @@ func TestPool_LongWaitParks(t *testing.T) {
 		v, _ := json.Marshal(job)
 		fj.msgs = append(fj.msgs, kafkago.Message{Topic: "jobs", Offset: int64(i), Value: v})
 	}
-	pool := &Pool{Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return "t", nil },
+	pool := &Pool{AllowClearJobs: true, Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return "t", nil },
 		Log: zerolog.Nop(), Limit: 1000, IPLimit: -1, MaxInFlight: 1, Retry: RetryPolicy{ProviderThrottleDelay: time.Hour}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
@@ -433,7 +433,7 @@ func TestPool_SilentAPIStopsInsteadOfHanging(t *testing.T) {
 	srv.Close() // nothing answers any more, pings included
 	pop := sandbox.NewPopulation(30, 3)
 	fj, fr := jobsFor(t, pop, 30), &fakeResults{}
-	pool := &Pool{Jobs: fj, Results: fr, Client: &Client{BaseURL: url}, Tokens: func(string) (string, error) { return "t", nil },
+	pool := &Pool{AllowClearJobs: true, Jobs: fj, Results: fr, Client: &Client{BaseURL: url}, Tokens: func(string) (string, error) { return "t", nil },
 		Log: zerolog.Nop(), Limit: 1000, MaxInFlight: 4, ProbeEvery: 5 * time.Millisecond,
 		Retry: RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond}}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -475,7 +475,7 @@ func TestPool_FairBetweenTenants(t *testing.T) {
 		fj.msgs[i].Key = []byte(tenant)
 	}
 	fr := &fakeResults{}
-	pool := &Pool{Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return tok, nil },
+	pool := &Pool{AllowClearJobs: true, Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return tok, nil },
 		Log: zerolog.Nop(), Limit: 100000, IPLimit: -1, MaxInFlight: 1, Lookahead: 64}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
@@ -547,7 +547,7 @@ func steppingClock(step time.Duration) func() time.Time {
 // call, audit record, results), the API's answer coming from memory.
 func BenchmarkPool_ProcessQF(b *testing.B) {
 	tok := benchToken(b)
-	p := &Pool{Results: discardResults{}, Client: &Client{BaseURL: "http://api.test", HTTP: &http.Client{Transport: newQFAnswer(b)}},
+	p := &Pool{AllowClearJobs: true, Results: discardResults{}, Client: &Client{BaseURL: "http://api.test", HTTP: &http.Client{Transport: newQFAnswer(b)}},
 		Tokens: func(string) (string, error) { return tok, nil }, Log: zerolog.Nop(), IPLimit: -1,
 		Audit: discardAudit{}, AuditKey: []byte("0123456789abcdef0123456789abcdef"), Now: steppingClock(time.Second)}
 	job := schemas.Job{Version: schemas.JobVersion, BatchID: "0f8e7d6c-5b4a-4938-8271-605f4e3d2c1b", Tenant: "sedan", Campaign: "2026-09",
@@ -637,7 +637,7 @@ func TestPool_AuditHashesEveryAttempt(t *testing.T) {
 	defer srv.Close()
 	audit := &recordingAudit{}
 	key := []byte("audit key")
-	p := &Pool{Results: discardResults{}, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return "tok", nil },
+	p := &Pool{AllowClearJobs: true, Results: discardResults{}, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return "tok", nil },
 		Log: zerolog.Nop(), IPLimit: -1, Retry: RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond}, Audit: audit, AuditKey: key,
 		Now: steppingClock(time.Second)}
 	job := schemas.Job{Version: schemas.JobVersion, BatchID: "b1", Tenant: "sedan", Check: schemas.CheckQuotientFamilial, LookupID: "l1",
@@ -692,7 +692,7 @@ func TestPool_AuditsBeforeResults(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			audit := &recordingAudit{err: tc.auditErr}
 			results := &auditFirst{audit: audit}
-			p := &Pool{Results: results, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return "tok", nil },
+			p := &Pool{AllowClearJobs: true, Results: results, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return "tok", nil },
 				Log: zerolog.Nop(), IPLimit: -1, Audit: audit, AuditKey: []byte("audit key"), Now: steppingClock(time.Second)}
 			err := p.process(context.Background(), zerolog.Nop(), kafkago.Message{Value: v}, &jobSlots{})
 			if !errors.Is(err, tc.auditErr) { // nil wants nil
@@ -769,7 +769,7 @@ func TestPool_CallsGoOnWhileAuditsGather(t *testing.T) {
 	defer srv.Close()
 	tok, _ := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(time.Hour))
 	fj, fr := jobsFor(t, pop, jobs), &fakeResults{}
-	pool := &Pool{Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return tok, nil },
+	pool := &Pool{AllowClearJobs: true, Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return tok, nil },
 		Log: zerolog.Nop(), Limit: MaxLimit, IPLimit: -1, MaxInFlight: 1,
 		Audit: &barrierAudit{n: jobs, full: make(chan struct{})}, AuditKey: []byte("audit key")}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -78,12 +78,12 @@ func TestPool_SealedJobs(t *testing.T) {
 		}
 		return fj
 	}
-	run := func(t *testing.T, fj *fakeJobs, opener IdentityOpener) ([]schemas.Result, string, error) {
+	run := func(t *testing.T, fj *fakeJobs, opener IdentityOpener, allowClear bool) ([]schemas.Result, string, error) {
 		t.Helper()
 		fr := &fakeResults{}
 		var logs bytes.Buffer
 		pool := &Pool{Jobs: fj, Results: fr, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return tok, nil },
-			Log: zerolog.New(&logs), Identities: opener}
+			Log: zerolog.New(&logs), Identities: opener, AllowClearJobs: allowClear}
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
 		go func() { done <- pool.Run(ctx) }()
@@ -120,7 +120,7 @@ func TestPool_SealedJobs(t *testing.T) {
 		previous := newTestKEK(t)
 		// A worker in the grace period of a rotation: current and previous key.
 		ring := newTestRing(t, workerKEK, previous)
-		res, logs, err := run(t, jobs(workerRing, newTestRing(t, previous), nil), ring)
+		res, logs, err := run(t, jobs(workerRing, newTestRing(t, previous), nil), ring, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -135,7 +135,7 @@ func TestPool_SealedJobs(t *testing.T) {
 		for name, opener := range map[string]IdentityOpener{"unknown key": workerRing, "no keyring": nil} {
 			calls := sb.Calls()
 			other := newTestRing(t, newTestKEK(t))
-			res, logs, err := run(t, jobs(other, nil), opener)
+			res, logs, err := run(t, jobs(other, nil), opener, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -156,10 +156,51 @@ func TestPool_SealedJobs(t *testing.T) {
 			}
 		}
 	})
+	t.Run("clear jobs dropped: no call, no result", func(t *testing.T) {
+		calls := sb.Calls()
+		fj := jobs(nil, workerRing, nil)
+		res, logs, err := run(t, fj, workerRing, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := byStatus(res)
+		if got["ok "] != 2 || len(res) != 2 {
+			t.Fatalf("results %v, want the sealed job's 2 rows only", got)
+		}
+		for _, r := range res {
+			if r.RowNumber != 3 && r.RowNumber != 4 {
+				t.Fatalf("a clear job was answered: %+v", r)
+			}
+		}
+		if sb.Calls() != calls+1 {
+			t.Fatalf("%d calls, want 1 (the sealed job)", sb.Calls()-calls)
+		}
+		if strings.Count(logs, "in clear") != 2 || strings.Contains(logs, "LEFEBVRE") || strings.Contains(logs, "1982") {
+			t.Fatalf("logs: %s", logs)
+		}
+	})
+	t.Run("altered sealed job: APB_SEAL rows, no call", func(t *testing.T) {
+		calls := sb.Calls()
+		fj := jobs(workerRing, workerRing)
+		job, err := schemas.DecodeJob(fj.msgs[0].Value)
+		if err != nil || job.Sealed == nil {
+			t.Fatalf("decode: %v", err)
+		}
+		job.Rows = []schemas.RowRef{{Number: 41}} // pointed at another family's row
+		fj.msgs[0].Value, _ = json.Marshal(job)
+		res, logs, err := run(t, fj, workerRing, false)
+		if err != nil {
+			t.Fatal(err, logs)
+		}
+		got := byStatus(res)
+		if got["provider_error "+schemas.CodeSeal] != 1 || got["ok "] != 2 || len(res) != 3 || sb.Calls() != calls+1 {
+			t.Fatalf("results %v, %d calls; want the altered job's row APB_SEAL without a call", got, sb.Calls()-calls)
+		}
+	})
 	t.Run("transient failure stops the pool uncommitted", func(t *testing.T) {
 		down := errors.New("kms out of reach")
 		fj := jobs(workerRing)
-		res, _, err := run(t, fj, failingOpener{fmt.Errorf("keys: %w", down)})
+		res, _, err := run(t, fj, failingOpener{fmt.Errorf("keys: %w", down)}, false)
 		if !errors.Is(err, down) || len(res) != 0 {
 			t.Fatalf("Run = %v with %d results", err, len(res))
 		}

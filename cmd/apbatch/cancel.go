@@ -68,27 +68,11 @@ func (c *cancelCommand) Run(ctx context.Context, args []string) error {
 	}
 	id := fs.Arg(0)
 	s3cfg := s3.Config{Endpoint: c.s3Endpoint, Bucket: c.s3Bucket, AccessKey: c.getenv("APBATCH_S3_ACCESS_KEY"), SecretKey: c.getenv("APBATCH_S3_SECRET_KEY")}
-	dbURL := c.db
-	if dbURL == "" {
-		var err error
-		if dbURL, err = ledgerURL("", c.dataDir); err != nil {
-			return err
-		}
-		srv := &s3.Server{Dir: filepath.Join(c.dataDir, "s3")}
-		if err := srv.Open(ctx); err != nil {
-			return err
-		}
-		defer func() {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			srv.Close(cctx)
-		}()
-		s3cfg = pipeline.EmbeddedS3(srv.URL())
-	}
-	client, err := s3.NewClient(ctx, s3cfg)
+	dbURL, client, closeS3, err := dataServices(ctx, s3cfg, c.db, c.dataDir)
 	if err != nil {
 		return err
 	}
+	defer closeS3()
 	store, err := ledger.Open(ctx, dbURL)
 	if err != nil {
 		return err
@@ -117,4 +101,38 @@ func (c *cancelCommand) Run(ctx context.Context, args []string) error {
 		fmt.Fprintf(c.stdout, "Résultats obtenus avant l'annulation : apbatch results -o resultats.xlsx %s\n", id)
 	}
 	return nil
+}
+
+// dataServices gives a command that is not a role the ledger's URL and a
+// client of the bucket: with db, those of the role processes (s3cfg);
+// without, the SQLite ledger and the S3 server of dataDir, started here
+// with its credentials until the returned func is called.
+func dataServices(ctx context.Context, s3cfg s3.Config, db, dataDir string) (string, *s3.Client, func(), error) {
+	closeS3 := func() {}
+	if db == "" {
+		var err error
+		if db, err = ledgerURL("", dataDir); err != nil {
+			return "", nil, nil, err
+		}
+		creds, err := pipeline.LoadCredentials(dataDir)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		srv := creds.S3Server(dataDir)
+		if err := srv.Open(ctx); err != nil {
+			return "", nil, nil, err
+		}
+		closeS3 = func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			srv.Close(cctx)
+		}
+		s3cfg = creds.S3Config(srv.URL())
+	}
+	client, err := s3.NewClient(ctx, s3cfg)
+	if err != nil {
+		closeS3()
+		return "", nil, nil, err
+	}
+	return db, client, closeS3, nil
 }

@@ -76,7 +76,9 @@ func (c *engineFlags) validate() error {
 // engine is the embedded services and every role, running in this
 // process.
 type engine struct {
-	st      *stack
+	st *stack
+	// emb is the embedded services the roles use.
+	emb     *pipeline.Embedded
 	log     zerolog.Logger
 	console bool
 	// providerURL is the API's base URL (the embedded sandbox's unless
@@ -132,6 +134,7 @@ func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig),
 	if err := emb.Open(ctx); err != nil {
 		return nil, err
 	}
+	en.emb = emb
 	en.closers = append(en.closers, func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()

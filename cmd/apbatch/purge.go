@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -121,22 +120,13 @@ func (c *purgeCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	s3cfg := s3.Config{Endpoint: c.s3Endpoint, Bucket: c.s3Bucket, AccessKey: c.getenv("APBATCH_S3_ACCESS_KEY"), SecretKey: c.getenv("APBATCH_S3_SECRET_KEY")}
-	dbURL := c.db
+	dbURL, client, closeS3, err := dataServices(ctx, s3cfg, c.db, c.dataDir)
+	if err != nil {
+		return err
+	}
+	defer closeS3()
 	var tmpNote string
-	if dbURL == "" {
-		if dbURL, err = ledgerURL("", c.dataDir); err != nil {
-			return err
-		}
-		srv := &s3.Server{Dir: filepath.Join(c.dataDir, "s3")}
-		if err := srv.Open(ctx); err != nil {
-			return err
-		}
-		defer func() {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			srv.Close(cctx)
-		}()
-		s3cfg = pipeline.EmbeddedS3(srv.URL())
+	if c.db == "" {
 		// An hour ago, whatever --now: no read of a workbook in progress
 		// lasts that long.
 		n, size, err := pipeline.ClearTmp(pipeline.TmpDir(c.dataDir), time.Now().Add(-time.Hour), c.dryRun)
@@ -146,10 +136,6 @@ func (c *purgeCommand) Run(ctx context.Context, args []string) error {
 		if n > 0 {
 			tmpNote = fmt.Sprintf("temporary workbook files in %s: %d (%s)", pipeline.TmpDir(c.dataDir), n, bytesText(size))
 		}
-	}
-	client, err := s3.NewClient(ctx, s3cfg)
-	if err != nil {
-		return err
 	}
 	store, err := ledger.Open(ctx, dbURL)
 	if err != nil {

@@ -86,7 +86,9 @@ breaks (wrong separator, stray quote) is a row to correct, never a stop;
 "apbatch cancel BATCH" stops a batch, "apbatch status" shows the stalled
 ones (--stall-after). Identities cross the embedded broker
 sealed under a key kept in --data-dir/kek.key (made on first use) unless
-APBATCH_KEK_FILE, APBATCH_KEK or APBATCH_KMS_KEY_ID names one.
+APBATCH_KEK_FILE, APBATCH_KEK or APBATCH_KMS_KEY_ID names one. The embedded
+S3 server and broker serve only clients holding the credentials of
+--data-dir/services.key (made on first use, mode 0600).
 
 Flags:
 `)
@@ -372,10 +374,18 @@ func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files 
 		version := obj.VersionID
 		if force {
 			// A version of our own: unversioned buckets give the same
-			// ETag to the same content.
+			// ETag to the same content. The ingest refuses such versions
+			// from notifications (anyone producing one could run a roster
+			// again), so this process starts the batch itself.
 			version = fmt.Sprintf("%s%d", pipeline.ForcedVersionPrefix, time.Now().UnixNano())
-		}
-		if err := pipeline.PublishUpload(ctx, st.uploads, st.s3.Bucket(), key, obj, version); err != nil {
+			ik, err := pipeline.ParseIncomingKey(key)
+			if err != nil {
+				return nil, err
+			}
+			if err := st.ingest.Start(ctx, pipeline.Upload{Bucket: st.s3.Bucket(), Key: ik, Version: version, ETag: obj.ETag}); err != nil {
+				return nil, err
+			}
+		} else if err := pipeline.PublishUpload(ctx, st.uploads, st.s3.Bucket(), key, obj, version); err != nil {
 			return nil, err
 		}
 		out = append(out, submitted{file: f, key: key,

@@ -14,6 +14,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/apbatch/apbatch/pipeline"
+	"github.com/apbatch/apbatch/pipeline/kafka"
 	"github.com/apbatch/apbatch/schemas"
 	"github.com/apbatch/apbatch/workers/sandbox"
 )
@@ -30,9 +31,10 @@ type rawMessage struct {
 
 // readTopic reads every message of topic, partition by partition, from its
 // first offset to its last, without a consumer group.
-func readTopic(t *testing.T, ctx context.Context, addr, topic string) []rawMessage {
+func readTopic(t *testing.T, ctx context.Context, cfg kafka.Config, topic string) []rawMessage {
 	t.Helper()
-	conn, err := kafkago.DialContext(ctx, "tcp", addr)
+	addr, d := cfg.Brokers[0], cfg.Dialer()
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +45,7 @@ func readTopic(t *testing.T, ctx context.Context, addr, topic string) []rawMessa
 	}
 	var out []rawMessage
 	for _, p := range parts {
-		pc, err := kafkago.DialLeader(ctx, "tcp", addr, topic, p.ID)
+		pc, err := d.DialLeader(ctx, "tcp", addr, topic, p.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +146,7 @@ func TestRun_IdentitiesSealedInKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer emb.Close(context.WithoutCancel(ctx))
-	addr := emb.Kafka().Brokers[0]
+	addr := emb.Kafka()
 
 	// A needle counts where it stands alone: not inside a base64 run, in
 	// which a short one could appear by chance (5 characters or more: a

@@ -103,8 +103,8 @@ type stackConfig struct {
 	WatchInterval time.Duration
 	// Registry, when set, receives the roles' metrics; nil: no metrics.
 	Registry *prometheus.Registry
-	// Keys seals job identities (ingest) and opens them (work); nil:
-	// identities cross Kafka in clear (tests only).
+	// Keys seals job identities (ingest) and opens them (work); nil: the
+	// splitter produces jobs in clear, which workers drop without a call.
 	Keys *keys.Ring
 }
 
@@ -316,7 +316,7 @@ func (st *stack) Close() error {
 		errs = append(errs, r.Close())
 	}
 	for _, w := range []*kafkago.Writer{st.uploads, st.jobsW, st.resW} {
-		errs = append(errs, w.Close())
+		errs = append(errs, kafka.CloseWriter(w))
 	}
 	errs = append(errs, st.ledger.Close())
 	return errors.Join(errs...)

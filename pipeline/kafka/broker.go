@@ -17,13 +17,20 @@ import (
 )
 
 // Broker is an embedded, single-node Kafka-protocol broker (kfake) whose
-// topics and committed offsets persist in a data directory.
+// topics and committed offsets persist in a data directory. It listens on
+// the loopback interface only. With Username and Password set, it serves
+// only clients that authenticate with them (SASL/PLAIN): any other
+// connection gets no answer but to its SASL handshake and API versions.
 type Broker struct {
 	// DataDir holds the broker's segments and offsets; empty keeps them in
 	// memory. Default: "" (memory).
 	DataDir string
-	// Addr is the listen address. Default: "127.0.0.1:0" (a free port).
+	// Addr is the listen address; its port only is used (the broker binds
+	// 127.0.0.1). Default: "127.0.0.1:0" (a free port).
 	Addr string
+	// Username and Password are the one SASL/PLAIN user the broker
+	// accepts. Default: "" (no authentication: any local client).
+	Username, Password string
 
 	mu          sync.Mutex
 	cluster     *kfake.Cluster
@@ -66,6 +73,12 @@ func (b *Broker) Open(ctx context.Context) error {
 	if b.DataDir != "" {
 		opts = append(opts, kfake.DataDir(b.DataDir))
 	}
+	if (b.Username == "") != (b.Password == "") {
+		return errors.New("kafka: broker Username and Password go together")
+	}
+	if b.Username != "" {
+		opts = append(opts, kfake.EnableSASL(), kfake.Superuser("PLAIN", b.Username, b.Password))
+	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return fmt.Errorf("kafka: start embedded broker: %w", err)
@@ -73,7 +86,7 @@ func (b *Broker) Open(ctx context.Context) error {
 	b.cluster = c
 	// Members of killed processes are evicted even when kfake keeps them
 	// (see janitor).
-	j := newJanitor(c.ListenAddrs()[0])
+	j := newJanitor(b.config())
 	for _, key := range []int16{kmsg.JoinGroup.Int16(), kmsg.SyncGroup.Int16(), kmsg.Heartbeat.Int16()} {
 		c.ControlKey(key, j.observe)
 	}
@@ -94,6 +107,22 @@ func (b *Broker) Addrs() []string {
 		return nil
 	}
 	return b.cluster.ListenAddrs()
+}
+
+// Config returns the configuration that reaches the broker (its
+// addresses and credentials), or one without brokers before Open.
+func (b *Broker) Config() Config {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.config()
+}
+
+func (b *Broker) config() Config {
+	var addrs []string
+	if b.cluster != nil {
+		addrs = b.cluster.ListenAddrs()
+	}
+	return Config{Brokers: addrs, Username: b.Username, Password: b.Password}
 }
 
 // Close stops the broker and flushes its data directory. It is idempotent.

@@ -9,6 +9,8 @@ import (
 
 	"github.com/rs/zerolog"
 	kafkago "github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
 )
 
 // MinSessionTimeout is the smallest consumer-group session timeout the
@@ -31,6 +33,39 @@ type Config struct {
 	// by topic; topics it does not create, or not listed, keep the
 	// cluster's default. Default: DefaultRetention().
 	Retention map[string]time.Duration
+	// Username and Password authenticate every connection with
+	// SASL/PLAIN (the embedded broker requires it, see Broker). Default:
+	// "" (no authentication).
+	Username, Password string
+}
+
+// mechanism returns the SASL mechanism of the configuration, or nil.
+func (c Config) mechanism() sasl.Mechanism {
+	if c.Username == "" {
+		return nil
+	}
+	return plain.Mechanism{Username: c.Username, Password: c.Password}
+}
+
+// Dialer returns a kafka-go dialer that authenticates as the
+// configuration says, for direct connections (tools, tests).
+func (c Config) Dialer() *kafkago.Dialer {
+	return &kafkago.Dialer{Timeout: 10 * time.Second, DualStack: true, SASLMechanism: c.mechanism()}
+}
+
+// Transport returns the kafka-go transport of clients and writers: the
+// default one, or one that authenticates. The caller closes its idle
+// connections when done (CloseIdleConnections).
+func (c Config) Transport() kafkago.RoundTripper {
+	if m := c.mechanism(); m != nil {
+		return &kafkago.Transport{SASL: m, DialTimeout: 10 * time.Second}
+	}
+	return kafkago.DefaultTransport
+}
+
+// Client returns a kafka-go client of the brokers with timeout.
+func (c Config) Client(timeout time.Duration) *kafkago.Client {
+	return &kafkago.Client{Addr: kafkago.TCP(c.Brokers...), Timeout: timeout, Transport: c.Transport()}
 }
 
 // DefaultRetention returns how long apbatch's topics keep messages: uploads a
@@ -65,6 +100,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("kafka: Brokers: %q is not host:port", b)
 		}
 	}
+	if c.Password != "" && c.Username == "" {
+		return errors.New("kafka: Password needs a Username")
+	}
 	if c.Partitions < 0 || c.ReplicationFactor < 0 {
 		return errors.New("kafka: Partitions and ReplicationFactor must not be negative")
 	}
@@ -91,7 +129,8 @@ func EnsureTopics(ctx context.Context, cfg Config, topics ...string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	client := &kafkago.Client{Addr: kafkago.TCP(cfg.Brokers...), Timeout: 10 * time.Second}
+	client := cfg.Client(10 * time.Second)
+	defer closeIdle(client.Transport)
 	req := &kafkago.CreateTopicsRequest{}
 	for _, t := range topics {
 		tc := kafkago.TopicConfig{
@@ -136,7 +175,9 @@ func Ping(ctx context.Context, cfg Config) error {
 	}
 	var errs []error
 	for _, b := range cfg.Brokers {
-		conn, err := (&kafkago.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", b)
+		d := cfg.Dialer()
+		d.Timeout = 5 * time.Second
+		conn, err := d.DialContext(ctx, "tcp", b)
 		if err == nil {
 			return conn.Close()
 		}
@@ -157,6 +198,22 @@ func NewWriter(cfg Config, topic string) *kafkago.Writer {
 		BatchTimeout:           5 * time.Millisecond,
 		AllowAutoTopicCreation: false,
 		MaxAttempts:            10,
+		Transport:              cfg.Transport(),
+	}
+}
+
+// CloseWriter closes w and the idle connections of its transport.
+func CloseWriter(w *kafkago.Writer) error {
+	err := w.Close()
+	closeIdle(w.Transport)
+	return err
+}
+
+// closeIdle closes the idle connections of a transport of its own (not
+// kafka-go's default, shared by the process).
+func closeIdle(rt kafkago.RoundTripper) {
+	if t, ok := rt.(*kafkago.Transport); ok && t != kafkago.DefaultTransport {
+		t.CloseIdleConnections()
 	}
 }
 
@@ -185,6 +242,7 @@ func NewReader(cfg Config, group, topic string) *kafkago.Reader {
 		Logger:            logger,
 		ErrorLogger:       errLogger,
 		Brokers:           cfg.Brokers,
+		Dialer:            cfg.Dialer(),
 		GroupID:           group,
 		Topic:             topic,
 		MinBytes:          1,

@@ -36,16 +36,16 @@ type memberSeen struct {
 // janitor tracks group members' activity on the broker and evicts the
 // silent ones.
 type janitor struct {
-	addr string
-	now  func() time.Time
+	cfg Config
+	now func() time.Time
 
 	mu      sync.Mutex
 	seen    map[memberKey]memberSeen
 	session map[string]time.Duration // by member id, from its join
 }
 
-func newJanitor(addr string) *janitor {
-	return &janitor{addr: addr, now: time.Now, seen: map[memberKey]memberSeen{}, session: map[string]time.Duration{}}
+func newJanitor(cfg Config) *janitor {
+	return &janitor{cfg: cfg, now: time.Now, seen: map[memberKey]memberSeen{}, session: map[string]time.Duration{}}
 }
 
 // observe records a member's activity; it never handles the request (the
@@ -127,7 +127,8 @@ func (j *janitor) silent(group string, members []string) []string {
 
 // run sweeps the groups every janitorEvery until ctx ends.
 func (j *janitor) run(ctx context.Context) {
-	client := &kafkago.Client{Addr: kafkago.TCP(j.addr), Timeout: 5 * time.Second}
+	client := j.cfg.Client(5 * time.Second)
+	defer closeIdle(client.Transport)
 	t := time.NewTicker(janitorEvery)
 	defer t.Stop()
 	for {

@@ -12,7 +12,7 @@ import (
 
 func TestJanitor_EvictsOnlySilentMembers(t *testing.T) {
 	now := time.Date(2026, 9, 1, 8, 0, 0, 0, time.UTC)
-	j := newJanitor("127.0.0.1:0")
+	j := newJanitor(Config{Brokers: []string{"127.0.0.1:0"}})
 	j.now = func() time.Time { return now }
 	join := func(member string) {
 		r := kmsg.NewPtrJoinGroupRequest()

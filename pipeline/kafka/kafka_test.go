@@ -169,3 +169,74 @@ func TestReader_LargerThanFetch(t *testing.T) {
 		}
 	}
 }
+
+// TestBroker_SASL: a broker with credentials serves the readers and
+// writers configured with them, and nothing to a client without them or
+// with a wrong password: no produce, no metadata, no fetch.
+func TestBroker_SASL(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b := &Broker{Username: "apbatch-embedded", Password: "0123456789abcdef"}
+	if err := b.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cfg := b.Config()
+	if err := EnsureTopics(ctx, cfg, "t"); err != nil {
+		t.Fatalf("authenticated topic creation: %v", err)
+	}
+	w := NewWriter(cfg, "t")
+	if err := w.WriteMessages(ctx, kafkago.Message{Key: []byte("k"), Value: []byte("secret")}); err != nil {
+		t.Fatalf("authenticated produce: %v", err)
+	}
+	CloseWriter(w)
+	r := NewReader(cfg, "g", "t")
+	m, err := r.FetchMessage(ctx)
+	r.Close()
+	if err != nil || string(m.Value) != "secret" {
+		t.Fatalf("authenticated fetch: %q, %v", m.Value, err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"no credentials", Config{Brokers: cfg.Brokers}},
+		{"wrong password", Config{Brokers: cfg.Brokers, Username: cfg.Username, Password: "guess"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := EnsureTopics(ctx, tc.cfg, "t2"); err == nil {
+				t.Error("topic created")
+			}
+			w := NewWriter(tc.cfg, "t")
+			w.MaxAttempts, w.WriteTimeout = 1, 10*time.Second
+			if err := w.WriteMessages(ctx, kafkago.Message{Value: []byte("forged")}); err == nil {
+				t.Error("produced")
+			}
+			CloseWriter(w)
+			d := tc.cfg.Dialer()
+			conn, err := d.DialLeader(ctx, "tcp", cfg.Brokers[0], "t", 0)
+			if err == nil {
+				conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+				if _, err := conn.ReadMessage(1 << 20); err == nil {
+					t.Error("fetched")
+				}
+				conn.Close()
+			}
+		})
+	}
+	// Nothing forged reached the topic.
+	r = NewReader(cfg, "g2", "t")
+	defer r.Close()
+	for i := 0; ; i++ {
+		fctx, fcancel := context.WithTimeout(ctx, 3*time.Second)
+		m, err := r.FetchMessage(fctx)
+		fcancel()
+		if err != nil {
+			break
+		}
+		if string(m.Value) != "secret" {
+			t.Fatalf("topic holds %q", m.Value)
+		}
+	}
+}

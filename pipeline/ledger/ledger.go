@@ -52,11 +52,14 @@ type Batch struct {
 	Bucket        string `db:"bucket"`
 	ObjectKey     string `db:"object_key"`
 	ObjectVersion string `db:"object_version"`
-	Period        string `db:"period"`
-	Recipient     string `db:"recipient"`
-	State         string `db:"state"`
-	RowsTotal     *int64 `db:"rows_total"`
-	LookupsTotal  *int64 `db:"lookups_total"`
+	// ObjectETag is the ETag of the version verified (unquoted); "" for
+	// batches recorded before it was kept.
+	ObjectETag   string `db:"object_etag"`
+	Period       string `db:"period"`
+	Recipient    string `db:"recipient"`
+	State        string `db:"state"`
+	RowsTotal    *int64 `db:"rows_total"`
+	LookupsTotal *int64 `db:"lookups_total"`
 	// CallsSaved is how many results share another row's call (the same
 	// person, check and period in one file).
 	CallsSaved int64 `db:"calls_saved"`
@@ -347,8 +350,8 @@ func (s *Store) CreateBatch(ctx context.Context, b Batch) (Batch, bool, error) {
 	}
 	b.CreatedAt = s.now().UTC()
 	res, err := s.db.NamedExecContext(ctx, `INSERT INTO batches
-		(id, tenant, campaign, check_name, bucket, object_key, object_version, period, recipient, state, created_at, priced_from)
-		VALUES (:id, :tenant, :campaign, :check_name, :bucket, :object_key, :object_version, :period, :recipient, :state, :created_at, :priced_from)
+		(id, tenant, campaign, check_name, bucket, object_key, object_version, object_etag, period, recipient, state, created_at, priced_from)
+		VALUES (:id, :tenant, :campaign, :check_name, :bucket, :object_key, :object_version, :object_etag, :period, :recipient, :state, :created_at, :priced_from)
 		ON CONFLICT DO NOTHING`, b)
 	if err != nil {
 		return Batch{}, false, fmt.Errorf("ledger: create batch: %w", err)

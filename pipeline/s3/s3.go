@@ -189,33 +189,7 @@ func (c *Client) Head(ctx context.Context, key string) (ObjectInfo, error) {
 // Copy copies the object at src to dst inside the bucket, server-side, and
 // describes the copy.
 func (c *Client) Copy(ctx context.Context, src, dst string) (ObjectInfo, error) {
-	// The source is URL-encoded, segment by segment; '+' too, which some
-	// services read as a space.
-	segs := strings.Split(c.bucket+"/"+src, "/")
-	for i, s := range segs {
-		segs[i] = strings.ReplaceAll(url.PathEscape(s), "+", "%2B")
-	}
-	out, err := c.api.CopyObject(ctx, &awss3.CopyObjectInput{Bucket: &c.bucket, Key: &dst, CopySource: aws.String(strings.Join(segs, "/"))})
-	if err != nil {
-		if isNotFound(err) {
-			return ObjectInfo{}, fmt.Errorf("s3: copy %s to %s: %w", src, dst, ErrNotFound)
-		}
-		return ObjectInfo{}, fmt.Errorf("s3: copy %s to %s: %w", src, dst, err)
-	}
-	info := ObjectInfo{Key: dst, VersionID: aws.ToString(out.VersionId)}
-	if out.CopyObjectResult != nil {
-		info.ETag = strings.Trim(aws.ToString(out.CopyObjectResult.ETag), `"`)
-	}
-	// The size (and an ETag the service did not return) from the copy.
-	head, err := c.Head(ctx, dst)
-	if err != nil {
-		return ObjectInfo{}, err
-	}
-	info.Size = head.Size
-	if info.ETag == "" {
-		info.ETag = head.ETag
-	}
-	return info, nil
+	return c.CopyVersion(ctx, src, Version{}, dst)
 }
 
 // List returns every object whose key starts with prefix, in key order.
@@ -264,6 +238,169 @@ func (c *Client) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("s3: delete %s: %w", key, err)
 	}
 	return nil
+}
+
+// Version pins one version of an object: its version id in a versioned
+// bucket, its ETag (unquoted) in any bucket, or both. The zero Version is
+// whatever the key holds.
+type Version struct {
+	// ID is the S3 version id; "" (or "null") names none.
+	ID string
+	// ETag is the content's ETag, without quotes; "" names none.
+	ETag string
+}
+
+func (v Version) id() *string {
+	if v.ID == "" || v.ID == "null" {
+		return nil
+	}
+	return aws.String(v.ID)
+}
+
+func (v Version) ifMatch() *string {
+	if v.ETag == "" {
+		return nil
+	}
+	return aws.String(`"` + strings.Trim(v.ETag, `"`) + `"`)
+}
+
+// matches reports whether an answer's version id and ETag are the pinned
+// ones (services that ignore versionId, as gofakes3 does on HEAD, answer
+// with the current version's, or none).
+func (v Version) matches(info ObjectInfo) bool {
+	if id := v.id(); id != nil && info.VersionID != *id {
+		return false
+	}
+	return v.ETag == "" || strings.Trim(info.ETag, `"`) == strings.Trim(v.ETag, `"`)
+}
+
+// OpenVersion streams version v of the object at key: GetObject with its
+// version id, and If-Match on its ETag. Services that ignore If-Match
+// (gofakes3) are caught by comparing the answer's ETag before any byte is
+// read. An error wrapping ErrNotFound means that version is not there: the
+// key is gone, the version was deleted, or the key holds other content.
+func (c *Client) OpenVersion(ctx context.Context, key string, v Version) (io.ReadCloser, ObjectInfo, error) {
+	out, err := c.api.GetObject(ctx, &awss3.GetObjectInput{Bucket: &c.bucket, Key: &key, VersionId: v.id(), IfMatch: v.ifMatch()})
+	if err != nil {
+		if versionGone(err, v) {
+			return nil, ObjectInfo{}, fmt.Errorf("s3: get %s at its pinned version: %w", key, ErrNotFound)
+		}
+		return nil, ObjectInfo{}, fmt.Errorf("s3: get %s: %w", key, err)
+	}
+	info := ObjectInfo{
+		Key:       key,
+		Size:      aws.ToInt64(out.ContentLength),
+		ETag:      strings.Trim(aws.ToString(out.ETag), `"`),
+		VersionID: aws.ToString(out.VersionId),
+	}
+	if !v.matches(info) {
+		out.Body.Close()
+		return nil, ObjectInfo{}, fmt.Errorf("s3: get %s: holds another content than the pinned version: %w", key, ErrNotFound)
+	}
+	return out.Body, info, nil
+}
+
+// HeadVersion describes version v of the object at key (see OpenVersion);
+// an error wrapping ErrNotFound means that version is not there.
+func (c *Client) HeadVersion(ctx context.Context, key string, v Version) (ObjectInfo, error) {
+	out, err := c.api.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &c.bucket, Key: &key, VersionId: v.id(), IfMatch: v.ifMatch()})
+	if err != nil {
+		if versionGone(err, v) {
+			return ObjectInfo{}, fmt.Errorf("s3: head %s at its pinned version: %w", key, ErrNotFound)
+		}
+		return ObjectInfo{}, fmt.Errorf("s3: head %s: %w", key, err)
+	}
+	info := ObjectInfo{
+		Key:          key,
+		Size:         aws.ToInt64(out.ContentLength),
+		ETag:         strings.Trim(aws.ToString(out.ETag), `"`),
+		VersionID:    aws.ToString(out.VersionId),
+		LastModified: aws.ToTime(out.LastModified),
+	}
+	if !v.matches(info) {
+		return ObjectInfo{}, fmt.Errorf("s3: head %s: holds another content than the pinned version: %w", key, ErrNotFound)
+	}
+	return info, nil
+}
+
+// CopyVersion copies version v of the object at src to dst, server-side
+// (x-amz-copy-source with its version id, x-amz-copy-source-if-match on
+// its ETag), and describes the copy. When the service ignored the
+// condition and copied other content (the copy's ETag differs from a
+// single-part ETag pinned), the copy is deleted and the error wraps
+// ErrNotFound, as when the version is gone.
+func (c *Client) CopyVersion(ctx context.Context, src string, v Version, dst string) (ObjectInfo, error) {
+	// The source is URL-encoded, segment by segment; '+' too, which some
+	// services read as a space.
+	segs := strings.Split(c.bucket+"/"+src, "/")
+	for i, s := range segs {
+		segs[i] = strings.ReplaceAll(url.PathEscape(s), "+", "%2B")
+	}
+	source := strings.Join(segs, "/")
+	if id := v.id(); id != nil {
+		source += "?versionId=" + url.QueryEscape(*id)
+	}
+	out, err := c.api.CopyObject(ctx, &awss3.CopyObjectInput{Bucket: &c.bucket, Key: &dst, CopySource: aws.String(source),
+		CopySourceIfMatch: v.ifMatch()})
+	if err != nil {
+		if versionGone(err, v) {
+			return ObjectInfo{}, fmt.Errorf("s3: copy %s to %s: %w", src, dst, ErrNotFound)
+		}
+		return ObjectInfo{}, fmt.Errorf("s3: copy %s to %s: %w", src, dst, err)
+	}
+	info := ObjectInfo{Key: dst, VersionID: aws.ToString(out.VersionId)}
+	if out.CopyObjectResult != nil {
+		info.ETag = strings.Trim(aws.ToString(out.CopyObjectResult.ETag), `"`)
+	}
+	head, err := c.Head(ctx, dst)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	info.Size = head.Size
+	if info.ETag == "" {
+		info.ETag = head.ETag
+	}
+	// A service that ignored the version id names none (or another) as
+	// the copy's source. A multipart upload's ETag ("…-N") is not its
+	// copy's: only a single-part one can be compared.
+	otherVersion := v.id() != nil && aws.ToString(out.CopySourceVersionId) != *v.id()
+	otherContent := v.ETag != "" && !strings.Contains(v.ETag, "-") && strings.Trim(info.ETag, `"`) != strings.Trim(v.ETag, `"`)
+	if otherVersion || otherContent {
+		if derr := c.Delete(ctx, dst); derr != nil {
+			return ObjectInfo{}, derr
+		}
+		return ObjectInfo{}, fmt.Errorf("s3: copy %s: holds another content than the pinned version: %w", src, ErrNotFound)
+	}
+	return info, nil
+}
+
+// versionGone reports whether err says that the pinned version v is not
+// there: the key or version is missing (404), the content is another
+// (412), or the service refuses the version id as invalid or does not
+// keep versions at all (400, 501: no such version can exist there).
+func versionGone(err error, v Version) bool {
+	if isNotFound(err) {
+		return true
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "NoSuchVersion", "PreconditionFailed":
+			return true
+		case "InvalidArgument", "NotImplemented":
+			return v.id() != nil
+		}
+	}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		switch re.HTTPStatusCode() {
+		case http.StatusPreconditionFailed:
+			return true
+		case http.StatusBadRequest, http.StatusNotImplemented:
+			return v.id() != nil
+		}
+	}
+	return false
 }
 
 // isNotFound reports whether err says the object does not exist: typed

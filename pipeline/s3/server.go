@@ -18,6 +18,9 @@ import (
 
 // Server is an embedded S3 service over HTTP whose buckets are folders of
 // Dir and whose objects are plain files (gofakes3 with its afero backend).
+// With AccessKey and SecretKey set, it serves only requests signed with
+// them (AWS Signature Version 4, in the Authorization header or a presigned
+// URL) and answers any other with 403 AccessDenied.
 type Server struct {
 	// Dir holds one folder per bucket. Required.
 	Dir string
@@ -30,6 +33,10 @@ type Server struct {
 	// minutes. Responses have no write timeout: the splitter streams a
 	// roster for as long as its batch takes.
 	IdleTimeout time.Duration
+	// AccessKey and SecretKey are the only credentials the server
+	// accepts. Default: "" (no check: any client, signed or not, is
+	// served; for development servers only).
+	AccessKey, SecretKey string
 
 	mu   sync.Mutex
 	srv  *http.Server
@@ -55,6 +62,9 @@ func (s *Server) Open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("s3: open folder backend: %w", err)
 	}
+	if (s.AccessKey == "") != (s.SecretKey == "") {
+		return errors.New("s3: server AccessKey and SecretKey go together")
+	}
 	// Staging files of uploads cut by a crash are left over: remove them.
 	staging := filepath.Join(s.Dir, "staging")
 	if err := os.RemoveAll(staging); err != nil {
@@ -65,6 +75,10 @@ func (s *Server) Open(ctx context.Context) error {
 	}
 	backend := &stagedBackend{MultiBucketBackend: afs, dir: staging}
 	fake := gofakes3.New(backend, gofakes3.WithAutoBucket(true), gofakes3.WithLogger(gofakes3.DiscardLog()))
+	handler := fake.Server()
+	if s.AccessKey != "" {
+		handler = requireSignature(&sigV4{accessKey: s.AccessKey, secretKey: s.SecretKey, now: time.Now}, handler)
+	}
 	addr := s.Addr
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -75,7 +89,7 @@ func (s *Server) Open(ctx context.Context) error {
 		return fmt.Errorf("s3: listen %s: %w", addr, err)
 	}
 	s.ln = ln
-	s.srv = &http.Server{Handler: fake.Server(), ReadHeaderTimeout: 10 * time.Second,
+	s.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: orDefault(s.ReadTimeout, 5*time.Minute), IdleTimeout: orDefault(s.IdleTimeout, 2*time.Minute)}
 	s.done = make(chan error, 1)
 	s.wg.Add(1)
@@ -128,4 +142,15 @@ func (s *Server) Close(ctx context.Context) error {
 		return fmt.Errorf("s3: close server: %w", err)
 	}
 	return nil
+}
+
+// requireSignature serves only the requests v verifies.
+func requireSignature(v *sigV4, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := v.verify(r); err != nil {
+			accessDenied(w, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
