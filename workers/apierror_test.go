@@ -96,7 +96,7 @@ func TestPool_ErrorBodyEchoingIdentity(t *testing.T) {
 			}))
 			defer srv.Close()
 			out := &rawResults{}
-			p := &Pool{Results: out, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return "tok", nil },
+			p := &Pool{AllowClearJobs: true, Results: out, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return "tok", nil },
 				Log: zerolog.Nop(), IPLimit: -1, Retry: RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond}}
 			job := schemas.Job{Version: schemas.JobVersion, BatchID: "b1", Tenant: "sedan", Check: schemas.CheckQuotientFamilial, LookupID: "l1",
 				Recipient: "13002526500013", Rows: []schemas.RowRef{{Number: 1}},
