@@ -48,8 +48,12 @@ func (c *statusCommand) Usage() {
 
 Shows, per batch (all of them by default), its state, results published
 out of expected by status, the provider calls of the last minute against
-the budget, and an ETA from the calls left at the measured rate. It reads
-the ledger only, so it works from any machine that reaches it.
+the budget, and an ETA from the calls left at the measured rate. A batch
+without progress for --stall-after (no split, part written, nor job held
+by a worker, which includes waiting for a budget, a breaker or a run
+window) is shown "bloqué", with the reason and what to do (apbatch cancel
+BATCH stops it). It reads the ledger only, so it works from any machine
+that reaches it.
 
 Flags:
 `)
