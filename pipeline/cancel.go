@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +37,32 @@ func newManifest(b ledger.Batch, parts []ledger.Part, counts ledger.Counts, stat
 	return m
 }
 
+// publishParts moves a batch's parts from staging/ to results/, each
+// recorded at its new key before its staging copy is deleted (a publish
+// cut short starts again from the ledger), and returns them as moved.
+func publishParts(ctx context.Context, client *s3.Client, store *ledger.Store, parts []ledger.Part) ([]ledger.Part, error) {
+	out := make([]ledger.Part, len(parts))
+	for i, p := range parts {
+		out[i] = p
+		rest, staged := strings.CutPrefix(p.ObjectKey, StagingPrefix)
+		if !staged {
+			continue
+		}
+		key := ResultsPrefix + rest
+		if _, err := client.Copy(ctx, p.ObjectKey, key); err != nil {
+			return nil, fmt.Errorf("publish part %d of %s: %w", p.PartNo, p.BatchID, err)
+		}
+		if err := store.MovePart(ctx, p.BatchID, p.PartNo, key); err != nil {
+			return nil, err
+		}
+		if err := client.Delete(ctx, p.ObjectKey); err != nil {
+			return nil, fmt.Errorf("publish part %d of %s: %w", p.PartNo, p.BatchID, err)
+		}
+		out[i].ObjectKey = key
+	}
+	return out, nil
+}
+
 // putManifest writes m as the batch's _manifest.json and returns its key.
 func putManifest(ctx context.Context, client *s3.Client, m schemas.Manifest) (string, error) {
 	body, err := json.MarshalIndent(m, "", "  ")
@@ -56,6 +83,9 @@ func putManifest(ctx context.Context, client *s3.Client, m schemas.Manifest) (st
 func PublishCancelled(ctx context.Context, client *s3.Client, store *ledger.Store, b ledger.Batch, tariff string, now time.Time) error {
 	parts, err := store.Parts(ctx, b.ID)
 	if err != nil {
+		return err
+	}
+	if parts, err = publishParts(ctx, client, store, parts); err != nil {
 		return err
 	}
 	counts, err := store.Counts(ctx, b.ID)

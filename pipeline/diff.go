@@ -226,7 +226,7 @@ func (w *ResultWriter) writeDiff(ctx context.Context, log zerolog.Logger, b ledg
 	if err := parquet.EncodeDiff(&buf, rows); err != nil {
 		return nil, fmt.Errorf("write: diff of %s: %w", b.ID, err)
 	}
-	key := ResultFolder(b.Tenant, b.Campaign, b.ID) + schemas.DiffName
+	key := DiffKey(b.Tenant, b.Campaign, b.ID)
 	if _, err := w.S3.Put(ctx, key, bytes.NewReader(buf.Bytes()), int64(buf.Len()), "application/vnd.apache.parquet"); err != nil {
 		return nil, fmt.Errorf("write: %w", err)
 	}

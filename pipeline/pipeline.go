@@ -23,14 +23,24 @@ import (
 	"github.com/apbatch/apbatch/pipeline/csv"
 	"github.com/apbatch/apbatch/pipeline/ledger"
 	"github.com/apbatch/apbatch/pipeline/s3"
+	"github.com/apbatch/apbatch/schemas"
 )
 
 // Object key layout in the bucket.
 const (
 	// IncomingPrefix holds uploads: incoming/<tenant>/<campaign>/<file>.
 	IncomingPrefix = "incoming/"
-	// ResultsPrefix holds results: results/<tenant>/<campaign>/<batch>/.
+	// ResultsPrefix holds published results only:
+	// results/<tenant>/<campaign>/<batch>/, so that a glob over it reads
+	// every published row and nothing else.
 	ResultsPrefix = "results/"
+	// StagingPrefix holds the parts of batches not published yet
+	// (staging/<tenant>/<campaign>/<batch>/); they move to results/ when
+	// their batch is.
+	StagingPrefix = "staging/"
+	// DiffsPrefix holds what a batch changed since the previous campaign:
+	// diffs/<tenant>/<campaign>/<batch>/diff.parquet.
+	DiffsPrefix = "diffs/"
 	// ManifestName is written last in a batch's result folder.
 	ManifestName = "_manifest.json"
 )
@@ -134,9 +144,20 @@ func ResultFolder(tenant, campaign, batchID string) string {
 	return ResultsPrefix + tenant + "/" + campaign + "/" + batchID + "/"
 }
 
-// PartKey returns the key of a batch's part file number n.
+// PartKey returns the key of a batch's part file number n once published.
 func PartKey(tenant, campaign, batchID string, n int) string {
 	return fmt.Sprintf("%spart-%05d.parquet", ResultFolder(tenant, campaign, batchID), n)
+}
+
+// StagingPartKey returns where a batch's part file number n is written
+// until the batch is published.
+func StagingPartKey(tenant, campaign, batchID string, n int) string {
+	return StagingPrefix + strings.TrimPrefix(PartKey(tenant, campaign, batchID, n), ResultsPrefix)
+}
+
+// DiffKey returns the key of a batch's diff.parquet.
+func DiffKey(tenant, campaign, batchID string) string {
+	return DiffsPrefix + tenant + "/" + campaign + "/" + batchID + "/" + schemas.DiffName
 }
 
 // ObjectVersion names the version of an uploaded object that a batch

@@ -72,7 +72,7 @@ func Reprice(ctx context.Context, client *s3.Client, store *ledger.Store, src le
 		if err := parquet.Encode(&buf, rows); err != nil {
 			return src, false, fmt.Errorf("reprice: %w", err)
 		}
-		key := PartKey(b.Tenant, b.Campaign, id, 1)
+		key := StagingPartKey(b.Tenant, b.Campaign, id, 1)
 		if _, err := client.Put(ctx, key, bytes.NewReader(buf.Bytes()), int64(buf.Len()), "application/vnd.apache.parquet"); err != nil {
 			return src, false, fmt.Errorf("reprice: %w", err)
 		}
@@ -93,6 +93,9 @@ func Reprice(ctx context.Context, client *s3.Client, store *ledger.Store, src le
 	parts, err := store.Parts(ctx, id)
 	if err != nil {
 		return src, false, err
+	}
+	if parts, err = publishParts(ctx, client, store, parts); err != nil {
+		return src, false, fmt.Errorf("reprice: %w", err)
 	}
 	counts, err := store.Counts(ctx, id)
 	if err != nil {

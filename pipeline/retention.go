@@ -106,7 +106,7 @@ func (p *Purger) now() time.Time {
 // cannot name a tenant are skipped.
 func (p *Purger) Tenants(ctx context.Context) ([]string, error) {
 	set := map[string]bool{}
-	for _, prefix := range []string{IncomingPrefix, QuarantinePrefix, ResultsPrefix, ConfigPrefix} {
+	for _, prefix := range []string{IncomingPrefix, QuarantinePrefix, ResultsPrefix, StagingPrefix, DiffsPrefix, ConfigPrefix} {
 		names, err := p.S3.Folders(ctx, prefix)
 		if err != nil {
 			return nil, fmt.Errorf("purge: %w", err)
@@ -205,14 +205,19 @@ func (p *Purger) Purge(ctx context.Context, tenant string) (PurgeReport, error) 
 		}
 	}
 
-	// Results: a batch's folder goes with its batch; a folder the ledger
-	// does not know goes object by object.
-	objs, err := p.S3.List(ctx, ResultsPrefix+tenant+"/")
-	if err != nil {
-		return rep, fmt.Errorf("purge: %w", err)
+	// Results (published, staged, diffs): a batch's folder goes with its
+	// batch; a folder the ledger does not know goes object by object.
+	var objs []s3.ObjectInfo
+	for _, prefix := range []string{ResultsPrefix, StagingPrefix, DiffsPrefix} {
+		some, err := p.S3.List(ctx, prefix+tenant+"/")
+		if err != nil {
+			return rep, fmt.Errorf("purge: %w", err)
+		}
+		objs = append(objs, some...)
 	}
 	for _, o := range objs {
-		parts := strings.SplitN(strings.TrimPrefix(o.Key, ResultsPrefix+tenant+"/"), "/", 3)
+		_, rest, _ := strings.Cut(o.Key, "/")
+		parts := strings.SplitN(strings.TrimPrefix(rest, tenant+"/"), "/", 3)
 		gone := o.LastModified.Before(resultsCutoff)
 		if len(parts) == 3 {
 			if b, ok := byID[parts[1]]; ok {

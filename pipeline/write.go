@@ -501,7 +501,7 @@ func (w *ResultWriter) writePart(ctx context.Context, log zerolog.Logger, ob *op
 	if err := pw.Close(); err != nil {
 		return fmt.Errorf("write: finish part of %s: %w", b.ID, err)
 	}
-	key := PartKey(b.Tenant, b.Campaign, b.ID, n)
+	key := StagingPartKey(b.Tenant, b.Campaign, b.ID, n)
 	size := int64(buf.Len())
 	if _, err := w.S3.Put(ctx, key, bytes.NewReader(buf.Bytes()), size, "application/vnd.apache.parquet"); err != nil {
 		return fmt.Errorf("write: %w", err)
@@ -543,6 +543,9 @@ func (w *ResultWriter) finish(ctx context.Context, log zerolog.Logger, ob *openB
 	} else if cur.State == ledger.StateCancelled {
 		ob.b = cur
 		return w.publishCancelled(ctx, log, ob)
+	}
+	if parts, err = publishParts(ctx, w.S3, w.Ledger, parts); err != nil {
+		return fmt.Errorf("write: %w", err)
 	}
 	m := newManifest(b, parts, counts, schemas.ManifestComplete, w.now())
 	if ob.tariff != nil {

@@ -41,7 +41,7 @@ type DiffRow struct {
 	RowNumber         *int64  `parquet:"name=row_number, type=INT64, repetitiontype=OPTIONAL"`
 	PreviousRowNumber *int64  `parquet:"name=previous_row_number, type=INT64, repetitiontype=OPTIONAL"`
 	Reference         *string `parquet:"name=reference, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
-	Check             string  `parquet:"name=check, type=BYTE_ARRAY, convertedtype=UTF8"`
+	Check             string  `parquet:"name=check_name, type=BYTE_ARRAY, convertedtype=UTF8"`
 	// Change is one of ChangeKinds.
 	Change     string  `parquet:"name=change, type=BYTE_ARRAY, convertedtype=UTF8"`
 	OldStatus  *string `parquet:"name=old_status, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`

@@ -3,8 +3,9 @@ package schemas
 import "time"
 
 // ResultSchemaVersion is written in every manifest; it changes when a column
-// is added, removed or retyped.
-const ResultSchemaVersion = 2
+// is added, removed, renamed or retyped. Version 3 renamed "check" (an SQL
+// reserved word) to "check_name".
+const ResultSchemaVersion = 3
 
 // ResultRow is one row of a result Parquet file. Tags follow the rules that
 // make DuckDB, Spark and pandas read the file with the right types: strings
@@ -16,7 +17,7 @@ type ResultRow struct {
 	Campaign      string  `parquet:"name=campaign, type=BYTE_ARRAY, convertedtype=UTF8"`
 	RowNumber     int64   `parquet:"name=row_number, type=INT64"`
 	Reference     *string `parquet:"name=reference, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
-	Check         string  `parquet:"name=check, type=BYTE_ARRAY, convertedtype=UTF8"`
+	Check         string  `parquet:"name=check_name, type=BYTE_ARRAY, convertedtype=UTF8"`
 	Status        string  `parquet:"name=status, type=BYTE_ARRAY, convertedtype=UTF8"`
 	ErrorCode     *string `parquet:"name=error_code, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
 	ErrorMessage  *string `parquet:"name=error_message, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`

@@ -42,7 +42,7 @@ var caseColumns = map[string]string{
 type checksRow struct {
 	RowNumber           int64   `parquet:"row_number"`
 	Reference           *string `parquet:"reference,optional"`
-	Check               string  `parquet:"check"`
+	Check               string  `parquet:"check_name"`
 	Status              string  `parquet:"status"`
 	ErrorCode           *string `parquet:"error_code,optional"`
 	QFValue             *int64  `parquet:"qf_value,optional"`

@@ -234,7 +234,7 @@ func TestRefresh_Diff(t *testing.T) {
 	}
 	ch := m.Changes
 	if ch == nil || ch.Total != 4 || ch.ByKind[schemas.ChangeTranche] != 3 || ch.ByKind[schemas.ChangeStatus] != 1 || len(ch.ByKind) != 2 ||
-		ch.PreviousBatchID != firstID || ch.PreviousCampaign != "2026-09" || ch.Key != "results/ville/2027-09/"+b.BatchID+"/diff.parquet" {
+		ch.PreviousBatchID != firstID || ch.PreviousCampaign != "2026-09" || ch.Key != "diffs/ville/2027-09/"+b.BatchID+"/diff.parquet" {
 		t.Fatalf("manifest changes %+v", ch)
 	}
 	if m.Tariff != grid.Version || m.RowsTotal != 60 {

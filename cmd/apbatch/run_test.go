@@ -50,7 +50,7 @@ type resultRow struct {
 	BatchID       string    `parquet:"batch_id"`
 	RowNumber     int64     `parquet:"row_number"`
 	Reference     *string   `parquet:"reference,optional"`
-	Check         string    `parquet:"check"`
+	Check         string    `parquet:"check_name"`
 	Status        string    `parquet:"status"`
 	ErrorCode     *string   `parquet:"error_code,optional"`
 	ErrorMessage  *string   `parquet:"error_message,optional"`

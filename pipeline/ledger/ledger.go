@@ -511,6 +511,14 @@ func (s *Store) PublishCancelled(ctx context.Context, id, manifestKey string) (b
 	return n == 1, nil
 }
 
+// MovePart records that part n of a batch is now at key.
+func (s *Store) MovePart(ctx context.Context, batchID string, n int, key string) error {
+	if _, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE parts SET object_key = ? WHERE batch_id = ? AND part_no = ?`), key, batchID, n); err != nil {
+		return fmt.Errorf("ledger: move part %d of %s: %w", n, batchID, err)
+	}
+	return nil
+}
+
 // NextPartNo returns the number the batch's next part file takes.
 func (s *Store) NextPartNo(ctx context.Context, batchID string) (int, error) {
 	var n sql.NullInt64

@@ -29,7 +29,7 @@ var columns = map[string]filler{
 	"campaign":               required(func(r *schemas.ResultRow) string { return r.Campaign }),
 	"row_number":             required(func(r *schemas.ResultRow) int64 { return r.RowNumber }),
 	"reference":              optional(func(r *schemas.ResultRow) *string { return r.Reference }),
-	"check":                  required(func(r *schemas.ResultRow) string { return r.Check }),
+	"check_name":             required(func(r *schemas.ResultRow) string { return r.Check }),
 	"status":                 required(func(r *schemas.ResultRow) string { return r.Status }),
 	"error_code":             optional(func(r *schemas.ResultRow) *string { return r.ErrorCode }),
 	"error_message":          optional(func(r *schemas.ResultRow) *string { return r.ErrorMessage }),

@@ -40,7 +40,7 @@ func TestDuckDB(t *testing.T) {
 	}
 	wantTypes := map[string]string{
 		"batch_id": "VARCHAR", "tenant": "VARCHAR", "campaign": "VARCHAR", "row_number": "BIGINT",
-		"reference": "VARCHAR", "check": "VARCHAR", "status": "VARCHAR", "error_code": "VARCHAR",
+		"reference": "VARCHAR", "check_name": "VARCHAR", "status": "VARCHAR", "error_code": "VARCHAR",
 		"error_message": "VARCHAR", "provider": "VARCHAR", "qf_value": "BIGINT", "qf_year": "INTEGER",
 		"qf_month": "INTEGER", "qf_calc_year": "INTEGER", "qf_calc_month": "INTEGER", "children_count": "INTEGER",
 		"needs_review": "BOOLEAN", "request_id": "VARCHAR", "attempts": "INTEGER", "checked_at": "TIMESTAMP WITH TIME ZONE",
