@@ -41,7 +41,15 @@ type Upload struct {
 	// unquoted ETag. The ingester checks them against the object as S3
 	// has it before any batch is recorded.
 	VersionID, ETag string
+	// Metadata is the object's user metadata as S3 has it (filled by the
+	// ingester): MetaChecks chooses the upload's checks.
+	Metadata map[string]string
 }
+
+// MetaChecks is the user metadata (x-amz-meta-apbatch-checks) of an upload
+// that names its checks, as --checks does ("qf,c2s" or "all"); without it
+// the batch runs the ingester's default checks.
+const MetaChecks = "apbatch-checks"
 
 // ErrNotCreated is returned by UploadOf for records that announce no new
 // object (removals, tagging, ACL, restore, replication).
@@ -244,11 +252,19 @@ func (in *Ingester) Start(ctx context.Context, up Upload) error {
 		if err != nil {
 			return fmt.Errorf("ingest: version of an upload (key_sha256 %s): %w", KeyDigest(key), withoutKey(err))
 		}
-		up.Version, up.VersionID, up.ETag = ObjectVersion(obj.VersionID, obj.ETag, ""), obj.VersionID, obj.ETag
+		up.Version, up.VersionID, up.ETag, up.Metadata = ObjectVersion(obj.VersionID, obj.ETag, ""), obj.VersionID, obj.ETag, obj.Metadata
 	} else if gone, err := in.verify(ctx, log, &up); gone || err != nil {
 		return err
 	}
 	checks := in.Checks
+	var refused string
+	if raw := strings.TrimSpace(up.Metadata[MetaChecks]); raw != "" {
+		if cs, err := schemas.ParseChecks(raw); err != nil {
+			refused = "les vérifications demandées pour ce fichier sont inconnues (" + err.Error() + ") ; déposez-le à nouveau en choisissant parmi : " + schemas.CheckNames()
+		} else {
+			checks = cs
+		}
+	}
 	if len(checks) == 0 {
 		checks = []schemas.Check{schemas.CheckQuotientFamilial}
 	}
@@ -272,6 +288,9 @@ func (in *Ingester) Start(ctx context.Context, up Upload) error {
 	blog.Info().Bool("resumed", !created).Msg("batch started")
 	if created {
 		in.Metrics.batchStarted(b.Tenant)
+	}
+	if refused != "" && b.State == ledger.StateCreated {
+		return in.Splitter.fail(ctx, blog, b, refused)
 	}
 	if b.Recipient == "" {
 		// Better no call than a call under another collectivité's SIRET.
@@ -304,7 +323,7 @@ func (in *Ingester) verify(ctx context.Context, log zerolog.Logger, up *Upload) 
 	}
 	obj, err := in.Splitter.S3.HeadVersion(ctx, key, pin)
 	if err == nil {
-		up.ETag = obj.ETag
+		up.ETag, up.Metadata = obj.ETag, obj.Metadata
 		return false, nil
 	}
 	if !errors.Is(err, s3.ErrNotFound) {

@@ -83,7 +83,7 @@ func (s *Splitter) maxSize() int64 {
 	if s.MaxSize > 0 {
 		return s.MaxSize
 	}
-	return 200 << 20
+	return MaxFileSize
 }
 
 func (s *Splitter) now() time.Time {

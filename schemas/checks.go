@@ -148,3 +148,30 @@ func SplitChecks(s string) []Check {
 	}
 	return out
 }
+
+// Label names c in French, as agents read it.
+func (c Check) Label() string {
+	switch c {
+	case CheckQuotientFamilial:
+		return "Quotient familial (CAF/MSA)"
+	case CheckC2S:
+		return "Complémentaire santé solidaire"
+	case CheckRSA:
+		return "Revenu de solidarité active"
+	case CheckPrimeActivite:
+		return "Prime d'activité"
+	case CheckAAH:
+		return "Allocation adulte handicapé"
+	case CheckASF:
+		return "Allocation de soutien familial"
+	case CheckEtudiantBoursier:
+		return "Étudiant boursier"
+	case CheckStatutEtudiant:
+		return "Statut étudiant"
+	case CheckFranceTravail:
+		return "Inscription à France Travail"
+	case CheckScolarite:
+		return "Scolarité (élève)"
+	}
+	return string(c)
+}

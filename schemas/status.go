@@ -55,3 +55,22 @@ const CodeNoToken = "APB_NO_TOKEN"
 // open: its key is not in the worker's keyring (rotated out, another
 // deployment's) or the message was altered.
 const CodeSeal = "APB_SEAL"
+
+// Label names s in French, as agents read it.
+func (s Status) Label() string {
+	switch s {
+	case StatusOK:
+		return "vérifié"
+	case StatusNotFound:
+		return "non trouvé"
+	case StatusIdentityUnresolved:
+		return "identité à préciser"
+	case StatusInvalidInput:
+		return "ligne à corriger"
+	case StatusProviderError:
+		return "erreur du fournisseur"
+	case StatusUnauthorized:
+		return "non autorisé"
+	}
+	return string(s)
+}

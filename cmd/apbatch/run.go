@@ -361,9 +361,18 @@ func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files 
 			fh.Close()
 			return nil, fmt.Errorf("stat %s: %w", f, err)
 		}
+		if !force {
+			sub, err := pipeline.Submit(ctx, st.s3, st.uploads, pipeline.Submission{Tenant: tenant, Campaign: campaign, File: f, Body: fh, Size: info.Size()})
+			fh.Close()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", f, err)
+			}
+			out = append(out, submitted{file: f, key: sub.Key, batchID: sub.BatchID})
+			continue
+		}
 		key := pipeline.IncomingKey{Tenant: tenant, Campaign: campaign, File: filepath.Base(f)}.String()
 		contentType := "text/csv"
-		if strings.HasSuffix(strings.ToLower(f), ".xlsx") {
+		if pipeline.IsWorkbook(f) {
 			contentType = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 		}
 		obj, err := st.s3.Put(ctx, key, fh, info.Size(), contentType)
@@ -371,21 +380,16 @@ func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files 
 		if err != nil {
 			return nil, err
 		}
-		version := obj.VersionID
-		if force {
-			// A version of our own: unversioned buckets give the same
-			// ETag to the same content. The ingest refuses such versions
-			// from notifications (anyone producing one could run a roster
-			// again), so this process starts the batch itself.
-			version = fmt.Sprintf("%s%d", pipeline.ForcedVersionPrefix, time.Now().UnixNano())
-			ik, err := pipeline.ParseIncomingKey(key)
-			if err != nil {
-				return nil, err
-			}
-			if err := st.ingest.Start(ctx, pipeline.Upload{Bucket: st.s3.Bucket(), Key: ik, Version: version, ETag: obj.ETag}); err != nil {
-				return nil, err
-			}
-		} else if err := pipeline.PublishUpload(ctx, st.uploads, st.s3.Bucket(), key, obj, version); err != nil {
+		// A version of our own: unversioned buckets give the same ETag to
+		// the same content. The ingest refuses such versions from
+		// notifications (anyone producing one could run a roster again),
+		// so this process starts the batch itself.
+		version := fmt.Sprintf("%s%d", pipeline.ForcedVersionPrefix, time.Now().UnixNano())
+		ik, err := pipeline.ParseIncomingKey(key)
+		if err != nil {
+			return nil, err
+		}
+		if err := st.ingest.Start(ctx, pipeline.Upload{Bucket: st.s3.Bucket(), Key: ik, Version: version, ETag: obj.ETag}); err != nil {
 			return nil, err
 		}
 		out = append(out, submitted{file: f, key: key,

@@ -131,12 +131,20 @@ type ObjectInfo struct {
 	VersionID string
 	// LastModified is the service's time of the upload (List and Head).
 	LastModified time.Time
+	// Metadata is the object's user metadata (x-amz-meta-*, keys in
+	// lower case), from Head and HeadVersion.
+	Metadata map[string]string
 }
 
 // Put stores body under key. size may be -1 when unknown (body is then
 // buffered by the SDK); contentType may be empty.
 func (c *Client) Put(ctx context.Context, key string, body io.Reader, size int64, contentType string) (ObjectInfo, error) {
-	in := &awss3.PutObjectInput{Bucket: &c.bucket, Key: &key, Body: body}
+	return c.PutMeta(ctx, key, body, size, contentType, nil)
+}
+
+// PutMeta is Put with user metadata (x-amz-meta-<key>), which Head returns.
+func (c *Client) PutMeta(ctx context.Context, key string, body io.Reader, size int64, contentType string, meta map[string]string) (ObjectInfo, error) {
+	in := &awss3.PutObjectInput{Bucket: &c.bucket, Key: &key, Body: body, Metadata: meta}
 	if size >= 0 {
 		in.ContentLength = aws.Int64(size)
 	}
@@ -183,7 +191,21 @@ func (c *Client) Head(ctx context.Context, key string) (ObjectInfo, error) {
 		ETag:         strings.Trim(aws.ToString(out.ETag), `"`),
 		VersionID:    aws.ToString(out.VersionId),
 		LastModified: aws.ToTime(out.LastModified),
+		Metadata:     lowerKeys(out.Metadata),
 	}, nil
+}
+
+// lowerKeys returns m with its keys in lower case, as S3 stores them
+// (some services answer them capitalised).
+func lowerKeys(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[strings.ToLower(k)] = v
+	}
+	return out
 }
 
 // Copy copies the object at src to dst inside the bucket, server-side, and
@@ -316,6 +338,7 @@ func (c *Client) HeadVersion(ctx context.Context, key string, v Version) (Object
 		ETag:         strings.Trim(aws.ToString(out.ETag), `"`),
 		VersionID:    aws.ToString(out.VersionId),
 		LastModified: aws.ToTime(out.LastModified),
+		Metadata:     lowerKeys(out.Metadata),
 	}
 	if !v.matches(info) {
 		return ObjectInfo{}, fmt.Errorf("s3: head %s: holds another content than the pinned version: %w", key, ErrNotFound)
