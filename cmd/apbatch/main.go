@@ -87,6 +87,7 @@ func main() {
 func commands(e env) map[string]command {
 	return map[string]command{
 		"run":     &runCommand{env: e},
+		"web":     &webCommand{env: e},
 		"refresh": &refreshCommand{env: e},
 		"sandbox": &sandboxCommand{env: e},
 		"bench":   &benchCommand{env: e},
@@ -154,6 +155,7 @@ Usage:
 
 Commands:
   run       verify files end to end (embedded Kafka, S3, ledger and sandbox by default)
+  web       the agents' portal and JSON API on http://127.0.0.1:8080, everything embedded as with run
   refresh   verify each tenant's latest roster again for a new campaign (--campaign 2027-09),
             once per campaign; diff.parquet lists what changed since
   sandbox   serve a faithful API Particulier sandbox, print a token, or generate a roster
@@ -173,6 +175,7 @@ Commands:
 Example:
   apbatch run --tariff deploy/samples/tarifs-cantine.yaml deploy/samples/cantine-mairie.csv
   apbatch results -o resultats.xlsx
+  apbatch web
 `)
 }
 

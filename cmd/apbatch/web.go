@@ -27,15 +27,16 @@ type webCommand struct {
 	fs *flag.FlagSet
 
 	listen, tenant, checks, period, recipient string
+	tariff, columns                           string
 	web                                       webFlags
 }
 
 // webFlags configure the portal, in "web" and in "serve --roles web".
 type webFlags struct {
-	apiKeysDir                                 string
-	oidcIssuer, oidcClientID, oidcRedirect     string
-	oidcTenantClaim, oidcTenants, oidcScopes   string
-	publicURL                                  string
+	apiKeysDir                               string
+	oidcIssuer, oidcClientID, oidcRedirect   string
+	oidcTenantClaim, oidcTenants, oidcScopes string
+	publicURL                                string
 }
 
 func (w *webFlags) register(fs *flag.FlagSet, e env) {
@@ -89,6 +90,8 @@ func (c *webCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.checks, "checks", "qf", "checks ticked by default on the upload form: "+schemas.CheckNames())
 	fs.StringVar(&c.period, "period", "", "QF month to ask for, YYYY-MM (default: the API's current month)")
 	fs.StringVar(&c.recipient, "recipient", "", "SIRET of the collectivité, sent with every call (default with the embedded sandbox: "+dinumSIRET+")")
+	fs.StringVar(&c.tariff, "tariff", "", "tariff grid (YAML) of --tenant to store before serving, as run's --tariff (agents may also upload one on the settings page)")
+	fs.StringVar(&c.columns, "columns", "", "column mapping (YAML) of --tenant to store before serving, as run's --columns")
 	c.web.register(fs, c.env)
 	c.engineFlags.register(fs, c.getenv)
 	c.fs = fs
@@ -160,6 +163,12 @@ func (c *webCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer en.Close()
+	if err := uploadConfig(ctx, en.st, "--tariff", c.tariff, pipeline.TariffKey(c.tenant), func(b []byte) error { _, err := schemas.ParseTariffGrid(b); return err }); err != nil {
+		return err
+	}
+	if err := uploadConfig(ctx, en.st, "--columns", c.columns, pipeline.ColumnsKey(c.tenant), func(b []byte) error { _, err := pipeline.ParseColumns(b); return err }); err != nil {
+		return err
+	}
 	key, err := portal.SessionKey(c.getenv("APBATCH_WEB_SESSION_KEY"), filepath.Join(c.dataDir, "web-session.key"))
 	if err != nil {
 		return err

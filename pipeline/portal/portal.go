@@ -32,10 +32,6 @@ var templateFS embed.FS
 //go:embed static
 var staticFS embed.FS
 
-// Identity is who signed in: the tenant (collectivité) and an opaque
-// subject.
-type Identity struct{ Tenant, Subject string }
-
 // SignIn is an external sign-in the portal redirects agents to (OpenID
 // Connect, see OIDC).
 type SignIn interface {
