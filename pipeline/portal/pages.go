@@ -34,11 +34,11 @@ type view struct {
 // notices are the messages a redirect names in its query (?m=): codes,
 // never personal data.
 var notices = map[string]string{
-	"annule":   "Le lot est annulé : aucun nouvel appel ne sera fait ; ses résultats déjà obtenus sont téléchargeables.",
-	"reutilise": "Ce fichier avait déjà été vérifié pour cette campagne : voici son lot, sans nouvel appel.",
-	"depose":   "Fichier reçu : la vérification commence. Cette page se met à jour toute seule.",
-	"tarifs":   "La grille tarifaire est enregistrée ; elle s'appliquera aux prochains dépôts.",
-	"colonnes": "La correspondance de colonnes est enregistrée ; elle s'appliquera aux prochains dépôts.",
+	"annule":     "Le lot est annulé : aucun nouvel appel ne sera fait ; ses résultats déjà obtenus sont téléchargeables.",
+	"reutilise":  "Ce fichier avait déjà été vérifié pour cette campagne : voici son lot, sans nouvel appel.",
+	"depose":     "Fichier reçu : la vérification commence. Cette page se met à jour toute seule.",
+	"tarifs":     "La grille tarifaire est enregistrée ; elle s'appliquera aux prochains dépôts.",
+	"colonnes":   "La correspondance de colonnes est enregistrée ; elle s'appliquera aux prochains dépôts.",
 	"deconnecte": "Vous êtes déconnecté.",
 }
 
@@ -54,7 +54,7 @@ var funcs = template.FuncMap{
 		return m[schemas.Status(fmt.Sprint(s))]
 	},
 	"statuses": func() []schemas.Status { return schemas.Statuses },
-	"price": func(s string) string { return strings.Replace(s, ".", ",", 1) + " €" },
+	"price":    func(s string) string { return strings.Replace(s, ".", ",", 1) + " €" },
 }
 
 // paris is the time zone agents read dates in.
