@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,13 +16,18 @@ import (
 
 	"github.com/apbatch/apbatch/pipeline"
 	"github.com/apbatch/apbatch/pipeline/kafka"
+	"github.com/apbatch/apbatch/pipeline/portal"
 	"github.com/apbatch/apbatch/pipeline/s3"
 	"github.com/apbatch/apbatch/schemas"
 	"github.com/apbatch/apbatch/workers"
 )
 
-// Roles a serving process can run.
+// Roles a serving process runs by default.
 var allRoles = []string{"ingest", "work", "write"}
+
+// servableRoles are the roles "serve --roles" accepts: the pipeline's and
+// the agents' portal.
+var servableRoles = append(slices.Clone(allRoles), "web")
 
 // serveCommand is "apbatch serve" (and "apbatch ingest|work|write"): pipeline
 // roles as long-running processes on real Kafka, S3 and a ledger, configured
@@ -42,6 +48,8 @@ type serveCommand struct {
 	share                                   float64
 	flushInterval, stallAfter               time.Duration
 	tenantTokensOnly                        bool
+	webAddr                                 string
+	web                                     webFlags
 }
 
 func (c *serveCommand) flags() *flag.FlagSet {
@@ -51,7 +59,9 @@ func (c *serveCommand) flags() *flag.FlagSet {
 	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
 	if c.name == "serve" {
-		fs.StringVar(&c.roles, "roles", c.envOr("APBATCH_ROLES", strings.Join(allRoles, ",")), "roles to run in this process: "+strings.Join(allRoles, ", ")+" (APBATCH_ROLES)")
+		fs.StringVar(&c.roles, "roles", c.envOr("APBATCH_ROLES", strings.Join(allRoles, ",")), "roles to run in this process: "+strings.Join(allRoles, ", ")+", and web, the agents' portal (APBATCH_ROLES)")
+		fs.StringVar(&c.webAddr, "web-addr", c.envOr("APBATCH_WEB_ADDR", ":8080"), "web role: address of the portal, behind the HTTPS reverse proxy (APBATCH_WEB_ADDR); cookies are signed with APBATCH_WEB_SESSION_KEY, the same on every replica")
+		c.web.register(fs, c.env)
 	}
 	fs.StringVar(&c.brokers, "kafka", c.envOr("APBATCH_KAFKA_BROKERS", ""), "Kafka brokers, host:port,... (APBATCH_KAFKA_BROKERS)")
 	fs.StringVar(&c.s3Endpoint, "s3-endpoint", c.envOr("APBATCH_S3_ENDPOINT", ""), "S3 endpoint URL; empty for AWS (APBATCH_S3_ENDPOINT; keys in APBATCH_S3_ACCESS_KEY and APBATCH_S3_SECRET_KEY)")
@@ -120,8 +130,8 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 			if r == "split" {
 				r = "ingest" // the ingest role splits the batches it starts
 			}
-			if !slices.Contains(allRoles, r) {
-				return fmt.Errorf("--roles: unknown role %q (roles: %s)", r, strings.Join(allRoles, ", "))
+			if !slices.Contains(servableRoles, r) {
+				return fmt.Errorf("--roles: unknown role %q (roles: %s)", r, strings.Join(servableRoles, ", "))
 			}
 			roles = append(roles, r)
 		}
@@ -218,6 +228,15 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 			return errors.New("--recipient: give the collectivité's SIRET (14 digits), or APBATCH_RECIPIENT")
 		}
 	}
+	var webKey []byte
+	if slices.Contains(roles, "web") {
+		if !c.web.oidcConfigured() {
+			return errors.New("web role: agents sign in through OpenID Connect; give APBATCH_OIDC_ISSUER, APBATCH_OIDC_CLIENT_ID, APBATCH_OIDC_CLIENT_SECRET, APBATCH_OIDC_REDIRECT_URL and APBATCH_OIDC_TENANTS (or their flags)")
+		}
+		if webKey, err = portal.SessionKey(c.getenv("APBATCH_WEB_SESSION_KEY"), ""); err != nil {
+			return fmt.Errorf("web role: %w", err)
+		}
+	}
 	var ms *metricsServer
 	if c.metricsAddr != "" {
 		// Up before the services are reached: /healthz answers and /readyz
@@ -237,6 +256,13 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
+	if slices.Contains(roles, "web") {
+		ws, err := c.startWeb(ctx, cfg, st, webKey)
+		if err != nil {
+			return err
+		}
+		defer ws.stop()
+	}
 	cfg.Log.Info().Strs("roles", roles).Msg("serving")
 	errc := st.Start(ctx, roles...)
 	ms.SetReady(st.Ready)
@@ -248,4 +274,31 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	st.Wait()
 	cfg.Log.Info().Msg("stopped")
 	return err
+}
+
+// startWeb serves the portal of the web role on --web-addr.
+func (c *serveCommand) startWeb(ctx context.Context, cfg stackConfig, st *stack, key []byte) (*webServer, error) {
+	p, err := c.web.portal(ctx, c.env, st, cfg.Log, key)
+	if err != nil {
+		return nil, fmt.Errorf("web role: %w", err)
+	}
+	p.Checks, p.TmpDir = cfg.Checks, cfg.TmpDir
+	p.Exporter.TmpDir = cfg.TmpDir
+	if cfg.Tokens != nil {
+		// The work role runs here: its tokens' claims are shown.
+		p.Tokens = func(_ context.Context, tenant string) portal.TokenStatus {
+			return portal.TokenStatusOf(cfg.Tokens, tenant, time.Now())
+		}
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", c.webAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--web-addr: %w", err)
+	}
+	ws, err := serveWeb(ctx, ln, p, cfg.Log)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ws, nil
 }

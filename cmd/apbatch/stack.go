@@ -162,7 +162,7 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 		kafka:   cfg.Kafka,
 		s3:      client,
 		ledger:  store,
-		uploads: kafka.NewWriter(cfg.Kafka, schemas.TopicUploads),
+		uploads: kafka.NewWriter(cfg.Kafka, cfg.eventsTopic()),
 		jobsW:   kafka.NewWriter(cfg.Kafka, schemas.TopicJobs),
 		resW:    kafka.NewWriter(cfg.Kafka, schemas.TopicResults),
 	}
