@@ -292,12 +292,20 @@ func signedUserinfo(idp *mockoidc.MockOIDC) func(http.Handler) http.Handler {
 	})
 }
 
-// checkRefusal fails unless err is want and its text is exactly want's
-// sentence: it then holds neither claim values, email, subject, code nor token.
-func checkRefusal(t *testing.T, err, want error, secrets ...string) {
+// checkRefusal fails unless err is want, refused at the step whose cause
+// contains step (any step if ""), and its text is exactly want's sentence: it
+// then holds neither claim values, email, subject, code nor token.
+func checkRefusal(t *testing.T, err, want error, step string, secrets ...string) {
 	t.Helper()
 	if !errors.Is(err, want) {
 		t.Fatalf("error = %v, want %v", err, want)
+	}
+	var fe *flowError
+	if !errors.As(err, &fe) {
+		t.Fatalf("error %T is not a *flowError", err)
+	}
+	if cause := fmt.Sprint(fe.cause); !strings.Contains(cause, step) {
+		t.Errorf("refused at %q, want the step %q", cause, step)
 	}
 	if err.Error() != want.Error() {
 		t.Errorf("error text = %q, want exactly %q", err.Error(), want.Error())
@@ -319,6 +327,7 @@ func TestOIDC_Finish(t *testing.T) {
 		setup      func(*harness)
 		wantTenant string
 		wantErr    error
+		wantStep   string // part of the refusal's cause
 	}{
 		{name: "siret in the ID token", user: withSiret(siretA), wantTenant: "ville-a"},
 		{name: "siret as a JSON number", user: withSiret(int64(21690123100011)), wantTenant: "ville-b"},
@@ -345,25 +354,28 @@ func TestOIDC_Finish(t *testing.T) {
 			},
 			wantTenant: "ville-7",
 		},
-		{name: "siret not in the tenant map", user: withSiret(siretNone), wantErr: ErrUnknownTenant},
-		{name: "no siret anywhere", user: &agent{sub: subject, email: email}, wantErr: ErrNoTenant},
-		{name: "siret of the wrong type", user: withSiret([]string{siretA}), wantErr: ErrNoTenant},
+		{name: "siret not in the tenant map", user: withSiret(siretNone), wantErr: ErrUnknownTenant, wantStep: "<nil>"},
+		{name: "no siret anywhere", user: &agent{sub: subject, email: email}, wantErr: ErrNoTenant, wantStep: "nor at userinfo"},
+		{name: "siret of the wrong type", user: withSiret([]string{siretA}), wantErr: ErrNoTenant, wantStep: "nor at userinfo"},
 		{
-			name:    "userinfo for another subject",
-			user:    &agent{sub: subject, email: email, info: map[string]any{"sub": "someone-else", "siret": siretA}},
-			wantErr: ErrInvalid,
+			name:     "userinfo for another subject",
+			user:     &agent{sub: subject, email: email, info: map[string]any{"sub": "someone-else", "siret": siretA}},
+			wantErr:  ErrInvalid,
+			wantStep: "userinfo subject differs",
 		},
 		{
-			name:    "state changed on the way",
-			user:    withSiret(siretA),
-			setup:   func(h *harness) { _ = h.idp.AddMiddleware(rewriteQuery("state", "forged-state")) },
-			wantErr: ErrInvalid,
+			name:     "state changed on the way",
+			user:     withSiret(siretA),
+			setup:    func(h *harness) { _ = h.idp.AddMiddleware(rewriteQuery("state", "forged-state")) },
+			wantErr:  ErrInvalid,
+			wantStep: "state differs",
 		},
 		{
-			name:    "nonce changed on the way",
-			user:    withSiret(siretA),
-			setup:   func(h *harness) { _ = h.idp.AddMiddleware(rewriteQuery("nonce", "forged-nonce")) },
-			wantErr: ErrInvalid,
+			name:     "nonce changed on the way",
+			user:     withSiret(siretA),
+			setup:    func(h *harness) { _ = h.idp.AddMiddleware(rewriteQuery("nonce", "forged-nonce")) },
+			wantErr:  ErrInvalid,
+			wantStep: "nonce differs",
 		},
 		{
 			name: "ID token for another client (audience)",
@@ -389,13 +401,15 @@ func TestOIDC_Finish(t *testing.T) {
 					})
 				})
 			},
-			wantErr: ErrInvalid,
+			wantErr:  ErrInvalid,
+			wantStep: "expected audience",
 		},
 		{
-			name:    "ID token already expired",
-			user:    withSiret(siretA),
-			setup:   func(h *harness) { h.idp.AccessTTL = -time.Minute },
-			wantErr: ErrInvalid,
+			name:     "ID token already expired",
+			user:     withSiret(siretA),
+			setup:    func(h *harness) { h.idp.AccessTTL = -time.Minute },
+			wantErr:  ErrInvalid,
+			wantStep: "token is expired",
 		},
 		{
 			name: "flow cookie expired at the provider",
@@ -406,12 +420,13 @@ func TestOIDC_Finish(t *testing.T) {
 					next.ServeHTTP(w, r)
 				}))
 			},
-			wantErr: ErrExpired,
+			wantErr:  ErrExpired,
+			wantStep: "flow cookie refused",
 		},
-		{name: "agent cancels", user: withSiret(siretA), setup: func(h *harness) { _ = h.idp.AddMiddleware(redirectError("access_denied")) }, wantErr: ErrDenied},
-		{name: "provider unavailable", user: withSiret(siretA), setup: func(h *harness) { _ = h.idp.AddMiddleware(redirectError("temporarily_unavailable")) }, wantErr: ErrUnavailable},
-		{name: "code refused", user: withSiret(siretA), setup: func(h *harness) { _ = h.idp.AddMiddleware(tokenError(http.StatusBadRequest, "invalid_grant")) }, wantErr: ErrExpired},
-		{name: "token endpoint fails", user: withSiret(siretA), setup: func(h *harness) { _ = h.idp.AddMiddleware(tokenError(http.StatusInternalServerError, "server_error")) }, wantErr: ErrUnavailable},
+		{name: "agent cancels", user: withSiret(siretA), setup: func(h *harness) { _ = h.idp.AddMiddleware(redirectError("access_denied")) }, wantErr: ErrDenied, wantStep: "error access_denied"},
+		{name: "provider unavailable", user: withSiret(siretA), setup: func(h *harness) { _ = h.idp.AddMiddleware(redirectError("temporarily_unavailable")) }, wantErr: ErrUnavailable, wantStep: "error temporarily_unavailable"},
+		{name: "code refused", user: withSiret(siretA), setup: func(h *harness) { _ = h.idp.AddMiddleware(tokenError(http.StatusBadRequest, "invalid_grant")) }, wantErr: ErrExpired, wantStep: "HTTP 400 invalid_grant"},
+		{name: "token endpoint fails", user: withSiret(siretA), setup: func(h *harness) { _ = h.idp.AddMiddleware(tokenError(http.StatusInternalServerError, "server_error")) }, wantErr: ErrUnavailable, wantStep: "HTTP 500 server_error"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -424,7 +439,7 @@ func TestOIDC_Finish(t *testing.T) {
 				h.mu.Lock()
 				code := h.token.Get("code")
 				h.mu.Unlock()
-				checkRefusal(t, res.err, tt.wantErr, siretA, siretB, siretNone, email, subject, code)
+				checkRefusal(t, res.err, tt.wantErr, tt.wantStep, siretA, siretB, siretNone, email, subject, code)
 				if res.id != (Identity{}) {
 					t.Errorf("identity = %+v on error", res.id)
 				}
@@ -584,22 +599,23 @@ func TestOIDC_Finish_cookie(t *testing.T) {
 		cookie string // "" sends no cookie
 		query  url.Values
 		want   error
+		step   string // part of the refusal's cause
 	}{
-		{"no cookie", "", url.Values{"state": {f.State}, "code": {code}}, ErrExpired},
-		{"expired cookie", seal(h.o, past), url.Values{"state": {f.State}, "code": {code}}, ErrExpired},
-		{"expiry extended, old signature", longerBody + "." + sig, url.Values{"state": {f.State}, "code": {code}}, ErrInvalid},
-		{"signature altered", body + "." + string(flipped), url.Values{"state": {f.State}, "code": {code}}, ErrInvalid},
-		{"signature missing", body, url.Values{"state": {f.State}, "code": {code}}, ErrInvalid},
-		{"signature not base64", body + ".%%%", url.Values{"state": {f.State}, "code": {code}}, ErrInvalid},
-		{"signed with another key", seal(other, f), url.Values{"state": {f.State}, "code": {code}}, ErrInvalid},
-		{"signed but empty", seal(h.o, flow{Expires: f.Expires}), url.Values{"state": {""}, "code": {code}}, ErrInvalid},
-		{"garbage", "garbage", url.Values{"state": {f.State}, "code": {code}}, ErrInvalid},
-		{"state missing", good, url.Values{"code": {code}}, ErrInvalid},
-		{"state mismatch", good, url.Values{"state": {f.State + "x"}, "code": {code}}, ErrInvalid},
-		{"provider error", good, url.Values{"state": {f.State}, "error": {"access_denied"}}, ErrDenied},
-		{"provider error, odd code", good, url.Values{"state": {f.State}, "error": {siretA}}, ErrDenied},
-		{"provider error, wrong state", good, url.Values{"state": {"x"}, "error": {"access_denied"}}, ErrInvalid},
-		{"no code", good, url.Values{"state": {f.State}}, ErrInvalid},
+		{"no cookie", "", url.Values{"state": {f.State}, "code": {code}}, ErrExpired, "no flow cookie"},
+		{"expired cookie", seal(h.o, past), url.Values{"state": {f.State}, "code": {code}}, ErrExpired, "flow cookie refused"},
+		{"expiry extended, old signature", longerBody + "." + sig, url.Values{"state": {f.State}, "code": {code}}, ErrInvalid, "flow cookie refused"},
+		{"signature altered", body + "." + string(flipped), url.Values{"state": {f.State}, "code": {code}}, ErrInvalid, "flow cookie refused"},
+		{"signature missing", body, url.Values{"state": {f.State}, "code": {code}}, ErrInvalid, "flow cookie refused"},
+		{"signature not base64", body + ".%%%", url.Values{"state": {f.State}, "code": {code}}, ErrInvalid, "flow cookie refused"},
+		{"signed with another key", seal(other, f), url.Values{"state": {f.State}, "code": {code}}, ErrInvalid, "flow cookie refused"},
+		{"signed but empty", seal(h.o, flow{Expires: f.Expires}), url.Values{"state": {""}, "code": {code}}, ErrInvalid, "flow cookie refused"},
+		{"garbage", "garbage", url.Values{"state": {f.State}, "code": {code}}, ErrInvalid, "flow cookie refused"},
+		{"state missing", good, url.Values{"code": {code}}, ErrInvalid, "state differs"},
+		{"state mismatch", good, url.Values{"state": {f.State + "x"}, "code": {code}}, ErrInvalid, "state differs"},
+		{"provider error", good, url.Values{"state": {f.State}, "error": {"access_denied"}}, ErrDenied, "error access_denied"},
+		{"provider error, odd code", good, url.Values{"state": {f.State}, "error": {siretA}}, ErrDenied, "error (other)"},
+		{"provider error, wrong state", good, url.Values{"state": {"x"}, "error": {"access_denied"}}, ErrInvalid, "state differs"},
+		{"no code", good, url.Values{"state": {f.State}}, ErrInvalid, "without code"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -609,7 +625,7 @@ func TestOIDC_Finish_cookie(t *testing.T) {
 			}
 			w := httptest.NewRecorder()
 			id, err := h.o.Finish(context.Background(), w, r)
-			checkRefusal(t, err, tt.want, code, f.State, f.Nonce, f.Verifier, siretA)
+			checkRefusal(t, err, tt.want, tt.step, code, f.State, f.Nonce, f.Verifier, siretA)
 			if id != (Identity{}) {
 				t.Errorf("identity = %+v on error", id)
 			}
@@ -637,7 +653,7 @@ func TestOIDC_notOpen(t *testing.T) {
 		t.Errorf("Begin before Open: status %d, want 503", w.Code)
 	}
 	_, err := o.Finish(context.Background(), httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, callbackPath, nil))
-	checkRefusal(t, err, ErrUnavailable)
+	checkRefusal(t, err, ErrUnavailable, "before Open")
 }
 
 func TestOIDC_Finish_canceled(t *testing.T) {
@@ -654,7 +670,7 @@ func TestOIDC_Finish_canceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err = h.o.Finish(ctx, httptest.NewRecorder(), r)
-	checkRefusal(t, err, ErrUnavailable)
+	checkRefusal(t, err, ErrUnavailable, "context canceled")
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("error %v does not match context.Canceled", err)
 	}
