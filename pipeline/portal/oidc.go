@@ -108,8 +108,9 @@ type OIDC struct {
 	// ClientID is apbatch's client identifier at the provider. Required.
 	ClientID string
 	// ClientSecret is apbatch's client secret at the provider, sent in the
-	// token request's body if the provider lists client_secret_post, else in
-	// Basic authentication. Default: none.
+	// token request's body if discovery lists client_secret_post, else in
+	// Basic authentication if it lists client_secret_basic, else whichever
+	// the token endpoint accepts. Default: none.
 	ClientSecret string
 	// RedirectURL is the absolute URL the provider sends the agent back to,
 	// where Finish runs; its path must be under /connexion. Required.
