@@ -60,8 +60,9 @@ var (
 )
 
 // flowError is an error of Finish: its text is its kind's (one of the Err
-// sentinels above); cause, when set, is a context error or a data-free
-// description of the failed step, reachable with errors.Is only.
+// sentinels above); cause, when set, describes the failed step without
+// personal data (a context error, go-oidc's verification error, or a fixed
+// text), for errors.Is and errors.As only.
 type flowError struct {
 	kind  error
 	cause error
@@ -107,8 +108,9 @@ type OIDC struct {
 	// ClientID is apbatch's client identifier at the provider. Required.
 	ClientID string
 	// ClientSecret is apbatch's client secret at the provider, sent in the
-	// token request's body if the provider lists client_secret_post, else in
-	// Basic authentication. Default: none.
+	// token request's body if discovery lists client_secret_post, else in
+	// Basic authentication if it lists client_secret_basic, else whichever
+	// the token endpoint accepts. Default: none.
 	ClientSecret string
 	// RedirectURL is the absolute URL the provider sends the agent back to,
 	// where Finish runs; its path must be under /connexion. Required.
@@ -401,7 +403,9 @@ func (o *OIDC) Finish(ctx context.Context, w http.ResponseWriter, r *http.Reques
 		if ctx.Err() != nil {
 			return Identity{}, fail(ErrUnavailable, ctx.Err())
 		}
-		return Identity{}, fail(ErrInvalid, errors.New("portal: oidc: ID token refused"))
+		// go-oidc's verification errors name issuers, audiences and
+		// times, never the token's subject or claims.
+		return Identity{}, fail(ErrInvalid, fmt.Errorf("portal: oidc: ID token refused: %w", err))
 	}
 	if !hmac.Equal([]byte(idt.Nonce), []byte(f.Nonce)) {
 		return Identity{}, fail(ErrInvalid, errors.New("portal: oidc: ID token nonce differs from the flow cookie's"))
