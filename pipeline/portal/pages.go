@@ -180,7 +180,7 @@ func (p *Portal) signInReturn(w http.ResponseWriter, r *http.Request) {
 	id, err := p.OIDC.Finish(r.Context(), w, r)
 	if err != nil {
 		p.Log.Info().Str("component", "web").Err(err).Msg("sign-in refused")
-		p.render(w, r, http.StatusForbidden, "connexion", view{Title: "Connexion", Problem: err.Error()})
+		p.render(w, r, http.StatusForbidden, "connexion", view{Title: "Connexion", Data: signInData{}, Problem: err.Error()})
 		return
 	}
 	if err := p.setSession(w, id); err != nil {
