@@ -572,3 +572,73 @@ func TestWeb_OIDCTenantIsolation(t *testing.T) {
 		}
 	}
 }
+
+// TestServe_WebRole: in production the portal is one more role: "serve
+// --roles web" beside the pipeline's role processes, on Kafka, S3 and the
+// ledger; a roster uploaded through its API is verified by the other
+// roles and downloadable from it. Without OpenID Connect the role does
+// not start, and says what to configure.
+func TestServe_WebRole(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	environ, _ := roleServices(t, ctx)
+	if code, _, stderr := runApbatchEnv(t, ctx, environ, "serve", "--roles", "web"); code == 0 || !strings.Contains(stderr, "APBATCH_OIDC_ISSUER") {
+		t.Fatalf("web role without OIDC: exit %d\n%s", code, stderr)
+	}
+	idp, err := mockoidc.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idp.Shutdown()
+	addr := freeAddr(t)
+	keysDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(keysDir, "ville-a.key"), []byte("cle-ville-a-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"APBATCH_WEB_ADDR": addr, "APBATCH_WEB_API_KEYS_DIR": keysDir,
+		"APBATCH_WEB_SESSION_KEY": strings.Repeat("ab", 32), "APBATCH_OIDC_ISSUER": idp.Issuer(),
+		"APBATCH_OIDC_CLIENT_ID": idp.ClientID, "APBATCH_OIDC_CLIENT_SECRET": idp.ClientSecret,
+		"APBATCH_OIDC_REDIRECT_URL": "http://" + addr + "/connexion/retour", "APBATCH_OIDC_TENANTS": webSiretA + "=ville-a",
+		"APBATCH_OIDC_SCOPES": "openid,email"} {
+		environ[k] = v
+	}
+	pipelineLog, stopPipeline := startServe(t, ctx, environ, "ingest,work,write")
+	defer stopPipeline()
+	webLog, stopWeb := startServe(t, ctx, environ, "web")
+	defer stopWeb()
+	base := "http://" + addr
+	for {
+		if r, err := http.Get(base + "/healthz"); err == nil {
+			r.Body.Close()
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the web role did not start:\n%s", webLog.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	sample, err := os.ReadFile(webSample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, b := apiUpload(t, base, "cle-ville-a-0123456789", "cantine-mairie.csv", sample, map[string]string{"checks": "qf"})
+	if code != http.StatusCreated {
+		t.Fatalf("upload: %d %v\n%s", code, b, webLog.String())
+	}
+	done := apiWaitComplete(t, ctx, base, "cle-ville-a-0123456789", b["id"].(string))
+	if done["rows_total"].(float64) != 18 {
+		t.Fatalf("rows_total %v\n%s", done["rows_total"], pipelineLog.String())
+	}
+	if code, body := get(t, http.DefaultClient, base+"/api/v1/batches/"+b["id"].(string)+"/resultats.xlsx", "Authorization", "Bearer cle-ville-a-0123456789"); code != http.StatusOK || len(body) < 1000 {
+		t.Fatalf("download: %d", code)
+	}
+	a := browser(t)
+	if code, page := signInOIDC(t, a, idp, base, &webAgent{sub: "agent-a", siret: webSiretA}); code != http.StatusOK || !strings.Contains(page, "cantine-mairie.csv") {
+		t.Fatalf("agent's list: %d\n%s", code, page)
+	}
+	for _, w := range sampleWords(t, sample) {
+		if strings.Contains(webLog.String(), w) {
+			t.Errorf("the web role's logs hold a roster's word %q", w)
+		}
+	}
+}
