@@ -230,8 +230,9 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	}
 	var webKey []byte
 	if slices.Contains(roles, "web") {
-		if !c.web.oidcConfigured() {
-			return errors.New("web role: agents sign in through OpenID Connect; give APBATCH_OIDC_ISSUER, APBATCH_OIDC_CLIENT_ID, APBATCH_OIDC_CLIENT_SECRET, APBATCH_OIDC_REDIRECT_URL and APBATCH_OIDC_TENANTS (or their flags)")
+		if !c.web.oidcConfigured() && c.getenv("APBATCH_WEB_KEY_SIGN_IN") == "" {
+			return errors.New("web role: agents sign in through OpenID Connect; give APBATCH_OIDC_ISSUER, APBATCH_OIDC_CLIENT_ID, APBATCH_OIDC_CLIENT_SECRET, APBATCH_OIDC_REDIRECT_URL and APBATCH_OIDC_TENANTS (or their flags); " +
+				"for a rehearsal without a provider, APBATCH_WEB_KEY_SIGN_IN=1 lets agents sign in with their tenant's API key")
 		}
 		if webKey, err = portal.SessionKey(c.getenv("APBATCH_WEB_SESSION_KEY"), ""); err != nil {
 			return fmt.Errorf("web role: %w", err)
@@ -281,6 +282,10 @@ func (c *serveCommand) startWeb(ctx context.Context, cfg stackConfig, st *stack,
 	p, err := c.web.portal(ctx, c.env, st, cfg.Log, key)
 	if err != nil {
 		return nil, fmt.Errorf("web role: %w", err)
+	}
+	if p.OIDC == nil {
+		// APBATCH_WEB_KEY_SIGN_IN: the API key signs in, no link.
+		p.Local = &portal.LocalSignIn{}
 	}
 	p.Checks, p.TmpDir = cfg.Checks, cfg.TmpDir
 	p.Exporter.TmpDir = cfg.TmpDir

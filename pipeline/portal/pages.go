@@ -115,7 +115,8 @@ func (p *Portal) home(w http.ResponseWriter, r *http.Request) {
 
 // signInData is the sign-in page's.
 type signInData struct {
-	Local bool
+	// Local: the API key signs in; Link: a link printed by apbatch web too.
+	Local, Link bool
 }
 
 func (p *Portal) signInPage(w http.ResponseWriter, r *http.Request) {
@@ -136,7 +137,7 @@ func (p *Portal) signInPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/lots", http.StatusSeeOther)
 		return
 	}
-	p.render(w, r, http.StatusOK, "connexion", view{Title: "Connexion", Data: signInData{Local: p.Local != nil}})
+	p.render(w, r, http.StatusOK, "connexion", view{Title: "Connexion", Data: signInData{Local: p.Local != nil, Link: p.Local != nil && p.Local.Tenant != ""}})
 }
 
 // signInWithKey signs in with the tenant's API key (local mode).
