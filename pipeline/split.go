@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/hex"
@@ -163,7 +162,6 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 	}
 	jobs.onFlush = func(ctx context.Context, n int) error { return s.Ledger.SetJobsProduced(ctx, b.ID, int64(n)) }
 	var saved int64 // results that share another row's call
-	var scratch []byte
 	// One job reused: sealing takes its address, which would otherwise
 	// make one on the heap per job.
 	var job schemas.Job
@@ -189,8 +187,10 @@ func (s *Splitter) Split(ctx context.Context, b ledger.Batch) error {
 					return fmt.Errorf("split: %w", err)
 				}
 			}
-			scratch = schemas.AppendJob(scratch[:0], &job)
-			v := bytes.Clone(scratch) // produced later: a value of its own
+			v, err := schemas.EncodeJob(&job)
+			if err != nil {
+				return fmt.Errorf("split: %w", err)
+			}
 			// Key = tenant: one token per tenant, so one budget owner per partition.
 			return jobs.add(ctx, kafkago.Message{Key: tenantKey, Value: v})
 		})

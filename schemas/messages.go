@@ -209,18 +209,8 @@ func (r Result) Validate() error {
 	return nil
 }
 
-// DecodeJob decodes and validates a job message value. A message laid out
-// as AppendJob writes it is read by hand (fastDecodeJob); any other goes
-// through the library, with the same result.
+// DecodeJob decodes and validates a job message value.
 func DecodeJob(b []byte) (Job, error) {
-	if j, ok := fastDecodeJob(b); ok {
-		return j, j.Validate()
-	}
-	return decodeJobJSON(b)
-}
-
-// decodeJobJSON is DecodeJob through the library alone.
-func decodeJobJSON(b []byte) (Job, error) {
 	var j Job
 	if err := json.Unmarshal(b, &j); err != nil {
 		return j, fmt.Errorf("schemas: decode job: %w", err)
@@ -228,18 +218,8 @@ func decodeJobJSON(b []byte) (Job, error) {
 	return j, j.Validate()
 }
 
-// DecodeResult decodes and validates a result message value. A message
-// laid out as AppendResult writes it is read by hand (fastDecodeResult);
-// any other goes through the library, with the same result.
+// DecodeResult decodes and validates a result message value.
 func DecodeResult(b []byte) (Result, error) {
-	if r, ok := fastDecodeResult(b); ok {
-		return r, r.Validate()
-	}
-	return decodeResultJSON(b)
-}
-
-// decodeResultJSON is DecodeResult through the library alone.
-func decodeResultJSON(b []byte) (Result, error) {
 	var r Result
 	if err := json.Unmarshal(b, &r); err != nil {
 		return r, fmt.Errorf("schemas: decode result: %w", err)
@@ -248,18 +228,9 @@ func decodeResultJSON(b []byte) (Result, error) {
 }
 
 // DecodeIdentity decodes an identity as a sealed job carries it (see
-// AppendIdentity), by hand when laid out as AppendIdentity writes it, else
-// through the library, with the same result. The identity's strings never
-// alias b. An error may quote b: it must not reach a log.
+// EncodeIdentity). The identity's strings never alias b. An error may
+// quote b: it must not reach a log.
 func DecodeIdentity(b []byte) (Identity, error) {
-	if id, ok := fastDecodeIdentity(b); ok {
-		return id, nil
-	}
-	return decodeIdentityJSON(b)
-}
-
-// decodeIdentityJSON is DecodeIdentity through the library alone.
-func decodeIdentityJSON(b []byte) (Identity, error) {
 	var id Identity
 	err := json.Unmarshal(b, &id)
 	return id, err

@@ -1,6 +1,8 @@
 package schemas
 
 import (
+	json "github.com/segmentio/encoding/json"
+
 	"errors"
 	"strconv"
 )
@@ -58,8 +60,16 @@ func (j Job) IdentityAAD() []byte {
 	return b
 }
 
-// MarshalJSON encodes the job with AppendJob; a sealed job's plain
-// identity is left out whatever it holds.
+// MarshalJSON encodes the job; a sealed job's plain identity is left out
+// whatever it holds.
 func (j Job) MarshalJSON() ([]byte, error) {
-	return AppendJob(make([]byte, 0, 512), &j), nil
+	type fields Job // without this method
+	if j.Sealed == nil {
+		return json.Marshal(fields(j))
+	}
+	return json.Marshal(struct {
+		fields
+		// Shadows the embedded identity, and is left out.
+		Identity *Identity `json:"identity,omitempty"`
+	}{fields: fields(j)})
 }

@@ -14,7 +14,7 @@ import (
 // file or folder holding it.
 func TestHelp_NoSecretFlags(t *testing.T) {
 	ctx := context.Background()
-	commands := []string{"run", "sandbox", "bench", "audit", "purge", "results", "status", "cancel", "serve", "ingest", "work", "write", "broker", "s3", "token", "refresh"}
+	commands := []string{"run", "web", "sandbox", "bench", "audit", "purge", "results", "status", "cancel", "serve", "ingest", "work", "write", "broker", "s3", "token", "refresh"}
 	// Every command the general help lists is checked.
 	_, general, _ := runApbatch(t, ctx, "help")
 	_, section, _ := strings.Cut(general, "Commands:\n")

@@ -127,10 +127,6 @@ func (r *Ring) rand() io.Reader {
 	return rand.Reader
 }
 
-// sealRoom is the room Seal makes for an identity's JSON and its tag
-// (most identities take 150 to 250 bytes).
-const sealRoom = 336
-
 // Seal encrypts job's identity into job.Sealed and clears job.Identity.
 // Binding the ciphertext to the job (IdentityAAD), it must be called once
 // the job's tenant, batch, check, period and lookup are set. It calls the
@@ -143,27 +139,17 @@ func (r *Ring) Seal(ctx context.Context, job *schemas.Job) error {
 	if err != nil {
 		return err
 	}
-	// One allocation: the nonce, then the room where the identity is
-	// encoded and sealed in place (the ciphertext overwrites the plain
-	// text).
-	ns := dk.aead.NonceSize()
-	buf := make([]byte, ns, ns+sealRoom)
-	if _, err := io.ReadFull(r.rand(), buf); err != nil {
+	plain, err := schemas.EncodeIdentity(&job.Identity)
+	if err != nil {
+		return fmt.Errorf("keys: seal: %w", err)
+	}
+	defer clear(plain)
+	nonce := make([]byte, dk.aead.NonceSize())
+	if _, err := io.ReadFull(r.rand(), nonce); err != nil {
 		return fmt.Errorf("keys: seal: nonce: %w", err)
 	}
-	room := buf[ns:cap(buf)]
-	plain := schemas.AppendIdentity(room[:0], &job.Identity)
-	var ct []byte
-	if len(plain)+dk.aead.Overhead() <= len(room) {
-		ct = dk.aead.Seal(plain[:0], buf[:ns], plain, job.IdentityAAD())
-	} else {
-		// Too large for the room: sealed into a slice of its own, and
-		// the plain text (in the room, or where it grew) cleared.
-		ct = dk.aead.Seal(nil, buf[:ns], plain, job.IdentityAAD())
-		clear(plain)
-		clear(room)
-	}
-	job.Sealed = &schemas.SealedIdentity{KeyID: dk.kid, DataKey: dk.wrapped, Nonce: buf[:ns:ns], Ciphertext: ct}
+	ct := dk.aead.Seal(nil, nonce, plain, job.IdentityAAD())
+	job.Sealed = &schemas.SealedIdentity{KeyID: dk.kid, DataKey: dk.wrapped, Nonce: nonce, Ciphertext: ct}
 	job.Identity = schemas.Identity{}
 	return nil
 }
