@@ -36,7 +36,6 @@ type webFlags struct {
 	apiKeysDir                               string
 	oidcIssuer, oidcClientID, oidcRedirect   string
 	oidcTenantClaim, oidcTenants, oidcScopes string
-	publicURL                                string
 }
 
 func (w *webFlags) register(fs *flag.FlagSet, e env) {

@@ -42,22 +42,28 @@ const (
 var (
 	// ErrExpired: the flow cookie is missing or past its 10 minutes, or the
 	// provider no longer accepts the code.
-	ErrExpired = errors.New("La connexion a expiré ; recommencez depuis la page de connexion.")
+	ErrExpired error = notice("La connexion a expiré ; recommencez depuis la page de connexion.")
 	// ErrInvalid: the flow cookie's signature, the state, the ID token or its
 	// nonce did not check out, or the redirect carried no code.
-	ErrInvalid = errors.New("La connexion n'a pas pu être vérifiée ; recommencez depuis la page de connexion.")
+	ErrInvalid error = notice("La connexion n'a pas pu être vérifiée ; recommencez depuis la page de connexion.")
 	// ErrDenied: the provider returned an error parameter (the agent cancelled,
 	// or the provider refused the sign-in).
-	ErrDenied = errors.New("La connexion a été refusée ou annulée auprès du fournisseur d'identité ; recommencez depuis la page de connexion, et contactez votre administrateur si le refus persiste.")
+	ErrDenied error = notice("La connexion a été refusée ou annulée auprès du fournisseur d'identité ; recommencez depuis la page de connexion, et contactez votre administrateur si le refus persiste.")
 	// ErrUnavailable: the provider could not be reached or answered badly, or
 	// the sign-in was not opened.
-	ErrUnavailable = errors.New("La connexion est momentanément indisponible ; réessayez dans quelques minutes.")
+	ErrUnavailable error = notice("La connexion est momentanément indisponible ; réessayez dans quelques minutes.")
 	// ErrNoTenant: neither the ID token nor the userinfo endpoint holds the
 	// configured tenant claim.
-	ErrNoTenant = errors.New("Le fournisseur d'identité n'a pas transmis l'établissement de rattachement de votre compte ; demandez à l'administrateur de vérifier la configuration de la connexion.")
+	ErrNoTenant error = notice("Le fournisseur d'identité n'a pas transmis l'établissement de rattachement de votre compte ; demandez à l'administrateur de vérifier la configuration de la connexion.")
 	// ErrUnknownTenant: the tenant claim's value is not in Tenants.
-	ErrUnknownTenant = errors.New("Votre compte n'est rattaché à aucune collectivité connue d'apbatch ; demandez à l'administrateur d'ajouter votre SIRET.")
+	ErrUnknownTenant error = notice("Votre compte n'est rattaché à aucune collectivité connue d'apbatch ; demandez à l'administrateur d'ajouter votre SIRET.")
 )
+
+// notice is a sentinel error whose text is a whole French sentence meant for
+// the agent (capitalised and punctuated, unlike Go's usual error strings).
+type notice string
+
+func (n notice) Error() string { return string(n) }
 
 // flowError is an error of Finish: its text is its kind's (one of the Err
 // sentinels above); cause, when set, describes the failed step without
