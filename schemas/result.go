@@ -128,6 +128,11 @@ func optString(s string) *string {
 	return &s
 }
 
+// ManifestTimeFormat is the format of a manifest's completed_at: RFC 3339
+// in UTC, to the millisecond, so that the batch published last (a re-run)
+// sorts last.
+const ManifestTimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
 // Manifest states.
 const (
 	ManifestComplete  = "complete"

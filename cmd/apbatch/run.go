@@ -594,6 +594,8 @@ func (c *engineFlags) report(ctx context.Context, w io.Writer, st *stack, batche
 		if err != nil {
 			return err
 		}
+		// Published parts only: those still staged belong to no manifest.
+		parts = pipeline.PublishedParts(parts)
 		bs := batchSummary{BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign, Source: b.ObjectKey, State: b.State,
 			Error: b.Error, Checks: b.CheckList(), RowsByStatus: counts.ByStatus, ResultsByCheck: counts.ByCheck,
 			ProviderCalls: counts.ProviderCalls, CallsSaved: b.CallsSaved, ResultFiles: []string{}, Manifest: b.ManifestKey}
