@@ -28,7 +28,7 @@ func newManifest(b ledger.Batch, parts []ledger.Part, counts ledger.Counts, stat
 		SchemaVersion: schemas.ResultSchemaVersion, BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign,
 		Checks: b.CheckList(), Source: b.ObjectKey, RowsTotal: rows, ResultsTotal: counts.Rows,
 		RowsByStatus: counts.ByStatus, ResultsByCheck: counts.ByCheck,
-		ProviderCalls: counts.ProviderCalls, CallsSaved: b.CallsSaved, CompletedAt: now.UTC().Format(time.RFC3339),
+		ProviderCalls: counts.ProviderCalls, CallsSaved: b.CallsSaved, CompletedAt: now.UTC().Format(schemas.ManifestTimeFormat),
 		State: state,
 	}
 	for _, p := range parts {
@@ -37,10 +37,12 @@ func newManifest(b ledger.Batch, parts []ledger.Part, counts ledger.Counts, stat
 	return m
 }
 
-// publishParts moves a batch's parts from staging/ to results/, each
+// publishParts moves batch b's parts from staging/ to results/, each
 // recorded at its new key before its staging copy is deleted (a publish
-// cut short starts again from the ledger), and returns them as moved.
-func publishParts(ctx context.Context, client *s3.Client, store *ledger.Store, parts []ledger.Part) ([]ledger.Part, error) {
+// cut short starts again from the ledger), deletes what else is left in
+// the batch's staging folder (a copy a crash kept there after its move was
+// recorded), and returns the parts as moved.
+func publishParts(ctx context.Context, client *s3.Client, store *ledger.Store, b ledger.Batch, parts []ledger.Part) ([]ledger.Part, error) {
 	out := make([]ledger.Part, len(parts))
 	for i, p := range parts {
 		out[i] = p
@@ -59,6 +61,15 @@ func publishParts(ctx context.Context, client *s3.Client, store *ledger.Store, p
 			return nil, fmt.Errorf("publish part %d of %s: %w", p.PartNo, p.BatchID, err)
 		}
 		out[i].ObjectKey = key
+	}
+	left, err := client.List(ctx, StagingFolder(b.Tenant, b.Campaign, b.ID))
+	if err != nil {
+		return nil, fmt.Errorf("publish %s: %w", b.ID, err)
+	}
+	for _, o := range left {
+		if err := client.Delete(ctx, o.Key); err != nil {
+			return nil, fmt.Errorf("publish %s: %w", b.ID, err)
+		}
 	}
 	return out, nil
 }
@@ -85,7 +96,7 @@ func PublishCancelled(ctx context.Context, client *s3.Client, store *ledger.Stor
 	if err != nil {
 		return err
 	}
-	if parts, err = publishParts(ctx, client, store, parts); err != nil {
+	if parts, err = publishParts(ctx, client, store, b, parts); err != nil {
 		return err
 	}
 	counts, err := store.Counts(ctx, b.ID)

@@ -170,7 +170,7 @@ func eachPart(ctx context.Context, client *s3.Client, store *ledger.Store, id st
 	if err != nil {
 		return err
 	}
-	for _, p := range parts {
+	for _, p := range PublishedParts(parts) {
 		body, _, err := client.Open(ctx, p.ObjectKey)
 		if err != nil {
 			return err

@@ -149,10 +149,28 @@ func PartKey(tenant, campaign, batchID string, n int) string {
 	return fmt.Sprintf("%spart-%05d.parquet", ResultFolder(tenant, campaign, batchID), n)
 }
 
+// StagingFolder returns staging/<tenant>/<campaign>/<batch>/, where a
+// batch's parts wait for its publication.
+func StagingFolder(tenant, campaign, batchID string) string {
+	return StagingPrefix + tenant + "/" + campaign + "/" + batchID + "/"
+}
+
 // StagingPartKey returns where a batch's part file number n is written
 // until the batch is published.
 func StagingPartKey(tenant, campaign, batchID string, n int) string {
 	return StagingPrefix + strings.TrimPrefix(PartKey(tenant, campaign, batchID, n), ResultsPrefix)
+}
+
+// PublishedParts returns the parts of parts that are published (under
+// results/): a part still under staging/ belongs to no manifest.
+func PublishedParts(parts []ledger.Part) []ledger.Part {
+	out := make([]ledger.Part, 0, len(parts))
+	for _, p := range parts {
+		if strings.HasPrefix(p.ObjectKey, ResultsPrefix) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // DiffKey returns the key of a batch's diff.parquet.

@@ -94,7 +94,7 @@ func Reprice(ctx context.Context, client *s3.Client, store *ledger.Store, src le
 	if err != nil {
 		return src, false, err
 	}
-	if parts, err = publishParts(ctx, client, store, parts); err != nil {
+	if parts, err = publishParts(ctx, client, store, b, parts); err != nil {
 		return src, false, fmt.Errorf("reprice: %w", err)
 	}
 	counts, err := store.Counts(ctx, id)

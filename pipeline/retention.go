@@ -27,6 +27,9 @@ const (
 	// DefaultRetentionKey is the retention policy of tenants without
 	// their own (schemas.RetentionPolicy; absent fields take the defaults).
 	DefaultRetentionKey = ConfigPrefix + "retention.yaml"
+	// StagingGrace is how long a purge leaves a staged object whose batch
+	// the ledger does not know.
+	StagingGrace = 24 * time.Hour
 )
 
 // RetentionKey is where a tenant's retention policy lives in the bucket.
@@ -60,8 +63,9 @@ type PurgeReport struct {
 	Quarantined Removed `json:"inputs_quarantined"`
 	// Quarantine are rosters deleted from quarantine/.
 	Quarantine Removed `json:"quarantine_deleted"`
-	// Results are part files, manifests and any other object of expired
-	// batches' result folders.
+	// Results are part files, manifests, diffs and any other object of
+	// expired batches' folders (results/, staging/, diffs/), and what a
+	// batch published, or failed, left under staging/.
 	Results Removed `json:"results_deleted"`
 	// InputsKept counts the rosters left in incoming/ (latest of a
 	// campaign, kept for days, batch running, or uploaded recently).
@@ -74,8 +78,10 @@ type PurgeReport struct {
 
 // Purger applies tenants' retention policies (schemas.RetentionPolicy) to
 // the bucket and the ledger. For each tenant it deletes results (objects
-// of results/<tenant>/ and the ledger's batches, parts and result rows)
-// whose batch ended before the results retention, the audit records older
+// of results/<tenant>/, staging/<tenant>/ and diffs/<tenant>/, and the
+// ledger's batches, parts and result rows) whose batch ended before the
+// results retention, what is left under staging/ of a batch published or
+// failed (or unknown to the ledger for StagingGrace), the audit records older
 // than the audit retention, and the rosters of incoming/<tenant>/ and
 // quarantine/<tenant>/ that the inputs retention no longer keeps. A
 // batch's age is its end (completed_at, or created_at for a batch that
@@ -216,12 +222,23 @@ func (p *Purger) Purge(ctx context.Context, tenant string) (PurgeReport, error) 
 		objs = append(objs, some...)
 	}
 	for _, o := range objs {
-		_, rest, _ := strings.Cut(o.Key, "/")
+		top, rest, _ := strings.Cut(o.Key, "/")
 		parts := strings.SplitN(strings.TrimPrefix(rest, tenant+"/"), "/", 3)
+		staged := top+"/" == StagingPrefix
 		gone := o.LastModified.Before(resultsCutoff)
+		if staged {
+			// Staged parts of a batch the ledger no longer knows will
+			// never be published.
+			gone = o.LastModified.Before(now.Add(-StagingGrace))
+		}
 		if len(parts) == 3 {
 			if b, ok := byID[parts[1]]; ok {
 				gone = expired[b.ID]
+				if staged && (b.Published() || b.State == ledger.StateFailed) {
+					// Left behind: a published batch's parts are
+					// under results/, a failed one publishes none.
+					gone = true
+				}
 			}
 		}
 		if gone {

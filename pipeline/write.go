@@ -544,7 +544,7 @@ func (w *ResultWriter) finish(ctx context.Context, log zerolog.Logger, ob *openB
 		ob.b = cur
 		return w.publishCancelled(ctx, log, ob)
 	}
-	if parts, err = publishParts(ctx, w.S3, w.Ledger, parts); err != nil {
+	if parts, err = publishParts(ctx, w.S3, w.Ledger, b, parts); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
 	m := newManifest(b, parts, counts, schemas.ManifestComplete, w.now())

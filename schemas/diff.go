@@ -1,7 +1,8 @@
 package schemas
 
-// DiffName is the file, next to a batch's part files, that lists what
-// changed since the previous campaign's batch of the same roster.
+// DiffName is the file, under diffs/<tenant>/<campaign>/<batch>/ (up to
+// result schema 2, beside the batch's part files), that lists what changed
+// since the previous campaign's batch of the same roster.
 const DiffName = "diff.parquet"
 
 // Change kinds of a diff row, the most significant first: a row whose

@@ -128,6 +128,11 @@ func optString(s string) *string {
 	return &s
 }
 
+// ManifestTimeFormat is the format of a manifest's completed_at: RFC 3339
+// in UTC, to the millisecond, so that the batch published last (a re-run)
+// sorts last.
+const ManifestTimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
 // Manifest states.
 const (
 	ManifestComplete  = "complete"
@@ -137,13 +142,16 @@ const (
 // Manifest is the content of _manifest.json, written last in a batch's
 // result folder: a part file is published only once listed here.
 type Manifest struct {
+	// SchemaVersion is the ResultSchemaVersion of the batch's parts.
 	SchemaVersion int    `json:"schema_version"`
 	BatchID       string `json:"batch_id"`
 	Tenant        string `json:"tenant"`
 	Campaign      string `json:"campaign"`
 	// Checks are the batch's checks; every row has one result per check.
 	Checks []Check `json:"checks"`
-	Source string  `json:"source"`
+	// Source is the key of the roster verified; with Tenant and Campaign
+	// it names the roster whose batches re-run one another.
+	Source string `json:"source"`
 	// RowsTotal is the input rows; ResultsTotal the result rows, one per
 	// input row and check.
 	RowsTotal    int64 `json:"rows_total"`
@@ -158,9 +166,10 @@ type Manifest struct {
 	ProviderCalls int64  `json:"provider_calls"`
 	// CallsSaved is how many results share another row's call (the same
 	// person, check and period in the file).
-	CallsSaved  int64          `json:"calls_saved"`
-	Files       []ManifestFile `json:"files"`
-	CompletedAt string         `json:"completed_at"`
+	CallsSaved int64          `json:"calls_saved"`
+	Files      []ManifestFile `json:"files"`
+	// CompletedAt is when the batch was published (ManifestTimeFormat).
+	CompletedAt string `json:"completed_at"`
 	// State is ManifestComplete (one result per row and check) or
 	// ManifestCancelled (the batch was cancelled: the rows answered
 	// before are published, the others have no result).

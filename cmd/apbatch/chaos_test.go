@@ -391,6 +391,18 @@ func chaosRoles(t *testing.T, ctx context.Context, bin, db string) {
 		}
 	}
 	checkExactlyOnce(t, pop, rows, seen, dup, apiAddr, fmt.Sprintf("kills %v", kills))
+	// Published: the manifest's parts are all results/ holds of the batch,
+	// and nothing is left under staging/, whatever the kills interrupted.
+	objs, err := client.List(ctx, pipeline.ResultFolder(b.Tenant, b.Campaign, b.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != len(m.Files)+1 {
+		t.Errorf("results/ holds %d objects of the batch, the manifest lists %d parts", len(objs), len(m.Files))
+	}
+	if left, err := client.List(ctx, pipeline.StagingPrefix); err != nil || len(left) != 0 {
+		t.Errorf("left under staging/: %d objects (%v)", len(left), err)
+	}
 	assertNoPersonalData(t, ps.logs.String(), pop, rows, tok, strings.Repeat("cd", 32))
 	if strings.Contains(ps.logs.String(), "panic") {
 		t.Errorf("a role panicked:\n%s", ps.logs.String())

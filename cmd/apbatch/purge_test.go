@@ -191,7 +191,7 @@ func testPurge(t *testing.T, dbURL string) {
 	f.batch("ville-a", "c1", "older.csv", ledger.StateComplete, day(2029, 1, 1), true, false, true, true)
 	f.batch("ville-a", "c1", "latest.csv", ledger.StateComplete, day(2030, 1, 1), true, true, true, true)
 	f.batch("ville-a", "c2", "latest.csv", ledger.StateComplete, day(2028, 1, 1), true, true, true, true)
-	f.batch("ville-a", "c3", "running.csv", ledger.StateSplit, day(2030, 1, 2), true, true, true, true)
+	running := f.batch("ville-a", "c3", "running.csv", ledger.StateSplit, day(2030, 1, 2), true, true, true, true)
 	f.batch("ville-a", "c3", "refused-old.csv", ledger.StateFailed, day(2030, 5, 1), true, false, true, true)
 	f.batch("ville-a", "c3", "refused-new.csv", ledger.StateFailed, day(2030, 6, 10), true, true, true, true)
 	f.batch("ville-a", "c3", "ancient-running.csv", ledger.StateCreated, day(2026, 1, 1), false, false, true, true)
@@ -202,7 +202,7 @@ func testPurge(t *testing.T, dbURL string) {
 	f.put("results/ville-a/c1/bunknown/part-00001.parquet", day(2026, 1, 1), false, "orphan")
 	f.put("results/ville-a/c1/bunknown2/part-00001.parquet", day(2029, 1, 1), true, "orphan")
 
-	f.batch("ville-b", "c", "expired.csv", ledger.StateComplete, day(2029, 1, 1), false, false, false, true)
+	b1 := f.batch("ville-b", "c", "expired.csv", ledger.StateComplete, day(2029, 1, 1), false, false, false, true)
 	b2 := f.batch("ville-b", "c", "recent.csv", ledger.StateComplete, day(2030, 6, 10), true, false, true, true)
 	f.batch("ville-b", "c", "past-days.csv", ledger.StateComplete, day(2030, 5, 1), true, false, true, true)
 	b4 := f.batch("ville-b", "c", "quarantined-old.csv", ledger.StateComplete, day(2030, 5, 20), true, false, true, false)
@@ -210,6 +210,15 @@ func testPurge(t *testing.T, dbURL string) {
 	f.put(pipeline.QuarantineKey(pipeline.IncomingKey{Tenant: "ville-b", Campaign: "c", File: "quarantined-old.csv"}, b4.ID), day(2030, 5, 21), false, "x")
 	f.put(pipeline.QuarantineKey(pipeline.IncomingKey{Tenant: "ville-b", Campaign: "c", File: "quarantined-new.csv"}, b5.ID), day(2030, 6, 12), true, "x")
 	f.put("quarantine/ville-b/c/bunknown/x.csv", day(2030, 6, 1), false, "x")
+	// Diffs go with their batch; under staging/, a running batch's parts
+	// stay, what a published or failed batch left there goes, and so do
+	// staged parts the ledger does not know once a day old.
+	f.put(pipeline.DiffKey("ville-b", "c", b1.ID), day(2029, 1, 1), false, "d1")
+	f.put(pipeline.DiffKey("ville-b", "c", b2.ID), day(2030, 6, 10), true, "d2")
+	f.put(pipeline.StagingPartKey("ville-a", "c3", running.ID, 1), day(2030, 1, 2), true, "staged")
+	f.put(pipeline.StagingPartKey("ville-b", "c", b2.ID, 2), day(2030, 6, 10), false, "left")
+	f.put(pipeline.StagingPartKey("ville-b", "c", "bunknown", 1), day(2030, 6, 10), false, "old")
+	f.put(pipeline.StagingPartKey("ville-b", "c", "bunknown2", 1), purgeNow.Add(-time.Hour), true, "new")
 	f.put("incoming/ville-b/c/never-ingested.csv", day(2030, 6, 8), false, "x")
 
 	f.put("incoming/ville-ab/c/never-ingested.csv", day(2030, 1, 1), true, "x")
@@ -282,8 +291,8 @@ func testPurge(t *testing.T, dbURL string) {
 		"ville-a batches":       {a.Ledger.Batches, 3},
 		"ville-a result rows":   {a.Ledger.ResultRows, 4},
 		"ville-a calls":         {a.Ledger.Calls, 1},
-		"ville-b results":       {b.Results.Objects, 2},
-		"ville-b results bytes": {b.Results.Bytes, 9},
+		"ville-b results":       {b.Results.Objects, 5},
+		"ville-b results bytes": {b.Results.Bytes, 9 + 2 + 4 + 3},
 		"ville-b inputs":        {b.Inputs.Objects, 3},
 		"ville-b quarantined":   {b.Quarantined.Objects, 1},
 		"ville-b quarantine":    {b.Quarantine.Objects, 2},

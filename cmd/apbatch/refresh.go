@@ -63,8 +63,8 @@ and the budgets. The refresh is recorded in the ledger per tenant and
 campaign: firing it again starts nothing new. Each tenant gets one line:
 new batch, already refreshed for this campaign, or no roster.
 
-When a refreshed batch is published, its results folder also holds
-diff.parquet: every result whose status, QF bracket (tranche) or price
+When a refreshed batch is published, it also gets
+diffs/<tenant>/<campaign>/<batch>/diff.parquet: every result whose status, QF bracket (tranche) or price
 changed since the batch it copies, with the old and new values, and rows
 found in one batch only; its manifest counts the changes by kind.
 

@@ -79,7 +79,8 @@ everything runs in this process: a Kafka-protocol broker, an S3 server on a
 local folder, a SQLite ledger and the API sandbox, all under --data-dir.
 Each FILE is uploaded to s3://apbatch/incoming/<tenant>/<campaign>/<file>,
 and its upload event starts the batch. Results land in
-s3://apbatch/results/<tenant>/<campaign>/<batch>/. Running again with the
+s3://apbatch/results/<tenant>/<campaign>/<batch>/ once the batch is
+published (staging/<tenant>/… until then). Running again with the
 same file reuses the finished batch; with a new --tariff grid, its stored
 results are re-priced without any call, as a new batch. A line the file
 breaks (wrong separator, stray quote) is a row to correct, never a stop;
@@ -594,6 +595,8 @@ func (c *engineFlags) report(ctx context.Context, w io.Writer, st *stack, batche
 		if err != nil {
 			return err
 		}
+		// Published parts only: those still staged belong to no manifest.
+		parts = pipeline.PublishedParts(parts)
 		bs := batchSummary{BatchID: b.ID, Tenant: b.Tenant, Campaign: b.Campaign, Source: b.ObjectKey, State: b.State,
 			Error: b.Error, Checks: b.CheckList(), RowsByStatus: counts.ByStatus, ResultsByCheck: counts.ByCheck,
 			ProviderCalls: counts.ProviderCalls, CallsSaved: b.CallsSaved, ResultFiles: []string{}, Manifest: b.ManifestKey}
