@@ -420,9 +420,9 @@ func TestBudget_AddLimit(t *testing.T) {
 // gateway in front repeated it), and another client spends some of the
 // window too.
 type driftServer struct {
-	limit    int
-	window   int64
-	count    int
+	limit  int
+	window int64
+	count  int
 }
 
 func (s *driftServer) answer(at time.Time, bad bool) (int, http.Header) {
