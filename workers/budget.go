@@ -46,6 +46,19 @@ type Budget struct {
 	gate     time.Time
 	gateLead time.Duration
 	gated    bool
+	// cal is what the newest answer said of the server's count, when it
+	// counted more than this budget granted (Observe): at most cal.left
+	// grants from cal.base on (counted by granted) until cal.reset.
+	cal calibration
+	// heard is when the newest observed answer's request was granted.
+	heard time.Time
+}
+
+// calibration caps grants at what the server said remained.
+type calibration struct {
+	reset time.Time
+	base  int64
+	left  int
 }
 
 // ErrGateClosed is returned by Wait when the budget's gate (SetGate) is
@@ -102,6 +115,28 @@ func NewBudget(limit int, per time.Duration, now func() time.Time) *Budget {
 		now = time.Now
 	}
 	return &Budget{now: now, windows: []*window{newWindow(limit, per)}}
+}
+
+// AddLimit adds a configured window of limit requests per period per (one
+// minute, say, for a habilitation's 250 a minute), or lowers the limit of
+// the window of that period if it has one. Like the first, its limit is a
+// ceiling the API's headers can lower, never raise. limit <= 0 or per <= 0
+// adds nothing.
+func (b *Budget) AddLimit(limit int, per time.Duration) {
+	if limit <= 0 || per <= 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	limit = min(limit, MaxLimit)
+	for _, w := range b.windows {
+		if w.per == per {
+			w.ceiling = min(w.ceiling, limit)
+			w.limit = min(w.limit, limit)
+			return
+		}
+	}
+	b.windows = append(b.windows, b.newWindowFrom(limit, per, b.now()))
 }
 
 // Limit returns the current limit of the configured window.
@@ -180,6 +215,11 @@ var ErrDeadline = errors.New("budget: no grant before the deadline")
 // next returns when b allows the next grant (b.mu held).
 func (b *Budget) next(now time.Time) time.Time {
 	at := b.paused
+	if c := b.cal; now.Before(c.reset) && b.granted-c.base >= int64(c.left) && c.reset.After(at) {
+		// The server's count, as last heard, leaves nothing before its
+		// reset.
+		at = c.reset
+	}
 	for _, w := range b.windows {
 		if slot := w.earliest(now); slot.After(at) {
 			at = slot
@@ -326,20 +366,32 @@ func (b *Budget) wait(ctx context.Context, other *Budget, deadline time.Time, ta
 	}
 }
 
-// Observe adopts what a response announces. RateLimit-Limit applies to the
-// window its RateLimit-Reset implies: a reset more than 2 s away announces a
-// per-minute limit (for instance the 250/min per habilitation the operator
-// announced), which becomes a second window at once; otherwise the per-second
-// window's limit is lowered if the announced one is lower (a ceiling is
-// never raised).
+// Observe adopts what a response announces, on every response whatever
+// its status (a 502 carries the API's count as a 200 does), as long as it
+// answers a request sent no earlier than the newest already observed.
+//
+// RateLimit-Limit applies to the window its RateLimit-Reset implies: a
+// reset more than 2 s away announces a per-minute limit (for instance the
+// 250/min per habilitation the operator announced), which becomes a second
+// window at once; the window's limit becomes the announced one, up to its
+// ceiling (the configured limit, or the first announced): a limit the API
+// lowers is adopted at once, and it is raised again, never past the
+// ceiling, when the API raises it.
+//
+// RateLimit-Remaining recalibrates the budget from the server's count, so
+// that a local count that drifted (requests the server counted and this
+// budget did not: another client of the token or habilitation, another
+// replica, requests repeated on the way) is corrected by every answer.
+// When the server counts more requests than this budget granted in the
+// last period up to the request, at most Remaining more are granted after
+// the request until RateLimit-Reset (none: a pause until then); when it
+// counts no more, the budget's own count holds the limit and any earlier
+// recalibration is dropped (pausing on every "0" a saturated
+// sliding-window server announces would waste the budget).
+//
 // A 429 pauses every grant until RateLimit-Reset (a unix time, or seconds
 // when below 10^9) or Retry-After (seconds or an HTTP date), whichever is
-// later. RateLimit-Remaining: 0 pauses until the reset too, but only when the
-// server counts more requests than this budget granted in the last period:
-// then another client shares the token. When this budget is the only client,
-// its own pacing already holds the limit, and pausing on every "0" a
-// saturated sliding-window server announces would waste the budget. sent is
-// when the request was granted (the zero time: now).
+// later. sent is when the request was granted (the zero time: now).
 func (b *Budget) Observe(status int, h http.Header, sent time.Time) {
 	if h == nil {
 		return
@@ -347,36 +399,69 @@ func (b *Budget) Observe(status int, h http.Header, sent time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
+	if sent.IsZero() {
+		sent = now
+	}
+	newest := !sent.Before(b.heard)
+	if newest {
+		b.heard = sent
+	}
 	w := b.windows[0]
-	if v, err := strconv.Atoi(h.Get(headerRateLimitLimit)); err == nil && v > 0 {
-		w = b.adopt(v, ResetTime(h, now), now)
+	reset := ResetTime(h, now)
+	serverLimit, limErr := strconv.Atoi(h.Get(headerRateLimitLimit))
+	if limErr == nil && serverLimit > 0 && newest {
+		w = b.adopt(serverLimit, reset, now)
 	}
 	remaining, remErr := strconv.Atoi(h.Get(headerRateLimitRemaining))
-	if status != http.StatusTooManyRequests {
-		if remErr != nil || remaining > 0 {
-			return
-		}
-		if sent.IsZero() {
-			sent = now
-		}
-		serverLimit, err := strconv.Atoi(h.Get(headerRateLimitLimit))
-		if err == nil && serverLimit <= w.grantedBetween(sent.Add(-w.per), sent) {
-			return
-		}
+	if newest && limErr == nil && remErr == nil && remaining >= 0 && !reset.IsZero() {
+		b.calibrate(w, serverLimit-remaining, remaining, reset, sent)
 	}
-	until := ResetTime(h, now)
-	if status == http.StatusTooManyRequests {
-		if ra := RetryAfter(h, now); !ra.IsZero() && ra.After(until) {
-			until = ra
-		}
-		if until.IsZero() {
-			// A 429 with no hint: wait one full window.
-			until = now.Add(w.per)
-		}
+	if status != http.StatusTooManyRequests {
+		return
+	}
+	until := reset
+	if ra := RetryAfter(h, now); !ra.IsZero() && ra.After(until) {
+		until = ra
+	}
+	if until.IsZero() {
+		// A 429 with no hint: wait one full window.
+		until = now.Add(w.per)
 	}
 	if until.After(b.paused) {
 		b.paused = until
 	}
+}
+
+// calibrate applies an answer's count to the budget: the server had counted
+// used requests of w's period up to the one sent at sent, and had remaining
+// left until reset (b.mu held).
+func (b *Budget) calibrate(w *window, used, remaining int, reset, sent time.Time) {
+	if used <= w.grantedBetween(sent.Add(-w.per), sent) {
+		b.cal = calibration{} // the local count is right
+		return
+	}
+	// Grants after the request were not in the server's count yet.
+	after := 0
+	longest := b.windows[0]
+	for _, o := range b.windows {
+		if len(o.ring) > len(longest.ring) {
+			longest = o
+		}
+	}
+	for i := longest.count - 1; i >= 0; i-- {
+		if !longest.ring[(longest.head+i)%len(longest.ring)].After(sent) {
+			break
+		}
+		after++
+	}
+	if remaining-after <= 0 {
+		b.cal = calibration{}
+		if reset.After(b.paused) {
+			b.paused = reset
+		}
+		return
+	}
+	b.cal = calibration{reset: reset, base: b.granted - int64(after), left: remaining}
 }
 
 // adopt applies an announced limit to the window its reset implies and
@@ -388,21 +473,25 @@ func (b *Budget) adopt(limit int, reset, now time.Time) *window {
 	}
 	for _, w := range b.windows {
 		if w.per == per {
-			if limit < w.limit {
-				w.limit = limit
-			}
+			w.limit = min(limit, w.ceiling)
 			return w
 		}
 	}
+	w := b.newWindowFrom(limit, per, now)
+	b.windows = append(b.windows, w)
+	return w
+}
+
+// newWindowFrom returns a window of limit per per that starts with the
+// grants already made in its period (b.mu held).
+func (b *Budget) newWindowFrom(limit int, per time.Duration, now time.Time) *window {
 	w := newWindow(limit, per)
-	// The new window starts with the grants already made in its period.
 	base := b.windows[0]
 	for i := 0; i < base.count; i++ {
 		if g := base.ring[(base.head+i)%len(base.ring)]; g.After(now.Add(-per)) {
 			w.push(g)
 		}
 	}
-	b.windows = append(b.windows, w)
 	return w
 }
 

@@ -353,3 +353,153 @@ func TestBudget_GrantsWithAnother(t *testing.T) {
 		t.Fatal("a granted request was not counted by both budgets")
 	}
 }
+
+// TestBudget_LimitFollowsEveryAnswer: each answer's RateLimit-Limit is
+// adopted, lowered or raised again up to the configured ceiling; an answer
+// to an older request than one already heard changes nothing.
+func TestBudget_LimitFollowsEveryAnswer(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	b := NewBudget(20, time.Second, clk.now)
+	answer := func(limit string, sent time.Time) {
+		b.Observe(200, http.Header{"Ratelimit-Limit": {limit}, "Ratelimit-Remaining": {"5"}, "Ratelimit-Reset": {"1"}}, sent)
+	}
+	for _, step := range []struct {
+		limit string
+		sent  time.Duration
+		want  int
+	}{
+		{"10", 100 * time.Millisecond, 10},
+		{"15", 200 * time.Millisecond, 15},
+		{"50", 300 * time.Millisecond, 20}, // never past the ceiling
+		{"12", 400 * time.Millisecond, 12},
+		{"18", 350 * time.Millisecond, 12}, // older than the last heard
+		{"garbage", 500 * time.Millisecond, 12},
+	} {
+		clk.t = t0.Add(time.Second)
+		answer(step.limit, t0.Add(step.sent))
+		if got := b.Limit(); got != step.want {
+			t.Fatalf("after RateLimit-Limit %s: limit %d, want %d", step.limit, got, step.want)
+		}
+	}
+}
+
+// TestBudget_AddLimit: a configured per-minute window holds in any sliding
+// minute; the API's headers lower it, never raise it.
+func TestBudget_AddLimit(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	b := NewBudget(20, time.Second, clk.now)
+	b.AddLimit(250, time.Minute)
+	var grants []time.Time
+	for i := 0; i < 1000; i++ {
+		grants = append(grants, grant(clk, b, func() time.Duration { return time.Millisecond }))
+	}
+	if got := maxInWindow(grants, time.Minute); got > 250 {
+		t.Fatalf("%d grants in a sliding minute, limit 250", got)
+	}
+	if rate := 999 / grants[999].Sub(grants[0]).Minutes(); rate < 0.97*250 {
+		t.Fatalf("%.1f grants a minute, want at least 97 %% of 250", rate)
+	}
+	reset := strconv.FormatInt(clk.t.Add(30*time.Second).Unix(), 10)
+	b.Observe(200, http.Header{"Ratelimit-Limit": {"300"}, "Ratelimit-Remaining": {"299"}, "Ratelimit-Reset": {reset}}, clk.t)
+	if got := b.Limits()[time.Minute]; got != 250 {
+		t.Fatalf("announced 300: per-minute limit %d, want the configured 250", got)
+	}
+	b.Observe(200, http.Header{"Ratelimit-Limit": {"200"}, "Ratelimit-Remaining": {"199"}, "Ratelimit-Reset": {reset}}, clk.t)
+	if got := b.Limits()[time.Minute]; got != 200 {
+		t.Fatalf("announced 200: per-minute limit %d", got)
+	}
+	b.AddLimit(0, time.Minute) // nothing
+	b.AddLimit(100, time.Minute)
+	if got := b.Limits(); got[time.Minute] != 100 || got[time.Second] != 20 || len(got) != 2 {
+		t.Fatalf("limits %v", got)
+	}
+}
+
+// driftServer is a fixed-minute-window server (Rack::Attack's) whose count
+// drifts from its clients': a request it answers 502 counts twice (a
+// gateway in front repeated it), and another client spends some of the
+// window too.
+type driftServer struct {
+	limit  int
+	window int64
+	count  int
+}
+
+func (s *driftServer) answer(at time.Time, bad bool) (int, http.Header) {
+	if w := at.Unix() / 60; w != s.window {
+		s.window, s.count = w, 0
+	}
+	s.count++
+	status := 200
+	switch {
+	case s.count > s.limit:
+		status = 429
+	case bad:
+		status = 502
+		s.count++ // repeated on the way: counted twice
+	}
+	reset := (at.Unix()/60 + 1) * 60
+	h := http.Header{"Ratelimit-Limit": {strconv.Itoa(s.limit)}, "Ratelimit-Remaining": {strconv.Itoa(max(s.limit-s.count, 0))},
+		"Ratelimit-Reset": {strconv.FormatInt(reset, 10)}}
+	if status == 429 {
+		h.Set("Retry-After", strconv.FormatInt(reset-at.Unix(), 10))
+	}
+	return status, h
+}
+
+// TestBudget_RecalibratesOnEveryAnswer: with a count that drifts during
+// runs of 502s (each counted twice by the server) and another client of the
+// habilitation, a budget fed every answer's headers, 502s included, never
+// gets a 429; fed the same answers without RateLimit-Remaining (its local
+// count alone), it does.
+func TestBudget_RecalibratesOnEveryAnswer(t *testing.T) {
+	run := func(withRemaining bool) (tooMany, calls int) {
+		clk := &fakeClock{t: t0.Add(7 * time.Second)}
+		b := NewBudget(20, time.Second, clk.now)
+		b.AddLimit(60, time.Minute)
+		srv := &driftServer{limit: 60}
+		type flight struct{ sent, back time.Time }
+		var inFlight []flight
+		end := clk.t.Add(20 * time.Minute)
+		for clk.t.Before(end) {
+			// Answers that are back, oldest first.
+			for len(inFlight) > 0 && !inFlight[0].back.After(clk.t) {
+				f := inFlight[0]
+				inFlight = inFlight[1:]
+				// 502 runs: a third of each minute, from its 20th second.
+				bad := f.sent.Second() >= 20 && f.sent.Second() < 40
+				status, h := srv.answer(f.sent, bad)
+				if !withRemaining {
+					h.Del("Ratelimit-Remaining")
+				}
+				b.Observe(status, h, f.sent)
+				if status == 429 {
+					tooMany++
+				}
+			}
+			// Another client of the habilitation (another token, another
+			// replica) spends 5 requests early in each minute.
+			if s := clk.t.Sub(clk.t.Truncate(time.Minute)); s >= 5*time.Second && s < 5*time.Second+50*time.Millisecond {
+				srv.answer(clk.t, false)
+			}
+			if _, ok := b.TryGrant(); ok {
+				calls++
+				inFlight = append(inFlight, flight{sent: clk.t, back: clk.t.Add(150 * time.Millisecond)})
+			}
+			clk.t = clk.t.Add(10 * time.Millisecond)
+		}
+		return tooMany, calls
+	}
+	tooMany, calls := run(true)
+	if tooMany != 0 {
+		t.Fatalf("%d × 429 in %d calls with every answer's count adopted", tooMany, calls)
+	}
+	// The server leaves about 35 a minute (60, less the other client's 5
+	// and a 502's second count for the 20 or so calls of each run).
+	if calls < 20*30 {
+		t.Fatalf("%d calls in 20 minutes: recalibration starves the budget", calls)
+	}
+	if tooMany, calls := run(false); tooMany == 0 {
+		t.Fatalf("no 429 in %d calls on the local count alone: the test shows nothing", calls)
+	}
+}

@@ -154,8 +154,8 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 	}
 	// The API refuses an identical request while one is running (409
 	// 00015): identical lookups of one token wait for each other.
-	key := p.keyOf(job.Tenant, token)
-	release, err := p.acquire(ctx, key, job.LookupID)
+	tk := p.tenantToken(job.Tenant, token)
+	release, err := p.acquire(ctx, tk.key, job.LookupID)
 	if err != nil {
 		return res, calls, nil
 	}
@@ -168,7 +168,7 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 		res.CheckedAt = p.now().UTC()
 		return res, calls, nil
 	}
-	ts := p.tokenState(key, token, job.Tenant)
+	ts := p.tokenState(tk.budget, job.Tenant)
 	budget, ip, breaker := ts.budget, p.egress(), p.breaker(a.ping(job))
 	var (
 		out      Outcome
@@ -252,7 +252,7 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 		p.mu.Unlock()
 		var cerr error
 		sent := p.now()
-		out, cerr = p.Client.call(ctx, ts.auth, job)
+		out, cerr = p.Client.call(ctx, tk.auth, job)
 		latency := p.now().Sub(sent)
 		if p.OnCall != nil {
 			p.OnCall(job.Check, latency, out.HTTPStatus)

@@ -11,7 +11,8 @@ import (
 
 // TokenLeases is where worker pools take turns with a token, so that one
 // pool at a time calls with it whatever the partitions' owners
-// (*ledger.Store). key identifies the token by a hash, never the token.
+// (*ledger.Store). key is the budget key (BudgetKey.String): a token's
+// hash, never the token, or a habilitation's id, whose tokens take turns.
 type TokenLeases interface {
 	// LeaseToken gives holder the lease until until unless another
 	// holder's runs at now, and returns the lease as it was before.

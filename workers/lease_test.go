@@ -52,7 +52,6 @@ func (m *memLeases) ReleaseToken(_ context.Context, key, holder string, at time.
 func TestPool_RenewLease(t *testing.T) {
 	now := time.Date(2026, 9, 1, 20, 0, 0, 0, time.UTC)
 	const token = "tok"
-	key := keyOfToken(token)
 	tests := []struct {
 		name      string
 		prev      *memLease // the lease found, if any
@@ -70,7 +69,7 @@ func TestPool_RenewLease(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			leases := &memLeases{}
 			p := &Pool{Leases: leases, Now: func() time.Time { return now }, Log: zerolog.Nop()}
-			ts := p.tokenState(key, token, "demo")
+			ts := p.tokenState(TokenBudgetKey(token), "demo")
 			if tt.prev != nil {
 				leases.leases = map[string]memLease{ts.lease.key: *tt.prev}
 			}

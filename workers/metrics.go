@@ -21,8 +21,9 @@ import (
 //   - apbatch_budget_limit_per_second{budget,tenant}, apbatch_budget_grants_total
 //     and apbatch_budget_utilisation: each budget's current limit, grants
 //     and share of its last window used, read from the budgets when
-//     scraped (budget is "token", labelled with the tenant whose job first
-//     used the token, or "ip").
+//     scraped (budget is "token" or "habilitation", the kind of the budget
+//     key, labelled with the tenant whose job first used the budget, or
+//     "ip"; a habilitation's id is no label).
 //
 // Label values are bounded: checks, routes and status codes are finite
 // sets, tenants are the platform's collectivités; no token or personal

@@ -3,7 +3,6 @@ package workers
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -84,6 +83,25 @@ type Pool struct {
 	// Schedule holds calls outside run windows and during the providers'
 	// maintenance; they wait rather than fail. Default: nil (any time).
 	Schedule *Schedule
+	// Habilitations, when set, returns the habilitation
+	// (authorization_request_id) a tenant's configuration names, or "":
+	// the tenant's calls then spend the habilitation's budget, shared with
+	// every token of the habilitation, as the API counts them. Without it,
+	// or when it names none, the token's claims may name one; otherwise
+	// the token has a budget of its own. Default: nil.
+	Habilitations func(tenant string) string
+	// KeyLimits are the per-minute limits configured per budget key (for
+	// instance 250 a minute for every habilitation), on top of Limit per
+	// second; the API's RateLimit-* headers lower them, and announce
+	// those not configured. Default: none.
+	KeyLimits KeyLimits
+	// SharedKeys, when set, shares each budget key's per-minute limit
+	// (configured or announced) between every worker process using the
+	// same leaser (the ledger), through slots as SharedIP does: two
+	// tokens of one habilitation used by two replicas then never exceed
+	// the habilitation's limit together. Default: nil (each process
+	// counts its own calls, and learns of the others' from the headers).
+	SharedKeys SlotLeaser
 	// SharedIP, when set, also takes each call's unit of the per-IP budget
 	// from slots every worker process behind the same egress IP shares (a
 	// PostgreSQL ledger), so that replicas never exceed the IP's limit
@@ -156,9 +174,10 @@ type Pool struct {
 	mu       sync.Mutex
 	breakers map[string]*Breaker
 	inFlight map[flightKey]chan struct{} // closed when done
-	tokens   map[tokenKey]*tokenState
-	// tenantKeys holds the key of each tenant's token, and the token it
-	// is the key of, so that a job finds it without hashing.
+	tokens   map[BudgetKey]*tokenState
+	// tenantKeys holds the key of each tenant's token, its budget key and
+	// header, and the token they are of, so that a job finds them without
+	// hashing or decoding.
 	tenantKeys map[string]tenantKey
 	ipBudget   *Budget
 	calls      int64
@@ -209,40 +228,59 @@ func keyOfToken(token string) tokenKey {
 	return k
 }
 
-// tenantKey is the key of a tenant's token.
+// tenantKey is what the pool keeps of a tenant's token.
 type tenantKey struct {
 	token string
-	key   tokenKey
+	// configured is the habilitation the tenant's configuration named
+	// when budget was chosen.
+	configured string
+	key        tokenKey
+	budget     BudgetKey
+	// auth is the token's Authorization header value, built once.
+	auth authorization
 }
 
-// keyOf returns the key of tenant's token, hashing the token only when it
-// is not the one last hashed for tenant.
-func (p *Pool) keyOf(tenant, token string) tokenKey {
+// keyOf returns the key of tenant's token.
+func (p *Pool) keyOf(tenant, token string) tokenKey { return p.tenantToken(tenant, token).key }
+
+// tenantToken returns what the pool keeps of tenant's token, hashing and
+// decoding the token only when it is not the one last seen for tenant (or
+// the tenant's habilitation changed).
+func (p *Pool) tenantToken(tenant, token string) tenantKey {
+	var configured string
+	if p.Habilitations != nil {
+		configured = p.Habilitations(tenant)
+	}
 	p.mu.Lock()
 	tk, ok := p.tenantKeys[tenant]
 	p.mu.Unlock()
-	if ok && tk.token == token {
-		return tk.key
+	if ok && tk.token == token && tk.configured == configured {
+		return tk
 	}
-	tk = tenantKey{token: token, key: keyOfToken(token)}
+	claims, _ := DecodeToken(token) // unreadable claims name no habilitation
+	tk = tenantKey{token: token, configured: configured, key: keyOfToken(token), auth: bearer(token)}
+	tk.budget = ChooseBudgetKey(tk.key, claims, configured)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.tenantKeys == nil {
 		p.tenantKeys = make(map[string]tenantKey)
 	}
 	p.tenantKeys[tenant] = tk
-	return tk.key
+	return tk
 }
 
-// tokenState is what the pool keeps per token.
+// tokenState is what the pool keeps per budget key: a token's, or a
+// habilitation's, shared by its tokens.
 type tokenState struct {
 	budget *Budget
-	// auth is the token's Authorization header value, built once.
-	auth authorization
-	// lease is the token's lease, with Leases.
+	// lease is the key's lease, with Leases.
 	lease tokenLease
-	// turn is held by the job of this token asking its budgets (grant).
+	// turn is held by the job of this key asking its budgets (grant).
 	turn chan struct{}
+	// minute is the key's per-minute limit shared through SharedKeys,
+	// made when the budget first has a per-minute window; only the job
+	// holding turn uses it.
+	minute *SharedLimit
 }
 
 // errCancelled is call's error for a job whose batch was cancelled.
@@ -270,16 +308,17 @@ func (p *Pool) answeredElsewhere(ctx context.Context, log jobLog, js *jobSlots, 
 	return p.answered.answeredElsewhere(ctx, log, m, since, p.now()), nil
 }
 
-// grant waits until the token's budget and the egress IP's (ip, nil: none;
-// SharedIP when set) let a request of ts go, and takes it from each. The
-// token's and the IP's budgets grant it together, at the instant the
+// grant waits until the key's budget and the egress IP's (ip, nil: none;
+// SharedIP when set) let a request of ts go, and takes it from each, and
+// from the key's per-minute slots shared with other processes (SharedKeys).
+// The key's and the IP's budgets grant it together, at the instant the
 // request leaves: a grant followed by another wait would send the request
 // later than its budget counted it (waiting for the shared budget's next
 // slot after the token's grant let the slot's start release one token's
-// requests in a burst: 33 in one second). One job of a token at a time
-// asks, so the IP's units go round the tokens, and a shared unit is taken
-// only when the token can spend it before its slot ends. The error is
-// ctx's, ErrGateClosed (renew the lease first) or the shared budget's.
+// requests in a burst: 33 in one second). One job of a key at a time asks,
+// so the IP's units go round the keys, and a shared unit is taken only when
+// the key's budget can spend it before its slot ends. The error is ctx's,
+// ErrGateClosed (renew the lease first) or a shared budget's.
 func (p *Pool) grant(ctx context.Context, ts *tokenState, ip *Budget) error {
 	select {
 	case ts.turn <- struct{}{}:
@@ -287,38 +326,68 @@ func (p *Pool) grant(ctx context.Context, ts *tokenState, ip *Budget) error {
 		return ctx.Err()
 	}
 	defer func() { <-ts.turn }()
-	if p.SharedIP == nil {
+	minute := p.minuteSlots(ts)
+	if p.SharedIP == nil && minute == nil {
 		return ts.budget.WaitWith(ctx, ip, time.Time{})
 	}
 	for {
-		if err := ts.budget.WaitReady(ctx, nil); err != nil {
+		if err := ts.budget.WaitReady(ctx, ip); err != nil {
 			return err
 		}
-		until, err := p.SharedIP.Wait(ctx)
-		if err != nil {
+		var until time.Time
+		for _, s := range []*SharedLimit{minute, p.SharedIP} {
+			if s == nil {
+				continue
+			}
+			u, err := s.Wait(ctx)
+			if err != nil {
+				return err
+			}
+			if until.IsZero() || u.Before(until) {
+				until = u
+			}
+		}
+		if err := ts.budget.WaitWith(ctx, ip, until); !errors.Is(err, ErrDeadline) {
 			return err
 		}
-		if err := ts.budget.WaitWith(ctx, nil, until); !errors.Is(err, ErrDeadline) {
-			return err
-		}
-		// The unit's slot ended before the budgets allowed the call (a
-		// pause came): it is lost; take one in a later slot.
+		// A unit's slot ended before the budgets allowed the call (a
+		// pause came, or waiting for the IP's unit took the key's slot):
+		// it is lost; take one in a later slot.
 	}
 }
 
-// tokenState returns the state of token, whose key is key, made at its
-// first use. tenant, whose job asks, labels its budget's metrics.
-func (p *Pool) tokenState(key tokenKey, token, tenant string) *tokenState {
+// minuteSlots returns ts's per-minute limit shared through SharedKeys, set
+// to the budget's current per-minute limit, or nil when there is none (no
+// SharedKeys, or no per-minute limit configured or announced yet). The
+// caller holds ts.turn.
+func (p *Pool) minuteSlots(ts *tokenState) *SharedLimit {
+	if p.SharedKeys == nil || ts.minute == nil {
+		return nil
+	}
+	limit := ts.budget.Limits()[time.Minute]
+	if limit <= 0 {
+		return nil
+	}
+	ts.minute.Limit = limit
+	return ts.minute
+}
+
+// tokenState returns the state of budget key key, made at its first use.
+// tenant, whose job asks, labels its budget's metrics.
+func (p *Pool) tokenState(key BudgetKey, tenant string) *tokenState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.tokens == nil {
-		p.tokens = make(map[tokenKey]*tokenState)
+		p.tokens = make(map[BudgetKey]*tokenState)
 	}
 	ts, ok := p.tokens[key]
 	if !ok {
 		b := NewBudget(p.share(p.Limit, 20), time.Second, p.Now)
+		if perMinute := p.KeyLimits.PerMinute(key); perMinute > 0 {
+			b.AddLimit(p.share(perMinute, perMinute), time.Minute)
+		}
 		if p.Leases == nil {
-			// The token may have been used at full rate until now by the
+			// The key may have been used at full rate until now by the
 			// replica that ran its jobs before a rebalance, or by this
 			// process before a restart: its first second is left to them.
 			// (With leases, the last holder's end says whether it is.)
@@ -326,10 +395,13 @@ func (p *Pool) tokenState(key tokenKey, token, tenant string) *tokenState {
 		} else {
 			b.SetGate(time.Time{}, 0) // no grant before the lease is taken
 		}
-		ts = &tokenState{budget: b, auth: bearer(token), turn: make(chan struct{}, 1)}
-		ts.lease.key = hex.EncodeToString(key[:])
+		ts = &tokenState{budget: b, turn: make(chan struct{}, 1)}
+		ts.lease.key = key.String()
+		if p.SharedKeys != nil {
+			ts.minute = &SharedLimit{Leaser: p.SharedKeys, Scope: "minute:" + key.String(), Per: time.Minute, Now: p.Now}
+		}
 		p.tokens[key] = ts
-		p.Metrics.watchBudget(budgetToken, tenant, b)
+		p.Metrics.watchBudget(key.Kind(), tenant, b)
 	}
 	return ts
 }

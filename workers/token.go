@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -27,6 +28,12 @@ type TokenClaims struct {
 	// Subject is the sub claim: the habilitation's title ("staging" or
 	// "sandbox" for test tokens).
 	Subject string
+	// Habilitation is the authorization_request_id claim (at the top of
+	// the claims or in extra_info): the habilitation the token belongs
+	// to, which the API counts its rate limits by. Empty when absent, or
+	// when it is not what a habilitation's id looks like
+	// (ValidHabilitation).
+	Habilitation string
 	// Scopes are the data masks the token was issued with.
 	Scopes []string
 	// IssuedAt is the iat claim; zero when absent.
@@ -81,11 +88,19 @@ func DecodeToken(token string) (TokenClaims, error) {
 		Scopes []string `json:"scopes"`
 		IAT    *float64 `json:"iat"`
 		Exp    *float64 `json:"exp"`
+		// AR is the habilitation, a string or a number.
+		AR        json.RawMessage `json:"authorization_request_id"`
+		ExtraInfo struct {
+			AR json.RawMessage `json:"authorization_request_id"`
+		} `json:"extra_info"`
 	}
 	if !decodePart(parts[1], &payload) {
 		return malformed("payload is not base64url JSON claims")
 	}
 	c := TokenClaims{ID: payload.JTI, Subject: payload.Sub, Scopes: payload.Scopes}
+	if c.Habilitation = habilitationClaim(payload.AR); c.Habilitation == "" {
+		c.Habilitation = habilitationClaim(payload.ExtraInfo.AR)
+	}
 	if c.ID == "" {
 		c.ID = payload.UID
 	}
@@ -97,6 +112,27 @@ func DecodeToken(token string) (TokenClaims, error) {
 		return malformed("exp is not a date")
 	}
 	return c, nil
+}
+
+// habilitationClaim returns the habilitation an authorization_request_id
+// claim names: a string, or a whole number written as such; "" when absent
+// or not a habilitation's id.
+func habilitationClaim(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	var id string
+	if raw[0] == '"' {
+		if json.Unmarshal(raw, &id) != nil {
+			return ""
+		}
+	} else if _, err := strconv.ParseUint(string(raw), 10, 64); err == nil {
+		id = string(raw) // a whole number, as the API's records are
+	}
+	if !ValidHabilitation(id) {
+		return ""
+	}
+	return id
 }
 
 // decodePart decodes one base64url part of a JWT into v; false when it is

@@ -67,6 +67,12 @@ type scenario struct {
 	// sharedIP makes the replicas share the per-IP budget through the
 	// ledger, as worker processes behind one egress IP do.
 	sharedIP bool
+	// habilitation, when set, is the habilitation every town's token
+	// belongs to (its authorization_request_id claim): the sandbox counts
+	// their calls together, and the workers share one budget, limited to
+	// perMinute calls a minute (--per-minute habilitation=N).
+	habilitation string
+	perMinute    int
 }
 
 func (c *benchCommand) scenarioList() []scenario {
@@ -87,6 +93,9 @@ func (c *benchCommand) scenarioList() []scenario {
 			limits: sandbox.Limits{PerSecond: 20}, faults: latency, rate: 20, ipLimit: 1000, inFlight: 32, tenants: 10},
 		{name: "shared-ip", about: "4 towns, two worker replicas behind one IP capped at 1000/min, sharing its budget through the ledger",
 			limits: sandbox.Limits{PerSecond: 20}, faults: latency, rate: 20, ipLimit: 1000, inFlight: 32, tenants: 4, replicas: 2, sharedIP: true},
+		{name: "habilitation", about: "two towns' tokens of one habilitation limited to 250/min (the operator's proposed cap), two worker replicas sharing its budget through the ledger",
+			limits: sandbox.Limits{PerSecond: 20, PerMinute: 250}, faults: latency, rate: 20, ipLimit: 1000, inFlight: 32, tenants: 2, replicas: 2,
+			habilitation: "51234", perMinute: 250},
 		{name: "outage", about: "as one-token with the QF and RSA checks, the CNAF & MSA QF provider down 60 s a third of the way through",
 			limits: sandbox.Limits{PerSecond: 20, IPPerMinute: 1 << 30}, faults: latency, rate: 20, ipLimit: -1, inFlight: 32,
 			outage: time.Minute, checks: []schemas.Check{schemas.CheckQuotientFamilial, schemas.CheckRSA}},
@@ -104,7 +113,7 @@ func (c *benchCommand) flags() *flag.FlagSet {
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
-	fs.StringVar(&c.scenarios, "scenario", "one-token,sliding,ip-cap,two-replicas,many-tokens,shared-ip,tightening,outage,raw", "comma-separated scenarios to run")
+	fs.StringVar(&c.scenarios, "scenario", "one-token,sliding,ip-cap,two-replicas,many-tokens,shared-ip,habilitation,tightening,outage,raw", "comma-separated scenarios to run")
 	fs.DurationVar(&c.duration, "duration", 3*time.Minute, "length of rate-limited scenarios (their roster holds rate × duration rows)")
 	fs.IntVar(&c.rawRows, "raw-rows", 100000, "rows of the raw scenario")
 	fs.BoolVar(&c.keep, "keep", false, "keep each scenario's data folder (printed)")
@@ -160,9 +169,11 @@ type benchResult struct {
 	// etaErrMax is the largest gap, over the towns, between the ETA given
 	// a third of the way through and the actual finish, relative to the
 	// time that was left.
-	etaErrMax                                  float64
-	etaChecked                                 int
-	outage                                     time.Duration
+	etaErrMax  float64
+	etaChecked int
+	outage     time.Duration
+	// perMinute is the habilitation's limit its tokens shared (0: none).
+	perMinute                                  int
 	downCalls, otherCalls, qfAfter, otherAfter int64
 }
 
@@ -238,6 +249,13 @@ func (c *benchCommand) Run(ctx context.Context, args []string) error {
 			fmt.Fprintf(c.stdout, "; during the %s QF outage: %d QF calls (probes aside), %d RSA calls; after it: %d QF calls, %d RSA calls",
 				r.outage, r.downCalls, r.otherCalls, r.qfAfter, r.otherAfter)
 		}
+		if r.perMinute > 0 {
+			verdict := "no 429"
+			if r.tooMany > 0 {
+				verdict = fmt.Sprintf("%d × 429", r.tooMany)
+			}
+			fmt.Fprintf(c.stdout, "; one habilitation's tokens on two replicas: %.2f calls/s of %.2f (%d/min shared), %s", r.callsPerSec, float64(r.perMinute)/60, r.perMinute, verdict)
+		}
 		if r.shareMax > 0 {
 			fmt.Fprintf(c.stdout, "; while all towns were active each got %.1f%%-%.1f%% of the calls (fair: %.1f%%)",
 				r.shareMin*100, r.shareMax*100, r.fair*100)
@@ -279,6 +297,11 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	tenants := max(s.tenants, 1)
 	if tenants > 1 {
 		rows = int(float64(s.ipLimit) / 60 * c.duration.Seconds())
+	}
+	if s.habilitation != "" {
+		res.perMinute = s.perMinute
+		res.budgetPerSec = float64(s.perMinute) / 60
+		rows = int(res.budgetPerSec * c.duration.Seconds())
 	}
 	if s.tighten != nil {
 		// Half the time at the first limit, half at the new one.
@@ -324,7 +347,7 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	}()
 	tokens := map[string]string{}
 	for k := 0; k < tenants; k++ {
-		tok, err := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(24*time.Hour))
+		tok, err := sandbox.HabilitationToken([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(24*time.Hour), s.habilitation)
 		if err != nil {
 			return res, err
 		}
@@ -359,6 +382,9 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	}
 	if s.sharedIP {
 		cfg.SharedIP = "bench"
+	}
+	if s.perMinute > 0 {
+		cfg.KeyLimits = workers.KeyLimits{"habilitation": s.perMinute}
 	}
 	st, err := openStack(ctx, cfg)
 	if err != nil {
@@ -506,11 +532,17 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	}
 
 	stats := sb.Stats()
-	if len(stats.Tokens) != tenants || len(stats.IPs) != 1 {
-		return res, fmt.Errorf("sandbox saw %d tokens and %d IPs, want %d and 1", len(stats.Tokens), len(stats.IPs), tenants)
+	keys := tenants // the sandbox counts by token, or by habilitation
+	if s.habilitation != "" {
+		keys = 1
+	}
+	if len(stats.Tokens) != keys || len(stats.IPs) != 1 {
+		return res, fmt.Errorf("sandbox saw %d tokens and %d IPs, want %d and 1", len(stats.Tokens), len(stats.IPs), keys)
 	}
 	tk := stats.IPs[0] // all tokens together
-	if tenants > 1 {
+	if s.habilitation != "" {
+		res.maxTokenSecond = stats.Tokens[0].MaxPerSec
+	} else if tenants > 1 {
 		// Each town's share of the calls made while every town was active.
 		from, to := stats.Tokens[0].First, stats.Tokens[0].Last
 		for _, t := range stats.Tokens {

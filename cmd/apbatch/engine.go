@@ -15,6 +15,7 @@ import (
 
 	"github.com/apbatch/apbatch/pipeline"
 	"github.com/apbatch/apbatch/pipeline/csv"
+	"github.com/apbatch/apbatch/workers"
 )
 
 // engineFlags are the flags of the commands that run the whole pipeline in
@@ -29,6 +30,7 @@ type engineFlags struct {
 	seed                                uint64
 	share                               float64
 	runWindow, sharedIP, encoding       string
+	perMinute                           string
 	sheet                               string
 	noMaintenance                       bool
 	flushInterval, stallAfter           time.Duration
@@ -48,6 +50,7 @@ func (c *engineFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.IntVar(&c.rate, "rate", 20, "requests per second per token (the API allows 20)")
 	fs.IntVar(&c.ipLimit, "ip-limit", 1000, "requests per minute from this machine's IP, all tokens together (the API allows 1000)")
 	fs.StringVar(&c.sharedIP, "shared-ip-budget", "", "share the --ip-limit budget through the ledger with every worker process given the same NAME (replicas behind one egress IP)")
+	fs.StringVar(&c.perMinute, "per-minute", getenv("APBATCH_PER_MINUTE"), perMinuteHelp)
 	fs.Float64Var(&c.share, "budget-share", 1, "fraction of the token's and the IP's budgets to use, e.g. 0.8 leaves 20% for the town's own interactive use")
 	fs.StringVar(&c.runWindow, "run-window", "", "call only within this daily window, Europe/Paris time, e.g. 20:00-07:00 for night-only batches")
 	fs.BoolVar(&c.noMaintenance, "no-maintenance-skip", false, "with --provider-url, call even during the providers' maintenance (CNAF & MSA Sunday 23:00-23:45, MSA 03:00-03:30, MEN 01:10-02:30)")
@@ -65,6 +68,9 @@ func (c *engineFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 func (c *engineFlags) validate() error {
 	if c.share <= 0 || c.share > 1 {
 		return fmt.Errorf("--budget-share %v: want a fraction in (0, 1], e.g. 0.8", c.share)
+	}
+	if _, err := workers.ParseKeyLimits(c.perMinute); err != nil {
+		return fmt.Errorf("--per-minute: %w", err)
 	}
 	if c.rate <= 0 || c.inFlight <= 0 || c.ipLimit <= 0 {
 		return errors.New("--rate, --ip-limit and --in-flight must be positive")
@@ -166,7 +172,20 @@ func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig),
 	if err != nil {
 		return nil, err
 	}
+	keyLimits, err := workers.ParseKeyLimits(c.perMinute)
+	if err != nil {
+		return nil, fmt.Errorf("--per-minute: %w", err)
+	}
+	var environ []string
+	if e.environ != nil {
+		environ = e.environ()
+	}
+	habilitations, err := tenantHabilitations(environ)
+	if err != nil {
+		return nil, err
+	}
 	cfg := stackConfig{
+		KeyLimits: keyLimits, Habilitations: habilitations,
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: en.log,
 		ProviderURL: providerURL, Tokens: func(tenant string) (string, error) { t, _, err := tokens(tenant); return t, err },
 		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Schedule: schedule,

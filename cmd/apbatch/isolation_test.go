@@ -241,3 +241,40 @@ func TestTenantRecipients(t *testing.T) {
 		})
 	}
 }
+
+func TestTenantHabilitations(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		environ []string
+		want    map[string]string
+		wantErr string
+	}{
+		{"none", []string{"APBATCH_TOKEN_VILLE_A=x"}, map[string]string{}, ""},
+		{"two", []string{"APBATCH_HABILITATION_VILLE_A=51234", "APBATCH_HABILITATION_VILLE_DE_B= 51234 "},
+			map[string]string{"ville-a": "51234", "ville-de-b": "51234"}, ""},
+		{"not an id", []string{"APBATCH_HABILITATION_VILLE_A=Mairie de A"}, nil, "habilitation's id"},
+		{"empty", []string{"APBATCH_HABILITATION_VILLE_A="}, nil, "habilitation's id"},
+		{"not a tenant", []string{"APBATCH_HABILITATION_Ville=51234"}, nil, "names no tenant"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tenantHabilitations(tc.environ)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), "Mairie") {
+					t.Fatalf("err %q repeats the value", err)
+				}
+				return
+			}
+			if err != nil || len(got) != len(tc.want) {
+				t.Fatalf("got %v, %v; want %v", got, err, tc.want)
+			}
+			for k, v := range tc.want {
+				if got[k] != v {
+					t.Fatalf("got %v, want %v", got, tc.want)
+				}
+			}
+		})
+	}
+}

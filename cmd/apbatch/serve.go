@@ -42,6 +42,7 @@ type serveCommand struct {
 	db, providerURL, tokenFile, recipient   string
 	tokensDir                               string
 	checks, sharedIP, logLevel, auditKeyDir string
+	perMinute                               string
 	eventsTopic, watchInterval, metricsAddr string
 	memoryLimit, tmpDir                     string
 	rate, ipLimit, inFlight                 int
@@ -82,6 +83,7 @@ func (c *serveCommand) flags() *flag.FlagSet {
 	fs.IntVar(&c.ipLimit, "ip-limit", 1000, "requests per minute from this machine's IP")
 	fs.IntVar(&c.inFlight, "in-flight", 32, "provider calls in flight at most")
 	fs.Float64Var(&c.share, "budget-share", 1, "fraction of the budgets to use")
+	fs.StringVar(&c.perMinute, "per-minute", c.envOr("APBATCH_PER_MINUTE", ""), perMinuteHelp+" (APBATCH_PER_MINUTE)")
 	fs.DurationVar(&c.flushInterval, "flush-interval", 30*time.Second, "write role: longest time a result waits before its part is written")
 	stallAfterFlag(fs, c.getenv, &c.stallAfter)
 	fs.StringVar(&c.logLevel, "log-level", c.envOr("APBATCH_LOG_LEVEL", "info"), "log level (APBATCH_LOG_LEVEL)")
@@ -212,6 +214,18 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 			return err
 		}
 		cfg.Log.Info().Strs("key_ids", cfg.Keys.KeyIDs()).Msg("job identities sealed in Kafka")
+	}
+	if slices.Contains(roles, "work") {
+		if cfg.KeyLimits, err = workers.ParseKeyLimits(c.perMinute); err != nil {
+			return fmt.Errorf("--per-minute: %w", err)
+		}
+		var environ []string
+		if c.environ != nil {
+			environ = c.environ()
+		}
+		if cfg.Habilitations, err = tenantHabilitations(environ); err != nil {
+			return err
+		}
 	}
 	if slices.Contains(roles, "ingest") {
 		var environ []string

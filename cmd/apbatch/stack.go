@@ -77,6 +77,11 @@ type stackConfig struct {
 	Recipient string
 	// Recipients maps tenants to their own SIRET (APBATCH_RECIPIENT_<TENANT>).
 	Recipients map[string]string
+	// Habilitations maps tenants to the habilitation their tokens belong
+	// to (APBATCH_HABILITATION_<TENANT>), when their claims do not say.
+	Habilitations map[string]string
+	// KeyLimits are per-minute limits per budget key (--per-minute).
+	KeyLimits workers.KeyLimits
 	// Checks are the verifications new batches run (default: QF).
 	Checks []schemas.Check
 	// Encoding is the input files' encoding; "" detects it.
@@ -231,7 +236,13 @@ func newPool(cfg stackConfig, r *kafkago.Reader, w *kafkago.Writer, store *ledge
 		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, IPLimit: cfg.IPLimit, Share: cfg.Share, MaxInFlight: cfg.InFlight,
 		Schedule: cfg.Schedule, Audit: &workers.GroupCommit{Log: store, Linger: 50 * time.Millisecond}, AuditKey: cfg.AuditKey,
 		AnsweredLog: store, Group: groupWorkers, Leases: store,
-		Cancelled: (&pipeline.Cancellations{Ledger: store}).Cancelled, Activity: store}
+		Cancelled: (&pipeline.Cancellations{Ledger: store}).Cancelled, Activity: store,
+		// Every process sharing the ledger shares each key's per-minute
+		// limit: the tokens of one habilitation, on any replica.
+		KeyLimits: cfg.KeyLimits, SharedKeys: store}
+	if habilitations := cfg.Habilitations; len(habilitations) > 0 {
+		p.Habilitations = func(tenant string) string { return habilitations[tenant] }
+	}
 	if cfg.Keys != nil {
 		p.Identities = cfg.Keys
 	}

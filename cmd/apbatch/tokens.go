@@ -165,3 +165,38 @@ func tenantRecipients(environ []string) (map[string]string, error) {
 	}
 	return out, nil
 }
+
+// perMinuteHelp documents --per-minute.
+const perMinuteHelp = "per-minute limits per budget key, KEY=N,...: habilitation=250 for every habilitation (the operator's proposed 250/min), habilitation:ID=N for one, token=N for tokens of no habilitation; " +
+	"a tenant's tokens belong to the habilitation their claims name (authorization_request_id) or APBATCH_HABILITATION_<TENANT>; the API's RateLimit-* headers lower these limits and announce others"
+
+// tenantHabilitationPrefix starts the variable naming one tenant's
+// habilitation: APBATCH_HABILITATION_<TENANT>, named as tenantEnv names
+// tokens.
+const tenantHabilitationPrefix = "APBATCH_HABILITATION_"
+
+// tenantHabilitations returns the habilitations (authorization_request_id)
+// tenants' configurations name in environ (APBATCH_HABILITATION_VILLE_DE_LYON=51234
+// for tenant ville-de-lyon): their calls spend the habilitation's budget,
+// shared with its other tokens. A value that is not a habilitation's id, or
+// a name that cannot be a tenant's, is an error.
+func tenantHabilitations(environ []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range environ {
+		name, v, _ := strings.Cut(kv, "=")
+		rest, ok := strings.CutPrefix(name, tenantHabilitationPrefix)
+		if !ok {
+			continue
+		}
+		tenant := strings.ReplaceAll(strings.ToLower(rest), "_", "-")
+		if !pipeline.ValidTenant(tenant) || strings.ToUpper(rest) != rest {
+			return nil, fmt.Errorf("%s: names no tenant (APBATCH_HABILITATION_ then the tenant upper-cased, '-' as '_')", name)
+		}
+		v = strings.TrimSpace(v)
+		if !workers.ValidHabilitation(v) {
+			return nil, fmt.Errorf("%s: want the habilitation's id (its authorization_request_id: letters, digits, '.', '-', '_')", name)
+		}
+		out[tenant] = v
+	}
+	return out, nil
+}

@@ -12,11 +12,14 @@ import (
 // Limits are the throttles the sandbox enforces; they can be changed while
 // it runs (POST /_sandbox/limits) to rehearse a tightening.
 type Limits struct {
-	// PerSecond is the requests per second per token, shared by all v3
-	// routes (v2 has its own bucket). Default: 20.
+	// PerSecond is the requests per second per token, or per
+	// habilitation for tokens naming one (their authorization_request_id),
+	// shared by all v3 routes (v2 has its own bucket, per token). Default:
+	// 20.
 	PerSecond int `json:"per_second"`
-	// PerMinute is an optional per-token (habilitation) limit per minute;
-	// when set, the RateLimit-* headers announce it. Default: 0 (none).
+	// PerMinute is an optional limit per minute, counted as PerSecond is
+	// (the operator's proposed 250 a minute per habilitation); when set,
+	// the RateLimit-* headers announce it. Default: 0 (none).
 	PerMinute int `json:"per_minute"`
 	// IPPerMinute is the requests per minute per client IP, all tokens
 	// together. Default: 1000.

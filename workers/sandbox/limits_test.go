@@ -50,6 +50,43 @@ func TestLimits_PerMinuteHabilitation(t *testing.T) {
 	}
 }
 
+// TestLimits_ByHabilitation: two tokens of one habilitation spend one
+// limit (the API counts by authorization request); a token of another, or
+// of none, has its own.
+func TestLimits_ByHabilitation(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 9, 14, 22, 0, 10, 0, time.UTC)}
+	s := newServer(t, Config{Limits: Limits{PerMinute: 3}, Now: clk.now})
+	tok := func(habilitation string) string {
+		t.Helper()
+		v, err := HabilitationToken([]byte(DefaultSecret), AllScopes, clk.t.Add(time.Hour), habilitation)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	a, b, other, none := tok("51234"), tok("51234"), tok("60001"), tok("")
+	for i, step := range []struct {
+		tok       string
+		code      int
+		remaining string
+	}{
+		{a, 200, "2"}, {b, 200, "1"}, {a, 200, "0"}, {b, 429, "0"}, {other, 200, "2"}, {none, 200, "2"},
+	} {
+		rec := get(s, step.tok, ftPath, ftQuery)
+		if rec.Code != step.code || rec.Header().Get("RateLimit-Remaining") != step.remaining {
+			t.Fatalf("call %d: %d, remaining %s; want %d, %s", i+1, rec.Code, rec.Header().Get("RateLimit-Remaining"), step.code, step.remaining)
+		}
+		clk.t = clk.t.Add(time.Second)
+	}
+	keys := []string{}
+	for _, c := range statsOf(t, s).Tokens {
+		keys = append(keys, c.Key)
+	}
+	if len(keys) != 3 || !slices.Contains(keys, "habilitation:51234") || !slices.Contains(keys, "habilitation:60001") {
+		t.Fatalf("counted under %v", keys)
+	}
+}
+
 func TestLimits_SlidingWindow(t *testing.T) {
 	clk := &clock{t: time.Date(2026, 9, 14, 22, 0, 0, 900e6, time.UTC)}
 	for _, sliding := range []bool{false, true} {

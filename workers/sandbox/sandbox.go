@@ -423,7 +423,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 	}
 	s.calls.Add(1)
 	now := s.cfg.Now()
-	var rateKey string
+	var rateKey, tokenID string
 	var scopes []string
 	switch rt.auth {
 	case authFranceConnect:
@@ -432,6 +432,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 			return writeErrors(w, http.StatusUnauthorized, errTokenInvalid)
 		}
 		rateKey, scopes = s.tokens.fcRateKey(tok), rt.scopes
+		tokenID = rateKey
 	case authAPIKey:
 		claims, aerr := s.authenticateToken(r.Header.Get("X-Api-Key"), now)
 		if aerr != nil {
@@ -441,7 +442,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 			return writeV2Error(w, http.StatusUnauthorized, "access_denied", errInsufficientScopes.Detail)
 		}
 		// v2 has its own 20/s bucket, keyed on the X-Api-Key value.
-		rateKey, scopes = "v2:"+claims.JTI, claims.Scopes
+		rateKey, scopes, tokenID = "v2:"+claims.JTI, claims.Scopes, claims.JTI
 	case authBearer:
 		claims, aerr := s.authenticate(r.Header.Get("Authorization"), now)
 		if aerr != nil {
@@ -451,6 +452,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 			return writeErrors(w, http.StatusForbidden, errInsufficientScopes)
 		}
 		rateKey, scopes = claims.JTI, claims.Scopes
+		if claims.Habilitation != "" {
+			// Counted by habilitation, as the API does since it rate
+			// limits by authorization request.
+			rateKey = "habilitation:" + claims.Habilitation
+		}
+		tokenID = claims.JTI
 	default:
 		// A route declared with an unknown scheme is never served open.
 		return writeText(w, http.StatusInternalServerError, "internal error")
@@ -458,8 +465,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, key *string) int 
 	*key = rateKey
 	q := queryValues(r.URL.RawQuery)
 	if s.cfg.OnRequest != nil {
-		id, _ := strings.CutPrefix(rateKey, "v2:")
-		s.cfg.OnRequest(RequestInfo{Path: p, TokenID: id, Recipient: q.Get("recipient")})
+		s.cfg.OnRequest(RequestInfo{Path: p, TokenID: tokenID, Recipient: q.Get("recipient")})
 	}
 	v := s.lim.take(rateKey, clientIP(r), now)
 	if v.banned {

@@ -22,6 +22,11 @@ type claims struct {
 	IAT     int64    `json:"iat"`
 	Version string   `json:"version"`
 	Exp     int64    `json:"exp"`
+	// Habilitation is the authorization_request_id the API resolves a
+	// token to (from its records; here, a claim): v3 routes count their
+	// rate limits by it when set, so that the tokens of one habilitation
+	// share them.
+	Habilitation string `json:"authorization_request_id,omitempty"`
 }
 
 var uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
@@ -31,8 +36,15 @@ var b64 = base64.RawURLEncoding
 // Token returns an HS256 JWT signed with secret, with a random UUID as uid
 // and jti, the given scopes and expiry, sub "sandbox" and version "1.0".
 func Token(secret []byte, scopes []string, exp time.Time) (string, error) {
+	return HabilitationToken(secret, scopes, exp, "")
+}
+
+// HabilitationToken is Token for a token of the habilitation habilitation
+// (its authorization_request_id claim; "" for none): the v3 routes' rate
+// limits count the requests of all its tokens together.
+func HabilitationToken(secret []byte, scopes []string, exp time.Time, habilitation string) (string, error) {
 	id := newUUID()
-	c := claims{UID: id, JTI: id, Scopes: scopes, Sub: "sandbox", IAT: time.Now().Unix(), Version: "1.0", Exp: exp.Unix()}
+	c := claims{UID: id, JTI: id, Scopes: scopes, Sub: "sandbox", IAT: time.Now().Unix(), Version: "1.0", Exp: exp.Unix(), Habilitation: habilitation}
 	header, err := json.Marshal(map[string]string{"alg": "HS256", "typ": "JWT"})
 	if err != nil {
 		return "", fmt.Errorf("sandbox: encode token header: %w", err)
