@@ -74,7 +74,8 @@ func (c *runCommand) Usage() {
 Verifies every row of each FILE (an Excel workbook, .xlsx, or a CSV as
 exported by Excel or a family-management software: UTF-8, UTF-16 or
 Windows-1252; ';', ',', tab or '|'; French headers such as « NOM DE
-NAISSANCE » or « Prénom(s) ») through API
+NAISSANCE » or « Prénom(s) »; the header found below titles, or on
+--header-row) through API
 Particulier (the quotient familial by default; --checks for the others) and
 writes one result row per input row and check as Parquet. Without flags
 everything runs in this process: a Kafka-protocol broker, an S3 server on a
