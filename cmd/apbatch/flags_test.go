@@ -209,4 +209,23 @@ func TestRun_HeaderRow(t *testing.T) {
 		t.Fatalf("--header-row 3: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	lineOf("tableau.csv", batchRows(t, out, sumPath)["tableau.csv"], 3)
+
+	// The export reads the roster from the same header row.
+	var sum summary
+	body, _ := os.ReadFile(sumPath)
+	if err := json.Unmarshal(body, &sum); err != nil || len(sum.Batches) != 1 {
+		t.Fatalf("summary %s: %v", body, err)
+	}
+	export := filepath.Join(dir, "resultats.csv")
+	if code, stdout, stderr := runApbatch(t, ctx, "results", sum.Batches[0].BatchID, "-o", export, "--data-dir", data); code != 0 {
+		t.Fatalf("results: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	raw, err := os.ReadFile(export)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(raw), "\r\n"), "\r\n")
+	if !strings.HasPrefix(lines[0], "\ufeffN° famille;Enfant;") || len(lines) != 19 {
+		t.Fatalf("export:\n%s", raw)
+	}
 }
