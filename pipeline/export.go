@@ -122,7 +122,7 @@ func (e *Exporter) joined(ctx context.Context, b ledger.Batch, results map[rowCh
 	if !Pinned(pin) {
 		return nil, nil, fmt.Errorf("%w : %s", ErrInputReplaced, replacedHint)
 	}
-	body, _, err := e.S3.OpenVersion(ctx, b.ObjectKey, pin)
+	body, info, err := e.S3.OpenVersion(ctx, b.ObjectKey, pin)
 	if errors.Is(err, s3.ErrNotFound) {
 		return nil, nil, fmt.Errorf("%w : %s", ErrInputReplaced, replacedHint)
 	}
@@ -135,6 +135,10 @@ func (e *Exporter) joined(ctx context.Context, b ledger.Batch, results map[rowCh
 		return nil, nil, err
 	}
 	opts := csv.Options{Checks: b.CheckList(), Encoding: e.Encoding, Sheet: e.Sheet, TmpDir: e.TmpDir, Now: time.Now()}
+	// The header the splitter read: the object's, set at upload.
+	if opts.HeaderRow, err = HeaderRow(info.Metadata); err != nil {
+		return nil, nil, fmt.Errorf("export: %w", err)
+	}
 	r, err := csv.OpenFile(ctx, body, key.File, opts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("export: %w", err)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -42,7 +43,8 @@ type Upload struct {
 	// has it before any batch is recorded.
 	VersionID, ETag string
 	// Metadata is the object's user metadata as S3 has it (filled by the
-	// ingester): MetaChecks chooses the upload's checks.
+	// ingester): MetaChecks chooses the upload's checks; MetaHeaderRow,
+	// read by the splitter, its header row.
 	Metadata map[string]string
 }
 
@@ -50,6 +52,28 @@ type Upload struct {
 // that names its checks, as --checks does ("qf,c2s" or "all"); without it
 // the batch runs the ingester's default checks.
 const MetaChecks = "apbatch-checks"
+
+// MetaHeaderRow is the user metadata (x-amz-meta-apbatch-header-row) of an
+// upload whose header is not where the reader finds it: the line of the
+// file (the row of the sheet) that names the columns, from 1, as
+// --header-row gives it (see csv.Options.HeaderRow). The splitter and the
+// exporter read it from the object, so the same rows come out of both.
+const MetaHeaderRow = "apbatch-header-row"
+
+// HeaderRow returns the header row that an object's metadata names (see
+// MetaHeaderRow), 0 when it names none. A value that is not a line
+// number is an error in French, for the agent who uploaded the file.
+func HeaderRow(meta map[string]string) (int, error) {
+	raw := strings.TrimSpace(meta[MetaHeaderRow])
+	if raw == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 1 {
+		return 0, &FileError{Message: fmt.Sprintf("la ligne d'en-tête demandée pour ce fichier (« %.20s ») n'est pas un numéro de ligne ; déposez-le à nouveau avec un numéro à partir de 1, ou sans pour qu'elle soit trouvée", raw)}
+	}
+	return n, nil
+}
 
 // ErrNotCreated is returned by UploadOf for records that announce no new
 // object (removals, tagging, ACL, restore, replication).

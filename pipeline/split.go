@@ -299,6 +299,9 @@ func (s *Splitter) scan(ctx context.Context, b ledger.Batch, name string, checks
 	if limit := s.maxSize(); info.Size > limit {
 		return &FileError{Message: fmt.Sprintf("fichier « %s » trop volumineux (%d Mo, %d Mo au plus) ; découpez-le en plusieurs fichiers", name, info.Size>>20, limit>>20)}
 	}
+	if opts.HeaderRow, err = HeaderRow(info.Metadata); err != nil {
+		return err
+	}
 	if s.Columns != nil {
 		if opts.Columns, err = s.Columns(ctx, b.Tenant); err != nil {
 			return err

@@ -180,3 +180,78 @@ func TestJoinProblems_Bounded(t *testing.T) {
 		t.Fatalf("%d bytes, valid %v", len(msg), utf8.ValidString(msg))
 	}
 }
+
+// TestIngester_HeaderRow: the header row an upload's metadata names (as
+// Submit stores it) is where the splitter reads the header; rows keep the
+// file's line numbers; a value that is no line number fails the batch in
+// French.
+func TestIngester_HeaderRow(t *testing.T) {
+	const roster = "nom;prenom\n" + // a table above the roster's: the header found is wrong
+		"Responsable;Cantine\n" +
+		"reference;nom_naissance;prenoms;sexe;date_naissance;code_insee_pays_naissance;code_insee_commune_naissance\n" +
+		"R1;MARTIN;Léa;F;2015-04-02;99100;75056\n"
+	for _, tc := range []struct {
+		name string
+		meta map[string]string
+		jobs int
+		want string // the failed batch's message; "" when it splits
+	}{
+		{name: "found", meta: nil, want: "colonnes manquantes"},
+		{name: "given", meta: UploadMetadata(nil, 3), jobs: 1},
+		{name: "past the end", meta: UploadMetadata(nil, 9), want: "(ligne 9) est vide ou absente"},
+		{name: "not a number", meta: map[string]string{MetaHeaderRow: "trois"}, want: "« trois ») n'est pas un numéro de ligne"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			client, store := bucketAndLedger(t)
+			jobs := &countingWriter{}
+			in := &Ingester{Ledger: store, Bucket: "apbatch", Log: zerolog.Nop(), Recipient: "13002526500013",
+				Splitter: &Splitter{S3: client, Ledger: store, Jobs: jobs, Results: &countingWriter{}, Log: zerolog.Nop()}}
+			const key = "incoming/ville/2026-09/cantine.csv"
+			obj, err := client.PutMeta(ctx, key, strings.NewReader(roster), int64(len(roster)), "text/csv", tc.meta)
+			if err != nil {
+				t.Fatal(err)
+			}
+			up := Upload{Bucket: "apbatch", Key: IncomingKey{Tenant: "ville", Campaign: "2026-09", File: "cantine.csv"}, Version: ObjectVersion(obj.VersionID, obj.ETag, "")}
+			if err := in.Start(ctx, up); err != nil {
+				t.Fatal(err)
+			}
+			bs, err := store.Batches(ctx)
+			if err != nil || len(bs) != 1 {
+				t.Fatalf("batches %+v, %v", bs, err)
+			}
+			if tc.want != "" {
+				if bs[0].State != ledger.StateFailed || !strings.Contains(bs[0].Error, tc.want) {
+					t.Fatalf("batch %s: %q, want failed with %q", bs[0].State, bs[0].Error, tc.want)
+				}
+				return
+			}
+			if bs[0].State == ledger.StateFailed || len(jobs.msgs) != tc.jobs {
+				t.Fatalf("batch %s (%s), %d jobs; want %d", bs[0].State, bs[0].Error, len(jobs.msgs), tc.jobs)
+			}
+		})
+	}
+}
+
+func TestUploadMetadata(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		checks    []schemas.Check
+		headerRow int
+		want      map[string]string
+	}{
+		{"none", nil, 0, nil},
+		{"checks", []schemas.Check{schemas.CheckQuotientFamilial}, 0, map[string]string{MetaChecks: "quotient_familial"}},
+		{"header row", nil, 4, map[string]string{MetaHeaderRow: "4"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := UploadMetadata(tc.checks, tc.headerRow)
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+			if n, err := HeaderRow(got); err != nil || n != tc.headerRow {
+				t.Fatalf("HeaderRow = %d, %v; want %d", n, err, tc.headerRow)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +33,10 @@ type Submission struct {
 	// Checks, when set, are the checks of this file's batch (stored as
 	// the object's MetaChecks metadata); nil: the ingest role's default.
 	Checks []schemas.Check
+	// HeaderRow, when set, is the line of the file holding its header
+	// (stored as the object's MetaHeaderRow metadata). Default: 0, the
+	// reader finds it (see csv.Options.HeaderRow).
+	HeaderRow int
 }
 
 // ErrTooLarge is returned (wrapped, in French) by Submit and SpoolUpload
@@ -81,10 +86,7 @@ func Submit(ctx context.Context, client *s3.Client, events MessageWriter, sub Su
 	if IsWorkbook(name) {
 		contentType = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 	}
-	var meta map[string]string
-	if len(sub.Checks) > 0 {
-		meta = map[string]string{MetaChecks: schemas.JoinChecks(sub.Checks)}
-	}
+	meta := UploadMetadata(sub.Checks, sub.HeaderRow)
 	obj, err := client.PutMeta(ctx, key, sub.Body, sub.Size, contentType, meta)
 	if err != nil {
 		return Submitted{}, err
@@ -93,6 +95,26 @@ func Submit(ctx context.Context, client *s3.Client, events MessageWriter, sub Su
 		return Submitted{}, err
 	}
 	return Submitted{Key: key, BatchID: ledger.BatchID(client.Bucket(), key, ObjectVersion(obj.VersionID, obj.ETag, ""))}, nil
+}
+
+// UploadMetadata returns the user metadata of an upload with checks (nil:
+// the ingest role's default) and headerRow (0: found by the reader); nil
+// when neither is set. Every writer of incoming/ objects sets it so.
+func UploadMetadata(checks []schemas.Check, headerRow int) map[string]string {
+	var meta map[string]string
+	set := func(k, v string) {
+		if meta == nil {
+			meta = map[string]string{}
+		}
+		meta[k] = v
+	}
+	if len(checks) > 0 {
+		set(MetaChecks, schemas.JoinChecks(checks))
+	}
+	if headerRow > 0 {
+		set(MetaHeaderRow, strconv.Itoa(headerRow))
+	}
+	return meta
 }
 
 // SpoolUpload copies r into a new file of dir, failing with TooLarge(name)

@@ -25,7 +25,7 @@ type auditCommand struct {
 	fs *flag.FlagSet
 
 	dataDir, dbURL, keyDir, checks string
-	months                         int
+	months, headerRow              int
 	jsonOut                        bool
 }
 
@@ -40,6 +40,7 @@ func (c *auditCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.keyDir, "audit-key-dir", strings.TrimSpace(c.getenv("APBATCH_AUDIT_KEY_DIR")), "lookup: folder of audit.key, the key of the identity hashes (APBATCH_AUDIT_KEY_DIR; or the key in APBATCH_AUDIT_KEY; default: --data-dir)")
 	fs.StringVar(&c.checks, "checks", "all", "lookup: the checks whose calls to look for, comma-separated, or all")
 	fs.BoolVar(&c.jsonOut, "json", false, "lookup: print the calls as JSON lines")
+	fs.IntVar(&c.headerRow, "header-row", 0, "lookup: line of FILE (row of the sheet) that names the columns (default: found, as apbatch run finds it)")
 	fs.IntVar(&c.months, "older-than-months", schemas.MinAuditMonths, "purge: delete call records older than this many months, every tenant alike (at least 36, the terms of use's traceability; \"apbatch purge\" applies each tenant's own policy)")
 	c.fs = fs
 	return fs
@@ -69,14 +70,18 @@ Flags:
 
 // Run runs the command.
 func (c *auditCommand) Run(ctx context.Context, args []string) error {
+	if len(args) > 0 && isHelp(args[0]) {
+		c.Usage()
+		return flag.ErrHelp
+	}
 	if len(args) == 0 || (args[0] != "purge" && args[0] != "lookup") {
 		c.Usage()
 		return errUsage
 	}
 	fs := c.flags()
 	fs.Usage = c.Usage
-	if err := fs.Parse(args[1:]); err != nil {
-		return errUsage
+	if err := parseArgs(fs, args[1:]); err != nil {
+		return err
 	}
 	if args[0] == "lookup" {
 		return c.lookup(ctx, fs.Args())
@@ -127,7 +132,7 @@ func (c *auditCommand) lookup(ctx context.Context, files []string) error {
 		return fmt.Errorf("open %s: %w", files[0], err)
 	}
 	defer f.Close()
-	r, err := csv.OpenFile(ctx, f, filepath.Base(files[0]), csv.Options{Now: time.Now(), Checks: checks})
+	r, err := csv.OpenFile(ctx, f, filepath.Base(files[0]), csv.Options{Now: time.Now(), Checks: checks, HeaderRow: c.headerRow})
 	if err != nil {
 		return err
 	}

@@ -181,8 +181,8 @@ type benchResult struct {
 func (c *benchCommand) Run(ctx context.Context, args []string) error {
 	fs := c.flags()
 	fs.Usage = c.Usage
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	byName := map[string]scenario{}
 	for _, s := range c.scenarioList() {
@@ -474,7 +474,7 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	}
 	var subs []submitted
 	for k, roster := range rosters {
-		sub, err := uploadFiles(ctx, st, fmt.Sprintf("town%02d", k), "bench", []string{roster}, false)
+		sub, err := uploadFiles(ctx, st, fmt.Sprintf("town%02d", k), "bench", []string{roster}, 0, false)
 		if err != nil {
 			return res, err
 		}

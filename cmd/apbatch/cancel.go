@@ -59,8 +59,8 @@ Flags:
 func (c *cancelCommand) Run(ctx context.Context, args []string) error {
 	fs := c.flags()
 	fs.Usage = c.Usage
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
 		fmt.Fprintln(c.stderr, "apbatch cancel: donnez l'identifiant du lot à annuler (apbatch status les liste)")

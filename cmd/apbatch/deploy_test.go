@@ -418,13 +418,9 @@ func checkInvocation(args []string) (note string, err error) {
 	fs := fc.flags()
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	if err := fs.Parse(rest); err != nil {
+	// As the binary parses them: flags before or after the arguments.
+	if err := parseArgs(fs, rest); err != nil {
 		return "", fmt.Errorf("apbatch %s: %w", strings.Join(args, " "), err)
-	}
-	for _, a := range fs.Args() {
-		if strings.HasPrefix(a, "-") {
-			return "", fmt.Errorf("apbatch %s: %q comes after an argument, so it is not parsed as a flag", name, a)
-		}
 	}
 	if fs.NArg() > 0 && !slices.Contains(takesArgs, name) {
 		return "", fmt.Errorf("apbatch %s takes no argument, got %q", name, fs.Args())
@@ -457,17 +453,18 @@ func TestDeploy_CheckInvocation(t *testing.T) {
 		{name: "status with batches", args: []string{"status", "--watch", "2s", "b1", "b2"}},
 		{name: "no command", args: nil, wantErr: "no command"},
 		{name: "unknown command", args: []string{"frobnicate"}, wantErr: "no such command"},
-		{name: "unknown flag", args: []string{"ingest", "--no-such-flag"}, wantErr: "not defined"},
-		{name: "flag of another command", args: []string{"write", "--campaign", "2026-09"}, wantErr: "not defined"},
-		{name: "bad duration", args: []string{"write", "--flush-interval", "soon"}, wantErr: "invalid value"},
+		{name: "unknown flag", args: []string{"ingest", "--no-such-flag"}, wantErr: "option inconnue --no-such-flag"},
+		{name: "flag of another command", args: []string{"write", "--campaign", "2026-09"}, wantErr: "option inconnue --campaign"},
+		{name: "bad duration", args: []string{"write", "--flush-interval", "soon"}, wantErr: "refusée pour --flush-interval"},
 		{name: "missing verb", args: []string{"audit", "--older-than-months", "36"}, wantErr: "want purge or lookup"},
-		{name: "flag after argument", args: []string{"status", "b1", "--db", "x"}, wantErr: "after an argument"},
+		{name: "flag after argument", args: []string{"status", "b1", "--db", "x"}},
+		{name: "unknown flag after argument", args: []string{"status", "b1", "--dbb", "x"}, wantErr: "vouliez-vous dire --db ?"},
 		{name: "argument to a role", args: []string{"work", "extra"}, wantErr: "takes no argument"},
 		{name: "sandbox gen", args: []string{"sandbox", "gen", "-o", "x.csv"}, wantErr: "not checked"},
 	}
 	// A pending command is accepted while missing, checked once merged.
 	if _, merged := commands(env{getenv: func(string) string { return "" }})["refresh"]; merged {
-		tests = append(tests, invocationCase{name: "refresh merged: bad flag", args: []string{"refresh", "--no-such-flag"}, wantErr: "not defined"})
+		tests = append(tests, invocationCase{name: "refresh merged: bad flag", args: []string{"refresh", "--no-such-flag"}, wantErr: "option inconnue"})
 	} else {
 		tests = append(tests, invocationCase{name: "refresh pending", args: []string{"refresh", "--no-such-flag"}, pending: true})
 	}

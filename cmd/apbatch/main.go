@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -103,13 +104,17 @@ func commands(e env) map[string]command {
 		"broker":  &brokerCommand{env: e},
 		"s3":      &s3Command{env: e},
 		"token":   &tokenCommand{env: e},
+		"version": &versionCommand{env: e},
 	}
 }
 
 // runMain dispatches to a subcommand and returns the exit code.
 func runMain(ctx context.Context, e env, args []string) int {
 	cmds := commands(e)
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		args = []string{"version"}
+	}
+	if len(args) == 0 || isHelp(args[0]) {
 		if len(args) > 1 {
 			if c, ok := cmds[args[1]]; ok {
 				c.Usage()
@@ -124,12 +129,27 @@ func runMain(ctx context.Context, e env, args []string) int {
 	}
 	c, ok := cmds[args[0]]
 	if !ok {
-		fmt.Fprintf(e.stderr, "apbatch: unknown command %q\n\n", args[0])
-		usage(e.stderr)
+		names := make([]string, 0, len(cmds))
+		for n := range cmds {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		if near := closest(names, args[0]); near != "" {
+			fmt.Fprintf(e.stderr, "commande inconnue « %s » : vouliez-vous dire « apbatch %s » ? apbatch help pour la liste\n", args[0], near)
+		} else {
+			fmt.Fprintf(e.stderr, "commande inconnue « %s » ; apbatch help pour la liste\n", args[0])
+		}
 		return 2
 	}
 	if err := c.Run(ctx, args[1:]); err != nil {
-		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+		var fe *flagError
+		switch {
+		case errors.Is(err, flag.ErrHelp):
+			return 0 // the help asked for, printed
+		case errors.As(err, &fe):
+			fmt.Fprintln(e.stderr, fe.msg)
+			return 2
+		case errors.Is(err, errUsage):
 			return 2
 		}
 		var ee *exitError
@@ -170,7 +190,9 @@ Commands:
   broker    serve the embedded Kafka-protocol broker alone (development)
   s3        serve S3 on a local folder (development)
   bench     measure scenarios (rate limits, latency, pipeline overhead) against the sandbox
+  version   print apbatch's version and the Go version it was built with
   help      show this help, or "help <command>" for a command's flags
+            ("apbatch <command> --help" too); flags go before or after the files
 
 Example:
   apbatch run --tariff deploy/samples/tarifs-cantine.yaml deploy/samples/cantine-mairie.csv

@@ -97,8 +97,8 @@ Flags:
 func (c *purgeCommand) Run(ctx context.Context, args []string) error {
 	fs := c.flags()
 	fs.Usage = c.Usage
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(c.stderr, "apbatch purge: unexpected argument %q\n", fs.Arg(0))

@@ -82,8 +82,8 @@ Flags:
 func (c *refreshCommand) Run(ctx context.Context, args []string) error {
 	fs := c.flags()
 	fs.Usage = c.Usage
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(c.stderr, "apbatch refresh: unexpected argument %q (the rosters come from the ledger)\n", fs.Arg(0))

@@ -55,8 +55,8 @@ Flags:
 func (c *resultsCommand) Run(ctx context.Context, args []string) error {
 	fs := c.flags()
 	fs.Usage = c.Usage
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if c.out == "" {
 		fmt.Fprintln(c.stderr, "apbatch results: give the file to write with -o, e.g. -o resultats.xlsx")

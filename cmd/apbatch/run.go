@@ -42,6 +42,7 @@ type runCommand struct {
 	tenant, campaign, period, recipient string
 	checks, tariff, columns             string
 	force                               bool
+	headerRow                           int
 }
 
 func (c *runCommand) flags() *flag.FlagSet {
@@ -55,6 +56,7 @@ func (c *runCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.checks, "checks", "qf", "verifications to run, comma-separated, or all; each row gets one result per check: "+schemas.CheckNames())
 	fs.StringVar(&c.tariff, "tariff", "", "tariff grid (YAML) of the tenant: prices each QF result with its bracket (tranche) and price per meal (tarif); see deploy/samples/tarifs-cantine.yaml")
 	fs.StringVar(&c.columns, "columns", "", "the tenant's column mapping (YAML, apbatch column: the header its files use), for headers no alias recognises")
+	fs.IntVar(&c.headerRow, "header-row", 0, "line of each FILE (row of the sheet, as the spreadsheet numbers it) that names the columns (default: found, the first of the first 10 rows naming two known columns)")
 	fs.BoolVar(&c.force, "force", false, "verify the files again as new batches even if the same content was verified in this campaign")
 	fs.StringVar(&c.period, "period", "", "QF month to ask for, YYYY-MM (default: the API's current month)")
 	fs.StringVar(&c.recipient, "recipient", "", "SIRET of the collectivité, sent with every call (default with the embedded sandbox: "+dinumSIRET+")")
@@ -72,7 +74,8 @@ func (c *runCommand) Usage() {
 Verifies every row of each FILE (an Excel workbook, .xlsx, or a CSV as
 exported by Excel or a family-management software: UTF-8, UTF-16 or
 Windows-1252; ';', ',', tab or '|'; French headers such as « NOM DE
-NAISSANCE » or « Prénom(s) ») through API
+NAISSANCE » or « Prénom(s) »; the header found below titles, or on
+--header-row) through API
 Particulier (the quotient familial by default; --checks for the others) and
 writes one result row per input row and check as Parquet. Without flags
 everything runs in this process: a Kafka-protocol broker, an S3 server on a
@@ -101,8 +104,8 @@ var siretPattern = regexp.MustCompile(`^[0-9]{14}$`)
 func (c *runCommand) Run(ctx context.Context, args []string) error {
 	fs := c.flags()
 	fs.Usage = c.Usage
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	files := fs.Args()
 	if len(files) == 0 {
@@ -116,6 +119,9 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 		if st, err := os.Stat(f); err != nil || st.IsDir() {
 			return fmt.Errorf("cannot read %s: check the path", f)
 		}
+	}
+	if c.headerRow < 0 {
+		return fmt.Errorf("--header-row %d: give the line that names the columns, from 1 (0: found)", c.headerRow)
 	}
 	if _, err := pipeline.ParseIncomingKey(pipeline.IncomingKey{Tenant: c.tenant, Campaign: c.campaign, File: "x.csv"}.String()); err != nil {
 		return fmt.Errorf("--tenant/--campaign: use letters, digits, '.', '_' or '-' (got %q, %q)", c.tenant, c.campaign)
@@ -188,7 +194,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 			batches = append(batches, submitted{key: b.ObjectKey, batchID: b.ID, resumed: true})
 		}
 		fmt.Fprintf(c.stderr, "apbatch: resuming %d unfinished batch(es)\n", len(batches))
-	} else if batches, err = uploadFiles(ctx, st, c.tenant, c.campaign, files, c.force); err != nil {
+	} else if batches, err = uploadFiles(ctx, st, c.tenant, c.campaign, files, c.headerRow, c.force); err != nil {
 		return err
 	}
 	final, err := waitBatches(ctx, st, batches, en.roleErr, c.progressPrinter(c.stderr, en.console, []string{c.tenant}))
@@ -349,10 +355,28 @@ type submitted struct {
 // upload stores each file under incoming/ and publishes its S3 event
 // notification, as a bucket configured to notify Kafka would.
 // With force, each upload is a new version (a new batch) even when the same
-// file was verified before; otherwise the same content reuses its batch.
-func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files []string, force bool) ([]submitted, error) {
+// file was verified before; otherwise the same content reuses its batch,
+// unless it was read from another header row (headerRow: its line, 0 when
+// the reader finds it, stored as the upload's metadata).
+func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files []string, headerRow int, force bool) ([]submitted, error) {
 	var out []submitted
 	for _, f := range files {
+		key := pipeline.IncomingKey{Tenant: tenant, Campaign: campaign, File: filepath.Base(f)}.String()
+		force := force
+		if !force {
+			// The same content read from another header row is another
+			// batch: its version must not name the one verified before.
+			prev, err := st.s3.Head(ctx, key)
+			switch {
+			case errors.Is(err, s3.ErrNotFound):
+			case err != nil:
+				return nil, err
+			default:
+				if was, _ := pipeline.HeaderRow(prev.Metadata); was != headerRow {
+					force = true
+				}
+			}
+		}
 		fh, err := os.Open(f)
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", f, err)
@@ -363,7 +387,7 @@ func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files 
 			return nil, fmt.Errorf("stat %s: %w", f, err)
 		}
 		if !force {
-			sub, err := pipeline.Submit(ctx, st.s3, st.uploads, pipeline.Submission{Tenant: tenant, Campaign: campaign, File: f, Body: fh, Size: info.Size()})
+			sub, err := pipeline.Submit(ctx, st.s3, st.uploads, pipeline.Submission{Tenant: tenant, Campaign: campaign, File: f, Body: fh, Size: info.Size(), HeaderRow: headerRow})
 			fh.Close()
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", f, err)
@@ -371,12 +395,11 @@ func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files 
 			out = append(out, submitted{file: f, key: sub.Key, batchID: sub.BatchID})
 			continue
 		}
-		key := pipeline.IncomingKey{Tenant: tenant, Campaign: campaign, File: filepath.Base(f)}.String()
 		contentType := "text/csv"
 		if pipeline.IsWorkbook(f) {
 			contentType = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 		}
-		obj, err := st.s3.Put(ctx, key, fh, info.Size(), contentType)
+		obj, err := st.s3.PutMeta(ctx, key, fh, info.Size(), contentType, pipeline.UploadMetadata(nil, headerRow))
 		fh.Close()
 		if err != nil {
 			return nil, err

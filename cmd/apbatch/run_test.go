@@ -469,6 +469,10 @@ func TestRun_FlagErrors(t *testing.T) {
 		{"bad recipient", []string{"run", "--recipient", "123", samplePath}, "--recipient"},
 		{"real API without recipient", []string{"run", "--provider-url", "https://example.invalid", samplePath}, "--recipient"},
 		{"bad tenant", []string{"run", "--tenant", "../x", samplePath}, "--tenant"},
+		{"flag after the file", []string{"run", samplePath, "--period", "2026-13"}, "--period"},
+		{"flags after two files", []string{"run", samplePath, samplePath, "--recipient", "123", "--force"}, "--recipient"},
+		{"after --, a file", []string{"run", "--", "--tariff"}, "cannot read --tariff"},
+		{"negative header row", []string{"run", samplePath, "--header-row", "-2"}, "--header-row -2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{tc.args[0], "--data-dir", t.TempDir()}, tc.args[1:]...)

@@ -91,8 +91,8 @@ func (c *sandboxCommand) Run(ctx context.Context, args []string) error {
 	}
 	fs := c.flags()
 	fs.Usage = c.Usage
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if c.printToken {
 		scopes := sandbox.AllScopes
@@ -191,8 +191,8 @@ func (c *sandboxCommand) gen(args []string) error {
 		fs.SetOutput(c.stdout)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if *n <= 0 {
 		return fmt.Errorf("--population %d: give a positive number of people", *n)

@@ -14,7 +14,7 @@ import (
 // file or folder holding it.
 func TestHelp_NoSecretFlags(t *testing.T) {
 	ctx := context.Background()
-	commands := []string{"run", "web", "sandbox", "bench", "audit", "purge", "results", "status", "cancel", "serve", "ingest", "work", "write", "broker", "s3", "token", "refresh"}
+	commands := []string{"run", "web", "sandbox", "bench", "audit", "purge", "results", "status", "cancel", "serve", "ingest", "work", "write", "broker", "s3", "token", "refresh", "version"}
 	// Every command the general help lists is checked.
 	_, general, _ := runApbatch(t, ctx, "help")
 	_, section, _ := strings.Cut(general, "Commands:\n")
@@ -32,7 +32,7 @@ func TestHelp_NoSecretFlags(t *testing.T) {
 			t.Fatalf("help %s: exit %d %s", cmd, code, stderr)
 		}
 		flags := flagLine.FindAllStringSubmatch(out, -1)
-		if len(flags) == 0 && cmd != "audit" {
+		if len(flags) == 0 && cmd != "audit" && cmd != "version" {
 			t.Errorf("help %s lists no flag:\n%s", cmd, out)
 		}
 		for _, f := range flags {

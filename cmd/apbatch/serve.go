@@ -121,8 +121,8 @@ Flags:
 func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	fs := c.flags()
 	fs.Usage = c.Usage
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	roles := []string{c.name}
 	if c.name == "serve" {

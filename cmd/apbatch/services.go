@@ -46,8 +46,8 @@ Flags:
 func (c *brokerCommand) Run(ctx context.Context, args []string) error {
 	fs := c.flags()
 	fs.Usage = c.Usage
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	b := &kafka.Broker{DataDir: c.dataDir, Addr: c.addr}
 	if err := b.Open(ctx); err != nil {
@@ -93,8 +93,8 @@ Flags:
 func (c *s3Command) Run(ctx context.Context, args []string) error {
 	fs := c.flags()
 	fs.Usage = c.Usage
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	srv := &s3.Server{Dir: c.dir, Addr: c.addr}
 	if err := srv.Open(ctx); err != nil {

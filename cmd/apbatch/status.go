@@ -63,8 +63,8 @@ Flags:
 func (c *statusCommand) Run(ctx context.Context, args []string) error {
 	fs := c.flags()
 	fs.Usage = c.Usage
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	store, err := openLedger(ctx, c.dbURL, c.dataDir)
 	if err != nil {

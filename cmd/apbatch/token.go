@@ -90,14 +90,18 @@ Flags:
 
 // Run runs the command.
 func (c *tokenCommand) Run(ctx context.Context, args []string) error {
+	if len(args) > 0 && isHelp(args[0]) {
+		c.Usage()
+		return flag.ErrHelp
+	}
 	if len(args) == 0 || args[0] != "check" {
 		c.Usage()
 		return errUsage
 	}
 	fs := c.flags()
 	fs.Usage = c.Usage
-	if err := fs.Parse(args[1:]); err != nil {
-		return errUsage
+	if err := parseArgs(fs, args[1:]); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintln(c.stderr, "apbatch token check: takes no argument; give the token in a file (--token-file) or the environment, never on the command line")

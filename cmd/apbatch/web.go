@@ -124,8 +124,8 @@ Flags:
 func (c *webCommand) Run(ctx context.Context, args []string) error {
 	fs := c.flags()
 	fs.Usage = c.Usage
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if !pipeline.ValidTenant(c.tenant) {
 		return fmt.Errorf("--tenant: use letters, digits, '.', '_' or '-' (got %q)", c.tenant)

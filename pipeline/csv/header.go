@@ -1,7 +1,11 @@
 package csv
 
 import (
+	"bytes"
+	stdcsv "encoding/csv"
+	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sort"
 	"strings"
@@ -105,4 +109,326 @@ func CheckColumns(m map[string]string) error {
 		named[key] = c
 	}
 	return nil
+}
+
+// MaxHeaderSearch is how many rows with content, from the top of a file,
+// are searched for the header: exports often put a title, a date or
+// merged cells above it.
+const MaxHeaderSearch = 10
+
+// minHeaderColumns is how many known columns make a row the header.
+const minHeaderColumns = 2
+
+// knownColumns counts the columns of rec that a header names: through
+// Aliases, the tenant's mapping (explicit, normalised header → column) or
+// as a retired key (which still deserves its own message).
+func knownColumns(rec []string, explicit map[string]string) int {
+	seen := map[string]bool{}
+	for _, h := range rec {
+		key := NormalizeHeader(strings.TrimPrefix(h, "\ufeff"))
+		c := explicit[key]
+		if c == "" {
+			c = aliasIndex[key]
+		}
+		if c == "" && retiredKeys[key] {
+			c = key
+		}
+		if c != "" {
+			seen[c] = true
+		}
+	}
+	return len(seen)
+}
+
+// record is one record of a source, as its Read returned it.
+type record struct {
+	rec  []string
+	line int
+	err  error
+}
+
+// findHeader reads src up to its header: the record starting on line
+// headerRow when given (from 1), else the first of the first
+// MaxHeaderSearch records with content that names minHeaderColumns known
+// columns, else the one naming most (the first record when none names
+// any). It returns the header and the records read after it, which the
+// Reader yields before reading src again. A record that is not the header
+// may be broken (a title with a stray quote): only the header must parse.
+func findHeader(src source, name string, headerRow int, explicit map[string]string) (record, []record, error) {
+	var buf []record
+	for rows := 0; ; {
+		rec, line, err := src.Read()
+		if err != nil && !errors.Is(err, io.EOF) && parseError(err) == nil {
+			return record{}, nil, err // I/O, or a sheet the reader refuses
+		}
+		r := record{rec, line, err}
+		if headerRow > 0 {
+			switch {
+			case errors.Is(err, io.EOF) || line > headerRow:
+				return record{}, nil, &FileError{File: name, Message: fmt.Sprintf("la ligne d'en-tête demandée (ligne %d) est vide ou absente du fichier ; "+
+					"donnez le numéro de la ligne qui nomme les colonnes, tel que le tableur l'affiche", headerRow)}
+			case line == headerRow:
+				return r, nil, nil // broken or not: its message says
+			}
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		buf = append(buf, r)
+		if err == nil && blank(rec) {
+			continue
+		}
+		if err == nil && knownColumns(rec, explicit) >= minHeaderColumns {
+			return r, nil, nil
+		}
+		if rows++; rows == MaxHeaderSearch {
+			break
+		}
+	}
+	// No row names enough columns: the one naming most, else the first
+	// with content, broken or not (its message says what is wrong).
+	best, most := -1, 0
+	for i, r := range buf {
+		if r.err != nil || blank(r.rec) {
+			continue
+		}
+		if k := knownColumns(r.rec, explicit); k > most {
+			best, most = i, k
+		}
+	}
+	if best < 0 {
+		best = slices.IndexFunc(buf, func(r record) bool { return r.err != nil || !blank(r.rec) })
+	}
+	if best < 0 {
+		return record{err: io.EOF}, nil, nil
+	}
+	return buf[best], buf[best+1:], nil
+}
+
+// Delimiters are the separators a CSV may use, ';' first (French exports).
+var delimiters = []rune{';', ',', '\t', '|'}
+
+// headLine is one line of a file's start and its number, from 1.
+type headLine struct {
+	n    int
+	text []byte
+}
+
+// headLines returns the first n lines with content of b (the start of a
+// file), split at line breaks outside quotes, with their line numbers as
+// encoding/csv counts them (a quoted line break starts a line).
+func headLines(b []byte, n int) []headLine {
+	var out []headLine
+	line, start, inQuote := 1, 0, false
+	for i := 0; i <= len(b) && len(out) < n; i++ {
+		if i < len(b) && b[i] == '"' {
+			inQuote = !inQuote
+		}
+		if i < len(b) && (b[i] != '\n' || inQuote) {
+			continue
+		}
+		text := bytes.TrimSuffix(b[start:i], []byte("\r"))
+		if len(bytes.TrimSpace(text)) > 0 {
+			out = append(out, headLine{line, text})
+		}
+		line += 1 + bytes.Count(b[start:i], []byte("\n"))
+		start = i + 1
+	}
+	return out
+}
+
+// splitLine splits one line at comma, quotes allowed anywhere.
+func splitLine(line []byte, comma rune) []string {
+	r := stdcsv.NewReader(bytes.NewReader(line))
+	r.Comma, r.LazyQuotes, r.FieldsPerRecord = comma, true, -1
+	rec, err := r.Read()
+	if err != nil {
+		return strings.Split(string(line), string(comma))
+	}
+	return rec
+}
+
+// bestDelimiter returns the delimiter under which line names most known
+// columns, and how many; the one used most wins when none names more.
+func bestDelimiter(line []byte, explicit map[string]string) (rune, int) {
+	best := detectDelimiter(line)
+	most := knownColumns(splitLine(line, best), explicit)
+	for _, d := range delimiters {
+		if k := knownColumns(splitLine(line, d), explicit); k > most {
+			best, most = d, k
+		}
+	}
+	return best, most
+}
+
+// chooseDelimiter returns the delimiter of the header line in head (the
+// start of the file): the line headerRow when given, else the line found
+// as findHeader finds it. Without any known column, the delimiter used
+// most on the first line that has one (a title may have none).
+func chooseDelimiter(head []byte, headerRow int, explicit map[string]string) rune {
+	lines := headLines(head, MaxHeaderSearch)
+	if headerRow > 0 {
+		lines = headLines(head, headerRow)
+		for _, l := range lines {
+			if l.n == headerRow {
+				d, _ := bestDelimiter(l.text, explicit)
+				return d
+			}
+		}
+		return fallbackDelimiter(lines)
+	}
+	best, most := fallbackDelimiter(lines), 0
+	for _, l := range lines {
+		d, k := bestDelimiter(l.text, explicit)
+		if k >= minHeaderColumns {
+			return d
+		}
+		if k > most {
+			best, most = d, k
+		}
+	}
+	return best
+}
+
+// delimiterNames name the delimiters in messages.
+var delimiterNames = map[rune]string{';': "des points-virgules (;)", ',': "des virgules (,)", '\t': "des tabulations", '|': "des barres verticales (|)"}
+
+// noColumnMessage says that no column of header (read on line, with
+// comma as the delimiter; 0 for a sheet) is known. It lists the headers
+// as read unless they look like data (a file without a header: its first
+// row holds a person), and says when another delimiter splits them into
+// columns, as when a whole line sits in one cell or one quoted field.
+func noColumnMessage(header []string, line int, comma rune) string {
+	where := "la première ligne"
+	if line > 1 {
+		where = fmt.Sprintf("la ligne %d", line)
+	}
+	msg := fmt.Sprintf("aucune des %d colonnes de %s n'est reconnue", len(header), where)
+	if len(header) == 1 {
+		msg = "l'unique colonne de " + where + " n'est pas reconnue"
+	}
+	if !looksLikeData(header) {
+		msg += " (en-têtes lus : " + quoteHeaders(header) + ")"
+	}
+	if d, ok := betterDelimiter(header, comma); ok {
+		if comma == 0 {
+			return msg + " ; chaque ligne semble tenir dans une seule cellule, ses valeurs séparées par " + delimiterNames[d] +
+				" : dans le tableur, sélectionnez la colonne A, puis Données > Convertir (délimité, séparateur « " + delimiterLabel(d) + " »), et déposez le classeur à nouveau"
+		}
+		if d == comma {
+			return msg + " ; le fichier semble séparé par " + delimiterNames[d] + ", mais chaque ligne est entre guillemets et se lit comme une seule valeur : " +
+				"ouvrez-le dans le tableur et enregistrez-le à nouveau au format « CSV (séparateur : point-virgule) »"
+		}
+		return msg + " ; le fichier semble séparé par " + delimiterNames[d] + " et non par " + delimiterNames[comma] +
+			" : enregistrez-le à nouveau depuis le tableur au format « CSV (séparateur : point-virgule) »"
+	}
+	return msg + fmt.Sprintf(" ; le fichier doit avoir, dans ses %d premières lignes, une ligne d'en-tête nommant les colonnes (%s)", MaxHeaderSearch, strings.Join(requiredHint, ", "))
+}
+
+// delimiterLabel is d as a spreadsheet's import dialog names it.
+func delimiterLabel(d rune) string {
+	switch d {
+	case ';':
+		return "point-virgule"
+	case ',':
+		return "virgule"
+	case '\t':
+		return "tabulation"
+	}
+	return string(d)
+}
+
+// betterDelimiter returns a delimiter that splits the fields of header
+// into known columns, or, when none is known, splits a header read as a
+// single field into four or more: another than comma, or comma itself
+// when the whole line was read as one quoted field.
+func betterDelimiter(header []string, comma rune) (rune, bool) {
+	filled := 0
+	for _, h := range header {
+		if strings.TrimSpace(h) != "" {
+			filled++
+		}
+	}
+	var best rune
+	most, pieces := 0, 0
+	for _, d := range delimiters {
+		if d == comma && filled > 1 {
+			continue // a field holding comma is a quoted one: fine
+		}
+		var split []string
+		for _, h := range header {
+			split = append(split, strings.Split(h, string(d))...)
+		}
+		if k := knownColumns(split, nil); k > most {
+			best, most = d, k
+		}
+		if filled == 1 && most == 0 && len(split)-len(header) > pieces {
+			best, pieces = d, len(split)-len(header)
+		}
+	}
+	return best, most > 0 || pieces >= 3
+}
+
+// looksLikeData reports whether a header line is rather a person's row:
+// a field with four digits or more (a date, a code, a phone number).
+func looksLikeData(rec []string) bool {
+	for _, v := range rec {
+		n := 0
+		for _, r := range v {
+			if unicode.IsDigit(r) {
+				n++
+			}
+		}
+		if n >= 4 {
+			return true
+		}
+	}
+	return false
+}
+
+// quoteHeaders lists headers for a message, each cut at 40 characters,
+// 12 at most.
+func quoteHeaders(header []string) string {
+	const most, width = 12, 40
+	var parts []string
+	for i, h := range header {
+		if i == most {
+			parts = append(parts, fmt.Sprintf("et %d autres", len(header)-most))
+			break
+		}
+		h = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))
+		if r := []rune(h); len(r) > width {
+			h = string(r[:width]) + "…"
+		}
+		parts = append(parts, "« "+h+" »")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// fallbackDelimiter is the delimiter used most on the first of lines that
+// has one outside quotes; ';' when none has.
+func fallbackDelimiter(lines []headLine) rune {
+	for _, l := range lines {
+		if d := detectDelimiter(l.text); bytes.ContainsRune(unquoted(l.text), d) {
+			return d
+		}
+	}
+	return ';'
+}
+
+// unquoted returns line without its quoted parts.
+func unquoted(line []byte) []byte {
+	out := make([]byte, 0, len(line))
+	inQuote := false
+	for _, c := range line {
+		if c == '"' {
+			inQuote = !inQuote
+			continue
+		}
+		if !inQuote {
+			out = append(out, c)
+		}
+	}
+	return out
 }

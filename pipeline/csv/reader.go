@@ -32,9 +32,10 @@ func (e *FileError) Error() string { return "fichier « " + e.File + " » : " + 
 // Row is one data row.
 type Row struct {
 	// Number is the row's identity in results (row_number): the line of
-	// the file where the row starts, the header being line 1 (a sheet's
-	// row number in a workbook). Blank lines have no row, so numbers may
-	// skip; every message about the row names the same line.
+	// the file where the row starts, the file's first line being 1
+	// whatever stands above the header (a sheet's row number in a
+	// workbook). Blank lines have no row, so numbers may skip; every
+	// message about the row names the same line.
 	Number int64
 	// Line is Number as an int, for messages.
 	Line      int
@@ -77,7 +78,9 @@ type Reader struct {
 	now    time.Time
 	src    source
 	header []string
-	cols   map[string]int // canonical column → index
+	// headerLine is the line header was read on.
+	headerLine int
+	cols       map[string]int // canonical column → index
 	// colList is cols as a slice, with each column's place in fields.
 	colList []column
 	headers map[string]string
@@ -111,6 +114,12 @@ type Options struct {
 	// Columns maps canonical columns to the headers a tenant's files use
 	// for them, beyond the aliases; it wins over them.
 	Columns map[string]string
+	// HeaderRow is the line of the file (the row of a sheet, as the
+	// spreadsheet numbers it) holding the header; the lines above it are
+	// skipped. Default: 0, the first of the first MaxHeaderSearch rows
+	// with content that names two known columns (titles, dates or merged
+	// cells often stand above the header), else the one naming most.
+	HeaderRow int
 }
 
 // NewReader reads and checks the header of the CSV in r for checks (none:
@@ -122,9 +131,10 @@ func NewReader(r io.Reader, name string, now time.Time, checks ...schemas.Check)
 
 // Open reads and checks the header of the CSV in r. The encoding is
 // detected (a BOM, else UTF-8 when valid, else Windows-1252) unless given;
-// the delimiter (';', ',', tab or '|') is the one the header line uses
-// most. Headers are matched whatever their case, accents, spaces and
-// punctuation, through Aliases. A file with a header and no row is not an
+// the header line is opts.HeaderRow or found (see Options.HeaderRow), and
+// the delimiter (';', ',', tab or '|') is the one under which it names
+// most known columns, else the one it uses most. Headers are matched
+// whatever their case, accents, spaces and punctuation, through Aliases. A file with a header and no row is not an
 // error here: the first Next returns io.EOF and the caller decides.
 func Open(r io.Reader, name string, opts Options) (*Reader, error) {
 	raw := bufio.NewReaderSize(r, sniffSize)
@@ -143,7 +153,11 @@ func Open(r io.Reader, name string, opts Options) (*Reader, error) {
 	br := bufio.NewReaderSize(text, sniffSize)
 	first, _ := br.Peek(sniffSize)
 	cr := stdcsv.NewReader(br)
-	cr.Comma = detectDelimiter(firstLine(first))
+	explicit, err := explicitColumns(name, opts.Columns)
+	if err != nil {
+		return nil, err
+	}
+	cr.Comma = chooseDelimiter(first, opts.HeaderRow, explicit)
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = false
 	cr.LazyQuotes = false
@@ -190,23 +204,40 @@ func fromSource(src source, name string, opts Options) (*Reader, error) {
 	if len(checks) == 0 {
 		checks = []schemas.Check{schemas.CheckQuotientFamilial}
 	}
-	header, _, err := src.Read()
-	if errors.Is(err, io.EOF) {
+	if opts.HeaderRow < 0 {
+		return nil, &FileError{File: name, Message: fmt.Sprintf("numéro de ligne d'en-tête %d invalide ; donnez un numéro à partir de 1", opts.HeaderRow)}
+	}
+	explicit, err := explicitColumns(name, opts.Columns)
+	if err != nil {
+		return nil, err
+	}
+	h, pending, err := findHeader(src, name, opts.HeaderRow, explicit)
+	if err != nil {
+		return nil, err
+	}
+	if errors.Is(h.err, io.EOF) {
 		return nil, &FileError{File: name, Message: "le fichier est vide ; il doit commencer par une ligne d'en-tête (" + strings.Join(requiredHint, ", ") + ")"}
 	}
-	if err != nil {
-		return nil, &FileError{File: name, Message: "en-tête illisible (" + describeParseError(err) + ")"}
+	if h.err != nil {
+		return nil, &FileError{File: name, Message: fmt.Sprintf("en-tête illisible, ligne %d (%s)", h.line, describeParseError(h.err))}
 	}
-	rd := &Reader{name: name, now: opts.Now, src: src, header: header, cols: map[string]int{}, headers: map[string]string{}, checks: checks}
+	header, headerLine := h.rec, h.line
+	var comma rune // the CSV's delimiter; none in a sheet
+	if c, ok := src.(csvSource); ok {
+		comma = c.r.Comma
+	}
+	if w, ok := src.(widener); ok {
+		w.setWidth(len(header))
+		for i := range pending {
+			pending[i].rec = w.widen(pending[i].rec)
+		}
+	}
+	if len(pending) > 0 {
+		src = &replay{pending: pending, src: src}
+	}
+	rd := &Reader{name: name, now: opts.Now, src: src, header: header, headerLine: headerLine, cols: map[string]int{}, headers: map[string]string{}, checks: checks}
 	rank := map[string]int{} // how specific the header that named a column is
 	retired := false
-	explicit := map[string]string{} // normalised header → canonical column
-	if err := CheckColumns(opts.Columns); err != nil {
-		return nil, &FileError{File: name, Message: err.Error()}
-	}
-	for c, h := range opts.Columns {
-		explicit[NormalizeHeader(h)] = c
-	}
 	for i, h := range header {
 		h = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))
 		key := NormalizeHeader(h)
@@ -245,10 +276,9 @@ func fromSource(src source, name string, opts Options) (*Reader, error) {
 			"code INSEE de la commune de naissance (ou commune et département de naissance), et le code pays pour une personne née hors de France"}
 	}
 	if len(rd.cols) == 0 {
-		// Likely no header line: the first line is data, and must not be
-		// echoed (it holds names and birth dates).
-		return nil, &FileError{File: name, Message: fmt.Sprintf("aucune des %d colonnes de la première ligne n'est reconnue ; "+
-			"le fichier doit commencer par une ligne d'en-tête nommant les colonnes (%s)", len(header), strings.Join(requiredHint, ", "))}
+		// Perhaps no header line: then the line is data, and is not
+		// echoed (see noColumnMessage).
+		return nil, &FileError{File: name, Message: noColumnMessage(header, headerLine, comma)}
 	}
 	for c, i := range rd.cols {
 		if f := schemas.FieldIndex(c); f >= 0 {
@@ -260,10 +290,49 @@ func fromSource(src source, name string, opts Options) (*Reader, error) {
 		for _, h := range header {
 			found = append(found, strings.TrimSpace(h))
 		}
+		where := ""
+		if headerLine > 1 {
+			where = fmt.Sprintf(", en-tête lu ligne %d", headerLine)
+		}
 		return nil, &FileError{File: name, Message: "colonnes manquantes : " + strings.Join(missing, ", ") +
-			" (colonnes trouvées : " + strings.Join(found, ", ") + ") ; renommez les colonnes de l'en-tête avec ces noms (la liste des noms reconnus est dans le README)"}
+			" (colonnes trouvées : " + strings.Join(found, ", ") + where + ") ; renommez les colonnes de l'en-tête avec ces noms (la liste des noms reconnus est dans le README)"}
 	}
 	return rd, nil
+}
+
+// explicitColumns checks a tenant's mapping and returns it by normalised
+// header.
+func explicitColumns(name string, columns map[string]string) (map[string]string, error) {
+	if err := CheckColumns(columns); err != nil {
+		return nil, &FileError{File: name, Message: err.Error()}
+	}
+	explicit := make(map[string]string, len(columns)) // normalised header → canonical column
+	for c, h := range columns {
+		explicit[NormalizeHeader(h)] = c
+	}
+	return explicit, nil
+}
+
+// widener is a source whose rows leave out their last empty cells (a
+// sheet): once the header is known, rows are padded to its width.
+type widener interface {
+	setWidth(n int)
+	widen(rec []string) []string
+}
+
+// replay yields the records findHeader read past the header, then src's.
+type replay struct {
+	pending []record
+	src     source
+}
+
+func (r *replay) Read() ([]string, int, error) {
+	if len(r.pending) > 0 {
+		p := r.pending[0]
+		r.pending = r.pending[1:]
+		return p.rec, p.line, p.err
+	}
+	return r.src.Read()
 }
 
 // aliasRank is how specific key is for column c: 0 for its canonical
@@ -321,6 +390,10 @@ func missingFor(check schemas.Check, has func(string) bool) []string {
 
 // Header returns the file's header as written.
 func (r *Reader) Header() []string { return r.header }
+
+// HeaderLine returns the line of the file (the row of a sheet) the header
+// was read on.
+func (r *Reader) HeaderLine() int { return r.headerLine }
 
 // MaxRowBytes bounds a data row: a longer one is a broken line (a
 // missing quote or line break that merged lines), refused for itself, so
@@ -439,20 +512,6 @@ func blank(rec []string) bool {
 		}
 	}
 	return true
-}
-
-// firstLine returns b up to its first line break outside quotes.
-func firstLine(b []byte) []byte {
-	inQuote := false
-	for i, c := range b {
-		switch {
-		case c == '"':
-			inQuote = !inQuote
-		case (c == '\n' || c == '\r') && !inQuote:
-			return b[:i]
-		}
-	}
-	return b
 }
 
 // detectDelimiter returns the candidate used most outside quotes in the

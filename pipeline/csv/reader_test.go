@@ -391,35 +391,51 @@ func FuzzReader(f *testing.F) {
 	f.Add("\ufeff" + strings.ReplaceAll(hdr, ";", ",") + "\"A,\"\"x\"\"\",B,C,M,2000,2A004\r\n\n")
 	f.Add(hdr + "\"unterminated;X;Y;F;;;\n")
 	f.Add("")
+	f.Add("Liste des inscrits\n;;;\n" + hdr + "A;LEFEBVRE;ALEXIS;F;1982-12-27;08480\n")
+	f.Add("Export \"cantine\n" + strings.ReplaceAll(hdr, ";", ",") + "A,B,C,M,2000,2A004\n")
+	f.Add("\"nom;prenoms;sexe\"\n\"A;B;M\"\n")
 	f.Fuzz(func(t *testing.T, in string) {
-		r, err := NewReader(strings.NewReader(in), "fuzz.csv", today)
-		if err != nil {
-			var fe *FileError
-			if !errors.As(err, &fe) {
-				t.Fatalf("NewReader error is not a FileError: %v", err)
-			}
-			return
-		}
-		var last int64
-		for i := 0; i < 10000; i++ {
-			row, err := r.Next()
-			if errors.Is(err, io.EOF) {
-				return
-			}
-			if err != nil {
-				t.Fatalf("Next: %v", err)
-			}
-			// A row is its line: numbers grow, and a row has one input
-			// per check, broken or not (the splitter makes a result of each).
-			if row.Number <= last || row.Number != int64(row.Line) {
-				t.Fatalf("row number %d (line %d) after %d", row.Number, row.Line, last)
-			}
-			if len(row.Checks) != 1 || row.Checks[0].Check != schemas.CheckQuotientFamilial {
-				t.Fatalf("line %d: %d check inputs", row.Line, len(row.Checks))
-			}
-			last = row.Number
+		// The header found, and the header given on each of the first
+		// lines: rows come after it, numbered by the file's lines.
+		for headerRow := 0; headerRow <= 3; headerRow++ {
+			fuzzRows(t, in, headerRow)
 		}
 	})
+}
+
+// fuzzRows reads in with headerRow, checking what FuzzReader promises.
+func fuzzRows(t *testing.T, in string, headerRow int) {
+	t.Helper()
+	r, err := Open(strings.NewReader(in), "fuzz.csv", Options{Now: today, HeaderRow: headerRow})
+	if err != nil {
+		var fe *FileError
+		if !errors.As(err, &fe) {
+			t.Fatalf("NewReader error is not a FileError: %v", err)
+		}
+		return
+	}
+	if headerRow > 0 && r.HeaderLine() != headerRow {
+		t.Fatalf("header read on line %d, want %d", r.HeaderLine(), headerRow)
+	}
+	last := int64(r.HeaderLine())
+	for i := 0; i < 10000; i++ {
+		row, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("Next: %v", err)
+		}
+		// A row is its line: numbers grow, and a row has one input
+		// per check, broken or not (the splitter makes a result of each).
+		if row.Number <= last || row.Number != int64(row.Line) {
+			t.Fatalf("row number %d (line %d) after %d", row.Number, row.Line, last)
+		}
+		if len(row.Checks) != 1 || row.Checks[0].Check != schemas.CheckQuotientFamilial {
+			t.Fatalf("line %d: %d check inputs", row.Line, len(row.Checks))
+		}
+		last = row.Number
+	}
 }
 
 func TestReader_NoHeaderDoesNotEchoData(t *testing.T) {

@@ -46,7 +46,8 @@ func OpenFile(ctx context.Context, r io.Reader, name string, opts Options) (*Rea
 }
 
 // OpenXLSX reads the first sheet of an Excel workbook (or opts.Sheet) as a
-// roster: the first row is the header, as in a CSV. Cells are read as
+// roster: the header row is found or given as in a CSV (see
+// Options.HeaderRow), a row's line is its row number in the sheet. Cells are read as
 // Excel shows them; dates formatted as numbers arrive as serials, which
 // the date parser reads. The workbook is read whole (a ZIP needs it), up
 // to MaxXLSXSize; its large parts are unpacked into opts.TmpDir (the
@@ -135,7 +136,7 @@ type xlsxSource struct {
 	rows  *excelize.Rows
 	name  string
 	line  int
-	width int // the header's, to pad rows whose last cells are empty
+	width int // the header's, to pad rows whose last cells are empty (see setWidth)
 	n     int // rows with content read
 	done  bool
 	err   error // openXLSX's failure
@@ -186,15 +187,8 @@ func (x *xlsxSource) Read() ([]string, int, error) {
 			x.close()
 			return nil, x.line, &FileError{File: x.name, Message: fmt.Sprintf("plus de %d lignes remplies ; découpez le classeur en plusieurs fichiers", MaxXLSXRows)}
 		}
-		if x.width == 0 {
-			x.width = used
-		}
 		// Cells past the header that are empty are formatting, not data.
-		rec = rec[:max(used, min(len(rec), x.width))]
-		for len(rec) < x.width {
-			rec = append(rec, "")
-		}
-		return rec, x.line, nil
+		return x.widen(rec[:used]), x.line, nil
 	}
 	err := x.rows.Error()
 	x.close()
@@ -202,6 +196,19 @@ func (x *xlsxSource) Read() ([]string, int, error) {
 		return nil, x.line, &FileError{File: x.name, Message: "classeur Excel illisible (" + xlsxProblem(err) + ")"}
 	}
 	return nil, x.line, io.EOF
+}
+
+// setWidth sets the header's width, once it is found: the rows read
+// from then on are padded to it.
+func (x *xlsxSource) setWidth(n int) { x.width = n }
+
+// widen pads rec, a row without its last empty cells, to the header's
+// width (a no-op until it is known).
+func (x *xlsxSource) widen(rec []string) []string {
+	for len(rec) < x.width {
+		rec = append(rec, "")
+	}
+	return rec
 }
 
 // close releases the workbook and its unpacked files. Idempotent.

@@ -314,6 +314,7 @@ func (c *Client) OpenVersion(ctx context.Context, key string, v Version) (io.Rea
 		Size:      aws.ToInt64(out.ContentLength),
 		ETag:      strings.Trim(aws.ToString(out.ETag), `"`),
 		VersionID: aws.ToString(out.VersionId),
+		Metadata:  lowerKeys(out.Metadata),
 	}
 	if !v.matches(info) {
 		out.Body.Close()
