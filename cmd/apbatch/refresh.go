@@ -37,7 +37,7 @@ func (c *refreshCommand) flags() *flag.FlagSet {
 	}
 	fs := flag.NewFlagSet("refresh", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
-	fs.StringVar(&c.campaign, "campaign", "", "campaign of the new batches, e.g. 2027-09 (required); firing the same campaign again starts nothing new")
+	fs.StringVar(&c.campaign, "campaign", "", "campaign of the new batches, e.g. 2027-09, or auto: the school year of today in Paris (2027-09 from 2027-09-01 to 2028-08-31) (required); firing the same campaign again starts nothing new")
 	fs.StringVar(&c.tenants, "tenant", "", "collectivités to refresh, comma-separated (default: every tenant with a finished batch)")
 	fs.StringVar(&c.period, "period", "", "QF month the new batches ask for, YYYY-MM (default: the API's current month); warns when the sources' data is not out yet")
 	fs.StringVar(&c.brokers, "kafka", c.envOr("APBATCH_KAFKA_BROKERS", ""), "role processes: Kafka brokers, host:port,... (APBATCH_KAFKA_BROKERS); when set, the batches are only submitted, to the running roles")
@@ -51,7 +51,7 @@ func (c *refreshCommand) flags() *flag.FlagSet {
 
 // Usage prints the command's help.
 func (c *refreshCommand) Usage() {
-	printUsage(c.stdout, c.stderr, c.flags(), `Usage: apbatch refresh --campaign CAMPAIGN [flags]
+	printUsage(c.stdout, c.stderr, c.flags(), `Usage: apbatch refresh --campaign CAMPAIGN|auto [flags]
 
 Verifies each tenant's latest accepted roster (the file of its last finished
 batch, whatever its campaign) again, as a batch of CAMPAIGN: the September
@@ -61,7 +61,10 @@ published; the new batch runs the checks of the batch it copies, for the
 same recipient, priced with the tenant's tariff grid, within --run-window
 and the budgets. The refresh is recorded in the ledger per tenant and
 campaign: firing it again starts nothing new. Each tenant gets one line:
-new batch, already refreshed for this campaign, or no roster.
+new batch, already refreshed for this campaign, or no roster. With
+--campaign auto, CAMPAIGN is the school year of the day in Europe/Paris
+time, YYYY-09 (2027-09 from 2027-09-01 to 2028-08-31): what a scheduler
+gives, so that nothing is bumped by hand each summer.
 
 When a refreshed batch is published, its results folder also holds
 diff.parquet: every result whose status, QF bracket (tranche) or price
@@ -90,8 +93,16 @@ func (c *refreshCommand) Run(ctx context.Context, args []string) error {
 		return errUsage
 	}
 	if c.campaign == "" {
-		fmt.Fprintln(c.stderr, "apbatch refresh: give the campaign of the new batches with --campaign, e.g. --campaign 2027-09")
+		fmt.Fprintln(c.stderr, "apbatch refresh: give the campaign of the new batches with --campaign, e.g. --campaign 2027-09 or --campaign auto")
 		return errUsage
+	}
+	paris, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		return fmt.Errorf("load Europe/Paris time zone: %w", err)
+	}
+	if c.campaign == pipeline.CampaignAuto {
+		c.campaign = pipeline.SchoolYearCampaign(time.Now().In(paris))
+		fmt.Fprintf(c.stdout, "campaign %s (the school year of today)\n", c.campaign)
 	}
 	var tenants []string
 	for _, t := range strings.Split(c.tenants, ",") {
