@@ -29,6 +29,8 @@ type refreshCommand struct {
 
 	campaign, tenants, period         string
 	brokers, s3Endpoint, s3Bucket, db string
+	wait                              bool
+	waitTimeout, waitInterval         time.Duration
 }
 
 func (c *refreshCommand) flags() *flag.FlagSet {
@@ -44,6 +46,9 @@ func (c *refreshCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.s3Endpoint, "s3-endpoint", c.envOr("APBATCH_S3_ENDPOINT", ""), "role processes: S3 endpoint URL; empty for AWS (APBATCH_S3_ENDPOINT; keys in APBATCH_S3_ACCESS_KEY and APBATCH_S3_SECRET_KEY)")
 	fs.StringVar(&c.s3Bucket, "s3-bucket", c.envOr("APBATCH_S3_BUCKET", "apbatch"), "role processes: bucket of incoming files and results (APBATCH_S3_BUCKET)")
 	fs.StringVar(&c.db, "db", c.envOr("APBATCH_DB", ""), "role processes: the ledger, postgres://... or sqlite://PATH (APBATCH_DB)")
+	fs.BoolVar(&c.wait, "wait", false, "role processes: follow the campaign's batches in the ledger until they end, printing their progress; exit status 3 if one is refused, cancelled or still running at --wait-timeout (the embedded services always wait)")
+	fs.DurationVar(&c.waitTimeout, "wait-timeout", 0, "role processes, with --wait: give up waiting after this long, e.g. 11h (default: no limit); the batches go on in the roles")
+	fs.DurationVar(&c.waitInterval, "wait-interval", 10*time.Second, "role processes, with --wait: time between two reads of the ledger")
 	c.engineFlags.register(fs, c.getenv)
 	c.fs = fs
 	return fs
@@ -75,7 +80,12 @@ With the embedded services (--data-dir, the default), the new batches run
 here to completion, with progress, as "apbatch run" does, and take its
 provider flags. With --kafka and --db (or APBATCH_KAFKA_BROKERS and
 APBATCH_DB), the batches are only submitted to the role processes
-("apbatch serve") and their ids printed; follow them with apbatch status.
+("apbatch serve") and their ids printed; follow them with apbatch status,
+or give --wait: the command then follows the campaign's batches (those it
+submits, and those an earlier run of it submitted) in the ledger until
+they end, and exits with status 3, saying what to do, if one was refused,
+cancelled, or still runs after --wait-timeout. A scheduler's success then
+means the batches are done, not just submitted.
 
 Flags:
 `)
@@ -185,12 +195,42 @@ func (c *refreshCommand) submitOnly(ctx context.Context, tenants []string) error
 	if err != nil {
 		return err
 	}
+	var ids []string
 	for _, r := range results {
-		if r.Outcome == pipeline.RefreshStarted {
-			fmt.Fprintln(c.stdout, "\nSubmitted to the running roles; follow the batches with: apbatch status --db ...")
-			break
+		if r.Outcome == pipeline.RefreshStarted || c.wait && r.Outcome == pipeline.RefreshAlready {
+			ids = append(ids, r.BatchID)
 		}
 	}
+	switch {
+	case len(ids) == 0:
+		return nil
+	case !c.wait:
+		fmt.Fprintln(c.stdout, "\nSubmitted to the running roles; follow the batches with: apbatch status --db ...")
+		return nil
+	}
+	return c.follow(ctx, store, ids)
+}
+
+// follow waits for batches ids to end (refresh --wait), printing their
+// progress in French; a batch that did not complete is exit status 3.
+func (c *refreshCommand) follow(ctx context.Context, store *ledger.Store, ids []string) error {
+	fmt.Fprintf(c.stdout, "\nSuivi de %d lot(s) jusqu'à leur fin (--wait)\n", len(ids))
+	f := &pipeline.Follower{Ledger: store, Interval: c.waitInterval, Timeout: c.waitTimeout,
+		Progress: func(v pipeline.BatchView) { fmt.Fprintln(c.stderr, pipeline.FormatProgress(v)) }}
+	_, err := f.Follow(ctx, ids)
+	var fe *pipeline.FollowError
+	switch {
+	case errors.As(err, &fe):
+		for _, line := range fe.Advice("apbatch status --db ...") {
+			fmt.Fprintln(c.stderr, line)
+		}
+		return &exitError{code: 3, err: fe}
+	case ctx.Err() != nil:
+		return fmt.Errorf("suivi interrompu ; les lots continuent dans les rôles : relancez la même commande pour reprendre le suivi (elle ne relance rien), ou apbatch status --db ... : %w", ctx.Err())
+	case err != nil:
+		return err
+	}
+	fmt.Fprintf(c.stdout, "%d lot(s) terminé(s) ; leurs résultats : apbatch results BATCH\n", len(ids))
 	return nil
 }
 
