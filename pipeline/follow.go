@@ -136,7 +136,7 @@ func (v BatchView) ended() bool {
 // FormatProgress writes, in French, where a followed batch is: "ville-a :
 // lot b12… vérification en cours, 45 %, environ 3 min".
 func FormatProgress(v BatchView) string {
-	who := v.ID
+	who := "lot " + v.ID
 	if v.Tenant != "" {
 		who = v.Tenant + " : lot " + v.ID
 	}
