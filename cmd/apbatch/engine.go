@@ -111,6 +111,12 @@ func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig),
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	// Refused before any service starts (openStack checks it too).
+	if u := notifyURL(c.notifyURL, e.getenv); u != "" {
+		if err := (&pipeline.Notifier{URL: u}).Validate(); err != nil {
+			return nil, fmt.Errorf("--notify-url (APBATCH_NOTIFY_URL): %w", err)
+		}
+	}
 	schedule, err := c.schedule()
 	if err != nil {
 		return nil, err
