@@ -168,6 +168,14 @@ func (w *ResultWriter) publishCancelled(ctx context.Context, log zerolog.Logger,
 		return err
 	}
 	delete(w.batches, ob.b.ID)
+	if w.Notify != nil {
+		// Published: a count that fails does not undo it.
+		counts, err := w.Ledger.Counts(ctx, ob.b.ID)
+		if err != nil {
+			log.Warn().Str("component", "notify").Str("batch_id", ob.b.ID).Err(err).Msg("cancelled batch notified without its counts")
+		}
+		w.Notify.Notify(NewBatchEvent(ob.b, ledger.StateCancelled, counts, w.now()))
+	}
 	log.Info().Str("batch_id", ob.b.ID).Str("tenant", ob.b.Tenant).Int("results", len(ob.done)).Msg("cancelled batch published")
 	return nil
 }

@@ -188,6 +188,22 @@ func (r *Refresher) sourceIntact(ctx context.Context, src ledger.Batch) (bool, e
 	return true, nil
 }
 
+// CampaignAuto, given as a campaign, stands for SchoolYearCampaign of the
+// run's date (apbatch refresh --campaign auto).
+const CampaignAuto = "auto"
+
+// SchoolYearCampaign returns the campaign of the school year t falls in,
+// "YYYY-09" for the year starting on September 1st: "2027-09" from
+// 2027-09-01 to 2028-08-31. The date is t's in its own location: give
+// Europe/Paris time, where French school years turn.
+func SchoolYearCampaign(t time.Time) string {
+	y := t.Year()
+	if t.Month() < time.September {
+		y--
+	}
+	return fmt.Sprintf("%04d-09", y)
+}
+
 // ForcedVersionPrefix starts the object versions "run --force" makes up so
 // that the same content becomes a new batch.
 const ForcedVersionPrefix = "forced-"

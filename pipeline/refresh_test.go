@@ -130,3 +130,39 @@ func TestDiffBatches(t *testing.T) {
 		})
 	}
 }
+
+func TestSchoolYearCampaign(t *testing.T) {
+	paris, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		at   string
+		loc  *time.Location
+		want string
+	}{
+		{"2027-09-01 00:00", paris, "2027-09"},
+		{"2027-09-10 20:00", paris, "2027-09"},
+		{"2027-12-31 23:59", paris, "2027-09"},
+		{"2028-01-01 00:00", paris, "2027-09"},
+		{"2028-08-31 23:59", paris, "2027-09"},
+		{"2027-08-31 23:59", paris, "2026-09"},
+		{"2026-12-07 12:00", paris, "2026-09"},
+		// The date in t's location: 22:30 UTC on August 31st is already
+		// September 1st in Paris.
+		{"2027-08-31 22:30", time.UTC, "2026-09"},
+		{"0999-10-01 00:00", time.UTC, "0999-09"},
+	} {
+		at, err := time.ParseInLocation("2006-01-02 15:04", tc.at, tc.loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := SchoolYearCampaign(at); got != tc.want {
+			t.Errorf("SchoolYearCampaign(%s %s) = %s, want %s", tc.at, tc.loc, got, tc.want)
+		}
+	}
+	utc, _ := time.ParseInLocation("2006-01-02 15:04", "2027-08-31 22:30", time.UTC)
+	if got := SchoolYearCampaign(utc.In(paris)); got != "2027-09" {
+		t.Errorf("22:30 UTC on 2027-08-31, in Paris: %s, want 2027-09", got)
+	}
+}

@@ -67,6 +67,9 @@ type Splitter struct {
 	Columns func(ctx context.Context, tenant string) (map[string]string, error)
 	// Metrics, when set, counts the batches refused. Default: nil (none).
 	Metrics *Metrics
+	// Notify, when set, is told of the batches refused. Default: nil
+	// (none).
+	Notify *Notifier
 	// Identities, when set, seals each job's identity before it is
 	// produced (*keys.Ring). Default: nil (identities in clear: tests).
 	Identities IdentitySealer
@@ -342,6 +345,7 @@ func (s *Splitter) fail(ctx context.Context, log zerolog.Logger, b ledger.Batch,
 		return err
 	}
 	s.Metrics.batchFailed(b.Tenant)
+	s.Notify.Notify(NewBatchEvent(b, ledger.StateFailed, ledger.Counts{}, time.Now()))
 	return nil
 }
 

@@ -38,6 +38,9 @@ type BatchView struct {
 	// (0 when unknown or ended).
 	Percent int
 	ETA     time.Duration
+
+	// cancelling: cancelled, what it has not published yet (Follower).
+	cancelling bool
 }
 
 // Running tells whether the batch may still progress.

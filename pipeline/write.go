@@ -48,6 +48,9 @@ type ResultWriter struct {
 	// Metrics, when set, counts the rows written and the batches
 	// completed. Default: nil (none).
 	Metrics *Metrics
+	// Notify, when set, is told of the batches this writer completes or
+	// publishes cancelled. Default: nil (none).
+	Notify *Notifier
 
 	batches map[string]*openBatch
 	pending offsets
@@ -565,6 +568,7 @@ func (w *ResultWriter) finish(ctx context.Context, log zerolog.Logger, ob *openB
 	}
 	ob.b.State = ledger.StateComplete
 	w.Metrics.batchCompleted(b.Tenant, b.CreatedAt, w.now())
+	w.Notify.Notify(NewBatchEvent(b, ledger.StateComplete, counts, w.now()))
 	log.Info().Str("batch_id", b.ID).Str("tenant", b.Tenant).Int64("rows", counts.Rows).
 		Int64("provider_calls", counts.ProviderCalls).Int("parts", len(parts)).Msg("batch complete")
 	return nil

@@ -534,7 +534,7 @@ func TestDeploy_Commands(t *testing.T) {
 	}
 	// The walk must find what the manifests are for, in both Compose and
 	// Kubernetes, or it checks nothing.
-	for _, want := range []string{"ingest", "work", "write", "sandbox", "refresh", "audit", "token"} {
+	for _, want := range []string{"ingest", "work", "write", "sandbox", "refresh", "purge", "audit", "token"} {
 		if len(seen[want]) == 0 {
 			t.Errorf("no manifest runs apbatch %s", want)
 		}
@@ -964,7 +964,7 @@ func TestDeploy_Kubernetes(t *testing.T) {
 			t.Fatal(err)
 		}
 		maintenance := append(workers.QuotientFamilialMaintenance(), men)
-		refreshes := 0
+		refreshes, purges := 0, 0
 		for name, cj := range objs["CronJob"] {
 			if dig(cj, "spec", "timeZone") != "Europe/Paris" || dig(cj, "spec", "concurrencyPolicy") != "Forbid" {
 				t.Errorf("CronJob %s: want timeZone Europe/Paris and concurrencyPolicy Forbid", name)
@@ -981,12 +981,21 @@ func TestDeploy_Kubernetes(t *testing.T) {
 					}
 				}
 			}
-			var args []string
-			walkContainers(cj, func(c map[string]any) { args = stringList(t, c["args"]) })
+			var (
+				args      []string
+				container map[string]any
+			)
+			walkContainers(cj, func(c map[string]any) { args, container = stringList(t, c["args"]), c })
+			if len(args) > 0 && args[0] == "purge" {
+				purges++
+				checkPurgeCronJob(t, name, cj, s, args, container)
+				continue
+			}
 			if len(args) == 0 || args[0] != "refresh" {
 				continue
 			}
 			refreshes++
+			checkRefreshCronJob(t, name, cj, args, container)
 			// After the CAF's monthly QF update, which follows the first
 			// weekend of the month: at least the Tuesday after the first
 			// Sunday of September, whatever the year.
@@ -1006,7 +1015,101 @@ func TestDeploy_Kubernetes(t *testing.T) {
 		if refreshes != 1 {
 			t.Errorf("%d CronJobs run apbatch refresh, want 1", refreshes)
 		}
+		if purges != 1 {
+			t.Errorf("%d CronJobs run apbatch purge, want 1", purges)
+		}
 	})
+}
+
+// flagValue returns the value of --name in args ("--name v" or
+// "--name=v"), and whether it is there.
+func flagValue(args []string, name string) (string, bool) {
+	for i, a := range args {
+		for _, dash := range []string{"-", "--"} {
+			if a == dash+name {
+				if i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+					return args[i+1], true
+				}
+				return "", true
+			}
+			if v, ok := strings.CutPrefix(a, dash+name+"="); ok {
+				return v, true
+			}
+		}
+	}
+	return "", false
+}
+
+// envFromNames returns the ConfigMaps and Secrets a container's envFrom
+// reads.
+func envFromNames(c map[string]any) []string {
+	var out []string
+	for _, e := range asList(c["envFrom"]) {
+		for _, ref := range []string{"configMapRef", "secretRef"} {
+			if n := dig(e, ref, "name"); n != nil {
+				out = append(out, fmt.Sprint(n))
+			}
+		}
+	}
+	return out
+}
+
+// checkRefreshCronJob: the refresh names its campaign from the date (no
+// campaign to bump each summer), waits for its batches, and a batch that
+// did not complete fails the Job without retries, before the deadline.
+func checkRefreshCronJob(t *testing.T, name string, cj map[string]any, args []string, c map[string]any) {
+	t.Helper()
+	if v, _ := flagValue(args, "campaign"); v != "auto" {
+		t.Errorf("CronJob %s: --campaign %q, want auto (the school year of the run's date)", name, v)
+	}
+	for _, e := range asList(c["env"]) {
+		if v := fmt.Sprint(dig(e, "value")); regexp.MustCompile(`^[0-9]{4}-[0-9]{2}$`).MatchString(v) {
+			t.Errorf("CronJob %s: env %v holds a campaign %s to bump by hand", name, dig(e, "name"), v)
+		}
+	}
+	if _, ok := flagValue(args, "wait"); !ok {
+		t.Errorf("CronJob %s: no --wait: the Job would succeed once the batches are submitted, not done", name)
+	}
+	timeout, _ := flagValue(args, "wait-timeout")
+	d, err := time.ParseDuration(timeout)
+	deadline, _ := dig(cj, "spec", "jobTemplate", "spec", "activeDeadlineSeconds").(int)
+	if err != nil || d <= 0 || deadline == 0 || d >= time.Duration(deadline)*time.Second {
+		t.Errorf("CronJob %s: --wait-timeout %q, activeDeadlineSeconds %d: want a wait that ends before the deadline kills the Job", name, timeout, deadline)
+	}
+	failJob := false
+	for _, r := range asList(dig(cj, "spec", "jobTemplate", "spec", "podFailurePolicy", "rules")) {
+		codes := dig(r, "onExitCodes")
+		if dig(r, "action") == "FailJob" && dig(codes, "operator") == "In" && dig(codes, "containerName") == c["name"] &&
+			slices.Contains(asList(dig(codes, "values")), any(3)) {
+			failJob = true
+		}
+	}
+	if !failJob {
+		t.Errorf("CronJob %s: no podFailurePolicy failing the Job on exit 3 (a batch refused or cancelled: retrying changes nothing)", name)
+	}
+	if note, err := checkInvocation(args); err != nil || note != "" {
+		t.Errorf("CronJob %s: %q: %v %s", name, args, err, note)
+	}
+}
+
+// checkPurgeCronJob: apbatch purge runs every day, on the roles' S3 and
+// ledger, for real.
+func checkPurgeCronJob(t *testing.T, name string, cj map[string]any, s cronSchedule, args []string, c map[string]any) {
+	t.Helper()
+	if len(s.fields[2]) != 31 || len(s.fields[3]) != 12 || len(s.fields[4]) != 7 || len(s.fields[1]) != 1 || len(s.fields[0]) != 1 {
+		t.Errorf("CronJob %s: schedule %v: want once a day, every day", name, dig(cj, "spec", "schedule"))
+	}
+	for _, f := range []string{"dry-run", "data-dir", "now", "tenant"} {
+		if _, ok := flagValue(args, f); ok {
+			t.Errorf("CronJob %s: --%s: want every tenant purged for real, on the roles' services", name, f)
+		}
+	}
+	if from := envFromNames(c); !slices.Contains(from, "apbatch-config") || !slices.Contains(from, "apbatch-services") {
+		t.Errorf("CronJob %s: envFrom %v, want apbatch-config (S3 endpoint, bucket) and apbatch-services (S3 keys, APBATCH_DB)", name, from)
+	}
+	if note, err := checkInvocation(args); err != nil || note != "" {
+		t.Errorf("CronJob %s: %q: %v %s", name, args, err, note)
+	}
 }
 
 // cronSchedule is a five-field cron schedule, each field expanded.

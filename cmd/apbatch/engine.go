@@ -31,7 +31,7 @@ type engineFlags struct {
 	share                               float64
 	runWindow, sharedIP, encoding       string
 	perMinute                           string
-	sheet                               string
+	sheet, notifyURL                    string
 	noMaintenance                       bool
 	flushInterval, stallAfter           time.Duration
 }
@@ -62,6 +62,18 @@ func (c *engineFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", strings.TrimSpace(getenv("APBATCH_METRICS_ADDR")), metricsAddrHelp)
 	memoryLimitFlag(fs, getenv, &c.memoryLimit)
+	fs.StringVar(&c.notifyURL, "notify-url", "", notifyURLHelp+"; refresh with --kafka: the roles notify, set it on them")
+}
+
+// notifyURLHelp is the help of --notify-url.
+const notifyURLHelp = "webhook POSTed a JSON event (batch id, tenant, campaign, state, counts by status; no file name, no personal data) when a batch completes, is refused or is cancelled, for alerting; 5 s timeout, 2 retries, a failure is logged and changes nothing else (default: APBATCH_NOTIFY_URL, which keeps a URL holding a token out of process listings)"
+
+// notifyURL returns the webhook of --notify-url, else APBATCH_NOTIFY_URL.
+func notifyURL(flagValue string, getenv func(string) string) string {
+	if v := strings.TrimSpace(flagValue); v != "" {
+		return v
+	}
+	return strings.TrimSpace(getenv("APBATCH_NOTIFY_URL"))
 }
 
 // validate checks the budgets.
@@ -104,6 +116,12 @@ type engine struct {
 func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig), before func(*engine) error) (_ *engine, err error) {
 	if err := c.validate(); err != nil {
 		return nil, err
+	}
+	// Refused before any service starts (openStack checks it too).
+	if u := notifyURL(c.notifyURL, e.getenv); u != "" {
+		if err := (&pipeline.Notifier{URL: u}).Validate(); err != nil {
+			return nil, fmt.Errorf("--notify-url (APBATCH_NOTIFY_URL): %w", err)
+		}
 	}
 	schedule, err := c.schedule()
 	if err != nil {
@@ -190,7 +208,7 @@ func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig),
 		ProviderURL: providerURL, Tokens: func(tenant string) (string, error) { t, _, err := tokens(tenant); return t, err },
 		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Schedule: schedule,
 		SharedIP: c.sharedIP, Encoding: c.encoding, Sheet: c.sheet, FlushInterval: c.flushInterval, StallAfter: c.stallAfter, AuditKey: key,
-		Registry: reg, Keys: ring,
+		Registry: reg, Keys: ring, NotifyURL: notifyURL(c.notifyURL, e.getenv),
 	}
 	cfg.TmpDir = tmpDir
 	if tune != nil {

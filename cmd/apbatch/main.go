@@ -176,7 +176,7 @@ Usage:
 Commands:
   run       verify files end to end (embedded Kafka, S3, ledger and sandbox by default)
   web       the agents' portal and JSON API on http://127.0.0.1:8080, everything embedded as with run
-  refresh   verify each tenant's latest roster again for a new campaign (--campaign 2027-09),
+  refresh   verify each tenant's latest roster again for a new campaign (--campaign 2027-09, or auto),
             once per campaign; diff.parquet lists what changed since
   sandbox   serve a faithful API Particulier sandbox, print a token, or generate a roster
   status    show batches: results published, calls per second, ETA, stalled ones (--watch to follow)

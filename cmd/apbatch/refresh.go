@@ -29,6 +29,8 @@ type refreshCommand struct {
 
 	campaign, tenants, period         string
 	brokers, s3Endpoint, s3Bucket, db string
+	wait                              bool
+	waitTimeout, waitInterval         time.Duration
 }
 
 func (c *refreshCommand) flags() *flag.FlagSet {
@@ -37,13 +39,16 @@ func (c *refreshCommand) flags() *flag.FlagSet {
 	}
 	fs := flag.NewFlagSet("refresh", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
-	fs.StringVar(&c.campaign, "campaign", "", "campaign of the new batches, e.g. 2027-09 (required); firing the same campaign again starts nothing new")
+	fs.StringVar(&c.campaign, "campaign", "", "campaign of the new batches, e.g. 2027-09, or auto: the school year of today in Paris (2027-09 from 2027-09-01 to 2028-08-31) (required); firing the same campaign again starts nothing new")
 	fs.StringVar(&c.tenants, "tenant", "", "collectivités to refresh, comma-separated (default: every tenant with a finished batch)")
 	fs.StringVar(&c.period, "period", "", "QF month the new batches ask for, YYYY-MM (default: the API's current month); warns when the sources' data is not out yet")
 	fs.StringVar(&c.brokers, "kafka", c.envOr("APBATCH_KAFKA_BROKERS", ""), "role processes: Kafka brokers, host:port,... (APBATCH_KAFKA_BROKERS); when set, the batches are only submitted, to the running roles")
 	fs.StringVar(&c.s3Endpoint, "s3-endpoint", c.envOr("APBATCH_S3_ENDPOINT", ""), "role processes: S3 endpoint URL; empty for AWS (APBATCH_S3_ENDPOINT; keys in APBATCH_S3_ACCESS_KEY and APBATCH_S3_SECRET_KEY)")
 	fs.StringVar(&c.s3Bucket, "s3-bucket", c.envOr("APBATCH_S3_BUCKET", "apbatch"), "role processes: bucket of incoming files and results (APBATCH_S3_BUCKET)")
 	fs.StringVar(&c.db, "db", c.envOr("APBATCH_DB", ""), "role processes: the ledger, postgres://... or sqlite://PATH (APBATCH_DB)")
+	fs.BoolVar(&c.wait, "wait", false, "role processes: follow the campaign's batches in the ledger until they end, printing their progress; exit status 3 if one is refused, cancelled or still running at --wait-timeout (the embedded services always wait)")
+	fs.DurationVar(&c.waitTimeout, "wait-timeout", 0, "role processes, with --wait: give up waiting after this long, e.g. 11h (default: no limit); the batches go on in the roles")
+	fs.DurationVar(&c.waitInterval, "wait-interval", 10*time.Second, "role processes, with --wait: time between two reads of the ledger")
 	c.engineFlags.register(fs, c.getenv)
 	c.fs = fs
 	return fs
@@ -51,7 +56,7 @@ func (c *refreshCommand) flags() *flag.FlagSet {
 
 // Usage prints the command's help.
 func (c *refreshCommand) Usage() {
-	printUsage(c.stdout, c.stderr, c.flags(), `Usage: apbatch refresh --campaign CAMPAIGN [flags]
+	printUsage(c.stdout, c.stderr, c.flags(), `Usage: apbatch refresh --campaign CAMPAIGN|auto [flags]
 
 Verifies each tenant's latest accepted roster (the file of its last finished
 batch, whatever its campaign) again, as a batch of CAMPAIGN: the September
@@ -61,7 +66,10 @@ published; the new batch runs the checks of the batch it copies, for the
 same recipient, priced with the tenant's tariff grid, within --run-window
 and the budgets. The refresh is recorded in the ledger per tenant and
 campaign: firing it again starts nothing new. Each tenant gets one line:
-new batch, already refreshed for this campaign, or no roster.
+new batch, already refreshed for this campaign, or no roster. With
+--campaign auto, CAMPAIGN is the school year of the day in Europe/Paris
+time, YYYY-09 (2027-09 from 2027-09-01 to 2028-08-31): what a scheduler
+gives, so that nothing is bumped by hand each summer.
 
 When a refreshed batch is published, it also gets
 diffs/<tenant>/<campaign>/<batch>/diff.parquet: every result whose status, QF bracket (tranche) or price
@@ -72,7 +80,12 @@ With the embedded services (--data-dir, the default), the new batches run
 here to completion, with progress, as "apbatch run" does, and take its
 provider flags. With --kafka and --db (or APBATCH_KAFKA_BROKERS and
 APBATCH_DB), the batches are only submitted to the role processes
-("apbatch serve") and their ids printed; follow them with apbatch status.
+("apbatch serve") and their ids printed; follow them with apbatch status,
+or give --wait: the command then follows the campaign's batches (those it
+submits, and those an earlier run of it submitted) in the ledger until
+they end, and exits with status 3, saying what to do, if one was refused,
+cancelled, or still runs after --wait-timeout. A scheduler's success then
+means the batches are done, not just submitted.
 
 Flags:
 `)
@@ -90,8 +103,16 @@ func (c *refreshCommand) Run(ctx context.Context, args []string) error {
 		return errUsage
 	}
 	if c.campaign == "" {
-		fmt.Fprintln(c.stderr, "apbatch refresh: give the campaign of the new batches with --campaign, e.g. --campaign 2027-09")
+		fmt.Fprintln(c.stderr, "apbatch refresh: give the campaign of the new batches with --campaign, e.g. --campaign 2027-09 or --campaign auto")
 		return errUsage
+	}
+	paris, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		return fmt.Errorf("load Europe/Paris time zone: %w", err)
+	}
+	if c.campaign == pipeline.CampaignAuto {
+		c.campaign = pipeline.SchoolYearCampaign(time.Now().In(paris))
+		fmt.Fprintf(c.stdout, "campaign %s (the school year of today)\n", c.campaign)
 	}
 	var tenants []string
 	for _, t := range strings.Split(c.tenants, ",") {
@@ -174,12 +195,42 @@ func (c *refreshCommand) submitOnly(ctx context.Context, tenants []string) error
 	if err != nil {
 		return err
 	}
+	var ids []string
 	for _, r := range results {
-		if r.Outcome == pipeline.RefreshStarted {
-			fmt.Fprintln(c.stdout, "\nSubmitted to the running roles; follow the batches with: apbatch status --db ...")
-			break
+		if r.Outcome == pipeline.RefreshStarted || c.wait && r.Outcome == pipeline.RefreshAlready {
+			ids = append(ids, r.BatchID)
 		}
 	}
+	switch {
+	case len(ids) == 0:
+		return nil
+	case !c.wait:
+		fmt.Fprintln(c.stdout, "\nSubmitted to the running roles; follow the batches with: apbatch status --db ...")
+		return nil
+	}
+	return c.follow(ctx, store, ids)
+}
+
+// follow waits for batches ids to end (refresh --wait), printing their
+// progress in French; a batch that did not complete is exit status 3.
+func (c *refreshCommand) follow(ctx context.Context, store *ledger.Store, ids []string) error {
+	fmt.Fprintf(c.stdout, "\nSuivi de %d lot(s) jusqu'à leur fin (--wait)\n", len(ids))
+	f := &pipeline.Follower{Ledger: store, Interval: c.waitInterval, Timeout: c.waitTimeout,
+		Progress: func(v pipeline.BatchView) { fmt.Fprintln(c.stderr, pipeline.FormatProgress(v)) }}
+	_, err := f.Follow(ctx, ids)
+	var fe *pipeline.FollowError
+	switch {
+	case errors.As(err, &fe):
+		for _, line := range fe.Advice("apbatch status --db ...") {
+			fmt.Fprintln(c.stderr, line)
+		}
+		return &exitError{code: 3, err: fe}
+	case ctx.Err() != nil:
+		return fmt.Errorf("suivi interrompu ; les lots continuent dans les rôles : relancez la même commande pour reprendre le suivi (elle ne relance rien), ou apbatch status --db ... : %w", ctx.Err())
+	case err != nil:
+		return err
+	}
+	fmt.Fprintf(c.stdout, "%d lot(s) terminé(s) ; leurs résultats : apbatch results BATCH\n", len(ids))
 	return nil
 }
 

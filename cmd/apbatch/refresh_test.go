@@ -4,17 +4,24 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	pq "github.com/parquet-go/parquet-go"
 
+	"github.com/apbatch/apbatch/pipeline"
 	"github.com/apbatch/apbatch/pipeline/ledger"
 	"github.com/apbatch/apbatch/pipeline/parquet"
+	"github.com/apbatch/apbatch/pipeline/s3"
 	"github.com/apbatch/apbatch/schemas"
 	"github.com/apbatch/apbatch/workers/sandbox"
 )
@@ -325,5 +332,217 @@ func TestRefresh_FlagErrors(t *testing.T) {
 	}
 	if code, stdout, _ := runApbatch(t, ctx, "help", "refresh"); code != 0 || !strings.Contains(stdout, "diff.parquet") || !strings.Contains(stdout, "-campaign") {
 		t.Fatalf("help refresh: exit %d\n%s", code, stdout)
+	}
+}
+
+// webhook is an alerting endpoint for tests: it keeps the JSON events
+// posted to it.
+type webhook struct {
+	mu     sync.Mutex
+	events []map[string]any
+	raw    []string
+}
+
+func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	var ev map[string]any
+	if r.Method != http.MethodPost || json.Unmarshal(body, &ev) != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	h.mu.Lock()
+	h.events, h.raw = append(h.events, ev), append(h.raw, string(body))
+	h.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// waitEvent waits for the event of batch id and returns it with its raw
+// JSON.
+func (h *webhook) waitEvent(t *testing.T, ctx context.Context, id string) (map[string]any, string) {
+	t.Helper()
+	for {
+		h.mu.Lock()
+		for i, ev := range h.events {
+			if ev["batch_id"] == id {
+				h.mu.Unlock()
+				return ev, h.raw[i]
+			}
+		}
+		h.mu.Unlock()
+		if ctx.Err() != nil {
+			t.Fatalf("no event for batch %s", id)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRefresh_WaitRoles: with role processes, refresh --campaign auto
+// --wait follows the new batch and exits 0 once it is complete, and 3,
+// saying what to do, when the batch is refused; the write and ingest roles
+// post each batch's end to the webhook, without personal data.
+func TestRefresh_WaitRoles(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	kafkaAddr, s3Addr := freeAddr(t), freeAddr(t)
+	pop := sandbox.NewPopulation(20, 4)
+	api, tok := fastSandbox(t, pop)
+	hook := &webhook{}
+	alerts := httptest.NewServer(hook)
+	defer alerts.Close()
+	environ := map[string]string{
+		"APBATCH_KAFKA_BROKERS": kafkaAddr, "APBATCH_S3_ENDPOINT": "http://" + s3Addr, "APBATCH_S3_ACCESS_KEY": "k",
+		"APBATCH_S3_SECRET_KEY": "s", "APBATCH_DB": "sqlite://" + filepath.Join(dir, "ledger.db"),
+		"APBATCH_PROVIDER_URL": api.URL, "APBATCH_TOKEN": tok, "APBATCH_RECIPIENT": "13002526500013",
+		"APBATCH_AUDIT_KEY": strings.Repeat("ab", 32), "APBATCH_KEK": strings.Repeat("5a", 32), "APBATCH_NO_MAINTENANCE_SKIP": "1", "APBATCH_LOG_LEVEL": "warn",
+		"APBATCH_NOTIFY_URL": alerts.URL + "/hooks/alertes",
+	}
+	var wg sync.WaitGroup
+	start := func(args ...string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var out, errb syncBuffer
+			e := env{stdout: &out, stderr: &errb, getenv: func(k string) string { return environ[k] }}
+			if code := runMain(ctx, e, args); code != 0 && ctx.Err() == nil {
+				t.Errorf("%v: exit %d\n%s%s", args, code, out.String(), errb.String())
+			}
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	start("broker", "--data-dir", filepath.Join(dir, "kafka"), "--addr", kafkaAddr)
+	start("s3", "--dir", filepath.Join(dir, "s3"), "--addr", s3Addr)
+	waitListening(t, ctx, kafkaAddr, s3Addr)
+	start("serve", "--roles", "ingest,work,write", "--flush-interval", "300ms")
+
+	var roster bytes.Buffer
+	if err := pop.WriteCSV(&roster); err != nil {
+		t.Fatal(err)
+	}
+	store, err := ledger.Open(ctx, environ["APBATCH_DB"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for _, town := range []string{"ville-a", "ville-b"} {
+		id := submit(t, ctx, kafkaAddr, s3Addr, pipeline.IncomingKey{Tenant: town, Campaign: "2020-09", File: "cantine.csv"}.String(), roster.Bytes())
+		waitComplete(t, ctx, store, id)
+	}
+	// ville-b's column mapping no longer reads: its refresh is refused.
+	client, err := s3.NewClient(ctx, s3.Config{Endpoint: "http://" + s3Addr, Bucket: "apbatch", AccessKey: "k", SecretKey: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := []byte("nom_naissance: [NOM\n")
+	if _, err := client.Put(ctx, pipeline.ColumnsKey("ville-b"), bytes.NewReader(broken), int64(len(broken)), "application/yaml"); err != nil {
+		t.Fatal(err)
+	}
+
+	paris, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	campaign := pipeline.SchoolYearCampaign(time.Now().In(paris))
+	refresh := func(town string) (int, string, string) {
+		var out, errb syncBuffer
+		e := env{stdout: &out, stderr: &errb, getenv: func(k string) string { return environ[k] }}
+		code := runMain(ctx, e, []string{"refresh", "--campaign", "auto", "--tenant", town, "--wait", "--wait-interval", "200ms"})
+		return code, out.String(), errb.String()
+	}
+	newBatch := regexp.MustCompile(`: (?:new batch|already refreshed for campaign \S+: batch) (b[0-9a-f]+)`)
+
+	code, out, errs := refresh("ville-a")
+	m := newBatch.FindStringSubmatch(out)
+	if code != 0 || m == nil || !strings.Contains(out, "campaign "+campaign+" (the school year of today)") ||
+		!strings.Contains(out, "1 lot(s) terminé(s)") || !strings.Contains(errs, "ville-a : lot "+m[1]+" : terminé, 20 résultat(s)") {
+		t.Fatalf("refresh ville-a: exit %d\n%s\n%s", code, out, errs)
+	}
+	if b, err := store.Batch(ctx, m[1]); err != nil || b.State != ledger.StateComplete || b.Campaign != campaign {
+		t.Fatalf("ville-a's refreshed batch %+v, %v", b, err)
+	}
+	okID := m[1]
+
+	for i := 0; i < 2; i++ { // the second run follows the batch the first submitted
+		code, out, errs = refresh("ville-b")
+		m = newBatch.FindStringSubmatch(out)
+		if code != 3 || m == nil || !strings.Contains(errs, "ville-b (lot "+m[1]+") : refusé : correspondance de colonnes illisible") ||
+			!strings.Contains(errs, "apbatch run --tenant ville-b --campaign "+campaign+" FICHIER") ||
+			!strings.Contains(errs, "apbatch refresh: 1 lot(s) sur 1 sans résultat complet : ville-b (lot "+m[1]+") refusé") {
+			t.Fatalf("refresh ville-b (run %d): exit %d\n%s\n%s", i+1, code, out, errs)
+		}
+	}
+	failedID := m[1]
+
+	names := []string{tok, "cantine", "incoming/", "/hooks/alertes", "colonnes"}
+	for i := 0; i < pop.Len(); i++ {
+		names = append(names, pop.Person(i).NomNaissance)
+	}
+	allowed := map[string]bool{"id": true, "event": true, "batch_id": true, "tenant": true, "campaign": true, "state": true, "checks": true,
+		"rows_total": true, "results": true, "by_status": true, "created_at": true, "ended_at": true}
+	for id, want := range map[string][4]string{
+		okID:     {"batch.complete", "complete", "ville-a", "20"},
+		failedID: {"batch.failed", "failed", "ville-b", "0"},
+	} {
+		ev, raw := hook.waitEvent(t, ctx, id)
+		if ev["event"] != want[0] || ev["state"] != want[1] || ev["tenant"] != want[2] || ev["campaign"] != campaign || fmt.Sprint(ev["results"]) != want[3] {
+			t.Errorf("event of %s: %s, want %v", id, raw, want)
+		}
+		for k := range ev {
+			if !allowed[k] {
+				t.Errorf("event of %s has field %q: %s", id, k, raw)
+			}
+		}
+		for _, n := range names {
+			if n != "" && strings.Contains(raw, n) {
+				t.Errorf("event of %s holds %q: %s", id, n, raw)
+			}
+		}
+	}
+	if ev, _ := hook.waitEvent(t, ctx, okID); fmt.Sprint(ev["by_status"]) == "map[]" {
+		t.Errorf("complete event without counts: %v", ev)
+	}
+}
+
+// TestRun_NotifyURL: run, on the embedded services, posts the batch's end
+// to --notify-url before it exits; a webhook that does not answer is
+// logged and the run still succeeds.
+func TestRun_NotifyURL(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	roster := filepath.Join(dir, "cantine.csv")
+	if code, out, errs := runApbatch(t, ctx, "sandbox", "gen", "--population", "10", "--seed", "3", "-o", roster); code != 0 {
+		t.Fatalf("gen: %d %s %s", code, out, errs)
+	}
+	hook := &webhook{}
+	alerts := httptest.NewServer(hook)
+	defer alerts.Close()
+	common := []string{"--data-dir", filepath.Join(dir, "data"), "--sandbox-population", "10", "--sandbox-seed", "3", "--flush-interval", "200ms"}
+	sumPath := filepath.Join(dir, "summary.json")
+	args := append([]string{"run", "--tenant", "ville", "--campaign", "2026-09", "--notify-url", alerts.URL, "--summary-json", sumPath}, common...)
+	if code, out, errs := runApbatch(t, ctx, append(args, roster)...); code != 0 {
+		t.Fatalf("run: %d\n%s\n%s", code, out, errs)
+	}
+	id := readSummary(t, sumPath).BatchID
+	hook.mu.Lock()
+	n := len(hook.events)
+	hook.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d events posted by the time run exits, want 1", n)
+	}
+	if ev, raw := hook.waitEvent(t, ctx, id); ev["event"] != "batch.complete" || ev["tenant"] != "ville" || fmt.Sprint(ev["results"]) != "10" {
+		t.Errorf("event %s", raw)
+	}
+
+	// A webhook that refuses: logged (component=notify), run succeeds.
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusForbidden) }))
+	defer down.Close()
+	args = append([]string{"run", "--tenant", "ville-2", "--campaign", "2026-09", "--notify-url", down.URL + "/hooks/s3cr3t", "--log-level", "warn"}, common...)
+	code, out, errs := runApbatch(t, ctx, append(args, roster)...)
+	if code != 0 || !strings.Contains(errs, "notify") || !strings.Contains(errs, "403") || strings.Contains(errs, "s3cr3t") {
+		t.Fatalf("run with a webhook down: exit %d\n%s\n%s", code, out, errs)
+	}
+	if code, _, errs := runApbatch(t, ctx, append([]string{"run", "--notify-url", "hooks.example.org/x"}, append(common, roster)...)...); code == 0 || !strings.Contains(errs, "--notify-url") {
+		t.Fatalf("run with a bad --notify-url: exit %d\n%s", code, errs)
 	}
 }

@@ -44,7 +44,7 @@ type serveCommand struct {
 	checks, sharedIP, logLevel, auditKeyDir string
 	perMinute                               string
 	eventsTopic, watchInterval, metricsAddr string
-	memoryLimit, tmpDir                     string
+	memoryLimit, tmpDir, notifyURL          string
 	rate, ipLimit, inFlight                 int
 	share                                   float64
 	flushInterval, stallAfter               time.Duration
@@ -89,6 +89,7 @@ func (c *serveCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.logLevel, "log-level", c.envOr("APBATCH_LOG_LEVEL", "info"), "log level (APBATCH_LOG_LEVEL)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", c.envOr("APBATCH_METRICS_ADDR", ""), metricsAddrHelp)
 	memoryLimitFlag(fs, c.getenv, &c.memoryLimit)
+	fs.StringVar(&c.notifyURL, "notify-url", "", "ingest and write roles: "+notifyURLHelp)
 	c.fs = fs
 	return fs
 }
@@ -179,7 +180,7 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 		LedgerURL: c.db, Log: log.With().Str("process", strings.Join(roles, "+")).Logger(),
 		ProviderURL: strings.TrimRight(c.providerURL, "/"), Rate: c.rate, IPLimit: c.ipLimit, Share: c.share,
 		InFlight: c.inFlight, Recipient: c.recipient, Checks: checks, SharedIP: c.sharedIP, FlushInterval: c.flushInterval, StallAfter: c.stallAfter,
-		Roles: roles, EventsTopic: strings.TrimSpace(c.eventsTopic), WatchInterval: watch,
+		Roles: roles, EventsTopic: strings.TrimSpace(c.eventsTopic), WatchInterval: watch, NotifyURL: notifyURL(c.notifyURL, c.getenv),
 	}
 	cfg.TmpDir = c.tmpDir
 	if slices.Contains(roles, "work") {

@@ -111,6 +111,10 @@ type stackConfig struct {
 	// Keys seals job identities (ingest) and opens them (work); nil: the
 	// splitter produces jobs in clear, which workers drop without a call.
 	Keys *keys.Ring
+	// NotifyURL, when set, receives a JSON event when a batch this
+	// process ends completes, is refused or is cancelled
+	// (pipeline.Notifier).
+	NotifyURL string
 }
 
 // eventsTopic returns the topic the ingest role consumes.
@@ -137,6 +141,8 @@ type stack struct {
 	pool    *workers.Pool
 	extra   []*workers.Pool // more worker replicas (bench)
 	writer  *pipeline.ResultWriter
+	// notifier posts the batches' ends; nil without a URL.
+	notifier *pipeline.Notifier
 	// metrics of the worker pools; nil without a registry.
 	metrics *workers.Metrics
 
@@ -145,6 +151,13 @@ type stack struct {
 
 // openStack connects to the services and builds the roles; Start runs them.
 func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
+	var notifier *pipeline.Notifier
+	if cfg.NotifyURL != "" {
+		notifier = &pipeline.Notifier{URL: cfg.NotifyURL, Log: cfg.Log}
+		if err := notifier.Validate(); err != nil {
+			return nil, fmt.Errorf("--notify-url (APBATCH_NOTIFY_URL): %w", err)
+		}
+	}
 	client, err := s3.NewClient(ctx, cfg.S3)
 	if err != nil {
 		return nil, err
@@ -203,8 +216,9 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 		}
 	}
 
+	st.notifier = notifier
 	splitter := &pipeline.Splitter{S3: client, Ledger: store, Jobs: st.jobsW, Results: st.resW, Log: cfg.Log, Encoding: cfg.Encoding, Sheet: cfg.Sheet, TmpDir: cfg.TmpDir,
-		Columns: pipeline.TenantColumns(client), Metrics: pm}
+		Columns: pipeline.TenantColumns(client), Metrics: pm, Notify: notifier}
 	if cfg.Keys != nil {
 		splitter.Identities = cfg.Keys
 	}
@@ -214,7 +228,8 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 		st.watcher = &pipeline.Watcher{S3: client, Ledger: store, Start: st.ingest.Start, Interval: cfg.WatchInterval, Log: cfg.Log}
 	}
 	st.pool = newPool(cfg, jobR, st.resW, store, st.metrics)
-	st.writer = &pipeline.ResultWriter{Results: resR, S3: client, Ledger: store, Log: cfg.Log, FlushInterval: cfg.FlushInterval, StallAfter: cfg.StallAfter, Metrics: pm}
+	st.writer = &pipeline.ResultWriter{Results: resR, S3: client, Ledger: store, Log: cfg.Log, FlushInterval: cfg.FlushInterval, StallAfter: cfg.StallAfter, Metrics: pm,
+		Notify: notifier}
 	return st, nil
 }
 
@@ -285,10 +300,13 @@ func (st *stack) Start(ctx context.Context, only ...string) <-chan error {
 	for i, p := range st.extra {
 		roles[fmt.Sprintf("work-%d", i+2)] = p.Run
 	}
+	var running sync.WaitGroup
 	for name, run := range roles {
 		st.wg.Add(1)
+		running.Add(1)
 		go func() {
 			defer st.wg.Done()
+			defer running.Done()
 			err := run(ctx)
 			if ctx.Err() == nil {
 				if err == nil {
@@ -296,6 +314,21 @@ func (st *stack) Start(ctx context.Context, only ...string) <-chan error {
 				}
 				errc <- fmt.Errorf("%s: %w", name, err)
 			}
+		}()
+	}
+	if st.notifier != nil && (roles["ingest"] != nil || roles["write"] != nil) {
+		// Stopped once the roles have, so that what they notified last
+		// is sent.
+		nctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		st.wg.Add(2)
+		go func() {
+			defer st.wg.Done()
+			st.notifier.Run(nctx)
+		}()
+		go func() {
+			defer st.wg.Done()
+			defer stop()
+			running.Wait()
 		}()
 	}
 	return errc

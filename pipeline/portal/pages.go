@@ -233,7 +233,7 @@ func (p *Portal) renderUpload(w http.ResponseWriter, r *http.Request, s session,
 	if chosen == nil {
 		chosen = p.defaultChecks()
 	}
-	d := uploadData{Campaign: schoolYear(p.now()), MaxMB: pipeline.MaxFileSize >> 20, MaxXLSX: int(pipeline.SizeLimit("x.xlsx") >> 20)}
+	d := uploadData{Campaign: p.schoolYear(), MaxMB: pipeline.MaxFileSize >> 20, MaxXLSX: int(pipeline.SizeLimit("x.xlsx") >> 20)}
 	for _, c := range schemas.Checks {
 		d.Checks = append(d.Checks, checkChoice{Check: c, Checked: slices.Contains(chosen, c)})
 	}
@@ -379,7 +379,7 @@ func baseName(f string) string {
 func (p *Portal) submit(r *http.Request, tenant string, up *upload) (b ledger.Batch, reused bool, err error) {
 	campaign := up.campaign
 	if campaign == "" {
-		campaign = schoolYear(p.now())
+		campaign = p.schoolYear()
 	}
 	if !pipeline.ValidTenant(campaign) {
 		return b, false, &uploadError{http.StatusBadRequest, "la campagne « " + campaign + " » n'est pas valable : écrivez-la comme 2026-09 (lettres, chiffres, « - », « _ » ou « . »)"}

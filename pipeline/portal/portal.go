@@ -10,7 +10,6 @@ import (
 	"context"
 	"embed"
 	"errors"
-	"fmt"
 	"html/template"
 	"io/fs"
 	"net/http"
@@ -307,11 +306,7 @@ func (p *Portal) internal(err error) string {
 }
 
 // schoolYear is the campaign an upload defaults to: the school year of
-// now, as YYYY-09.
-func schoolYear(now time.Time) string {
-	y := now.Year()
-	if now.Month() < time.September {
-		y--
-	}
-	return fmt.Sprintf("%d-09", y)
+// now in Paris, as YYYY-09.
+func (p *Portal) schoolYear() string {
+	return pipeline.SchoolYearCampaign(p.now().In(paris))
 }

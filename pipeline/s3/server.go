@@ -89,13 +89,15 @@ func (s *Server) Open(ctx context.Context) error {
 		return fmt.Errorf("s3: listen %s: %w", addr, err)
 	}
 	s.ln = ln
-	s.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: orDefault(s.ReadTimeout, 5*time.Minute), IdleTimeout: orDefault(s.IdleTimeout, 2*time.Minute)}
+	s.srv = srv
 	s.done = make(chan error, 1)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		// srv, not s.srv: a Close right after Open clears the field.
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.done <- err
 		}
 	}()
