@@ -55,7 +55,7 @@ func TestErrorCatalogue_Lookup(t *testing.T) {
 		{"2026-04-28", 422, "00355", true, KindIdentityUnresolved, StatusIdentityUnresolved, false},
 		{"2026-08-26", 422, "00355", true, KindIdentityUnresolved, StatusIdentityUnresolved, false},
 		{"2026-09-09", 422, "00355", true, KindPeriodRejected, StatusInvalidInput, false},
-		{"", 422, "00355", true, KindPeriodRejected, StatusInvalidInput, false},        // latest by default
+		{"", 422, "00355", true, KindPeriodRejected, StatusInvalidInput, false},           // latest by default
 		{"1999-01-01", 422, "00355", true, KindPeriodRejected, StatusInvalidInput, false}, // unknown: latest
 		{"2026-04-28", 422, "35560", false, KindInvalidParameter, StatusInvalidInput, false},
 		{"2026-08-26", 422, "35560", true, KindIdentityUnresolved, StatusIdentityUnresolved, false},
