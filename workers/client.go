@@ -148,7 +148,8 @@ type Outcome struct {
 }
 
 // QueryQuotientFamilial builds the query of the QF route exactly as the API
-// expects it: prenoms[] repeated, birth date parts only when set, the COG
+// expects it: prenoms[] repeated, birth date parts and the sex only when
+// set, the COG
 // commune code or the name + département pair, annee/mois only with a period.
 func QueryQuotientFamilial(recipient string, period schemas.Period, id schemas.Identity) url.Values {
 	q := url.Values{}
@@ -169,7 +170,10 @@ func QueryQuotientFamilial(recipient string, period schemas.Period, id schemas.I
 			}
 		}
 	}
-	q.Set("sexeEtatCivil", id.Sexe)
+	if id.Sexe != "" {
+		// Optional on the CNAV routes since 2026-05-28.
+		q.Set("sexeEtatCivil", id.Sexe)
+	}
 	q.Set("codeCogInseePaysNaissance", id.CodePaysNaissance)
 	if id.CodeCommuneNaissance != "" {
 		q.Set("codeCogInseeCommuneNaissance", id.CodeCommuneNaissance)
