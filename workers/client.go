@@ -200,7 +200,7 @@ func (c *Client) QuotientFamilial(ctx context.Context, token, recipient string, 
 // and unknown checks; its text never holds the URL's query (names, birth
 // dates).
 func (c *Client) Call(ctx context.Context, token string, job schemas.Job) (Outcome, error) {
-	return c.call(ctx, bearer(token), job)
+	return c.call(ctx, bearer(token), job, "")
 }
 
 // authorization is a token's Authorization header value. The pool builds
@@ -211,8 +211,10 @@ type authorization []string
 // bearer returns token's Authorization header value.
 func bearer(token string) authorization { return authorization{"Bearer " + token} }
 
-// call is Call with the token's header value built.
-func (c *Client) call(ctx context.Context, auth authorization, job schemas.Job) (Outcome, error) {
+// call is Call with the token's header value built. delegation, when
+// set, is sent as delegation_id: the editor token's delegation to use when
+// several match the recipient (422 00212 otherwise).
+func (c *Client) call(ctx context.Context, auth authorization, job schemas.Job, delegation string) (Outcome, error) {
 	a, ok := adapterFor(job.Check)
 	if !ok {
 		return Outcome{}, fmt.Errorf("workers: unknown check %q", job.Check)
@@ -221,6 +223,9 @@ func (c *Client) call(ctx context.Context, auth authorization, job schemas.Job) 
 	defer c.release(buf)
 	var path string
 	buf.b, path = a.appendTarget(c.appendBase(buf.b[:0]), job)
+	if delegation != "" {
+		buf.b = appendQueryEscape(append(buf.b, "&delegation_id="...), delegation)
+	}
 	req, err := c.newRequest(ctx, auth, path, string(buf.b))
 	if err != nil {
 		return Outcome{}, err

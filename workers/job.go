@@ -252,7 +252,7 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 		p.mu.Unlock()
 		var cerr error
 		sent := p.now()
-		out, cerr = p.Client.call(ctx, ts.auth, job)
+		out, cerr = p.Client.call(ctx, ts.auth, job, p.Delegations[job.Tenant])
 		latency := p.now().Sub(sent)
 		if p.OnCall != nil {
 			p.OnCall(job.Check, latency, out.HTTPStatus)

@@ -213,11 +213,16 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 		}
 		cfg.Log.Info().Strs("key_ids", cfg.Keys.KeyIDs()).Msg("job identities sealed in Kafka")
 	}
-	if slices.Contains(roles, "ingest") {
-		var environ []string
-		if c.environ != nil {
-			environ = c.environ()
+	var environ []string
+	if c.environ != nil {
+		environ = c.environ()
+	}
+	if slices.Contains(roles, "work") {
+		if cfg.Delegations, err = tenantDelegations(environ); err != nil {
+			return err
 		}
+	}
+	if slices.Contains(roles, "ingest") {
 		if cfg.Recipients, err = tenantRecipients(environ); err != nil {
 			return err
 		}

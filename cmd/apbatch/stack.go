@@ -77,6 +77,9 @@ type stackConfig struct {
 	Recipient string
 	// Recipients maps tenants to their own SIRET (APBATCH_RECIPIENT_<TENANT>).
 	Recipients map[string]string
+	// Delegations maps tenants to the delegation_id of their calls
+	// (APBATCH_DELEGATION_<TENANT>), for editor tokens.
+	Delegations map[string]string
 	// Checks are the verifications new batches run (default: QF).
 	Checks []schemas.Check
 	// Encoding is the input files' encoding; "" detects it.
@@ -227,7 +230,7 @@ func (st *stack) Ready(ctx context.Context) error {
 
 // newPool builds a worker pool consuming jobs from r.
 func newPool(cfg stackConfig, r *kafkago.Reader, w *kafkago.Writer, store *ledger.Store, m *workers.Metrics) *workers.Pool {
-	p := &workers.Pool{Jobs: r, Results: w, Client: &workers.Client{BaseURL: cfg.ProviderURL}, Metrics: m,
+	p := &workers.Pool{Jobs: r, Results: w, Client: &workers.Client{BaseURL: cfg.ProviderURL}, Metrics: m, Delegations: cfg.Delegations,
 		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, IPLimit: cfg.IPLimit, Share: cfg.Share, MaxInFlight: cfg.InFlight,
 		Schedule: cfg.Schedule, Audit: &workers.GroupCommit{Log: store, Linger: 50 * time.Millisecond}, AuditKey: cfg.AuditKey,
 		AnsweredLog: store, Group: groupWorkers, Leases: store,

@@ -165,3 +165,37 @@ func tenantRecipients(environ []string) (map[string]string, error) {
 	}
 	return out, nil
 }
+
+// tenantDelegationPrefix starts the variable holding one tenant's editor
+// delegation: APBATCH_DELEGATION_<TENANT>, named as tenantEnv names tokens.
+const tenantDelegationPrefix = "APBATCH_DELEGATION_"
+
+// delegationPattern is a delegation's id, a UUID as the API validates it
+// (EditorDelegationResolver, datagouv/apistration).
+var delegationPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// tenantDelegations returns the delegation_id of the tenants whose
+// configuration names one (APBATCH_DELEGATION_VILLE_DE_LYON=<uuid> for
+// tenant ville-de-lyon): an editor token with several delegations for the
+// collectivité's SIRET must say which one the calls use. A value that is
+// not a UUID, or a name that cannot be a tenant's, is an error.
+func tenantDelegations(environ []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range environ {
+		name, v, _ := strings.Cut(kv, "=")
+		rest, ok := strings.CutPrefix(name, tenantDelegationPrefix)
+		if !ok {
+			continue
+		}
+		tenant := strings.ReplaceAll(strings.ToLower(rest), "_", "-")
+		if !pipeline.ValidTenant(tenant) || strings.ToUpper(rest) != rest {
+			return nil, fmt.Errorf("%s: names no tenant (APBATCH_DELEGATION_ then the tenant upper-cased, '-' as '_')", name)
+		}
+		v = strings.ToLower(strings.TrimSpace(v))
+		if !delegationPattern.MatchString(v) {
+			return nil, fmt.Errorf("%s: want the delegation's id (a UUID, from the editor's delegations)", name)
+		}
+		out[tenant] = v
+	}
+	return out, nil
+}
