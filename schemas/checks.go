@@ -24,6 +24,9 @@ const (
 	CheckAAH Check = "allocation_adulte_handicape"
 	// CheckASF is GET /v3/dss/allocation_soutien_familial/identite.
 	CheckASF Check = "allocation_soutien_familial"
+	// CheckARS is GET /v3/dss/allocation_rentree_scolaire/identite
+	// (allocation de rentrée scolaire; scope cnav_allocation_rentree_scolaire).
+	CheckARS Check = "allocation_rentree_scolaire"
 	// CheckEtudiantBoursier is GET /v3/cnous/etudiant_boursier/{ine,identite}.
 	CheckEtudiantBoursier Check = "etudiant_boursier"
 	// CheckStatutEtudiant is GET /v3/mesri/statut_etudiant/{ine,identite}.
@@ -36,13 +39,13 @@ const (
 
 // Checks lists every check in documentation order, which is also the order
 // of a row's results.
-var Checks = []Check{CheckQuotientFamilial, CheckC2S, CheckRSA, CheckPrimeActivite, CheckAAH, CheckASF,
+var Checks = []Check{CheckQuotientFamilial, CheckC2S, CheckRSA, CheckPrimeActivite, CheckAAH, CheckASF, CheckARS,
 	CheckEtudiantBoursier, CheckStatutEtudiant, CheckFranceTravail, CheckScolarite}
 
 // checkAliases are the short names --checks accepts besides the full ones.
 var checkAliases = map[string]Check{
 	"qf": CheckQuotientFamilial, "c2s": CheckC2S, "css": CheckC2S, "rsa": CheckRSA,
-	"pa": CheckPrimeActivite, "prime": CheckPrimeActivite, "aah": CheckAAH, "asf": CheckASF,
+	"pa": CheckPrimeActivite, "prime": CheckPrimeActivite, "aah": CheckAAH, "asf": CheckASF, "ars": CheckARS,
 	"boursier": CheckEtudiantBoursier, "cnous": CheckEtudiantBoursier,
 	"etudiant": CheckStatutEtudiant, "mesri": CheckStatutEtudiant,
 	"france_travail": CheckFranceTravail, "ft": CheckFranceTravail,
@@ -63,7 +66,7 @@ func (c Check) Valid() bool {
 // Sécurité sociale benefits), which share their parameters and rules.
 func (c Check) IsDSS() bool {
 	switch c {
-	case CheckQuotientFamilial, CheckC2S, CheckRSA, CheckPrimeActivite, CheckAAH, CheckASF:
+	case CheckQuotientFamilial, CheckC2S, CheckRSA, CheckPrimeActivite, CheckAAH, CheckASF, CheckARS:
 		return true
 	}
 	return false
@@ -164,6 +167,8 @@ func (c Check) Label() string {
 		return "Allocation adulte handicapé"
 	case CheckASF:
 		return "Allocation de soutien familial"
+	case CheckARS:
+		return "Allocation de rentrée scolaire"
 	case CheckEtudiantBoursier:
 		return "Étudiant boursier"
 	case CheckStatutEtudiant:

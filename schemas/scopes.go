@@ -30,6 +30,9 @@ var checkScopes = map[Check]Scopes{
 	CheckPrimeActivite: {Route: []string{"prime_activite", "prime_activite_majoration"}, Result: []string{"prime_activite"}},
 	CheckAAH:           {Route: []string{"allocation_adulte_handicape"}, Result: []string{"allocation_adulte_handicape"}},
 	CheckASF:           {Route: []string{"allocation_soutien_familial"}, Result: []string{"allocation_soutien_familial"}},
+	// datagouv/apistration pull requests #164 (the route) and #256 (the
+	// staging token holding the scope).
+	CheckARS: {Route: []string{"cnav_allocation_rentree_scolaire"}, Result: []string{"cnav_allocation_rentree_scolaire"}},
 	CheckEtudiantBoursier: {
 		Route: []string{"cnous_statut_boursier", "cnous_echelon_bourse", "cnous_email", "cnous_periode_versement",
 			"cnous_statut_bourse", "cnous_ville_etudes", "cnous_identite"},

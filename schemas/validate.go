@@ -190,7 +190,9 @@ type civilityRules struct {
 
 var (
 	// Beyond the first names a route accepts, the first ones are sent.
-	dssRules       = civilityRules{keepFirst: MaxPrenomsQF, sexRequired: true, communeRequired: true}
+	// The CNAV routes take no sex since 2026-05-28 (datagouv/apistration
+	// pull request #154): a row without one is sent without it.
+	dssRules       = civilityRules{keepFirst: MaxPrenomsQF, communeRequired: true}
 	cnousRules     = civilityRules{keepFirst: 3, fullDate: true}
 	mesriRules     = civilityRules{keepFirst: 1, sexRequired: true, fullDate: true}
 	scolariteRules = civilityRules{keepFirst: 3, sexRequired: true, fullDate: true}

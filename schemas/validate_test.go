@@ -236,3 +236,51 @@ func TestFieldIndex(t *testing.T) {
 		t.Errorf("%d columns, Fields holds %d", len(Columns), numColumns)
 	}
 }
+
+// TestParseFor_SexOptionalOnCNAV: the CNAV routes (QF, the DSS benefits,
+// ARS) take a row without a sex and send none; the routes that still
+// require one (MESRI, MEN) reject it; a sex that is not one stays an error.
+func TestParseFor_SexOptionalOnCNAV(t *testing.T) {
+	now := time.Date(2026, 9, 15, 0, 0, 0, 0, time.UTC)
+	row := map[string]string{ColNomNaissance: "DUPONT", ColPrenoms: "PIERRE", ColDateNaissance: "12/03/1985",
+		ColCommuneNaissance: "75112", ColCodeEtablissement: "0751234A"}
+	for _, c := range Checks {
+		if c == CheckFranceTravail {
+			continue // no civility
+		}
+		t.Run(string(c), func(t *testing.T) {
+			id, errs := ParseFor(c, row, now)
+			sexErr := false
+			for _, e := range errs {
+				sexErr = sexErr || e.Column == ColSexe
+			}
+			wantErr := c == CheckStatutEtudiant || c == CheckScolarite
+			if sexErr != wantErr || id.Sexe != "" {
+				t.Errorf("sex error %v (want %v), sex %q: %v", sexErr, wantErr, id.Sexe, errs)
+			}
+			if c.IsDSS() && len(errs) != 0 {
+				t.Errorf("CNAV route rejects the row: %v", errs)
+			}
+		})
+	}
+	bad := map[string]string{ColNomNaissance: "DUPONT", ColPrenoms: "PIERRE", ColSexe: "X", ColCommuneNaissance: "75112"}
+	if _, errs := ParseFor(CheckARS, bad, now); len(errs) != 1 || errs[0].Column != ColSexe {
+		t.Errorf("sex X: %v", errs)
+	}
+}
+
+func TestCheckARS(t *testing.T) {
+	cs, err := ParseChecks("ars,qf")
+	if err != nil || len(cs) != 2 || cs[0] != CheckQuotientFamilial || cs[1] != CheckARS {
+		t.Fatalf("ParseChecks: %v %v", cs, err)
+	}
+	if CheckARS.Label() != "Allocation de rentrée scolaire" || !CheckARS.IsDSS() || !CheckARS.Valid() {
+		t.Errorf("label %q, DSS %v", CheckARS.Label(), CheckARS.IsDSS())
+	}
+	if s := CheckARS.Scopes(); len(s.Route) != 1 || s.Route[0] != "cnav_allocation_rentree_scolaire" {
+		t.Errorf("scopes %v", s)
+	}
+	if !strings.Contains(CheckNames(), "allocation_rentree_scolaire (ars)") {
+		t.Errorf("CheckNames: %s", CheckNames())
+	}
+}

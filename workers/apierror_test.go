@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 	kafkago "github.com/segmentio/kafka-go"
 
@@ -127,5 +129,107 @@ func TestPool_ErrorBodyEchoingIdentity(t *testing.T) {
 				t.Errorf("provider %q", res.Provider)
 			}
 		})
+	}
+}
+
+// TestPool_UnknownErrorCodes: answers whose code the error catalogue does
+// not know keep their HTTP status's fallback and are counted by check,
+// status and code; known codes are not counted.
+func TestPool_UnknownErrorCodes(t *testing.T) {
+	answers := map[string]struct {
+		status int
+		body   string
+	}{
+		"INCONNU":  {http.StatusUnprocessableEntity, `{"errors":[{"code":"35599","title":"Nouvelle erreur","detail":"x","meta":{"provider":"CNAF & MSA"}}]}`},
+		"CONNU":    {http.StatusUnprocessableEntity, `{"errors":[{"code":"35560","title":"Identité non reconnue par le fournisseur de données","detail":"x","meta":{"provider":"CNAF & MSA"}}]}`},
+		"SANSCODE": {http.StatusNotFound, `Cette URL n'existe pas`},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a := answers[r.URL.Query().Get("nomNaissance")]
+		w.WriteHeader(a.status)
+		w.Write([]byte(a.body))
+	}))
+	defer srv.Close()
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &rawResults{}
+	p := &Pool{AllowClearJobs: true, Results: out, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return "tok", nil },
+		Log: zerolog.Nop(), IPLimit: -1, Metrics: m, Retry: RetryPolicy{MaxAttempts: 1}}
+	want := map[string]schemas.Status{"INCONNU": schemas.StatusInvalidInput, "CONNU": schemas.StatusIdentityUnresolved, "SANSCODE": schemas.StatusNotFound}
+	for i, name := range []string{"INCONNU", "CONNU", "SANSCODE", "INCONNU"} {
+		job := schemas.Job{Version: schemas.JobVersion, BatchID: "b1", Tenant: "sedan", Check: schemas.CheckQuotientFamilial, LookupID: name,
+			Recipient: "13002526500013", Rows: []schemas.RowRef{{Number: int64(i + 1)}},
+			Identity: schemas.Identity{NomNaissance: name, Prenoms: []string{"JEAN"}, CodePaysNaissance: "99350"}}
+		v, _ := json.Marshal(job)
+		if err := p.process(context.Background(), zerolog.Nop(), kafkago.Message{Value: v}, &jobSlots{}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := schemas.DecodeResult(out.msgs[len(out.msgs)-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != want[name] {
+			t.Errorf("%s: status %s, want %s", name, res.Status, want[name])
+		}
+	}
+	const metric = `# HELP apbatch_api_unknown_error_codes_total Error answers whose code the error catalogue does not know (classified by HTTP status), by check, HTTP status and code.
+# TYPE apbatch_api_unknown_error_codes_total counter
+apbatch_api_unknown_error_codes_total{check="quotient_familial",code="35599",http_status="422"} 2
+apbatch_api_unknown_error_codes_total{check="quotient_familial",code="APB_BAD_RESPONSE",http_status="404"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(metric), "apbatch_api_unknown_error_codes_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestPool_Delegation: a tenant whose configuration names an editor
+// delegation sends it as delegation_id; others send none; the API's 422
+// 00212 (several delegations match the SIRET) ends unauthorized with the
+// French explanation, never retried.
+func TestPool_Delegation(t *testing.T) {
+	const uuid = "6f3c8d9a-1b2c-4d5e-8f90-a1b2c3d4e5f6"
+	var mu sync.Mutex
+	got := map[string][]string{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got[r.URL.Query().Get("nomNaissance")] = r.URL.Query()["delegation_id"]
+		mu.Unlock()
+		if r.URL.Query().Get("delegation_id") == "" {
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			w.Write([]byte(`{"errors":[{"code":"00212","title":"Entité non traitable","detail":"Plusieurs délégations actives existent pour ce SIRET. Le paramètre delegation_id est requis pour identifier la délégation.","source":{"parameter":"delegation_id"}}]}`))
+			return
+		}
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{"errors":[{"code":"37003","title":"Dossier allocataire absent CNAV","detail":"x","meta":{"provider":"CNAV"}}]}`))
+	}))
+	defer srv.Close()
+	out := &rawResults{}
+	p := &Pool{AllowClearJobs: true, Results: out, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return "tok", nil },
+		Log: zerolog.Nop(), IPLimit: -1, Delegations: map[string]string{"editeur-sedan": uuid}, Retry: RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond}}
+	for i, tenant := range []string{"editeur-sedan", "charleville"} {
+		job := schemas.Job{Version: schemas.JobVersion, BatchID: "b1", Tenant: tenant, Check: schemas.CheckQuotientFamilial, LookupID: tenant,
+			Recipient: "13002526500013", Rows: []schemas.RowRef{{Number: int64(i + 1)}},
+			Identity: schemas.Identity{NomNaissance: strings.ToUpper(strings.ReplaceAll(tenant, "-", "")), Prenoms: []string{"JEAN"}, CodePaysNaissance: "99350"}}
+		v, _ := json.Marshal(job)
+		if err := p.process(context.Background(), zerolog.Nop(), kafkago.Message{Value: v}, &jobSlots{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := got["EDITEURSEDAN"]; len(d) != 1 || d[0] != uuid {
+		t.Errorf("delegation sent %v, want %s", d, uuid)
+	}
+	if d, ok := got["CHARLEVILLE"]; !ok || len(d) != 0 {
+		t.Errorf("a tenant without a delegation sent %v", d)
+	}
+	res, err := schemas.DecodeResult(out.msgs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != schemas.StatusUnauthorized || res.ErrorCode != "00212" || res.Attempts != 1 ||
+		!strings.Contains(res.ErrorMessage, "Plusieurs délégations de l'éditeur") || !strings.Contains(res.ErrorMessage, "delegation_id") {
+		t.Errorf("00212: %s %s attempts %d %q", res.Status, res.ErrorCode, res.Attempts, res.ErrorMessage)
 	}
 }

@@ -38,6 +38,9 @@ var dssRoutes = map[schemas.Check]struct{ path, ping string }{
 	schemas.CheckPrimeActivite: {"/v3/dss/prime_activite/identite", "cnaf_msa_prime_activite"},
 	schemas.CheckAAH:           {"/v3/dss/allocation_adulte_handicape/identite", "cnaf_msa_allocation_adulte_handicape"},
 	schemas.CheckASF:           {"/v3/dss/allocation_soutien_familial/identite", "cnaf_msa_allocation_soutien_familial"},
+	// The ARS ping's name follows the AEEH's (cnav_allocation_enfant_handicape):
+	// the operator's pings.yml entry for ARS was not among its stored sources.
+	schemas.CheckARS: {"/v3/dss/allocation_rentree_scolaire/identite", "cnav_allocation_rentree_scolaire"},
 }
 
 // Paths of the routes besides the DSS ones.
@@ -151,6 +154,10 @@ func newAdapter(check schemas.Check) (adapter, bool) {
 		}, true
 	}
 	if r, ok := dssRoutes[check]; ok {
+		decode := decodeBenefit
+		if check == schemas.CheckARS {
+			decode = decodeARS
+		}
 		return adapter{
 			route: func(j schemas.Job) (string, url.Values) {
 				return r.path, QueryQuotientFamilial(j.Recipient, schemas.Period{}, j.Identity)
@@ -160,7 +167,7 @@ func newAdapter(check schemas.Check) (adapter, bool) {
 				return appendQuotientFamilialQuery(dst, j.Recipient, schemas.Period{}, j.Identity)
 			},
 			ping:   func(schemas.Job) string { return r.ping },
-			decode: decodeBenefit,
+			decode: decode,
 		}, true
 	}
 	return adapter{}, false
@@ -219,7 +226,9 @@ func appendQuotientFamilialQuery(dst []byte, recipient string, period schemas.Pe
 		param("prenoms%5B%5D", p)
 	}
 	param("recipient", recipient)
-	param("sexeEtatCivil", id.Sexe)
+	if id.Sexe != "" {
+		param("sexeEtatCivil", id.Sexe)
+	}
 	return dst
 }
 
@@ -247,9 +256,6 @@ func civilityQuery(recipient string, id schemas.Identity) url.Values {
 	id.NomUsage = ""
 	q := QueryQuotientFamilial(recipient, schemas.Period{}, id)
 	q.Del("codeCogInseePaysNaissance")
-	if id.Sexe == "" {
-		q.Del("sexeEtatCivil")
-	}
 	return q
 }
 
@@ -295,6 +301,33 @@ func decodeBenefit(data json.RawMessage, _ time.Time, o *Outcome) bool {
 	o.Facts.BenefitSince = date(d.DateDebutDroit)
 	return true
 }
+
+// decodeARS reads an allocation de rentrée scolaire status: status is
+// "allocataire" (the benefit is paid to the person), "ouvrant_droit" (the
+// person, a child, opens the right) or "non_beneficiaire"
+// (mocks/payloads/api_particulier_v3_cnav_allocation_rentree_scolaire_with_civility).
+// The first two are beneficiaries; another value leaves it unknown.
+func decodeARS(data json.RawMessage, _ time.Time, o *Outcome) bool {
+	var d struct {
+		Status         *string `json:"status"`
+		DateDebutDroit *string `json:"date_debut_droit"`
+	}
+	if json.Unmarshal(data, &d) != nil {
+		return false
+	}
+	if d.Status != nil {
+		switch *d.Status {
+		case "allocataire", "ouvrant_droit":
+			o.Facts.Beneficiary = ptrBool(true)
+		case "non_beneficiaire":
+			o.Facts.Beneficiary = ptrBool(false)
+		}
+	}
+	o.Facts.BenefitSince = date(d.DateDebutDroit)
+	return true
+}
+
+func ptrBool(b bool) *bool { return &b }
 
 // decodeCNOUS reads a scholarship status (v3 shape; v4's statut_boursier
 // is read too).

@@ -28,6 +28,13 @@ func TestAdapters_Decode(t *testing.T) {
 			schemas.Facts{Beneficiary: &no}, false},
 		{"every field masked by scopes", schemas.CheckAAH, `{"data":{}}`, schemas.Facts{}, false},
 		{"no data at all", schemas.CheckASF, `{"links":{}}`, schemas.Facts{}, true},
+		{"ARS allocataire", schemas.CheckARS, `{"data":{"status":"allocataire","date_debut_droit":"2024-08-09"},"links":{},"meta":{}}`,
+			schemas.Facts{Beneficiary: &yes, BenefitSince: "2024-08-09"}, false},
+		{"ARS ouvrant droit", schemas.CheckARS, `{"data":{"status":"ouvrant_droit","date_debut_droit":"2024-08-09"}}`,
+			schemas.Facts{Beneficiary: &yes, BenefitSince: "2024-08-09"}, false},
+		{"ARS non beneficiaire", schemas.CheckARS, `{"data":{"status":"non_beneficiaire","date_debut_droit":null}}`,
+			schemas.Facts{Beneficiary: &no}, false},
+		{"ARS unknown status", schemas.CheckARS, `{"data":{"status":"autre"}}`, schemas.Facts{}, false},
 		{"CNOUS v3", schemas.CheckEtudiantBoursier, `{"data":{"est_boursier":true,"echelon_bourse":{"echelon":"0bis"},"periode_versement_bourse":{"date_rentree":"2025-09-01","duree":10}}}`,
 			schemas.Facts{ScholarshipHolder: &yes, ScholarshipLevel: "0bis", ScholarshipStart: "2025-09-01", ScholarshipMonths: i32(10)}, false},
 		{"CNOUS v4 statut_boursier", schemas.CheckEtudiantBoursier, `{"data":{"statut_boursier":{"est_boursier":false,"est_radie":true}}}`,
@@ -75,6 +82,8 @@ func TestAdapters_Decode(t *testing.T) {
 func TestAdapters_Routes(t *testing.T) {
 	id := schemas.Identity{NomNaissance: "MARTIN", NomUsage: "DURAND", Prenoms: []string{"LÉA"}, Sexe: "F", AnneeNaissance: 2012, MoisNaissance: 5,
 		JourNaissance: 14, CodePaysNaissance: "99100", CodeCommuneNaissance: "08105", CodeEtablissement: "0751234A", AnneeScolaire: "2026-2027"}
+	noSex := id
+	noSex.Sexe = ""
 	for _, tc := range []struct {
 		check schemas.Check
 		id    schemas.Identity
@@ -83,6 +92,9 @@ func TestAdapters_Routes(t *testing.T) {
 		lacks []string
 		ping  string
 	}{
+		{schemas.CheckARS, id, "/v3/dss/allocation_rentree_scolaire/identite", []string{"nomUsage", "sexeEtatCivil", "codeCogInseePaysNaissance"}, []string{"annee"}, "cnav_allocation_rentree_scolaire"},
+		{schemas.CheckARS, noSex, "/v3/dss/allocation_rentree_scolaire/identite", []string{"nomNaissance"}, []string{"sexeEtatCivil"}, "cnav_allocation_rentree_scolaire"},
+		{schemas.CheckQuotientFamilial, noSex, QuotientFamilialPath, []string{"nomNaissance"}, []string{"sexeEtatCivil"}, QuotientFamilialPing},
 		{schemas.CheckPrimeActivite, id, "/v3/dss/prime_activite/identite", []string{"nomUsage", "codeCogInseePaysNaissance", "codeCogInseeCommuneNaissance"}, []string{"annee", "codeEtablissement"}, "cnaf_msa_prime_activite"},
 		{schemas.CheckEtudiantBoursier, schemas.Identity{INE: "1234567890A"}, CNOUSINEPath, []string{"ine", "recipient"}, []string{"nomNaissance"}, "cnous_etudiant_boursier_ine"},
 		{schemas.CheckStatutEtudiant, id, MESRIIdentitePath, []string{"codeCogInseeCommuneNaissance", "sexeEtatCivil"}, []string{"nomUsage", "codeCogInseePaysNaissance"}, "mesri_statut_etudiant_identite"},
@@ -94,6 +106,11 @@ func TestAdapters_Routes(t *testing.T) {
 		path, q := a.route(job)
 		if path != tc.path || a.ping(job) != tc.ping {
 			t.Errorf("%s: %s ping %s", tc.check, path, a.ping(job))
+		}
+		if a.appendQuery != nil {
+			if got, _ := a.appendTarget(nil, job); string(got) != path+"?"+q.Encode() {
+				t.Errorf("%s: appended %s, want %s", tc.check, got, path+"?"+q.Encode())
+			}
 		}
 		for _, k := range tc.has {
 			if !q.Has(k) {

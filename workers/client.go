@@ -42,6 +42,10 @@ type Client struct {
 	HTTP *http.Client
 	// UserAgent is sent with every call. Default: "apbatch".
 	UserAgent string
+	// ErrorCatalogue is the version of the API's error catalogue its
+	// answers are read with (schemas.Errors; a code's meaning depends on
+	// it). Default: "", the latest.
+	ErrorCatalogue string
 
 	once sync.Once
 	hc   *http.Client
@@ -116,8 +120,9 @@ type Outcome struct {
 	Status     schemas.Status
 	// Code is the first error code (e.g. "37003", "00355"); "" on 200.
 	Code string
-	// Message is the API's error titles with their codes, bounded
-	// (errorSummary): never the free text (detail) that may echo the query.
+	// Message is the catalogue's French message for the agent, then the
+	// API's error titles with their codes, bounded (errorSummary): never
+	// the free text (detail) that may echo the query.
 	Message  string
 	Provider string
 	QF       *QuotientFamilial
@@ -129,6 +134,12 @@ type Outcome struct {
 	RequestID string
 	// Retryable is set when calling again later may succeed.
 	Retryable bool
+	// Kind is what the error means, from the error catalogue; "" on 200.
+	Kind schemas.ErrorKind
+	// UnknownCode is set when the catalogue knows no rule for the
+	// answer's status and code (or its lack of one): Status comes from
+	// the HTTP status's fallback.
+	UnknownCode bool
 	// RetryAfter is the wait the API asked for (Retry-After,
 	// RateLimit-Reset or meta.retry_in), 0 if none.
 	RetryAfter time.Duration
@@ -137,7 +148,8 @@ type Outcome struct {
 }
 
 // QueryQuotientFamilial builds the query of the QF route exactly as the API
-// expects it: prenoms[] repeated, birth date parts only when set, the COG
+// expects it: prenoms[] repeated, birth date parts and the sex only when
+// set, the COG
 // commune code or the name + département pair, annee/mois only with a period.
 func QueryQuotientFamilial(recipient string, period schemas.Period, id schemas.Identity) url.Values {
 	q := url.Values{}
@@ -158,7 +170,10 @@ func QueryQuotientFamilial(recipient string, period schemas.Period, id schemas.I
 			}
 		}
 	}
-	q.Set("sexeEtatCivil", id.Sexe)
+	if id.Sexe != "" {
+		// Optional on the CNAV routes since 2026-05-28.
+		q.Set("sexeEtatCivil", id.Sexe)
+	}
 	q.Set("codeCogInseePaysNaissance", id.CodePaysNaissance)
 	if id.CodeCommuneNaissance != "" {
 		q.Set("codeCogInseeCommuneNaissance", id.CodeCommuneNaissance)
@@ -185,7 +200,7 @@ func (c *Client) QuotientFamilial(ctx context.Context, token, recipient string, 
 // and unknown checks; its text never holds the URL's query (names, birth
 // dates).
 func (c *Client) Call(ctx context.Context, token string, job schemas.Job) (Outcome, error) {
-	return c.call(ctx, bearer(token), job)
+	return c.call(ctx, bearer(token), job, "")
 }
 
 // authorization is a token's Authorization header value. The pool builds
@@ -196,8 +211,10 @@ type authorization []string
 // bearer returns token's Authorization header value.
 func bearer(token string) authorization { return authorization{"Bearer " + token} }
 
-// call is Call with the token's header value built.
-func (c *Client) call(ctx context.Context, auth authorization, job schemas.Job) (Outcome, error) {
+// call is Call with the token's header value built. delegation, when
+// set, is sent as delegation_id: the editor token's delegation to use when
+// several match the recipient (422 00212 otherwise).
+func (c *Client) call(ctx context.Context, auth authorization, job schemas.Job, delegation string) (Outcome, error) {
 	a, ok := adapterFor(job.Check)
 	if !ok {
 		return Outcome{}, fmt.Errorf("workers: unknown check %q", job.Check)
@@ -206,6 +223,9 @@ func (c *Client) call(ctx context.Context, auth authorization, job schemas.Job) 
 	defer c.release(buf)
 	var path string
 	buf.b, path = a.appendTarget(c.appendBase(buf.b[:0]), job)
+	if delegation != "" {
+		buf.b = appendQueryEscape(append(buf.b, "&delegation_id="...), delegation)
+	}
 	req, err := c.newRequest(ctx, auth, path, string(buf.b))
 	if err != nil {
 		return Outcome{}, err
@@ -221,7 +241,7 @@ func (c *Client) call(ctx context.Context, auth authorization, job schemas.Job) 
 	}
 	// The outcome does not refer to the buffer: classify copies what it
 	// keeps.
-	o := classify(resp.StatusCode, resp.Header, buf.b, time.Now(), a.decode)
+	o := classifyIn(c.ErrorCatalogue, resp.StatusCode, resp.Header, buf.b, time.Now(), a.decode)
 	o.Route = path
 	return o, nil
 }
@@ -334,9 +354,16 @@ type body struct {
 	Errors []apiError      `json:"errors"`
 }
 
-// classify turns an answer into an Outcome (status first, then the last
-// three digits of the error code, whose provider prefix varies).
+// classify turns an answer into an Outcome under the latest error
+// catalogue.
 func classify(status int, h http.Header, raw []byte, now time.Time, decode func(json.RawMessage, time.Time, *Outcome) bool) Outcome {
+	return classifyIn("", status, h, raw, now, decode)
+}
+
+// classifyIn turns an answer into an Outcome: a 200 by its data, an error
+// by the rule of its HTTP status and first error code in version of the
+// error catalogue (schemas.Errors; "" for the latest).
+func classifyIn(version string, status int, h http.Header, raw []byte, now time.Time, decode func(json.RawMessage, time.Time, *Outcome) bool) Outcome {
 	o := Outcome{HTTPStatus: status, RequestID: h.Get(headerRequestID), Header: h}
 	var b body
 	// The raw members (data, retry_in) are read before raw is.
@@ -362,39 +389,38 @@ func classify(status int, h http.Header, raw []byte, now time.Time, decode func(
 			o.RetryAfter = t.Sub(now)
 		}
 	}
-	switch {
-	case status == http.StatusOK:
+	if status == http.StatusOK {
 		if jsonErr != nil || len(b.Data) == 0 || string(b.Data) == "null" || !decode(b.Data, now, &o) {
 			o.Status = schemas.StatusProviderError
+			o.Kind = schemas.KindProviderFailure
 			o.Code = schemas.CodeBadResponse
 			o.Message = "réponse 200 sans les données attendues"
 			return o
 		}
 		o.Status = schemas.StatusOK
-	case status == http.StatusNotFound:
-		o.Status = schemas.StatusNotFound
-	case status == http.StatusUnprocessableEntity && strings.HasSuffix(o.Code, "355"):
-		o.Status = schemas.StatusIdentityUnresolved
-	case status == http.StatusUnprocessableEntity, status == http.StatusBadRequest:
-		o.Status = schemas.StatusInvalidInput
-	case status == http.StatusUnauthorized, status == http.StatusForbidden:
-		o.Status = schemas.StatusUnauthorized
-	case status == http.StatusTooManyRequests, status == http.StatusConflict,
-		status == http.StatusInternalServerError, status == http.StatusBadGateway,
-		status == http.StatusServiceUnavailable, status == http.StatusGatewayTimeout:
-		o.Status = schemas.StatusProviderError
-		o.Retryable = true
-	default:
-		o.Status = schemas.StatusProviderError
+		return o
 	}
-	if o.Status != schemas.StatusOK && o.Code == "" {
+	// The catalogue alone says what an error means: its rule for the
+	// status and code in the catalogue's version, else the status's
+	// fallback (the code is then unknown, and counted).
+	rule, known := schemas.Errors().Lookup(version, status, o.Code)
+	o.Kind, o.Status, o.Retryable, o.UnknownCode = rule.Kind, rule.Status, rule.Retryable, !known
+	if known {
+		// The agent's message first, the API's titles after.
+		if o.Message != "" {
+			o.Message = rule.Message + " — " + o.Message
+		} else {
+			o.Message = rule.Message + " (" + o.Code + ")"
+		}
+	}
+	if o.Code == "" {
 		if jsonErr != nil {
 			o.Code = schemas.CodeBadResponse
 		} else {
 			o.Code = "HTTP_" + strconv.Itoa(status)
 		}
 	}
-	if o.Message == "" && o.Status != schemas.StatusOK {
+	if o.Message == "" {
 		o.Message = fmt.Sprintf("réponse HTTP %d de l'API", status)
 	}
 	return o

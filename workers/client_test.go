@@ -75,7 +75,9 @@ func TestClient_QuotientFamilial_Classify(t *testing.T) {
 	}{
 		{"200", 200, string(ok200), nil, schemas.StatusOK, "", false, 0},
 		{"404", 404, errBody("37003", `"provider":"CNAV"`), nil, schemas.StatusNotFound, "37003", false, 0},
-		{"422 00355", 422, errBody("00355", ""), nil, schemas.StatusIdentityUnresolved, "00355", false, 0},
+		{"422 00355 (period too old since 2026-09-09)", 422, errBody("00355", ""), nil, schemas.StatusInvalidInput, "00355", false, 0},
+		{"422 35560", 422, errBody("35560", `"provider":"CNAF & MSA"`), nil, schemas.StatusIdentityUnresolved, "35560", false, 0},
+		{"422 35563", 422, errBody("35563", `"provider":"CNAF & MSA"`), nil, schemas.StatusIdentityUnresolved, "35563", false, 0},
 		{"422 civility", 422, errBody("00420", ""), nil, schemas.StatusInvalidInput, "00420", false, 0},
 		{"401", 401, errBody("00101", ""), nil, schemas.StatusUnauthorized, "00101", false, 0},
 		{"403", 403, errBody("00100", ""), nil, schemas.StatusUnauthorized, "00100", false, 0},
@@ -113,6 +115,9 @@ func TestClient_QuotientFamilial_Classify(t *testing.T) {
 			}
 			if o.Status != tc.want || o.Code != tc.code || o.Retryable != tc.retryable || o.RetryAfter != tc.after || o.RequestID != "req-1" {
 				t.Fatalf("outcome = %+v", o)
+			}
+			if tc.status != 200 && !o.UnknownCode && !strings.HasSuffix(o.Message, "Titre ("+tc.code+")") {
+				t.Errorf("message %q: not the agent's message then the API's title", o.Message)
 			}
 			if tc.status == 200 && tc.want == schemas.StatusOK {
 				qf := o.QF
@@ -362,4 +367,34 @@ func BenchmarkClassifyQF(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestClient_ErrorCatalogue: the client reads answers with the catalogue
+// version it is given: 422 00355 is an unidentified person before
+// 2026-09-09, a period too old from then on.
+func TestClient_ErrorCatalogue(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		w.Write([]byte(`{"errors":[{"code":"00355","title":"Impossible d'identifier l'allocataire","detail":"x","meta":{}}]}`))
+	}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		version string
+		want    schemas.Status
+		kind    schemas.ErrorKind
+	}{
+		{"2026-04-28", schemas.StatusIdentityUnresolved, schemas.KindIdentityUnresolved},
+		{"2026-08-26", schemas.StatusIdentityUnresolved, schemas.KindIdentityUnresolved},
+		{"2026-09-09", schemas.StatusInvalidInput, schemas.KindPeriodRejected},
+		{"", schemas.StatusInvalidInput, schemas.KindPeriodRejected},
+	} {
+		c := &Client{BaseURL: srv.URL, ErrorCatalogue: tc.version}
+		o, err := c.QuotientFamilial(context.Background(), "tok", "13002526500013", schemas.Period{}, lefebvre)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Status != tc.want || o.Kind != tc.kind || o.UnknownCode || o.Retryable {
+			t.Errorf("catalogue %q: %s %s unknown %v", tc.version, o.Status, o.Kind, o.UnknownCode)
+		}
+	}
 }

@@ -252,7 +252,7 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 		p.mu.Unlock()
 		var cerr error
 		sent := p.now()
-		out, cerr = p.Client.call(ctx, tk.auth, job)
+		out, cerr = p.Client.call(ctx, tk.auth, job, p.Delegations[job.Tenant])
 		latency := p.now().Sub(sent)
 		if p.OnCall != nil {
 			p.OnCall(job.Check, latency, out.HTTPStatus)
@@ -281,6 +281,11 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 			out = Outcome{Status: schemas.StatusProviderError, Code: schemas.CodeTransport, Message: cerr.Error(), Retryable: true}
 		} else {
 			budget.Observe(out.HTTPStatus, out.Header, sent)
+			if out.UnknownCode {
+				p.Metrics.observeUnknownCode(job.Check, out.HTTPStatus, out.Code)
+				log.Debug().Int("http_status", out.HTTPStatus).Str("code", out.Code).
+					Msg("error code unknown to the error catalogue: classified by its HTTP status")
+			}
 		}
 		if breaker.Record(out.HTTPStatus) && out.Retryable {
 			// The provider is down: wait for the breaker's probe rather

@@ -18,6 +18,11 @@ import (
 //     ("transport" when no answer came);
 //   - apbatch_provider_429_total{check}: calls answered 429 Too Many Requests;
 //   - apbatch_provider_call_duration_seconds{check}: call latency;
+//   - apbatch_api_unknown_error_codes_total{check,http_status,code}: error
+//     answers whose code the error catalogue (schemas/errors.yaml) does not
+//     know, classified by their HTTP status alone: the catalogue's drift
+//     from the API's (code is the API's five digits, or HTTP_<status> or
+//     APB_BAD_RESPONSE for an answer without one);
 //   - apbatch_budget_limit_per_second{budget,tenant}, apbatch_budget_grants_total
 //     and apbatch_budget_utilisation: each budget's current limit, grants
 //     and share of its last window used, read from the budgets when
@@ -34,6 +39,7 @@ type Metrics struct {
 	calls   *prometheus.CounterVec
 	tooMany *prometheus.CounterVec
 	latency *prometheus.HistogramVec
+	unknown *prometheus.CounterVec
 
 	budgetLimit, budgetGrants, budgetUse *prometheus.Desc
 
@@ -82,6 +88,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Provider call latency, from request to classified answer, by check.",
 			Buckets: []float64{.01, .025, .05, .1, .2, .3, .5, .75, 1, 2, 5, 10, 30},
 		}, []string{"check"}),
+		unknown: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "apbatch_api_unknown_error_codes_total",
+			Help: "Error answers whose code the error catalogue does not know (classified by HTTP status), by check, HTTP status and code.",
+		}, []string{"check", "http_status", "code"}),
 		budgetLimit: prometheus.NewDesc("apbatch_budget_limit_per_second",
 			"Current limit of the budgets, in calls per second (a per-minute limit divided by 60).", []string{"budget", "tenant"}, nil),
 		budgetGrants: prometheus.NewDesc("apbatch_budget_grants_total",
@@ -102,6 +112,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.calls.Describe(ch)
 	m.tooMany.Describe(ch)
 	m.latency.Describe(ch)
+	m.unknown.Describe(ch)
 	ch <- m.budgetLimit
 	ch <- m.budgetGrants
 	ch <- m.budgetUse
@@ -112,6 +123,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.calls.Collect(ch)
 	m.tooMany.Collect(ch)
 	m.latency.Collect(ch)
+	m.unknown.Collect(ch)
 	m.mu.RLock()
 	budgets := m.budgets
 	m.mu.RUnlock()
@@ -162,6 +174,16 @@ func (m *Metrics) observeCall(check schemas.Check, route string, status int, lat
 		s.tooMany.Inc()
 	}
 	s.latency.Observe(latency.Seconds())
+}
+
+// observeUnknownCode counts an error answer the catalogue did not know.
+// code is an Outcome's Code: five digits checked by errorCode, or one of
+// apbatch's own codes, never text from the answer.
+func (m *Metrics) observeUnknownCode(check schemas.Check, status int, code string) {
+	if m == nil {
+		return
+	}
+	m.unknown.WithLabelValues(string(check), strconv.Itoa(status), code).Inc()
 }
 
 // resolve returns the children of k, made once.

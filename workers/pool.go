@@ -56,6 +56,11 @@ type Pool struct {
 	Client  *Client
 	Tokens  TokenSource
 	Log     zerolog.Logger
+	// Delegations maps a tenant to the delegation_id sent with its calls:
+	// with an editor token, the delegation (a UUID) of the collectivité's
+	// habilitation, needed when several delegations match its SIRET (the
+	// API answers 422 00212 otherwise). Default: nil (none sent).
+	Delegations map[string]string
 	// Limit is the per-token budget in requests per second. Default: 20.
 	Limit int
 	// Share is the fraction of each budget (token and IP) the pool uses,

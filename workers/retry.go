@@ -2,9 +2,9 @@ package workers
 
 import (
 	"math/rand/v2"
-	"net/http"
-	"strings"
 	"time"
+
+	"github.com/apbatch/apbatch/schemas"
 )
 
 // RetryPolicy decides whether and when to call again after an Outcome,
@@ -40,7 +40,7 @@ func (p RetryPolicy) Delay(n int, o Outcome) (time.Duration, bool) {
 	if !o.Retryable || n >= maxAttempts {
 		return 0, false
 	}
-	if o.HTTPStatus == http.StatusBadGateway && strings.HasSuffix(o.Code, "999") && n >= 2 {
+	if o.Kind == schemas.KindProviderUnknown && n >= 2 {
 		return 0, false
 	}
 	base, ceiling := p.BaseDelay, p.MaxDelay
@@ -62,7 +62,7 @@ func (p RetryPolicy) Delay(n int, o Outcome) (time.Duration, bool) {
 	if o.RetryAfter > d {
 		d = o.RetryAfter
 	}
-	if strings.HasSuffix(o.Code, "008") && len(o.Code) == 5 {
+	if o.Kind == schemas.KindProviderThrottled {
 		long := p.ProviderThrottleDelay
 		if long <= 0 {
 			long = 5 * time.Minute

@@ -3,6 +3,8 @@ package workers
 import (
 	"testing"
 	"time"
+
+	"github.com/apbatch/apbatch/schemas"
 )
 
 func TestRetryPolicy_Delay(t *testing.T) {
@@ -24,11 +26,11 @@ func TestRetryPolicy_Delay(t *testing.T) {
 		{"502 backoff grows", 3, Outcome{HTTPStatus: 502, Code: "37000", Retryable: true}, true, time.Second},
 		{"503 retry_in", 1, Outcome{HTTPStatus: 503, Code: "37020", Retryable: true, RetryAfter: 10 * time.Second}, true, 10 * time.Second},
 		{"504 backoff", 2, Outcome{HTTPStatus: 504, Code: "37002", Retryable: true}, true, 500 * time.Millisecond},
-		{"502 XX999 once", 1, Outcome{HTTPStatus: 502, Code: "37999", Retryable: true}, true, 250 * time.Millisecond},
-		{"502 XX999 not twice", 2, Outcome{HTTPStatus: 502, Code: "37999", Retryable: true}, false, 0},
+		{"502 XX999 once", 1, Outcome{HTTPStatus: 502, Code: "37999", Kind: schemas.KindProviderUnknown, Retryable: true}, true, 250 * time.Millisecond},
+		{"502 XX999 not twice", 2, Outcome{HTTPStatus: 502, Code: "37999", Kind: schemas.KindProviderUnknown, Retryable: true}, false, 0},
 		{"attempts spent", 5, Outcome{HTTPStatus: 504, Retryable: true}, false, 0},
 		{"backoff capped", 4, Outcome{HTTPStatus: 502, Retryable: true}, true, 2 * time.Second},
-		{"provider throttling waits long", 1, Outcome{HTTPStatus: 502, Code: "37008", Retryable: true}, true, 5*time.Minute + 15*time.Second},
+		{"provider throttling waits long", 1, Outcome{HTTPStatus: 502, Code: "37008", Kind: schemas.KindProviderThrottled, Retryable: true}, true, 5*time.Minute + 15*time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, ok := p.Delay(tc.n, tc.o)

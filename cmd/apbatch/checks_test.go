@@ -22,12 +22,13 @@ import (
 // caseRoutes maps the official case folders apbatch's checks call to those
 // checks.
 var caseRoutes = map[string]schemas.Check{
-	"api_particulier_v3_cnav_quotient_familial_with_civility":   schemas.CheckQuotientFamilial,
-	"api_particulier_v3_cnous_etudiant_boursier_with_civility":  schemas.CheckEtudiantBoursier,
-	"api_particulier_v3_cnous_etudiant_boursier_with_ine":       schemas.CheckEtudiantBoursier,
-	"api_particulier_v3_mesri_statut_etudiant_with_civility":    schemas.CheckStatutEtudiant,
-	"api_particulier_v3_mesri_statut_etudiant_with_ine":         schemas.CheckStatutEtudiant,
-	"api_particulier_v3_france_travail_statut_with_identifiant": schemas.CheckFranceTravail,
+	"api_particulier_v3_cnav_quotient_familial_with_civility":           schemas.CheckQuotientFamilial,
+	"api_particulier_v3_cnous_etudiant_boursier_with_civility":          schemas.CheckEtudiantBoursier,
+	"api_particulier_v3_cnous_etudiant_boursier_with_ine":               schemas.CheckEtudiantBoursier,
+	"api_particulier_v3_mesri_statut_etudiant_with_civility":            schemas.CheckStatutEtudiant,
+	"api_particulier_v3_mesri_statut_etudiant_with_ine":                 schemas.CheckStatutEtudiant,
+	"api_particulier_v3_france_travail_statut_with_identifiant":         schemas.CheckFranceTravail,
+	"api_particulier_v3_cnav_allocation_rentree_scolaire_with_civility": schemas.CheckARS,
 }
 
 // caseColumns maps a case's API parameters to roster columns.
@@ -157,7 +158,8 @@ func expectedStatus(status int, payload string) schemas.Status {
 		return schemas.StatusOK
 	case status == 404:
 		return schemas.StatusNotFound
-	case status == 422 && strings.Contains(payload, `"00355"`):
+	case status == 422 && strings.Contains(payload, `"35560"`):
+		// Identity not recognised by the provider (XX560, since 2026-08-26).
 		return schemas.StatusIdentityUnresolved
 	case status == 422:
 		return schemas.StatusInvalidInput
@@ -310,6 +312,8 @@ func TestRun_EveryCheckAgainstTheSandbox(t *testing.T) {
 			set = r.StudentEnrolled != nil
 		case schemas.CheckFranceTravail:
 			set = r.JobseekerRegistered != nil
+		case schemas.CheckARS:
+			set = r.Beneficiary != nil
 		}
 		if !set {
 			t.Errorf("%s (%s): ok without its values: %+v", ref, check, r)
@@ -353,4 +357,99 @@ func TestRun_EveryCheckAgainstTheSandbox(t *testing.T) {
 		t.Errorf("no per-check summary:\n%s", stdout)
 	}
 	t.Logf("%d rows × %d checks: %d official cases, %d parents, %d pupils (%d enrolled)", len(rows), len(schemas.Checks), len(want), len(dssWant), pupils, enrolled)
+}
+
+// TestRun_ChecksARS: apbatch run --checks ars on a small roster (the
+// official ARS cases, a row without a sex, a row with an unknown sex) ends
+// with one result per row: the API's answer for each case, the row
+// without a sex sent (no case matches it: 404), the unknown sex rejected.
+func TestRun_ChecksARS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	now := time.Now()
+	sb, err := sandbox.New(sandbox.Config{Limits: sandbox.Limits{PerSecond: 5000, IPPerMinute: 1 << 22}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sb)
+	defer srv.Close()
+	defer sb.Close()
+	tok, err := sandbox.Token([]byte(sandbox.DefaultSecret), []string{"cnav_allocation_rentree_scolaire"}, now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(tok), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	yes, no := true, false
+	roster := "reference;nom_naissance;prenoms;sexe;date_naissance;code_insee_pays_naissance;code_insee_commune_naissance\n" +
+		"allocataire;DUPONT;PIERRE;M;12/03/1985;99100;75112\n" +
+		"enfant;MERCIER;PIERRE;M;10/01/2013;99100;75102\n" +
+		"non-beneficiaire;BERNARD;LUCAS;M;05/01/1978;99100;13055\n" +
+		"ouvrant-droit;MARTIN;SOPHIE MARIE;F;22/07/1990;99100;69123\n" +
+		"sans-dossier;DUBOCHE;JEROME;M;05/12/1972;99100;08480\n" +
+		"sans-sexe;DUPONT;PIERRE;;12/03/1985;99100;75112\n" +
+		"sexe-inconnu;DUPONT;PIERRE;X;12/03/1985;99100;75112\n"
+	want := map[string]struct {
+		status      schemas.Status
+		beneficiary *bool
+	}{
+		"allocataire": {schemas.StatusOK, &yes}, "enfant": {schemas.StatusOK, &yes}, "non-beneficiaire": {schemas.StatusOK, &no},
+		"ouvrant-droit": {schemas.StatusOK, &yes}, "sans-dossier": {schemas.StatusNotFound, nil},
+		"sans-sexe": {schemas.StatusNotFound, nil}, "sexe-inconnu": {schemas.StatusInvalidInput, nil},
+	}
+	path := filepath.Join(dir, "ars.csv")
+	if err := os.WriteFile(path, []byte(roster), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	outDir, sumPath := filepath.Join(dir, "out"), filepath.Join(dir, "summary.json")
+	code, stdout, stderr := runApbatch(t, ctx, "run", "--checks", "ars", "--data-dir", filepath.Join(dir, "data"),
+		"--provider-url", srv.URL, "--token-file", tokenFile, "--recipient", "13002526500013", "--no-maintenance-skip",
+		"--flush-interval", "1s", "--out", outDir, "--summary-json", sumPath, path)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	var sum summary
+	body, _ := os.ReadFile(sumPath)
+	if err := json.Unmarshal(body, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum.RowsTotal != int64(len(want)) || len(sum.Batches) != 1 || len(sum.Batches[0].Checks) != 1 {
+		t.Fatalf("summary: %s", body)
+	}
+	got := map[string]checksRow{}
+	err = filepath.WalkDir(filepath.Join(outDir, sum.BatchID), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !strings.HasSuffix(p, ".parquet") {
+			return err
+		}
+		rows, err := parquet.ReadFile[checksRow](p)
+		for _, r := range rows {
+			if _, dup := got[*r.Reference]; dup {
+				t.Errorf("%s: two results", *r.Reference)
+			}
+			if r.Check != string(schemas.CheckARS) {
+				t.Errorf("%s: check %s", *r.Reference, r.Check)
+			}
+			got[*r.Reference] = r
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d results for %d rows", len(got), len(want))
+	}
+	for ref, w := range want {
+		r := got[ref]
+		if schemas.Status(r.Status) != w.status || (w.beneficiary == nil) != (r.Beneficiary == nil) ||
+			(w.beneficiary != nil && *w.beneficiary != *r.Beneficiary) {
+			t.Errorf("%s: %s beneficiary %v, want %s %v", ref, r.Status, r.Beneficiary, w.status, w.beneficiary)
+		}
+	}
+	if r := got["allocataire"]; r.BenefitSince == nil {
+		t.Errorf("allocataire without date_debut_droit: %+v", r)
+	}
 }

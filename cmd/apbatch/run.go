@@ -142,9 +142,22 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	if !siretPattern.MatchString(c.recipient) {
 		return fmt.Errorf("--recipient: %q is not a SIRET (14 digits)", c.recipient)
 	}
+	// The tenant's editor delegation, if its configuration names one
+	// (APBATCH_DELEGATION_<TENANT>).
+	var env []string
+	if name := tenantEnv(c.tenant); name != "" {
+		name = tenantDelegationPrefix + strings.TrimPrefix(name, tenantTokenPrefix)
+		if v := c.getenv(name); v != "" {
+			env = append(env, name+"="+v)
+		}
+	}
+	delegations, err := tenantDelegations(env)
+	if err != nil {
+		return err
+	}
 	var unfinished []ledger.Batch
 	en, err := c.engineFlags.start(ctx, c.env, func(cfg *stackConfig) {
-		cfg.Period, cfg.Recipient, cfg.Checks = c.period, c.recipient, checks
+		cfg.Period, cfg.Recipient, cfg.Checks, cfg.Delegations = c.period, c.recipient, checks, delegations
 	}, func(en *engine) error {
 		if len(files) == 0 {
 			var err error

@@ -216,23 +216,22 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 		}
 		cfg.Log.Info().Strs("key_ids", cfg.Keys.KeyIDs()).Msg("job identities sealed in Kafka")
 	}
+	var environ []string
+	if c.environ != nil {
+		environ = c.environ()
+	}
 	if slices.Contains(roles, "work") {
 		if cfg.KeyLimits, err = workers.ParseKeyLimits(c.perMinute); err != nil {
 			return fmt.Errorf("--per-minute: %w", err)
 		}
-		var environ []string
-		if c.environ != nil {
-			environ = c.environ()
-		}
 		if cfg.Habilitations, err = tenantHabilitations(environ); err != nil {
+			return err
+		}
+		if cfg.Delegations, err = tenantDelegations(environ); err != nil {
 			return err
 		}
 	}
 	if slices.Contains(roles, "ingest") {
-		var environ []string
-		if c.environ != nil {
-			environ = c.environ()
-		}
 		if cfg.Recipients, err = tenantRecipients(environ); err != nil {
 			return err
 		}

@@ -82,6 +82,9 @@ type stackConfig struct {
 	Habilitations map[string]string
 	// KeyLimits are per-minute limits per budget key (--per-minute).
 	KeyLimits workers.KeyLimits
+	// Delegations maps tenants to the delegation_id of their calls
+	// (APBATCH_DELEGATION_<TENANT>), for editor tokens.
+	Delegations map[string]string
 	// Checks are the verifications new batches run (default: QF).
 	Checks []schemas.Check
 	// Encoding is the input files' encoding; "" detects it.
@@ -247,7 +250,7 @@ func (st *stack) Ready(ctx context.Context) error {
 
 // newPool builds a worker pool consuming jobs from r.
 func newPool(cfg stackConfig, r *kafkago.Reader, w *kafkago.Writer, store *ledger.Store, m *workers.Metrics) *workers.Pool {
-	p := &workers.Pool{Jobs: r, Results: w, Client: &workers.Client{BaseURL: cfg.ProviderURL}, Metrics: m,
+	p := &workers.Pool{Jobs: r, Results: w, Client: &workers.Client{BaseURL: cfg.ProviderURL}, Metrics: m, Delegations: cfg.Delegations,
 		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, IPLimit: cfg.IPLimit, Share: cfg.Share, MaxInFlight: cfg.InFlight,
 		Schedule: cfg.Schedule, Audit: &workers.GroupCommit{Log: store, Linger: 50 * time.Millisecond}, AuditKey: cfg.AuditKey,
 		AnsweredLog: store, Group: groupWorkers, Leases: store,

@@ -320,3 +320,15 @@ func TestEstimateRows(t *testing.T) {
 		})
 	}
 }
+
+func TestTenantDelegations(t *testing.T) {
+	got, err := tenantDelegations([]string{"APBATCH_DELEGATION_VILLE_DE_LYON= 6F3C8D9A-1B2C-4D5E-8F90-A1B2C3D4E5F6 ", "APBATCH_RECIPIENT_X=1", "PATH=/bin"})
+	if err != nil || len(got) != 1 || got["ville-de-lyon"] != "6f3c8d9a-1b2c-4d5e-8f90-a1b2c3d4e5f6" {
+		t.Fatalf("%v %v", got, err)
+	}
+	for _, bad := range []string{"APBATCH_DELEGATION_LYON=12", "APBATCH_DELEGATION_LYON=6f3c8d9a-1b2c-4d5e-8f90-a1b2c3d4e5f6&x=1", "APBATCH_DELEGATION_lyon=6f3c8d9a-1b2c-4d5e-8f90-a1b2c3d4e5f6"} {
+		if _, err := tenantDelegations([]string{bad}); err == nil || strings.Contains(err.Error(), "6f3c") {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+}

@@ -138,65 +138,66 @@ func (s tokenSources) configured(environ []string) bool {
 	return false
 }
 
-// tenantRecipientPrefix starts the variable holding one tenant's SIRET:
-// APBATCH_RECIPIENT_<TENANT>, named as tenantEnv names tokens.
-const tenantRecipientPrefix = "APBATCH_RECIPIENT_"
-
-// tenantRecipients returns the tenants' own SIRETs found in environ
-// (APBATCH_RECIPIENT_VILLE_DE_LYON=... for tenant ville-de-lyon). A value
-// that is not a SIRET, or a name that cannot be a tenant's, is an error.
-func tenantRecipients(environ []string) (map[string]string, error) {
+// tenantValues returns the values of the variables prefix<TENANT> in
+// environ (prefix + VILLE_DE_LYON for tenant ville-de-lyon, named as
+// tenantEnv names tokens), each trimmed and passed through norm, then
+// checked by valid (want says what is expected). A value valid refuses, or
+// a name that cannot be a tenant's, is an error.
+func tenantValues(environ []string, prefix string, norm func(string) string, valid func(string) bool, want string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, kv := range environ {
 		name, v, _ := strings.Cut(kv, "=")
-		rest, ok := strings.CutPrefix(name, tenantRecipientPrefix)
+		rest, ok := strings.CutPrefix(name, prefix)
 		if !ok {
 			continue
 		}
 		tenant := strings.ReplaceAll(strings.ToLower(rest), "_", "-")
 		if !pipeline.ValidTenant(tenant) || strings.ToUpper(rest) != rest {
-			return nil, fmt.Errorf("%s: names no tenant (APBATCH_RECIPIENT_ then the tenant upper-cased, '-' as '_')", name)
+			return nil, fmt.Errorf("%s: names no tenant (%s then the tenant upper-cased, '-' as '_')", name, prefix)
 		}
-		v = strings.TrimSpace(v)
-		if !siretPattern.MatchString(v) {
-			return nil, fmt.Errorf("%s: want the collectivité's SIRET (14 digits)", name)
+		v = norm(strings.TrimSpace(v))
+		if !valid(v) {
+			return nil, fmt.Errorf("%s: want %s", name, want)
 		}
 		out[tenant] = v
 	}
 	return out, nil
 }
 
+func same(s string) string { return s }
+
+// tenantRecipients returns the tenants' own SIRETs
+// (APBATCH_RECIPIENT_<TENANT>).
+func tenantRecipients(environ []string) (map[string]string, error) {
+	return tenantValues(environ, "APBATCH_RECIPIENT_", same, siretPattern.MatchString, "the collectivité's SIRET (14 digits)")
+}
+
 // perMinuteHelp documents --per-minute.
 const perMinuteHelp = "per-minute limits per budget key, KEY=N,...: habilitation=250 for every habilitation (the operator's proposed 250/min), habilitation:ID=N for one, token=N for tokens of no habilitation; " +
 	"a tenant's tokens belong to the habilitation their claims name (authorization_request_id) or APBATCH_HABILITATION_<TENANT>; the API's RateLimit-* headers lower these limits and announce others"
 
-// tenantHabilitationPrefix starts the variable naming one tenant's
-// habilitation: APBATCH_HABILITATION_<TENANT>, named as tenantEnv names
-// tokens.
-const tenantHabilitationPrefix = "APBATCH_HABILITATION_"
-
 // tenantHabilitations returns the habilitations (authorization_request_id)
-// tenants' configurations name in environ (APBATCH_HABILITATION_VILLE_DE_LYON=51234
-// for tenant ville-de-lyon): their calls spend the habilitation's budget,
-// shared with its other tokens. A value that is not a habilitation's id, or
-// a name that cannot be a tenant's, is an error.
+// tenants' configurations name (APBATCH_HABILITATION_<TENANT>), when their
+// tokens' claims do not: their calls spend the habilitation's budget,
+// shared with its other tokens.
 func tenantHabilitations(environ []string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, kv := range environ {
-		name, v, _ := strings.Cut(kv, "=")
-		rest, ok := strings.CutPrefix(name, tenantHabilitationPrefix)
-		if !ok {
-			continue
-		}
-		tenant := strings.ReplaceAll(strings.ToLower(rest), "_", "-")
-		if !pipeline.ValidTenant(tenant) || strings.ToUpper(rest) != rest {
-			return nil, fmt.Errorf("%s: names no tenant (APBATCH_HABILITATION_ then the tenant upper-cased, '-' as '_')", name)
-		}
-		v = strings.TrimSpace(v)
-		if !workers.ValidHabilitation(v) {
-			return nil, fmt.Errorf("%s: want the habilitation's id (its authorization_request_id: letters, digits, '.', '-', '_')", name)
-		}
-		out[tenant] = v
-	}
-	return out, nil
+	return tenantValues(environ, "APBATCH_HABILITATION_", same, workers.ValidHabilitation,
+		"the habilitation's id (its authorization_request_id: letters, digits, '.', '-', '_')")
+}
+
+// tenantDelegationPrefix starts the variable holding one tenant's editor
+// delegation: APBATCH_DELEGATION_<TENANT>.
+const tenantDelegationPrefix = "APBATCH_DELEGATION_"
+
+// delegationPattern is a delegation's id, a UUID as the API validates it
+// (EditorDelegationResolver, datagouv/apistration).
+var delegationPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// tenantDelegations returns the delegation_id of the tenants whose
+// configuration names one (APBATCH_DELEGATION_<TENANT>): an editor token
+// with several delegations for the collectivité's SIRET must say which one
+// the calls use.
+func tenantDelegations(environ []string) (map[string]string, error) {
+	return tenantValues(environ, tenantDelegationPrefix, strings.ToLower, delegationPattern.MatchString,
+		"the delegation's id (a UUID, from the editor's delegations)")
 }

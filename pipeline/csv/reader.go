@@ -380,7 +380,9 @@ func missingFor(check schemas.Check, has func(string) bool) []string {
 	case schemas.CheckScolarite:
 		need(schemas.ColNomNaissance, schemas.ColPrenoms, schemas.ColSexe, schemas.ColDateNaissance, schemas.ColCodeEtablissement)
 	default:
-		need(schemas.ColNomNaissance, schemas.ColPrenoms, schemas.ColSexe)
+		// The CNAV routes take no sex since 2026-05-28: a roster without
+		// the column is read, its rows sent without one.
+		need(schemas.ColNomNaissance, schemas.ColPrenoms)
 		if !has(schemas.ColCommuneNaissance) && !(has(schemas.ColNomCommuneNaissance) && has(schemas.ColDepartementNaissance)) {
 			missing = append(missing, schemas.ColCommuneNaissance+" (ou "+schemas.ColNomCommuneNaissance+" et "+schemas.ColDepartementNaissance+")")
 		}

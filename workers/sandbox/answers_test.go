@@ -21,7 +21,7 @@ func answerQFReference(per Person, q map[string][]string, now time.Time) (int, [
 	case OutcomeNoFile:
 		return http.StatusNotFound, []byte(`{"errors":[{"code":"37003","title":"Dossier allocataire absent CNAV","detail":"Le dossier allocataire n'a pas été trouvé auprès de la CNAV.","meta":{"provider":"CNAV"}}]}`)
 	case OutcomeUnknown:
-		return http.StatusUnprocessableEntity, []byte(`{"errors":[{"code":"00355","title":"Impossible d'identifier l'allocataire","detail":"Les paramètres fournis ne permettent pas d'identifier un allocataire.","meta":{}}]}`)
+		return http.StatusUnprocessableEntity, []byte(`{"errors":[{"code":"35560","title":"Identité non reconnue par le fournisseur de données","detail":"Les paramètres d'identité fournis ne correspondent à aucune personne connue du fournisseur de données.","meta":{"provider":"CNAF & MSA"}}]}`)
 	}
 	year, month := now.Year(), int(now.Month())
 	if v := first(q, "annee"); v != "" {
@@ -89,7 +89,7 @@ func answerStatusReference(per Person, route string, now time.Time) (int, []byte
 	case OutcomeNoFile:
 		return http.StatusNotFound, []byte(dssNotFound)
 	case OutcomeUnknown:
-		return http.StatusUnprocessableEntity, []byte(`{"errors":[{"code":"00355","title":"Impossible d'identifier l'allocataire","detail":"Les paramètres fournis ne permettent pas d'identifier un allocataire.","meta":{}}]}`)
+		return http.StatusUnprocessableEntity, []byte(`{"errors":[{"code":"36560","title":"Identité non reconnue par le fournisseur de données","detail":"Les paramètres d'identité fournis ne correspondent à aucune personne connue du fournisseur de données.","meta":{"provider":"Sécurité sociale"}}]}`)
 	}
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%s/%d", route, per.Index)

@@ -186,6 +186,10 @@ func (r *route) pingName() string {
 		return "men_scolarite"
 	case strings.Contains(r.path, "/dss/complementaire_sante_solidaire/"):
 		return "securite_sociale_complementaire_sante_solidaire"
+	case strings.Contains(r.path, "/dss/allocation_rentree_scolaire/"):
+		// Named as the AEEH's (cnav_allocation_enfant_handicape): the
+		// operator's pings.yml for ARS was not among its stored sources.
+		return "cnav_allocation_rentree_scolaire"
 	case strings.Contains(r.path, "/dss/"):
 		// cnaf_msa_revenu_solidarite_active, cnaf_msa_prime_activite, …
 		return "cnaf_msa_" + strings.Split(strings.TrimPrefix(r.path, "/v3/dss/"), "/")[0]

@@ -20,7 +20,9 @@ import (
 // file written by WriteCSV and a sandbox serving the same population agree.
 // Proportions follow what a town's roster meets: mostly CNAF, some MSA,
 // families with 0 to 5 children, people without a dossier (404), people the
-// provider cannot identify (422 00355), QF 0 or null, partial birth dates.
+// provider cannot identify (422 XX560, as the API answers since 2026-08-26:
+// 35560 on the QF route, 36560 on the other DSS routes), QF 0 or null,
+// partial birth dates.
 type Population struct {
 	n    int
 	seed uint64
@@ -389,7 +391,7 @@ func (per Person) answerQF(q map[string][]string, now time.Time) (int, []byte) {
 	case OutcomeNoFile:
 		return http.StatusNotFound, []byte(`{"errors":[{"code":"37003","title":"Dossier allocataire absent CNAV","detail":"Le dossier allocataire n'a pas été trouvé auprès de la CNAV.","meta":{"provider":"CNAV"}}]}`)
 	case OutcomeUnknown:
-		return http.StatusUnprocessableEntity, []byte(`{"errors":[{"code":"00355","title":"Impossible d'identifier l'allocataire","detail":"Les paramètres fournis ne permettent pas d'identifier un allocataire.","meta":{}}]}`)
+		return http.StatusUnprocessableEntity, []byte(`{"errors":[{"code":"35560","title":"Identité non reconnue par le fournisseur de données","detail":"Les paramètres d'identité fournis ne correspondent à aucune personne connue du fournisseur de données.","meta":{"provider":"CNAF & MSA"}}]}`)
 	}
 	year, month := now.Year(), int(now.Month())
 	if v := first(q, "annee"); v != "" {
@@ -491,7 +493,7 @@ func (per Person) answerStatus(route string, now time.Time) (int, []byte) {
 	case OutcomeNoFile:
 		return http.StatusNotFound, []byte(dssNotFound)
 	case OutcomeUnknown:
-		return http.StatusUnprocessableEntity, []byte(`{"errors":[{"code":"00355","title":"Impossible d'identifier l'allocataire","detail":"Les paramètres fournis ne permettent pas d'identifier un allocataire.","meta":{}}]}`)
+		return http.StatusUnprocessableEntity, []byte(`{"errors":[{"code":"36560","title":"Identité non reconnue par le fournisseur de données","detail":"Les paramètres d'identité fournis ne correspondent à aucune personne connue du fournisseur de données.","meta":{"provider":"Sécurité sociale"}}]}`)
 	}
 	h := newFNV64a()
 	h.writeString(route)

@@ -77,6 +77,10 @@ var routeTable = []routeDef{
 	{path: "/v3/dss/prime_activite/identite", scopes: []string{"prime_activite", "prime_activite_majoration"}, validate: validateQF, status: "prime_activite"},
 	{path: "/v3/dss/allocation_adulte_handicape/identite", scopes: []string{"allocation_adulte_handicape"}, validate: validateQF, status: "allocation_adulte_handicape"},
 	{path: "/v3/dss/allocation_soutien_familial/identite", scopes: []string{"allocation_soutien_familial"}, validate: validateQF, status: "allocation_soutien_familial"},
+	// Allocation de rentrée scolaire (datagouv/apistration pull request
+	// #164, 2026-06-02; scope in the staging token since #256).
+	{path: "/v3/dss/allocation_rentree_scolaire/identite", dir: "api_particulier_v3_cnav_allocation_rentree_scolaire_with_civility",
+		scopes: []string{"cnav_allocation_rentree_scolaire"}, validate: validateQF},
 	{path: "/v3/men/scolarites/identite", scopes: menScopes, validate: validateMEN(3), notFoundBody: menNotFound},
 	{path: "/v4/men/scolarites/identite", scopes: menScopes, validate: validateMEN(4), notFoundBody: menNotFound},
 	{path: "/v5/men/scolarites/identite", scopes: menScopes, validate: validateMEN(5), notFoundBody: menNotFound},

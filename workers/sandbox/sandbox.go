@@ -599,7 +599,7 @@ func (s *Server) pings() []map[string]string {
 // pingNames are the provider keys of GET /api/{provider}/ping.
 var pingNames = []string{"cnaf_msa_quotient_familial", "securite_sociale_complementaire_sante_solidaire",
 	"cnaf_msa_revenu_solidarite_active", "cnaf_msa_allocation_soutien_familial", "cnaf_msa_allocation_adulte_handicape",
-	"cnaf_msa_prime_activite", "cnaf_msa_participation_familiale_eaje", "cnav_allocation_enfant_handicape", "men_scolarite",
+	"cnaf_msa_prime_activite", "cnaf_msa_participation_familiale_eaje", "cnav_allocation_enfant_handicape", "cnav_allocation_rentree_scolaire", "men_scolarite",
 	"cnous_etudiant_boursier_ine", "cnous_etudiant_boursier_identite", "cnous_etudiant_boursier_france_connect",
 	"mesri_statut_etudiant_ine", "mesri_statut_etudiant_identite", "pole_emploi_status", "pole_emploi_indemnites"}
 

@@ -119,10 +119,9 @@ func validateQF(q map[string][]string, now time.Time) []apiError {
 	if badPrenom {
 		errs = append(errs, paramError("00367", titleUnprocessable, "Le ou les prénoms sont manquants.", "prenoms"))
 	}
-	switch sexe := strings.ToUpper(get("sexeEtatCivil")); {
-	case sexe == "":
-		errs = append(errs, paramError("00366", titleUnprocessable, "Un ou plusieurs paramètres de civilité ne sont pas correctement formatés", "sexeEtatCivil"))
-	case sexe != "M" && sexe != "F":
+	// sexeEtatCivil is optional on the CNAV routes since 2026-05-28
+	// (datagouv/apistration pull request #154); a value must be M or F.
+	if sexe := strings.ToUpper(get("sexeEtatCivil")); sexe != "" && sexe != "M" && sexe != "F" {
 		errs = append(errs, paramError("00427", titleUnprocessable, "Le sexe de l'état civil est manquant", "sexeEtatCivil"))
 	}
 	pays := get("codeCogInseePaysNaissance")
