@@ -84,6 +84,8 @@ const (
 	MsgSummaryRefused = "  refusé : %s"
 	// MsgSummaryRows: the rows, then the counts by status (StatusCounts).
 	MsgSummaryRows = "  %d lignes : %s"
+	// MsgSummaryRowsByCheck: the rows, their counts by check following.
+	MsgSummaryRowsByCheck = "  %d lignes, par vérification :"
 	// MsgSummaryByCheck: the check's label, the counts by status.
 	MsgSummaryByCheck = "    %s : %s"
 	// MsgSummaryCalls: the provider calls made, those saved.
@@ -95,6 +97,8 @@ const (
 	// MsgSummaryCorrection: the line, the column ("" for the whole line),
 	// what to do.
 	MsgSummaryCorrection = "    ligne %d%s : %s"
+	// MsgSummaryColumn: the column as the file's header names it.
+	MsgSummaryColumn = ", colonne « %s »"
 	// MsgSummaryMore: the corrections not shown, the workbook's name.
 	MsgSummaryMore = "    et %d autres, voir %s"
 	// MsgSummaryParquet: the folder the result files were copied to.
@@ -215,12 +219,12 @@ func ChangeKindsLabel(byKind map[string]int64) string {
 }
 
 // StatusCounts lists counts by status in French, in the order of
-// schemas.Statuses, skipping zeros: "14 vérifié, 1 non trouvé".
+// schemas.Statuses, skipping zeros: "vérifié 14, non trouvé 1".
 func StatusCounts(by map[schemas.Status]int64) string {
 	var parts []string
 	for _, s := range schemas.Statuses {
 		if n := by[s]; n > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", n, s.Label()))
+			parts = append(parts, fmt.Sprintf("%s %d", s.Label(), n))
 		}
 	}
 	if len(parts) == 0 {

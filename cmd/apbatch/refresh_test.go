@@ -216,7 +216,7 @@ func TestRefresh_Diff(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("refresh: %d\n%s\n%s", code, stdout, errs)
 	}
-	if !strings.Contains(stdout, "4 change(s) since campaign 2026-09 (status 1, tranche 3)") {
+	if !strings.Contains(stdout, "4 changement(s) depuis la campagne 2026-09 (statut 1, tranche 3)") {
 		t.Errorf("refresh output lacks the changes:\n%s", stdout)
 	}
 	sum := readSummary(t, sumPath)
@@ -312,7 +312,7 @@ func TestRefresh_FlagErrors(t *testing.T) {
 		{"bad tenant", []string{"--campaign", "2027-09", "--tenant", "a,b/c"}, "--tenant/--campaign"},
 		{"bad period", []string{"--campaign", "2027-09", "--period", "2027-13"}, "--period"},
 		{"a file", []string{"--campaign", "2027-09", "roster.csv"}, "unexpected argument"},
-		{"no ledger", []string{"--campaign", "2027-09"}, "no ledger in"},
+		{"no ledger", []string{"--campaign", "2027-09"}, "aucun registre dans"},
 		{"kafka without db", []string{"--campaign", "2027-09", "--kafka", "127.0.0.1:1"}, "--db"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

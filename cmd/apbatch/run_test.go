@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,6 +98,13 @@ func readSample(t *testing.T) []sampleRow {
 
 func runApbatch(t *testing.T, ctx context.Context, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	if len(args) > 0 && args[0] == "run" && !slices.ContainsFunc(args, func(a string) bool {
+		return a == "--out" || a == "--workbook" || strings.HasPrefix(a, "--out=") || strings.HasPrefix(a, "--workbook=")
+	}) {
+		// Not in the package's folder: run writes resultats.xlsx in the
+		// current folder by default.
+		args = append([]string{"run", "--workbook", filepath.Join(t.TempDir(), "resultats.xlsx")}, args[1:]...)
+	}
 	var out, errb syncBuffer
 	e := env{stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
 	code = runMain(ctx, e, args)
@@ -353,7 +361,7 @@ func TestRun_TownRoster(t *testing.T) {
 	}
 
 	if code, out, errs := runApbatch(t, ctx, "status", "--data-dir", filepath.Join(dir, "data")); code != 0 ||
-		!strings.Contains(out, "cantine-mairie.csv  complete  18/18") {
+		!strings.Contains(out, "cantine-mairie.csv  terminé  18/18") {
 		t.Errorf("status: %d\n%s%s", code, out, errs)
 	}
 
@@ -372,7 +380,7 @@ func TestRun_TownRoster(t *testing.T) {
 	lines := strings.Split(strings.TrimSuffix(text, "\r\n"), "\r\n")
 	if !strings.HasPrefix(text, "\ufeffN° famille;Enfant;Classe;NOM DE NAISSANCE") || len(lines) != 19 ||
 		!strings.HasSuffix(lines[0], ";Statut;Quotient familial;Tranche;Tarif;À vérifier;Message") ||
-		!strings.Contains(lines[1], "F001;Sébastien;CM2;DA SILVA;") || !strings.Contains(lines[1], ";trouvé;798;C;2,40;;") {
+		!strings.Contains(lines[1], "F001;Sébastien;CM2;DA SILVA;") || !strings.Contains(lines[1], ";vérifié;798;C;2,40;;") {
 		t.Fatalf("csv export:\n%s", text)
 	}
 	xf, err := excelize.OpenFile(filepath.Join(dir, "resultats.xlsx"))
@@ -381,7 +389,7 @@ func TestRun_TownRoster(t *testing.T) {
 	}
 	defer xf.Close()
 	xrows, err := xf.GetRows(xf.GetSheetList()[0])
-	if err != nil || len(xrows) != 19 || xrows[1][9] != "trouvé" || xrows[1][11] != "C" {
+	if err != nil || len(xrows) != 19 || xrows[1][9] != "vérifié" || xrows[1][11] != "C" {
 		t.Fatalf("xlsx export: %v %v", xrows, err)
 	}
 	pq, err := parquet.ReadFile[resultRow](filepath.Join(dir, "resultats.parquet"))
@@ -463,8 +471,8 @@ func TestRun_FlagErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no file", []string{"run"}, "give at least one FILE"},
-		{"missing file", []string{"run", "nope.csv"}, "cannot read nope.csv"},
+		{"no file", []string{"run"}, "donnez au moins un fichier"},
+		{"missing file", []string{"run", "nope.csv"}, "impossible de lire nope.csv"},
 		{"bad period", []string{"run", "--period", "2026-13", samplePath}, "--period"},
 		{"bad recipient", []string{"run", "--recipient", "123", samplePath}, "--recipient"},
 		{"real API without recipient", []string{"run", "--provider-url", "https://example.invalid", samplePath}, "--recipient"},
@@ -616,7 +624,7 @@ func TestRun_ResumeAfterInterrupt(t *testing.T) {
 		// Stop once some results are published: mid-batch.
 		for first.Err() == nil {
 			time.Sleep(200 * time.Millisecond)
-			if code, out, _ := runApbatch(t, ctx, "status", "--data-dir", data); code == 0 && strings.Contains(out, " split ") &&
+			if code, out, _ := runApbatch(t, ctx, "status", "--data-dir", data); code == 0 && strings.Contains(out, " vérification en cours ") &&
 				!strings.Contains(out, " 0/200") {
 				stop()
 			}
@@ -625,13 +633,13 @@ func TestRun_ResumeAfterInterrupt(t *testing.T) {
 	code, _, stderr := runApbatch(t, first, "run", "--data-dir", data, "--sandbox-population", "200", "--sandbox-seed", "9",
 		"--flush-interval", "500ms", roster)
 	stop()
-	if code == 0 || !strings.Contains(stderr, "run the same command again to resume") {
+	if code == 0 || !strings.Contains(stderr, "relancez la même commande pour reprendre") {
 		t.Fatalf("interrupted run: exit %d\n%s", code, stderr)
 	}
 	sumPath := filepath.Join(dir, "summary.json")
 	code, stdout, stderr := runApbatch(t, ctx, "run", "--data-dir", data, "--sandbox-population", "200", "--sandbox-seed", "9",
 		"--flush-interval", "500ms", "--summary-json", sumPath, "--out", filepath.Join(dir, "out"))
-	if code != 0 || !strings.Contains(stderr, "resuming 1 unfinished batch") {
+	if code != 0 || !strings.Contains(stderr, "reprise de 1 lot(s) inachevé(s)") {
 		t.Fatalf("resume: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	var sum summary
@@ -657,7 +665,7 @@ func TestRun_ResumeAfterInterrupt(t *testing.T) {
 		t.Fatalf("%d rows published: %v", len(seen), err)
 	}
 	// Nothing left to resume.
-	if code, _, stderr := runApbatch(t, ctx, "run", "--data-dir", data); code == 0 || !strings.Contains(stderr, "no unfinished batch") {
+	if code, _, stderr := runApbatch(t, ctx, "run", "--data-dir", data); code == 0 || !strings.Contains(stderr, "aucun lot inachevé") {
 		t.Errorf("second resume: %d %s", code, stderr)
 	}
 	// The same file again is the same batch, unless forced.

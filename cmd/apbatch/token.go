@@ -338,9 +338,9 @@ func (c *runCommand) checkTokens(ctx context.Context, log zerolog.Logger, store 
 			return err
 		}
 		ts := inspectToken(ctx, providerURL, c.providerURL == "", token)
-		who := fmt.Sprintf("the API token of tenant %q (from %s)", tenant, from)
+		who := fmt.Sprintf(pipeline.MsgTokenOf, tenant, from)
 		if why := ts.unusable(now); why != "" {
-			return fmt.Errorf("%s cannot be used: %s (apbatch token check --tenant %s shows it)", who, why, tenant)
+			return fmt.Errorf(pipeline.ErrFmtTokenUnusable, who, why, tenant)
 		}
 		if ts.note != "" {
 			log.Warn().Str("tenant", tenant).Str("reason", ts.note).Msg("token scopes read from the token itself")
@@ -348,19 +348,16 @@ func (c *runCommand) checkTokens(ctx context.Context, log zerolog.Logger, store 
 		if unserved := schemas.Unserved(w.checks, ts.scopes); len(unserved) > 0 {
 			var lacks []string
 			for _, ch := range unserved {
-				lacks = append(lacks, string(ch)+" needs "+strings.Join(ch.LackingScopes(ts.scopes), " and "))
+				lacks = append(lacks, fmt.Sprintf(pipeline.MsgScopeNeeds, ch, strings.Join(ch.LackingScopes(ts.scopes), " et ")))
 			}
-			return fmt.Errorf("%s cannot serve --checks %s: %s; its scopes are %s. Ask for these scopes on the token's habilitation, "+
-				"or run without these checks (apbatch token check --tenant %s lists what it allows)",
-				who, schemas.JoinChecks(unserved), strings.Join(lacks, "; "), orNone(strings.Join(ts.scopes, ", ")), tenant)
+			return fmt.Errorf(pipeline.ErrFmtTokenScopes, who, schemas.JoinChecks(unserved), strings.Join(lacks, " ; "), orNone(strings.Join(ts.scopes, ", ")), tenant)
 		}
 		eta := time.Duration(float64(w.calls) / rate * float64(time.Second))
 		if exp := ts.claims.ExpiresAt; !exp.IsZero() && !ts.prolonged(now) && now.Add(eta).After(exp) {
-			return fmt.Errorf("%s expires on %s, before the batch would end: about %d calls at %.3g per second take %s. "+
-				"Renew the token first, or split the file", who, exp.UTC().Format(dateTimeUTC), w.calls, rate, eta.Round(time.Second))
+			return fmt.Errorf(pipeline.ErrFmtTokenExpiresFirst, who, exp.UTC().Format(dateTimeUTC), w.calls, rate, pipeline.FormatDuration(eta))
 		}
 		if exp := workers.ExpiryAt(ts.claims.ExpiresAt, now); exp.Reminder > 0 {
-			fmt.Fprintf(c.stderr, "apbatch: warning: %s expires in %d days: renew it (apbatch token check --tenant %s)\n", who, exp.DaysLeft, tenant)
+			fmt.Fprintf(c.stderr, pipeline.MsgTokenExpiresSoon+"\n", who, exp.DaysLeft, tenant)
 		}
 	}
 	return nil

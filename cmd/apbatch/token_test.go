@@ -265,12 +265,12 @@ func TestRun_RefusesTokens(t *testing.T) {
 		want   []string
 	}{
 		{"lacks the QF scope", cnous, 200 * 24 * time.Hour, nil,
-			[]string{`the API token of tenant "demo"`, "cannot serve --checks quotient_familial: quotient_familial needs cnaf_quotient_familial",
-				"its scopes are cnous_statut_boursier", "Ask for these scopes"}},
+			[]string{`le jeton d'API de la collectivité "demo"`, "ne permet pas --checks quotient_familial : quotient_familial demande cnaf_quotient_familial",
+				"ses droits sont cnous_statut_boursier", "Demandez ces droits"}},
 		// 12 rows at 0.01 call/s take 20 minutes; the token ends in 10.
 		{"expires before the batch ends", sandbox.AllScopes, 10 * time.Minute, []string{"--rate", "1", "--budget-share", "0.01"},
-			[]string{"expires on", "before the batch would end: about 12 calls at 0.01 per second take 20m0s", "Renew the token first"}},
-		{"expired", sandbox.AllScopes, -time.Hour, nil, []string{"cannot be used: the API refuses it (HTTP 401"}},
+			[]string{"expire le", "avant la fin du lot : environ 12 appels à 0.01 par seconde prennent 20 min 00 s", "Renouvelez d'abord le jeton"}},
+		{"expired", sandbox.AllScopes, -time.Hour, nil, []string{"est inutilisable : the API refuses it (HTTP 401"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tok, file := sandboxToken(t, dir, tc.scopes, tc.left)
