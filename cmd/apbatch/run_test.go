@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -711,4 +712,73 @@ func TestPollInterval(t *testing.T) {
 			t.Errorf("pollInterval(%d, %v) = %v, want %v", tc.n, tc.elapsed, got, tc.want)
 		}
 	}
+}
+
+// TestRun_FrenchSummary: run's summary is in French and lists the lines to
+// correct (line, column, what to do), 20 at most and how many more, then
+// ends with the path of the results workbook; a --out ending in .xlsx is
+// that workbook, not a folder.
+func TestRun_FrenchSummary(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	sample, err := os.ReadFile(samplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(string(sample), "\n"), "\n")
+	// 25 lines without a sex, after the sample's own rows.
+	roster := append([]string(nil), lines...)
+	for i := 0; i < 25; i++ {
+		f := strings.Split(lines[1+i%(len(lines)-1)], ";")
+		f[4] = "" // sexe
+		roster = append(roster, strings.Join(f, ";"))
+	}
+	path := filepath.Join(dir, "liste.csv")
+	if err := os.WriteFile(path, []byte(strings.Join(roster, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	workbook := filepath.Join(dir, "resultats.xlsx")
+	sumPath := filepath.Join(dir, "summary.json")
+	code, stdout, stderr := runApbatch(t, ctx, "run", "--data-dir", filepath.Join(dir, "data"), "--flush-interval", "500ms",
+		"--summary-json", sumPath, "--out", workbook, path)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var sum summary
+	body, _ := os.ReadFile(sumPath)
+	if err := json.Unmarshal(body, &sum); err != nil || len(sum.Batches) != 1 {
+		t.Fatalf("summary %s: %v", body, err)
+	}
+	invalid := int(sum.RowsByStatus[schemas.StatusInvalidInput])
+	if invalid < 25 || sum.Batches[0].Corrections != invalid || sum.Batches[0].Workbook != workbook {
+		t.Fatalf("%d invalid rows, summary %s", invalid, body)
+	}
+	for _, want := range []string{"liste.csv (lot " + sum.BatchID + ") : terminé", fmt.Sprintf("%d lignes : vérifié ", sum.RowsTotal),
+		"appels au fournisseur", "  Lignes à corriger :\n", "colonne « sexe » : ",
+		fmt.Sprintf("\n    et %d autres, voir resultats.xlsx\n", invalid-20)} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("summary lacks %q:\n%s", want, stdout)
+		}
+	}
+	if n := strings.Count(stdout, "\n    ligne "); n != 20 {
+		t.Errorf("%d lines to correct shown, want 20:\n%s", n, stdout)
+	}
+	out := strings.Split(strings.TrimRight(stdout, "\n"), "\n")
+	if last := out[len(out)-1]; last != "Classeur des résultats : "+workbook {
+		t.Errorf("last line %q, want the workbook's path", last)
+	}
+	for _, english := range []string{"lookups", "UNRESOLVED", "INVALID", "s3://", "ETA", "elapsed", "rows"} {
+		if strings.Contains(stdout+stderr, english) {
+			t.Errorf("output holds %q:\n%s\n%s", english, stdout, stderr)
+		}
+	}
+	if st, err := os.Stat(workbook); err != nil || st.IsDir() {
+		t.Fatalf("--out %s: %v, a folder: %v", workbook, err, err == nil && st.IsDir())
+	}
+	f, err := excelize.OpenFile(workbook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
 }
