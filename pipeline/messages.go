@@ -140,6 +140,70 @@ const (
 	ErrFmtNotFinished = "le lot %s n'est pas terminé (état : %s)"
 )
 
+// apbatch token check's report, one line each; the labels line up.
+const (
+	// TokenWhat: which token (TokenDefault or TokenOfTenant), where it was
+	// found.
+	TokenWhat = "jeton :           %s, trouvé dans %s"
+	// TokenDefault names the default token.
+	TokenDefault = "jeton par défaut"
+	// TokenOfTenant: the tenant.
+	TokenOfTenant = "jeton de la collectivité %q"
+	// TokenEmbedded is where run's embedded sandbox token comes from.
+	TokenEmbedded = "le bac à sable intégré"
+	// TokenEmbeddedDefault is where token check finds no token at all.
+	TokenEmbeddedDefault = "le bac à sable intégré (aucun jeton donné : celui qu'apbatch run utilise avec lui)"
+	// TokenClaimsUnreadable: what is wrong.
+	TokenClaimsUnreadable = "contenu :         illisible : %s"
+	// TokenID, TokenSubject, TokenIssued: the value.
+	TokenID      = "id (jti) :        %s"
+	TokenSubject = "sujet :           %s"
+	TokenIssued  = "émis le :         %s"
+	// TokenNoExpiry has no argument.
+	TokenNoExpiry = "expire le :       (aucune expiration dans le jeton)"
+	// TokenProlonged: the expiry written in the token.
+	TokenProlonged = "expire le :       %s, date passée, mais l'API accepte encore le jeton : prolongé sur le portail de l'opérateur ? (la nouvelle date n'est pas écrite dans le jeton)"
+	// TokenExpired: the expiry, days since.
+	TokenExpired = "expire le :       %s (expiré depuis %d jours)"
+	// TokenExpires: the expiry, days left.
+	TokenExpires = "expire le :       %s (dans %d jours)"
+	// TokenScopesAPI: the scopes, the introspection URL.
+	TokenScopesAPI = "droits :          %s (selon %s)"
+	// TokenScopesOwn: the scopes, why the API did not give them.
+	TokenScopesOwn = "droits :          %s (lus dans le jeton : %s)"
+	// TokenAllows: the checks allowed.
+	TokenAllows = "permet :          %s"
+	// TokenNotServed: the checks refused, each TokenLacks.
+	TokenNotServed = "ne permet pas :   %s"
+	// TokenLacks: the check, the scopes it lacks.
+	TokenLacks = "%s (il manque %s)"
+	// TokenUnusable: why.
+	TokenUnusable = "erreur : le jeton est inutilisable : %s"
+	// TokenCannotServe: the checks.
+	TokenCannotServe = "erreur : le jeton ne permet pas --checks %s"
+	// TokenRenew: days left, the reminder reached, the advice.
+	TokenRenew = "attention : le jeton expire dans %d jours (moins de %d jours) : %s"
+	// TokenPlanRenewal and TokenRenewNow are the advice of TokenRenew.
+	TokenPlanRenewal = "prévoyez son renouvellement (prolongez-le sur le portail de l'opérateur)"
+	TokenRenewNow    = "renouvelez-le maintenant"
+	// TokenOK ends the report of a token fine to use.
+	TokenOK = "ok"
+	// TokenNone stands for an empty list.
+	TokenNone = "(aucun)"
+	// TokenRefused: HTTP status, code, message, TokenRenewAdvice.
+	TokenRefused = "l'API le refuse (HTTP %d %s : %s)%s"
+	// TokenRenewAdvice ends the reason of a refused or expired token.
+	TokenRenewAdvice = " ; renouvelez-le sur le portail de l'opérateur, puis mettez à jour son fichier ou son Secret"
+	// TokenNotAToken: what is wrong.
+	TokenNotAToken = "ce n'est pas un jeton API Particulier (%s) ; le fichier ou la variable ne doit contenir que le jeton"
+	// TokenExpiredOn: the expiry, TokenRenewAdvice.
+	TokenExpiredOn = "il a expiré le %s%s"
+	// TokenSandboxRefuses: the sandbox's message.
+	TokenSandboxRefuses = "le bac à sable intégré n'accepte pas ce jeton (%s) ; donnez --provider-url pour interroger l'API"
+	// TokenNoIntrospect: the error.
+	TokenNoIntrospect = "l'API n'a pas répondu à /api/introspect : %s"
+)
+
 // Export headers and values.
 const (
 	HeaderStatus    = "Statut"

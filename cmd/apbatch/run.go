@@ -294,7 +294,7 @@ func (c *engineFlags) provider(ctx context.Context, log zerolog.Logger, getenv f
 		stop()
 		return "", nil, nil, err
 	}
-	lookup := func(string) (string, string, error) { return token, "the embedded sandbox", nil }
+	lookup := func(string) (string, string, error) { return token, pipeline.TokenEmbedded, nil }
 	return base, lookup, stop, nil
 }
 
