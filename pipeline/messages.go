@@ -309,9 +309,3 @@ func FormatDuration(d time.Duration) string {
 	}
 	return fmt.Sprintf("%d h %02d min", int(d/time.Hour), int(d%time.Hour/time.Minute))
 }
-
-// Notice is an error whose text is a French sentence for agents, written
-// as a sentence (capitalised, punctuated), unlike Go's error strings.
-type Notice string
-
-func (n Notice) Error() string { return string(n) }
