@@ -12,6 +12,7 @@ import (
 	"time"
 
 	pq "github.com/parquet-go/parquet-go"
+	"github.com/xuri/excelize/v2"
 
 	"github.com/apbatch/apbatch/pipeline/ledger"
 	"github.com/apbatch/apbatch/pipeline/parquet"
@@ -224,6 +225,29 @@ func TestRefresh_Diff(t *testing.T) {
 		t.Fatalf("summary %+v", sum)
 	}
 	b := sum.Batches[0]
+	// The workbook's summary sheet lists them too.
+	wb := filepath.Join(dir, "resultats.xlsx")
+	if code, out, errs := runApbatch(t, ctx, "results", "--data-dir", filepath.Join(dir, "data"), "-o", wb, b.BatchID); code != 0 {
+		t.Fatalf("results: %d\n%s\n%s", code, out, errs)
+	}
+	xf, err := excelize.OpenFile(wb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	synth, err := xf.GetRows("Synthèse")
+	xf.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	for _, r := range synth {
+		text.WriteString(strings.Join(r, "|") + "\n")
+	}
+	for _, w := range []string{"Changements depuis la dernière campagne\nCampagne précédente|2026-09\n", "\nstatut|1\n", "\ntranche|3\n", "\nTotal|4\n"} {
+		if !strings.Contains(text.String(), w) {
+			t.Errorf("Synthèse lacks %q:\n%s", w, text.String())
+		}
+	}
 	var m schemas.Manifest
 	mb, err := os.ReadFile(filepath.Join(out, b.BatchID, "_manifest.json"))
 	if err != nil {
