@@ -5,14 +5,17 @@ import (
 	"cmp"
 	"context"
 	stdcsv "encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/xuri/excelize/v2"
 
@@ -50,18 +53,22 @@ func (e *Exporter) Export(ctx context.Context, id, format string, w io.Writer) (
 		return 0, err
 	}
 	if !b.Published() {
-		msg := "le lot " + id + " n'est pas terminé (état : " + b.State + ")"
+		msg := fmt.Sprintf(ErrFmtNotFinished, id, StateLabel(b.State))
 		if b.Error != "" {
 			msg += " : " + b.Error
 		}
 		return 0, errors.New(msg)
 	}
+	switch format {
+	case FormatParquet, FormatCSV, FormatXLSX:
+	default:
+		return 0, fmt.Errorf(ErrFmtFormat, format)
+	}
 	results, err := e.results(ctx, id)
 	if err != nil {
 		return 0, err
 	}
-	switch format {
-	case FormatParquet:
+	if format == FormatParquet {
 		// In row order, then the batch's order of checks.
 		rank := map[string]int{}
 		for i, c := range b.CheckList() {
@@ -71,18 +78,53 @@ func (e *Exporter) Export(ctx context.Context, id, format string, w io.Writer) (
 			return cmp.Or(cmp.Compare(a.RowNumber, b.RowNumber), cmp.Compare(rank[a.Check], rank[b.Check]))
 		})
 		return len(all), parquet.Encode(w, all)
-	case FormatCSV, FormatXLSX:
-	default:
-		return 0, fmt.Errorf("format %q inconnu : csv, xlsx ou parquet", format)
 	}
-	header, rows, err := e.joined(ctx, b, results)
+	t, err := e.joined(ctx, b, results)
 	if err != nil {
 		return 0, err
 	}
 	if format == FormatCSV {
-		return len(rows), writeCSV(w, header, rows)
+		return len(t.rows), writeCSV(w, t)
 	}
-	return len(rows), writeXLSX(w, header, rows, e.TmpDir)
+	if b.ManifestKey != "" {
+		m, err := ReadManifest(ctx, e.S3, b.ManifestKey)
+		if err != nil {
+			return 0, fmt.Errorf("export: %w", err)
+		}
+		t.manifest = &m
+	}
+	return len(t.rows), writeXLSX(w, t, e.TmpDir)
+}
+
+// FormatOf is the export format of a file name's extension: xlsx, csv or
+// parquet; an error in French for any other extension.
+func FormatOf(name string) (string, error) {
+	ext := strings.ToLower(path.Ext(name))
+	switch ext {
+	case ".xlsx":
+		return FormatXLSX, nil
+	case ".csv":
+		return FormatCSV, nil
+	case ".parquet":
+		return FormatParquet, nil
+	case "":
+		ext = name
+	}
+	return "", fmt.Errorf(ErrFmtFormat, ext)
+}
+
+// ReadManifest reads a batch's published manifest.
+func ReadManifest(ctx context.Context, client *s3.Client, key string) (schemas.Manifest, error) {
+	var m schemas.Manifest
+	body, _, err := client.Open(ctx, key)
+	if err != nil {
+		return m, err
+	}
+	defer body.Close()
+	if err := json.NewDecoder(body).Decode(&m); err != nil {
+		return m, fmt.Errorf("manifest %s: %w", key, err)
+	}
+	return m, nil
 }
 
 // ErrInputReplaced is returned (wrapped, with what to do) by a CSV or XLSX
@@ -114,102 +156,240 @@ func (e *Exporter) results(ctx context.Context, id string) (map[rowCheck]schemas
 
 // joined reads the input file again and puts each row's results after its
 // original columns.
-func (e *Exporter) joined(ctx context.Context, b ledger.Batch, results map[rowCheck]schemas.ResultRow) ([]string, [][]string, error) {
+func (e *Exporter) joined(ctx context.Context, b ledger.Batch, results map[rowCheck]schemas.ResultRow) (*table, error) {
 	// Exactly the version the batch verified: the rows are joined to its
 	// results by number, so another file under the same name would give
 	// one family's results to another.
 	pin := PinnedVersion(b)
 	if !Pinned(pin) {
-		return nil, nil, fmt.Errorf("%w : %s", ErrInputReplaced, replacedHint)
+		return nil, fmt.Errorf("%w : %s", ErrInputReplaced, replacedHint)
 	}
 	body, info, err := e.S3.OpenVersion(ctx, b.ObjectKey, pin)
 	if errors.Is(err, s3.ErrNotFound) {
-		return nil, nil, fmt.Errorf("%w : %s", ErrInputReplaced, replacedHint)
+		return nil, fmt.Errorf("%w : %s", ErrInputReplaced, replacedHint)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("export: %w", err)
+		return nil, fmt.Errorf("export: %w", err)
 	}
 	defer body.Close()
 	key, err := ParseIncomingKey(b.ObjectKey)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	opts := csv.Options{Checks: b.CheckList(), Encoding: e.Encoding, Sheet: e.Sheet, TmpDir: e.TmpDir, Now: time.Now()}
+	now := time.Now()
+	opts := csv.Options{Checks: b.CheckList(), Encoding: e.Encoding, Sheet: e.Sheet, TmpDir: e.TmpDir, Now: now}
+	// The tenant's column mapping, as the splitter read the file.
+	if raw, err := ReadConfig(ctx, e.S3, ColumnsKey(b.Tenant)); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	} else if len(raw) > 0 {
+		if opts.Columns, err = ParseColumns(raw); err != nil {
+			return nil, fmt.Errorf("export: %w", err)
+		}
+	}
 	// The header the splitter read: the object's, set at upload.
 	if opts.HeaderRow, err = HeaderRow(info.Metadata); err != nil {
-		return nil, nil, fmt.Errorf("export: %w", err)
+		return nil, fmt.Errorf("export: %w", err)
 	}
 	r, err := csv.OpenFile(ctx, body, key.File, opts)
 	if err != nil {
-		return nil, nil, fmt.Errorf("export: %w", err)
+		return nil, fmt.Errorf("export: %w", err)
 	}
 	checks := b.CheckList()
-	header := append([]string(nil), r.Header()...)
+	t := &table{batch: b, checks: checks, byStatus: map[schemas.Check]map[string]int64{}, tranches: map[string]*trancheStats{}}
+	t.header = append([]string(nil), r.Header()...)
+	t.inputCols = len(t.header)
 	for _, c := range checks {
-		header = append(header, resultColumns(c, len(checks) > 1)...)
+		t.header = append(t.header, resultColumns(c, len(checks) > 1)...)
+		t.byStatus[c] = map[string]int64{}
 	}
-	var rows [][]string
+	birth, hasBirth := r.Column(schemas.ColDateNaissance)
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		row, err := r.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("export: %w", err)
+			return nil, fmt.Errorf("export: %w", err)
 		}
-		rec := make([]string, len(r.Header()), len(header))
-		copy(rec, row.Record)
-		for _, c := range checks {
-			rec = append(rec, resultValues(c, results[rowCheck{row.Number, string(c)}])...)
+		rec := make([]cell, len(r.Header()), len(t.header))
+		for i, v := range row.Record {
+			if i < len(rec) {
+				rec[i] = cell{text: v}
+			}
 		}
-		rows = append(rows, rec)
+		if hasBirth && birth < len(rec) {
+			if y, m, d, problem := schemas.ParseBirthDate(rec[birth].text, now); problem == "" && d != 0 {
+				rec[birth].kind, rec[birth].t = cellDate, time.Date(y, time.Month(m), d, 0, 0, 0, 0, time.UTC)
+			}
+		}
+		mark := markNone
+		for i, c := range checks {
+			res := results[rowCheck{row.Number, string(c)}]
+			rec = append(rec, resultValues(c, res)...)
+			t.byStatus[c][res.Status]++
+			switch {
+			case res.Status == string(schemas.StatusNotFound):
+				mark = max(mark, markNotFound)
+			case res.NeedsReview, res.Status == string(schemas.StatusInvalidInput), res.Status == string(schemas.StatusIdentityUnresolved):
+				mark = markReview
+			}
+			if c == schemas.CheckQuotientFamilial && res.Tranche != nil {
+				t.addTranche(*res.Tranche, res.Tarif, row, i)
+			}
+		}
+		t.rows = append(t.rows, tableRow{cells: rec, mark: mark})
 	}
-	return header, rows, nil
+	return t, nil
 }
 
-// statusLabels are the statuses as agents read them.
-var statusLabels = map[string]string{
-	string(schemas.StatusOK): "trouvé", string(schemas.StatusNotFound): "non trouvé",
-	string(schemas.StatusIdentityUnresolved): "identité non reconnue", string(schemas.StatusInvalidInput): "ligne à corriger",
-	string(schemas.StatusProviderError): "erreur du fournisseur, à relancer", string(schemas.StatusUnauthorized): "jeton refusé",
+// cellKind is how a cell is written in a workbook.
+type cellKind uint8
+
+const (
+	cellText   cellKind = iota
+	cellNumber          // n
+	cellMoney           // n cents, shown in euros
+	cellDate            // t, and text as the file held it
+)
+
+// cell is one value of an export.
+type cell struct {
+	kind cellKind
+	text string
+	n    int64
+	t    time.Time
+}
+
+func textCell(s string) cell { return cell{text: s} }
+
+// String is the cell as a CSV holds it: a roster's value as the file held
+// it, a price with a decimal comma.
+func (c cell) String() string {
+	switch c.kind {
+	case cellNumber:
+		return strconv.FormatInt(c.n, 10)
+	case cellMoney:
+		return fmt.Sprintf("%d,%02d", c.n/100, c.n%100)
+	case cellDate:
+		if c.text != "" {
+			return c.text
+		}
+		return c.t.Format("02/01/2006")
+	}
+	return c.text
+}
+
+// value is the cell as a workbook holds it: text through SafeCell, never a
+// formula; numbers, prices and dates as numbers.
+func (c cell) value() any {
+	switch c.kind {
+	case cellNumber:
+		return c.n
+	case cellMoney:
+		return float64(c.n) / 100
+	case cellDate:
+		return c.t
+	}
+	return SafeCell(c.text)
+}
+
+// rowMark is how a row is highlighted: the rows to review (or to correct)
+// win over those not found.
+type rowMark uint8
+
+const (
+	markNone rowMark = iota
+	markNotFound
+	markReview
+)
+
+// table is an export: the roster's columns, then each check's.
+type table struct {
+	batch     ledger.Batch
+	checks    []schemas.Check
+	header    []string
+	inputCols int
+	rows      []tableRow
+	// byStatus counts the rows by check and status ("": not checked).
+	byStatus map[schemas.Check]map[string]int64
+	// tranches are the QF rows priced, by bracket.
+	tranches map[string]*trancheStats
+	// manifest is the batch's, for the workbook's summary; nil without.
+	manifest *schemas.Manifest
+}
+
+type tableRow struct {
+	cells []cell
+	mark  rowMark
+}
+
+// trancheStats are the rows of a bracket: families (one identity, one
+// allocataire, whatever the number of children), rows, price per meal.
+type trancheStats struct {
+	families map[string]bool
+	rows     int64
+	price    *int64
+	revenue  int64
+}
+
+// addTranche counts row i's check in bracket name at price cents.
+func (t *table) addTranche(name string, price *int64, row csv.Row, i int) {
+	s := t.tranches[name]
+	if s == nil {
+		s = &trancheStats{families: map[string]bool{}}
+		t.tranches[name] = s
+	}
+	s.rows++
+	if i < len(row.Checks) {
+		// Siblings carry their parent's identity: one family.
+		s.families[fmt.Sprint(row.Checks[i].Identity)] = true
+	}
+	if price != nil {
+		s.price = price
+		s.revenue += *price
+	}
 }
 
 // resultColumns names the columns a check adds.
 func resultColumns(c schemas.Check, prefixed bool) []string {
 	p := ""
 	if prefixed {
-		p = string(c) + " : "
+		p = c.Label() + " : "
 	}
 	if c == schemas.CheckQuotientFamilial {
-		return []string{p + "Statut", p + "Quotient familial", p + "Tranche", p + "Tarif", p + "À vérifier", p + "Message"}
+		return []string{p + HeaderStatus, p + HeaderQF, p + HeaderTranche, p + HeaderTarif, p + HeaderReview, p + HeaderMessage}
 	}
-	return []string{p + "Statut", p + "Résultat", p + "Message"}
+	return []string{p + HeaderStatus, p + HeaderResult, p + HeaderMessage}
 }
 
 // resultValues are a result's values under resultColumns.
-func resultValues(c schemas.Check, r schemas.ResultRow) []string {
+func resultValues(c schemas.Check, r schemas.ResultRow) []cell {
 	msg := deref(r.ErrorMessage)
-	status := statusLabels[r.Status]
+	status := schemas.Status(r.Status).Label()
 	if r.Status == "" {
-		status = "non vérifiée (lot annulé)"
+		status = ValueNotChecked
 	}
 	if c == schemas.CheckQuotientFamilial {
-		qf, tarif, review := "", "", ""
+		qf, tarif, review := cell{}, cell{}, cell{}
 		if r.QFValue != nil {
-			qf = strconv.FormatInt(*r.QFValue, 10)
+			qf = cell{kind: cellNumber, n: *r.QFValue}
 		}
 		if r.Tarif != nil {
-			tarif = fmt.Sprintf("%d,%02d", *r.Tarif/100, *r.Tarif%100)
+			tarif = cell{kind: cellMoney, n: *r.Tarif}
 		}
 		if r.NeedsReview {
-			review = "oui"
+			review = textCell(ValueYes)
+			if msg == "" {
+				// Results recorded before the worker gave the reason.
+				msg = schemas.ReviewReason(r.QFValue)
+			}
 		}
-		return []string{status, qf, deref(r.Tranche), tarif, review, msg}
+		return []cell{textCell(status), qf, textCell(deref(r.Tranche)), tarif, review, textCell(msg)}
 	}
-	return []string{status, facts(r), msg}
+	return []cell{textCell(status), textCell(facts(r)), textCell(msg)}
 }
 
 // facts summarises a result's check-specific values in French.
@@ -218,9 +398,9 @@ func facts(r schemas.ResultRow) string {
 	yes := func(label string, v *bool) {
 		if v != nil {
 			if *v {
-				parts = append(parts, label+" : oui")
+				parts = append(parts, label+" : "+ValueYes)
 			} else {
-				parts = append(parts, label+" : non")
+				parts = append(parts, label+" : "+ValueNo)
 			}
 		}
 	}
@@ -271,15 +451,19 @@ func safeRecord(rec []string) []string {
 
 // writeCSV writes what Excel opens as is: UTF-8 with a BOM, ';', CRLF,
 // every cell through SafeCell.
-func writeCSV(w io.Writer, header []string, rows [][]string) error {
+func writeCSV(w io.Writer, t *table) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString("\ufeff")
 	cw := stdcsv.NewWriter(bw)
 	cw.Comma = ';'
 	cw.UseCRLF = true
-	cw.Write(safeRecord(header))
-	for _, r := range rows {
-		cw.Write(safeRecord(r))
+	cw.Write(safeRecord(t.header))
+	rec := make([]string, len(t.header))
+	for _, r := range t.rows {
+		for i, c := range r.cells {
+			rec[i] = SafeCell(c.String())
+		}
+		cw.Write(rec[:len(r.cells)])
 	}
 	cw.Flush()
 	if err := cw.Error(); err != nil {
@@ -288,40 +472,247 @@ func writeCSV(w io.Writer, header []string, rows [][]string) error {
 	return bw.Flush()
 }
 
-// writeXLSX writes one sheet, the header in bold and frozen, every cell a
-// text cell through SafeCell (never a formula).
-func writeXLSX(w io.Writer, header []string, rows [][]string, tmpDir string) error {
+// Workbook formats: prices in euros, dates as French agents write them,
+// and the fills of the rows to review and of those not found.
+const (
+	euroFormat   = `#,##0.00\ "€"`
+	dateFormat   = "dd/mm/yyyy"
+	reviewFill   = "FFEB9C"
+	notFoundFill = "FFC7CE"
+	headerFill   = "D9E1F2"
+)
+
+// workbookStyles makes and keeps the workbook's cell styles.
+type workbookStyles struct {
+	f     *excelize.File
+	cache map[[2]uint8]int
+}
+
+// get returns the style of a cell of kind in a row marked mark.
+func (s *workbookStyles) get(kind cellKind, mark rowMark) int {
+	k := [2]uint8{uint8(kind), uint8(mark)}
+	if id, ok := s.cache[k]; ok {
+		return id
+	}
+	st := &excelize.Style{Alignment: &excelize.Alignment{Vertical: "top"}}
+	switch kind {
+	case cellMoney:
+		f := euroFormat
+		st.CustomNumFmt = &f
+	case cellDate:
+		f := dateFormat
+		st.CustomNumFmt = &f
+	case cellNumber:
+		st.NumFmt = 1 // 0
+	}
+	switch mark {
+	case markReview:
+		st.Fill = excelize.Fill{Type: "pattern", Pattern: 1, Color: []string{reviewFill}}
+	case markNotFound:
+		st.Fill = excelize.Fill{Type: "pattern", Pattern: 1, Color: []string{notFoundFill}}
+	}
+	id, _ := s.f.NewStyle(st)
+	s.cache[k] = id
+	return id
+}
+
+// columnWidths sizes each column to its longest value (header included),
+// within bounds Excel users read without scrolling sideways.
+func columnWidths(t *table) []float64 {
+	widths := make([]float64, len(t.header))
+	for i, h := range t.header {
+		widths[i] = float64(utf8.RuneCountInString(h))
+	}
+	for _, r := range t.rows {
+		for i, c := range r.cells {
+			n := utf8.RuneCountInString(c.String())
+			if c.kind == cellDate || c.kind == cellMoney {
+				n = 10
+			}
+			widths[i] = max(widths[i], float64(n))
+		}
+	}
+	for i := range widths {
+		widths[i] = min(max(widths[i]+2, 8), 60)
+	}
+	return widths
+}
+
+// writeXLSX writes the results sheet (header in bold, frozen and filtered;
+// typed cells; rows to review and not found highlighted; text cells
+// through SafeCell, never a formula) and the summary sheet.
+func writeXLSX(w io.Writer, t *table, tmpDir string) error {
 	f := excelize.NewFile(excelize.Options{TmpDir: tmpDir})
 	defer f.Close()
-	const sheet = "Résultats"
-	f.SetSheetName("Sheet1", sheet)
-	sw, err := f.NewStreamWriter(sheet)
+	if err := f.SetSheetName("Sheet1", SheetResults); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	styles := &workbookStyles{f: f, cache: map[[2]uint8]int{}}
+	// Set on the sheet before it is streamed: the stream writer writes it.
+	last, _ := excelize.CoordinatesToCellName(max(len(t.header), 1), len(t.rows)+1)
+	if err := f.AutoFilter(SheetResults, "A1:"+last, nil); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	sw, err := f.NewStreamWriter(SheetResults)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	bold, _ := f.NewStyle(&excelize.Style{Font: &excelize.Font{Bold: true}})
-	row := func(n int, vals []string, style int) error {
-		cells := make([]any, len(vals))
-		for i, v := range vals {
-			cells[i] = excelize.Cell{Value: SafeCell(v), StyleID: style}
+	for i, wd := range columnWidths(t) {
+		if err := sw.SetColWidth(i+1, i+1, wd); err != nil {
+			return fmt.Errorf("export: %w", err)
 		}
-		cell, _ := excelize.CoordinatesToCellName(1, n)
-		return sw.SetRow(cell, cells)
 	}
-	sw.SetPanes(&excelize.Panes{Freeze: true, YSplit: 1, TopLeftCell: "A2", ActivePane: "bottomLeft"})
-	if err := row(1, header, bold); err != nil {
+	if err := sw.SetPanes(&excelize.Panes{Freeze: true, YSplit: 1, TopLeftCell: "A2", ActivePane: "bottomLeft"}); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	for i, r := range rows {
-		if err := row(i+2, r, 0); err != nil {
+	bold, _ := f.NewStyle(&excelize.Style{Font: &excelize.Font{Bold: true},
+		Fill:      excelize.Fill{Type: "pattern", Pattern: 1, Color: []string{headerFill}},
+		Alignment: &excelize.Alignment{Vertical: "top", WrapText: true}})
+	head := make([]any, len(t.header))
+	for i, h := range t.header {
+		head[i] = excelize.Cell{Value: SafeCell(h), StyleID: bold}
+	}
+	if err := sw.SetRow("A1", head); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	vals := make([]any, len(t.header))
+	for n, r := range t.rows {
+		for i, c := range r.cells {
+			if c.kind == cellText && c.text == "" {
+				vals[i] = excelize.Cell{StyleID: styles.get(cellText, r.mark)}
+				continue
+			}
+			vals[i] = excelize.Cell{Value: c.value(), StyleID: styles.get(c.kind, r.mark)}
+		}
+		cell, _ := excelize.CoordinatesToCellName(1, n+2)
+		if err := sw.SetRow(cell, vals[:len(r.cells)]); err != nil {
 			return fmt.Errorf("export: %w", err)
 		}
 	}
 	if err := sw.Flush(); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
+	if err := writeSummary(f, t, styles); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
 	if _, err := f.WriteTo(w); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
 	return nil
+}
+
+// writeSummary writes the "Synthèse" sheet: the batch, its rows by check
+// and status, its families and expected revenue per meal by bracket, the
+// changes since the previous campaign.
+func writeSummary(f *excelize.File, t *table, styles *workbookStyles) error {
+	if _, err := f.NewSheet(SheetSummary); err != nil {
+		return err
+	}
+	bold, _ := f.NewStyle(&excelize.Style{Font: &excelize.Font{Bold: true}})
+	title, _ := f.NewStyle(&excelize.Style{Font: &excelize.Font{Bold: true, Size: 14}})
+	money := styles.get(cellMoney, markNone)
+	n := 0
+	put := func(style int, vals ...any) error {
+		n++
+		for i, v := range vals {
+			st := style
+			switch x := v.(type) {
+			case string:
+				v = SafeCell(x)
+			case euros:
+				v, st = float64(x)/100, money
+			}
+			name, _ := excelize.CoordinatesToCellName(i+1, n)
+			if err := f.SetCellValue(SheetSummary, name, v); err != nil {
+				return err
+			}
+			if st != 0 {
+				if err := f.SetCellStyle(SheetSummary, name, name, st); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	var errs []error
+	add := func(style int, vals ...any) { errs = append(errs, put(style, vals...)) }
+	b := t.batch
+	add(title, SummaryTitle)
+	n++
+	add(0, SummaryFile, path.Base(b.ObjectKey))
+	add(0, SummaryBatch, b.ID)
+	add(0, SummaryCampaign, b.Campaign)
+	add(0, SummaryState, StateLabel(b.State))
+	if t.manifest != nil && t.manifest.Tariff != "" {
+		add(0, SummaryGrid, t.manifest.Tariff)
+	}
+
+	n++
+	add(bold, SummaryByStatus)
+	add(bold, SummaryCheck, HeaderStatus, SummaryRows)
+	for _, c := range t.checks {
+		counts := t.byStatus[c]
+		for _, s := range schemas.Statuses {
+			if k := counts[string(s)]; k > 0 {
+				add(0, c.Label(), s.Label(), k)
+			}
+		}
+		if k := counts[""]; k > 0 {
+			add(0, c.Label(), ValueNotChecked, k)
+		}
+	}
+
+	if len(t.tranches) > 0 {
+		n++
+		add(bold, SummaryByTranche)
+		add(bold, HeaderTranche, SummaryFamilies, SummaryChildren, SummaryPrice, SummaryRevenue)
+		var families, rows, revenue int64
+		for _, name := range slices.Sorted(maps.Keys(t.tranches)) {
+			s := t.tranches[name]
+			vals := []any{name, int64(len(s.families)), s.rows, "", euros(s.revenue)}
+			if s.price != nil {
+				vals[3] = euros(*s.price)
+			}
+			add(0, vals...)
+			families, rows, revenue = families+int64(len(s.families)), rows+s.rows, revenue+s.revenue
+		}
+		add(bold, SummaryTotal, families, rows, "", euros(revenue))
+	}
+
+	n++
+	add(bold, SummaryChanges)
+	if ch := changesOf(t.manifest); ch != nil {
+		add(0, SummaryPrevious, ch.PreviousCampaign)
+		add(bold, SummaryChange, SummaryRows)
+		for _, k := range schemas.ChangeKinds {
+			if c := ch.ByKind[k]; c > 0 {
+				add(0, ChangeLabel(k), c)
+			}
+		}
+		add(bold, SummaryTotal, ch.Total)
+	} else {
+		add(0, SummaryNoChanges)
+	}
+
+	n++
+	add(bold, SummaryLegend)
+	add(styles.get(cellText, markReview), SummaryLegendCheck)
+	add(styles.get(cellText, markNotFound), SummaryLegendNF)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := f.SetColWidth(SheetSummary, "A", "A", 32); err != nil {
+		return err
+	}
+	return f.SetColWidth(SheetSummary, "B", "E", 22)
+}
+
+// euros is an amount in cents, written as a price.
+type euros int64
+
+func changesOf(m *schemas.Manifest) *schemas.ManifestChanges {
+	if m == nil {
+		return nil
+	}
+	return m.Changes
 }

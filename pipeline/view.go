@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/apbatch/apbatch/pipeline/ledger"
@@ -137,6 +139,30 @@ type Correction struct {
 	Line    int64
 	Check   schemas.Check
 	Message string
+	// Column is the column to correct as the file's header names it, ""
+	// when the whole line is at fault; Action what is wrong and what to
+	// do, Message without its line and column.
+	Column, Action string
+}
+
+// newCorrection splits a row's message, "ligne 9, colonne « Date » : …"
+// or "ligne 9 : …", into its column and action.
+func newCorrection(line int64, check schemas.Check, msg string) Correction {
+	c := Correction{Line: line, Check: check, Message: msg, Action: msg}
+	// A row's first problem names its place; the others follow it.
+	first, rest, _ := strings.Cut(msg, " ; ligne ")
+	prefix := "ligne " + strconv.FormatInt(line, 10)
+	if after, ok := strings.CutPrefix(first, prefix+", colonne « "); ok {
+		if col, action, ok := strings.Cut(after, " » : "); ok {
+			c.Column, c.Action = col, action
+		}
+	} else if after, ok := strings.CutPrefix(first, prefix+" : "); ok {
+		c.Action = after
+	}
+	if rest != "" {
+		c.Action += " ; ligne " + rest
+	}
+	return c
 }
 
 // Corrections returns the lines of a published batch whose results are
@@ -157,7 +183,7 @@ func Corrections(ctx context.Context, e *Exporter, id string, limit int) ([]Corr
 		// One line to correct, whatever its number of checks.
 		seen[r.RowNumber] = true
 		n++
-		out = append(out, Correction{Line: r.RowNumber, Check: schemas.Check(r.Check), Message: deref(r.ErrorMessage)})
+		out = append(out, newCorrection(r.RowNumber, schemas.Check(r.Check), deref(r.ErrorMessage)))
 	}
 	slices.SortFunc(out, func(a, b Correction) int { return cmp.Compare(a.Line, b.Line) })
 	if len(out) > limit {

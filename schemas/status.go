@@ -74,3 +74,16 @@ func (s Status) Label() string {
 	}
 	return string(s)
 }
+
+// ReviewReason says why a quotient familial result needs review (its
+// NeedsReview), in French, for the agent who reads it; "" when it needs
+// none. qf is the value the provider returned (nil: none).
+func ReviewReason(qf *int64) string {
+	switch {
+	case qf == nil:
+		return "la CAF ou la MSA n'a pas donné de quotient familial pour ce mois : demandez à la famille son attestation, ou vérifiez un autre mois (--period)"
+	case *qf == 0:
+		return "quotient familial égal à 0 (ressources non déclarées ou droits en cours d'étude) : vérifiez la situation de la famille avant d'appliquer un tarif"
+	}
+	return ""
+}

@@ -94,6 +94,18 @@ func isExcelSerial(s string) bool {
 	return frac == "" || len(frac) >= 2 && frac[0] == '.' && isDigits(frac[1:])
 }
 
+// ExcelSerialDate reads s as an Excel serial date (5 digits, days since
+// 1899-12-30, an optional time of day as a fraction, dropped): what a
+// workbook stores for a date cell. ok is false for anything else.
+func ExcelSerialDate(s string) (t time.Time, ok bool) {
+	if !isExcelSerial(s) {
+		return time.Time{}, false
+	}
+	s, _, _ = strings.Cut(s, ".")
+	n, _ := strconv.Atoi(s)
+	return time.Date(1899, 12, 30, 0, 0, 0, 0, time.UTC).AddDate(0, 0, n), true
+}
+
 // MaxPrenomsQF is how many first names the QF route accepts.
 const MaxPrenomsQF = 3
 
@@ -533,11 +545,9 @@ func ParseBirthDate(raw string, now time.Time) (year, month, day int, problem st
 	var ok1, ok2, ok3 bool
 	switch {
 	case isExcelSerial(s):
-		s, _, _ = strings.Cut(s, ".")
 		// An Excel serial date (days since 1899-12-30): what a
 		// spreadsheet cell formatted as a number shows.
-		n, _ := strconv.Atoi(s)
-		t := time.Date(1899, 12, 30, 0, 0, 0, 0, time.UTC).AddDate(0, 0, n)
+		t, _ := ExcelSerialDate(s)
 		year, month, day, ok1, ok2, ok3 = t.Year(), int(t.Month()), t.Day(), true, true, true
 	case strings.Count(s, "-") == 2 && strings.IndexByte(s, '-') == 4:
 		y, md, _ := strings.Cut(s, "-")

@@ -339,6 +339,9 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 		n := qf.Enfants
 		res.ChildrenCount = &n
 		res.NeedsReview = qf.Valeur == nil || *qf.Valeur == 0
+		if res.NeedsReview && res.ErrorMessage == "" {
+			res.ErrorMessage = schemas.ReviewReason(qf.Valeur)
+		}
 		if res.Provider == "" {
 			res.Provider = qf.Fournisseur
 		}

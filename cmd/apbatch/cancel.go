@@ -63,7 +63,7 @@ func (c *cancelCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(c.stderr, "apbatch cancel: donnez l'identifiant du lot à annuler (apbatch status les liste)")
+		fmt.Fprintln(c.stderr, pipeline.MsgCancelUsage)
 		return errUsage
 	}
 	id := fs.Arg(0)
@@ -81,9 +81,9 @@ func (c *cancelCommand) Run(ctx context.Context, args []string) error {
 	b, err := pipeline.CancelBatch(ctx, client, store, id, c.wait)
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):
-		return fmt.Errorf("aucun lot %s dans le registre ; apbatch status liste les lots", id)
+		return fmt.Errorf(pipeline.ErrFmtNoBatch, id)
 	case errors.Is(err, pipeline.ErrNotCancellable):
-		return fmt.Errorf("le lot %s est déjà terminé (état : %s) : il n'y a rien à annuler", id, b.State)
+		return fmt.Errorf(pipeline.ErrFmtNotCancellable, id, pipeline.StateLabel(b.State))
 	case err != nil:
 		return err
 	}
@@ -95,10 +95,9 @@ func (c *cancelCommand) Run(ctx context.Context, args []string) error {
 	if b.RowsTotal != nil {
 		expected = fmt.Sprint(*b.RowsTotal * int64(len(b.CheckList())))
 	}
-	fmt.Fprintf(c.stdout, "lot %s (%s) annulé : %d résultats publiés sur %s attendus ; plus aucun appel ne sera fait pour ce lot.\n",
-		id, filepath.Base(b.ObjectKey), counts.Rows, expected)
+	fmt.Fprintf(c.stdout, pipeline.MsgCancelled+"\n", id, filepath.Base(b.ObjectKey), counts.Rows, expected)
 	if c.db == "" {
-		fmt.Fprintf(c.stdout, "Résultats obtenus avant l'annulation : apbatch results -o resultats.xlsx %s\n", id)
+		fmt.Fprintf(c.stdout, pipeline.MsgCancelledResults+"\n", id)
 	}
 	return nil
 }

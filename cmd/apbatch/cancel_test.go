@@ -135,12 +135,12 @@ func TestCancel_StopsCalls(t *testing.T) {
 
 	// Cancelling again says it has ended; run without a file does not
 	// resume it.
-	if code, _, stderr := runApbatch(t, ctx, "cancel", "--data-dir", dataDir, b.ID); code == 0 || !strings.Contains(stderr, "déjà terminé") {
+	if code, _, stderr := runApbatch(t, ctx, "cancel", "--data-dir", dataDir, b.ID); code == 0 || !strings.Contains(stderr, "il n'y a rien à annuler") {
 		t.Errorf("second cancel: exit %d, %s", code, stderr)
 	}
 	before := len(calls)
 	code, _, stderr = runApbatch(t, ctx, "run", "--data-dir", dataDir)
-	if code == 0 || !strings.Contains(stderr, "no unfinished batch") {
+	if code == 0 || !strings.Contains(stderr, "aucun lot inachevé") {
 		t.Errorf("run without a file: exit %d\n%s", code, stderr)
 	}
 	if calls, _ := store.BatchCalls(ctx, b.ID); len(calls) != before {

@@ -353,7 +353,7 @@ func TestRun_EveryCheckAgainstTheSandbox(t *testing.T) {
 	if pupils == 0 || enrolled == 0 {
 		t.Fatalf("%d pupils, %d enrolled", pupils, enrolled)
 	}
-	if !strings.Contains(stdout, "by check:") {
+	if !strings.Contains(stdout, "par vérification :") {
 		t.Errorf("no per-check summary:\n%s", stdout)
 	}
 	t.Logf("%d rows × %d checks: %d official cases, %d parents, %d pupils (%d enrolled)", len(rows), len(schemas.Checks), len(want), len(dssWant), pupils, enrolled)

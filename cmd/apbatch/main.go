@@ -155,11 +155,11 @@ func runMain(ctx context.Context, e env, args []string) int {
 		var ee *exitError
 		if errors.As(err, &ee) {
 			if ee.err != nil {
-				fmt.Fprintf(e.stderr, "apbatch %s: %v\n", args[0], ee.err)
+				fmt.Fprintf(e.stderr, "apbatch %s : %v\n", args[0], ee.err)
 			}
 			return ee.code
 		}
-		fmt.Fprintf(e.stderr, "apbatch %s: %v\n", args[0], err)
+		fmt.Fprintf(e.stderr, "apbatch %s : %v\n", args[0], err)
 		return 1
 	}
 	return 0

@@ -163,7 +163,7 @@ func (c *refreshCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintln(c.stdout)
-	return c.report(ctx, c.stdout, st, final)
+	return c.report(ctx, c.stdout, st, final, "")
 }
 
 // submitOnly submits the refreshes to role processes on real services.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	pq "github.com/parquet-go/parquet-go"
+	"github.com/xuri/excelize/v2"
 
 	"github.com/apbatch/apbatch/pipeline"
 	"github.com/apbatch/apbatch/pipeline/ledger"
@@ -223,7 +224,7 @@ func TestRefresh_Diff(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("refresh: %d\n%s\n%s", code, stdout, errs)
 	}
-	if !strings.Contains(stdout, "4 change(s) since campaign 2026-09 (status 1, tranche 3)") {
+	if !strings.Contains(stdout, "4 changement(s) depuis la campagne 2026-09 (statut 1, tranche 3)") {
 		t.Errorf("refresh output lacks the changes:\n%s", stdout)
 	}
 	sum := readSummary(t, sumPath)
@@ -231,6 +232,29 @@ func TestRefresh_Diff(t *testing.T) {
 		t.Fatalf("summary %+v", sum)
 	}
 	b := sum.Batches[0]
+	// The workbook's summary sheet lists them too.
+	wb := filepath.Join(dir, "resultats.xlsx")
+	if code, out, errs := runApbatch(t, ctx, "results", "--data-dir", filepath.Join(dir, "data"), "-o", wb, b.BatchID); code != 0 {
+		t.Fatalf("results: %d\n%s\n%s", code, out, errs)
+	}
+	xf, err := excelize.OpenFile(wb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	synth, err := xf.GetRows("Synthèse")
+	xf.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	for _, r := range synth {
+		text.WriteString(strings.Join(r, "|") + "\n")
+	}
+	for _, w := range []string{"Changements depuis la dernière campagne\nCampagne précédente|2026-09\n", "\nstatut|1\n", "\ntranche|3\n", "\nTotal|4\n"} {
+		if !strings.Contains(text.String(), w) {
+			t.Errorf("Synthèse lacks %q:\n%s", w, text.String())
+		}
+	}
 	var m schemas.Manifest
 	mb, err := os.ReadFile(filepath.Join(out, b.BatchID, "_manifest.json"))
 	if err != nil {
@@ -319,7 +343,7 @@ func TestRefresh_FlagErrors(t *testing.T) {
 		{"bad tenant", []string{"--campaign", "2027-09", "--tenant", "a,b/c"}, "--tenant/--campaign"},
 		{"bad period", []string{"--campaign", "2027-09", "--period", "2027-13"}, "--period"},
 		{"a file", []string{"--campaign", "2027-09", "roster.csv"}, "unexpected argument"},
-		{"no ledger", []string{"--campaign", "2027-09"}, "no ledger in"},
+		{"no ledger", []string{"--campaign", "2027-09"}, "aucun registre dans"},
 		{"kafka without db", []string{"--campaign", "2027-09", "--kafka", "127.0.0.1:1"}, "--db"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

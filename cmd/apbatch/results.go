@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
@@ -30,7 +28,7 @@ func (c *resultsCommand) flags() *flag.FlagSet {
 	fs := flag.NewFlagSet("results", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
 	fs.StringVar(&c.dataDir, "data-dir", "./apbatch-data", "folder of the embedded S3 server and ledger")
-	fs.StringVar(&c.format, "format", "", "csv, xlsx or parquet (default: from -o's extension, else csv)")
+	fs.StringVar(&c.format, "format", "", "csv, xlsx or parquet (default: from -o's extension; another extension is refused)")
 	fs.StringVar(&c.out, "o", "", "file to write (required)")
 	c.fs = fs
 	return fs
@@ -59,19 +57,20 @@ func (c *resultsCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	if c.out == "" {
-		fmt.Fprintln(c.stderr, "apbatch results: give the file to write with -o, e.g. -o resultats.xlsx")
+		fmt.Fprintln(c.stderr, pipeline.MsgResultsUsage)
 		return errUsage
 	}
 	format := c.format
 	if format == "" {
-		switch filepath.Ext(c.out) {
-		case ".xlsx":
-			format = pipeline.FormatXLSX
-		case ".parquet":
-			format = pipeline.FormatParquet
-		default:
-			format = pipeline.FormatCSV
+		var err error
+		if format, err = pipeline.FormatOf(c.out); err != nil {
+			return err
 		}
+	}
+	switch format {
+	case pipeline.FormatCSV, pipeline.FormatXLSX, pipeline.FormatParquet:
+	default:
+		return fmt.Errorf(pipeline.ErrFmtFormat, format)
 	}
 	emb := &pipeline.Embedded{DataDir: c.dataDir}
 	if _, err := ledgerURL("", c.dataDir); err != nil {
@@ -101,14 +100,14 @@ func (c *resultsCommand) Run(ctx context.Context, args []string) error {
 			return err
 		}
 		if len(done) == 0 {
-			return errors.New("no finished batch in " + c.dataDir)
+			return fmt.Errorf(pipeline.ErrFmtNoFinishedBatch, c.dataDir)
 		}
 		sort.Slice(done, func(i, j int) bool { return done[i].CompletedAt.Before(*done[j].CompletedAt) })
 		id = done[len(done)-1].ID
 	}
 	f, err := os.Create(c.out)
 	if err != nil {
-		return fmt.Errorf("-o: %w", err)
+		return fmt.Errorf("-o : %w", err)
 	}
 	tmpDir, err := pipeline.MakeTmpDir(c.dataDir)
 	if err != nil {
@@ -122,6 +121,6 @@ func (c *resultsCommand) Run(ctx context.Context, args []string) error {
 		os.Remove(c.out)
 		return err
 	}
-	fmt.Fprintf(c.stdout, "%d rows of batch %s written to %s (%s)\n", n, id, c.out, format)
+	fmt.Fprintf(c.stdout, pipeline.MsgResultsWritten+"\n", n, id, c.out, format)
 	return nil
 }

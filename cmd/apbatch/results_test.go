@@ -91,3 +91,29 @@ func TestResults_ReplacedRosterRefused(t *testing.T) {
 		t.Fatalf("Parquet results of the first batch: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 }
+
+// TestResults_UnknownFormatRefused: an export to an extension apbatch does
+// not write (.ods) is refused in French, with the formats it writes,
+// rather than written as CSV; run refuses such an --out rather than make a
+// folder of that name.
+func TestResults_UnknownFormatRefused(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"results", "--data-dir", dir, "-o", filepath.Join(dir, "x.ods")},
+		{"results", "--data-dir", dir, "--format", "ods", "-o", filepath.Join(dir, "x.ods")},
+		{"run", "--data-dir", filepath.Join(dir, "data"), "--out", filepath.Join(dir, "x.ods"), samplePath},
+	} {
+		code, stdout, stderr := runApbatch(t, ctx, args...)
+		want := "--out " // run: give a folder or a workbook
+		if args[0] == "results" {
+			want = "ods » inconnu : les résultats s'écrivent en .xlsx (Excel), .csv ou .parquet"
+		}
+		if code != 1 || !strings.Contains(stderr, want) || !strings.Contains(stderr, ".xlsx") {
+			t.Errorf("%v: exit %d, want 1 and %q\n%s%s", args, code, want, stdout, stderr)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "x.ods")); !os.IsNotExist(err) {
+			t.Errorf("%v: x.ods made: %v", args, err)
+		}
+	}
+}

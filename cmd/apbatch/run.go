@@ -16,7 +16,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -41,6 +40,7 @@ type runCommand struct {
 
 	tenant, campaign, period, recipient string
 	checks, tariff, columns             string
+	workbook                            string
 	force                               bool
 	headerRow                           int
 }
@@ -59,6 +59,7 @@ func (c *runCommand) flags() *flag.FlagSet {
 	fs.IntVar(&c.headerRow, "header-row", 0, "line of each FILE (row of the sheet, as the spreadsheet numbers it) that names the columns (default: found, the first of the first 10 rows naming two known columns)")
 	fs.BoolVar(&c.force, "force", false, "verify the files again as new batches even if the same content was verified in this campaign")
 	fs.StringVar(&c.period, "period", "", "QF month to ask for, YYYY-MM (default: the API's current month)")
+	fs.StringVar(&c.workbook, "workbook", "", "the results workbook to write, a .xlsx (default: resultats.xlsx in --out, or in the current folder; a --out ending in .xlsx is the workbook itself)")
 	fs.StringVar(&c.recipient, "recipient", "", "SIRET of the collectivité, sent with every call (default with the embedded sandbox: "+dinumSIRET+")")
 	c.engineFlags.register(fs, c.getenv)
 	c.fs = fs
@@ -110,37 +111,41 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	files := fs.Args()
 	if len(files) == 0 {
 		if _, err := os.Stat(filepath.Join(c.dataDir, "ledger.db")); err != nil {
-			fmt.Fprintln(c.stderr, "apbatch run: give at least one FILE to verify (try deploy/samples/cantine-mairie.csv)")
+			fmt.Fprintln(c.stderr, pipeline.MsgNoFile)
 			return errUsage
 		}
 		// No file: resume the unfinished batches of --data-dir.
 	}
 	for _, f := range files {
 		if st, err := os.Stat(f); err != nil || st.IsDir() {
-			return fmt.Errorf("cannot read %s: check the path", f)
+			return fmt.Errorf(pipeline.ErrFmtCannotRead, f)
 		}
 	}
 	if c.headerRow < 0 {
 		return fmt.Errorf("--header-row %d: give the line that names the columns, from 1 (0: found)", c.headerRow)
 	}
 	if _, err := pipeline.ParseIncomingKey(pipeline.IncomingKey{Tenant: c.tenant, Campaign: c.campaign, File: "x.csv"}.String()); err != nil {
-		return fmt.Errorf("--tenant/--campaign: use letters, digits, '.', '_' or '-' (got %q, %q)", c.tenant, c.campaign)
+		return fmt.Errorf(pipeline.ErrFmtTenantCampaign, c.tenant, c.campaign)
 	}
 	checks, err := schemas.ParseChecks(c.checks)
 	if err != nil {
-		return fmt.Errorf("--checks: %w", err)
+		return fmt.Errorf("--checks : %w", err)
 	}
 	if _, err := pipeline.ParsePeriod(c.period); err != nil {
-		return fmt.Errorf("--period: %w", err)
+		return fmt.Errorf("--period : %w", err)
 	}
 	if c.recipient == "" {
 		if c.providerURL != "" {
-			return errors.New("--recipient: give the collectivité's SIRET (14 digits) when calling a real API")
+			return errors.New(pipeline.ErrFmtNoRecipient)
 		}
 		c.recipient = dinumSIRET
 	}
 	if !siretPattern.MatchString(c.recipient) {
-		return fmt.Errorf("--recipient: %q is not a SIRET (14 digits)", c.recipient)
+		return fmt.Errorf(pipeline.ErrFmtBadRecipient, c.recipient)
+	}
+	parquetDir, workbook, err := c.outputs()
+	if err != nil {
+		return err
 	}
 	// The tenant's editor delegation, if its configuration names one
 	// (APBATCH_DELEGATION_<TENANT>).
@@ -165,7 +170,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 				return err
 			}
 			if len(unfinished) == 0 {
-				fmt.Fprintf(c.stderr, "apbatch run: no unfinished batch in %s; give a FILE to verify\n", c.dataDir)
+				fmt.Fprintf(c.stderr, pipeline.MsgNothingToResume+"\n", c.dataDir)
 				return errUsage
 			}
 		}
@@ -206,7 +211,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 		for _, b := range unfinished {
 			batches = append(batches, submitted{key: b.ObjectKey, batchID: b.ID, resumed: true})
 		}
-		fmt.Fprintf(c.stderr, "apbatch: resuming %d unfinished batch(es)\n", len(batches))
+		fmt.Fprintf(c.stderr, pipeline.MsgResuming+"\n", len(batches))
 	} else if batches, err = uploadFiles(ctx, st, c.tenant, c.campaign, files, c.headerRow, c.force); err != nil {
 		return err
 	}
@@ -216,19 +221,47 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	}
 	for _, b := range final {
 		if len(files) > 0 && b.Checks != schemas.JoinChecks(checks) {
-			return fmt.Errorf("%s was already verified in campaign %s with --checks %s (batch %s); "+
-				"to run other checks on the same file, give another --campaign", filepath.Base(b.ObjectKey), b.Campaign, b.Checks, b.ID)
+			return fmt.Errorf(pipeline.ErrFmtOtherChecks, filepath.Base(b.ObjectKey), b.Campaign, b.Checks, b.ID)
 		}
 		if len(files) > 0 && mappingChanged && b.CreatedAt.Before(started) {
-			return fmt.Errorf("%s a déjà été vérifié pour la campagne %s (lot %s) avec une autre correspondance de colonnes ; "+
-				"la nouvelle peut changer les identités lues et demande de nouveaux appels : relancez avec --force (ou une autre --campaign)",
-				filepath.Base(b.ObjectKey), b.Campaign, b.ID)
+			return fmt.Errorf(pipeline.ErrFmtOtherMapping, filepath.Base(b.ObjectKey), b.Campaign, b.ID)
 		}
 	}
 	if final, err = c.reprice(ctx, st, final); err != nil {
 		return err
 	}
-	return c.report(ctx, c.stdout, st, final)
+	c.out = parquetDir
+	return c.report(ctx, c.stdout, st, final, workbook)
+}
+
+// outputs returns where run writes: the folder of the Parquet copies
+// ("" for none) and the results workbook. A --out ending in .xlsx is the
+// workbook; another extension of a results file is refused, rather than
+// made a folder.
+func (c *runCommand) outputs() (parquetDir, workbook string, err error) {
+	out, workbook := c.out, c.workbook
+	if workbook != "" && !strings.EqualFold(filepath.Ext(workbook), ".xlsx") {
+		return "", "", fmt.Errorf("--workbook : "+pipeline.ErrFmtFormat, filepath.Ext(workbook))
+	}
+	switch ext := strings.ToLower(filepath.Ext(out)); ext {
+	case "":
+	case ".xlsx":
+		if workbook == "" {
+			return "", out, nil
+		}
+		return "", "", fmt.Errorf(pipeline.ErrFmtOutIsFile, out)
+	case ".csv", ".parquet", ".ods", ".xls", ".json":
+		return "", "", fmt.Errorf(pipeline.ErrFmtOutIsFile, out)
+	}
+	if out != "" {
+		if st, err := os.Stat(out); err == nil && !st.IsDir() {
+			return "", "", fmt.Errorf(pipeline.ErrFmtOutIsFile, out)
+		}
+	}
+	if workbook == "" {
+		workbook = filepath.Join(out, "resultats.xlsx")
+	}
+	return out, workbook, nil
 }
 
 // reprice gives the batches verified before with another grid the prices
@@ -256,8 +289,7 @@ func (c *runCommand) reprice(ctx context.Context, st *stack, final []ledger.Batc
 			return nil, err
 		}
 		if changed {
-			fmt.Fprintf(c.stderr, "apbatch : %s déjà vérifié (lot %s) ; nouveaux tarifs de la grille « %s » appliqués aux résultats enregistrés, sans nouvel appel : lot %s\n",
-				filepath.Base(b.ObjectKey), b.ID, grid.Version, nb.ID)
+			fmt.Fprintf(c.stderr, pipeline.MsgRepriced+"\n", filepath.Base(b.ObjectKey), b.ID, grid.Version, nb.ID)
 			out[i] = nb
 		}
 	}
@@ -282,7 +314,7 @@ func (c *engineFlags) provider(ctx context.Context, log zerolog.Logger, getenv f
 		stop()
 		return "", nil, nil, err
 	}
-	lookup := func(string) (string, string, error) { return token, "the embedded sandbox", nil }
+	lookup := func(string) (string, string, error) { return token, pipeline.TokenEmbedded, nil }
 	return base, lookup, stop, nil
 }
 
@@ -526,12 +558,12 @@ func waitBatches(ctx context.Context, st *stack, subs []submitted, roleErr <-cha
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("interrupted; run the same command again to resume: %w", ctx.Err())
+			return nil, fmt.Errorf(pipeline.ErrFmtInterrupted, ctx.Err())
 		case err := <-roleErr:
 			if err == nil {
-				err = errors.New("a pipeline role stopped")
+				err = errors.New(pipeline.ErrRoleStopped)
 			}
-			return nil, fmt.Errorf("pipeline stopped: %w", err)
+			return nil, fmt.Errorf(pipeline.ErrFmtStopped, err)
 		case <-tick.C:
 			tick.Reset(pollInterval(len(subs), time.Since(start)))
 		}
@@ -548,7 +580,7 @@ func (c *engineFlags) progressPrinter(w io.Writer, console bool, tenants []strin
 		if pr.done && !console {
 			return
 		}
-		eta := "?"
+		eta := pipeline.MsgETAUnknown
 		if pr.lookups > 0 {
 			// At the measured rate once answers come (it reflects the
 			// shares of the budgets), at the configured one before.
@@ -560,12 +592,13 @@ func (c *engineFlags) progressPrinter(w io.Writer, console bool, tenants []strin
 				}
 				d = max(d, td)
 			}
-			eta = (d + c.flushInterval/2).Round(time.Second).String()
+			if e := pipeline.FormatETA(d + c.flushInterval/2); e != "" {
+				eta = e
+			}
 		}
-		line := fmt.Sprintf("apbatch: %d/%d lookups called, %d/%d results published, %s elapsed",
-			min(pr.calls, pr.lookups), pr.lookups, pr.published, pr.rows, time.Since(start).Round(time.Second))
+		line := fmt.Sprintf(pipeline.MsgProgress, min(pr.calls, pr.lookups), pr.lookups, pr.published, pr.rows, pipeline.FormatDuration(time.Since(start)))
 		if !pr.done {
-			line += ", ETA " + eta
+			line += fmt.Sprintf(pipeline.MsgProgressETA, eta)
 		}
 		switch {
 		case pr.done:
@@ -615,13 +648,24 @@ type batchSummary struct {
 	Manifest       string                                     `json:"manifest,omitempty"`
 	// Changes summarises the batch's diff.parquet, when it has one.
 	Changes *schemas.ManifestChanges `json:"changes,omitempty"`
+	// Corrections counts the lines to correct (invalid input).
+	Corrections int `json:"corrections"`
+	// Workbook is the path of the results workbook written, if any.
+	Workbook string `json:"workbook,omitempty"`
 }
 
-// report prints the summary table, copies results and writes the JSON
-// summary; it fails when a batch failed.
-func (c *engineFlags) report(ctx context.Context, w io.Writer, st *stack, batches []ledger.Batch) error {
+// maxCorrections is how many lines to correct the summary lists.
+const maxCorrections = 20
+
+// report prints the summary, copies results, writes the results workbook
+// of each published batch (workbook, "" for none; with several batches,
+// one a roster beside it) and the JSON summary; it fails when a batch
+// failed.
+func (c *engineFlags) report(ctx context.Context, w io.Writer, st *stack, batches []ledger.Batch, workbook string) error {
 	sum := summary{RowsByStatus: map[schemas.Status]int64{}, ResultFiles: []string{}}
 	var failed []string
+	exporter := &pipeline.Exporter{S3: st.s3, Ledger: st.ledger, Encoding: c.encoding, Sheet: c.sheet, TmpDir: pipeline.TmpDir(c.dataDir)}
+	corrections := map[string][]pipeline.Correction{}
 	for _, b := range batches {
 		counts, err := st.ledger.Counts(ctx, b.ID)
 		if err != nil {
@@ -643,17 +687,42 @@ func (c *engineFlags) report(ctx context.Context, w io.Writer, st *stack, batche
 			bs.ResultFiles = append(bs.ResultFiles, "s3://"+st.s3.Bucket()+"/"+p.ObjectKey)
 		}
 		if b.State == ledger.StateFailed {
-			failed = append(failed, fmt.Sprintf("%s: %s", filepath.Base(b.ObjectKey), b.Error))
+			failed = append(failed, fmt.Sprintf("%s : %s", filepath.Base(b.ObjectKey), b.Error))
 		}
 		var extra []string
 		if b.ManifestKey != "" {
-			m, err := readManifest(ctx, st.s3, b.ManifestKey)
+			m, err := pipeline.ReadManifest(ctx, st.s3, b.ManifestKey)
 			if err != nil {
 				return err
 			}
 			if bs.Changes = m.Changes; m.Changes != nil {
 				extra = append(extra, m.Changes.Key)
 			}
+		}
+		if b.Published() {
+			if c.out != "" {
+				if err := copyResults(ctx, st.s3, b, parts, extra, c.out); err != nil {
+					return err
+				}
+			}
+			if workbook != "" {
+				path := workbook
+				if len(batches) > 1 {
+					path = strings.TrimSuffix(workbook, filepath.Ext(workbook)) + "-" + filepath.Base(b.ObjectKey) + ".xlsx"
+				}
+				if err := exportWorkbook(ctx, exporter, b.ID, path); err != nil {
+					return err
+				}
+				if abs, err := filepath.Abs(path); err == nil {
+					path = abs
+				}
+				bs.Workbook = path
+			}
+			cs, n, err := pipeline.Corrections(ctx, exporter, b.ID, maxCorrections)
+			if err != nil {
+				return err
+			}
+			corrections[b.ID], bs.Corrections = cs, n
 		}
 		sum.Batches = append(sum.Batches, bs)
 		sum.RowsTotal += bs.RowsTotal
@@ -662,95 +731,103 @@ func (c *engineFlags) report(ctx context.Context, w io.Writer, st *stack, batche
 		for s, n := range bs.RowsByStatus {
 			sum.RowsByStatus[s] += n
 		}
-		if c.out != "" && b.Published() {
-			if err := copyResults(ctx, st.s3, b, parts, extra, c.out); err != nil {
-				return err
-			}
-		}
 	}
 	if len(batches) == 1 {
 		sum.BatchID = batches[0].ID
 	}
-	printSummary(w, sum)
-	if c.out != "" {
-		fmt.Fprintf(w, "\nResult files copied to %s\n", c.out)
-	}
+	printSummary(w, sum, corrections, c.out)
 	if c.summaryJSON != "" {
 		body, err := json.MarshalIndent(sum, "", "  ")
 		if err != nil {
 			return fmt.Errorf("encode summary: %w", err)
 		}
 		if err := os.WriteFile(c.summaryJSON, append(body, '\n'), 0o640); err != nil {
-			return fmt.Errorf("--summary-json: %w", err)
+			return fmt.Errorf("--summary-json : %w", err)
 		}
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("%d file(s) refused:\n  %s", len(failed), strings.Join(failed, "\n  "))
+		return fmt.Errorf(pipeline.ErrFmtRefusedFiles, len(failed), strings.Join(failed, "\n  "))
 	}
 	return nil
 }
 
-func printSummary(w io.Writer, sum summary) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BATCH\tFILE\tSTATE\tROWS\tOK\tNOT FOUND\tUNRESOLVED\tINVALID\tPROVIDER ERR\tUNAUTHORIZED\tCALLS\tSAVED")
-	for _, b := range sum.Batches {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", b.BatchID, filepath.Base(b.Source), b.State, b.RowsTotal,
-			b.RowsByStatus[schemas.StatusOK], b.RowsByStatus[schemas.StatusNotFound], b.RowsByStatus[schemas.StatusIdentityUnresolved],
-			b.RowsByStatus[schemas.StatusInvalidInput], b.RowsByStatus[schemas.StatusProviderError], b.RowsByStatus[schemas.StatusUnauthorized],
-			b.ProviderCalls, b.CallsSaved)
+// exportWorkbook exports batch id as a workbook at path, through a
+// temporary file beside it: a failed export leaves no half workbook.
+func exportWorkbook(ctx context.Context, e *pipeline.Exporter, id, path string) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf(pipeline.ErrFmtWorkbook, path, err)
 	}
-	tw.Flush()
-	for _, b := range sum.Batches {
-		if len(b.Checks) < 2 || b.Error != "" {
-			continue
-		}
-		fmt.Fprintf(w, "\n%s, by check:\n", filepath.Base(b.Source))
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  CHECK\tOK\tNOT FOUND\tUNRESOLVED\tINVALID\tPROVIDER ERR\tUNAUTHORIZED")
-		for _, c := range b.Checks {
-			n := b.ResultsByCheck[c]
-			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%d\t%d\n", c, n[schemas.StatusOK], n[schemas.StatusNotFound],
-				n[schemas.StatusIdentityUnresolved], n[schemas.StatusInvalidInput], n[schemas.StatusProviderError], n[schemas.StatusUnauthorized])
-		}
-		tw.Flush()
+	f, err := os.CreateTemp(dir, ".resultats-*.xlsx")
+	if err != nil {
+		return fmt.Errorf(pipeline.ErrFmtWorkbook, path, err)
 	}
-	for _, b := range sum.Batches {
-		if b.Error != "" {
-			fmt.Fprintf(w, "\n%s refused: %s\n", filepath.Base(b.Source), b.Error)
-			continue
-		}
-		fmt.Fprintf(w, "\n%s → s3://apbatch/%s\n", filepath.Base(b.Source), b.Manifest)
-		for _, f := range b.ResultFiles {
-			fmt.Fprintf(w, "  %s\n", f)
-		}
-		if ch := b.Changes; ch != nil {
-			var kinds []string
-			for _, k := range schemas.ChangeKinds {
-				if n := ch.ByKind[k]; n > 0 {
-					kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
-				}
-			}
-			detail := ""
-			if len(kinds) > 0 {
-				detail = " (" + strings.Join(kinds, ", ") + ")"
-			}
-			fmt.Fprintf(w, "  %d change(s) since campaign %s%s: s3://apbatch/%s\n", ch.Total, ch.PreviousCampaign, detail, ch.Key)
-		}
+	_, err = e.Export(ctx, id, pipeline.FormatXLSX, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf(pipeline.ErrFmtWorkbook, path, err)
+	}
+	return nil
 }
 
-// readManifest reads a batch's published manifest.
-func readManifest(ctx context.Context, client *s3.Client, key string) (schemas.Manifest, error) {
-	var m schemas.Manifest
-	body, _, err := client.Open(ctx, key)
-	if err != nil {
-		return m, err
+// printSummary writes, for each batch, its state, rows by status, calls,
+// changes and lines to correct; then where the results are, the
+// workbooks last.
+func printSummary(w io.Writer, sum summary, corrections map[string][]pipeline.Correction, parquetDir string) {
+	for i, b := range sum.Batches {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, pipeline.MsgSummaryFile+"\n", filepath.Base(b.Source), b.BatchID, pipeline.StateLabel(b.State))
+		if b.Error != "" && b.State == ledger.StateFailed {
+			fmt.Fprintf(w, pipeline.MsgSummaryRefused+"\n", b.Error)
+			continue
+		}
+		if len(b.Checks) < 2 {
+			fmt.Fprintf(w, pipeline.MsgSummaryRows+"\n", b.RowsTotal, pipeline.StatusCounts(b.RowsByStatus))
+		} else {
+			fmt.Fprintf(w, pipeline.MsgSummaryRowsByCheck+"\n", b.RowsTotal)
+			for _, c := range b.Checks {
+				fmt.Fprintf(w, pipeline.MsgSummaryByCheck+"\n", c.Label(), pipeline.StatusCounts(b.ResultsByCheck[c]))
+			}
+		}
+		fmt.Fprintf(w, pipeline.MsgSummaryCalls+"\n", b.ProviderCalls, b.CallsSaved)
+		if ch := b.Changes; ch != nil {
+			fmt.Fprintf(w, pipeline.MsgSummaryChanges+"\n", ch.Total, ch.PreviousCampaign, pipeline.ChangeKindsLabel(ch.ByKind))
+		}
+		if cs := corrections[b.BatchID]; len(cs) > 0 {
+			fmt.Fprintln(w, pipeline.MsgSummaryCorrections)
+			for _, c := range cs {
+				col := ""
+				if c.Column != "" {
+					col = fmt.Sprintf(pipeline.MsgSummaryColumn, c.Column)
+				}
+				fmt.Fprintf(w, pipeline.MsgSummaryCorrection+"\n", c.Line, col, c.Action)
+			}
+			if more := b.Corrections - len(cs); more > 0 {
+				name := "resultats.xlsx"
+				if b.Workbook != "" {
+					name = filepath.Base(b.Workbook)
+				}
+				fmt.Fprintf(w, pipeline.MsgSummaryMore+"\n", more, name)
+			}
+		}
 	}
-	defer body.Close()
-	if err := json.NewDecoder(body).Decode(&m); err != nil {
-		return m, fmt.Errorf("manifest %s: %w", key, err)
+	fmt.Fprintln(w)
+	if parquetDir != "" {
+		fmt.Fprintf(w, pipeline.MsgSummaryParquet+"\n", parquetDir)
 	}
-	return m, nil
+	for _, b := range sum.Batches {
+		if b.Workbook != "" {
+			fmt.Fprintf(w, pipeline.MsgSummaryWorkbook+"\n", b.Workbook)
+		}
+	}
 }
 
 // copyResults downloads a batch's parts, manifest and the extra keys (its
@@ -758,7 +835,7 @@ func readManifest(ctx context.Context, client *s3.Client, key string) (schemas.M
 func copyResults(ctx context.Context, client *s3.Client, b ledger.Batch, parts []ledger.Part, extra []string, dir string) error {
 	dest := filepath.Join(dir, b.ID)
 	if err := os.MkdirAll(dest, 0o750); err != nil {
-		return fmt.Errorf("--out: %w", err)
+		return fmt.Errorf("--out : %w", err)
 	}
 	keys := append([]string{b.ManifestKey}, extra...)
 	for _, p := range parts {
@@ -781,11 +858,11 @@ func download(ctx context.Context, client *s3.Client, key, path string) error {
 	defer body.Close()
 	f, err := os.Create(path)
 	if err != nil {
-		return fmt.Errorf("--out: %w", err)
+		return fmt.Errorf("--out : %w", err)
 	}
 	if _, err := io.Copy(f, body); err != nil {
 		f.Close()
-		return fmt.Errorf("--out: write %s: %w", path, err)
+		return fmt.Errorf("--out : écriture de %s : %w", path, err)
 	}
 	return f.Close()
 }

@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,6 +99,13 @@ func readSample(t *testing.T) []sampleRow {
 
 func runApbatch(t *testing.T, ctx context.Context, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	if len(args) > 0 && args[0] == "run" && !slices.ContainsFunc(args, func(a string) bool {
+		return a == "--out" || a == "--workbook" || strings.HasPrefix(a, "--out=") || strings.HasPrefix(a, "--workbook=")
+	}) {
+		// Not in the package's folder: run writes resultats.xlsx in the
+		// current folder by default.
+		args = append([]string{"run", "--workbook", filepath.Join(t.TempDir(), "resultats.xlsx")}, args[1:]...)
+	}
 	var out, errb syncBuffer
 	e := env{stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
 	code = runMain(ctx, e, args)
@@ -364,7 +373,7 @@ func TestRun_TownRoster(t *testing.T) {
 	}
 
 	if code, out, errs := runApbatch(t, ctx, "status", "--data-dir", filepath.Join(dir, "data")); code != 0 ||
-		!strings.Contains(out, "cantine-mairie.csv  complete  18/18") {
+		!strings.Contains(out, "cantine-mairie.csv  terminé  18/18") {
 		t.Errorf("status: %d\n%s%s", code, out, errs)
 	}
 
@@ -383,7 +392,7 @@ func TestRun_TownRoster(t *testing.T) {
 	lines := strings.Split(strings.TrimSuffix(text, "\r\n"), "\r\n")
 	if !strings.HasPrefix(text, "\ufeffN° famille;Enfant;Classe;NOM DE NAISSANCE") || len(lines) != 19 ||
 		!strings.HasSuffix(lines[0], ";Statut;Quotient familial;Tranche;Tarif;À vérifier;Message") ||
-		!strings.Contains(lines[1], "F001;Sébastien;CM2;DA SILVA;") || !strings.Contains(lines[1], ";trouvé;798;C;2,40;;") {
+		!strings.Contains(lines[1], "F001;Sébastien;CM2;DA SILVA;") || !strings.Contains(lines[1], ";vérifié;798;C;2,40;;") {
 		t.Fatalf("csv export:\n%s", text)
 	}
 	xf, err := excelize.OpenFile(filepath.Join(dir, "resultats.xlsx"))
@@ -392,7 +401,7 @@ func TestRun_TownRoster(t *testing.T) {
 	}
 	defer xf.Close()
 	xrows, err := xf.GetRows(xf.GetSheetList()[0])
-	if err != nil || len(xrows) != 19 || xrows[1][9] != "trouvé" || xrows[1][11] != "C" {
+	if err != nil || len(xrows) != 19 || xrows[1][9] != "vérifié" || xrows[1][11] != "C" {
 		t.Fatalf("xlsx export: %v %v", xrows, err)
 	}
 	pq, err := parquet.ReadFile[resultRow](filepath.Join(dir, "resultats.parquet"))
@@ -474,8 +483,8 @@ func TestRun_FlagErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no file", []string{"run"}, "give at least one FILE"},
-		{"missing file", []string{"run", "nope.csv"}, "cannot read nope.csv"},
+		{"no file", []string{"run"}, "donnez au moins un fichier"},
+		{"missing file", []string{"run", "nope.csv"}, "impossible de lire nope.csv"},
 		{"bad period", []string{"run", "--period", "2026-13", samplePath}, "--period"},
 		{"bad recipient", []string{"run", "--recipient", "123", samplePath}, "--recipient"},
 		{"real API without recipient", []string{"run", "--provider-url", "https://example.invalid", samplePath}, "--recipient"},
@@ -631,7 +640,7 @@ func TestRun_ResumeAfterInterrupt(t *testing.T) {
 		// Stop once some results are published: mid-batch.
 		for first.Err() == nil {
 			time.Sleep(200 * time.Millisecond)
-			if code, out, _ := runApbatch(t, ctx, "status", "--data-dir", data); code == 0 && strings.Contains(out, " split ") &&
+			if code, out, _ := runApbatch(t, ctx, "status", "--data-dir", data); code == 0 && strings.Contains(out, " vérification en cours ") &&
 				!strings.Contains(out, " 0/200") {
 				stop()
 			}
@@ -640,13 +649,13 @@ func TestRun_ResumeAfterInterrupt(t *testing.T) {
 	code, _, stderr := runApbatch(t, first, "run", "--data-dir", data, "--sandbox-population", "200", "--sandbox-seed", "9",
 		"--flush-interval", "500ms", roster)
 	stop()
-	if code == 0 || !strings.Contains(stderr, "run the same command again to resume") {
+	if code == 0 || !strings.Contains(stderr, "relancez la même commande pour reprendre") {
 		t.Fatalf("interrupted run: exit %d\n%s", code, stderr)
 	}
 	sumPath := filepath.Join(dir, "summary.json")
 	code, stdout, stderr := runApbatch(t, ctx, "run", "--data-dir", data, "--sandbox-population", "200", "--sandbox-seed", "9",
 		"--flush-interval", "500ms", "--summary-json", sumPath, "--out", filepath.Join(dir, "out"))
-	if code != 0 || !strings.Contains(stderr, "resuming 1 unfinished batch") {
+	if code != 0 || !strings.Contains(stderr, "reprise de 1 lot(s) inachevé(s)") {
 		t.Fatalf("resume: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	var sum summary
@@ -672,7 +681,7 @@ func TestRun_ResumeAfterInterrupt(t *testing.T) {
 		t.Fatalf("%d rows published: %v", len(seen), err)
 	}
 	// Nothing left to resume.
-	if code, _, stderr := runApbatch(t, ctx, "run", "--data-dir", data); code == 0 || !strings.Contains(stderr, "no unfinished batch") {
+	if code, _, stderr := runApbatch(t, ctx, "run", "--data-dir", data); code == 0 || !strings.Contains(stderr, "aucun lot inachevé") {
 		t.Errorf("second resume: %d %s", code, stderr)
 	}
 	// The same file again is the same batch, unless forced.
@@ -718,4 +727,73 @@ func TestPollInterval(t *testing.T) {
 			t.Errorf("pollInterval(%d, %v) = %v, want %v", tc.n, tc.elapsed, got, tc.want)
 		}
 	}
+}
+
+// TestRun_FrenchSummary: run's summary is in French and lists the lines to
+// correct (line, column, what to do), 20 at most and how many more, then
+// ends with the path of the results workbook; a --out ending in .xlsx is
+// that workbook, not a folder.
+func TestRun_FrenchSummary(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	sample, err := os.ReadFile(samplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(string(sample), "\n"), "\n")
+	// 25 lines without a sex, after the sample's own rows.
+	roster := append([]string(nil), lines...)
+	for i := 0; i < 25; i++ {
+		f := strings.Split(lines[1+i%(len(lines)-1)], ";")
+		f[4] = "" // sexe
+		roster = append(roster, strings.Join(f, ";"))
+	}
+	path := filepath.Join(dir, "liste.csv")
+	if err := os.WriteFile(path, []byte(strings.Join(roster, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	workbook := filepath.Join(dir, "resultats.xlsx")
+	sumPath := filepath.Join(dir, "summary.json")
+	code, stdout, stderr := runApbatch(t, ctx, "run", "--data-dir", filepath.Join(dir, "data"), "--flush-interval", "500ms",
+		"--summary-json", sumPath, "--out", workbook, path)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var sum summary
+	body, _ := os.ReadFile(sumPath)
+	if err := json.Unmarshal(body, &sum); err != nil || len(sum.Batches) != 1 {
+		t.Fatalf("summary %s: %v", body, err)
+	}
+	invalid := int(sum.RowsByStatus[schemas.StatusInvalidInput])
+	if invalid < 25 || sum.Batches[0].Corrections != invalid || sum.Batches[0].Workbook != workbook {
+		t.Fatalf("%d invalid rows, summary %s", invalid, body)
+	}
+	for _, want := range []string{"liste.csv (lot " + sum.BatchID + ") : terminé", fmt.Sprintf("%d lignes : vérifié ", sum.RowsTotal),
+		"appels au fournisseur", "  Lignes à corriger :\n", "colonne « sexe » : ",
+		fmt.Sprintf("\n    et %d autres, voir resultats.xlsx\n", invalid-20)} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("summary lacks %q:\n%s", want, stdout)
+		}
+	}
+	if n := strings.Count(stdout, "\n    ligne "); n != 20 {
+		t.Errorf("%d lines to correct shown, want 20:\n%s", n, stdout)
+	}
+	out := strings.Split(strings.TrimRight(stdout, "\n"), "\n")
+	if last := out[len(out)-1]; last != "Classeur des résultats : "+workbook {
+		t.Errorf("last line %q, want the workbook's path", last)
+	}
+	for _, english := range []string{"lookups", "UNRESOLVED", "INVALID", "s3://", "ETA", "elapsed", "rows"} {
+		if strings.Contains(stdout+stderr, english) {
+			t.Errorf("output holds %q:\n%s\n%s", english, stdout, stderr)
+		}
+	}
+	if st, err := os.Stat(workbook); err != nil || st.IsDir() {
+		t.Fatalf("--out %s: %v, a folder: %v", workbook, err, err == nil && st.IsDir())
+	}
+	f, err := excelize.OpenFile(workbook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
 }

@@ -101,7 +101,7 @@ func (c *statusCommand) print(ctx context.Context, w io.Writer, store *ledger.St
 	for _, id := range ids {
 		b, err := store.Batch(ctx, id)
 		if errors.Is(err, ledger.ErrNotFound) {
-			return false, fmt.Errorf("no batch %s in the ledger", id)
+			return false, fmt.Errorf(pipeline.ErrFmtNoBatch, id)
 		}
 		if err != nil {
 			return false, err
@@ -109,7 +109,7 @@ func (c *statusCommand) print(ctx context.Context, w io.Writer, store *ledger.St
 		batches = append(batches, b)
 	}
 	if len(batches) == 0 {
-		fmt.Fprintln(w, "no batch yet")
+		fmt.Fprintln(w, pipeline.MsgStatusNone)
 		return false, nil
 	}
 	now := time.Now()
@@ -118,7 +118,7 @@ func (c *statusCommand) print(ctx context.Context, w io.Writer, store *ledger.St
 		return false, err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BATCH\tTENANT\tFILE\tSTATE\tRESULTS\tOK\tNOT FOUND\tINVALID\tERRORS\tCALLS/S\tETA")
+	fmt.Fprintln(tw, pipeline.MsgStatusHeader)
 	pending := false
 	for _, b := range batches {
 		counts, err := store.Counts(ctx, b.ID)
@@ -142,16 +142,18 @@ func (c *statusCommand) print(ctx context.Context, w io.Writer, store *ledger.St
 					r = float64(c.rate)
 				}
 				left := float64(*b.LookupsTotal) * float64(total-counts.Rows) / float64(total)
-				eta = (time.Duration(left/r) * time.Second).Round(time.Second).String()
+				if eta = pipeline.FormatETA(time.Duration(left/r) * time.Second); eta == "" {
+					eta = "-"
+				}
 			}
 		}
 		if b.State == ledger.StateCreated || b.State == ledger.StateSplit {
 			pending = true
 		}
 		errs := counts.ByStatus[schemas.StatusProviderError] + counts.ByStatus[schemas.StatusUnauthorized]
-		state := b.State
+		state := pipeline.StateLabel(b.State)
 		if _, ok := stalled[b.ID]; ok {
-			state = "bloqué"
+			state = pipeline.MsgStatusStalled
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%s\t%d\t%d\t%d\t%d\t%s\t%s\n", b.ID, b.Tenant, filepath.Base(b.ObjectKey), state,
 			counts.Rows, expected, counts.ByStatus[schemas.StatusOK],
@@ -164,11 +166,9 @@ func (c *statusCommand) print(ctx context.Context, w io.Writer, store *ledger.St
 	for _, b := range batches {
 		switch reason, ok := stalled[b.ID]; {
 		case ok:
-			fmt.Fprintf(w, "\n%s (%s) bloqué : %s\n", b.ID, filepath.Base(b.ObjectKey), reason)
-		case b.State == ledger.StateCancelled:
-			fmt.Fprintf(w, "\n%s (%s) annulé : %s\n", b.ID, filepath.Base(b.ObjectKey), b.Error)
+			fmt.Fprintf(w, "\n"+pipeline.MsgStatusDetail+"\n", b.ID, filepath.Base(b.ObjectKey), pipeline.MsgStatusStalled, reason)
 		case b.Error != "":
-			fmt.Fprintf(w, "\n%s (%s) refused: %s\n", b.ID, filepath.Base(b.ObjectKey), b.Error)
+			fmt.Fprintf(w, "\n"+pipeline.MsgStatusDetail+"\n", b.ID, filepath.Base(b.ObjectKey), pipeline.StateLabel(b.State), b.Error)
 		}
 	}
 	return pending, nil
@@ -202,7 +202,7 @@ func ledgerURL(db, dataDir string) (string, error) {
 	}
 	path := filepath.Join(dataDir, "ledger.db")
 	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("no ledger in %s: run a batch first (apbatch run), or give --data-dir or --db", dataDir)
+		return "", fmt.Errorf(pipeline.ErrFmtNoLedger, dataDir)
 	}
 	return "sqlite://" + path, nil
 }

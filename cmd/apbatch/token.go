@@ -118,7 +118,7 @@ func (c *tokenCommand) Run(ctx context.Context, args []string) error {
 	token, from, err := tokenSources{file: c.tokenFile, dir: c.tokensDir, getenv: c.getenv}.lookup(c.tenant)
 	if errors.Is(err, workers.ErrNoToken) && embedded {
 		token, err = sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().AddDate(10, 0, 0))
-		from = "the embedded sandbox (no token given: the one apbatch run uses with it)"
+		from = pipeline.TokenEmbeddedDefault
 	}
 	if err != nil {
 		return err
@@ -133,11 +133,11 @@ func (c *tokenCommand) Run(ctx context.Context, args []string) error {
 		baseURL = base
 	}
 	ts := inspectToken(ctx, baseURL, embedded, token)
-	label := "default token"
+	label := pipeline.TokenDefault
 	if c.tenant != "" {
-		label = fmt.Sprintf("token of tenant %q", c.tenant)
+		label = fmt.Sprintf(pipeline.TokenOfTenant, c.tenant)
 	}
-	code := ts.print(c.stdout, label+", from "+from, time.Now(), required)
+	code := ts.print(c.stdout, label, from, time.Now(), required)
 	if code != 0 {
 		return &exitError{code: code}
 	}
@@ -174,11 +174,11 @@ func inspectToken(ctx context.Context, baseURL string, embedded bool, token stri
 	case err == nil:
 		ts.scopes, ts.fromAPI = in.Scopes, baseURL+workers.IntrospectPath
 	case errors.As(err, &refused) && embedded:
-		ts.note = "the embedded sandbox does not accept this token (" + refused.Message + "); give --provider-url to ask the API"
+		ts.note = fmt.Sprintf(pipeline.TokenSandboxRefuses, refused.Message)
 	case errors.As(err, &refused):
 		ts.refused = refused
 	default:
-		ts.note = "the API did not answer /api/introspect: " + err.Error()
+		ts.note = fmt.Sprintf(pipeline.TokenNoIntrospect, err)
 	}
 	return ts
 }
@@ -195,17 +195,14 @@ func (ts tokenState) prolonged(now time.Time) bool {
 func (ts tokenState) unusable(now time.Time) string {
 	switch {
 	case ts.refused != nil:
-		return fmt.Sprintf("the API refuses it (HTTP %d %s: %s)%s", ts.refused.HTTPStatus, ts.refused.Code, ts.refused.Message, renewAdvice)
+		return fmt.Sprintf(pipeline.TokenRefused, ts.refused.HTTPStatus, ts.refused.Code, ts.refused.Message, pipeline.TokenRenewAdvice)
 	case ts.decodeErr != nil && ts.fromAPI == "":
-		return "it is not an API Particulier token (" + decodeProblem(ts.decodeErr) + "); the file or variable must hold the token alone"
+		return fmt.Sprintf(pipeline.TokenNotAToken, decodeProblem(ts.decodeErr))
 	case !ts.claims.ExpiresAt.IsZero() && workers.ExpiryAt(ts.claims.ExpiresAt, now).Expired && !ts.prolonged(now):
-		return "it expired on " + ts.claims.ExpiresAt.Format(dateTimeUTC) + renewAdvice
+		return fmt.Sprintf(pipeline.TokenExpiredOn, ts.claims.ExpiresAt.Format(dateTimeUTC), pipeline.TokenRenewAdvice)
 	}
 	return ""
 }
-
-// renewAdvice ends the message of a refused or expired token.
-const renewAdvice = "; renew it on the operator's portal, then update its file or Secret"
 
 // decodeProblem is what DecodeToken found wrong, in its fixed words.
 func decodeProblem(err error) string {
@@ -216,75 +213,75 @@ func decodeProblem(err error) string {
 // dateTimeUTC is how token dates are shown.
 const dateTimeUTC = "2006-01-02 15:04 UTC"
 
-// print writes the token's report to w and returns the exit code of
-// "token check".
-func (ts tokenState) print(w io.Writer, what string, now time.Time, required []schemas.Check) int {
-	fmt.Fprintf(w, "token:      %s\n", what)
+// print writes the report of the token named what, found in from, to w
+// and returns the exit code of "token check".
+func (ts tokenState) print(w io.Writer, what, from string, now time.Time, required []schemas.Check) int {
+	line := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	line(pipeline.TokenWhat, what, from)
 	c := ts.claims
 	if ts.decodeErr != nil {
-		fmt.Fprintf(w, "claims:     unreadable: %s\n", decodeProblem(ts.decodeErr))
+		line(pipeline.TokenClaimsUnreadable, decodeProblem(ts.decodeErr))
 	} else {
-		fmt.Fprintf(w, "id (jti):   %s\n", orNone(c.ID))
-		fmt.Fprintf(w, "subject:    %s\n", orNone(c.Subject))
+		line(pipeline.TokenID, orNone(c.ID))
+		line(pipeline.TokenSubject, orNone(c.Subject))
 		if !c.IssuedAt.IsZero() {
-			fmt.Fprintf(w, "issued:     %s\n", c.IssuedAt.UTC().Format(dateTimeUTC))
+			line(pipeline.TokenIssued, c.IssuedAt.UTC().Format(dateTimeUTC))
 		}
 		exp := workers.ExpiryAt(c.ExpiresAt, now)
 		switch {
 		case c.ExpiresAt.IsZero():
-			fmt.Fprintln(w, "expires:    (no expiry in the token)")
+			line(pipeline.TokenNoExpiry)
 		case ts.prolonged(now):
-			fmt.Fprintf(w, "expires:    %s, past, yet the API still accepts the token: prolonged on the operator's portal? (a new expiry is not written in the token)\n",
-				c.ExpiresAt.UTC().Format(dateTimeUTC))
+			line(pipeline.TokenProlonged, c.ExpiresAt.UTC().Format(dateTimeUTC))
 		case exp.Expired:
-			fmt.Fprintf(w, "expires:    %s (expired %d days ago)\n", c.ExpiresAt.UTC().Format(dateTimeUTC), -exp.DaysLeft)
+			line(pipeline.TokenExpired, c.ExpiresAt.UTC().Format(dateTimeUTC), -exp.DaysLeft)
 		default:
-			fmt.Fprintf(w, "expires:    %s (in %d days)\n", c.ExpiresAt.UTC().Format(dateTimeUTC), exp.DaysLeft)
+			line(pipeline.TokenExpires, c.ExpiresAt.UTC().Format(dateTimeUTC), exp.DaysLeft)
 		}
 	}
 	switch {
 	case ts.fromAPI != "":
-		fmt.Fprintf(w, "scopes:     %s (from %s)\n", orNone(strings.Join(ts.scopes, ", ")), ts.fromAPI)
+		line(pipeline.TokenScopesAPI, orNone(strings.Join(ts.scopes, ", ")), ts.fromAPI)
 	case ts.refused == nil:
-		fmt.Fprintf(w, "scopes:     %s (read from the token: %s)\n", orNone(strings.Join(ts.scopes, ", ")), ts.note)
+		line(pipeline.TokenScopesOwn, orNone(strings.Join(ts.scopes, ", ")), ts.note)
 	}
 	if ts.refused == nil {
 		var allowed, refused []string
 		for _, ch := range schemas.Checks {
 			if lack := ch.LackingScopes(ts.scopes); len(lack) > 0 {
-				refused = append(refused, string(ch)+" (lacks "+strings.Join(lack, ", ")+")")
+				refused = append(refused, fmt.Sprintf(pipeline.TokenLacks, ch, strings.Join(lack, ", ")))
 			} else {
 				allowed = append(allowed, string(ch))
 			}
 		}
-		fmt.Fprintf(w, "allows:     %s\n", orNone(strings.Join(allowed, ", ")))
+		line(pipeline.TokenAllows, orNone(strings.Join(allowed, ", ")))
 		if len(refused) > 0 {
-			fmt.Fprintf(w, "not served: %s\n", strings.Join(refused, "; "))
+			line(pipeline.TokenNotServed, strings.Join(refused, " ; "))
 		}
 	}
 	if why := ts.unusable(now); why != "" {
-		fmt.Fprintf(w, "error: the token cannot be used: %s\n", why)
+		line(pipeline.TokenUnusable, why)
 		return exitTokenUnusable
 	}
 	if unserved := schemas.Unserved(required, ts.scopes); len(unserved) > 0 {
-		fmt.Fprintf(w, "error: the token cannot serve --checks %s\n", schemas.JoinChecks(unserved))
+		line(pipeline.TokenCannotServe, schemas.JoinChecks(unserved))
 		return exitTokenUnusable
 	}
 	if exp := workers.ExpiryAt(c.ExpiresAt, now); exp.Reminder > 0 {
-		advice := "plan its renewal (prolong it on the operator's portal)"
+		advice := pipeline.TokenPlanRenewal
 		if exp.Reminder <= 15 {
-			advice = "renew it now"
+			advice = pipeline.TokenRenewNow
 		}
-		fmt.Fprintf(w, "warning: the token expires in %d days (within %d days): %s\n", exp.DaysLeft, exp.Reminder, advice)
+		line(pipeline.TokenRenew, exp.DaysLeft, exp.Reminder, advice)
 		return exitTokenRenew
 	}
-	fmt.Fprintln(w, "ok")
+	line(pipeline.TokenOK)
 	return 0
 }
 
 func orNone(s string) string {
 	if s == "" {
-		return "(none)"
+		return pipeline.TokenNone
 	}
 	return s
 }
@@ -342,9 +339,9 @@ func (c *runCommand) checkTokens(ctx context.Context, log zerolog.Logger, store 
 			return err
 		}
 		ts := inspectToken(ctx, providerURL, c.providerURL == "", token)
-		who := fmt.Sprintf("the API token of tenant %q (from %s)", tenant, from)
+		who := fmt.Sprintf(pipeline.MsgTokenOf, tenant, from)
 		if why := ts.unusable(now); why != "" {
-			return fmt.Errorf("%s cannot be used: %s (apbatch token check --tenant %s shows it)", who, why, tenant)
+			return fmt.Errorf(pipeline.ErrFmtTokenUnusable, who, why, tenant)
 		}
 		if ts.note != "" {
 			log.Warn().Str("tenant", tenant).Str("reason", ts.note).Msg("token scopes read from the token itself")
@@ -352,19 +349,16 @@ func (c *runCommand) checkTokens(ctx context.Context, log zerolog.Logger, store 
 		if unserved := schemas.Unserved(w.checks, ts.scopes); len(unserved) > 0 {
 			var lacks []string
 			for _, ch := range unserved {
-				lacks = append(lacks, string(ch)+" needs "+strings.Join(ch.LackingScopes(ts.scopes), " and "))
+				lacks = append(lacks, fmt.Sprintf(pipeline.MsgScopeNeeds, ch, strings.Join(ch.LackingScopes(ts.scopes), " et ")))
 			}
-			return fmt.Errorf("%s cannot serve --checks %s: %s; its scopes are %s. Ask for these scopes on the token's habilitation, "+
-				"or run without these checks (apbatch token check --tenant %s lists what it allows)",
-				who, schemas.JoinChecks(unserved), strings.Join(lacks, "; "), orNone(strings.Join(ts.scopes, ", ")), tenant)
+			return fmt.Errorf(pipeline.ErrFmtTokenScopes, who, schemas.JoinChecks(unserved), strings.Join(lacks, " ; "), orNone(strings.Join(ts.scopes, ", ")), tenant)
 		}
 		eta := time.Duration(float64(w.calls) / rate * float64(time.Second))
 		if exp := ts.claims.ExpiresAt; !exp.IsZero() && !ts.prolonged(now) && now.Add(eta).After(exp) {
-			return fmt.Errorf("%s expires on %s, before the batch would end: about %d calls at %.3g per second take %s. "+
-				"Renew the token first, or split the file", who, exp.UTC().Format(dateTimeUTC), w.calls, rate, eta.Round(time.Second))
+			return fmt.Errorf(pipeline.ErrFmtTokenExpiresFirst, who, exp.UTC().Format(dateTimeUTC), w.calls, rate, pipeline.FormatDuration(eta))
 		}
 		if exp := workers.ExpiryAt(ts.claims.ExpiresAt, now); exp.Reminder > 0 {
-			fmt.Fprintf(c.stderr, "apbatch: warning: %s expires in %d days: renew it (apbatch token check --tenant %s)\n", who, exp.DaysLeft, tenant)
+			fmt.Fprintf(c.stderr, pipeline.MsgTokenExpiresSoon+"\n", who, exp.DaysLeft, tenant)
 		}
 	}
 	return nil

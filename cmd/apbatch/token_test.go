@@ -91,16 +91,16 @@ func TestTokenCheck(t *testing.T) {
 		not    []string
 	}{
 		{"expires in 200 days", sandbox.AllScopes, 200 * day, nil, 0,
-			[]string{"(in 200 days)", "from " + srv.URL + "/api/introspect", "allows:     quotient_familial, complementaire_sante_solidaire", "\nok\n"},
-			[]string{"warning", "not served:"}},
+			[]string{"(dans 200 jours)", "selon " + srv.URL + "/api/introspect", "permet :          quotient_familial, complementaire_sante_solidaire", "\nok\n"},
+			[]string{"attention", "ne permet pas :"}},
 		{"expires in 10 days", qf, 10 * day, nil, exitTokenRenew,
-			[]string{"(in 10 days)", "warning: the token expires in 10 days (within 15 days): renew it now", "allows:     quotient_familial\n",
-				"etudiant_boursier (lacks cnous_statut_boursier)"},
+			[]string{"(dans 10 jours)", "attention : le jeton expire dans 10 jours (moins de 15 jours) : renouvelez-le maintenant", "permet :          quotient_familial\n",
+				"etudiant_boursier (il manque cnous_statut_boursier)"},
 			nil},
-		{"expires in 45 days", qf, 45 * day, nil, exitTokenRenew, []string{"expires in 45 days (within 60 days): plan its renewal"}, nil},
+		{"expires in 45 days", qf, 45 * day, nil, exitTokenRenew, []string{"expire dans 45 jours (moins de 60 jours) : prévoyez son renouvellement"}, nil},
 		{"lacks the scopes of --checks", qf, 200 * day, []string{"--checks", "qf,boursier"}, exitTokenUnusable,
-			[]string{"error: the token cannot serve --checks etudiant_boursier"}, nil},
-		{"expired: the API refuses it", qf, -day, nil, exitTokenUnusable, []string{"error: the token cannot be used: the API refuses it (HTTP 401"}, nil},
+			[]string{"erreur : le jeton ne permet pas --checks etudiant_boursier"}, nil},
+		{"expired: the API refuses it", qf, -day, nil, exitTokenUnusable, []string{"erreur : le jeton est inutilisable : l'API le refuse (HTTP 401"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tok, file := sandboxToken(t, dir, tc.scopes, tc.left)
@@ -120,7 +120,7 @@ func TestTokenCheck(t *testing.T) {
 				}
 			}
 			claims, _ := workers.DecodeToken(tok)
-			if !strings.Contains(stdout, "id (jti):   "+claims.ID) {
+			if !strings.Contains(stdout, "id (jti) :        "+claims.ID) {
 				t.Errorf("no jti:\n%s", stdout)
 			}
 			assertNoToken(t, stdout+stderr, tok)
@@ -132,7 +132,7 @@ func TestTokenCheck(t *testing.T) {
 		down := httptest.NewServer(nil)
 		down.Close()
 		code, stdout, stderr := runApbatchEnv(t, ctx, nil, "token", "check", "--provider-url", down.URL, "--token-file", file)
-		if code != 0 || !strings.Contains(stdout, "scopes:     cnaf_quotient_familial, cnaf_enfants (read from the token: the API did not answer") {
+		if code != 0 || !strings.Contains(stdout, "droits :          cnaf_quotient_familial, cnaf_enfants (lus dans le jeton : l'API n'a pas répondu") {
 			t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
 		}
 		assertNoToken(t, stdout+stderr, tok)
@@ -143,7 +143,7 @@ func TestTokenCheck(t *testing.T) {
 		_, api := testSandbox(t, sandbox.Config{Now: func() time.Time { return time.Now().Add(-2 * day) }})
 		tok, file := sandboxToken(t, dir, qf, -day)
 		code, stdout, stderr := runApbatchEnv(t, ctx, nil, "token", "check", "--provider-url", api.URL, "--token-file", file)
-		if code != 0 || !strings.Contains(stdout, "past, yet the API still accepts the token: prolonged on the operator's portal?") {
+		if code != 0 || !strings.Contains(stdout, "date passée, mais l'API accepte encore le jeton : prolongé sur le portail de l'opérateur ?") {
 			t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
 		}
 		assertNoToken(t, stdout+stderr, tok)
@@ -152,7 +152,7 @@ func TestTokenCheck(t *testing.T) {
 		tok, _ := sandboxToken(t, dir, qf, 10*day)
 		code, stdout, stderr := runApbatchEnv(t, ctx, map[string]string{"APBATCH_TOKEN_VILLE_DE_LYON": tok, "APBATCH_PROVIDER_URL": srv.URL},
 			"token", "check", "--tenant", "ville-de-lyon")
-		if code != exitTokenRenew || !strings.Contains(stdout, `token of tenant "ville-de-lyon", from APBATCH_TOKEN_VILLE_DE_LYON`) {
+		if code != exitTokenRenew || !strings.Contains(stdout, `jeton de la collectivité "ville-de-lyon", trouvé dans APBATCH_TOKEN_VILLE_DE_LYON`) {
 			t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
 		}
 		assertNoToken(t, stdout+stderr, tok)
@@ -175,7 +175,7 @@ func TestTokenCheck_EmbeddedSandbox(t *testing.T) {
 	defer cancel()
 	// No token, no provider: the token run uses with the embedded sandbox.
 	code, stdout, stderr := runApbatchEnv(t, ctx, nil, "token", "check")
-	if code != 0 || !strings.Contains(stdout, "from the embedded sandbox") || !strings.Contains(stdout, "/api/introspect)") {
+	if code != 0 || !strings.Contains(stdout, "trouvé dans le bac à sable intégré") || !strings.Contains(stdout, "/api/introspect)") {
 		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
 	}
 	// A token the embedded sandbox does not know: its own claims stand.
@@ -184,7 +184,7 @@ func TestTokenCheck_EmbeddedSandbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, stdout, stderr = runApbatchEnv(t, ctx, map[string]string{"APBATCH_TOKEN": foreign}, "token", "check")
-	if code != 0 || !strings.Contains(stdout, "read from the token: the embedded sandbox does not accept this token") {
+	if code != 0 || !strings.Contains(stdout, "lus dans le jeton : le bac à sable intégré n'accepte pas ce jeton") {
 		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
 	}
 	assertNoToken(t, stdout+stderr, foreign)
@@ -265,12 +265,12 @@ func TestRun_RefusesTokens(t *testing.T) {
 		want   []string
 	}{
 		{"lacks the QF scope", cnous, 200 * 24 * time.Hour, nil,
-			[]string{`the API token of tenant "demo"`, "cannot serve --checks quotient_familial: quotient_familial needs cnaf_quotient_familial",
-				"its scopes are cnous_statut_boursier", "Ask for these scopes"}},
+			[]string{`le jeton d'API de la collectivité "demo"`, "ne permet pas --checks quotient_familial : quotient_familial demande cnaf_quotient_familial",
+				"ses droits sont cnous_statut_boursier", "Demandez ces droits"}},
 		// 12 rows at 0.01 call/s take 20 minutes; the token ends in 10.
 		{"expires before the batch ends", sandbox.AllScopes, 10 * time.Minute, []string{"--rate", "1", "--budget-share", "0.01"},
-			[]string{"expires on", "before the batch would end: about 12 calls at 0.01 per second take 20m0s", "Renew the token first"}},
-		{"expired", sandbox.AllScopes, -time.Hour, nil, []string{"cannot be used: the API refuses it (HTTP 401"}},
+			[]string{"expire le", "avant la fin du lot : environ 12 appels à 0.01 par seconde prennent 20 min 00 s", "Renouvelez d'abord le jeton"}},
+		{"expired", sandbox.AllScopes, -time.Hour, nil, []string{"est inutilisable : l'API le refuse (HTTP 401"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tok, file := sandboxToken(t, dir, tc.scopes, tc.left)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -235,4 +236,170 @@ func TestRun_WorkbookTmpFiles(t *testing.T) {
 	if _, err := os.Stat(fresh); err != nil {
 		t.Errorf("purge removed a temporary file in use: %v", err)
 	}
+}
+
+// TestRun_ResultsWorkbook runs the town's roster, as a CSV and as the same
+// sheet in a workbook (dates as dates), and opens each resultats.xlsx the
+// run wrote: QF and prices are numbers (prices in euros), birth dates are
+// dates whichever the roster, the header is frozen and filtered, the rows
+// to review and those not found are highlighted, and a "Synthèse" sheet
+// counts rows by status and families by bracket with the revenue per meal.
+func TestRun_ResultsWorkbook(t *testing.T) {
+	for _, roster := range []string{"cantine-mairie.csv", "cantine-mairie.xlsx"} {
+		t.Run(roster, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			dir := t.TempDir()
+			out := filepath.Join(dir, "out")
+			code, stdout, stderr := runApbatch(t, ctx, "run", "--data-dir", filepath.Join(dir, "data"), "--flush-interval", "500ms",
+				"--out", out, "--tariff", "../../deploy/samples/tarifs-cantine.yaml", "../../deploy/samples/"+roster)
+			if code != 0 {
+				t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+			}
+			path := filepath.Join(out, "resultats.xlsx")
+			f, err := excelize.OpenFile(path)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, stdout)
+			}
+			defer f.Close()
+			if got := f.GetSheetList(); len(got) != 2 || got[0] != "Résultats" || got[1] != "Synthèse" {
+				t.Fatalf("sheets %v", got)
+			}
+			const sheet = "Résultats"
+			rows, err := f.GetRows(sheet)
+			if err != nil || len(rows) != 19 {
+				t.Fatalf("%d rows: %v", len(rows), err)
+			}
+			col := map[string]int{}
+			for i, h := range rows[0] {
+				col[h] = i + 1
+			}
+			for _, h := range []string{"Date de naissance", "Statut", "Quotient familial", "Tranche", "Tarif", "À vérifier", "Message"} {
+				if col[h] == 0 {
+					t.Fatalf("no column %q in %v", h, rows[0])
+				}
+			}
+			at := func(column string, row int) string {
+				name, _ := excelize.CoordinatesToCellName(col[column], row)
+				return name
+			}
+			numFmt := func(cell string) string {
+				t.Helper()
+				id, err := f.GetCellStyle(sheet, cell)
+				if err != nil {
+					t.Fatal(err)
+				}
+				st, err := f.GetStyle(id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.CustomNumFmt != nil {
+					return *st.CustomNumFmt
+				}
+				return strconv.Itoa(st.NumFmt)
+			}
+			raw := func(cell string) string {
+				v, _ := f.GetCellValue(sheet, cell, excelize.Options{RawCellValue: true})
+				return v
+			}
+			isNumber := func(cell string) bool {
+				typ, _ := f.GetCellType(sheet, cell)
+				_, err := strconv.ParseFloat(raw(cell), 64)
+				return err == nil && (typ == excelize.CellTypeUnset || typ == excelize.CellTypeNumber)
+			}
+			// Line 2: F001, DA SILVA, born 16/02/1995, QF 798, C, 2,40 €.
+			if c := at("Quotient familial", 2); !isNumber(c) || raw(c) != "798" {
+				t.Errorf("QF %s: %q, not the number 798", c, raw(c))
+			}
+			if c := at("Tarif", 2); !isNumber(c) || raw(c) != "2.4" || !strings.Contains(numFmt(c), "€") {
+				t.Errorf("price %s: %q in format %q, want 2.4 in euros", c, raw(c), numFmt(c))
+			}
+			c := at("Date de naissance", 2)
+			if shown, _ := f.GetCellValue(sheet, c); !isNumber(c) || raw(c) != "34746" || shown != "16/02/1995" || numFmt(c) != "dd/mm/yyyy" {
+				t.Errorf("birth date %s: raw %q shown %q format %q, want the date 16/02/1995", c, raw(c), shown, numFmt(c))
+			}
+			if rows[1][col["Statut"]-1] != "vérifié" || rows[1][col["Tranche"]-1] != "C" {
+				t.Errorf("line 2: %v", rows[1])
+			}
+			// The QF of 0 (F011) is to review, with its reason.
+			fills := map[string]int{}
+			for n, r := range rows[1:] {
+				id, _ := f.GetCellStyle(sheet, at("Statut", n+2))
+				st, _ := f.GetStyle(id)
+				fill := ""
+				if len(st.Fill.Color) > 0 {
+					fill = st.Fill.Color[0]
+				}
+				status := r[col["Statut"]-1]
+				review := col["À vérifier"]-1 < len(r) && r[col["À vérifier"]-1] == "oui"
+				switch {
+				case review:
+					if col["Message"]-1 >= len(r) || !strings.Contains(r[col["Message"]-1], "quotient familial égal à 0") {
+						t.Errorf("line %d to review without its reason: %v", n+2, r)
+					}
+					fills["review"]++
+				case status == "non trouvé":
+					fills["not found"]++
+				}
+				if (review || status == "ligne à corriger" || status == "identité à préciser" || status == "non trouvé") == (fill == "") {
+					t.Errorf("line %d (%s, review %v): fill %q", n+2, status, review, fill)
+				}
+			}
+			if fills["review"] != 1 || fills["not found"] != 1 {
+				t.Errorf("rows to review and not found: %v", fills)
+			}
+			// Frozen header, autofilter over the whole table.
+			panes, err := f.GetPanes(sheet)
+			if err != nil || !panes.Freeze || panes.YSplit != 1 {
+				t.Errorf("panes %+v %v", panes, err)
+			}
+			last, _ := excelize.CoordinatesToCellName(len(rows[0]), 19)
+			xml := sheetXML(t, path, "xl/worksheets/sheet1.xml")
+			filter := regexp.MustCompile(`<autoFilter ref="([^"]+)"`).FindStringSubmatch(xml)
+			if len(filter) < 2 || strings.ReplaceAll(filter[1], "$", "") != "A1:"+last || !strings.Contains(xml, `<col min="1" max="1" width=`) {
+				t.Errorf("autofilter %v, want A1:%s; column widths set: %v", filter, last, strings.Contains(xml, "<col "))
+			}
+			// The summary sheet.
+			sum, err := f.GetRows("Synthèse")
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := ""
+			for _, r := range sum {
+				text += strings.Join(r, "|") + "\n"
+			}
+			for _, want := range []string{"Lignes par statut", "Quotient familial (CAF/MSA)|vérifié|14", "|ligne à corriger|2",
+				"Familles par tranche", "C|2|3|2.40 €|7.20 €", "Total|12|16||53.80 €", "Recette attendue par repas", "Changements depuis la dernière campagne"} {
+				if !strings.Contains(text, want) {
+					t.Errorf("Synthèse lacks %q:\n%s", want, text)
+				}
+			}
+		})
+	}
+}
+
+// sheetXML returns a part of the workbook at path.
+func sheetXML(t *testing.T, path, part string) string {
+	t.Helper()
+	zr, err := zip.OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	for _, f := range zr.File {
+		if f.Name == part {
+			rc, err := f.Open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			b, err := io.ReadAll(rc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(b)
+		}
+	}
+	t.Fatalf("%s has no %s", path, part)
+	return ""
 }

@@ -85,6 +85,8 @@ type Reader struct {
 	colList []column
 	headers map[string]string
 	checks  []schemas.Check
+	// serialDates is set for a workbook, whose date cells are serials.
+	serialDates bool
 	// fields is the current row by canonical column, reused row after row:
 	// the parsers read it, none keeps it.
 	fields schemas.Fields
@@ -232,10 +234,11 @@ func fromSource(src source, name string, opts Options) (*Reader, error) {
 			pending[i].rec = w.widen(pending[i].rec)
 		}
 	}
+	_, serialDates := src.(*xlsxSource)
 	if len(pending) > 0 {
 		src = &replay{pending: pending, src: src}
 	}
-	rd := &Reader{name: name, now: opts.Now, src: src, header: header, headerLine: headerLine, cols: map[string]int{}, headers: map[string]string{}, checks: checks}
+	rd := &Reader{name: name, now: opts.Now, src: src, header: header, headerLine: headerLine, cols: map[string]int{}, headers: map[string]string{}, checks: checks, serialDates: serialDates}
 	rank := map[string]int{} // how specific the header that named a column is
 	retired := false
 	for i, h := range header {
@@ -428,6 +431,13 @@ func (r *Reader) Next() (Row, error) {
 		if pe != nil {
 			line = pe.StartLine
 		}
+		if d, ok := r.cols[schemas.ColDateNaissance]; ok && r.serialDates && d < len(rec) {
+			// A workbook's date cell is a serial number: the agent wrote,
+			// and reads in exports, a date.
+			if t, ok := schemas.ExcelSerialDate(strings.TrimSpace(rec[d])); ok {
+				rec[d] = t.Format("02/01/2006")
+			}
+		}
 		row := Row{Number: int64(line), Line: line, Record: rec}
 		if problem := r.broken(rec, err); problem != "" {
 			row.Errors = []string{"ligne " + strconv.Itoa(line) + " : " + problem}
@@ -549,4 +559,11 @@ func describeParseError(err error) string {
 		return "ligne mal formée"
 	}
 	return "lecture impossible"
+}
+
+// Column returns the index in Header and Row.Record of a canonical column
+// (schemas.ColDateNaissance…), and whether the file has it.
+func (r *Reader) Column(name string) (int, bool) {
+	i, ok := r.cols[name]
+	return i, ok
 }

@@ -48,8 +48,8 @@ func OpenFile(ctx context.Context, r io.Reader, name string, opts Options) (*Rea
 // OpenXLSX reads the first sheet of an Excel workbook (or opts.Sheet) as a
 // roster: the header row is found or given as in a CSV (see
 // Options.HeaderRow), a row's line is its row number in the sheet. Cells are read as
-// Excel shows them; dates formatted as numbers arrive as serials, which
-// the date parser reads. The workbook is read whole (a ZIP needs it), up
+// Excel stores them; a date of birth stored as a date (a serial number)
+// comes back as JJ/MM/AAAA in Row.Record, as the agent sees it. The workbook is read whole (a ZIP needs it), up
 // to MaxXLSXSize; its large parts are unpacked into opts.TmpDir (the
 // system's temporary folder when empty), removed once the last row is
 // read, or by whoever owns that folder after a crash.

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xuri/excelize/v2"
 )
 
 // rosterHeader is a header row the quotient familial accepts, as inline
@@ -219,5 +221,45 @@ func TestOpenXLSX_TmpDir(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
 		t.Fatalf("%d temporary files left after the last row", len(entries))
+	}
+}
+
+// TestOpenXLSX_BirthDates: a birth date stored as a date cell (a serial
+// number) comes back as JJ/MM/AAAA, as the agent sees it, in the row's
+// identity and in its Record for exports; a year alone, or a date typed as
+// text, comes back as written.
+func TestOpenXLSX_BirthDates(t *testing.T) {
+	f := excelize.NewFile()
+	defer f.Close()
+	dateStyle, err := f.NewStyle(&excelize.Style{NumFmt: 14})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.SetSheetRow("Sheet1", "A1", &[]any{"nom_naissance", "prenoms", "sexe", "date_naissance", "code_insee_commune_naissance"})
+	f.SetSheetRow("Sheet1", "A2", &[]any{"DUPONT", "Jean", "M", time.Date(1995, 2, 16, 0, 0, 0, 0, time.UTC), "75056"})
+	f.SetCellStyle("Sheet1", "D2", "D2", dateStyle)
+	f.SetSheetRow("Sheet1", "A3", &[]any{"DUPONT", "Paul", "M", 1995, "75056"})
+	f.SetSheetRow("Sheet1", "A4", &[]any{"DUPONT", "Marc", "M", "03/04/2001", "75056"})
+	var buf bytes.Buffer
+	if _, err := f.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenXLSX(context.Background(), &buf, "liste.xlsx", Options{Now: time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []struct {
+		shown     string
+		year, day int
+	}{{"16/02/1995", 1995, 16}, {"1995", 1995, 0}, {"03/04/2001", 2001, 3}} {
+		row, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := row.Checks[0].Identity
+		if row.Record[3] != want.shown || len(row.Checks[0].Errors) > 0 || id.AnneeNaissance != want.year || id.JourNaissance != want.day {
+			t.Errorf("line %d: date %q (%v), identity %d-%d-%d, want %q", row.Line, row.Record[3], row.Checks[0].Errors,
+				id.AnneeNaissance, id.MoisNaissance, id.JourNaissance, want.shown)
+		}
 	}
 }
