@@ -104,7 +104,7 @@ func TestPool_ErrorBodyEchoingIdentity(t *testing.T) {
 			v, _ := json.Marshal(job)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			if err := p.process(ctx, zerolog.Nop(), kafkago.Message{Value: v}, &jobSlots{}); err != nil {
+			if err := p.process(ctx, ctx, zerolog.Nop(), kafkago.Message{Value: v}, &jobSlots{}); err != nil {
 				t.Fatal(err)
 			}
 			if len(out.msgs) != 1 {
