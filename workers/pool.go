@@ -67,10 +67,10 @@ type Pool struct {
 	// keep it under the group's rebalance timeout. Default:
 	// DefaultDrainTimeout.
 	DrainTimeout time.Duration
-	Results ResultWriter
-	Client  *Client
-	Tokens  TokenSource
-	Log     zerolog.Logger
+	Results      ResultWriter
+	Client       *Client
+	Tokens       TokenSource
+	Log          zerolog.Logger
 	// Limit is the per-token budget in requests per second. Default: 20.
 	Limit int
 	// Share is the fraction of each budget (token and IP) the pool uses,
