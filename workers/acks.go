@@ -156,7 +156,10 @@ func (a *ackTracker) committed(msgs []kafkago.Message) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, m := range msgs {
-		pa := a.parts[partKey(m.Topic, m.Partition)]
+		pa, ok := a.parts[partKey(m.Topic, m.Partition)]
+		if !ok {
+			continue // forgotten since (its partition was revoked)
+		}
 		i := 0
 		for i < len(pa.pending) && pa.pending[i] <= m.Offset {
 			delete(pa.done, pa.pending[i])
@@ -165,4 +168,12 @@ func (a *ackTracker) committed(msgs []kafkago.Message) {
 		pa.pending = pa.pending[i:]
 		pa.next = m.Offset + 1
 	}
+}
+
+// forget drops what is tracked of a partition this pool no longer holds: a
+// later generation that assigns it again starts from its committed offset.
+func (a *ackTracker) forget(topic string, partition int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.parts, partKey(topic, partition))
 }

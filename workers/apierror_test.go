@@ -106,7 +106,7 @@ func TestPool_ErrorBodyEchoingIdentity(t *testing.T) {
 			v, _ := json.Marshal(job)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			if err := p.process(ctx, zerolog.Nop(), kafkago.Message{Value: v}, &jobSlots{}); err != nil {
+			if err := p.process(ctx, ctx, zerolog.Nop(), kafkago.Message{Value: v}, &jobSlots{}); err != nil {
 				t.Fatal(err)
 			}
 			if len(out.msgs) != 1 {
@@ -164,7 +164,7 @@ func TestPool_UnknownErrorCodes(t *testing.T) {
 			Recipient: "13002526500013", Rows: []schemas.RowRef{{Number: int64(i + 1)}},
 			Identity: schemas.Identity{NomNaissance: name, Prenoms: []string{"JEAN"}, CodePaysNaissance: "99350"}}
 		v, _ := json.Marshal(job)
-		if err := p.process(context.Background(), zerolog.Nop(), kafkago.Message{Value: v}, &jobSlots{}); err != nil {
+		if err := p.process(context.Background(), context.Background(), zerolog.Nop(), kafkago.Message{Value: v}, &jobSlots{}); err != nil {
 			t.Fatal(err)
 		}
 		res, err := schemas.DecodeResult(out.msgs[len(out.msgs)-1])
@@ -214,7 +214,7 @@ func TestPool_Delegation(t *testing.T) {
 			Recipient: "13002526500013", Rows: []schemas.RowRef{{Number: int64(i + 1)}},
 			Identity: schemas.Identity{NomNaissance: strings.ToUpper(strings.ReplaceAll(tenant, "-", "")), Prenoms: []string{"JEAN"}, CodePaysNaissance: "99350"}}
 		v, _ := json.Marshal(job)
-		if err := p.process(context.Background(), zerolog.Nop(), kafkago.Message{Value: v}, &jobSlots{}); err != nil {
+		if err := p.process(context.Background(), context.Background(), zerolog.Nop(), kafkago.Message{Value: v}, &jobSlots{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -15,10 +15,14 @@ import (
 )
 
 // process handles one job message; an error is returned only when results
-// could not be produced (the job is then redelivered after a restart).
-// js holds the job's slots: a call slot until the provider calls are over,
-// then a post slot while the audit and results are written.
-func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Message, js *jobSlots) error {
+// could not be produced (the job is then redelivered after a restart, or
+// run by its partition's next owner). run is the pool's context, ctx the
+// job's (run, or its partition's claim, which ends when a rebalance
+// revokes the partition: the job then stops waiting and makes no new call,
+// but a call sent is answered and its results produced). js holds the
+// job's slots: a call slot until the provider calls are over, then a post
+// slot while the audit and results are written.
+func (p *Pool) process(run, ctx context.Context, log zerolog.Logger, m kafkago.Message, js *jobSlots) error {
 	job, err := schemas.DecodeJob(m.Value)
 	if err != nil {
 		// No rows can be answered for an undecodable job; it is skipped
@@ -48,7 +52,7 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 	case unsealable != nil:
 		res = *unsealable
 	default:
-		res, calls, err = p.call(ctx, jlog, job, js, &m)
+		res, calls, err = p.call(run, ctx, jlog, job, js, &m)
 	}
 	if errors.Is(err, errAnsweredElsewhere) {
 		// Its results were produced by the worker that answered it.
@@ -59,7 +63,7 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 	if cancelled {
 		err = nil
 	}
-	js.afterCalls(ctx)
+	js.afterCalls(run)
 	// The calls made are audited before their results are produced, so that
 	// a result implies its calls' records in the trail (a batch complete is
 	// a batch audited), and the job is done (its offset committable) as soon
@@ -73,7 +77,7 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 		}
 	}
 	if err == nil {
-		err = ctx.Err()
+		err = run.Err()
 	}
 	if err != nil {
 		return err
@@ -96,7 +100,7 @@ func (p *Pool) process(ctx context.Context, log zerolog.Logger, m kafkago.Messag
 		}
 		msgs = append(msgs, kafkago.Message{Key: key, Value: v})
 	}
-	if err := p.Results.WriteMessages(ctx, msgs...); err != nil {
+	if err := p.Results.WriteMessages(run, msgs...); err != nil {
 		return fmt.Errorf("work: produce %d results of batch %s: %w", len(msgs), job.BatchID, err)
 	}
 	p.progress.done(job.Tenant, job.BatchID, p.now())
@@ -138,7 +142,16 @@ func (p *Pool) open(ctx context.Context, log jobLog, job *schemas.Job) (*schemas
 // call runs the job's lookup with retries and returns the result template
 // (row fields unset) and the record of every call made. The error is the
 // ban guard's or the schedule's.
-func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlots, m *kafkago.Message) (res schemas.Result, calls []schemas.CallRecord, err error) {
+func (p *Pool) call(run, ctx context.Context, log jobLog, job schemas.Job, js *jobSlots, m *kafkago.Message) (res schemas.Result, calls []schemas.CallRecord, err error) {
+	// stopped is the error of a job stopped without an answer: ctx ended.
+	// Only its claim ended: errRevoked (no result; the partition's next
+	// owner runs it). The pool stops: nil (process sees run's end).
+	stopped := func() error {
+		if run.Err() == nil && ctx.Err() != nil {
+			return errRevoked
+		}
+		return nil
+	}
 	res = schemas.Result{
 		Version: schemas.ResultVersion, BatchID: job.BatchID, Tenant: job.Tenant, Campaign: job.Campaign,
 		Check: job.Check,
@@ -157,7 +170,7 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 	tk := p.tenantToken(job.Tenant, token)
 	release, err := p.acquire(ctx, tk.key, job.LookupID)
 	if err != nil {
-		return res, calls, nil
+		return res, calls, stopped()
 	}
 	defer release()
 	a, ok := adapterFor(job.Check)
@@ -188,7 +201,7 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 			if errors.Is(err, ErrBanRisk) {
 				return res, calls, err
 			}
-			return res, calls, nil
+			return res, calls, stopped()
 		}
 		if err := p.guard().Tripped(); err != nil {
 			return res, calls, err
@@ -204,12 +217,12 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 			js.park(ctx, func() error { return sleepUntil(ctx, p.now(), next) })
 		}
 		if ctx.Err() != nil {
-			return res, calls, nil
+			return res, calls, stopped()
 		}
 		if p.Leases != nil {
 			if err := p.holdLease(ctx, log, ts, js); err != nil {
 				if ctx.Err() != nil {
-					return res, calls, nil
+					return res, calls, stopped()
 				}
 				return res, calls, err
 			}
@@ -218,7 +231,7 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 			if since := ts.lease.lastTakeover(); !since.IsZero() {
 				skip, err := p.answeredElsewhere(ctx, log, js, m, since)
 				if err != nil {
-					return res, calls, nil
+					return res, calls, stopped()
 				}
 				if skip {
 					return res, calls, errAnsweredElsewhere
@@ -233,7 +246,7 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 				continue // renew the lease first
 			}
 			if ctx.Err() != nil {
-				return res, calls, nil
+				return res, calls, stopped()
 			}
 			return res, calls, err
 		}
@@ -252,16 +265,16 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 		p.mu.Unlock()
 		var cerr error
 		sent := p.now()
-		out, cerr = p.Client.call(ctx, tk.auth, job, p.Delegations[job.Tenant])
+		out, cerr = p.Client.call(run, tk.auth, job, p.Delegations[job.Tenant]) // answered even if ctx ends now
 		latency := p.now().Sub(sent)
 		if p.OnCall != nil {
 			p.OnCall(job.Check, latency, out.HTTPStatus)
 		}
-		if out.HTTPStatus != 0 || ctx.Err() == nil {
+		if out.HTTPStatus != 0 || run.Err() == nil {
 			// A call cut short by our own stop is no transport failure.
 			p.Metrics.observeCall(job.Check, out.Route, out.HTTPStatus, latency)
 		}
-		if p.Audit != nil && ctx.Err() == nil {
+		if p.Audit != nil && run.Err() == nil {
 			if idHMAC == "" {
 				idHMAC = p.identityHMAC(job.Identity)
 			}
@@ -270,7 +283,7 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 				HTTPStatus: out.HTTPStatus, ErrorCode: out.Code, RequestID: out.RequestID, LatencyMS: latency.Milliseconds(),
 				Attempt: int(attempts), IdentityHMAC: idHMAC})
 		}
-		if ctx.Err() != nil {
+		if run.Err() != nil {
 			return res, calls, nil
 		}
 		if gerr := p.guard().Record(out.HTTPStatus, p.now()); gerr != nil {
@@ -310,7 +323,7 @@ func (p *Pool) call(ctx context.Context, log jobLog, job schemas.Job, js *jobSlo
 			sleep()
 		}
 		if ctx.Err() != nil {
-			return res, calls, nil
+			return res, calls, stopped()
 		}
 	}
 	res.Attempts = attempts

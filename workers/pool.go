@@ -51,11 +51,25 @@ type IdentityOpener interface {
 // and commits a job's offset only when it and every job before it on its
 // partition have their results produced.
 type Pool struct {
-	Jobs    JobReader
-	Results ResultWriter
-	Client  *Client
-	Tokens  TokenSource
-	Log     zerolog.Logger
+	// Jobs is where the pool fetches jobs and commits their offsets, unless
+	// ConsumerGroup is set.
+	Jobs JobReader
+	// ConsumerGroup, when set, replaces Jobs: the pool consumes the workers'
+	// consumer group generation by generation, one loop per assigned
+	// partition. When a generation ends (a rebalance), each loop stops
+	// fetching, drops the jobs it fetched ahead (no call), lets its running
+	// jobs finish or stop waiting (a call sent is answered and its results
+	// produced), commits through the generation and returns within
+	// DrainTimeout, before the group joins the next one.
+	ConsumerGroup Generations
+	// DrainTimeout bounds the wait for a revoked partition's running jobs;
+	// keep it under the group's rebalance timeout. Default:
+	// DefaultDrainTimeout.
+	DrainTimeout time.Duration
+	Results      ResultWriter
+	Client       *Client
+	Tokens       TokenSource
+	Log          zerolog.Logger
 	// Delegations maps a tenant to the delegation_id sent with its calls:
 	// with an editor token, the delegation (a UUID) of the collectivité's
 	// habilitation, needed when several delegations match its SIRET (the
@@ -197,6 +211,9 @@ type Pool struct {
 	answered *answeredSets
 	// held counts the jobs in process per batch, for Activity.
 	held heldBatches
+	// claims are the partitions held in the current generation, with
+	// ConsumerGroup.
+	claims claims
 }
 
 // Calls returns how many provider calls the pool has made.
@@ -290,6 +307,10 @@ type tokenState struct {
 
 // errCancelled is call's error for a job whose batch was cancelled.
 var errCancelled = errors.New("work: batch cancelled")
+
+// errRevoked is call's error for a job stopped without an answer because a
+// rebalance revoked its partition.
+var errRevoked = errors.New("work: partition revoked")
 
 // errAnsweredElsewhere is call's error for a job another worker answered.
 var errAnsweredElsewhere = errors.New("work: job answered by another worker")
@@ -514,44 +535,40 @@ func (p *Pool) Run(ctx context.Context) error {
 	if lookahead <= 0 {
 		lookahead = max(2048, 4*inFlight)
 	}
-	fetched := make(chan kafkago.Message)
+	fetched := make(chan delivery)
 	fetchErr := make(chan error, 1)
-	fetchMore := make(chan struct{}, 1)
-	fetchMore <- struct{}{}
 	fetchDone := make(chan struct{})
 	go func() {
 		defer close(fetchDone)
-		for {
-			select {
-			case <-runCtx.Done():
-				return
-			case <-fetchMore:
-			}
-			m, ferr := p.Jobs.FetchMessage(runCtx)
-			if ferr != nil {
-				if runCtx.Err() == nil {
-					fetchErr <- fmt.Errorf("work: fetch job: %w", ferr)
-				}
-				return
-			}
-			select {
-			case fetched <- m:
-			case <-runCtx.Done():
-				return
-			}
+		var ferr error
+		if p.ConsumerGroup != nil {
+			ferr = p.consumeGroup(runCtx, log, acks, fetched)
+		} else {
+			ferr = p.fetch(runCtx, fetched)
+		}
+		if ferr != nil && runCtx.Err() == nil {
+			fetchErr <- ferr
 		}
 	}()
 	// A job runs on a goroutine kept for the next jobs once it is done
 	// (at most inFlight of them wait idle): starting one per job, and
 	// growing its stack each time, cost more than the handover.
-	idle := make(chan kafkago.Message)
+	idle := make(chan delivery)
 	var idlers atomic.Int32
-	runJob := func(m kafkago.Message) {
+	runJob := func(d delivery) {
 		defer wg.Done()
 		js := &jobSlots{call: sem, parked: parked, post: post, held: true}
 		defer js.releaseAll()
-		if perr := p.process(runCtx, log, m, js); perr != nil {
-			if runCtx.Err() == nil {
+		if !d.claim.start() {
+			return // its partition was revoked: the job's next owner runs it
+		}
+		defer d.claim.finish()
+		jctx := runCtx
+		if d.claim != nil {
+			jctx = d.claim.ctx
+		}
+		if perr := p.process(runCtx, jctx, log, d.m, js); perr != nil {
+			if runCtx.Err() == nil && !d.claim.isRevoked() {
 				select {
 				case errc <- perr:
 				default:
@@ -560,9 +577,9 @@ func (p *Pool) Run(ctx context.Context) error {
 			}
 			return
 		}
-		acks.done(m)
+		acks.done(d.m)
 	}
-	runJobs := func(m kafkago.Message) {
+	runJobs := func(m delivery) {
 		for {
 			runJob(m)
 			if idlers.Add(1) > int32(inFlight) {
@@ -580,12 +597,15 @@ func (p *Pool) Run(ctx context.Context) error {
 	}
 	rr := newRoundRobin()
 	var err error
-	waitingFetch := true
 loop:
 	for {
 		var slot chan struct{}
 		if rr.len() > 0 {
 			slot = sem // dispatch only when a job waits
+		}
+		more := fetched
+		if rr.len() >= lookahead {
+			more = nil // the window is full
 		}
 		select {
 		case <-runCtx.Done():
@@ -593,28 +613,27 @@ loop:
 		case ferr := <-fetchErr:
 			err = ferr
 			break loop
-		case m := <-fetched:
-			waitingFetch = false
+		case d := <-more:
 			switch {
-			case !acks.fetched(m):
+			case !acks.fetched(d.m):
 				// Fetched again after a rebalance: already being processed.
-			case answered.skip(runCtx, log, m):
-				acks.done(m)
+			case answered.skip(runCtx, log, d.m):
+				acks.done(d.m)
 			default:
-				rr.push(string(m.Key), m)
+				rr.push(string(d.m.Key), d)
 			}
 		case slot <- struct{}{}:
-			m := rr.pop()
+			d := rr.pop()
+			if d.claim.isRevoked() {
+				<-sem // fetched ahead for a revoked partition: dropped, no call
+				continue
+			}
 			wg.Add(1)
 			select {
-			case idle <- m:
+			case idle <- d:
 			default:
-				go runJobs(m)
+				go runJobs(d)
 			}
-		}
-		if !waitingFetch && rr.len() < lookahead {
-			waitingFetch = true
-			fetchMore <- struct{}{}
 		}
 	}
 	wg.Wait()
@@ -632,6 +651,11 @@ loop:
 	}
 	if lerr := p.releaseLeases(cctx); lerr != nil && err == nil {
 		err = lerr
+	}
+	if p.ConsumerGroup != nil {
+		if gerr := p.ConsumerGroup.Close(); gerr != nil && err == nil {
+			err = fmt.Errorf("work: leave the consumer group: %w", gerr)
+		}
 	}
 	select {
 	case perr := <-errc:
@@ -689,11 +713,37 @@ func (p *Pool) commit(ctx context.Context, acks *ackTracker) error {
 	if len(msgs) == 0 {
 		return nil
 	}
+	if p.ConsumerGroup != nil {
+		done, err := p.commitOffsets(msgs)
+		acks.committed(done)
+		if err != nil {
+			return fmt.Errorf("work: commit job offsets: %w", err)
+		}
+		return nil
+	}
 	if err := p.Jobs.CommitMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("work: commit job offsets: %w", err)
 	}
 	acks.committed(msgs)
 	return nil
+}
+
+// fetch hands Jobs' messages to out until ctx ends or a fetch fails.
+func (p *Pool) fetch(ctx context.Context, out chan<- delivery) error {
+	for {
+		m, err := p.Jobs.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("work: fetch job: %w", err)
+		}
+		select {
+		case out <- delivery{m: m}:
+		case <-ctx.Done():
+			return nil
+		}
+	}
 }
 
 // saveAnswered records the jobs done beyond the committed offsets, for the

@@ -446,11 +446,11 @@ func TestPool_SilentAPIStopsInsteadOfHanging(t *testing.T) {
 func TestRoundRobin(t *testing.T) {
 	r := newRoundRobin()
 	for i, tenant := range []string{"big", "big", "big", "small", "big", "mid", "small"} {
-		r.push(tenant, kafkago.Message{Key: []byte(tenant), Offset: int64(i)})
+		r.push(tenant, delivery{m: kafkago.Message{Key: []byte(tenant), Offset: int64(i)}})
 	}
 	var got []string
 	for r.len() > 0 {
-		got = append(got, string(r.pop().Key))
+		got = append(got, string(r.pop().m.Key))
 	}
 	want := []string{"big", "small", "mid", "big", "small", "big", "big"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -560,12 +560,12 @@ func BenchmarkPool_ProcessQF(b *testing.B) {
 	m := kafkago.Message{Topic: schemas.TopicJobs, Key: []byte(job.Tenant), Value: v}
 	ctx := context.Background()
 	log := zerolog.Nop()
-	if err := p.process(ctx, log, m, &jobSlots{}); err != nil { // the token's budget is made
+	if err := p.process(ctx, ctx, log, m, &jobSlots{}); err != nil { // the token's budget is made
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := p.process(ctx, log, m, &jobSlots{}); err != nil {
+		if err := p.process(ctx, ctx, log, m, &jobSlots{}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -643,7 +643,7 @@ func TestPool_AuditHashesEveryAttempt(t *testing.T) {
 	job := schemas.Job{Version: schemas.JobVersion, BatchID: "b1", Tenant: "sedan", Check: schemas.CheckQuotientFamilial, LookupID: "l1",
 		Recipient: "13002526500013", Identity: lefebvre, Rows: []schemas.RowRef{{Number: 1}}}
 	v, _ := json.Marshal(job)
-	if err := p.process(context.Background(), zerolog.Nop(), kafkago.Message{Value: v}, &jobSlots{}); err != nil {
+	if err := p.process(context.Background(), context.Background(), zerolog.Nop(), kafkago.Message{Value: v}, &jobSlots{}); err != nil {
 		t.Fatal(err)
 	}
 	want := schemas.IdentityHMAC(key, lefebvre)
@@ -694,7 +694,7 @@ func TestPool_AuditsBeforeResults(t *testing.T) {
 			results := &auditFirst{audit: audit}
 			p := &Pool{AllowClearJobs: true, Results: results, Client: &Client{BaseURL: srv.URL}, Tokens: func(string) (string, error) { return "tok", nil },
 				Log: zerolog.Nop(), IPLimit: -1, Audit: audit, AuditKey: []byte("audit key"), Now: steppingClock(time.Second)}
-			err := p.process(context.Background(), zerolog.Nop(), kafkago.Message{Value: v}, &jobSlots{})
+			err := p.process(context.Background(), context.Background(), zerolog.Nop(), kafkago.Message{Value: v}, &jobSlots{})
 			if !errors.Is(err, tc.auditErr) { // nil wants nil
 				t.Fatalf("process: %v", err)
 			}

@@ -1,20 +1,18 @@
 package workers
 
-import kafkago "github.com/segmentio/kafka-go"
-
 // roundRobin holds fetched jobs in one FIFO queue per tenant and hands
 // them out one tenant at a time. Not safe for concurrent use.
 type roundRobin struct {
-	queues map[string][]kafkago.Message
+	queues map[string][]delivery
 	order  []string // tenants with queued jobs, next first
 	n      int
 }
 
-func newRoundRobin() *roundRobin { return &roundRobin{queues: make(map[string][]kafkago.Message)} }
+func newRoundRobin() *roundRobin { return &roundRobin{queues: make(map[string][]delivery)} }
 
 func (r *roundRobin) len() int { return r.n }
 
-func (r *roundRobin) push(tenant string, m kafkago.Message) {
+func (r *roundRobin) push(tenant string, m delivery) {
 	if len(r.queues[tenant]) == 0 {
 		r.order = append(r.order, tenant)
 	}
@@ -23,7 +21,7 @@ func (r *roundRobin) push(tenant string, m kafkago.Message) {
 }
 
 // pop returns the next tenant's oldest job; r must not be empty.
-func (r *roundRobin) pop() kafkago.Message {
+func (r *roundRobin) pop() delivery {
 	t := r.order[0]
 	q := r.queues[t]
 	m := q[0]

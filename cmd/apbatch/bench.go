@@ -391,7 +391,9 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		return res, err
 	}
 	defer st.Close()
-	st.AddWorkers(cfg, s.replicas-1)
+	if err := st.AddWorkers(cfg, s.replicas-1); err != nil {
+		return res, err
+	}
 	var (
 		mu                   sync.Mutex
 		lat                  []time.Duration

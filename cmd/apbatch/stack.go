@@ -138,6 +138,7 @@ type stack struct {
 	jobsW   *kafkago.Writer
 	resW    *kafkago.Writer
 	readers []*kafkago.Reader
+	groups  []*kafka.Group // the workers' consumer groups
 
 	ingest  *pipeline.Ingester
 	watcher *pipeline.Watcher // nil unless WatchInterval is set
@@ -199,7 +200,13 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 		return r
 	}
 	upR := reader("ingest", groupIngest, cfg.eventsTopic())
-	jobR := reader("work", groupWorkers, schemas.TopicJobs)
+	var jobG *kafka.Group
+	if len(cfg.Roles) == 0 || slices.Contains(cfg.Roles, "work") {
+		if jobG, err = st.group(cfg); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
 	resR := reader("write", groupWriters, schemas.TopicResults)
 
 	var pm *pipeline.Metrics
@@ -207,6 +214,9 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 		var readers []kafka.StatsReader
 		for _, r := range st.readers {
 			readers = append(readers, r)
+		}
+		for _, g := range st.groups {
+			readers = append(readers, g)
 		}
 		if pm, err = pipeline.NewMetrics(cfg.Registry); err == nil {
 			if st.metrics, err = workers.NewMetrics(cfg.Registry); err == nil {
@@ -230,7 +240,7 @@ func openStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 	if cfg.WatchInterval > 0 {
 		st.watcher = &pipeline.Watcher{S3: client, Ledger: store, Start: st.ingest.Start, Interval: cfg.WatchInterval, Log: cfg.Log}
 	}
-	st.pool = newPool(cfg, jobR, st.resW, store, st.metrics)
+	st.pool = newPool(cfg, jobG, st.resW, store, st.metrics)
 	st.writer = &pipeline.ResultWriter{Results: resR, S3: client, Ledger: store, Log: cfg.Log, FlushInterval: cfg.FlushInterval, StallAfter: cfg.StallAfter, Metrics: pm,
 		Notify: notifier}
 	return st, nil
@@ -248,9 +258,20 @@ func (st *stack) Ready(ctx context.Context) error {
 	return st.s3.Ping(ctx)
 }
 
-// newPool builds a worker pool consuming jobs from r.
-func newPool(cfg stackConfig, r *kafkago.Reader, w *kafkago.Writer, store *ledger.Store, m *workers.Metrics) *workers.Pool {
-	p := &workers.Pool{Jobs: r, Results: w, Client: &workers.Client{BaseURL: cfg.ProviderURL}, Metrics: m, Delegations: cfg.Delegations,
+// group joins the workers' consumer group, for one more pool.
+func (st *stack) group(cfg stackConfig) (*kafka.Group, error) {
+	g, err := kafka.NewGroup(cfg.Kafka, groupWorkers, schemas.TopicJobs)
+	if err != nil {
+		return nil, err
+	}
+	st.groups = append(st.groups, g)
+	return g, nil
+}
+
+// newPool builds a worker pool consuming jobs through g (nil: a pool that
+// never runs, in a process without the work role).
+func newPool(cfg stackConfig, g *kafka.Group, w *kafkago.Writer, store *ledger.Store, m *workers.Metrics) *workers.Pool {
+	p := &workers.Pool{Results: w, Client: &workers.Client{BaseURL: cfg.ProviderURL}, Metrics: m, Delegations: cfg.Delegations,
 		Tokens: cfg.Tokens, Log: cfg.Log, Limit: cfg.Rate, IPLimit: cfg.IPLimit, Share: cfg.Share, MaxInFlight: cfg.InFlight,
 		Schedule: cfg.Schedule, Audit: &workers.GroupCommit{Log: store, Linger: 50 * time.Millisecond}, AuditKey: cfg.AuditKey,
 		AnsweredLog: store, Group: groupWorkers, Leases: store,
@@ -258,6 +279,9 @@ func newPool(cfg stackConfig, r *kafkago.Reader, w *kafkago.Writer, store *ledge
 		// Every process sharing the ledger shares each key's per-minute
 		// limit: the tokens of one habilitation, on any replica.
 		KeyLimits: cfg.KeyLimits, SharedKeys: store}
+	if g != nil {
+		p.ConsumerGroup = g
+	}
 	if habilitations := cfg.Habilitations; len(habilitations) > 0 {
 		p.Habilitations = func(tenant string) string { return habilitations[tenant] }
 	}
@@ -276,12 +300,15 @@ func newPool(cfg stackConfig, r *kafkago.Reader, w *kafkago.Writer, store *ledge
 
 // AddWorkers adds n more worker pools to the consumer group, each with its
 // own budgets, as n more worker processes would be. Call before Start.
-func (st *stack) AddWorkers(cfg stackConfig, n int) {
+func (st *stack) AddWorkers(cfg stackConfig, n int) error {
 	for i := 0; i < n; i++ {
-		r := kafka.NewReader(cfg.Kafka, groupWorkers, schemas.TopicJobs)
-		st.readers = append(st.readers, r)
-		st.extra = append(st.extra, newPool(cfg, r, st.resW, st.ledger, st.metrics))
+		g, err := st.group(cfg)
+		if err != nil {
+			return err
+		}
+		st.extra = append(st.extra, newPool(cfg, g, st.resW, st.ledger, st.metrics))
 	}
+	return nil
 }
 
 // Start runs every role (or only those named) until ctx ends. The channel receives the error of
@@ -361,6 +388,9 @@ func (st *stack) Close() error {
 	var errs []error
 	for _, r := range st.readers {
 		errs = append(errs, r.Close())
+	}
+	for _, g := range st.groups {
+		errs = append(errs, g.Close())
 	}
 	for _, w := range []*kafkago.Writer{st.uploads, st.jobsW, st.resW} {
 		errs = append(errs, kafka.CloseWriter(w))
