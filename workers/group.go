@@ -88,15 +88,21 @@ func (c *claim) finish() {
 	}
 }
 
-// end revokes c and waits, at most d, for its running jobs.
-func (c *claim) end(d time.Duration) bool {
+// stop revokes c: no job of it starts, those waiting stop.
+func (c *claim) stop() {
 	c.mu.Lock()
-	c.revoked = true
-	if c.running == 0 {
-		close(c.drained)
+	if !c.revoked {
+		c.revoked = true
+		if c.running == 0 {
+			close(c.drained)
+		}
 	}
 	c.mu.Unlock()
 	c.revoke()
+}
+
+// wait waits, at most d, for the running jobs of c, stopped.
+func (c *claim) wait(d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -209,6 +215,7 @@ func (p *Pool) consumePartition(ctx, gctx context.Context, log zerolog.Logger, a
 		case <-fctx.Done():
 		}
 	}
+	c.stop()
 	if err := r.Close(); err != nil {
 		log.Debug().Err(err).Int("partition", pa.ID).Msg("closing a partition reader")
 	}
@@ -216,7 +223,7 @@ func (p *Pool) consumePartition(ctx, gctx context.Context, log zerolog.Logger, a
 	if drain <= 0 {
 		drain = DefaultDrainTimeout
 	}
-	if !c.end(drain) {
+	if !c.wait(drain) {
 		log.Warn().Int("partition", pa.ID).Dur("after", drain).Msg("jobs still running when the partition was revoked: they are redelivered")
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)

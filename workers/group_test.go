@@ -66,12 +66,89 @@ func (r *rowResults) count() int {
 	return r.n
 }
 
+// ownership records when each worker held each partition: from the
+// moment its generation's loop opened the partition to the moment the loop
+// closed it (after the claim was revoked).
+type ownership struct {
+	mu    sync.Mutex
+	spans map[string]map[int][]span // worker → partition → spans
+}
+
+type span struct{ from, to time.Time } // to zero: still held
+
+func (o *ownership) claim(worker string, p int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.spans[worker] == nil {
+		o.spans[worker] = map[int][]span{}
+	}
+	o.spans[worker][p] = append(o.spans[worker][p], span{from: time.Now()})
+}
+
+func (o *ownership) release(worker string, p int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s := o.spans[worker][p]
+	s[len(s)-1].to = time.Now()
+}
+
+// held tells whether worker held p at t, within slack after a release (a
+// call decided just before its claim ended may leave a moment later).
+func (o *ownership) held(worker string, p int, t time.Time, slack time.Duration) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, s := range o.spans[worker][p] {
+		if !t.Before(s.from) && (s.to.IsZero() || t.Before(s.to.Add(slack))) {
+			return true
+		}
+	}
+	return false
+}
+
+// watched is a worker's consumer group whose partition readers report to
+// an ownership record.
+type watched struct {
+	workers.Generations
+	worker string
+	own    *ownership
+}
+
+func (w *watched) Partition(topic string, p int, offset int64) workers.PartitionReader {
+	w.own.claim(w.worker, p)
+	return &watchedReader{PartitionReader: w.Generations.Partition(topic, p, offset), release: func() { w.own.release(w.worker, p) }}
+}
+
+type watchedReader struct {
+	workers.PartitionReader
+	release func()
+}
+
+func (r *watchedReader) Close() error {
+	r.release()
+	return r.PartitionReader.Close()
+}
+
+// callLog is a worker's audit trail: the calls it sent, row and time.
+type callLog struct {
+	mu    sync.Mutex
+	calls []schemas.CallRecord
+}
+
+func (c *callLog) RecordCalls(_ context.Context, calls []schemas.CallRecord) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls = append(c.calls, calls...)
+	return nil
+}
+
 // TestPool_ConsumerGroupRebalance: a second worker joins the group while
-// the first has fetched every job ahead and is calling. The first drops the
-// jobs it fetched for the partitions it loses, without a call, lets its
-// calls in flight finish and commits; the second takes those partitions
-// from the committed offsets. Every lookup is called once, every row gets
-// one result, and both workers called.
+// the first has fetched every job ahead and is calling, then the first
+// leaves. Each time, the worker losing partitions drops the jobs it fetched
+// for them, without a call, lets its calls in flight finish and commits;
+// the next owner takes them from the committed offsets. Every row gets one
+// result; no worker calls for a partition it does not hold (each call's
+// time against the spans its generations held the row's partition); no
+// lookup is called twice.
 func TestPool_ConsumerGroupRebalance(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -80,12 +157,13 @@ func TestPool_ConsumerGroupRebalance(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	cfg := kafka.Config{Brokers: b.Addrs(), Partitions: 8}
+	const partitions = 8
+	cfg := kafka.Config{Brokers: b.Addrs(), Partitions: partitions}
 	const topic = "jobs"
 	if err := kafka.EnsureTopics(ctx, cfg, topic); err != nil {
 		t.Fatal(err)
 	}
-	const jobs = 240
+	const jobs = 300
 	pop := sandbox.NewPopulation(jobs, 3)
 	sb, err := sandbox.New(sandbox.Config{Population: pop, Limits: sandbox.Limits{PerSecond: 1000, IPPerMinute: 100000},
 		Faults: sandbox.Faults{LatencyP50: 20 * time.Millisecond}})
@@ -98,13 +176,20 @@ func TestPool_ConsumerGroupRebalance(t *testing.T) {
 
 	w := kafka.NewWriter(cfg, topic)
 	var msgs []kafkago.Message
+	partitionOf := map[int64]int{} // row → partition, as the writer's balancer puts its job
+	all := make([]int, partitions)
+	for i := range all {
+		all[i] = i
+	}
 	for i := 0; i < jobs; i++ {
 		tenant := fmt.Sprint("ville-", i%16)
 		job := schemas.Job{Version: schemas.JobVersion, BatchID: "b1", Tenant: tenant, Check: schemas.CheckQuotientFamilial,
 			LookupID: fmt.Sprint("l", i), Recipient: "13002526500013", Rows: []schemas.RowRef{{Number: int64(i + 1)}},
 			Identity: pop.Person(i).Identity()}
 		v, _ := json.Marshal(job)
-		msgs = append(msgs, kafkago.Message{Key: []byte(tenant), Value: v})
+		m := kafkago.Message{Key: []byte(tenant), Value: v}
+		partitionOf[int64(i+1)] = (&kafkago.Hash{}).Balance(m, all...)
+		msgs = append(msgs, m)
 	}
 	if err := w.WriteMessages(ctx, msgs...); err != nil {
 		t.Fatal(err)
@@ -113,20 +198,24 @@ func TestPool_ConsumerGroupRebalance(t *testing.T) {
 
 	fr := &rowResults{rows: map[int64]int{}}
 	answered := &syncAnswered{base: map[int]int64{}, offsets: map[int]string{}}
-	newPool := func() *workers.Pool {
+	own := &ownership{spans: map[string]map[int][]span{}}
+	audits := map[string]*callLog{}
+	newPool := func(name string) *workers.Pool {
 		g, err := kafka.NewGroup(cfg, "workers", topic)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &workers.Pool{ConsumerGroup: g, AllowClearJobs: true, Results: fr, Client: &workers.Client{BaseURL: srv.URL},
+		audits[name] = &callLog{}
+		return &workers.Pool{ConsumerGroup: &watched{Generations: g, worker: name, own: own}, AllowClearJobs: true,
+			Results: fr, Client: &workers.Client{BaseURL: srv.URL}, Audit: audits[name], AuditKey: []byte("k"),
 			Tokens: func(string) (string, error) { return tok, nil }, Log: zerolog.Nop(),
-			// 40 calls a second: the whole run lasts about 6 s, and the
-			// second worker joins when a third is done.
+			// 40 calls a second: the run lasts about 8 s; the second
+			// worker joins when a fifth is done, the first leaves at half.
 			Limit: 40, IPLimit: -1, MaxInFlight: 4, AnsweredLog: answered, Group: "workers"}
 	}
-	first, second := newPool(), newPool()
+	first, second := newPool("first"), newPool("second")
 	var wg sync.WaitGroup
-	run := func(p *workers.Pool) {
+	run := func(ctx context.Context, p *workers.Pool) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -135,20 +224,23 @@ func TestPool_ConsumerGroupRebalance(t *testing.T) {
 			}
 		}()
 	}
-	run(first)
-	for deadline := time.Now().Add(30 * time.Second); first.Calls() < jobs/3; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the first worker made %d calls in 30 s", first.Calls())
+	waitFor := func(what string, done func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); !done(); {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 60 s (%d rows answered)", what, fr.count())
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
-	run(second)
-	for deadline := time.Now().Add(60 * time.Second); fr.count() < jobs; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d rows answered", fr.count(), jobs)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	firstCtx, stopFirst := context.WithCancel(ctx)
+	defer stopFirst()
+	run(firstCtx, first)
+	waitFor("the first worker's calls", func() bool { return first.Calls() >= jobs/5 })
+	run(ctx, second)
+	waitFor("half the rows", func() bool { return fr.count() >= jobs/2 })
+	stopFirst() // the first leaves the group
+	waitFor("every row", func() bool { return fr.count() >= jobs })
 	time.Sleep(500 * time.Millisecond) // a duplicate would show now
 	cancel()
 	wg.Wait()
@@ -158,11 +250,20 @@ func TestPool_ConsumerGroupRebalance(t *testing.T) {
 			t.Errorf("row %d has %d results, want 1", i, n)
 		}
 	}
-	if first.Calls()+second.Calls() != jobs {
-		t.Errorf("%d + %d calls for %d lookups: jobs fetched ahead for a revoked partition were called", first.Calls(), second.Calls(), jobs)
+	calls := 0
+	for name, log := range audits {
+		for _, c := range log.calls {
+			calls++
+			if p := partitionOf[c.RowNumber]; !own.held(name, p, c.At, 50*time.Millisecond) {
+				t.Errorf("the %s worker called for row %d at %s, when it did not hold partition %d", name, c.RowNumber, c.At.Format("15:04:05.000"), p)
+			}
+		}
 	}
-	t.Logf("calls: first worker %d, second %d", first.Calls(), second.Calls())
-	if second.Calls() == 0 {
-		t.Error("the second worker made no call: no partition moved to it")
+	t.Logf("calls: first worker %d, second %d, for %d rows", len(audits["first"].calls), len(audits["second"].calls), jobs)
+	if twice := calls - jobs; twice > jobs/200 {
+		t.Errorf("%d calls made twice (%d calls for %d lookups), want at most 0.5 %%", twice, calls, jobs)
+	}
+	if len(audits["second"].calls) == 0 || len(audits["first"].calls) == 0 {
+		t.Error("both workers should have called")
 	}
 }

@@ -259,6 +259,9 @@ func (p *Pool) call(run, ctx context.Context, log jobLog, job schemas.Job, js *j
 		if p.cancelled(ctx, job.BatchID) {
 			return res, calls, errCancelled
 		}
+		if ctx.Err() != nil {
+			return res, calls, stopped() // revoked while granted: no call
+		}
 		attempts++
 		p.mu.Lock()
 		p.calls++
