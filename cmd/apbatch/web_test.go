@@ -388,6 +388,33 @@ func TestWeb_UploadLimits(t *testing.T) {
 	}
 }
 
+// TestWeb_HeaderRow: an upload names the line of its header (header_row,
+// as --header-row) when titles stand above it; a value that is no line
+// number is refused in French.
+func TestWeb_HeaderRow(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	wp := startWeb(t, ctx, nil, "--tenant", "ville-a")
+	roster, err := os.ReadFile(webSample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	titled := append([]byte("Mairie de Ville-A;;;;;;\r\nInscrits cantine 2026;;;;;;\r\n"), roster...)
+	key := wp.keys["ville-a"]
+	if code, e := apiUpload(t, wp.base, key, "titre.csv", titled, map[string]string{"header_row": "zéro"}); code != http.StatusBadRequest ||
+		!strings.Contains(fmt.Sprint(e["detail"]), "ligne des en-têtes") {
+		t.Fatalf("header_row=zéro: %d %v", code, e)
+	}
+	code, b := apiUpload(t, wp.base, key, "titre.csv", titled, map[string]string{"header_row": "3"})
+	if code != http.StatusCreated {
+		t.Fatalf("header_row=3: %d %v", code, b)
+	}
+	done := apiWaitComplete(t, ctx, wp.base, key, fmt.Sprint(b["id"]))
+	if done["rows_total"] != float64(18) {
+		t.Fatalf("a roster under two title lines: %v rows, want 18", done["rows_total"])
+	}
+}
+
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) {

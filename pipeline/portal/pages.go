@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -271,6 +272,8 @@ type upload struct {
 	checks   []schemas.Check
 	campaign string
 	csrf     string
+	// headerRow is the line of the file's header, 0: found by the reader.
+	headerRow int
 }
 
 // uploadError is a refusal of an upload, in French, with its status.
@@ -330,7 +333,7 @@ func (p *Portal) readUpload(w http.ResponseWriter, r *http.Request) (*upload, er
 				return fail(&uploadError{status, err.Error()})
 			}
 			up.body, up.size, up.cleanup = f, size, cleanup
-		case "checks", "campaign", "csrf":
+		case "checks", "campaign", "csrf", "header_row":
 			b, err := io.ReadAll(io.LimitReader(part, 4<<10))
 			part.Close()
 			if err != nil {
@@ -344,6 +347,15 @@ func (p *Portal) readUpload(w http.ResponseWriter, r *http.Request) (*upload, er
 				up.campaign = v
 			case "csrf":
 				up.csrf = v
+			case "header_row":
+				if v == "" {
+					break
+				}
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 1 || n > 1000 {
+					return fail(&uploadError{http.StatusBadRequest, "la ligne des en-têtes doit être un numéro de ligne du fichier (1, 2, 3…), ou rester vide pour qu'apbatch la trouve"})
+				}
+				up.headerRow = n
 			}
 		default:
 			part.Close()
@@ -394,7 +406,7 @@ func (p *Portal) submit(r *http.Request, tenant string, up *upload) (b ledger.Ba
 	}
 	started := p.now()
 	sub, err := pipeline.Submit(r.Context(), p.S3, p.Events, pipeline.Submission{Tenant: tenant, Campaign: campaign, File: name,
-		Body: up.body, Size: up.size, Checks: checks})
+		Body: up.body, Size: up.size, Checks: checks, HeaderRow: up.headerRow})
 	if err != nil {
 		if errors.Is(err, pipeline.ErrTooLarge) {
 			return b, false, &uploadError{http.StatusRequestEntityTooLarge, err.Error()}
