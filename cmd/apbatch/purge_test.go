@@ -354,7 +354,7 @@ func TestPurge_Refusals(t *testing.T) {
 	}{
 		{[]string{"purge", "--data-dir", dir, "--tenant", "../x"}, "--tenant"},
 		{[]string{"purge", "--data-dir", dir, "--now", "demain"}, "--now"},
-		{[]string{"purge", "--data-dir", dir}, "no ledger"},
+		{[]string{"purge", "--data-dir", dir}, "aucun registre"},
 		{[]string{"audit", "purge", "--data-dir", dir, "--older-than-months", "12"}, "36 months"},
 	} {
 		code, stdout, stderr := runApbatch(t, ctx, tc.args...)

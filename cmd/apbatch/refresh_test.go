@@ -491,7 +491,7 @@ func TestRefresh_WaitRoles(t *testing.T) {
 		m = newBatch.FindStringSubmatch(out)
 		if code != 3 || m == nil || !strings.Contains(errs, "ville-b (lot "+m[1]+") : refusé : correspondance de colonnes illisible") ||
 			!strings.Contains(errs, "apbatch run --tenant ville-b --campaign "+campaign+" FICHIER") ||
-			!strings.Contains(errs, "apbatch refresh: 1 lot(s) sur 1 sans résultat complet : ville-b (lot "+m[1]+") refusé") {
+			!strings.Contains(errs, "apbatch refresh : 1 lot(s) sur 1 sans résultat complet : ville-b (lot "+m[1]+") refusé") {
 			t.Fatalf("refresh ville-b (run %d): exit %d\n%s\n%s", i+1, code, out, errs)
 		}
 	}

@@ -491,7 +491,7 @@ func TestRun_FlagErrors(t *testing.T) {
 		{"bad tenant", []string{"run", "--tenant", "../x", samplePath}, "--tenant"},
 		{"flag after the file", []string{"run", samplePath, "--period", "2026-13"}, "--period"},
 		{"flags after two files", []string{"run", samplePath, samplePath, "--recipient", "123", "--force"}, "--recipient"},
-		{"after --, a file", []string{"run", "--", "--tariff"}, "cannot read --tariff"},
+		{"after --, a file", []string{"run", "--", "--tariff"}, "impossible de lire --tariff"},
 		{"negative header row", []string{"run", samplePath, "--header-row", "-2"}, "--header-row -2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -542,7 +542,7 @@ func TestRun_RefusedFile(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("exit %d, want 1\n%s\n%s", code, stdout, stderr)
 	}
-	for _, want := range []string{"liste.csv", "colonnes manquantes : sexe", "colonnes trouvées : nom_naissance, prenom, naissance"} {
+	for _, want := range []string{"liste.csv", "colonnes manquantes : code_insee_commune_naissance", "colonnes trouvées : nom_naissance, prenom, naissance"} {
 		if !strings.Contains(stdout+stderr, want) {
 			t.Errorf("output lacks %q:\n%s\n%s", want, stdout, stderr)
 		}
@@ -742,11 +742,11 @@ func TestRun_FrenchSummary(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimRight(string(sample), "\n"), "\n")
-	// 25 lines without a sex, after the sample's own rows.
+	// 25 lines with an impossible birth date, after the sample's own rows.
 	roster := append([]string(nil), lines...)
 	for i := 0; i < 25; i++ {
 		f := strings.Split(lines[1+i%(len(lines)-1)], ";")
-		f[4] = "" // sexe
+		f[5] = "31/02/2015" // date_naissance
 		roster = append(roster, strings.Join(f, ";"))
 	}
 	path := filepath.Join(dir, "liste.csv")
@@ -770,7 +770,7 @@ func TestRun_FrenchSummary(t *testing.T) {
 		t.Fatalf("%d invalid rows, summary %s", invalid, body)
 	}
 	for _, want := range []string{"liste.csv (lot " + sum.BatchID + ") : terminé", fmt.Sprintf("%d lignes : vérifié ", sum.RowsTotal),
-		"appels au fournisseur", "  Lignes à corriger :\n", "colonne « sexe » : ",
+		"appels au fournisseur", "  Lignes à corriger :\n", "colonne « date_naissance » : ",
 		fmt.Sprintf("\n    et %d autres, voir resultats.xlsx\n", invalid-20)} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("summary lacks %q:\n%s", want, stdout)
