@@ -232,29 +232,43 @@ const FetchMaxBytes = 256 << 10
 // of at most FetchMaxBytes and timings short enough for quick restarts and
 // rebalances.
 func NewReader(cfg Config, group, topic string) *kafkago.Reader {
-	var logger, errLogger kafkago.Logger
-	if cfg.Log != nil {
-		l := cfg.Log.With().Str("component", "kafka").Str("group", group).Logger()
-		logger = kafkago.LoggerFunc(func(msg string, args ...any) { l.Debug().Msgf(msg, args...) })
-		errLogger = kafkago.LoggerFunc(func(msg string, args ...any) { l.Warn().Msgf(msg, args...) })
+	rc := fetchConfig(cfg, group, topic)
+	rc.GroupID = group
+	rc.HeartbeatInterval = 500 * time.Millisecond
+	rc.SessionTimeout = MinSessionTimeout
+	rc.RebalanceTimeout = RebalanceTimeout
+	rc.JoinGroupBackoff = 200 * time.Millisecond
+	rc.StartOffset = kafkago.FirstOffset
+	rc.CommitInterval = 0
+	return kafkago.NewReader(rc)
+}
+
+// fetchConfig is how apbatch's readers fetch topic: at most FetchMaxBytes
+// at a time, short waits and backoffs, logs through cfg.Log tagged with the
+// consumer group.
+func fetchConfig(cfg Config, group, topic string) kafkago.ReaderConfig {
+	logger, errLogger := loggers(cfg, group)
+	return kafkago.ReaderConfig{
+		Logger:         logger,
+		ErrorLogger:    errLogger,
+		Brokers:        cfg.Brokers,
+		Dialer:         cfg.Dialer(),
+		Topic:          topic,
+		MinBytes:       1,
+		MaxBytes:       FetchMaxBytes,
+		MaxWait:        250 * time.Millisecond,
+		ReadBackoffMin: 50 * time.Millisecond,
+		ReadBackoffMax: 500 * time.Millisecond,
 	}
-	return kafkago.NewReader(kafkago.ReaderConfig{
-		Logger:            logger,
-		ErrorLogger:       errLogger,
-		Brokers:           cfg.Brokers,
-		Dialer:            cfg.Dialer(),
-		GroupID:           group,
-		Topic:             topic,
-		MinBytes:          1,
-		MaxBytes:          FetchMaxBytes,
-		MaxWait:           250 * time.Millisecond,
-		HeartbeatInterval: 500 * time.Millisecond,
-		SessionTimeout:    MinSessionTimeout,
-		RebalanceTimeout:  5 * time.Second,
-		JoinGroupBackoff:  200 * time.Millisecond,
-		StartOffset:       kafkago.FirstOffset,
-		CommitInterval:    0,
-		ReadBackoffMin:    50 * time.Millisecond,
-		ReadBackoffMax:    500 * time.Millisecond,
-	})
+}
+
+// loggers are kafka-go's loggers writing to cfg.Log (debug and warn),
+// tagged with the consumer group; nil without cfg.Log.
+func loggers(cfg Config, group string) (logger, errLogger kafkago.Logger) {
+	if cfg.Log == nil {
+		return nil, nil
+	}
+	l := cfg.Log.With().Str("component", "kafka").Str("group", group).Logger()
+	return kafkago.LoggerFunc(func(msg string, args ...any) { l.Debug().Msgf(msg, args...) }),
+		kafkago.LoggerFunc(func(msg string, args ...any) { l.Warn().Msgf(msg, args...) })
 }

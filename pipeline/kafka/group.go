@@ -35,12 +35,7 @@ var _ workers.Generations = (*Group)(nil)
 // NewGroup joins consumer group id on topic, with the timings of
 // NewReader's groups; the first generation is read with Next.
 func NewGroup(cfg Config, id, topic string) (*Group, error) {
-	var logger, errLogger kafkago.Logger
-	if cfg.Log != nil {
-		l := cfg.Log.With().Str("component", "kafka").Str("group", id).Logger()
-		logger = kafkago.LoggerFunc(func(msg string, args ...any) { l.Debug().Msgf(msg, args...) })
-		errLogger = kafkago.LoggerFunc(func(msg string, args ...any) { l.Warn().Msgf(msg, args...) })
-	}
+	logger, errLogger := loggers(cfg, id)
 	cg, err := kafkago.NewConsumerGroup(kafkago.ConsumerGroupConfig{
 		ID:                id,
 		Brokers:           cfg.Brokers,
@@ -70,17 +65,9 @@ func (g *Group) Close() error { return g.cg.Close() }
 // Partition returns a reader of one partition from offset, fetching as
 // NewReader's readers do; closing it removes it from the group's stats.
 func (g *Group) Partition(topic string, partition int, offset int64) workers.PartitionReader {
-	r := kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers:        g.cfg.Brokers,
-		Dialer:         g.cfg.Dialer(),
-		Topic:          topic,
-		Partition:      partition,
-		MinBytes:       1,
-		MaxBytes:       FetchMaxBytes,
-		MaxWait:        250 * time.Millisecond,
-		ReadBackoffMin: 50 * time.Millisecond,
-		ReadBackoffMax: 500 * time.Millisecond,
-	})
+	rc := fetchConfig(g.cfg, g.id, topic)
+	rc.Partition = partition
+	r := kafkago.NewReader(rc)
 	// SetOffset refuses only a closed reader or a group's: not this one.
 	_ = r.SetOffset(offset)
 	g.mu.Lock()
