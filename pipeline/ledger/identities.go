@@ -30,10 +30,6 @@ import (
 // process writing the ledger).
 const defaultIdentityRun = 20000
 
-// callColumns are the calls table's columns of a schemas.CallRecord.
-const callColumns = `at, tenant, batch_id, row_number, rows, check_name, route,
-	http_status, error_code, request_id, latency_ms, attempt, identity_hmac`
-
 // notedCalls counts n calls recorded by s and indexes their identities once
 // Store.identityRun are waiting (SQLite only). A failed run leaves them past the
 // index's end, where lookups read them too, for the next run.
