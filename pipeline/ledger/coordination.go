@@ -25,12 +25,8 @@ func (s *Store) LeaseSlot(ctx context.Context, scope string, slot int64, want, l
 	if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO budget_slots (scope, slot, used) VALUES (?, ?, 0) ON CONFLICT DO NOTHING`), scope, slot); err != nil {
 		return 0, fmt.Errorf("ledger: lease %s: %w", scope, err)
 	}
-	q := `SELECT used FROM budget_slots WHERE scope = ? AND slot = ?`
-	if s.dialect == "postgres" {
-		q += ` FOR UPDATE`
-	}
 	var used int
-	if err := tx.GetContext(ctx, &used, tx.Rebind(q), scope, slot); err != nil {
+	if err := tx.GetContext(ctx, &used, tx.Rebind(`SELECT used FROM budget_slots WHERE scope = ? AND slot = ?`+s.dialect.forUpdate()), scope, slot); err != nil {
 		return 0, fmt.Errorf("ledger: lease %s: %w", scope, err)
 	}
 	got := min(want, limit-used)

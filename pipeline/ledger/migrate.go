@@ -24,7 +24,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ledger: create schema_migrations: %w", err)
 	}
-	dir := "migrations/" + s.dialect
+	dir := "migrations/" + s.dialect.String()
 	entries, err := fs.ReadDir(schemas.Migrations, dir)
 	if err != nil {
 		return fmt.Errorf("ledger: read migrations: %w", err)

@@ -15,7 +15,7 @@ func (s *Store) PurgeCalls(ctx context.Context, before time.Time) (int64, error)
 		return 0, fmt.Errorf("ledger: purge calls: %w", err)
 	}
 	defer tx.Rollback()
-	if s.dialect == "sqlite" {
+	if s.dialect.identityIndex() {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM call_identities WHERE call_id IN (SELECT id FROM calls WHERE at < ?)`, before.UTC()); err != nil {
 			return 0, fmt.Errorf("ledger: purge calls: %w", err)
 		}
@@ -103,7 +103,7 @@ func (s *Store) Purge(ctx context.Context, r PurgeRequest) (PurgeCounts, error) 
 		}
 	}
 	if !r.CallsBefore.IsZero() {
-		if s.dialect == "sqlite" {
+		if s.dialect.identityIndex() {
 			var indexed int64
 			if err := exec(&indexed, `DELETE FROM call_identities WHERE call_id IN
 				(SELECT id FROM calls WHERE tenant = ? AND at < ?)`, r.Tenant, r.CallsBefore.UTC()); err != nil {
