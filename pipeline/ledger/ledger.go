@@ -1,7 +1,14 @@
 // Package ledger is apbatch's source of truth for what a batch is and whether
 // it is complete: batches (one per object version), published part files and
 // the rows each part holds. It runs on SQLite (embedded mode) and PostgreSQL
-// (production) through the same sqlx code.
+// (production) through the same sqlx code; dialect.go holds the few
+// differences.
+//
+// Store's methods are grouped by aggregate: batches.go (batches and their
+// states), parts.go (published parts and result rows), calls.go and
+// identities.go (the audit trail), coordination.go (budget slots, answered
+// jobs, token leases), cursors.go and refresh.go, retention.go (purges);
+// migrate.go applies schemas.Migrations.
 package ledger
 
 import (
