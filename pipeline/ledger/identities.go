@@ -30,15 +30,11 @@ import (
 // process writing the ledger).
 const defaultIdentityRun = 20000
 
-// callColumns are the calls table's columns of a schemas.CallRecord.
-const callColumns = `at, tenant, batch_id, row_number, rows, check_name, route,
-	http_status, error_code, request_id, latency_ms, attempt, identity_hmac`
-
 // notedCalls counts n calls recorded by s and indexes their identities once
 // Store.identityRun are waiting (SQLite only). A failed run leaves them past the
 // index's end, where lookups read them too, for the next run.
 func (s *Store) notedCalls(ctx context.Context, n int) {
-	if s.dialect != "sqlite" {
+	if !s.dialect.identityIndex() {
 		return
 	}
 	s.unindexedMu.Lock()
@@ -54,7 +50,7 @@ func (s *Store) notedCalls(ctx context.Context, n int) {
 // run to the audit trail's identity index (SQLite; a no-op on PostgreSQL).
 // Stores run it themselves every defaultIdentityRun calls and on Close.
 func (s *Store) IndexIdentities(ctx context.Context) error {
-	if s.dialect != "sqlite" {
+	if !s.dialect.identityIndex() {
 		return nil
 	}
 	s.unindexedMu.Lock()
@@ -101,7 +97,7 @@ func (s *Store) indexOnClose() error {
 func (s *Store) CallsOf(ctx context.Context, identityHMAC string) ([]schemas.CallRecord, error) {
 	q := `SELECT ` + callColumns + ` FROM calls WHERE identity_hmac = ? ORDER BY at`
 	args := []any{identityHMAC}
-	if s.dialect == "sqlite" {
+	if s.dialect.identityIndex() {
 		q = `SELECT ` + callColumns + ` FROM calls
 			WHERE id IN (SELECT call_id FROM call_identities WHERE identity_prefix = substr(?, 1, 16))
 				AND identity_hmac = ?

@@ -63,30 +63,6 @@ func (s *Store) SetRefreshBatch(ctx context.Context, tenant, campaign, batchID s
 	return nil
 }
 
-// TenantsWithResults returns, sorted, the tenants that have a complete
-// batch.
-func (s *Store) TenantsWithResults(ctx context.Context) ([]string, error) {
-	var ts []string
-	if err := s.db.SelectContext(ctx, &ts, s.db.Rebind(`SELECT DISTINCT tenant FROM batches WHERE state = ? ORDER BY tenant`), StateComplete); err != nil {
-		return nil, fmt.Errorf("ledger: list tenants: %w", err)
-	}
-	return ts, nil
-}
-
-// TenantBatches returns the batches of tenant, in creation order; with
-// campaign set, only those of that campaign.
-func (s *Store) TenantBatches(ctx context.Context, tenant, campaign string) ([]Batch, error) {
-	q, args := `SELECT * FROM batches WHERE tenant = ?`, []any{tenant}
-	if campaign != "" {
-		q, args = q+` AND campaign = ?`, append(args, campaign)
-	}
-	var bs []Batch
-	if err := s.db.SelectContext(ctx, &bs, s.db.Rebind(q+` ORDER BY created_at, id`), args...); err != nil {
-		return nil, fmt.Errorf("ledger: batches of %s: %w", tenant, err)
-	}
-	return bs, nil
-}
-
 // LatestComplete returns the tenant's last completed batch of any campaign
 // but except (its latest accepted roster), or ErrNotFound.
 func (s *Store) LatestComplete(ctx context.Context, tenant, except string) (Batch, error) {
