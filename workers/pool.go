@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -234,21 +233,8 @@ func (p *Pool) now() time.Time {
 // it, so that the token itself is not kept as a map key.
 type tokenKey [sha256.Size]byte
 
-// keyOfToken returns token's key. It hashes the token through a small
-// buffer rather than converting it whole to bytes: a token is a kilobyte
-// or two, and every job hashes one.
-func keyOfToken(token string) tokenKey {
-	h := sha256.New()
-	var chunk [128]byte
-	for token != "" {
-		n := copy(chunk[:], token)
-		h.Write(chunk[:n])
-		token = token[n:]
-	}
-	var k tokenKey
-	h.Sum(k[:0])
-	return k
-}
+// keyOfToken returns token's key.
+func keyOfToken(token string) tokenKey { return sha256.Sum256([]byte(token)) }
 
 // tenantKey is what the pool keeps of a tenant's token.
 type tenantKey struct {
@@ -550,11 +536,6 @@ func (p *Pool) Run(ctx context.Context) error {
 			fetchErr <- ferr
 		}
 	}()
-	// A job runs on a goroutine kept for the next jobs once it is done
-	// (at most inFlight of them wait idle): starting one per job, and
-	// growing its stack each time, cost more than the handover.
-	idle := make(chan delivery)
-	var idlers atomic.Int32
 	runJob := func(d delivery) {
 		defer wg.Done()
 		js := &jobSlots{call: sem, parked: parked, post: post, held: true}
@@ -578,22 +559,6 @@ func (p *Pool) Run(ctx context.Context) error {
 			return
 		}
 		acks.done(d.m)
-	}
-	runJobs := func(m delivery) {
-		for {
-			runJob(m)
-			if idlers.Add(1) > int32(inFlight) {
-				idlers.Add(-1)
-				return
-			}
-			select {
-			case m = <-idle:
-				idlers.Add(-1)
-			case <-runCtx.Done():
-				idlers.Add(-1)
-				return
-			}
-		}
 	}
 	rr := newRoundRobin()
 	var err error
@@ -629,11 +594,7 @@ loop:
 				continue
 			}
 			wg.Add(1)
-			select {
-			case idle <- d:
-			default:
-				go runJobs(d)
-			}
+			go runJob(d)
 		}
 	}
 	wg.Wait()
