@@ -141,17 +141,10 @@ func (p *Pool) open(ctx context.Context, log jobLog, job *schemas.Job) (*schemas
 
 // call runs the job's lookup with retries and returns the result template
 // (row fields unset) and the record of every call made. The error is the
-// ban guard's or the schedule's.
+// ban guard's or the schedule's, errRevoked when the job's claim ended
+// before an answer (ctx), errCancelled or errAnsweredElsewhere. run is the
+// pool's context, ctx the job's (see process).
 func (p *Pool) call(run, ctx context.Context, log jobLog, job schemas.Job, js *jobSlots, m *kafkago.Message) (res schemas.Result, calls []schemas.CallRecord, err error) {
-	// stopped is the error of a job stopped without an answer: ctx ended.
-	// Only its claim ended: errRevoked (no result; the partition's next
-	// owner runs it). The pool stops: nil (process sees run's end).
-	stopped := func() error {
-		if run.Err() == nil && ctx.Err() != nil {
-			return errRevoked
-		}
-		return nil
-	}
 	res = schemas.Result{
 		Version: schemas.ResultVersion, BatchID: job.BatchID, Tenant: job.Tenant, Campaign: job.Campaign,
 		Check: job.Check,
@@ -163,14 +156,15 @@ func (p *Pool) call(run, ctx context.Context, log jobLog, job schemas.Job, js *j
 		res.ErrorCode = schemas.CodeNoToken
 		res.ErrorMessage = "aucun jeton API Particulier n'est configuré pour cette collectivité ; ajoutez-le (fichier ou variable d'environnement) puis relancez le lot"
 		res.CheckedAt = p.now().UTC()
-		return res, calls, nil
+		return res, nil, nil
 	}
+	l := &lookup{p: p, run: run, ctx: ctx, log: log, job: job, js: js, m: m}
 	// The API refuses an identical request while one is running (409
 	// 00015): identical lookups of one token wait for each other.
-	tk := p.tenantToken(job.Tenant, token)
-	release, err := p.acquire(ctx, tk.key, job.LookupID)
+	l.tk = p.tenantToken(job.Tenant, token)
+	release, err := p.acquire(ctx, l.tk.key, job.LookupID)
 	if err != nil {
-		return res, calls, stopped()
+		return res, nil, l.stopped()
 	}
 	defer release()
 	a, ok := adapterFor(job.Check)
@@ -179,160 +173,243 @@ func (p *Pool) call(run, ctx context.Context, log jobLog, job schemas.Job, js *j
 		res.ErrorCode = schemas.CodeInvalidRow
 		res.ErrorMessage = "vérification « " + string(job.Check) + " » inconnue de ce worker ; mettez apbatch à jour"
 		res.CheckedAt = p.now().UTC()
-		return res, calls, nil
+		return res, nil, nil
 	}
-	ts := p.tokenState(tk.budget, job.Tenant)
-	budget, ip, breaker := ts.budget, p.egress(), p.breaker(a.ping(job))
-	var (
-		out      Outcome
-		attempts int32
-		tries    int    // attempts that count against the retry policy
-		idHMAC   string // the identity's audit hash, computed once
-	)
+	l.a, l.ts, l.ip, l.breaker = a, p.tokenState(l.tk.budget, job.Tenant), p.egress(), p.breaker(a.ping(job))
 	for {
-		if breaker.Open() {
-			// Wait for the provider without holding a call slot, so that
-			// the other providers' jobs are not held back by an outage.
-			err = js.park(ctx, func() error { return breaker.Wait(ctx) })
-		} else {
-			err = breaker.Wait(ctx)
-		}
-		if err != nil {
-			if errors.Is(err, ErrBanRisk) {
-				return res, calls, err
+		if err := l.gate(); err != nil {
+			if errors.Is(err, errAgain) {
+				continue
 			}
-			return res, calls, stopped()
+			return res, l.calls, err
 		}
-		if err := p.guard().Tripped(); err != nil {
-			return res, calls, err
-		}
-		// Outside the run window or in the provider's maintenance, the job
-		// waits parked; otherwise it keeps its slot.
-		next, err := p.nextAllowed(a)
-		if err != nil {
-			return res, calls, err
-		}
-		if !next.IsZero() {
-			log.Info().Time("until", next).Msg("outside the run window or in a provider maintenance: waiting")
-			js.park(ctx, func() error { return sleepUntil(ctx, p.now(), next) })
-		}
-		if ctx.Err() != nil {
-			return res, calls, stopped()
-		}
-		if p.Leases != nil {
-			if err := p.holdLease(ctx, log, ts, js); err != nil {
-				if ctx.Err() != nil {
-					return res, calls, stopped()
-				}
-				return res, calls, err
-			}
-		}
-		if attempts == 0 && p.Leases != nil {
-			if since := ts.lease.lastTakeover(); !since.IsZero() {
-				skip, err := p.answeredElsewhere(ctx, log, js, m, since)
-				if err != nil {
-					return res, calls, stopped()
-				}
-				if skip {
-					return res, calls, errAnsweredElsewhere
-				}
-			}
-		}
-		if p.cancelled(ctx, job.BatchID) {
-			return res, calls, errCancelled
-		}
-		if err := p.grant(ctx, ts, ip); err != nil {
-			if errors.Is(err, ErrGateClosed) {
-				continue // renew the lease first
-			}
-			if ctx.Err() != nil {
-				return res, calls, stopped()
-			}
-			return res, calls, err
-		}
-		if p.Leases != nil && !ts.lease.holds(p.now()) {
-			// Granted just before the lease's end (the budget's gate),
-			// which has passed since: another worker may have the token
-			// now. Take the lease again first.
-			continue
-		}
-		if p.cancelled(ctx, job.BatchID) {
-			return res, calls, errCancelled
-		}
-		if ctx.Err() != nil {
-			return res, calls, stopped() // revoked while granted: no call
-		}
-		attempts++
-		p.mu.Lock()
-		p.calls++
-		p.mu.Unlock()
-		var cerr error
-		sent := p.now()
-		out, cerr = p.Client.call(run, tk.auth, job, p.Delegations[job.Tenant]) // answered even if ctx ends now
-		latency := p.now().Sub(sent)
-		if p.OnCall != nil {
-			p.OnCall(job.Check, latency, out.HTTPStatus)
-		}
-		if out.HTTPStatus != 0 || run.Err() == nil {
-			// A call cut short by our own stop is no transport failure.
-			p.Metrics.observeCall(job.Check, out.Route, out.HTTPStatus, latency)
-		}
-		if p.Audit != nil && run.Err() == nil {
-			if idHMAC == "" {
-				idHMAC = p.identityHMAC(job.Identity)
-			}
-			calls = append(calls, schemas.CallRecord{At: sent, Tenant: job.Tenant, BatchID: job.BatchID,
-				RowNumber: job.Rows[0].Number, Rows: len(job.Rows), Check: string(job.Check), Route: out.Route,
-				HTTPStatus: out.HTTPStatus, ErrorCode: out.Code, RequestID: out.RequestID, LatencyMS: latency.Milliseconds(),
-				Attempt: int(attempts), IdentityHMAC: idHMAC})
-		}
+		cerr := l.do()
 		if run.Err() != nil {
-			return res, calls, nil
+			return res, l.calls, nil
 		}
-		if gerr := p.guard().Record(out.HTTPStatus, p.now()); gerr != nil {
-			log.Error().Err(gerr).Msg("ban guard tripped")
-			return res, calls, gerr
+		delay, again, err := l.decide(cerr)
+		if err != nil {
+			return res, l.calls, err
 		}
-		if cerr != nil {
-			out = Outcome{Status: schemas.StatusProviderError, Code: schemas.CodeTransport, Message: cerr.Error(), Retryable: true}
-		} else {
-			budget.Observe(out.HTTPStatus, out.Header, sent)
-			if out.UnknownCode {
-				p.Metrics.observeUnknownCode(job.Check, out.HTTPStatus, out.Code)
-				log.Debug().Int("http_status", out.HTTPStatus).Str("code", out.Code).
-					Msg("error code unknown to the error catalogue: classified by its HTTP status")
-			}
-		}
-		if breaker.Record(out.HTTPStatus) && out.Retryable {
-			// The provider is down: wait for the breaker's probe rather
-			// than spend a retry (no retry storm, no row failed by an outage).
-			log.Debug().Int("http_status", out.HTTPStatus).Msg("provider breaker open; waiting for its ping")
-			continue
-		}
-		tries++
-		delay, again := p.Retry.Delay(tries, out)
 		if !again {
 			break
 		}
-		log.Debug().Int("http_status", out.HTTPStatus).Str("code", out.Code).Dur("delay", delay).Msg("retrying")
-		now := p.now()
-		sleep := func() error { return sleepUntil(ctx, now, now.Add(delay)) }
-		if delay >= parkAfter {
-			// A long wait (a provider's own rate limit, 5 minutes and
-			// more; a maintenance's retry_in) is spent parked: the
-			// partition's other jobs keep the call slot.
-			js.park(ctx, sleep)
-		} else {
-			sleep()
-		}
-		if ctx.Err() != nil {
-			return res, calls, stopped()
+		if delay > 0 {
+			if err := l.wait(delay); err != nil {
+				return res, l.calls, err
+			}
 		}
 	}
-	res.Attempts = attempts
+	l.fill(&res)
+	return res, l.calls, nil
+}
+
+// errAgain is gate's error when the job must go through its gates again
+// (a lease to renew) before a call.
+var errAgain = errors.New("work: through the gates again")
+
+// lookup is one job's calls: its budgets, breaker and what its attempts
+// gave so far.
+type lookup struct {
+	p        *Pool
+	run, ctx context.Context
+	log      jobLog
+	job      schemas.Job
+	js       *jobSlots
+	m        *kafkago.Message
+
+	tk      tenantKey
+	ts      *tokenState
+	a       adapter
+	ip      *Budget
+	breaker *Breaker
+
+	out      Outcome
+	attempts int32
+	tries    int    // attempts that count against the retry policy
+	idHMAC   string // the identity's audit hash, computed once
+	calls    []schemas.CallRecord
+}
+
+// stopped is the error of a job stopped without an answer because ctx
+// ended: errRevoked when only its claim ended (no result; the partition's
+// next owner runs it), nil when the pool stops (process sees run's end).
+func (l *lookup) stopped() error {
+	if l.run.Err() == nil && l.ctx.Err() != nil {
+		return errRevoked
+	}
+	return nil
+}
+
+// gate waits until the job may call: its provider's breaker closed, the
+// ban guard quiet, within the run window and out of maintenance (parked
+// meanwhile), the token's lease held, not answered by the lease's previous
+// holder, its batch not cancelled, and its budgets granting the call.
+func (l *lookup) gate() error {
+	p, ctx, js := l.p, l.ctx, l.js
+	var err error
+	if l.breaker.Open() {
+		// Wait for the provider without holding a call slot, so that the
+		// other providers' jobs are not held back by an outage.
+		err = js.park(ctx, func() error { return l.breaker.Wait(ctx) })
+	} else {
+		err = l.breaker.Wait(ctx)
+	}
+	if err != nil {
+		if errors.Is(err, ErrBanRisk) {
+			return err
+		}
+		return l.stopped()
+	}
+	if err := p.guard().Tripped(); err != nil {
+		return err
+	}
+	// Outside the run window or in the provider's maintenance, the job
+	// waits parked; otherwise it keeps its slot.
+	next, err := p.nextAllowed(l.a)
+	if err != nil {
+		return err
+	}
+	if !next.IsZero() {
+		l.log.Info().Time("until", next).Msg("outside the run window or in a provider maintenance: waiting")
+		js.park(ctx, func() error { return sleepUntil(ctx, p.now(), next) })
+	}
+	if ctx.Err() != nil {
+		return l.stopped()
+	}
+	if p.Leases != nil {
+		if err := p.holdLease(ctx, l.log, l.ts, js); err != nil {
+			if ctx.Err() != nil {
+				return l.stopped()
+			}
+			return err
+		}
+		if since := l.ts.lease.lastTakeover(); l.attempts == 0 && !since.IsZero() {
+			skip, err := p.answeredElsewhere(ctx, l.log, js, l.m, since)
+			if err != nil {
+				return l.stopped()
+			}
+			if skip {
+				return errAnsweredElsewhere
+			}
+		}
+	}
+	if p.cancelled(ctx, l.job.BatchID) {
+		return errCancelled
+	}
+	if err := p.grant(ctx, l.ts, l.ip); err != nil {
+		if errors.Is(err, ErrGateClosed) {
+			return errAgain // renew the lease first
+		}
+		if ctx.Err() != nil {
+			return l.stopped()
+		}
+		return err
+	}
+	if p.Leases != nil && !l.ts.lease.holds(p.now()) {
+		// Granted just before the lease's end (the budget's gate), which
+		// has passed since: another worker may have the token now. Take
+		// the lease again first.
+		return errAgain
+	}
+	if p.cancelled(ctx, l.job.BatchID) {
+		return errCancelled
+	}
+	if ctx.Err() != nil {
+		return l.stopped() // revoked while granted: no call
+	}
+	return nil
+}
+
+// do makes one call, answered even if the job's ctx ends meanwhile (only
+// the pool's stop cuts it), and records it; the error is the transport's.
+func (l *lookup) do() error {
+	p, job := l.p, l.job
+	l.attempts++
+	p.mu.Lock()
+	p.calls++
+	p.mu.Unlock()
+	sent := p.now()
+	out, cerr := p.Client.call(l.run, l.tk.auth, job, p.Delegations[job.Tenant])
+	latency := p.now().Sub(sent)
+	l.out = out
+	if p.OnCall != nil {
+		p.OnCall(job.Check, latency, out.HTTPStatus)
+	}
+	if out.HTTPStatus != 0 || l.run.Err() == nil {
+		// A call cut short by our own stop is no transport failure.
+		p.Metrics.observeCall(job.Check, out.Route, out.HTTPStatus, latency)
+	}
+	if p.Audit != nil && l.run.Err() == nil {
+		if l.idHMAC == "" {
+			l.idHMAC = p.identityHMAC(job.Identity)
+		}
+		l.calls = append(l.calls, schemas.CallRecord{At: sent, Tenant: job.Tenant, BatchID: job.BatchID,
+			RowNumber: job.Rows[0].Number, Rows: len(job.Rows), Check: string(job.Check), Route: out.Route,
+			HTTPStatus: out.HTTPStatus, ErrorCode: out.Code, RequestID: out.RequestID, LatencyMS: latency.Milliseconds(),
+			Attempt: int(l.attempts), IdentityHMAC: l.idHMAC})
+	}
+	if cerr == nil {
+		l.ts.budget.Observe(out.HTTPStatus, out.Header, sent)
+	}
+	return cerr
+}
+
+// decide reads the last answer (cerr: the transport's error): whether to
+// call again, after delay (0: at once, when the breaker opened and its
+// probe says when), or to stop with this answer. The error is the ban
+// guard's.
+func (l *lookup) decide(cerr error) (delay time.Duration, again bool, err error) {
+	p, log := l.p, l.log
+	if gerr := p.guard().Record(l.out.HTTPStatus, p.now()); gerr != nil {
+		log.Error().Err(gerr).Msg("ban guard tripped")
+		return 0, false, gerr
+	}
+	if cerr != nil {
+		l.out = Outcome{Status: schemas.StatusProviderError, Code: schemas.CodeTransport, Message: cerr.Error(), Retryable: true}
+	} else if l.out.UnknownCode {
+		p.Metrics.observeUnknownCode(l.job.Check, l.out.HTTPStatus, l.out.Code)
+		log.Debug().Int("http_status", l.out.HTTPStatus).Str("code", l.out.Code).
+			Msg("error code unknown to the error catalogue: classified by its HTTP status")
+	}
+	if l.breaker.Record(l.out.HTTPStatus) && l.out.Retryable {
+		// The provider is down: wait for the breaker's probe rather than
+		// spend a retry (no retry storm, no row failed by an outage).
+		log.Debug().Int("http_status", l.out.HTTPStatus).Msg("provider breaker open; waiting for its ping")
+		return 0, true, nil
+	}
+	l.tries++
+	delay, again = p.Retry.Delay(l.tries, l.out)
+	if again {
+		log.Debug().Int("http_status", l.out.HTTPStatus).Str("code", l.out.Code).Dur("delay", delay).Msg("retrying")
+	}
+	return delay, again, nil
+}
+
+// wait sleeps delay before a retry; a long wait (a provider's own rate
+// limit, 5 minutes and more; a maintenance's retry_in) is spent parked, the
+// partition's other jobs keeping the call slot.
+func (l *lookup) wait(delay time.Duration) error {
+	now := l.p.now()
+	sleep := func() error { return sleepUntil(l.ctx, now, now.Add(delay)) }
+	if delay >= parkAfter {
+		l.js.park(l.ctx, sleep)
+	} else {
+		sleep()
+	}
+	if l.ctx.Err() != nil {
+		return l.stopped()
+	}
+	return nil
+}
+
+// fill writes the lookup's last answer into res.
+func (l *lookup) fill(res *schemas.Result) {
+	out := l.out
+	res.Attempts = l.attempts
 	res.RequestID = out.RequestID
 	res.Provider = out.Provider
-	res.CheckedAt = p.now().UTC()
+	res.CheckedAt = l.p.now().UTC()
 	if out.Retryable {
 		// Retries exhausted on a retryable answer.
 		res.Status = schemas.StatusProviderError
@@ -340,8 +417,8 @@ func (p *Pool) call(run, ctx context.Context, log jobLog, job schemas.Job, js *j
 		if res.ErrorCode == "" {
 			res.ErrorCode = schemas.CodeRetriesExhausted
 		}
-		res.ErrorMessage = strings.TrimSpace(fmt.Sprintf("échec après %d tentatives (HTTP %d) : %s", attempts, out.HTTPStatus, out.Message))
-		return res, calls, nil
+		res.ErrorMessage = strings.TrimSpace(fmt.Sprintf("échec après %d tentatives (HTTP %d) : %s", l.attempts, out.HTTPStatus, out.Message))
+		return
 	}
 	res.Status = out.Status
 	res.ErrorCode = out.Code
@@ -362,7 +439,6 @@ func (p *Pool) call(run, ctx context.Context, log jobLog, job schemas.Job, js *j
 			res.Provider = qf.Fournisseur
 		}
 	}
-	return res, calls, nil
 }
 
 // cancelled reports whether the batch of a job was cancelled.
