@@ -15,6 +15,7 @@ import (
 	"github.com/apbatch/apbatch/pipeline"
 	"github.com/apbatch/apbatch/pipeline/ledger"
 	"github.com/apbatch/apbatch/schemas"
+	"github.com/apbatch/apbatch/workers"
 )
 
 // statusCommand is "apbatch status": where batches are, from the ledger.
@@ -36,7 +37,7 @@ func (c *statusCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.dataDir, "data-dir", "./apbatch-data", "folder of the embedded ledger (used when --db is not given)")
 	fs.StringVar(&c.dbURL, "db", strings.TrimSpace(c.getenv("APBATCH_DB")), "ledger URL: postgres://... or sqlite://PATH (APBATCH_DB; default: the SQLite ledger in --data-dir)")
 	fs.DurationVar(&c.watch, "watch", 0, "refresh every this long (e.g. 2s) until every batch shown is finished")
-	fs.IntVar(&c.rate, "rate", 20, "the token's budget, calls per second, for the ETA before calls are measured")
+	fs.IntVar(&c.rate, "rate", workers.DefaultLimit, "the token's budget, calls per second, for the ETA before calls are measured")
 	stallAfterFlag(fs, c.getenv, &c.stallAfter)
 	c.fs = fs
 	return fs
