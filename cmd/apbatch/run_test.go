@@ -491,7 +491,7 @@ func TestRun_FlagErrors(t *testing.T) {
 		{"bad tenant", []string{"run", "--tenant", "../x", samplePath}, "--tenant"},
 		{"flag after the file", []string{"run", samplePath, "--period", "2026-13"}, "--period"},
 		{"flags after two files", []string{"run", samplePath, samplePath, "--recipient", "123", "--force"}, "--recipient"},
-		{"after --, a file", []string{"run", "--", "--tariff"}, "cannot read --tariff"},
+		{"after --, a file", []string{"run", "--", "--tariff"}, "impossible de lire --tariff"},
 		{"negative header row", []string{"run", samplePath, "--header-row", "-2"}, "--header-row -2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

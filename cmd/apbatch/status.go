@@ -175,14 +175,18 @@ func (c *statusCommand) print(ctx context.Context, w io.Writer, store *ledger.St
 	return pending, nil
 }
 
-// stallAfterFlag registers --stall-after, the watchdog's delay.
+// stallAfterHelp documents --stall-after, the watchdog's delay.
+const stallAfterHelp = "report a batch stalled (bloqué) after this long without progress: no split, call, result, nor job held by a worker, " +
+	"waits for a budget, a breaker or a run window included (APBATCH_STALL_AFTER)"
+
+// stallAfterFlag registers --stall-after, the watchdog's delay, on the
+// default of APBATCH_STALL_AFTER.
 func stallAfterFlag(fs *flag.FlagSet, getenv func(string) string, d *time.Duration) {
 	def := pipeline.DefaultStallAfter
 	if v, err := time.ParseDuration(strings.TrimSpace(getenv("APBATCH_STALL_AFTER"))); err == nil && v > 0 {
 		def = v
 	}
-	fs.DurationVar(d, "stall-after", def, "report a batch stalled (bloqué) after this long without progress: no split, call, result, nor job held by a worker, "+
-		"waits for a budget, a breaker or a run window included (APBATCH_STALL_AFTER)")
+	fs.DurationVar(d, "stall-after", def, stallAfterHelp)
 }
 
 // openLedger opens the ledger at db, or the SQLite ledger of dataDir when db
