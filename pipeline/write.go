@@ -31,7 +31,7 @@ type ResultWriter struct {
 	Ledger  *ledger.Store
 	Log     zerolog.Logger
 	// FlushInterval bounds how long a result waits in memory before its
-	// part is written. Default: 30s.
+	// part is written. Default: DefaultFlushInterval.
 	FlushInterval time.Duration
 	// StallAfter is how long an unfinished batch may go without progress
 	// before the watchdog logs it, once, at error level (see Stalled).
@@ -167,7 +167,7 @@ func (w *ResultWriter) Run(ctx context.Context) error {
 	log := w.Log.With().Str("component", "write").Logger()
 	interval := w.FlushInterval
 	if interval <= 0 {
-		interval = 30 * time.Second
+		interval = DefaultFlushInterval
 	}
 	maxBuf := w.MaxBuffered
 	if maxBuf <= 0 {

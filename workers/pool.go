@@ -45,6 +45,18 @@ type IdentityOpener interface {
 	Open(ctx context.Context, job *schemas.Job) error
 }
 
+// Budgets and concurrency of a Pool whose fields are zero.
+const (
+	// DefaultLimit is the per-token budget, requests per second: the
+	// API's documented 20/s.
+	DefaultLimit = 20
+	// DefaultIPLimit is the per-egress-IP budget, requests per minute, all
+	// tokens together: the API's documented 1000/min.
+	DefaultIPLimit = 1000
+	// DefaultMaxInFlight is how many jobs call the API at once.
+	DefaultMaxInFlight = 32
+)
+
 // Pool consumes jobs, calls the provider under one Budget per token with up
 // to MaxInFlight calls in flight, produces one result per row of each job,
 // and commits a job's offset only when it and every job before it on its
@@ -74,7 +86,8 @@ type Pool struct {
 	// habilitation, needed when several delegations match its SIRET (the
 	// API answers 422 00212 otherwise). Default: nil (none sent).
 	Delegations map[string]string
-	// Limit is the per-token budget in requests per second. Default: 20.
+	// Limit is the per-token budget in requests per second. Default:
+	// DefaultLimit.
 	Limit int
 	// Share is the fraction of each budget (token and IP) the pool uses,
 	// leaving the rest to the collectivité's own interactive use of the
@@ -82,7 +95,8 @@ type Pool struct {
 	Share float64
 	// IPLimit is the requests per minute allowed from this egress IP, all
 	// tokens together (the API's documented 1000/min; exceeding it gets the
-	// IP banned). Negative disables it (benchmarks only). Default: 1000.
+	// IP banned). Negative disables it (benchmarks only). Default:
+	// DefaultIPLimit.
 	IPLimit int
 	// Lookahead is how many fetched jobs may wait in the per-tenant queues
 	// (a job message is under a kilobyte). The round-robin between towns
@@ -91,7 +105,7 @@ type Pool struct {
 	Lookahead int
 	// MaxInFlight is how many jobs call the API at once (a job gives its
 	// call slot back once its calls are over, while its audit and results
-	// are written). Default: 32.
+	// are written). Default: DefaultMaxInFlight.
 	MaxInFlight int
 	// Retry is the retry policy. Default: the zero RetryPolicy's defaults.
 	Retry RetryPolicy
@@ -394,7 +408,7 @@ func (p *Pool) tokenState(key BudgetKey, tenant string) *tokenState {
 	}
 	ts, ok := p.tokens[key]
 	if !ok {
-		b := NewBudget(p.share(p.Limit, 20), time.Second, p.Now)
+		b := NewBudget(p.share(p.Limit, DefaultLimit), time.Second, p.Now)
 		if perMinute := p.KeyLimits.PerMinute(key); perMinute > 0 {
 			b.AddLimit(p.share(perMinute, perMinute), time.Minute)
 		}
@@ -470,7 +484,7 @@ func (p *Pool) egress() *Budget {
 		return nil
 	}
 	if p.ipBudget == nil {
-		p.ipBudget = NewBudget(p.share(p.IPLimit, 1000), time.Minute, p.Now)
+		p.ipBudget = NewBudget(p.share(p.IPLimit, DefaultIPLimit), time.Minute, p.Now)
 		p.Metrics.watchBudget(budgetIP, "", p.ipBudget)
 	}
 	return p.ipBudget
@@ -483,7 +497,7 @@ func (p *Pool) Run(ctx context.Context) error {
 	log := p.Log.With().Str("component", "work").Logger()
 	inFlight := p.MaxInFlight
 	if inFlight <= 0 {
-		inFlight = 32
+		inFlight = DefaultMaxInFlight
 	}
 	acks := newAckTracker()
 	var answered *answeredSets

@@ -79,31 +79,31 @@ func (c *benchCommand) scenarioList() []scenario {
 	latency := sandbox.Faults{LatencyP50: 200 * time.Millisecond, LatencyP99: 400 * time.Millisecond}
 	return []scenario{
 		{name: "one-token", about: "one token, 20/s fixed windows, latency 200 ms (p99 400 ms), no per-IP cap",
-			limits: sandbox.Limits{PerSecond: 20, IPPerMinute: 1 << 30}, faults: latency, rate: 20, ipLimit: -1, inFlight: 32},
+			limits: sandbox.Limits{PerSecond: sandbox.DefaultPerSecond, IPPerMinute: 1 << 30}, faults: latency, rate: workers.DefaultLimit, ipLimit: -1, inFlight: workers.DefaultMaxInFlight},
 		{name: "sliding", about: "as one-token against a sliding-window server",
-			limits: sandbox.Limits{PerSecond: 20, Sliding: true, IPPerMinute: 1 << 30}, faults: latency, rate: 20, ipLimit: -1, inFlight: 32},
+			limits: sandbox.Limits{PerSecond: sandbox.DefaultPerSecond, Sliding: true, IPPerMinute: 1 << 30}, faults: latency, rate: workers.DefaultLimit, ipLimit: -1, inFlight: workers.DefaultMaxInFlight},
 		{name: "ip-cap", about: "one token at 20/s behind the API's 1000/min per-IP cap (budget: 1000/min)",
-			limits: sandbox.Limits{PerSecond: 20}, faults: latency, rate: 20, ipLimit: 1000, inFlight: 32},
+			limits: sandbox.Limits{PerSecond: sandbox.DefaultPerSecond}, faults: latency, rate: workers.DefaultLimit, ipLimit: workers.DefaultIPLimit, inFlight: workers.DefaultMaxInFlight},
 		{name: "tightening", about: "20/s, then 250/min per token announced halfway (the operator's planned cap)",
-			limits: sandbox.Limits{PerSecond: 20, IPPerMinute: 1 << 30}, faults: latency, rate: 20, ipLimit: -1, inFlight: 32,
-			tighten: &sandbox.Limits{PerSecond: 20, PerMinute: 250, IPPerMinute: 1 << 30}},
+			limits: sandbox.Limits{PerSecond: sandbox.DefaultPerSecond, IPPerMinute: 1 << 30}, faults: latency, rate: workers.DefaultLimit, ipLimit: -1, inFlight: workers.DefaultMaxInFlight,
+			tighten: &sandbox.Limits{PerSecond: sandbox.DefaultPerSecond, PerMinute: 250, IPPerMinute: 1 << 30}},
 		{name: "two-replicas", about: "as one-token with two worker replicas in one consumer group",
-			limits: sandbox.Limits{PerSecond: 20, IPPerMinute: 1 << 30}, faults: latency, rate: 20, ipLimit: -1, inFlight: 32, replicas: 2},
+			limits: sandbox.Limits{PerSecond: sandbox.DefaultPerSecond, IPPerMinute: 1 << 30}, faults: latency, rate: workers.DefaultLimit, ipLimit: -1, inFlight: workers.DefaultMaxInFlight, replicas: 2},
 		{name: "many-tokens", about: "10 towns with their own tokens behind one IP capped at 1000/min",
-			limits: sandbox.Limits{PerSecond: 20}, faults: latency, rate: 20, ipLimit: 1000, inFlight: 32, tenants: 10},
+			limits: sandbox.Limits{PerSecond: sandbox.DefaultPerSecond}, faults: latency, rate: workers.DefaultLimit, ipLimit: workers.DefaultIPLimit, inFlight: workers.DefaultMaxInFlight, tenants: 10},
 		{name: "shared-ip", about: "4 towns, two worker replicas behind one IP capped at 1000/min, sharing its budget through the ledger",
-			limits: sandbox.Limits{PerSecond: 20}, faults: latency, rate: 20, ipLimit: 1000, inFlight: 32, tenants: 4, replicas: 2, sharedIP: true},
+			limits: sandbox.Limits{PerSecond: sandbox.DefaultPerSecond}, faults: latency, rate: workers.DefaultLimit, ipLimit: workers.DefaultIPLimit, inFlight: workers.DefaultMaxInFlight, tenants: 4, replicas: 2, sharedIP: true},
 		{name: "habilitation", about: "two towns' tokens of one habilitation limited to 250/min (the operator's proposed cap), two worker replicas sharing its budget through the ledger",
-			limits: sandbox.Limits{PerSecond: 20, PerMinute: 250}, faults: latency, rate: 20, ipLimit: 1000, inFlight: 32, tenants: 2, replicas: 2,
+			limits: sandbox.Limits{PerSecond: sandbox.DefaultPerSecond, PerMinute: 250}, faults: latency, rate: workers.DefaultLimit, ipLimit: workers.DefaultIPLimit, inFlight: workers.DefaultMaxInFlight, tenants: 2, replicas: 2,
 			habilitation: "51234", perMinute: 250},
 		{name: "outage", about: "as one-token with the QF and RSA checks, the CNAF & MSA QF provider down 60 s a third of the way through",
-			limits: sandbox.Limits{PerSecond: 20, IPPerMinute: 1 << 30}, faults: latency, rate: 20, ipLimit: -1, inFlight: 32,
+			limits: sandbox.Limits{PerSecond: sandbox.DefaultPerSecond, IPPerMinute: 1 << 30}, faults: latency, rate: workers.DefaultLimit, ipLimit: -1, inFlight: workers.DefaultMaxInFlight,
 			outage: time.Minute, checks: []schemas.Check{schemas.CheckQuotientFamilial, schemas.CheckRSA}},
 		// The workers' budget is at its maximum, far above what the
 		// machine reaches: it grants without pacing, but its bookkeeping
 		// is still paid on every call.
 		{name: "raw", about: "no limit (workers' budget at its maximum), no latency: pipeline overhead only",
-			limits: sandbox.Limits{PerSecond: 1 << 30, IPPerMinute: 1 << 30}, rate: workers.MaxLimit, ipLimit: -1, inFlight: 32, rows: c.rawRows},
+			limits: sandbox.Limits{PerSecond: 1 << 30, IPPerMinute: 1 << 30}, rate: workers.MaxLimit, ipLimit: -1, inFlight: workers.DefaultMaxInFlight, rows: c.rawRows},
 	}
 }
 

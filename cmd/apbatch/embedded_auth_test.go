@@ -48,7 +48,7 @@ func TestEngine_EmbeddedServicesLetNoOneIn(t *testing.T) {
 
 	var flags engineFlags
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	flags.register(fs, func(string) string { return "" })
+	flags.register(fs)
 	if err := fs.Parse([]string{"--data-dir", filepath.Join(dir, "data"), "--provider-url", api.URL, "--token-file", tokenFile,
 		"--no-maintenance-skip", "--flush-interval", "200ms"}); err != nil {
 		t.Fatal(err)

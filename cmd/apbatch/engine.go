@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -19,77 +18,70 @@ import (
 )
 
 // engineFlags are the flags of the commands that run the whole pipeline in
-// this process on the embedded services (run, refresh): the data folder,
-// the provider and its budgets, the output.
+// this process on the embedded services (run, refresh, web): the
+// settings (the data folder, the provider and its budgets, the logs), and
+// what one invocation reads and writes.
 type engineFlags struct {
-	dataDir, providerURL, tokenFile     string
-	tokensDir, metricsAddr              string
-	out, summaryJSON, logLevel          string
-	memoryLimit                         string
-	rate, inFlight, population, ipLimit int
-	seed                                uint64
-	share                               float64
-	runWindow, sharedIP, encoding       string
-	perMinute                           string
-	sheet, notifyURL                    string
-	noMaintenance                       bool
-	flushInterval, stallAfter           time.Duration
+	config configFlags
+	// cfg is the configuration, once loaded (load).
+	cfg    pipeline.Config
+	loaded bool
+
+	out, summaryJSON string
+	population       int
+	seed             uint64
+	encoding, sheet  string
 }
 
-// register declares the flags on fs; getenv gives the defaults some
-// flags take from APBATCH_* variables.
-func (c *engineFlags) register(fs *flag.FlagSet, getenv func(string) string) {
-	fs.StringVar(&c.dataDir, "data-dir", "./apbatch-data", "folder for the embedded broker, S3 server and SQLite ledger")
+// register declares the flags on fs, on the defaults of the commands
+// running everything in one process (pipeline.LocalConfig).
+func (c *engineFlags) register(fs *flag.FlagSet) {
+	c.config.init(fs, pipeline.LocalConfig())
+	s := c.config.setting
+	s("data-dir", "folder for the embedded broker, S3 server and SQLite ledger")
 	fs.StringVar(&c.encoding, "encoding", "", "input files' encoding: "+strings.Join(csv.Encodings, ", ")+" (default: detected: a BOM, else UTF-8 when valid, else windows-1252)")
 	fs.StringVar(&c.sheet, "sheet", "", "sheet to read in .xlsx files (default: the first one)")
-	fs.StringVar(&c.providerURL, "provider-url", "", "API Particulier base URL, e.g. https://particulier.api.gouv.fr (default: the embedded sandbox)")
-	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the API token (or set APBATCH_TOKEN); never pass a token as a flag")
-	fs.StringVar(&c.tokensDir, "tokens-dir", getenv("APBATCH_TOKENS_DIR"), "folder of one token per tenant, files <tenant> or <tenant>.token, as a mounted Kubernetes Secret lays them out (APBATCH_TOKENS_DIR); a tenant's token may also be in APBATCH_TOKEN_<TENANT>; both win over --token-file")
+	s("provider-url", "API Particulier base URL, e.g. https://particulier.api.gouv.fr (default: the embedded sandbox)")
+	s("token-file", "file holding the API token (or set APBATCH_TOKEN); never pass a token as a flag")
+	s("tokens-dir", "folder of one token per tenant, files <tenant> or <tenant>.token, as a mounted Kubernetes Secret lays them out (APBATCH_TOKENS_DIR); a tenant's token may also be in APBATCH_TOKEN_<TENANT>; both win over --token-file")
 	fs.IntVar(&c.population, "sandbox-population", 10000, "embedded sandbox: synthetic people it answers for (see apbatch sandbox gen)")
 	fs.Uint64Var(&c.seed, "sandbox-seed", 1, "embedded sandbox: seed of its synthetic population")
-	fs.IntVar(&c.rate, "rate", 20, "requests per second per token (the API allows 20)")
-	fs.IntVar(&c.ipLimit, "ip-limit", 1000, "requests per minute from this machine's IP, all tokens together (the API allows 1000)")
-	fs.StringVar(&c.sharedIP, "shared-ip-budget", "", "share the --ip-limit budget through the ledger with every worker process given the same NAME (replicas behind one egress IP)")
-	fs.StringVar(&c.perMinute, "per-minute", getenv("APBATCH_PER_MINUTE"), perMinuteHelp)
-	fs.Float64Var(&c.share, "budget-share", 1, "fraction of the token's and the IP's budgets to use, e.g. 0.8 leaves 20% for the town's own interactive use")
-	fs.StringVar(&c.runWindow, "run-window", "", "call only within this daily window, Europe/Paris time, e.g. 20:00-07:00 for night-only batches")
-	fs.BoolVar(&c.noMaintenance, "no-maintenance-skip", false, "with --provider-url, call even during the providers' maintenance (CNAF & MSA Sunday 23:00-23:45, MSA 03:00-03:30, MEN 01:10-02:30)")
-	fs.IntVar(&c.inFlight, "in-flight", 32, "provider calls in flight at most")
-	fs.DurationVar(&c.flushInterval, "flush-interval", 10*time.Second, "longest time a result waits before its Parquet part is written")
-	stallAfterFlag(fs, getenv, &c.stallAfter)
+	s("rate", "requests per second per token (the API allows 20)")
+	s("ip-limit", "requests per minute from this machine's IP, all tokens together (the API allows 1000)")
+	s("shared-ip-budget", "share the --ip-limit budget through the ledger with every worker process given the same NAME (replicas behind one egress IP)")
+	s("per-minute", perMinuteHelp)
+	s("budget-share", "fraction of the token's and the IP's budgets to use, e.g. 0.8 leaves 20% for the town's own interactive use")
+	s("run-window", "call only within this daily window, Europe/Paris time, e.g. 20:00-07:00 for night-only batches")
+	s("no-maintenance-skip", "with --provider-url, call even during the providers' maintenance (CNAF & MSA Sunday 23:00-23:45, MSA 03:00-03:30, MEN 01:10-02:30)")
+	s("in-flight", "provider calls in flight at most")
+	s("flush-interval", "longest time a result waits before its Parquet part is written (serve's write role: "+pipeline.DefaultFlushInterval.String()+")")
+	s("stall-after", stallAfterHelp)
 	fs.StringVar(&c.out, "out", "", "copy the result files, diff and manifest into this folder")
 	fs.StringVar(&c.summaryJSON, "summary-json", "", "write a machine-readable summary to this file")
-	fs.StringVar(&c.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
-	fs.StringVar(&c.metricsAddr, "metrics-addr", strings.TrimSpace(getenv("APBATCH_METRICS_ADDR")), metricsAddrHelp)
-	memoryLimitFlag(fs, getenv, &c.memoryLimit)
-	fs.StringVar(&c.notifyURL, "notify-url", "", notifyURLHelp+"; refresh with --kafka: the roles notify, set it on them")
+	s("log-level", "log level: debug, info, warn, error (serve's roles: "+pipeline.DefaultLogLevel+")")
+	s("metrics-addr", metricsAddrHelp)
+	s("memory-limit", memoryLimitHelp)
+	s("notify-url", notifyURLHelp+"; refresh with --kafka: the roles notify, set it on them")
+}
+
+// load reads the configuration of the parsed flags, once.
+func (c *engineFlags) load(getenv func(string) string) error {
+	if c.loaded {
+		return nil
+	}
+	cfg, err := c.config.load(getenv)
+	if err != nil {
+		return err
+	}
+	if _, err := parseMemoryLimit(cfg.MemoryLimit); err != nil {
+		return err
+	}
+	c.cfg, c.loaded = cfg, true
+	return nil
 }
 
 // notifyURLHelp is the help of --notify-url.
-const notifyURLHelp = "webhook POSTed a JSON event (batch id, tenant, campaign, state, counts by status; no file name, no personal data) when a batch completes, is refused or is cancelled, for alerting; 5 s timeout, 2 retries, a failure is logged and changes nothing else (default: APBATCH_NOTIFY_URL, which keeps a URL holding a token out of process listings)"
-
-// notifyURL returns the webhook of --notify-url, else APBATCH_NOTIFY_URL.
-func notifyURL(flagValue string, getenv func(string) string) string {
-	if v := strings.TrimSpace(flagValue); v != "" {
-		return v
-	}
-	return strings.TrimSpace(getenv("APBATCH_NOTIFY_URL"))
-}
-
-// validate checks the budgets.
-func (c *engineFlags) validate() error {
-	if c.share <= 0 || c.share > 1 {
-		return fmt.Errorf("--budget-share %v: want a fraction in (0, 1], e.g. 0.8", c.share)
-	}
-	if _, err := workers.ParseKeyLimits(c.perMinute); err != nil {
-		return fmt.Errorf("--per-minute: %w", err)
-	}
-	if c.rate <= 0 || c.inFlight <= 0 || c.ipLimit <= 0 {
-		return errors.New("--rate, --ip-limit and --in-flight must be positive")
-	}
-	_, err := parseMemoryLimit(c.memoryLimit)
-	return err
-}
+const notifyURLHelp = "webhook POSTed a JSON event (batch id, tenant, campaign, state, counts by status; no file name, no personal data) when a batch completes, is refused or is cancelled, for alerting; 5 s timeout, 2 retries, a failure is logged and changes nothing else (APBATCH_NOTIFY_URL keeps a URL holding a token out of process listings)"
 
 // engine is the embedded services and every role, running in this
 // process.
@@ -114,11 +106,11 @@ type engine struct {
 // before, when set, runs once the services are open and before any role
 // starts (an error stops there). Close stops it all.
 func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig), before func(*engine) error) (_ *engine, err error) {
-	if err := c.validate(); err != nil {
+	if err := c.load(e.getenv); err != nil {
 		return nil, err
 	}
 	// Refused before any service starts (openStack checks it too).
-	if u := notifyURL(c.notifyURL, e.getenv); u != "" {
+	if u := c.cfg.NotifyURL; u != "" {
 		if err := (&pipeline.Notifier{URL: u}).Validate(); err != nil {
 			return nil, fmt.Errorf("--notify-url (APBATCH_NOTIFY_URL): %w", err)
 		}
@@ -128,10 +120,10 @@ func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig),
 		return nil, err
 	}
 	en := &engine{console: isatty.IsTerminal(os.Stderr.Fd())}
-	if en.log, err = newLogger(e.stderr, c.logLevel, en.console); err != nil {
+	if en.log, err = newLogger(e.stderr, c.cfg.LogLevel, en.console); err != nil {
 		return nil, err
 	}
-	if _, err := applyMemoryLimit(c.memoryLimit, e.getenv); err != nil {
+	if _, err := applyMemoryLimit(c.cfg.MemoryLimit, e.getenv); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -143,9 +135,9 @@ func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig),
 		reg *prometheus.Registry
 		ms  *metricsServer
 	)
-	if c.metricsAddr != "" {
+	if c.cfg.MetricsAddr != "" {
 		reg = newRegistry()
-		if ms, err = startMetrics(ctx, c.metricsAddr, reg, en.log); err != nil {
+		if ms, err = startMetrics(ctx, c.cfg.MetricsAddr, reg, en.log); err != nil {
 			return nil, err
 		}
 		en.closers = append(en.closers, func() {
@@ -154,7 +146,7 @@ func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig),
 			ms.Close(sctx)
 		})
 	}
-	emb := &pipeline.Embedded{DataDir: c.dataDir}
+	emb := &pipeline.Embedded{DataDir: c.cfg.DataDir}
 	if err := emb.Open(ctx); err != nil {
 		return nil, err
 	}
@@ -190,7 +182,7 @@ func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig),
 	if err != nil {
 		return nil, err
 	}
-	keyLimits, err := workers.ParseKeyLimits(c.perMinute)
+	keyLimits, err := workers.ParseKeyLimits(c.cfg.PerMinute)
 	if err != nil {
 		return nil, fmt.Errorf("--per-minute: %w", err)
 	}
@@ -206,9 +198,9 @@ func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig),
 		KeyLimits: keyLimits, Habilitations: habilitations,
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: en.log,
 		ProviderURL: providerURL, Tokens: func(tenant string) (string, error) { t, _, err := tokens(tenant); return t, err },
-		Rate: c.rate, IPLimit: c.ipLimit, Share: c.share, InFlight: c.inFlight, Schedule: schedule,
-		SharedIP: c.sharedIP, Encoding: c.encoding, Sheet: c.sheet, FlushInterval: c.flushInterval, StallAfter: c.stallAfter, AuditKey: key,
-		Registry: reg, Keys: ring, NotifyURL: notifyURL(c.notifyURL, e.getenv),
+		Rate: c.cfg.Rate, IPLimit: c.cfg.IPLimit, Share: c.cfg.BudgetShare, InFlight: c.cfg.InFlight, Schedule: schedule,
+		SharedIP: c.cfg.SharedIPBudget, Encoding: c.encoding, Sheet: c.sheet, FlushInterval: c.cfg.FlushInterval, StallAfter: c.cfg.StallAfter, AuditKey: key,
+		Registry: reg, Keys: ring, NotifyURL: c.cfg.NotifyURL,
 	}
 	cfg.TmpDir = tmpDir
 	if tune != nil {

@@ -6,6 +6,8 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+
+	"github.com/apbatch/apbatch/pipeline"
 )
 
 // defaultMemoryLimit is --memory-limit's default: none, Go's own pace.
@@ -15,7 +17,7 @@ import (
 // sandbox's sliding-window limit, 5 runs of `bench --scenario sliding` in 9
 // saw 21 requests in one second and a 429 with a 200MiB limit, 1 in 9
 // without (several benches side by side). It is for the roles that make no API call (ingest, write).
-const defaultMemoryLimit = "off"
+const defaultMemoryLimit = pipeline.DefaultMemoryLimit
 
 // gcPercentUnderLimit is the collector's pace (GOGC) under a memory limit:
 // the heap may grow to five times what is live before a collection, as long

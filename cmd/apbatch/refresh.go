@@ -27,10 +27,9 @@ type refreshCommand struct {
 	engineFlags
 	fs *flag.FlagSet
 
-	campaign, tenants, period         string
-	brokers, s3Endpoint, s3Bucket, db string
-	wait                              bool
-	waitTimeout, waitInterval         time.Duration
+	campaign, tenants, period string
+	wait                      bool
+	waitTimeout, waitInterval time.Duration
 }
 
 func (c *refreshCommand) flags() *flag.FlagSet {
@@ -39,17 +38,17 @@ func (c *refreshCommand) flags() *flag.FlagSet {
 	}
 	fs := flag.NewFlagSet("refresh", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
+	c.engineFlags.register(fs)
 	fs.StringVar(&c.campaign, "campaign", "", "campaign of the new batches, e.g. 2027-09, or auto: the school year of today in Paris (2027-09 from 2027-09-01 to 2028-08-31) (required); firing the same campaign again starts nothing new")
 	fs.StringVar(&c.tenants, "tenant", "", "collectivités to refresh, comma-separated (default: every tenant with a finished batch)")
 	fs.StringVar(&c.period, "period", "", "QF month the new batches ask for, YYYY-MM (default: the API's current month); warns when the sources' data is not out yet")
-	fs.StringVar(&c.brokers, "kafka", c.envOr("APBATCH_KAFKA_BROKERS", ""), "role processes: Kafka brokers, host:port,... (APBATCH_KAFKA_BROKERS); when set, the batches are only submitted, to the running roles")
-	fs.StringVar(&c.s3Endpoint, "s3-endpoint", c.envOr("APBATCH_S3_ENDPOINT", ""), "role processes: S3 endpoint URL; empty for AWS (APBATCH_S3_ENDPOINT; keys in APBATCH_S3_ACCESS_KEY and APBATCH_S3_SECRET_KEY)")
-	fs.StringVar(&c.s3Bucket, "s3-bucket", c.envOr("APBATCH_S3_BUCKET", "apbatch"), "role processes: bucket of incoming files and results (APBATCH_S3_BUCKET)")
-	fs.StringVar(&c.db, "db", c.envOr("APBATCH_DB", ""), "role processes: the ledger, postgres://... or sqlite://PATH (APBATCH_DB)")
+	c.config.setting("kafka", "role processes: Kafka brokers, host:port,... (APBATCH_KAFKA_BROKERS); when set, the batches are only submitted, to the running roles")
+	c.config.setting("s3-endpoint", "role processes: S3 endpoint URL; empty for AWS (APBATCH_S3_ENDPOINT; keys in APBATCH_S3_ACCESS_KEY and APBATCH_S3_SECRET_KEY)")
+	c.config.setting("s3-bucket", "role processes: bucket of incoming files and results (APBATCH_S3_BUCKET)")
+	c.config.setting("db", "role processes: the ledger, postgres://... or sqlite://PATH (APBATCH_DB)")
 	fs.BoolVar(&c.wait, "wait", false, "role processes: follow the campaign's batches in the ledger until they end, printing their progress; exit status 3 if one is refused, cancelled or still running at --wait-timeout (the embedded services always wait)")
 	fs.DurationVar(&c.waitTimeout, "wait-timeout", 0, "role processes, with --wait: give up waiting after this long, e.g. 11h (default: no limit); the batches go on in the roles")
 	fs.DurationVar(&c.waitInterval, "wait-interval", 10*time.Second, "role processes, with --wait: time between two reads of the ledger")
-	c.engineFlags.register(fs, c.getenv)
 	c.fs = fs
 	return fs
 }
@@ -98,6 +97,9 @@ func (c *refreshCommand) Run(ctx context.Context, args []string) error {
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
+	if err := c.load(c.getenv); err != nil {
+		return err
+	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(c.stderr, "apbatch refresh: unexpected argument %q (the rosters come from the ledger)\n", fs.Arg(0))
 		return errUsage
@@ -128,10 +130,10 @@ func (c *refreshCommand) Run(ctx context.Context, args []string) error {
 	if _, err := pipeline.ParsePeriod(c.period); err != nil {
 		return fmt.Errorf("--period: %w", err)
 	}
-	if c.brokers != "" {
+	if c.cfg.Kafka != "" {
 		return c.submitOnly(ctx, tenants)
 	}
-	if _, err := ledgerURL("", c.dataDir); err != nil {
+	if _, err := ledgerURL("", c.cfg.DataDir); err != nil {
 		return err
 	}
 	en, err := c.engineFlags.start(ctx, c.env, func(cfg *stackConfig) {
@@ -168,23 +170,23 @@ func (c *refreshCommand) Run(ctx context.Context, args []string) error {
 
 // submitOnly submits the refreshes to role processes on real services.
 func (c *refreshCommand) submitOnly(ctx context.Context, tenants []string) error {
-	if c.db == "" {
+	if c.cfg.DB == "" {
 		return errors.New("--kafka needs the ledger the roles use: give --db or APBATCH_DB")
 	}
-	log, err := newLogger(c.stderr, c.logLevel, isatty.IsTerminal(2))
+	log, err := newLogger(c.stderr, c.cfg.LogLevel, isatty.IsTerminal(2))
 	if err != nil {
 		return err
 	}
-	kcfg := kafka.Config{Brokers: strings.Split(c.brokers, ",")}
+	kcfg := kafka.Config{Brokers: strings.Split(c.cfg.Kafka, ",")}
 	if err := kafka.EnsureTopics(ctx, kcfg, schemas.TopicUploads); err != nil {
 		return err
 	}
-	client, err := s3.NewClient(ctx, s3.Config{Endpoint: c.s3Endpoint, Bucket: c.s3Bucket,
+	client, err := s3.NewClient(ctx, s3.Config{Endpoint: c.cfg.S3Endpoint, Bucket: c.cfg.S3Bucket,
 		AccessKey: c.getenv("APBATCH_S3_ACCESS_KEY"), SecretKey: c.getenv("APBATCH_S3_SECRET_KEY")})
 	if err != nil {
 		return err
 	}
-	store, err := ledger.Open(ctx, c.db)
+	store, err := ledger.Open(ctx, c.cfg.DB)
 	if err != nil {
 		return err
 	}

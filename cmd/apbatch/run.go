@@ -38,11 +38,11 @@ type runCommand struct {
 	engineFlags
 	fs *flag.FlagSet
 
-	tenant, campaign, period, recipient string
-	checks, tariff, columns             string
-	workbook                            string
-	force                               bool
-	headerRow                           int
+	tenant, campaign, period string
+	tariff, columns          string
+	workbook                 string
+	force                    bool
+	headerRow                int
 }
 
 func (c *runCommand) flags() *flag.FlagSet {
@@ -51,17 +51,17 @@ func (c *runCommand) flags() *flag.FlagSet {
 	}
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
+	c.engineFlags.register(fs)
 	fs.StringVar(&c.tenant, "tenant", "demo", "collectivité the files belong to (letters, digits, . _ -)")
 	fs.StringVar(&c.campaign, "campaign", time.Now().Format("2006-01"), "campaign the batch belongs to, e.g. 2026-09")
-	fs.StringVar(&c.checks, "checks", "qf", "verifications to run, comma-separated, or all; each row gets one result per check: "+schemas.CheckNames())
+	c.config.setting("checks", "verifications to run, comma-separated, or all; each row gets one result per check: "+schemas.CheckNames())
 	fs.StringVar(&c.tariff, "tariff", "", "tariff grid (YAML) of the tenant: prices each QF result with its bracket (tranche) and price per meal (tarif); see deploy/samples/tarifs-cantine.yaml")
 	fs.StringVar(&c.columns, "columns", "", "the tenant's column mapping (YAML, apbatch column: the header its files use), for headers no alias recognises")
 	fs.IntVar(&c.headerRow, "header-row", 0, "line of each FILE (row of the sheet, as the spreadsheet numbers it) that names the columns (default: found, the first of the first 10 rows naming two known columns)")
 	fs.BoolVar(&c.force, "force", false, "verify the files again as new batches even if the same content was verified in this campaign")
 	fs.StringVar(&c.period, "period", "", "QF month to ask for, YYYY-MM (default: the API's current month)")
 	fs.StringVar(&c.workbook, "workbook", "", "the results workbook to write, a .xlsx (default: resultats.xlsx in --out, or in the current folder; a --out ending in .xlsx is the workbook itself)")
-	fs.StringVar(&c.recipient, "recipient", "", "SIRET of the collectivité, sent with every call (default with the embedded sandbox: "+dinumSIRET+")")
-	c.engineFlags.register(fs, c.getenv)
+	c.config.setting("recipient", "SIRET of the collectivité, sent with every call (default with the embedded sandbox: "+dinumSIRET+")")
 	c.fs = fs
 	return fs
 }
@@ -108,9 +108,12 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
+	if err := c.load(c.getenv); err != nil {
+		return err
+	}
 	files := fs.Args()
 	if len(files) == 0 {
-		if _, err := os.Stat(filepath.Join(c.dataDir, "ledger.db")); err != nil {
+		if _, err := os.Stat(filepath.Join(c.cfg.DataDir, "ledger.db")); err != nil {
 			fmt.Fprintln(c.stderr, pipeline.MsgNoFile)
 			return errUsage
 		}
@@ -127,21 +130,21 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	if _, err := pipeline.ParseIncomingKey(pipeline.IncomingKey{Tenant: c.tenant, Campaign: c.campaign, File: "x.csv"}.String()); err != nil {
 		return fmt.Errorf(pipeline.ErrFmtTenantCampaign, c.tenant, c.campaign)
 	}
-	checks, err := schemas.ParseChecks(c.checks)
+	checks, err := schemas.ParseChecks(c.cfg.Checks)
 	if err != nil {
 		return fmt.Errorf("--checks : %w", err)
 	}
 	if _, err := pipeline.ParsePeriod(c.period); err != nil {
 		return fmt.Errorf("--period : %w", err)
 	}
-	if c.recipient == "" {
-		if c.providerURL != "" {
+	if c.cfg.Recipient == "" {
+		if c.cfg.ProviderURL != "" {
 			return errors.New(pipeline.ErrFmtNoRecipient)
 		}
-		c.recipient = dinumSIRET
+		c.cfg.Recipient = dinumSIRET
 	}
-	if !siretPattern.MatchString(c.recipient) {
-		return fmt.Errorf(pipeline.ErrFmtBadRecipient, c.recipient)
+	if !siretPattern.MatchString(c.cfg.Recipient) {
+		return fmt.Errorf(pipeline.ErrFmtBadRecipient, c.cfg.Recipient)
 	}
 	parquetDir, workbook, err := c.outputs()
 	if err != nil {
@@ -162,7 +165,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	}
 	var unfinished []ledger.Batch
 	en, err := c.engineFlags.start(ctx, c.env, func(cfg *stackConfig) {
-		cfg.Period, cfg.Recipient, cfg.Checks, cfg.Delegations = c.period, c.recipient, checks, delegations
+		cfg.Period, cfg.Recipient, cfg.Checks, cfg.Delegations = c.period, c.cfg.Recipient, checks, delegations
 	}, func(en *engine) error {
 		if len(files) == 0 {
 			var err error
@@ -170,7 +173,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 				return err
 			}
 			if len(unfinished) == 0 {
-				fmt.Fprintf(c.stderr, pipeline.MsgNothingToResume+"\n", c.dataDir)
+				fmt.Fprintf(c.stderr, pipeline.MsgNothingToResume+"\n", c.cfg.DataDir)
 				return errUsage
 			}
 		}
@@ -300,8 +303,8 @@ func (c *runCommand) reprice(ctx context.Context, st *stack, final []ledger.Batc
 // embedded sandbox and its own token unless --provider-url is given, then
 // the token sources (per tenant, then the default token).
 func (c *engineFlags) provider(ctx context.Context, log zerolog.Logger, getenv func(string) string) (string, tokenLookup, func(), error) {
-	if c.providerURL != "" {
-		return strings.TrimRight(c.providerURL, "/"), tokenSources{file: c.tokenFile, dir: c.tokensDir, getenv: getenv}.lookup, func() {}, nil
+	if c.cfg.ProviderURL != "" {
+		return strings.TrimRight(c.cfg.ProviderURL, "/"), tokenSources{file: c.cfg.TokenFile, dir: c.cfg.TokensDir, getenv: getenv}.lookup, func() {}, nil
 	}
 	base, stop, err := startSandbox(ctx, sandbox.Config{Log: log.With().Str("component", "sandbox").Logger(),
 		Population: sandbox.NewPopulation(c.population, c.seed)})
@@ -358,11 +361,11 @@ func (c *engineFlags) schedule() (*workers.Schedule, error) {
 		return nil, fmt.Errorf("load Europe/Paris time zone: %w", err)
 	}
 	s := &workers.Schedule{Location: paris}
-	if !c.noMaintenance && c.providerURL != "" {
+	if !c.cfg.NoMaintenanceSkip && c.cfg.ProviderURL != "" {
 		s.Maintenance = true
 	}
-	if c.runWindow != "" {
-		w, err := workers.ParseWindow(c.runWindow)
+	if c.cfg.RunWindow != "" {
+		w, err := workers.ParseWindow(c.cfg.RunWindow)
 		if err != nil {
 			return nil, fmt.Errorf("--run-window: %w", err)
 		}
@@ -588,11 +591,11 @@ func (c *engineFlags) progressPrinter(w io.Writer, console bool, tenants []strin
 			for _, t := range tenants {
 				td, ok := pr.eta[t]
 				if !ok {
-					td = time.Duration(float64(pr.left[t]) / (float64(c.rate) * c.share) * float64(time.Second))
+					td = time.Duration(float64(pr.left[t]) / (float64(c.cfg.Rate) * c.cfg.BudgetShare) * float64(time.Second))
 				}
 				d = max(d, td)
 			}
-			if e := pipeline.FormatETA(d + c.flushInterval/2); e != "" {
+			if e := pipeline.FormatETA(d + c.cfg.FlushInterval/2); e != "" {
 				eta = e
 			}
 		}
@@ -664,7 +667,7 @@ const maxCorrections = 20
 func (c *engineFlags) report(ctx context.Context, w io.Writer, st *stack, batches []ledger.Batch, workbook string) error {
 	sum := summary{RowsByStatus: map[schemas.Status]int64{}, ResultFiles: []string{}}
 	var failed []string
-	exporter := &pipeline.Exporter{S3: st.s3, Ledger: st.ledger, Encoding: c.encoding, Sheet: c.sheet, TmpDir: pipeline.TmpDir(c.dataDir)}
+	exporter := &pipeline.Exporter{S3: st.s3, Ledger: st.ledger, Encoding: c.encoding, Sheet: c.sheet, TmpDir: pipeline.TmpDir(c.cfg.DataDir)}
 	corrections := map[string][]pipeline.Correction{}
 	for _, b := range batches {
 		counts, err := st.ledger.Counts(ctx, b.ID)

@@ -15,6 +15,7 @@ import (
 	"github.com/apbatch/apbatch/pipeline"
 	"github.com/apbatch/apbatch/pipeline/ledger"
 	"github.com/apbatch/apbatch/schemas"
+	"github.com/apbatch/apbatch/workers"
 )
 
 // statusCommand is "apbatch status": where batches are, from the ledger.
@@ -36,7 +37,7 @@ func (c *statusCommand) flags() *flag.FlagSet {
 	fs.StringVar(&c.dataDir, "data-dir", "./apbatch-data", "folder of the embedded ledger (used when --db is not given)")
 	fs.StringVar(&c.dbURL, "db", strings.TrimSpace(c.getenv("APBATCH_DB")), "ledger URL: postgres://... or sqlite://PATH (APBATCH_DB; default: the SQLite ledger in --data-dir)")
 	fs.DurationVar(&c.watch, "watch", 0, "refresh every this long (e.g. 2s) until every batch shown is finished")
-	fs.IntVar(&c.rate, "rate", 20, "the token's budget, calls per second, for the ETA before calls are measured")
+	fs.IntVar(&c.rate, "rate", workers.DefaultLimit, "the token's budget, calls per second, for the ETA before calls are measured")
 	stallAfterFlag(fs, c.getenv, &c.stallAfter)
 	c.fs = fs
 	return fs
@@ -174,14 +175,18 @@ func (c *statusCommand) print(ctx context.Context, w io.Writer, store *ledger.St
 	return pending, nil
 }
 
-// stallAfterFlag registers --stall-after, the watchdog's delay.
+// stallAfterHelp documents --stall-after, the watchdog's delay.
+const stallAfterHelp = "report a batch stalled (bloqué) after this long without progress: no split, call, result, nor job held by a worker, " +
+	"waits for a budget, a breaker or a run window included (APBATCH_STALL_AFTER)"
+
+// stallAfterFlag registers --stall-after, the watchdog's delay, on the
+// default of APBATCH_STALL_AFTER.
 func stallAfterFlag(fs *flag.FlagSet, getenv func(string) string, d *time.Duration) {
 	def := pipeline.DefaultStallAfter
 	if v, err := time.ParseDuration(strings.TrimSpace(getenv("APBATCH_STALL_AFTER"))); err == nil && v > 0 {
 		def = v
 	}
-	fs.DurationVar(d, "stall-after", def, "report a batch stalled (bloqué) after this long without progress: no split, call, result, nor job held by a worker, "+
-		"waits for a budget, a breaker or a run window included (APBATCH_STALL_AFTER)")
+	fs.DurationVar(d, "stall-after", def, stallAfterHelp)
 }
 
 // openLedger opens the ledger at db, or the SQLite ledger of dataDir when db

@@ -313,7 +313,7 @@ func (c *runCommand) checkTokens(ctx context.Context, log zerolog.Logger, store 
 		w.calls += max(calls, 0)
 	}
 	for _, f := range files {
-		rows, err := estimateRows(ctx, f, c.sheet, pipeline.TmpDir(c.dataDir))
+		rows, err := estimateRows(ctx, f, c.sheet, pipeline.TmpDir(c.cfg.DataDir))
 		if err != nil {
 			// The batch will say what is wrong with the file.
 			log.Debug().Err(err).Str("file", filepath.Base(f)).Msg("rows not estimated")
@@ -331,14 +331,14 @@ func (c *runCommand) checkTokens(ctx context.Context, log zerolog.Logger, store 
 		}
 		add(b.Tenant, b.CheckList(), calls)
 	}
-	rate := min(float64(c.rate), float64(c.ipLimit)/60) * c.share
+	rate := min(float64(c.cfg.Rate), float64(c.cfg.IPLimit)/60) * c.cfg.BudgetShare
 	now := time.Now()
 	for tenant, w := range byTenant {
 		token, from, err := tokens(tenant)
 		if err != nil {
 			return err
 		}
-		ts := inspectToken(ctx, providerURL, c.providerURL == "", token)
+		ts := inspectToken(ctx, providerURL, c.cfg.ProviderURL == "", token)
 		who := fmt.Sprintf(pipeline.MsgTokenOf, tenant, from)
 		if why := ts.unusable(now); why != "" {
 			return fmt.Errorf(pipeline.ErrFmtTokenUnusable, who, why, tenant)

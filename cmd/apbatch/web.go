@@ -26,50 +26,43 @@ type webCommand struct {
 	engineFlags
 	fs *flag.FlagSet
 
-	listen, tenant, checks, period, recipient string
-	tariff, columns                           string
-	web                                       webFlags
+	tenant, period, tariff, columns string
 }
 
-// webFlags configure the portal, in "web" and in "serve --roles web".
-type webFlags struct {
-	apiKeysDir                               string
-	oidcIssuer, oidcClientID, oidcRedirect   string
-	oidcTenantClaim, oidcTenants, oidcScopes string
-}
-
-func (w *webFlags) register(fs *flag.FlagSet, e env) {
-	fs.StringVar(&w.apiKeysDir, "web-api-keys-dir", e.envOr("APBATCH_WEB_API_KEYS_DIR", ""), "web role: folder of one API key per tenant, files <tenant>.key or <tenant> (a mounted Secret) (APBATCH_WEB_API_KEYS_DIR)")
-	fs.StringVar(&w.oidcIssuer, "oidc-issuer", e.envOr("APBATCH_OIDC_ISSUER", ""), "web role: OpenID Connect issuer URL (ProConnect or any provider) (APBATCH_OIDC_ISSUER); its client secret in APBATCH_OIDC_CLIENT_SECRET")
-	fs.StringVar(&w.oidcClientID, "oidc-client-id", e.envOr("APBATCH_OIDC_CLIENT_ID", ""), "web role: OpenID Connect client id (APBATCH_OIDC_CLIENT_ID)")
-	fs.StringVar(&w.oidcRedirect, "oidc-redirect-url", e.envOr("APBATCH_OIDC_REDIRECT_URL", ""), "web role: the portal's redirect URL registered with the provider, https://<host>/connexion/retour (APBATCH_OIDC_REDIRECT_URL)")
-	fs.StringVar(&w.oidcTenantClaim, "oidc-tenant-claim", e.envOr("APBATCH_OIDC_TENANT_CLAIM", "siret"), "web role: the claim naming the agent's organisation (APBATCH_OIDC_TENANT_CLAIM)")
-	fs.StringVar(&w.oidcTenants, "oidc-tenants", e.envOr("APBATCH_OIDC_TENANTS", ""), "web role: claim values and their tenants, siret=tenant,... (APBATCH_OIDC_TENANTS)")
-	fs.StringVar(&w.oidcScopes, "oidc-scopes", e.envOr("APBATCH_OIDC_SCOPES", ""), "web role: scopes asked, comma-separated (APBATCH_OIDC_SCOPES; default: openid, email, siret)")
+// webSettings declares the portal's settings, in "web" and in "serve
+// --roles web".
+func webSettings(c *configFlags) {
+	c.setting("web-api-keys-dir", "web role: folder of one API key per tenant, files <tenant>.key or <tenant> (a mounted Secret)")
+	c.setting("oidc-issuer", "web role: OpenID Connect issuer URL (ProConnect or any provider) (APBATCH_OIDC_ISSUER); its client secret in APBATCH_OIDC_CLIENT_SECRET")
+	c.setting("oidc-client-id", "web role: OpenID Connect client id")
+	c.setting("oidc-redirect-url", "web role: the portal's redirect URL registered with the provider, https://<host>/connexion/retour")
+	c.setting("oidc-tenant-claim", "web role: the claim naming the agent's organisation")
+	c.setting("oidc-tenants", "web role: claim values and their tenants, siret=tenant,...")
+	c.setting("oidc-scopes", "web role: scopes asked, comma-separated (APBATCH_OIDC_SCOPES; default: openid, email, siret)")
 }
 
 // oidcConfigured tells whether OpenID Connect sign-in is configured.
-func (w *webFlags) oidcConfigured() bool { return w.oidcIssuer != "" }
+func oidcConfigured(cfg pipeline.Config) bool { return cfg.OIDCIssuer != "" }
 
 // signIn builds the OpenID Connect sign-in.
-func (w *webFlags) signIn(ctx context.Context, e env, key []byte) (*portal.OIDC, error) {
-	if w.oidcClientID == "" || w.oidcRedirect == "" || w.oidcTenants == "" {
+func signIn(ctx context.Context, e env, w pipeline.Config, key []byte) (*portal.OIDC, error) {
+	if w.OIDCClientID == "" || w.OIDCRedirectURL == "" || w.OIDCTenants == "" {
 		return nil, errors.New("OpenID Connect: give --oidc-client-id, --oidc-redirect-url and --oidc-tenants (or their APBATCH_OIDC_* variables) with --oidc-issuer")
 	}
-	tenants, err := portal.ParseTenantMap(w.oidcTenants)
+	tenants, err := portal.ParseTenantMap(w.OIDCTenants)
 	if err != nil {
 		return nil, fmt.Errorf("--oidc-tenants: %w", err)
 	}
-	o := &portal.OIDC{Issuer: w.oidcIssuer, ClientID: w.oidcClientID, ClientSecret: e.getenv("APBATCH_OIDC_CLIENT_SECRET"),
-		RedirectURL: w.oidcRedirect, TenantClaim: w.oidcTenantClaim, Tenants: tenants, Key: key, Secure: true}
-	if w.oidcScopes != "" {
-		for _, s := range strings.Split(w.oidcScopes, ",") {
+	o := &portal.OIDC{Issuer: w.OIDCIssuer, ClientID: w.OIDCClientID, ClientSecret: e.getenv("APBATCH_OIDC_CLIENT_SECRET"),
+		RedirectURL: w.OIDCRedirectURL, TenantClaim: w.OIDCTenantClaim, Tenants: tenants, Key: key, Secure: true}
+	if w.OIDCScopes != "" {
+		for _, s := range strings.Split(w.OIDCScopes, ",") {
 			if s = strings.TrimSpace(s); s != "" {
 				o.Scopes = append(o.Scopes, s)
 			}
 		}
 	}
-	if strings.HasPrefix(w.oidcRedirect, "http://") {
+	if strings.HasPrefix(w.OIDCRedirectURL, "http://") {
 		o.Secure = false
 	}
 	if err := o.Open(ctx); err != nil {
@@ -84,15 +77,15 @@ func (c *webCommand) flags() *flag.FlagSet {
 	}
 	fs := flag.NewFlagSet("web", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
-	fs.StringVar(&c.listen, "listen", c.envOr("APBATCH_WEB_ADDR", "127.0.0.1:8080"), "address of the portal (APBATCH_WEB_ADDR); without OpenID Connect, a loopback address only")
+	c.engineFlags.register(fs)
+	c.config.settingAs("listen", "web-addr", "address of the portal; without OpenID Connect, a loopback address only (serve --roles web: "+pipeline.DefaultWebAddr+")")
 	fs.StringVar(&c.tenant, "tenant", "demo", "collectivité of the local mode's sign-in link and API key")
-	fs.StringVar(&c.checks, "checks", "qf", "checks ticked by default on the upload form: "+schemas.CheckNames())
+	c.config.setting("checks", "checks ticked by default on the upload form: "+schemas.CheckNames())
 	fs.StringVar(&c.period, "period", "", "QF month to ask for, YYYY-MM (default: the API's current month)")
-	fs.StringVar(&c.recipient, "recipient", "", "SIRET of the collectivité, sent with every call (default with the embedded sandbox: "+dinumSIRET+")")
+	c.config.setting("recipient", "SIRET of the collectivité, sent with every call (default with the embedded sandbox: "+dinumSIRET+")")
 	fs.StringVar(&c.tariff, "tariff", "", "tariff grid (YAML) of --tenant to store before serving, as run's --tariff (agents may also upload one on the settings page)")
 	fs.StringVar(&c.columns, "columns", "", "column mapping (YAML) of --tenant to store before serving, as run's --columns")
-	c.web.register(fs, c.env)
-	c.engineFlags.register(fs, c.getenv)
+	webSettings(&c.config)
 	c.fs = fs
 	return fs
 }
@@ -127,36 +120,39 @@ func (c *webCommand) Run(ctx context.Context, args []string) error {
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
+	if err := c.load(c.getenv); err != nil {
+		return err
+	}
 	if !pipeline.ValidTenant(c.tenant) {
 		return fmt.Errorf("--tenant: use letters, digits, '.', '_' or '-' (got %q)", c.tenant)
 	}
-	checks, err := schemas.ParseChecks(c.checks)
+	checks, err := schemas.ParseChecks(c.cfg.Checks)
 	if err != nil {
 		return fmt.Errorf("--checks: %w", err)
 	}
 	if _, err := pipeline.ParsePeriod(c.period); err != nil {
 		return fmt.Errorf("--period: %w", err)
 	}
-	if c.recipient == "" {
-		if c.providerURL != "" {
+	if c.cfg.Recipient == "" {
+		if c.cfg.ProviderURL != "" {
 			return errors.New("--recipient: give the collectivité's SIRET (14 digits) when calling a real API")
 		}
-		c.recipient = dinumSIRET
+		c.cfg.Recipient = dinumSIRET
 	}
-	if !siretPattern.MatchString(c.recipient) {
-		return fmt.Errorf("--recipient: %q is not a SIRET (14 digits)", c.recipient)
+	if !siretPattern.MatchString(c.cfg.Recipient) {
+		return fmt.Errorf("--recipient: %q is not a SIRET (14 digits)", c.cfg.Recipient)
 	}
-	if !c.web.oidcConfigured() && !loopback(c.listen) {
-		return fmt.Errorf("--listen %s: without OpenID Connect (--oidc-issuer) the portal listens on a loopback address only, e.g. 127.0.0.1:8080", c.listen)
+	if !oidcConfigured(c.cfg) && !loopback(c.cfg.WebAddr) {
+		return fmt.Errorf("--listen %s: without OpenID Connect (--oidc-issuer) the portal listens on a loopback address only, e.g. %s", c.cfg.WebAddr, pipeline.LocalWebAddr)
 	}
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", c.listen)
+	ln, err := lc.Listen(ctx, "tcp", c.cfg.WebAddr)
 	if err != nil {
 		return fmt.Errorf("--listen: %w (another program uses this port? try --listen 127.0.0.1:8081)", err)
 	}
 	defer ln.Close()
 	en, err := c.engineFlags.start(ctx, c.env, func(cfg *stackConfig) {
-		cfg.Period, cfg.Recipient, cfg.Checks = c.period, c.recipient, checks
+		cfg.Period, cfg.Recipient, cfg.Checks = c.period, c.cfg.Recipient, checks
 	}, nil)
 	if err != nil {
 		return err
@@ -168,11 +164,11 @@ func (c *webCommand) Run(ctx context.Context, args []string) error {
 	if err := uploadConfig(ctx, en.st, "--columns", c.columns, pipeline.ColumnsKey(c.tenant), func(b []byte) error { _, err := pipeline.ParseColumns(b); return err }); err != nil {
 		return err
 	}
-	key, err := portal.SessionKey(c.getenv("APBATCH_WEB_SESSION_KEY"), filepath.Join(c.dataDir, "web-session.key"))
+	key, err := portal.SessionKey(c.getenv("APBATCH_WEB_SESSION_KEY"), filepath.Join(c.cfg.DataDir, "web-session.key"))
 	if err != nil {
 		return err
 	}
-	p, err := c.web.portal(ctx, c.env, en.st, en.log, key)
+	p, err := newPortal(ctx, c.env, c.cfg, en.st, en.log, key)
 	if err != nil {
 		return err
 	}
@@ -180,11 +176,11 @@ func (c *webCommand) Run(ctx context.Context, args []string) error {
 	p.Tokens = func(_ context.Context, tenant string) portal.TokenStatus {
 		return portal.TokenStatusOf(func(t string) (string, error) { tok, _, err := en.tokens(t); return tok, err }, tenant, time.Now())
 	}
-	if p.TmpDir, err = pipeline.MakeTmpDir(c.dataDir); err != nil {
+	if p.TmpDir, err = pipeline.MakeTmpDir(c.cfg.DataDir); err != nil {
 		return err
 	}
 	p.Exporter.TmpDir = p.TmpDir
-	keyPath := filepath.Join(c.dataDir, "web-api.key")
+	keyPath := filepath.Join(c.cfg.DataDir, "web-api.key")
 	if p.OIDC == nil {
 		apiKey, err := portal.LocalKey(keyPath)
 		if err != nil {
@@ -230,17 +226,18 @@ func loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// portal builds the portal on a stack's S3, ledger and upload events.
-func (w *webFlags) portal(ctx context.Context, e env, st *stack, log zerolog.Logger, key []byte) (*portal.Portal, error) {
+// newPortal builds the portal of cfg on a stack's S3, ledger and upload
+// events.
+func newPortal(ctx context.Context, e env, cfg pipeline.Config, st *stack, log zerolog.Logger, key []byte) (*portal.Portal, error) {
 	p := &portal.Portal{S3: st.s3, Ledger: st.ledger, Events: st.uploads, Log: log, SessionKey: key, Secure: true,
 		APIKeys: &portal.APIKeys{}, Exporter: &pipeline.Exporter{}}
-	if w.apiKeysDir != "" {
-		if err := portal.LoadAPIKeys(w.apiKeysDir, p.APIKeys); err != nil {
+	if cfg.WebAPIKeysDir != "" {
+		if err := portal.LoadAPIKeys(cfg.WebAPIKeysDir, p.APIKeys); err != nil {
 			return nil, err
 		}
 	}
-	if w.oidcConfigured() {
-		o, err := w.signIn(ctx, e, key)
+	if oidcConfigured(cfg) {
+		o, err := signIn(ctx, e, cfg, key)
 		if err != nil {
 			return nil, err
 		}

@@ -9,20 +9,29 @@ import (
 	"time"
 )
 
+// The API's documented limits, which Limits enforce when zero.
+const (
+	// DefaultPerSecond is the requests per second per token (or
+	// habilitation).
+	DefaultPerSecond = 20
+	// DefaultIPPerMinute is the requests per minute per client IP.
+	DefaultIPPerMinute = 1000
+)
+
 // Limits are the throttles the sandbox enforces; they can be changed while
 // it runs (POST /_sandbox/limits) to rehearse a tightening.
 type Limits struct {
 	// PerSecond is the requests per second per token, or per
 	// habilitation for tokens naming one (their authorization_request_id),
 	// shared by all v3 routes (v2 has its own bucket, per token). Default:
-	// 20.
+	// DefaultPerSecond.
 	PerSecond int `json:"per_second"`
 	// PerMinute is an optional limit per minute, counted as PerSecond is
 	// (the operator's proposed 250 a minute per habilitation); when set,
 	// the RateLimit-* headers announce it. Default: 0 (none).
 	PerMinute int `json:"per_minute"`
 	// IPPerMinute is the requests per minute per client IP, all tokens
-	// together. Default: 1000.
+	// together. Default: DefaultIPPerMinute.
 	IPPerMinute int `json:"ip_per_minute"`
 	// Sliding counts the per-token limits over sliding windows instead of
 	// fixed windows aligned on the epoch (production's Rack::Attack).
@@ -37,10 +46,10 @@ type Limits struct {
 
 func (l Limits) withDefaults() Limits {
 	if l.PerSecond <= 0 {
-		l.PerSecond = 20
+		l.PerSecond = DefaultPerSecond
 	}
 	if l.IPPerMinute <= 0 {
-		l.IPPerMinute = 1000
+		l.IPPerMinute = DefaultIPPerMinute
 	}
 	if l.BanFor <= 0 {
 		l.BanFor = 12 * time.Hour
