@@ -366,7 +366,7 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	if err != nil {
 		return res, err
 	}
-	cfg := stackConfig{
+	cfg := pipeline.RunnerConfig{
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: log,
 		ProviderURL: "http://" + ln.Addr().String(), Tokens: func(tenant string) (string, error) {
 			if tok, ok := tokens[tenant]; ok {
@@ -386,7 +386,7 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 	if s.perMinute > 0 {
 		cfg.KeyLimits = workers.KeyLimits{"habilitation": s.perMinute}
 	}
-	st, err := openStack(ctx, cfg)
+	st, err := pipeline.OpenRunner(ctx, cfg)
 	if err != nil {
 		return res, err
 	}
@@ -420,8 +420,8 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 			res.otherAfter++
 		}
 	}
-	st.pool.OnCall = onCall
-	for _, p := range st.extra {
+	st.Pool.OnCall = onCall
+	for _, p := range st.Extra {
 		p.OnCall = onCall
 	}
 	runCtx, cancel := context.WithCancel(ctx)
@@ -526,7 +526,7 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		}
 	}
 	for _, b := range final {
-		counts, err := st.ledger.Counts(ctx, b.ID)
+		counts, err := st.Ledger.Counts(ctx, b.ID)
 		if err != nil {
 			return res, err
 		}

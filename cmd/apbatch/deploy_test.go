@@ -898,8 +898,8 @@ func TestDeploy_Kubernetes(t *testing.T) {
 					t.Errorf("HPA %s: metric %v, want apbatch_consumer_lag", name, dig(metric, "name"))
 				}
 				if dig(metric, "selector", "matchLabels", "topic") != schemas.TopicJobs ||
-					dig(metric, "selector", "matchLabels", "group") != groupWorkers {
-					t.Errorf("HPA %s: want the lag of topic %s, group %s", name, schemas.TopicJobs, groupWorkers)
+					dig(metric, "selector", "matchLabels", "group") != pipeline.GroupWorkers {
+					t.Errorf("HPA %s: want the lag of topic %s, group %s", name, schemas.TopicJobs, pipeline.GroupWorkers)
 				}
 			}
 		}

@@ -54,7 +54,7 @@ func TestEngine_EmbeddedServicesLetNoOneIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	en, err := flags.start(ctx, env{stdout: io.Discard, stderr: logs, getenv: func(string) string { return "" }}, func(cfg *stackConfig) {
+	en, err := flags.start(ctx, env{stdout: io.Discard, stderr: logs, getenv: func(string) string { return "" }}, func(cfg *pipeline.RunnerConfig) {
 		cfg.Recipient, cfg.Checks = dinumSIRET, []schemas.Check{schemas.CheckQuotientFamilial}
 	}, nil)
 	if err != nil {
@@ -69,7 +69,7 @@ func TestEngine_EmbeddedServicesLetNoOneIn(t *testing.T) {
 	// S3: the roster is stored (signed), then asked for without credentials.
 	const key = "incoming/demo/2026-09/cantine.csv"
 	const roster = "reference;nom_naissance;prenoms\nF1;SECRETNAME;Léa\n"
-	if _, err := en.st.s3.Put(ctx, key, strings.NewReader(roster), int64(len(roster)), "text/csv"); err != nil {
+	if _, err := en.st.S3.Put(ctx, key, strings.NewReader(roster), int64(len(roster)), "text/csv"); err != nil {
 		t.Fatal(err)
 	}
 	endpoint := en.emb.S3().Endpoint
@@ -93,7 +93,7 @@ func TestEngine_EmbeddedServicesLetNoOneIn(t *testing.T) {
 			t.Errorf("unauthenticated %s %s: %d %s, want 403", tc.method, tc.path, resp.StatusCode, body)
 		}
 	}
-	rc, _, err := en.st.s3.Open(ctx, key)
+	rc, _, err := en.st.S3.Open(ctx, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestEngine_EmbeddedServicesLetNoOneIn(t *testing.T) {
 	}
 
 	// Kafka without the broker's credentials.
-	cfg := en.st.kafka
+	cfg := en.st.Kafka
 	if cfg.Username == "" {
 		t.Fatal("the engine reaches its broker without credentials")
 	}
@@ -141,7 +141,7 @@ func TestEngine_EmbeddedServicesLetNoOneIn(t *testing.T) {
 		}
 		msgs = append(msgs, kafkago.Message{Key: []byte("demo"), Value: b})
 	}
-	if err := en.st.jobsW.WriteMessages(ctx, msgs...); err != nil {
+	if err := en.st.Jobs.WriteMessages(ctx, msgs...); err != nil {
 		t.Fatal(err)
 	}
 
@@ -158,7 +158,7 @@ func TestEngine_EmbeddedServicesLetNoOneIn(t *testing.T) {
 	}
 	client := cfg.Client(10 * time.Second)
 	for {
-		resp, err := client.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: groupWorkers, Topics: map[string][]int{schemas.TopicJobs: {part}}})
+		resp, err := client.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: pipeline.GroupWorkers, Topics: map[string][]int{schemas.TopicJobs: {part}}})
 		if err == nil && resp.Error == nil {
 			if ps := resp.Topics[schemas.TopicJobs]; len(ps) == 1 && ps[0].CommittedOffset > last {
 				break

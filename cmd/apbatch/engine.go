@@ -86,7 +86,7 @@ const notifyURLHelp = "webhook POSTed a JSON event (batch id, tenant, campaign, 
 // engine is the embedded services and every role, running in this
 // process.
 type engine struct {
-	st *stack
+	st *pipeline.Runner
 	// emb is the embedded services the roles use.
 	emb     *pipeline.Embedded
 	log     zerolog.Logger
@@ -105,7 +105,7 @@ type engine struct {
 // sets what the command decides (new batches' checks, period, recipient);
 // before, when set, runs once the services are open and before any role
 // starts (an error stops there). Close stops it all.
-func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig), before func(*engine) error) (_ *engine, err error) {
+func (c *engineFlags) start(ctx context.Context, e env, tune func(*pipeline.RunnerConfig), before func(*engine) error) (_ *engine, err error) {
 	if err := c.load(e.getenv); err != nil {
 		return nil, err
 	}
@@ -194,7 +194,7 @@ func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig),
 	if err != nil {
 		return nil, err
 	}
-	cfg := stackConfig{
+	cfg := pipeline.RunnerConfig{
 		KeyLimits: keyLimits, Habilitations: habilitations,
 		Kafka: emb.Kafka(), S3: emb.S3(), LedgerURL: emb.LedgerURL(), Log: en.log,
 		ProviderURL: providerURL, Tokens: func(tenant string) (string, error) { t, _, err := tokens(tenant); return t, err },
@@ -206,7 +206,7 @@ func (c *engineFlags) start(ctx context.Context, e env, tune func(*stackConfig),
 	if tune != nil {
 		tune(&cfg)
 	}
-	st, err := openStack(ctx, cfg)
+	st, err := pipeline.OpenRunner(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -198,7 +198,7 @@ func TestServe_Metrics(t *testing.T) {
 		{"apbatch_rows_written_total", map[string]string{"tenant": "ville"}, rows},
 		{"apbatch_batches_started_total", map[string]string{"tenant": "ville"}, 1},
 		{"apbatch_batch_duration_seconds", nil, 1},
-		{"apbatch_consumer_lag", map[string]string{"topic": schemas.TopicJobs, "group": groupWorkers}, 0},
+		{"apbatch_consumer_lag", map[string]string{"topic": schemas.TopicJobs, "group": pipeline.GroupWorkers}, 0},
 	} {
 		got, ok := sample(mfs, c.name, c.labels)
 		if !ok || got != c.want {

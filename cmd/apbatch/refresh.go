@@ -136,7 +136,7 @@ func (c *refreshCommand) Run(ctx context.Context, args []string) error {
 	if _, err := ledgerURL("", c.cfg.DataDir); err != nil {
 		return err
 	}
-	en, err := c.engineFlags.start(ctx, c.env, func(cfg *stackConfig) {
+	en, err := c.engineFlags.start(ctx, c.env, func(cfg *pipeline.RunnerConfig) {
 		// Refreshed batches take their source's; these apply to uploads.
 		cfg.Recipient, cfg.Checks = dinumSIRET, []schemas.Check{schemas.CheckQuotientFamilial}
 	}, nil)
@@ -145,7 +145,7 @@ func (c *refreshCommand) Run(ctx context.Context, args []string) error {
 	}
 	defer en.Close()
 	st := en.st
-	results, err := c.refresh(ctx, &pipeline.Refresher{S3: st.s3, Ledger: st.ledger, Uploads: st.uploads, Log: en.log}, tenants)
+	results, err := c.refresh(ctx, &pipeline.Refresher{S3: st.S3, Ledger: st.Ledger, Uploads: st.Uploads, Log: en.log}, tenants)
 	if err != nil {
 		return err
 	}

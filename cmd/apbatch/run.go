@@ -164,12 +164,12 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	var unfinished []ledger.Batch
-	en, err := c.engineFlags.start(ctx, c.env, func(cfg *stackConfig) {
+	en, err := c.engineFlags.start(ctx, c.env, func(cfg *pipeline.RunnerConfig) {
 		cfg.Period, cfg.Recipient, cfg.Checks, cfg.Delegations = c.period, c.cfg.Recipient, checks, delegations
 	}, func(en *engine) error {
 		if len(files) == 0 {
 			var err error
-			if unfinished, err = en.st.ledger.Batches(ctx, ledger.StateCreated, ledger.StateSplit); err != nil {
+			if unfinished, err = en.st.Ledger.Batches(ctx, ledger.StateCreated, ledger.StateSplit); err != nil {
 				return err
 			}
 			if len(unfinished) == 0 {
@@ -178,7 +178,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 			}
 		}
 		// Before any call: the token must serve the checks until the end.
-		return c.checkTokens(ctx, en.log, en.st.ledger, en.providerURL, en.tokens, checks, files, unfinished)
+		return c.checkTokens(ctx, en.log, en.st.Ledger, en.providerURL, en.tokens, checks, files, unfinished)
 	})
 	if err != nil {
 		return err
@@ -196,7 +196,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	started := time.Now()
 	mappingChanged := false
 	if c.columns != "" {
-		prev, err := pipeline.ReadConfig(ctx, st.s3, pipeline.ColumnsKey(c.tenant))
+		prev, err := pipeline.ReadConfig(ctx, st.S3, pipeline.ColumnsKey(c.tenant))
 		if err != nil {
 			return err
 		}
@@ -269,7 +269,7 @@ func (c *runCommand) outputs() (parquetDir, workbook string, err error) {
 
 // reprice gives the batches verified before with another grid the prices
 // of --tariff, from their stored results (no call), and says so.
-func (c *runCommand) reprice(ctx context.Context, st *stack, final []ledger.Batch) ([]ledger.Batch, error) {
+func (c *runCommand) reprice(ctx context.Context, st *pipeline.Runner, final []ledger.Batch) ([]ledger.Batch, error) {
 	if c.tariff == "" {
 		return final, nil
 	}
@@ -287,7 +287,7 @@ func (c *runCommand) reprice(ctx context.Context, st *stack, final []ledger.Batc
 		if b.State != ledger.StateComplete || !slices.Contains(b.CheckList(), schemas.CheckQuotientFamilial) {
 			continue
 		}
-		nb, changed, err := pipeline.Reprice(ctx, st.s3, st.ledger, b, grid, time.Now())
+		nb, changed, err := pipeline.Reprice(ctx, st.S3, st.Ledger, b, grid, time.Now())
 		if err != nil {
 			return nil, err
 		}
@@ -406,7 +406,7 @@ type submitted struct {
 // file was verified before; otherwise the same content reuses its batch,
 // unless it was read from another header row (headerRow: its line, 0 when
 // the reader finds it, stored as the upload's metadata).
-func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files []string, headerRow int, force bool) ([]submitted, error) {
+func uploadFiles(ctx context.Context, st *pipeline.Runner, tenant, campaign string, files []string, headerRow int, force bool) ([]submitted, error) {
 	var out []submitted
 	for _, f := range files {
 		key := pipeline.IncomingKey{Tenant: tenant, Campaign: campaign, File: filepath.Base(f)}.String()
@@ -414,7 +414,7 @@ func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files 
 		if !force {
 			// The same content read from another header row is another
 			// batch: its version must not name the one verified before.
-			prev, err := st.s3.Head(ctx, key)
+			prev, err := st.S3.Head(ctx, key)
 			switch {
 			case errors.Is(err, s3.ErrNotFound):
 			case err != nil:
@@ -435,7 +435,7 @@ func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files 
 			return nil, fmt.Errorf("stat %s: %w", f, err)
 		}
 		if !force {
-			sub, err := pipeline.Submit(ctx, st.s3, st.uploads, pipeline.Submission{Tenant: tenant, Campaign: campaign, File: f, Body: fh, Size: info.Size(), HeaderRow: headerRow})
+			sub, err := pipeline.Submit(ctx, st.S3, st.Uploads, pipeline.Submission{Tenant: tenant, Campaign: campaign, File: f, Body: fh, Size: info.Size(), HeaderRow: headerRow})
 			fh.Close()
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", f, err)
@@ -447,7 +447,7 @@ func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files 
 		if pipeline.IsWorkbook(f) {
 			contentType = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 		}
-		obj, err := st.s3.PutMeta(ctx, key, fh, info.Size(), contentType, pipeline.UploadMetadata(nil, headerRow))
+		obj, err := st.S3.PutMeta(ctx, key, fh, info.Size(), contentType, pipeline.UploadMetadata(nil, headerRow))
 		fh.Close()
 		if err != nil {
 			return nil, err
@@ -461,18 +461,18 @@ func uploadFiles(ctx context.Context, st *stack, tenant, campaign string, files 
 		if err != nil {
 			return nil, err
 		}
-		if err := st.ingest.Start(ctx, pipeline.Upload{Bucket: st.s3.Bucket(), Key: ik, Version: version, ETag: obj.ETag}); err != nil {
+		if err := st.Ingest.Start(ctx, pipeline.Upload{Bucket: st.S3.Bucket(), Key: ik, Version: version, ETag: obj.ETag}); err != nil {
 			return nil, err
 		}
 		out = append(out, submitted{file: f, key: key,
-			batchID: ledger.BatchID(st.s3.Bucket(), key, pipeline.ObjectVersion(version, obj.ETag, ""))})
+			batchID: ledger.BatchID(st.S3.Bucket(), key, pipeline.ObjectVersion(version, obj.ETag, ""))})
 	}
 	return out, nil
 }
 
 // uploadConfig checks the file given with flag (if any) and stores it in
 // the bucket under key, where the roles read the tenant's configuration.
-func uploadConfig(ctx context.Context, st *stack, flag, path, key string, check func([]byte) error) error {
+func uploadConfig(ctx context.Context, st *pipeline.Runner, flag, path, key string, check func([]byte) error) error {
 	if path == "" {
 		return nil
 	}
@@ -483,7 +483,7 @@ func uploadConfig(ctx context.Context, st *stack, flag, path, key string, check 
 	if err := check(raw); err != nil {
 		return fmt.Errorf("%s %s: %w", flag, path, err)
 	}
-	if _, err := st.s3.Put(ctx, key, bytes.NewReader(raw), int64(len(raw)), "application/yaml"); err != nil {
+	if _, err := st.S3.Put(ctx, key, bytes.NewReader(raw), int64(len(raw)), "application/yaml"); err != nil {
 		return fmt.Errorf("%s: %w", flag, err)
 	}
 	return nil
@@ -511,7 +511,7 @@ func pollInterval(n int, elapsed time.Duration) time.Duration {
 
 // waitBatches polls the ledger until every batch is complete or failed,
 // calling report at each poll.
-func waitBatches(ctx context.Context, st *stack, subs []submitted, roleErr <-chan error, report func(progress)) ([]ledger.Batch, error) {
+func waitBatches(ctx context.Context, st *pipeline.Runner, subs []submitted, roleErr <-chan error, report func(progress)) ([]ledger.Batch, error) {
 	start := time.Now()
 	tick := time.NewTimer(pollInterval(len(subs), 0))
 	defer tick.Stop()
@@ -522,7 +522,7 @@ func waitBatches(ctx context.Context, st *stack, subs []submitted, roleErr <-cha
 			pending bool
 		)
 		for _, s := range subs {
-			b, err := st.ledger.Batch(ctx, s.batchID)
+			b, err := st.Ledger.Batch(ctx, s.batchID)
 			if errors.Is(err, ledger.ErrNotFound) {
 				pending = true
 				continue
@@ -542,18 +542,18 @@ func waitBatches(ctx context.Context, st *stack, subs []submitted, roleErr <-cha
 				}
 				left := int64(0)
 				if b.State == ledger.StateSplit {
-					left = max(*b.LookupsTotal-st.pool.Answered(b.ID), 0)
+					left = max(*b.LookupsTotal-st.Pool.Answered(b.ID), 0)
 				}
 				pr.left[b.Tenant] += left
 			}
-			n, err := st.ledger.Published(ctx, b.ID)
+			n, err := st.Ledger.Published(ctx, b.ID)
 			if err != nil {
 				return nil, err
 			}
 			pr.published += n
 		}
-		pr.calls = st.pool.Calls()
-		pr.eta = st.pool.ETAs(pr.left)
+		pr.calls = st.Pool.Calls()
+		pr.eta = st.Pool.ETAs(pr.left)
 		pr.done = !pending
 		report(pr)
 		if !pending {
@@ -664,17 +664,17 @@ const maxCorrections = 20
 // of each published batch (workbook, "" for none; with several batches,
 // one a roster beside it) and the JSON summary; it fails when a batch
 // failed.
-func (c *engineFlags) report(ctx context.Context, w io.Writer, st *stack, batches []ledger.Batch, workbook string) error {
+func (c *engineFlags) report(ctx context.Context, w io.Writer, st *pipeline.Runner, batches []ledger.Batch, workbook string) error {
 	sum := summary{RowsByStatus: map[schemas.Status]int64{}, ResultFiles: []string{}}
 	var failed []string
-	exporter := &pipeline.Exporter{S3: st.s3, Ledger: st.ledger, Encoding: c.encoding, Sheet: c.sheet, TmpDir: pipeline.TmpDir(c.cfg.DataDir)}
+	exporter := &pipeline.Exporter{S3: st.S3, Ledger: st.Ledger, Encoding: c.encoding, Sheet: c.sheet, TmpDir: pipeline.TmpDir(c.cfg.DataDir)}
 	corrections := map[string][]pipeline.Correction{}
 	for _, b := range batches {
-		counts, err := st.ledger.Counts(ctx, b.ID)
+		counts, err := st.Ledger.Counts(ctx, b.ID)
 		if err != nil {
 			return err
 		}
-		parts, err := st.ledger.Parts(ctx, b.ID)
+		parts, err := st.Ledger.Parts(ctx, b.ID)
 		if err != nil {
 			return err
 		}
@@ -687,14 +687,14 @@ func (c *engineFlags) report(ctx context.Context, w io.Writer, st *stack, batche
 			bs.RowsTotal = *b.RowsTotal
 		}
 		for _, p := range parts {
-			bs.ResultFiles = append(bs.ResultFiles, "s3://"+st.s3.Bucket()+"/"+p.ObjectKey)
+			bs.ResultFiles = append(bs.ResultFiles, "s3://"+st.S3.Bucket()+"/"+p.ObjectKey)
 		}
 		if b.State == ledger.StateFailed {
 			failed = append(failed, fmt.Sprintf("%s : %s", filepath.Base(b.ObjectKey), b.Error))
 		}
 		var extra []string
 		if b.ManifestKey != "" {
-			m, err := pipeline.ReadManifest(ctx, st.s3, b.ManifestKey)
+			m, err := pipeline.ReadManifest(ctx, st.S3, b.ManifestKey)
 			if err != nil {
 				return err
 			}
@@ -704,7 +704,7 @@ func (c *engineFlags) report(ctx context.Context, w io.Writer, st *stack, batche
 		}
 		if b.Published() {
 			if c.out != "" {
-				if err := copyResults(ctx, st.s3, b, parts, extra, c.out); err != nil {
+				if err := copyResults(ctx, st.S3, b, parts, extra, c.out); err != nil {
 					return err
 				}
 			}

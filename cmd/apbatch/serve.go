@@ -165,7 +165,7 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 			return fmt.Errorf("--tmp-dir: %w", err)
 		}
 	}
-	cfg := stackConfig{
+	cfg := pipeline.RunnerConfig{
 		Kafka: kafka.Config{Brokers: strings.Split(c.cfg.Kafka, ","), Log: &klog},
 		S3: s3.Config{Endpoint: c.cfg.S3Endpoint, Bucket: c.cfg.S3Bucket, AccessKey: c.getenv("APBATCH_S3_ACCESS_KEY"),
 			SecretKey: c.getenv("APBATCH_S3_SECRET_KEY")},
@@ -258,7 +258,7 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 			ms.Close(sctx)
 		}()
 	}
-	st, err := openStack(ctx, cfg)
+	st, err := pipeline.OpenRunner(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -284,7 +284,7 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 }
 
 // startWeb serves the portal of the web role on --web-addr.
-func (c *serveCommand) startWeb(ctx context.Context, cfg stackConfig, st *stack, key []byte) (*webServer, error) {
+func (c *serveCommand) startWeb(ctx context.Context, cfg pipeline.RunnerConfig, st *pipeline.Runner, key []byte) (*webServer, error) {
 	p, err := newPortal(ctx, c.env, c.cfg, st, cfg.Log, key)
 	if err != nil {
 		return nil, fmt.Errorf("web role: %w", err)

@@ -188,7 +188,7 @@ func TestVersitygw_NotificationsStartBatches(t *testing.T) {
 
 	// Every notification (versitygw's test event and three uploads) is
 	// consumed: the upload of the same content started nothing.
-	waitConsumed(t, ctx, kcfg, groupIngest, topic, 4, dump)
+	waitConsumed(t, ctx, kcfg, pipeline.GroupIngest, topic, 4, dump)
 	bs, err := store.Batches(ctx)
 	if err != nil || len(bs) != 2 {
 		dump()

@@ -151,7 +151,7 @@ func (c *webCommand) Run(ctx context.Context, args []string) error {
 		return fmt.Errorf("--listen: %w (another program uses this port? try --listen 127.0.0.1:8081)", err)
 	}
 	defer ln.Close()
-	en, err := c.engineFlags.start(ctx, c.env, func(cfg *stackConfig) {
+	en, err := c.engineFlags.start(ctx, c.env, func(cfg *pipeline.RunnerConfig) {
 		cfg.Period, cfg.Recipient, cfg.Checks = c.period, c.cfg.Recipient, checks
 	}, nil)
 	if err != nil {
@@ -226,10 +226,10 @@ func loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// newPortal builds the portal of cfg on a stack's S3, ledger and upload
+// newPortal builds the portal of cfg on a runner's S3, ledger and upload
 // events.
-func newPortal(ctx context.Context, e env, cfg pipeline.Config, st *stack, log zerolog.Logger, key []byte) (*portal.Portal, error) {
-	p := &portal.Portal{S3: st.s3, Ledger: st.ledger, Events: st.uploads, Log: log, SessionKey: key, Secure: true,
+func newPortal(ctx context.Context, e env, cfg pipeline.Config, st *pipeline.Runner, log zerolog.Logger, key []byte) (*portal.Portal, error) {
+	p := &portal.Portal{S3: st.S3, Ledger: st.Ledger, Events: st.Uploads, Log: log, SessionKey: key, Secure: true,
 		APIKeys: &portal.APIKeys{}, Exporter: &pipeline.Exporter{}}
 	if cfg.WebAPIKeysDir != "" {
 		if err := portal.LoadAPIKeys(cfg.WebAPIKeysDir, p.APIKeys); err != nil {
