@@ -34,4 +34,3 @@ func auditKey(getenv func(string) string, dir string) ([]byte, error) {
 	}
 	return k, nil
 }
-
