@@ -43,10 +43,14 @@ type Submission struct {
 // for a file over the limits.
 var ErrTooLarge = errors.New("fichier trop volumineux")
 
-// Submitted is a file stored under incoming/ and announced.
+// Submitted is a file stored under incoming/ and announced, and its batch.
 type Submitted struct {
+	// File is the file as the front end named it (Runner.SubmitFiles).
+	File    string
 	Key     string
 	BatchID string
+	// Resumed is set for an unfinished batch of an earlier run.
+	Resumed bool
 }
 
 // IsWorkbook tells whether name is an Excel workbook, by its extension.

@@ -474,9 +474,9 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		})
 		defer timer.Stop()
 	}
-	var subs []submitted
+	var subs []pipeline.Submitted
 	for k, roster := range rosters {
-		sub, err := uploadFiles(ctx, st, fmt.Sprintf("town%02d", k), "bench", []string{roster}, 0, false)
+		sub, err := st.SubmitFiles(ctx, fmt.Sprintf("town%02d", k), "bench", []string{roster}, 0, false)
 		if err != nil {
 			return res, err
 		}
@@ -489,23 +489,23 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		predicted = map[string]time.Time{}
 		finished  = map[string]time.Time{}
 	)
-	watch := func(pr progress) {
+	watch := func(pr pipeline.Progress) {
 		now := time.Now()
-		for tenant, left := range pr.left {
+		for tenant, left := range pr.Left {
 			if _, ok := finished[tenant]; !ok && left == 0 && !predicted[tenant].IsZero() {
 				finished[tenant] = now
 			}
 		}
 		// One pool's ETAs cover only the towns it serves: measured with
 		// one replica.
-		if etaAt.IsZero() && s.replicas <= 1 && now.Sub(start) >= c.duration/3 && len(pr.left) == tenants {
+		if etaAt.IsZero() && s.replicas <= 1 && now.Sub(start) >= c.duration/3 && len(pr.Left) == tenants {
 			etaAt = now
-			for tenant, d := range pr.eta {
+			for tenant, d := range pr.ETA {
 				predicted[tenant] = now.Add(d)
 			}
 		}
 	}
-	final, err := waitBatches(ctx, st, subs, roleErr, watch)
+	final, err := st.WaitBatches(ctx, subs, roleErr, watch)
 	if err != nil {
 		return res, err
 	}

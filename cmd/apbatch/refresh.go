@@ -149,18 +149,18 @@ func (c *refreshCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var subs []submitted
+	var subs []pipeline.Submitted
 	var names []string
 	for _, r := range results {
 		if r.BatchID != "" {
-			subs = append(subs, submitted{key: r.Source.ObjectKey, batchID: r.BatchID})
+			subs = append(subs, pipeline.Submitted{Key: r.Source.ObjectKey, BatchID: r.BatchID})
 			names = append(names, r.Tenant)
 		}
 	}
 	if len(subs) == 0 {
 		return nil
 	}
-	final, err := waitBatches(ctx, st, subs, en.roleErr, c.progressPrinter(c.stderr, en.console, names))
+	final, err := st.WaitBatches(ctx, subs, en.roleErr, c.progressPrinter(c.stderr, en.console, names))
 	if err != nil {
 		return err
 	}

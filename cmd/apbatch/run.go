@@ -209,16 +209,16 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	if err := uploadConfig(ctx, st, "--columns", c.columns, pipeline.ColumnsKey(c.tenant), parseColumns); err != nil {
 		return err
 	}
-	var batches []submitted
+	var batches []pipeline.Submitted
 	if len(files) == 0 {
 		for _, b := range unfinished {
-			batches = append(batches, submitted{key: b.ObjectKey, batchID: b.ID, resumed: true})
+			batches = append(batches, pipeline.Submitted{Key: b.ObjectKey, BatchID: b.ID, Resumed: true})
 		}
 		fmt.Fprintf(c.stderr, pipeline.MsgResuming+"\n", len(batches))
-	} else if batches, err = uploadFiles(ctx, st, c.tenant, c.campaign, files, c.headerRow, c.force); err != nil {
+	} else if batches, err = st.SubmitFiles(ctx, c.tenant, c.campaign, files, c.headerRow, c.force); err != nil {
 		return err
 	}
-	final, err := waitBatches(ctx, st, batches, en.roleErr, c.progressPrinter(c.stderr, en.console, []string{c.tenant}))
+	final, err := st.WaitBatches(ctx, batches, en.roleErr, c.progressPrinter(c.stderr, en.console, []string{c.tenant}))
 	if err != nil {
 		return err
 	}
@@ -392,84 +392,6 @@ func readToken(file string, getenv func(string) string) (string, error) {
 	return "", errors.New("no API token: put it in a file given with --token-file, or in APBATCH_TOKEN")
 }
 
-// submitted is one file of this run and its batch.
-type submitted struct {
-	file    string
-	key     string
-	batchID string
-	resumed bool // an unfinished batch of an earlier run
-}
-
-// upload stores each file under incoming/ and publishes its S3 event
-// notification, as a bucket configured to notify Kafka would.
-// With force, each upload is a new version (a new batch) even when the same
-// file was verified before; otherwise the same content reuses its batch,
-// unless it was read from another header row (headerRow: its line, 0 when
-// the reader finds it, stored as the upload's metadata).
-func uploadFiles(ctx context.Context, st *pipeline.Runner, tenant, campaign string, files []string, headerRow int, force bool) ([]submitted, error) {
-	var out []submitted
-	for _, f := range files {
-		key := pipeline.IncomingKey{Tenant: tenant, Campaign: campaign, File: filepath.Base(f)}.String()
-		force := force
-		if !force {
-			// The same content read from another header row is another
-			// batch: its version must not name the one verified before.
-			prev, err := st.S3.Head(ctx, key)
-			switch {
-			case errors.Is(err, s3.ErrNotFound):
-			case err != nil:
-				return nil, err
-			default:
-				if was, _ := pipeline.HeaderRow(prev.Metadata); was != headerRow {
-					force = true
-				}
-			}
-		}
-		fh, err := os.Open(f)
-		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", f, err)
-		}
-		info, err := fh.Stat()
-		if err != nil {
-			fh.Close()
-			return nil, fmt.Errorf("stat %s: %w", f, err)
-		}
-		if !force {
-			sub, err := pipeline.Submit(ctx, st.S3, st.Uploads, pipeline.Submission{Tenant: tenant, Campaign: campaign, File: f, Body: fh, Size: info.Size(), HeaderRow: headerRow})
-			fh.Close()
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", f, err)
-			}
-			out = append(out, submitted{file: f, key: sub.Key, batchID: sub.BatchID})
-			continue
-		}
-		contentType := "text/csv"
-		if pipeline.IsWorkbook(f) {
-			contentType = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-		}
-		obj, err := st.S3.PutMeta(ctx, key, fh, info.Size(), contentType, pipeline.UploadMetadata(nil, headerRow))
-		fh.Close()
-		if err != nil {
-			return nil, err
-		}
-		// A version of our own: unversioned buckets give the same ETag to
-		// the same content. The ingest refuses such versions from
-		// notifications (anyone producing one could run a roster again),
-		// so this process starts the batch itself.
-		version := fmt.Sprintf("%s%d", pipeline.ForcedVersionPrefix, time.Now().UnixNano())
-		ik, err := pipeline.ParseIncomingKey(key)
-		if err != nil {
-			return nil, err
-		}
-		if err := st.Ingest.Start(ctx, pipeline.Upload{Bucket: st.S3.Bucket(), Key: ik, Version: version, ETag: obj.ETag}); err != nil {
-			return nil, err
-		}
-		out = append(out, submitted{file: f, key: key,
-			batchID: ledger.BatchID(st.S3.Bucket(), key, pipeline.ObjectVersion(version, obj.ETag, ""))})
-	}
-	return out, nil
-}
-
 // uploadConfig checks the file given with flag (if any) and stores it in
 // the bucket under key, where the roles read the tenant's configuration.
 func uploadConfig(ctx context.Context, st *pipeline.Runner, flag, path, key string, check func([]byte) error) error {
@@ -489,109 +411,25 @@ func uploadConfig(ctx context.Context, st *pipeline.Runner, flag, path, key stri
 	return nil
 }
 
-// progress is what waitBatches knows of the batches it waits for.
-type progress struct {
-	done                            bool
-	lookups, calls, rows, published int64
-	// left is the lookups not answered yet, by tenant; eta when each
-	// tenant's will be (none before the first answers).
-	left map[string]int64
-	eta  map[string]time.Duration
-}
-
-// pollInterval is the time between two polls of n batches by waitBatches,
-// elapsed after it started: 25 ms a batch (two indexed reads each), and at
-// least a thousandth of the time elapsed, at most a second. One short
-// batch is seen complete within 25 ms, a long one within 0.1 % of its time
-// (bench's wall times include it); a refresh of hundreds of towns, or a
-// batch of hours, does not keep the ledger busy answering polls.
-func pollInterval(n int, elapsed time.Duration) time.Duration {
-	return min(max(time.Duration(max(n, 1))*25*time.Millisecond, elapsed/1000), time.Second)
-}
-
-// waitBatches polls the ledger until every batch is complete or failed,
-// calling report at each poll.
-func waitBatches(ctx context.Context, st *pipeline.Runner, subs []submitted, roleErr <-chan error, report func(progress)) ([]ledger.Batch, error) {
-	start := time.Now()
-	tick := time.NewTimer(pollInterval(len(subs), 0))
-	defer tick.Stop()
-	for {
-		var (
-			final   []ledger.Batch
-			pr      progress
-			pending bool
-		)
-		for _, s := range subs {
-			b, err := st.Ledger.Batch(ctx, s.batchID)
-			if errors.Is(err, ledger.ErrNotFound) {
-				pending = true
-				continue
-			}
-			if err != nil {
-				return nil, err
-			}
-			final = append(final, b)
-			if !b.Ended() {
-				pending = true
-			}
-			if b.LookupsTotal != nil {
-				pr.lookups += *b.LookupsTotal
-				pr.rows += *b.RowsTotal * int64(len(b.CheckList()))
-				if pr.left == nil {
-					pr.left = map[string]int64{}
-				}
-				left := int64(0)
-				if b.State == ledger.StateSplit {
-					left = max(*b.LookupsTotal-st.Pool.Answered(b.ID), 0)
-				}
-				pr.left[b.Tenant] += left
-			}
-			n, err := st.Ledger.Published(ctx, b.ID)
-			if err != nil {
-				return nil, err
-			}
-			pr.published += n
-		}
-		pr.calls = st.Pool.Calls()
-		pr.eta = st.Pool.ETAs(pr.left)
-		pr.done = !pending
-		report(pr)
-		if !pending {
-			return final, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf(pipeline.ErrFmtInterrupted, ctx.Err())
-		case err := <-roleErr:
-			if err == nil {
-				err = errors.New(pipeline.ErrRoleStopped)
-			}
-			return nil, fmt.Errorf(pipeline.ErrFmtStopped, err)
-		case <-tick.C:
-			tick.Reset(pollInterval(len(subs), time.Since(start)))
-		}
-	}
-}
-
 // progressPrinter shows progress and an ETA on w: one updated line on a
 // terminal, a line every 5 s otherwise. The ETA is the latest of the
 // tenants'.
-func (c *engineFlags) progressPrinter(w io.Writer, console bool, tenants []string) func(progress) {
+func (c *engineFlags) progressPrinter(w io.Writer, console bool, tenants []string) func(pipeline.Progress) {
 	start := time.Now()
 	var lastLine time.Time
-	return func(pr progress) {
-		if pr.done && !console {
+	return func(pr pipeline.Progress) {
+		if pr.Done && !console {
 			return
 		}
 		eta := pipeline.MsgETAUnknown
-		if pr.lookups > 0 {
+		if pr.Lookups > 0 {
 			// At the measured rate once answers come (it reflects the
 			// shares of the budgets), at the configured one before.
 			var d time.Duration
 			for _, t := range tenants {
-				td, ok := pr.eta[t]
+				td, ok := pr.ETA[t]
 				if !ok {
-					td = time.Duration(float64(pr.left[t]) / (float64(c.cfg.Rate) * c.cfg.BudgetShare) * float64(time.Second))
+					td = time.Duration(float64(pr.Left[t]) / (float64(c.cfg.Rate) * c.cfg.BudgetShare) * float64(time.Second))
 				}
 				d = max(d, td)
 			}
@@ -599,15 +437,15 @@ func (c *engineFlags) progressPrinter(w io.Writer, console bool, tenants []strin
 				eta = e
 			}
 		}
-		line := fmt.Sprintf(pipeline.MsgProgress, min(pr.calls, pr.lookups), pr.lookups, pr.published, pr.rows, pipeline.FormatDuration(time.Since(start)))
-		if !pr.done {
+		line := fmt.Sprintf(pipeline.MsgProgress, min(pr.Calls, pr.Lookups), pr.Lookups, pr.Published, pr.Rows, pipeline.FormatDuration(time.Since(start)))
+		if !pr.Done {
 			line += fmt.Sprintf(pipeline.MsgProgressETA, eta)
 		}
 		switch {
-		case pr.done:
+		case pr.Done:
 			// The last state, then the line is left as it is.
 			fmt.Fprintf(w, "\r%-100s\n", line)
-		case pr.rows == 0 && time.Since(start) < 2*time.Second:
+		case pr.Rows == 0 && time.Since(start) < 2*time.Second:
 			// Nothing known yet: the batch is being split.
 		case console:
 			// Rewritten five times a second at most.
