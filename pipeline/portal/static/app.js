@@ -14,7 +14,7 @@
         .then(function (b) {
           if (!b) { return; }
           if (!RUNNING[b.state]) {
-            if (el.hasAttribute("data-reload")) { window.location.reload(); return; }
+            if (el.hasAttribute("data-reload")) { window.location.replace(window.location.pathname); return; }
             var cell = el.querySelector(".state");
             if (cell) { cell.textContent = b.label; }
             if (bar) { bar.remove(); }
