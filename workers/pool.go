@@ -499,42 +499,31 @@ func (p *Pool) Run(ctx context.Context) error {
 	if inFlight <= 0 {
 		inFlight = DefaultMaxInFlight
 	}
-	acks := newAckTracker()
-	var answered *answeredSets
+	p.answered = nil
 	if p.AnsweredLog != nil {
-		answered = &answeredSets{log: p.AnsweredLog, group: p.Group}
+		p.answered = &answeredSets{log: p.AnsweredLog, group: p.Group}
 	}
-	p.answered = answered
-	sem := make(chan struct{}, inFlight)
-	// Jobs whose calls are over wait for the audit's group commit (which
-	// lingers to gather records) and for their results' write; their
-	// slots bound memory, not calls, and must outnumber what arrives
-	// during one commit, or the call slots would wait for them. 2048 jobs
-	// cover 200 ms at 10,000 jobs/s.
-	post := make(chan struct{}, max(2048, 4*inFlight))
-	// Jobs waiting out an open breaker or a maintenance window give their
-	// call slot back (other providers' jobs go on) and wait parked.
-	parked := make(chan struct{}, max(2048, 4*inFlight))
-	var wg sync.WaitGroup
-	errc := make(chan error, 1)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-
+	r := &poolRun{p: p, log: log, ctx: runCtx, cancel: cancel, acks: newAckTracker(), errc: make(chan error, 1),
+		call: make(chan struct{}, inFlight),
+		// Jobs whose calls are over wait for the audit's group commit
+		// (which lingers to gather records) and for their results'
+		// write; their slots bound memory, not calls, and must outnumber
+		// what arrives during one commit, or the call slots would wait
+		// for them. 2048 jobs cover 200 ms at 10,000 jobs/s.
+		post: make(chan struct{}, max(2048, 4*inFlight)),
+		// Jobs waiting out an open breaker or a maintenance window give
+		// their call slot back (other providers' jobs go on) and wait
+		// parked.
+		parked: make(chan struct{}, max(2048, 4*inFlight)),
+	}
 	commitDone := make(chan struct{})
 	go func() {
 		defer close(commitDone)
-		p.commitLoop(runCtx, log, acks, errc)
+		p.commitLoop(runCtx, log, r.acks, r.errc)
 	}()
 	go p.heartbeat(runCtx, log)
-
-	// Jobs are fetched ahead into one queue per tenant (the message key)
-	// and dispatched round-robin, so that a small town's batch is not
-	// stuck behind a big town's on a shared partition. Offsets are still
-	// committed in partition order.
-	lookahead := p.Lookahead
-	if lookahead <= 0 {
-		lookahead = max(2048, 4*inFlight)
-	}
 	fetched := make(chan delivery)
 	fetchErr := make(chan error, 1)
 	fetchDone := make(chan struct{})
@@ -542,7 +531,7 @@ func (p *Pool) Run(ctx context.Context) error {
 		defer close(fetchDone)
 		var ferr error
 		if p.ConsumerGroup != nil {
-			ferr = p.consumeGroup(runCtx, log, acks, fetched)
+			ferr = p.consumeGroup(runCtx, log, r.acks, fetched)
 		} else {
 			ferr = p.fetch(runCtx, fetched)
 		}
@@ -550,78 +539,113 @@ func (p *Pool) Run(ctx context.Context) error {
 			fetchErr <- ferr
 		}
 	}()
-	runJob := func(d delivery) {
-		defer wg.Done()
-		js := &jobSlots{call: sem, parked: parked, post: post, held: true}
-		defer js.releaseAll()
-		if !d.claim.start() {
-			return // its partition was revoked: the job's next owner runs it
-		}
-		defer d.claim.finish()
-		jctx := runCtx
-		if d.claim != nil {
-			jctx = d.claim.ctx
-		}
-		if perr := p.process(runCtx, jctx, log, d.m, js); perr != nil {
-			if runCtx.Err() == nil && !d.claim.isRevoked() {
-				select {
-				case errc <- perr:
-				default:
-				}
-				cancel()
-			}
-			return
-		}
-		acks.done(d.m)
+	lookahead := p.Lookahead
+	if lookahead <= 0 {
+		lookahead = max(2048, 4*inFlight)
 	}
+	err := r.dispatch(fetched, fetchErr, lookahead)
+	r.jobs.Wait()
+	cancel()
+	<-fetchDone
+	<-commitDone
+	return r.finish(ctx, err)
+}
+
+// poolRun is what one Run of the pool shares with its jobs.
+type poolRun struct {
+	p      *Pool
+	log    zerolog.Logger
+	ctx    context.Context // the run's; cancel ends it
+	cancel context.CancelFunc
+	acks   *ackTracker
+	errc   chan error // the first job error that stops the run
+
+	call, post, parked chan struct{} // the jobs' slots (jobSlots)
+	jobs               sync.WaitGroup
+}
+
+// dispatch fetches jobs ahead, up to lookahead, into one queue per tenant
+// (the message key) and starts them round-robin as call slots free up, so
+// that a small town's batch is not stuck behind a big town's on a shared
+// partition (offsets are still committed in partition order), until the
+// run ends or a fetch fails (its error).
+func (r *poolRun) dispatch(fetched <-chan delivery, fetchErr <-chan error, lookahead int) error {
 	rr := newRoundRobin()
-	var err error
-loop:
 	for {
 		var slot chan struct{}
 		if rr.len() > 0 {
-			slot = sem // dispatch only when a job waits
+			slot = r.call // dispatch only when a job waits
 		}
 		more := fetched
 		if rr.len() >= lookahead {
 			more = nil // the window is full
 		}
 		select {
-		case <-runCtx.Done():
-			break loop
-		case ferr := <-fetchErr:
-			err = ferr
-			break loop
+		case <-r.ctx.Done():
+			return nil
+		case err := <-fetchErr:
+			return err
 		case d := <-more:
 			switch {
-			case !acks.fetched(d.m):
+			case !r.acks.fetched(d.m):
 				// Fetched again after a rebalance: already being processed.
-			case answered.skip(runCtx, log, d.m):
-				acks.done(d.m)
+			case r.p.answered.skip(r.ctx, r.log, d.m):
+				r.acks.done(d.m)
 			default:
 				rr.push(string(d.m.Key), d)
 			}
 		case slot <- struct{}{}:
 			d := rr.pop()
 			if d.claim.isRevoked() {
-				<-sem // fetched ahead for a revoked partition: dropped, no call
+				<-r.call // fetched ahead for a revoked partition: dropped, no call
 				continue
 			}
-			wg.Add(1)
-			go runJob(d)
+			r.jobs.Add(1)
+			go r.run(d)
 		}
 	}
-	wg.Wait()
-	cancel()
-	<-fetchDone
-	<-commitDone
-	// Commit what finished before the stop, with a fresh deadline.
-	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer ccancel()
-	if cerr := p.commit(cctx, acks); cerr != nil && err == nil {
+}
+
+// run processes one job holding a call slot, and marks it done once its
+// results are produced; an error stops the run, unless the job's partition
+// was revoked (its next owner runs it).
+func (r *poolRun) run(d delivery) {
+	defer r.jobs.Done()
+	js := &jobSlots{call: r.call, parked: r.parked, post: r.post, held: true}
+	defer js.releaseAll()
+	if !d.claim.start() {
+		return // its partition was revoked: the job's next owner runs it
+	}
+	defer d.claim.finish()
+	jctx := r.ctx
+	if d.claim != nil {
+		jctx = d.claim.ctx
+	}
+	if err := r.p.process(r.ctx, jctx, r.log, d.m, js); err != nil {
+		if r.ctx.Err() == nil && !d.claim.isRevoked() {
+			select {
+			case r.errc <- err:
+			default:
+			}
+			r.cancel()
+		}
+		return
+	}
+	r.acks.done(d.m)
+}
+
+// finish commits what the jobs finished before the stop, saves the jobs
+// answered beyond it, releases the leases and leaves the group, with a
+// fresh deadline; it returns err, else the first error of these or of a
+// job.
+func (r *poolRun) finish(ctx context.Context, err error) error {
+	p := r.p
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if cerr := p.commit(cctx, r.acks); cerr != nil && err == nil {
 		err = cerr
 	}
-	if serr := p.saveAnswered(cctx, acks); serr != nil && err == nil {
+	if serr := p.saveAnswered(cctx, r.acks); serr != nil && err == nil {
 		err = serr
 	}
 	if lerr := p.releaseLeases(cctx); lerr != nil && err == nil {
@@ -633,9 +657,9 @@ loop:
 		}
 	}
 	select {
-	case perr := <-errc:
+	case jerr := <-r.errc:
 		if err == nil {
-			err = perr
+			err = jerr
 		}
 	default:
 	}
