@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
 
 	"github.com/apbatch/apbatch/pipeline"
 	"github.com/apbatch/apbatch/pipeline/kafka"
@@ -124,19 +125,9 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	if c.cfg, err = c.config.load(c.getenv); err != nil {
 		return err
 	}
-	roles := []string{c.name}
-	if c.name == "serve" {
-		roles = nil
-		for _, r := range strings.Split(c.cfg.Roles, ",") {
-			r = strings.TrimSpace(r)
-			if r == "split" {
-				r = "ingest" // the ingest role splits the batches it starts
-			}
-			if !slices.Contains(servableRoles, r) {
-				return fmt.Errorf("--roles: unknown role %q (roles: %s)", r, strings.Join(servableRoles, ", "))
-			}
-			roles = append(roles, r)
-		}
+	roles, err := c.roles()
+	if err != nil {
+		return err
 	}
 	switch {
 	case c.cfg.Kafka == "":
@@ -155,7 +146,6 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	klog := log.With().Str("process", strings.Join(roles, "+")).Logger()
 	if c.cfg.TmpDir != "" {
 		// What a killed process of this folder left behind.
 		if _, _, err := pipeline.ClearTmp(c.cfg.TmpDir, time.Now(), false); err != nil {
@@ -165,84 +155,13 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 			return fmt.Errorf("--tmp-dir: %w", err)
 		}
 	}
-	cfg := pipeline.RunnerConfig{
-		Kafka: kafka.Config{Brokers: strings.Split(c.cfg.Kafka, ","), Log: &klog},
-		S3: s3.Config{Endpoint: c.cfg.S3Endpoint, Bucket: c.cfg.S3Bucket, AccessKey: c.getenv("APBATCH_S3_ACCESS_KEY"),
-			SecretKey: c.getenv("APBATCH_S3_SECRET_KEY")},
-		LedgerURL: c.cfg.DB, Log: log.With().Str("process", strings.Join(roles, "+")).Logger(),
-		ProviderURL: strings.TrimRight(c.cfg.ProviderURL, "/"), Rate: c.cfg.Rate, IPLimit: c.cfg.IPLimit, Share: c.cfg.BudgetShare,
-		InFlight: c.cfg.InFlight, Recipient: c.cfg.Recipient, Checks: checks, SharedIP: c.cfg.SharedIPBudget, FlushInterval: c.cfg.FlushInterval, StallAfter: c.cfg.StallAfter,
-		Roles: roles, EventsTopic: c.cfg.EventsTopic, WatchInterval: c.cfg.WatchInterval, NotifyURL: c.cfg.NotifyURL,
+	cfg, err := c.runnerConfig(ctx, roles, checks, log)
+	if err != nil {
+		return err
 	}
-	cfg.TmpDir = c.cfg.TmpDir
-	if slices.Contains(roles, "work") {
-		// The providers' maintenance windows are waited out, in
-		// Europe/Paris time.
-		paris, err := time.LoadLocation("Europe/Paris")
-		if err != nil {
-			return fmt.Errorf("load Europe/Paris time zone: %w", err)
-		}
-		cfg.Schedule = &workers.Schedule{Location: paris, Maintenance: !c.cfg.NoMaintenanceSkip}
-		tokens := tokenSources{file: c.cfg.TokenFile, dir: c.cfg.TokensDir, tenantOnly: c.cfg.TenantTokensOnly, getenv: c.getenv}
-		var environ []string
-		if c.environ != nil {
-			environ = c.environ()
-		}
-		if !tokens.configured(environ) {
-			return errors.New("no API token: give --token-file (APBATCH_TOKEN_FILE) or APBATCH_TOKEN for every tenant, " +
-				"and/or --tokens-dir (APBATCH_TOKENS_DIR) or APBATCH_TOKEN_<TENANT> per tenant")
-		}
-		if c.cfg.TokenFile != "" || c.getenv("APBATCH_TOKEN") != "" {
-			if _, _, err := tokens.lookup(""); err != nil {
-				return err
-			}
-		}
-		cfg.Tokens = tokens.source()
-		if cfg.AuditKey, err = auditKey(c.getenv, filepath.Clean(c.cfg.AuditKeyDir)); err != nil {
-			return err
-		}
-	}
-	if slices.Contains(roles, "ingest") || slices.Contains(roles, "work") {
-		if cfg.Keys, err = keyRing(ctx, c.getenv, ""); err != nil {
-			return err
-		}
-		cfg.Log.Info().Strs("key_ids", cfg.Keys.KeyIDs()).Msg("job identities sealed in Kafka")
-	}
-	var environ []string
-	if c.environ != nil {
-		environ = c.environ()
-	}
-	if slices.Contains(roles, "work") {
-		if cfg.KeyLimits, err = workers.ParseKeyLimits(c.cfg.PerMinute); err != nil {
-			return fmt.Errorf("--per-minute: %w", err)
-		}
-		if cfg.Habilitations, err = tenantHabilitations(environ); err != nil {
-			return err
-		}
-		if cfg.Delegations, err = tenantDelegations(environ); err != nil {
-			return err
-		}
-	}
-	if slices.Contains(roles, "ingest") {
-		if cfg.Recipients, err = tenantRecipients(environ); err != nil {
-			return err
-		}
-		switch {
-		case c.cfg.Recipient == "" && len(cfg.Recipients) == 0:
-			return errors.New("--recipient: give the collectivité's SIRET (14 digits), or APBATCH_RECIPIENT, or one per tenant in APBATCH_RECIPIENT_<TENANT>")
-		case c.cfg.Recipient != "" && !siretPattern.MatchString(c.cfg.Recipient):
-			return errors.New("--recipient: give the collectivité's SIRET (14 digits), or APBATCH_RECIPIENT")
-		}
-	}
-	var webKey []byte
-	if slices.Contains(roles, "web") {
-		if !oidcConfigured(c.cfg) && c.getenv("APBATCH_WEB_KEY_SIGN_IN") == "" {
-			return errors.New("web role: agents sign in through OpenID Connect; give APBATCH_OIDC_ISSUER, APBATCH_OIDC_CLIENT_ID, APBATCH_OIDC_CLIENT_SECRET, APBATCH_OIDC_REDIRECT_URL and APBATCH_OIDC_TENANTS (or their flags); " +
-				"for a rehearsal without a provider, APBATCH_WEB_KEY_SIGN_IN=1 lets agents sign in with their tenant's API key")
-		}
-		if webKey, err = portal.SessionKey(c.getenv("APBATCH_WEB_SESSION_KEY"), ""); err != nil {
-			return fmt.Errorf("web role: %w", err)
-		}
+	webKey, err := c.webKey(roles)
+	if err != nil {
+		return err
 	}
 	var ms *metricsServer
 	if c.cfg.MetricsAddr != "" {
@@ -281,6 +200,120 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	st.Wait()
 	cfg.Log.Info().Msg("stopped")
 	return err
+}
+
+// roles returns the roles this process runs: its command's, or serve's
+// --roles.
+func (c *serveCommand) roles() ([]string, error) {
+	roles := []string{c.name}
+	if c.name == "serve" {
+		roles = nil
+		for _, r := range strings.Split(c.cfg.Roles, ",") {
+			r = strings.TrimSpace(r)
+			if r == "split" {
+				r = "ingest" // the ingest role splits the batches it starts
+			}
+			if !slices.Contains(servableRoles, r) {
+				return nil, fmt.Errorf("--roles: unknown role %q (roles: %s)", r, strings.Join(servableRoles, ", "))
+			}
+			roles = append(roles, r)
+		}
+	}
+	return roles, nil
+}
+
+// runnerConfig is the roles' configuration: the services, and what the
+// work and ingest roles need (tokens, keys, limits, SIRETs), checked.
+func (c *serveCommand) runnerConfig(ctx context.Context, roles []string, checks []schemas.Check, log zerolog.Logger) (pipeline.RunnerConfig, error) {
+	klog := log.With().Str("process", strings.Join(roles, "+")).Logger()
+	var err error
+	cfg := pipeline.RunnerConfig{
+		Kafka: kafka.Config{Brokers: strings.Split(c.cfg.Kafka, ","), Log: &klog},
+		S3: s3.Config{Endpoint: c.cfg.S3Endpoint, Bucket: c.cfg.S3Bucket, AccessKey: c.getenv("APBATCH_S3_ACCESS_KEY"),
+			SecretKey: c.getenv("APBATCH_S3_SECRET_KEY")},
+		LedgerURL: c.cfg.DB, Log: log.With().Str("process", strings.Join(roles, "+")).Logger(),
+		ProviderURL: strings.TrimRight(c.cfg.ProviderURL, "/"), Rate: c.cfg.Rate, IPLimit: c.cfg.IPLimit, Share: c.cfg.BudgetShare,
+		InFlight: c.cfg.InFlight, Recipient: c.cfg.Recipient, Checks: checks, SharedIP: c.cfg.SharedIPBudget, FlushInterval: c.cfg.FlushInterval, StallAfter: c.cfg.StallAfter,
+		Roles: roles, EventsTopic: c.cfg.EventsTopic, WatchInterval: c.cfg.WatchInterval, NotifyURL: c.cfg.NotifyURL,
+	}
+	cfg.TmpDir = c.cfg.TmpDir
+	if slices.Contains(roles, "work") {
+		// The providers' maintenance windows are waited out, in
+		// Europe/Paris time.
+		paris, err := time.LoadLocation("Europe/Paris")
+		if err != nil {
+			return cfg, fmt.Errorf("load Europe/Paris time zone: %w", err)
+		}
+		cfg.Schedule = &workers.Schedule{Location: paris, Maintenance: !c.cfg.NoMaintenanceSkip}
+		tokens := tokenSources{file: c.cfg.TokenFile, dir: c.cfg.TokensDir, tenantOnly: c.cfg.TenantTokensOnly, getenv: c.getenv}
+		var environ []string
+		if c.environ != nil {
+			environ = c.environ()
+		}
+		if !tokens.configured(environ) {
+			return cfg, errors.New("no API token: give --token-file (APBATCH_TOKEN_FILE) or APBATCH_TOKEN for every tenant, " +
+				"and/or --tokens-dir (APBATCH_TOKENS_DIR) or APBATCH_TOKEN_<TENANT> per tenant")
+		}
+		if c.cfg.TokenFile != "" || c.getenv("APBATCH_TOKEN") != "" {
+			if _, _, err := tokens.lookup(""); err != nil {
+				return cfg, err
+			}
+		}
+		cfg.Tokens = tokens.source()
+		if cfg.AuditKey, err = auditKey(c.getenv, filepath.Clean(c.cfg.AuditKeyDir)); err != nil {
+			return cfg, err
+		}
+	}
+	if slices.Contains(roles, "ingest") || slices.Contains(roles, "work") {
+		if cfg.Keys, err = keyRing(ctx, c.getenv, ""); err != nil {
+			return cfg, err
+		}
+		cfg.Log.Info().Strs("key_ids", cfg.Keys.KeyIDs()).Msg("job identities sealed in Kafka")
+	}
+	var environ []string
+	if c.environ != nil {
+		environ = c.environ()
+	}
+	if slices.Contains(roles, "work") {
+		if cfg.KeyLimits, err = workers.ParseKeyLimits(c.cfg.PerMinute); err != nil {
+			return cfg, fmt.Errorf("--per-minute: %w", err)
+		}
+		if cfg.Habilitations, err = tenantHabilitations(environ); err != nil {
+			return cfg, err
+		}
+		if cfg.Delegations, err = tenantDelegations(environ); err != nil {
+			return cfg, err
+		}
+	}
+	if slices.Contains(roles, "ingest") {
+		if cfg.Recipients, err = tenantRecipients(environ); err != nil {
+			return cfg, err
+		}
+		switch {
+		case c.cfg.Recipient == "" && len(cfg.Recipients) == 0:
+			return cfg, errors.New("--recipient: give the collectivité's SIRET (14 digits), or APBATCH_RECIPIENT, or one per tenant in APBATCH_RECIPIENT_<TENANT>")
+		case c.cfg.Recipient != "" && !siretPattern.MatchString(c.cfg.Recipient):
+			return cfg, errors.New("--recipient: give the collectivité's SIRET (14 digits), or APBATCH_RECIPIENT")
+		}
+	}
+	return cfg, nil
+}
+
+// webKey returns the portal's session key with the web role (nil
+// without), once its sign-in is configured.
+func (c *serveCommand) webKey(roles []string) ([]byte, error) {
+	if !slices.Contains(roles, "web") {
+		return nil, nil
+	}
+	if !oidcConfigured(c.cfg) && c.getenv("APBATCH_WEB_KEY_SIGN_IN") == "" {
+		return nil, errors.New("web role: agents sign in through OpenID Connect; give APBATCH_OIDC_ISSUER, APBATCH_OIDC_CLIENT_ID, APBATCH_OIDC_CLIENT_SECRET, APBATCH_OIDC_REDIRECT_URL and APBATCH_OIDC_TENANTS (or their flags); " +
+			"for a rehearsal without a provider, APBATCH_WEB_KEY_SIGN_IN=1 lets agents sign in with their tenant's API key")
+	}
+	key, err := portal.SessionKey(c.getenv("APBATCH_WEB_SESSION_KEY"), "")
+	if err != nil {
+		return nil, fmt.Errorf("web role: %w", err)
+	}
+	return key, nil
 }
 
 // startWeb serves the portal of the web role on --web-addr.
