@@ -124,27 +124,9 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 			return fmt.Errorf(pipeline.ErrFmtCannotRead, f)
 		}
 	}
-	if c.headerRow < 0 {
-		return fmt.Errorf("--header-row %d: give the line that names the columns, from 1 (0: found)", c.headerRow)
-	}
-	if _, err := pipeline.ParseIncomingKey(pipeline.IncomingKey{Tenant: c.tenant, Campaign: c.campaign, File: "x.csv"}.String()); err != nil {
-		return fmt.Errorf(pipeline.ErrFmtTenantCampaign, c.tenant, c.campaign)
-	}
-	checks, err := schemas.ParseChecks(c.cfg.Checks)
+	checks, err := c.validate()
 	if err != nil {
-		return fmt.Errorf("--checks : %w", err)
-	}
-	if _, err := pipeline.ParsePeriod(c.period); err != nil {
-		return fmt.Errorf("--period : %w", err)
-	}
-	if c.cfg.Recipient == "" {
-		if c.cfg.ProviderURL != "" {
-			return errors.New(pipeline.ErrFmtNoRecipient)
-		}
-		c.cfg.Recipient = dinumSIRET
-	}
-	if !siretPattern.MatchString(c.cfg.Recipient) {
-		return fmt.Errorf(pipeline.ErrFmtBadRecipient, c.cfg.Recipient)
+		return err
 	}
 	parquetDir, workbook, err := c.outputs()
 	if err != nil {
@@ -186,27 +168,9 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	defer en.Close()
 	st := en.st
 
-	parseTariff := func(b []byte) error { _, err := schemas.ParseTariffGrid(b); return err }
-	parseColumns := func(b []byte) error { _, err := pipeline.ParseColumns(b); return err }
-	if err := uploadConfig(ctx, st, "--tariff", c.tariff, pipeline.TariffKey(c.tenant), parseTariff); err != nil {
-		return err
-	}
-	// A new column mapping changes what is read of a file verified before:
-	// its batch is not reused silently (below).
 	started := time.Now()
-	mappingChanged := false
-	if c.columns != "" {
-		prev, err := pipeline.ReadConfig(ctx, st.S3, pipeline.ColumnsKey(c.tenant))
-		if err != nil {
-			return err
-		}
-		cur, err := os.ReadFile(c.columns)
-		if err != nil {
-			return fmt.Errorf("--columns: %w", err)
-		}
-		mappingChanged = !bytes.Equal(prev, cur)
-	}
-	if err := uploadConfig(ctx, st, "--columns", c.columns, pipeline.ColumnsKey(c.tenant), parseColumns); err != nil {
+	mappingChanged, err := c.storeTenantConfig(ctx, st)
+	if err != nil {
 		return err
 	}
 	var batches []pipeline.Submitted
@@ -235,6 +199,62 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	}
 	c.out = parquetDir
 	return c.report(ctx, c.stdout, st, final, workbook)
+}
+
+// validate checks the flags that need no service and returns the checks.
+func (c *runCommand) validate() ([]schemas.Check, error) {
+	if c.headerRow < 0 {
+		return nil, fmt.Errorf("--header-row %d: give the line that names the columns, from 1 (0: found)", c.headerRow)
+	}
+	if _, err := pipeline.ParseIncomingKey(pipeline.IncomingKey{Tenant: c.tenant, Campaign: c.campaign, File: "x.csv"}.String()); err != nil {
+		return nil, fmt.Errorf(pipeline.ErrFmtTenantCampaign, c.tenant, c.campaign)
+	}
+	if _, err := pipeline.ParsePeriod(c.period); err != nil {
+		return nil, fmt.Errorf("--period : %w", err)
+	}
+	if c.cfg.Recipient == "" {
+		if c.cfg.ProviderURL != "" {
+			return nil, errors.New(pipeline.ErrFmtNoRecipient)
+		}
+		c.cfg.Recipient = dinumSIRET
+	}
+	if !siretPattern.MatchString(c.cfg.Recipient) {
+		return nil, fmt.Errorf(pipeline.ErrFmtBadRecipient, c.cfg.Recipient)
+	}
+	checks, err := schemas.ParseChecks(c.cfg.Checks)
+	if err != nil {
+		return nil, fmt.Errorf("--checks : %w", err)
+	}
+	return checks, nil
+}
+
+// storeTenantConfig stores the tenant's --tariff and --columns in the
+// bucket, where the roles read them, and tells whether the column mapping
+// changed (a file verified before with another is not reused silently).
+func (c *runCommand) storeTenantConfig(ctx context.Context, st *pipeline.Runner) (bool, error) {
+	parseTariff := func(b []byte) error { _, err := schemas.ParseTariffGrid(b); return err }
+	parseColumns := func(b []byte) error { _, err := pipeline.ParseColumns(b); return err }
+	if err := uploadConfig(ctx, st, "--tariff", c.tariff, pipeline.TariffKey(c.tenant), parseTariff); err != nil {
+		return false, err
+	}
+	// A new column mapping changes what is read of a file verified before:
+	// its batch is not reused silently.
+	mappingChanged := false
+	if c.columns != "" {
+		prev, err := pipeline.ReadConfig(ctx, st.S3, pipeline.ColumnsKey(c.tenant))
+		if err != nil {
+			return false, err
+		}
+		cur, err := os.ReadFile(c.columns)
+		if err != nil {
+			return false, fmt.Errorf("--columns: %w", err)
+		}
+		mappingChanged = !bytes.Equal(prev, cur)
+	}
+	if err := uploadConfig(ctx, st, "--columns", c.columns, pipeline.ColumnsKey(c.tenant), parseColumns); err != nil {
+		return false, err
+	}
+	return mappingChanged, nil
 }
 
 // outputs returns where run writes: the folder of the Parquet copies
