@@ -292,6 +292,9 @@ func (c *benchCommand) runScenario(ctx context.Context, log zerolog.Logger, s sc
 		checks = []schemas.Check{schemas.CheckQuotientFamilial}
 	}
 	if s.outage > 0 {
+		if c.duration <= s.outage {
+			return res, fmt.Errorf("--duration %s: the scenario takes its provider down for %s; give a longer duration", c.duration, s.outage)
+		}
 		rows = int(float64(s.rate)*(c.duration-s.outage).Seconds()) / len(checks)
 	}
 	tenants := max(s.tenants, 1)
