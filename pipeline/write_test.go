@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
 	"maps"
 	"slices"
 	"strings"
@@ -54,13 +53,7 @@ func TestResultWriter_ManifestCounts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			body, _, err := client.Open(ctx, got.ManifestKey)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var m schemas.Manifest
-			err = json.NewDecoder(body).Decode(&m)
-			body.Close()
+			m, err := ReadManifest(ctx, client, got.ManifestKey)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -140,13 +133,7 @@ func TestResultWriter_StagesUntilPublished(t *testing.T) {
 	if len(PublishedParts(parts)) != len(parts) || len(parts) != 5 {
 		t.Fatalf("parts %+v", parts)
 	}
-	body, _, err := client.Open(ctx, got.ManifestKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m schemas.Manifest
-	err = json.NewDecoder(body).Decode(&m)
-	body.Close()
+	m, err := ReadManifest(ctx, client, got.ManifestKey)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path"
@@ -145,16 +144,7 @@ func TestDataTeamQueries(t *testing.T) {
 	const tenant, rows = "ville-de-lyon", 40
 	dir := t.TempDir()
 	pop := sandbox.NewPopulation(rows, 11)
-	sb, err := sandbox.New(sandbox.Config{Population: pop, Limits: sandbox.Limits{PerSecond: 1000, IPPerMinute: 1 << 20}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(sb)
-	defer api.Close()
-	tok, err := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
+	api, tok := fastSandbox(t, pop)
 	tokenFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokenFile, []byte(tok), 0o600); err != nil {
 		t.Fatal(err)

@@ -208,56 +208,31 @@ func TestTokenSources_Isolation(t *testing.T) {
 	}
 }
 
-func TestTenantRecipients(t *testing.T) {
+// TestTenantValues: the per-tenant variables (SIRETs, habilitations) name
+// a tenant and hold a valid value, and a refusal never repeats the value.
+func TestTenantValues(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
+		read    func([]string) (map[string]string, error)
 		environ []string
 		want    map[string]string
 		wantErr string
 	}{
-		{"none", []string{"APBATCH_RECIPIENT=13002526500013"}, map[string]string{}, ""},
-		{"two", []string{"APBATCH_RECIPIENT_VILLE_A=13002526500013", "APBATCH_RECIPIENT_VILLE_DE_B= 21750001600019 "},
+		{"recipients: none", tenantRecipients, []string{"APBATCH_RECIPIENT=13002526500013"}, map[string]string{}, ""},
+		{"recipients: two", tenantRecipients, []string{"APBATCH_RECIPIENT_VILLE_A=13002526500013", "APBATCH_RECIPIENT_VILLE_DE_B= 21750001600019 "},
 			map[string]string{"ville-a": "13002526500013", "ville-de-b": "21750001600019"}, ""},
-		{"not a SIRET", []string{"APBATCH_RECIPIENT_VILLE_A=130025265"}, nil, "SIRET"},
-		{"not a tenant", []string{"APBATCH_RECIPIENT_Ville=13002526500013"}, nil, "names no tenant"},
-		{"empty tenant", []string{"APBATCH_RECIPIENT_=13002526500013"}, nil, "names no tenant"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := tenantRecipients(tc.environ)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil || len(got) != len(tc.want) {
-				t.Fatalf("got %v, %v; want %v", got, err, tc.want)
-			}
-			for k, v := range tc.want {
-				if got[k] != v {
-					t.Fatalf("got %v, want %v", got, tc.want)
-				}
-			}
-		})
-	}
-}
-
-func TestTenantHabilitations(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		environ []string
-		want    map[string]string
-		wantErr string
-	}{
-		{"none", []string{"APBATCH_TOKEN_VILLE_A=x"}, map[string]string{}, ""},
-		{"two", []string{"APBATCH_HABILITATION_VILLE_A=51234", "APBATCH_HABILITATION_VILLE_DE_B= 51234 "},
+		{"recipients: not a SIRET", tenantRecipients, []string{"APBATCH_RECIPIENT_VILLE_A=130025265"}, nil, "SIRET"},
+		{"recipients: not a tenant", tenantRecipients, []string{"APBATCH_RECIPIENT_Ville=13002526500013"}, nil, "names no tenant"},
+		{"recipients: empty tenant", tenantRecipients, []string{"APBATCH_RECIPIENT_=13002526500013"}, nil, "names no tenant"},
+		{"habilitations: none", tenantHabilitations, []string{"APBATCH_TOKEN_VILLE_A=x"}, map[string]string{}, ""},
+		{"habilitations: two", tenantHabilitations, []string{"APBATCH_HABILITATION_VILLE_A=51234", "APBATCH_HABILITATION_VILLE_DE_B= 51234 "},
 			map[string]string{"ville-a": "51234", "ville-de-b": "51234"}, ""},
-		{"not an id", []string{"APBATCH_HABILITATION_VILLE_A=Mairie de A"}, nil, "habilitation's id"},
-		{"empty", []string{"APBATCH_HABILITATION_VILLE_A="}, nil, "habilitation's id"},
-		{"not a tenant", []string{"APBATCH_HABILITATION_Ville=51234"}, nil, "names no tenant"},
+		{"habilitations: not an id", tenantHabilitations, []string{"APBATCH_HABILITATION_VILLE_A=Mairie de A"}, nil, "habilitation's id"},
+		{"habilitations: empty", tenantHabilitations, []string{"APBATCH_HABILITATION_VILLE_A="}, nil, "habilitation's id"},
+		{"habilitations: not a tenant", tenantHabilitations, []string{"APBATCH_HABILITATION_Ville=51234"}, nil, "names no tenant"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := tenantHabilitations(tc.environ)
+			got, err := tc.read(tc.environ)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)

@@ -131,16 +131,7 @@ func TestRefresh_Diff(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	pop := sandbox.NewPopulation(60, 7)
-	sb, err := sandbox.New(sandbox.Config{Population: pop, Limits: sandbox.Limits{PerSecond: 1000, IPPerMinute: 1 << 20}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(sb)
-	defer api.Close()
-	tok, err := sandbox.Token([]byte(sandbox.DefaultSecret), sandbox.AllScopes, time.Now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
+	api, tok := fastSandbox(t, pop)
 	tokenFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokenFile, []byte(tok), 0o600); err != nil {
 		t.Fatal(err)
@@ -414,13 +405,8 @@ func TestRefresh_WaitRoles(t *testing.T) {
 	hook := &webhook{}
 	alerts := httptest.NewServer(hook)
 	defer alerts.Close()
-	environ := map[string]string{
-		"APBATCH_KAFKA_BROKERS": kafkaAddr, "APBATCH_S3_ENDPOINT": "http://" + s3Addr, "APBATCH_S3_ACCESS_KEY": "k",
-		"APBATCH_S3_SECRET_KEY": "s", "APBATCH_DB": "sqlite://" + filepath.Join(dir, "ledger.db"),
-		"APBATCH_PROVIDER_URL": api.URL, "APBATCH_TOKEN": tok, "APBATCH_RECIPIENT": "13002526500013",
-		"APBATCH_AUDIT_KEY": strings.Repeat("ab", 32), "APBATCH_KEK": strings.Repeat("5a", 32), "APBATCH_NO_MAINTENANCE_SKIP": "1", "APBATCH_LOG_LEVEL": "warn",
-		"APBATCH_NOTIFY_URL": alerts.URL + "/hooks/alertes",
-	}
+	environ := rolesEnviron(dir, kafkaAddr, s3Addr, api.URL, tok)
+	environ["APBATCH_NOTIFY_URL"] = alerts.URL + "/hooks/alertes"
 	var wg sync.WaitGroup
 	start := func(args ...string) {
 		wg.Add(1)

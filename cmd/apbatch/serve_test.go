@@ -58,12 +58,7 @@ func TestServe_RolesAsProcesses(t *testing.T) {
 	kafkaAddr, s3Addr := freeAddr(t), freeAddr(t)
 	pop := sandbox.NewPopulation(60, 4)
 	api, tok := fastSandbox(t, pop)
-	environ := map[string]string{
-		"APBATCH_KAFKA_BROKERS": kafkaAddr, "APBATCH_S3_ENDPOINT": "http://" + s3Addr, "APBATCH_S3_ACCESS_KEY": "k",
-		"APBATCH_S3_SECRET_KEY": "s", "APBATCH_DB": "sqlite://" + filepath.Join(dir, "ledger.db"),
-		"APBATCH_PROVIDER_URL": api.URL, "APBATCH_TOKEN": tok, "APBATCH_RECIPIENT": "13002526500013",
-		"APBATCH_AUDIT_KEY": strings.Repeat("ab", 32), "APBATCH_KEK": strings.Repeat("5a", 32), "APBATCH_NO_MAINTENANCE_SKIP": "1", "APBATCH_LOG_LEVEL": "warn",
-	}
+	environ := rolesEnviron(dir, kafkaAddr, s3Addr, api.URL, tok)
 	var wg sync.WaitGroup
 	logs := map[string]*syncBuffer{}
 	start := func(args ...string) {
@@ -149,6 +144,18 @@ func embeddedServices(t *testing.T, ctx context.Context, dir string) (*kafka.Bro
 	}
 	t.Cleanup(func() { srv.Close(context.Background()) })
 	return broker, srv
+}
+
+// rolesEnviron is the APBATCH_* environment of role processes on the
+// broker at kafkaAddr, the S3 server at s3Addr, a SQLite ledger in dir and
+// the sandbox at apiURL with its token tok.
+func rolesEnviron(dir, kafkaAddr, s3Addr, apiURL, tok string) map[string]string {
+	return map[string]string{
+		"APBATCH_KAFKA_BROKERS": kafkaAddr, "APBATCH_S3_ENDPOINT": "http://" + s3Addr, "APBATCH_S3_ACCESS_KEY": "k",
+		"APBATCH_S3_SECRET_KEY": "s", "APBATCH_DB": "sqlite://" + filepath.Join(dir, "ledger.db"),
+		"APBATCH_PROVIDER_URL": apiURL, "APBATCH_TOKEN": tok, "APBATCH_RECIPIENT": "13002526500013",
+		"APBATCH_AUDIT_KEY": strings.Repeat("ab", 32), "APBATCH_KEK": strings.Repeat("5a", 32), "APBATCH_NO_MAINTENANCE_SKIP": "1", "APBATCH_LOG_LEVEL": "warn",
+	}
 }
 
 // fastSandbox serves the sandbox of pop, with budgets no test reaches, for
